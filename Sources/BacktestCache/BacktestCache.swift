@@ -1,0 +1,1 @@
+// The BacktestCache module. See Package.swift for where it sits in the architecture.

@@ -1,0 +1,1 @@
+// The BacktestEngine module. See Package.swift for where it sits in the architecture.

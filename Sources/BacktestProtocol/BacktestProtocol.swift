@@ -1,0 +1,1 @@
+// The BacktestProtocol module. See Package.swift for where it sits in the architecture.

@@ -1,0 +1,1 @@
+// The BacktestServer module. See Package.swift for where it sits in the architecture.

@@ -1,0 +1,58 @@
+import BacktestCore
+
+/// What a backtest asks the data layer for: daily bars of some symbols over one date range.
+public struct BarQuery: Hashable, Sendable, CustomStringConvertible {
+    /// Upper-case, de-duplicated and sorted, so equal questions compare (and coalesce) equal.
+    public let symbols: [String]
+    public let range: ClosedRange<TradingDate>
+    public let adjustment: PriceAdjustment
+
+    public init(symbols: some Sequence<String>, range: ClosedRange<TradingDate>, adjustment: PriceAdjustment) {
+        self.symbols = Array(Set(symbols.map { $0.uppercased() })).sorted()
+        self.range = range
+        self.adjustment = adjustment
+    }
+
+    public var description: String {
+        "\(symbols.joined(separator: ",")) \(range.lowerBound)...\(range.upperBound) (\(adjustment.rawValue))"
+    }
+}
+
+/// The answer to a `BarQuery`.
+public struct BarSet: Sendable {
+    /// Bars of every symbol that has data in the range, adjusted as the query asked: the
+    /// adjustment is as of the newest data the source knows (like the vendor's), so a value on a
+    /// date does not depend on the range asked for.
+    public var bars: [String: DailyBars]
+    /// Requested symbols the source knows nothing about in the range ("no data" is not an error
+    /// at this level; the engine decides what it means for a strategy).
+    public var missing: [String]
+    /// Requests made to a remote vendor to answer (pages count one each); 0 for local sources.
+    public var apiCalls: Int
+    /// Things a person should know, e.g. "AAPL: no data before 1999-11-01, used from there".
+    public var warnings: [String]
+
+    public init(bars: [String: DailyBars] = [:], missing: [String] = [], apiCalls: Int = 0, warnings: [String] = []) {
+        self.bars = bars
+        self.missing = missing
+        self.apiCalls = apiCalls
+        self.warnings = warnings
+    }
+}
+
+/// A source of daily bars: Alpaca's API, a directory of CSV files, or the embedded demo.
+///
+/// Implementations are safe to call concurrently. They throw `BacktestError`: INVALID_ARGUMENT
+/// for a malformed symbol, UNAVAILABLE when the vendor cannot be reached after retries,
+/// UNAUTHENTICATED / PERMISSION_DENIED for key problems.
+public protocol MarketDataProvider: Sendable {
+    /// Short name reported in results and logs: "alpaca", "files", "demo".
+    var name: String { get }
+
+    /// The first date indicators are computed from. Indicator values are defined over all
+    /// history from this epoch, so a value on a date never depends on the backtest's start and
+    /// can be cached by date.
+    var dataEpoch: TradingDate { get }
+
+    func dailyBars(_ query: BarQuery) async throws -> BarSet
+}

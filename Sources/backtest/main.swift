@@ -1,0 +1,2 @@
+// The backtest command-line client (filled by the protocol/server issue).
+print("backtest: not built yet")

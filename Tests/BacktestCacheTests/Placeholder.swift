@@ -1,0 +1,1 @@
+// Tests for BacktestCache live in this folder.

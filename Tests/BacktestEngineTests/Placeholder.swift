@@ -1,0 +1,1 @@
+// Tests for BacktestEngine live in this folder.

@@ -1,0 +1,1 @@
+// Tests for BacktestProtocol live in this folder.

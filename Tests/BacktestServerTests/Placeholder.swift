@@ -1,0 +1,1 @@
+// Tests for BacktestServer live in this folder.

@@ -1,0 +1,1 @@
+// Tests for MarketData live in this folder.
