@@ -1,1 +1,0 @@
-// The BacktestEngine module. See Package.swift for where it sits in the architecture.

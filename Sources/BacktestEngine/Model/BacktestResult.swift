@@ -1,0 +1,116 @@
+import BacktestCore
+
+// Results: the Swift twin of BacktestResult and its parts in proto/backtest.proto.
+
+public enum OrderSide: String, Sendable, Hashable, Codable {
+    case buy, sell
+}
+
+public struct Order: Sendable, Hashable {
+    public var date: TradingDate
+    public var ticker: String
+    public var side: OrderSide
+    /// Shares, fractional, always positive.
+    public var quantity: Double
+    /// Fill price after slippage.
+    public var price: Double
+    public var commission: Double
+
+    public init(date: TradingDate, ticker: String, side: OrderSide, quantity: Double, price: Double, commission: Double) {
+        self.date = date
+        self.ticker = ticker
+        self.side = side
+        self.quantity = quantity
+        self.price = price
+        self.commission = commission
+    }
+}
+
+/// Performance metrics with empyrical's conventions (252 periods a year, risk-free 0).
+public struct Metrics: Sendable, Hashable {
+    public var totalReturn = 0.0
+    public var cagr = 0.0
+    public var volatility = 0.0
+    public var sharpe = 0.0
+    public var sortino = 0.0
+    /// Negative fraction, e.g. -0.59.
+    public var maxDrawdown = 0.0
+    /// Trading days from the peak to recovery (or to the end when not recovered).
+    public var maxDrawdownDuration = 0
+    public var calmar = 0.0
+    public var alpha = 0.0
+    public var beta = 0.0
+    public var winRate = 0.0
+    public var profitFactor = 0.0
+    public var tradeCount = 0
+    public var exposure = 0.0
+
+    public init() {}
+}
+
+/// Where the time went and what the data layer did, for one backtest or a whole batch.
+public struct RunStatistics: Sendable, Hashable {
+    public var totalMs = 0.0
+    public var analysisMs = 0.0
+    public var dataMs = 0.0
+    public var indicatorsMs = 0.0
+    public var simulationMs = 0.0
+    public var barsProcessed = 0
+    public var cacheHits = 0
+    public var cacheMisses = 0
+    public var apiCalls = 0
+    public var indicatorSeries = 0
+    public var indicatorSeriesComputed = 0
+    /// "v2" or "reference".
+    public var engine = ""
+    /// "alpaca", "files" or "demo".
+    public var dataSource = ""
+    /// Batches only.
+    public var variantsPerSecond = 0.0
+
+    public init() {}
+
+    /// hits / (hits + misses); 0 when nothing was looked up.
+    public var cacheHitRate: Double {
+        cacheHits + cacheMisses == 0 ? 0 : Double(cacheHits) / Double(cacheHits + cacheMisses)
+    }
+}
+
+public struct BacktestResult: Sendable, Hashable {
+    public var strategyName: String
+    /// The simulated trading days.
+    public var dates: [TradingDate]
+    /// Total equity at each date's close.
+    public var equity: [Double]
+    /// Buy-and-hold benchmark equity at each date's close.
+    public var benchmark: [Double]
+    public var orders: [Order]
+    public var metrics: Metrics
+    public var benchmarkMetrics: Metrics
+    public var warnings: [String]
+    public var stats: RunStatistics
+    public var initialCapital: Double
+    public var benchmarkTicker: String
+    public var dataSource: String
+
+    public init(
+        strategyName: String, dates: [TradingDate], equity: [Double], benchmark: [Double], orders: [Order],
+        metrics: Metrics, benchmarkMetrics: Metrics, warnings: [String], stats: RunStatistics,
+        initialCapital: Double, benchmarkTicker: String, dataSource: String
+    ) {
+        self.strategyName = strategyName
+        self.dates = dates
+        self.equity = equity
+        self.benchmark = benchmark
+        self.orders = orders
+        self.metrics = metrics
+        self.benchmarkMetrics = benchmarkMetrics
+        self.warnings = warnings
+        self.stats = stats
+        self.initialCapital = initialCapital
+        self.benchmarkTicker = benchmarkTicker
+        self.dataSource = dataSource
+    }
+
+    public var finalEquity: Double { equity.last ?? initialCapital }
+}
