@@ -110,7 +110,9 @@ let package = Package(
         // Test helpers shared by the test targets (locating ../shared, starting redis-server).
         .target(name: "BacktestTestSupport", dependencies: ["BacktestCore"]),
         .testTarget(name: "BacktestCoreTests", dependencies: ["BacktestTestSupport", "BacktestCore"]),
-        .testTarget(name: "BacktestEngineTests", dependencies: ["BacktestTestSupport", "BacktestEngine", "BacktestCore"]),
+        .testTarget(
+            name: "BacktestEngineTests", dependencies: ["BacktestTestSupport", "BacktestEngine", "BacktestCore"],
+            exclude: ["Fixtures"]),
         .testTarget(
             name: "MarketDataTests",
             dependencies: [

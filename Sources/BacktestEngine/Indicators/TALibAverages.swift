@@ -1,0 +1,106 @@
+// Moving averages with TA-Lib's exact arithmetic (same running sums, same seeding), so values
+// agree with TA-Lib to the last few bits, not just to a tolerance. Every function returns an
+// array as long as its input with NaN over the warm-up ("lookback") bars.
+
+enum TALib {
+    /// TA-Lib's TA_IS_ZERO.
+    static func isZero(_ value: Double) -> Bool { value > -1e-14 && value < 1e-14 }
+    /// TA-Lib's TA_IS_ZERO_OR_NEG.
+    static func isZeroOrNegative(_ value: Double) -> Bool { value < 1e-14 }
+
+    static func undefined(_ count: Int) -> [Double] { Array(repeating: .nan, count: count) }
+
+    /// TA_SMA; lookback period-1.
+    static func sma(_ input: [Double], period: Int) -> [Double] {
+        var out = undefined(input.count)
+        guard input.count >= period else { return out }
+        var total = 0.0
+        for i in 0..<(period - 1) { total += input[i] }
+        var trailing = 0
+        for i in (period - 1)..<input.count {
+            total += input[i]
+            let sum = total
+            total -= input[trailing]
+            trailing += 1
+            out[i] = sum / Double(period)
+        }
+        return out
+    }
+
+    /// TA_INT_EMA from `start` (an index >= period-1): seeded at `start` with the SMA of the
+    /// `period` values ending there. Plain EMA uses start = period-1; MACD starts its fast EMA
+    /// where the slow one starts, which is why MACD's fast line differs from a plain EMA.
+    static func ema(_ input: [Double], period: Int, k: Double, start: Int) -> [Double] {
+        var out = undefined(input.count)
+        guard start < input.count, start >= period - 1 else { return out }
+        var today = start - (period - 1)
+        var sum = 0.0
+        for _ in 0..<period {
+            sum += input[today]
+            today += 1
+        }
+        var previous = sum / Double(period)
+        out[start] = previous
+        while today < input.count {
+            previous = ((input[today] - previous) * k) + previous
+            out[today] = previous
+            today += 1
+        }
+        return out
+    }
+
+    static func ema(_ input: [Double], period: Int) -> [Double] {
+        ema(input, period: period, k: 2.0 / Double(period + 1), start: period - 1)
+    }
+
+    /// TA_WMA's running form: weights 1...period, newest heaviest; lookback period-1.
+    static func wma(_ input: [Double], period: Int) -> [Double] {
+        var out = undefined(input.count)
+        guard input.count >= period else { return out }
+        let divider = Double(period * (period + 1) / 2)
+        var periodSub = 0.0
+        var periodSum = 0.0
+        for i in 0..<(period - 1) {
+            periodSub += input[i]
+            periodSum += input[i] * Double(i + 1)
+        }
+        var trailingValue = 0.0
+        var trailing = 0
+        for i in (period - 1)..<input.count {
+            let value = input[i]
+            periodSub += value
+            periodSub -= trailingValue
+            periodSum += value * Double(period)
+            trailingValue = input[trailing]
+            trailing += 1
+            out[i] = periodSum / divider
+            periodSum -= periodSub
+        }
+        return out
+    }
+
+    /// TA_MACD with explicit periods: both EMAs start at bar slow-1 (the fast one seeded with the
+    /// SMA of the `fast` bars ending there), the signal is an EMA of the MACD line seeded with the
+    /// SMA of its first `signal` values. All three outputs start at (slow-1)+(signal-1).
+    static func macd(_ input: [Double], fast: Int, slow: Int, signal: Int) -> (macd: [Double], signal: [Double], hist: [Double]) {
+        let count = input.count
+        var macd = undefined(count)
+        var signalLine = undefined(count)
+        var hist = undefined(count)
+        let (fast, slow) = fast <= slow ? (fast, slow) : (slow, fast)
+        let lookbackSignal = signal - 1
+        let start = slow - 1
+        guard count > start + lookbackSignal else { return (macd, signalLine, hist) }
+        let slowEMA = ema(input, period: slow, k: 2.0 / Double(slow + 1), start: start)
+        let fastEMA = ema(input, period: fast, k: 2.0 / Double(fast + 1), start: start)
+        let line = (start..<count).map { fastEMA[$0] - slowEMA[$0] }
+        let signalEMA = ema(line, period: signal, k: 2.0 / Double(signal + 1), start: lookbackSignal)
+        for j in lookbackSignal..<line.count {
+            let i = j + start
+            macd[i] = line[j]
+            signalLine[i] = signalEMA[j]
+            hist[i] = line[j] - signalEMA[j]
+        }
+        return (macd, signalLine, hist)
+    }
+}

@@ -1,0 +1,155 @@
+import BacktestCore
+import Foundation
+
+extension Position: Codable {
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: AnyKey.self)
+        try container.rejectUnknownKeys(["ticker", "weight", "entry", "exit"], in: "position")
+        self.init(
+            ticker: try container.decode(String.self, forKey: AnyKey("ticker")).uppercased(),
+            weight: try container.decodeIfPresent(Double.self, forKey: AnyKey("weight")) ?? 1,
+            entry: try container.decode(Condition.self, forKey: AnyKey("entry")),
+            exit: try container.decodeIfPresent(Condition.self, forKey: AnyKey("exit")))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: AnyKey.self)
+        try container.encode(ticker, forKey: AnyKey("ticker"))
+        try container.encode(weight, forKey: AnyKey("weight"))
+        try container.encode(entry, forKey: AnyKey("entry"))
+        try container.encodeIfPresent(exit, forKey: AnyKey("exit"))
+    }
+}
+
+/// A strategy file for the CLI: a strategy and, optionally, settings, in one flat JSON object;
+/// the case format of shared/reference/backtests.json is one:
+///
+///     {"name": "golden cross", "start": "2005-01-03", "end": "2019-12-31",
+///      "initial_capital": 100000, "fill": "close", "commission_bps": 5, "slippage_bps": 2,
+///      "rebalance": "none", "allow_leverage": false, "adjustment": "split", "benchmark": "SPY",
+///      "positions": [{"ticker": "AAPL", "weight": 1.0,
+///                     "entry": {"lhs": "sma:50", "op": ">", "rhs": "sma:200"}}]}
+///
+/// `id` is accepted as the name. Unknown keys are errors.
+public struct StrategyFile: Sendable, Hashable, Codable {
+    public var strategy: Strategy
+    public var start: TradingDate?
+    public var end: TradingDate?
+    public var initialCapital: Double?
+    public var adjustment: PriceAdjustment?
+    public var benchmark: String?
+
+    static let strategyKeys: Set<String> = ["name", "id", "positions", "fill", "commission_bps", "slippage_bps", "rebalance", "allow_leverage"]
+    static let settingsKeys: Set<String> = ["start", "end", "initial_capital", "adjustment", "benchmark"]
+
+    public init(
+        strategy: Strategy, start: TradingDate? = nil, end: TradingDate? = nil, initialCapital: Double? = nil,
+        adjustment: PriceAdjustment? = nil, benchmark: String? = nil
+    ) {
+        self.strategy = strategy
+        self.start = start
+        self.end = end
+        self.initialCapital = initialCapital
+        self.adjustment = adjustment
+        self.benchmark = benchmark
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: AnyKey.self)
+        try container.rejectUnknownKeys(Self.strategyKeys.union(Self.settingsKeys), in: "strategy file")
+        func decode<T: Decodable>(_ key: String, _ type: T.Type) throws -> T? {
+            try container.decodeIfPresent(T.self, forKey: AnyKey(key))
+        }
+        func enumValue<T: RawRepresentable<String>>(_ key: String, _ type: T.Type, _ allowed: [String]) throws -> T? {
+            guard let text = try decode(key, String.self) else { return nil }
+            guard let value = T(rawValue: text.lowercased()) else {
+                throw DecodingError.dataCorruptedError(
+                    forKey: AnyKey(key), in: container,
+                    debugDescription: "'\(text)' is not a valid \(key) (expected one of: \(allowed.joined(separator: ", ")))")
+            }
+            return value
+        }
+        strategy = Strategy(
+            name: try decode("name", String.self) ?? decode("id", String.self) ?? "",
+            positions: try decode("positions", [Position].self) ?? [],
+            fill: try enumValue("fill", FillTiming.self, FillTiming.allCases.map(\.rawValue)) ?? .default,
+            commissionBps: try decode("commission_bps", Double.self) ?? 0,
+            slippageBps: try decode("slippage_bps", Double.self) ?? 0,
+            rebalance: try enumValue("rebalance", Rebalance.self, Rebalance.allCases.map(\.rawValue)) ?? .none,
+            allowLeverage: try decode("allow_leverage", Bool.self) ?? false)
+        start = try decode("start", TradingDate.self)
+        end = try decode("end", TradingDate.self)
+        initialCapital = try decode("initial_capital", Double.self)
+        adjustment = try enumValue("adjustment", PriceAdjustment.self, PriceAdjustment.allCases.map(\.rawValue))
+        benchmark = try decode("benchmark", String.self)?.uppercased()
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: AnyKey.self)
+        try container.encode(strategy.name, forKey: AnyKey("name"))
+        try container.encode(strategy.positions, forKey: AnyKey("positions"))
+        try container.encode(strategy.fill.rawValue, forKey: AnyKey("fill"))
+        try container.encode(strategy.commissionBps, forKey: AnyKey("commission_bps"))
+        try container.encode(strategy.slippageBps, forKey: AnyKey("slippage_bps"))
+        try container.encode(strategy.rebalance.rawValue, forKey: AnyKey("rebalance"))
+        try container.encode(strategy.allowLeverage, forKey: AnyKey("allow_leverage"))
+        try container.encodeIfPresent(start, forKey: AnyKey("start"))
+        try container.encodeIfPresent(end, forKey: AnyKey("end"))
+        try container.encodeIfPresent(initialCapital, forKey: AnyKey("initial_capital"))
+        try container.encodeIfPresent(adjustment?.rawValue, forKey: AnyKey("adjustment"))
+        try container.encodeIfPresent(benchmark, forKey: AnyKey("benchmark"))
+    }
+
+    /// Decodes a file; errors are INVALID_ARGUMENT with the JSON path of the fault as `field`
+    /// ("positions[0].entry.op") and a message saying what was wrong there.
+    public static func decode(_ data: Data) throws(BacktestError) -> StrategyFile {
+        do {
+            return try JSONDecoder().decode(StrategyFile.self, from: data)
+        } catch let error as DecodingError {
+            throw describe(error)
+        } catch {
+            throw .invalidArgument("strategy file: \(error)")
+        }
+    }
+
+    /// Settings from the file, with `defaults` for what it leaves out.
+    public func settings(defaults: BacktestSettings) -> BacktestSettings {
+        BacktestSettings(
+            start: start ?? defaults.start, end: end ?? defaults.end,
+            initialCapital: initialCapital ?? defaults.initialCapital,
+            adjustment: adjustment ?? defaults.adjustment, benchmark: benchmark ?? defaults.benchmark)
+    }
+
+    static func describe(_ error: DecodingError) -> BacktestError {
+        func path(_ codingPath: [any CodingKey]) -> String {
+            var text = ""
+            for key in codingPath {
+                if let index = key.intValue { text += "[\(index)]" } else { text += (text.isEmpty ? "" : ".") + key.stringValue }
+            }
+            return text
+        }
+        switch error {
+        case .keyNotFound(let key, let context):
+            let field = path(context.codingPath + [key])
+            return .invalidArgument("missing required key '\(key.stringValue)'", field: field)
+        case .typeMismatch(let type, let context):
+            return .invalidArgument("expected \(jsonName(type)): \(context.debugDescription)", field: path(context.codingPath))
+        case .valueNotFound(let type, let context):
+            return .invalidArgument("expected \(jsonName(type)), found null", field: path(context.codingPath))
+        case .dataCorrupted(let context):
+            let underlying = context.underlyingError.map { " (\($0))" } ?? ""
+            return .invalidArgument(context.debugDescription + underlying, field: path(context.codingPath))
+        @unknown default:
+            return .invalidArgument("strategy file: \(error)")
+        }
+    }
+
+    private static func jsonName(_ type: Any.Type) -> String {
+        switch type {
+        case is Double.Type, is Int.Type: "a number"
+        case is String.Type: "a string"
+        case is Bool.Type: "true or false"
+        default: "\(type)"
+        }
+    }
+}

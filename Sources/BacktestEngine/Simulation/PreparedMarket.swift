@@ -1,0 +1,167 @@
+import BacktestCore
+
+/// The simulation calendar and every ticker's bars aligned to it: the work a backtest does before
+/// looking at a strategy, done once per (settings, snapshot) and shared read-only by every
+/// variant of a batch.
+///
+/// Calendar: the benchmark's trading days within [start, end] (the references use SPY's).
+///
+/// Missing-bar policy, for a ticker without a bar on a calendar day (not yet listed, halted,
+/// delisted): no order for it fills that day (a `next_open` order due then is dropped, and the
+/// signal is re-evaluated on the next bar), its signals are false that day (entry and exit, so a
+/// halt does not trigger an implicit exit), its price fields and indicators are undefined, and a
+/// held position is valued at the ticker's last known close. Each such situation adds a warning
+/// to the result naming the ticker and the dates actually usable. A ticker with no bar at all in
+/// [start, end] is an error (NOT_FOUND naming the field).
+public struct PreparedMarket: Sendable {
+    public let settings: BacktestSettings
+    public let dates: [TradingDate]
+    /// Buy-and-hold benchmark equity: initial capital x close[t] / close[0].
+    public let benchmark: [Double]
+    public let benchmarkReturns: [Double]
+    public let benchmarkMetrics: Metrics
+    public let dataSource: String
+    /// Warnings about the calendar itself (benchmark range, flat benchmark).
+    public let warnings: [String]
+    let snapshot: MarketSnapshot
+    let aligned: [String: AlignedTicker]
+
+    public init(settings: BacktestSettings, snapshot: MarketSnapshot) throws(BacktestError) {
+        guard settings.start <= settings.end else {
+            throw .invalidArgument(
+                "end date \(settings.end) is before start date \(settings.start)", field: "settings.end_date")
+        }
+        guard let benchmarkBars = snapshot.bars[settings.benchmark] else {
+            throw BacktestError(.notFound, "no bars for benchmark \(settings.benchmark)", field: "settings.benchmark")
+        }
+        let calendar = benchmarkBars.slice(settings.start...settings.end)
+        guard let first = calendar.firstDate, let last = calendar.lastDate else {
+            let available = benchmarkBars.firstDate.map { "; its data covers \($0)...\(benchmarkBars.lastDate!)" } ?? ""
+            throw BacktestError(
+                .notFound,
+                "benchmark \(settings.benchmark) has no bars in \(settings.start)...\(settings.end)\(available)",
+                field: "settings.start_date")
+        }
+        var warnings: [String] = []
+        if first > settings.start.advanced(by: 7) || last < settings.end.advanced(by: -7) {
+            warnings.append(
+                "benchmark \(settings.benchmark) has bars only for \(first)...\(last) of the requested "
+                    + "\(settings.start)...\(settings.end); simulated \(first)...\(last)")
+        }
+        self.settings = settings
+        self.snapshot = snapshot
+        self.dataSource = snapshot.source
+        dates = calendar.dates
+        let base = calendar.close[0]
+        benchmark = calendar.close.map { settings.initialCapital * $0 / base }
+        benchmarkReturns = PerformanceMetrics.dailyReturns(benchmark)
+        if let flat = PreparedMarket.flatBenchmarkWarning(benchmarkReturns, ticker: settings.benchmark) {
+            warnings.append(flat)
+        }
+        self.warnings = warnings
+        var aligned: [String: AlignedTicker] = [:]
+        for (ticker, bars) in snapshot.bars {
+            aligned[ticker] = AlignedTicker(bars: bars, calendar: dates)
+        }
+        self.aligned = aligned
+        benchmarkMetrics = PerformanceMetrics.compute(
+            equity: benchmark, benchmarkReturns: benchmarkReturns, trades: TradeSummary.buyAndHold(benchmark),
+            exposure: 1)
+    }
+
+    /// The benchmark must move: a flat benchmark (zero variance of daily returns, or a single
+    /// day) makes alpha, beta and every comparison meaningless, and was a bug of the old system.
+    static func flatBenchmarkWarning(_ returns: [Double], ticker: String) -> String? {
+        guard returns.count >= 1 else {
+            return "benchmark \(ticker) covers a single day: its returns have no variance"
+        }
+        let mean = returns.reduce(0, +) / Double(returns.count)
+        let variance = returns.reduce(0) { $0 + ($1 - mean) * ($1 - mean) }
+        return variance > 0 ? nil : "benchmark \(ticker) is flat over the whole range (zero variance); check its data"
+    }
+
+    func ticker(_ symbol: String, field: String) throws(BacktestError) -> AlignedTicker {
+        guard let ticker = aligned[symbol] else {
+            throw BacktestError(.notFound, "no market data for \(symbol)", field: field)
+        }
+        guard ticker.firstCalendarIndex != nil else {
+            let range = ticker.barsRange.map { " (its data covers \($0.lowerBound)...\($0.upperBound))" } ?? ""
+            throw BacktestError(
+                .notFound, "\(symbol) has no bars in \(dates[0])...\(dates[dates.count - 1])\(range)", field: field)
+        }
+        return ticker
+    }
+}
+
+/// One ticker's bars on the simulation calendar.
+struct AlignedTicker: Sendable {
+    let symbol: String
+    /// Index into the ticker's bars for each calendar day; -1 when it has no bar that day.
+    let barIndex: [Int]
+    let open: [Double]
+    let close: [Double]
+    /// Last known close on or before each calendar day (NaN before the first bar): valuation.
+    let mark: [Double]
+    let firstCalendarIndex: Int?
+    let barsRange: ClosedRange<TradingDate>?
+    let warnings: [String]
+
+    init(bars: DailyBars, calendar: [TradingDate]) {
+        symbol = bars.symbol
+        barsRange = bars.firstDate.flatMap { first in bars.lastDate.map { first...$0 } }
+        var barIndex = [Int](repeating: -1, count: calendar.count)
+        var open = [Double](repeating: .nan, count: calendar.count)
+        var close = [Double](repeating: .nan, count: calendar.count)
+        var mark = [Double](repeating: .nan, count: calendar.count)
+        var j = calendar.first.map { bars.lowerBound($0) } ?? 0
+        var lastClose = j > 0 ? bars.close[j - 1] : Double.nan
+        var missing: [TradingDate] = []
+        var first: Int?
+        var last: Int?
+        for (t, date) in calendar.enumerated() {
+            while j < bars.count && bars.dates[j] < date { lastClose = bars.close[j]; j += 1 }
+            if j < bars.count && bars.dates[j] == date {
+                barIndex[t] = j
+                open[t] = bars.open[j]
+                close[t] = bars.close[j]
+                lastClose = bars.close[j]
+                if first == nil { first = t }
+                last = t
+                j += 1
+            } else if first != nil {
+                missing.append(date)
+            }
+            mark[t] = lastClose
+        }
+        self.barIndex = barIndex
+        self.open = open
+        self.close = close
+        self.mark = mark
+        self.firstCalendarIndex = first
+        var warnings: [String] = []
+        if let first, let last, let start = calendar.first, let end = calendar.last {
+            if first > 0 {
+                warnings.append(
+                    "\(bars.symbol) has no bars before \(calendar[first]) (requested start \(start)); it trades only from \(calendar[first])")
+            }
+            let trailing = missing.filter { $0 > calendar[last] }.count
+            if last < calendar.count - 1 {
+                warnings.append(
+                    "\(bars.symbol) has no bars after \(calendar[last]) (requested end \(end)); held shares are valued at its last close")
+            }
+            let gaps = missing.count - trailing
+            if gaps > 0, let firstGap = missing.first {
+                warnings.append(
+                    "\(bars.symbol) has no bar on \(gaps) trading day(s) of the benchmark's calendar (first \(firstGap)); no trading on those days, valued at the last close")
+            }
+        }
+        self.warnings = warnings
+    }
+
+    /// `series` (aligned with the ticker's bars) on the calendar; NaN on days without a bar.
+    func align(_ series: [Double]) -> [Double] {
+        barIndex.map { $0 >= 0 ? series[$0] : .nan }
+    }
+
+    var hasBar: [Bool] { barIndex.map { $0 >= 0 } }
+}

@@ -1,0 +1,93 @@
+import BacktestCore
+
+/// Evaluates conditions as whole vectors over the calendar before the portfolio loop runs: one
+/// pass per comparison over contiguous arrays instead of a tree walk per bar.
+struct SignalVectors {
+    let market: PreparedMarket
+    let indicators: IndicatorStore
+
+    /// The operand's values on the calendar (NaN = undefined), `ticker` being the position's.
+    func values(_ operand: Operand, ticker: String, field: String) throws(BacktestError) -> [Double] {
+        switch operand {
+        case .number(let value):
+            return [Double](repeating: value, count: market.dates.count)
+        case .series(let series):
+            let symbol = series.ticker ?? ticker
+            let aligned = try market.ticker(symbol, field: field + ".ticker")
+            switch series.source {
+            case .field(.close): return aligned.close
+            case .field(.open): return aligned.open
+            case .field(let priceField):
+                guard let bars = market.snapshot.bars[symbol] else { return aligned.close }
+                let column: [Double] = switch priceField {
+                case .high: bars.high
+                case .low: bars.low
+                case .volume: bars.volume
+                case .open: bars.open
+                case .close: bars.close
+                }
+                return aligned.align(column)
+            case .indicator(let spec):
+                let key = try IndicatorKey(ticker: symbol, spec: spec, field: field + ".indicator")
+                return aligned.align(try self.series(for: key))
+            }
+        }
+    }
+
+    /// The stored series, or computed here when the caller did not precompute it.
+    func series(for key: IndicatorKey) throws(BacktestError) -> [Double] {
+        guard let bars = market.snapshot.bars[key.ticker] else {
+            throw BacktestError(.notFound, "no market data for \(key.ticker)")
+        }
+        guard let stored = indicators[key] else { return IndicatorCalculator.compute(key, bars: bars) }
+        guard stored.count == bars.count else {
+            throw BacktestError(
+                .internal, "indicator series \(key) has \(stored.count) values for \(bars.count) bars")
+        }
+        return stored
+    }
+
+    func evaluate(_ condition: Condition, ticker: String, field: String) throws(BacktestError) -> [Bool] {
+        let count = market.dates.count
+        switch condition {
+        case .compare(let lhsOperand, let op, let rhsOperand):
+            let lhs = try values(lhsOperand, ticker: ticker, field: field + ".lhs")
+            let rhs = try values(rhsOperand, ticker: ticker, field: field + ".rhs")
+            var result = [Bool](repeating: false, count: count)
+            lhs.withUnsafeBufferPointer { l in
+                rhs.withUnsafeBufferPointer { r in
+                    result.withUnsafeMutableBufferPointer { out in
+                        // IEEE comparisons with NaN are false: undefined values give false signals.
+                        switch op {
+                        case .greater: for t in 0..<count { out[t] = l[t] > r[t] }
+                        case .greaterOrEqual: for t in 0..<count { out[t] = l[t] >= r[t] }
+                        case .less: for t in 0..<count { out[t] = l[t] < r[t] }
+                        case .lessOrEqual: for t in 0..<count { out[t] = l[t] <= r[t] }
+                        case .crossesAbove:
+                            for t in 1..<max(count, 1) { out[t] = l[t] > r[t] && l[t - 1] <= r[t - 1] }
+                        case .crossesBelow:
+                            for t in 1..<max(count, 1) { out[t] = l[t] < r[t] && l[t - 1] >= r[t - 1] }
+                        }
+                    }
+                }
+            }
+            return result
+        case .all(let members):
+            var result = [Bool](repeating: true, count: count)
+            for (i, member) in members.enumerated() {
+                let values = try evaluate(member, ticker: ticker, field: "\(field).all[\(i)]")
+                for t in 0..<count where !values[t] { result[t] = false }
+            }
+            return result
+        case .any(let members):
+            var result = [Bool](repeating: false, count: count)
+            for (i, member) in members.enumerated() {
+                let values = try evaluate(member, ticker: ticker, field: "\(field).any[\(i)]")
+                for t in 0..<count where values[t] { result[t] = true }
+            }
+            return result
+        case .not(let inner):
+            return try evaluate(inner, ticker: ticker, field: field + ".not").map { !$0 }
+        }
+    }
+}

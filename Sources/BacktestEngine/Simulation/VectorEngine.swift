@@ -1,0 +1,74 @@
+import BacktestCore
+
+/// Runs one backtest; both engines conform. Implementations are stateless values, safe to share
+/// across tasks.
+public protocol BacktestRunner: Sendable {
+    /// "v2" or "reference", reported in `RunStatistics.engine`.
+    var name: String { get }
+    func run(
+        _ strategy: Strategy, settings: BacktestSettings, snapshot: MarketSnapshot, indicators: IndicatorStore
+    ) throws(BacktestError) -> BacktestResult
+}
+
+/// The v2 engine: calendar alignment shared across variants (`PreparedMarket`), indicator series
+/// read from the store, every condition evaluated as a vector over the calendar, then one tight
+/// portfolio loop.
+public struct VectorEngine: BacktestRunner {
+    public var name: String { "v2" }
+
+    public init() {}
+
+    public func run(
+        _ strategy: Strategy, settings: BacktestSettings, snapshot: MarketSnapshot, indicators: IndicatorStore
+    ) throws(BacktestError) -> BacktestResult {
+        try Validation.validate(strategy, settings: settings)
+        let market = try PreparedMarket(settings: settings, snapshot: snapshot)
+        return try run(strategy, market: market, indicators: indicators)
+    }
+
+    /// Runs on a calendar prepared once for many variants. Validates the strategy first.
+    public func run(_ strategy: Strategy, market: PreparedMarket, indicators: IndicatorStore) throws(BacktestError) -> BacktestResult {
+        let clock = ContinuousClock()
+        let started = clock.now
+        try Validation.validate(strategy, settings: market.settings)
+        let signals = SignalVectors(market: market, indicators: indicators)
+        var legs: [PortfolioLoop.Leg] = []
+        for (p, position) in strategy.positions.enumerated() {
+            let path = "strategy.positions[\(p)]"
+            let ticker = try market.ticker(position.ticker, field: path + ".ticker")
+            let entry = try signals.evaluate(position.entry, ticker: position.ticker, field: path + ".entry")
+            let exit = try position.exit.map { (c: Condition) throws(BacktestError) in
+                try signals.evaluate(c, ticker: position.ticker, field: path + ".exit")
+            }
+            legs.append(PortfolioLoop.Leg(position: position, ticker: ticker, entry: entry, exit: exit))
+        }
+        var loop = PortfolioLoop(strategy: strategy, market: market, legs: legs)
+        loop.run()
+
+        var warnings = market.warnings
+        for symbol in StrategyAnalysis.tickers(of: strategy).sorted() {
+            warnings += market.aligned[symbol]?.warnings ?? []
+        }
+        warnings += loop.warnings
+        let metrics = PerformanceMetrics.compute(
+            equity: loop.equity, benchmarkReturns: market.benchmarkReturns, trades: loop.trades,
+            exposure: Double(loop.daysExposed) / Double(max(market.dates.count, 1)))
+        var stats = RunStatistics()
+        stats.engine = name
+        stats.dataSource = market.dataSource
+        stats.barsProcessed = market.dates.count * strategy.positions.count
+        stats.simulationMs = (clock.now - started).milliseconds
+        return BacktestResult(
+            strategyName: strategy.name, dates: market.dates, equity: loop.equity, benchmark: market.benchmark,
+            orders: loop.orders, metrics: metrics, benchmarkMetrics: market.benchmarkMetrics, warnings: warnings,
+            stats: stats, initialCapital: market.settings.initialCapital, benchmarkTicker: market.settings.benchmark,
+            dataSource: market.dataSource)
+    }
+}
+
+extension Duration {
+    var milliseconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) * 1000 + Double(attoseconds) / 1e15
+    }
+}

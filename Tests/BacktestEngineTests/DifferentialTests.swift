@@ -1,0 +1,132 @@
+import BacktestCore
+import Foundation
+import Testing
+
+@testable import BacktestEngine
+
+/// Builds conditions tersely from strings: "sma:20", "close", numbers.
+func series(_ text: String, _ ticker: String? = nil) -> Operand {
+    let source: SeriesSource = PriceField(rawValue: text).map { .field($0) } ?? .indicator(try! IndicatorSpec(parsing: text))
+    return .series(SeriesRef(ticker: ticker, source: source))
+}
+
+func compare(_ lhs: Operand, _ op: Comparison, _ rhs: Operand) -> Condition {
+    .compare(lhs: lhs, op: op, rhs: rhs)
+}
+
+@Suite("v2 engine against the reference engine")
+struct DifferentialTests {
+    /// Short history (2011 on) keeps the quadratic reference engine fast in debug builds. MSFT
+    /// loses three bars in 2013 to exercise the missing-bar policy; FB lists in May 2012, after
+    /// the start.
+    static let snapshot: MarketSnapshot = {
+        var bars: [String: DailyBars] = [:]
+        let range = TestData.date("2011-01-03")...TestData.date("2014-12-31")
+        for ticker in ["AAPL", "MSFT", "XOM", "SPY", "FB", "JPM"] {
+            bars[ticker] = try! TestData.bars(ticker).slice(range)
+        }
+        let msft = bars["MSFT"]!
+        let removed: Set<TradingDate> = [TestData.date("2013-03-05"), TestData.date("2013-03-06"), TestData.date("2013-07-10")]
+        let kept = msft.dates.indices.filter { !removed.contains(msft.dates[$0]) }
+        bars["MSFT"] = DailyBars(
+            symbol: "MSFT", dates: kept.map { msft.dates[$0] }, open: kept.map { msft.open[$0] },
+            high: kept.map { msft.high[$0] }, low: kept.map { msft.low[$0] }, close: kept.map { msft.close[$0] },
+            volume: kept.map { msft.volume[$0] })
+        return MarketSnapshot(bars: bars, source: "files")
+    }()
+
+    static let settings = BacktestSettings(start: TestData.date("2012-03-01"), end: TestData.date("2014-12-31"))
+
+    static let strategies: [Strategy] = [
+        Strategy(name: "sma cross close", positions: [
+            Position(ticker: "AAPL", weight: 1, entry: compare(series("sma:20"), .crossesAbove, series("sma:50")),
+                     exit: compare(series("sma:20"), .crossesBelow, series("sma:50"))),
+        ], fill: .close),
+        Strategy(name: "sma cross next open with costs", positions: [
+            Position(ticker: "AAPL", weight: 1, entry: compare(series("sma:10"), .greater, series("sma:30"))),
+        ], fill: .nextOpen, commissionBps: 10, slippageBps: 5),
+        Strategy(name: "rsi mean reversion", positions: [
+            Position(ticker: "XOM", weight: 1, entry: compare(series("rsi:14"), .less, .number(40)),
+                     exit: compare(series("rsi:14"), .greater, .number(60))),
+        ], fill: .nextOpen),
+        Strategy(name: "two tickers monthly rebalance", positions: [
+            Position(ticker: "AAPL", weight: 0.5, entry: compare(series("close"), .greater, series("sma:50"))),
+            Position(ticker: "MSFT", weight: 0.5, entry: compare(series("close"), .greater, series("sma:50"))),
+        ], fill: .close, commissionBps: 5, rebalance: .monthly),
+        Strategy(name: "regime filter on SPY", positions: [
+            Position(ticker: "JPM", weight: 1, entry: .all([
+                compare(series("close"), .greater, series("ema:20")),
+                compare(series("close", "SPY"), .greater, series("sma:200", "SPY")),
+            ])),
+        ], fill: .nextOpen, commissionBps: 3, slippageBps: 3),
+        Strategy(name: "any and not, weekly", positions: [
+            Position(ticker: "XOM", weight: 0.7, entry: .any([
+                compare(series("macd:12,26,9:hist"), .greater, .number(0)),
+                .not(compare(series("rsi:14"), .greaterOrEqual, .number(45))),
+            ])),
+        ], fill: .close, rebalance: .weekly),
+        Strategy(name: "bollinger", positions: [
+            Position(ticker: "AAPL", weight: 1, entry: compare(series("close"), .lessOrEqual, series("bbands:20,2:lower")),
+                     exit: compare(series("close"), .greaterOrEqual, series("bbands:20,2:middle"))),
+        ], fill: .close, slippageBps: 10),
+        Strategy(name: "listed after start, daily rebalance", positions: [
+            Position(ticker: "FB", weight: 0.5, entry: compare(series("close"), .greater, series("sma:10"))),
+            Position(ticker: "SPY", weight: 0.5, entry: compare(series("close"), .greater, series("sma:50"))),
+        ], fill: .nextOpen, commissionBps: 2, rebalance: .daily),
+        Strategy(name: "stochastic on a ticker with gaps", positions: [
+            Position(ticker: "MSFT", weight: 1, entry: compare(series("stoch:14,3,3:k"), .crossesAbove, series("stoch:14,3,3:d")),
+                     exit: compare(series("stoch:14,3,3:k"), .greater, .number(80))),
+        ], fill: .nextOpen),
+        Strategy(name: "adx trend, daily rebalance", positions: [
+            Position(ticker: "AAPL", weight: 0.9, entry: .all([
+                compare(series("adx:14"), .greater, .number(20)),
+                compare(series("close"), .greater, series("wma:20")),
+            ])),
+        ], fill: .close, commissionBps: 20, rebalance: .daily),
+        Strategy(name: "three legs on return statistics", positions: [
+            Position(ticker: "AAPL", weight: 0.3, entry: compare(series("roc:10"), .greater, .number(0))),
+            Position(ticker: "MSFT", weight: 0.3, entry: compare(series("return_mean:20"), .greater, .number(0))),
+            Position(ticker: "XOM", weight: 0.4, entry: compare(series("cumulative_return:60"), .greater, .number(0)),
+                     exit: compare(series("max_drawdown:60"), .greater, .number(0.08))),
+        ], fill: .close, slippageBps: 2, rebalance: .weekly),
+        Strategy(name: "breakout on highs and lows", positions: [
+            Position(ticker: "JPM", weight: 1, entry: compare(series("close"), .greaterOrEqual, series("highest:20")),
+                     exit: compare(series("close"), .lessOrEqual, series("lowest:10"))),
+        ], fill: .nextOpen, commissionBps: 1),
+    ]
+
+    @Test("varied strategies give equal results", arguments: strategies.indices)
+    func equalResults(index: Int) throws {
+        let strategy = Self.strategies[index]
+        let analysis = try StrategyAnalysis(strategy: strategy, settings: Self.settings)
+        let store = try IndicatorStore.compute(analysis.indicatorKeys, snapshot: Self.snapshot)
+        let v2 = try VectorEngine().run(strategy, settings: Self.settings, snapshot: Self.snapshot, indicators: store)
+        let reference = try ReferenceEngine().run(strategy, settings: Self.settings, snapshot: Self.snapshot, indicators: IndicatorStore())
+        #expect(v2.stats.engine == "v2")
+        #expect(reference.stats.engine == "reference")
+        #expect(v2.orders.count >= 2, "\(strategy.name) should trade")
+        Self.expectEqual(v2, reference, strategy.name)
+    }
+
+    static func expectEqual(_ a: BacktestResult, _ b: BacktestResult, _ name: String) {
+        func near(_ x: Double, _ y: Double) -> Bool { TestData.close(x, y, tolerance: 1e-9) }
+        #expect(a.dates == b.dates, "\(name): dates")
+        #expect(a.equity.count == b.equity.count && zip(a.equity, b.equity).allSatisfy { near($0, $1) }, "\(name): equity")
+        #expect(zip(a.benchmark, b.benchmark).allSatisfy { near($0, $1) }, "\(name): benchmark")
+        #expect(a.orders.count == b.orders.count, "\(name): order count \(a.orders.count) vs \(b.orders.count)")
+        for (x, y) in zip(a.orders, b.orders) {
+            #expect(x.date == y.date && x.ticker == y.ticker && x.side == y.side, "\(name): order \(x) vs \(y)")
+            #expect(near(x.quantity, y.quantity) && near(x.price, y.price) && near(x.commission, y.commission), "\(name): order \(x) vs \(y)")
+        }
+        let (m, n) = (a.metrics, b.metrics)
+        let pairs: [(String, Double, Double)] = [
+            ("total return", m.totalReturn, n.totalReturn), ("cagr", m.cagr, n.cagr), ("volatility", m.volatility, n.volatility),
+            ("sharpe", m.sharpe, n.sharpe), ("sortino", m.sortino, n.sortino), ("max drawdown", m.maxDrawdown, n.maxDrawdown),
+            ("calmar", m.calmar, n.calmar), ("alpha", m.alpha, n.alpha), ("beta", m.beta, n.beta), ("win rate", m.winRate, n.winRate),
+            ("profit factor", m.profitFactor, n.profitFactor), ("exposure", m.exposure, n.exposure),
+        ]
+        for (metric, x, y) in pairs { #expect(near(x, y), "\(name): \(metric) \(x) vs \(y)") }
+        #expect(m.tradeCount == n.tradeCount && m.maxDrawdownDuration == n.maxDrawdownDuration, "\(name): counts")
+        #expect(a.warnings == b.warnings, "\(name): warnings")
+    }
+}

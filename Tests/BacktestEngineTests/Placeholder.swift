@@ -1,1 +1,0 @@
-// Tests for BacktestEngine live in this folder.
