@@ -1,0 +1,54 @@
+import BacktestCore
+import BacktestEngine
+
+/// The server-side state of one batch: what finished so far, so a client that lost its stream
+/// can re-attach with GetBatchStatus and see the same results the stream carried.
+///
+/// An actor because variant tasks record results concurrently while status requests read.
+public actor BatchJob {
+    /// 128 random bits, hex: the only key to the job (whoever holds it may read the results).
+    public nonisolated let id: String
+    public nonisolated let total: Int
+    public private(set) var state: BatchState = .partial
+    /// When the job reached a terminal state, in the registry's clock; nil while running.
+    public private(set) var finishedAt: ContinuousClock.Instant?
+    private var results: [VariantResult] = []
+    private var stats: RunStatistics?
+    private var error: BacktestError?
+
+    init(id: String, total: Int) {
+        self.id = id
+        self.total = total
+    }
+
+    public var completed: Int { results.count }
+
+    /// Records a finished variant and returns the streamed update announcing it. Results of a
+    /// job that already ended (a straggler after a cancel) are dropped: nil.
+    public func record(_ result: VariantResult) -> ProgressUpdate? {
+        guard state == .partial else { return nil }
+        results.append(result)
+        return ProgressUpdate(batchID: id, completed: results.count, total: total, state: .partial, results: [result])
+    }
+
+    /// Ends the job. The first terminal state wins: a cancel after the final update changes
+    /// nothing. Returns the terminal update to stream (without results: they went out already).
+    @discardableResult
+    public func finish(_ state: BatchState, stats: RunStatistics? = nil, error: BacktestError? = nil) -> ProgressUpdate {
+        if self.state == .partial {
+            self.state = state
+            self.stats = stats
+            self.error = error
+            finishedAt = .now
+        }
+        return ProgressUpdate(
+            batchID: id, completed: results.count, total: total, state: self.state, stats: self.stats, error: self.error)
+    }
+
+    /// Everything so far, sorted by variant index: the answer to GetBatchStatus.
+    public func snapshot() -> ProgressUpdate {
+        ProgressUpdate(
+            batchID: id, completed: results.count, total: total, state: state,
+            results: results.sorted { $0.index < $1.index }, stats: stats, error: error)
+    }
+}

@@ -1,0 +1,65 @@
+import BacktestCore
+import BacktestEngine
+@testable import BacktestServer
+import Testing
+
+@Suite struct BatchJobRegistryTests {
+    func result(_ index: Int) -> VariantResult {
+        VariantResult(index: index, outcome: .failure(BacktestError(.internal, "variant \(index)")))
+    }
+
+    @Test func idsAreLongRandomHexAndUnique() async {
+        let registry = BatchJobRegistry()
+        var ids = Set<String>()
+        for _ in 0..<500 {
+            let job = await registry.create(total: 1)
+            #expect(job.id.count == 32)
+            #expect(job.id.allSatisfy { $0.isHexDigit })
+            ids.insert(job.id)
+        }
+        #expect(ids.count == 500)
+    }
+
+    @Test func unknownIdIsNotFound() async throws {
+        let registry = BatchJobRegistry()
+        _ = await registry.create(total: 1)
+        await #expect(throws: BacktestError.self) { try await registry.job(id: "0123456789abcdef0123456789abcdef") }
+        let error = await #expect(throws: BacktestError.self) { try await registry.job(id: "nope") }
+        #expect(error?.code == .notFound)
+        #expect(error?.field == "batch_id")
+    }
+
+    @Test func snapshotHasEveryResultInIndexOrderAndStragglersAreDropped() async throws {
+        let registry = BatchJobRegistry()
+        let job = await registry.create(total: 3)
+        let first = await job.record(result(2))
+        #expect(first?.completed == 1)
+        #expect(first?.state == .partial)
+        #expect(first?.statusText == "Partial (1/3 complete)")
+        _ = await job.record(result(0))
+        let partial = try await registry.job(id: job.id).snapshot()
+        #expect(partial.results.map(\.index) == [0, 2])
+        #expect(partial.state == .partial)
+
+        let cancelled = await job.finish(.cancelled, error: BacktestError(.cancelled, "client cancelled"))
+        #expect(cancelled.state == .cancelled)
+        #expect(await job.record(result(1)) == nil, "a result after the end is not recorded")
+        #expect(await job.finish(.final).state == .cancelled, "the first terminal state wins")
+        #expect(await job.snapshot().completed == 2)
+    }
+
+    @Test func finishedJobsExpireAfterRetentionRunningOnesNever() async throws {
+        let registry = BatchJobRegistry(retention: .seconds(60))
+        let running = await registry.create(total: 2)
+        let finished = await registry.create(total: 1)
+        _ = await finished.record(result(0))
+        await finished.finish(.final)
+
+        await registry.dropExpired(now: .now.advanced(by: .seconds(30)))
+        #expect(await registry.count == 2)
+        await registry.dropExpired(now: .now.advanced(by: .seconds(3600)))
+        #expect(await registry.count == 1)
+        #expect(try await registry.job(id: running.id) === running)
+        await #expect(throws: BacktestError.self) { try await registry.job(id: finished.id) }
+    }
+}
