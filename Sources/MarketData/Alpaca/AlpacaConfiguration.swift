@@ -1,0 +1,68 @@
+import BacktestCore
+import Foundation
+
+/// Settings of the Alpaca provider. `fromEnvironment` reads the variable names Alpaca's own
+/// SDKs use, so a machine set up for them works unchanged.
+///
+/// Feed: `sip` (the consolidated tape, every US exchange) by default, because backtests want
+/// the prices and volumes everyone else reports; IEX alone carries about 2 % of volume and its
+/// own highs and lows. Free plans may query SIP except its most recent 15 minutes, so for SIP the
+/// request's `end` is clamped to now minus `recentDataDelay`; `APCA_API_FEED=iex` switches feeds.
+public struct AlpacaConfiguration: Sendable {
+    public var keyID: String?
+    public var secretKey: String?
+    /// Scheme, host and optional port (and path prefix) of the market-data API; requests go to
+    /// `baseURL + "/v2/stocks/bars"`. Tests and self-hosted proxies point it elsewhere.
+    public var baseURL: String
+    public var feed: String
+    /// Alpaca's daily history begins in 2016.
+    public var dataEpoch: TradingDate
+    /// Bars per page (Alpaca's maximum; the limit counts bars across all symbols of a page).
+    public var pageLimit: Int
+    /// Symbols per request. Very long symbol lists make Alpaca fail intermittently with 500s.
+    public var maxSymbolsPerRequest: Int
+    /// How far behind real time SIP data may be queried without a real-time subscription.
+    public var recentDataDelay: Duration
+    public var http: CurlHTTPClient.Configuration
+    public var retry: RetryPolicy
+
+    public static let defaultBaseURL = "https://data.alpaca.markets"
+    public static let defaultFeed = "sip"
+    public static let defaultDataEpoch = TradingDate(year: 2016, month: 1, day: 4)!
+
+    public init(
+        keyID: String?, secretKey: String?, baseURL: String = AlpacaConfiguration.defaultBaseURL,
+        feed: String = AlpacaConfiguration.defaultFeed, dataEpoch: TradingDate = AlpacaConfiguration.defaultDataEpoch,
+        pageLimit: Int = 10_000, maxSymbolsPerRequest: Int = 100, recentDataDelay: Duration = .seconds(16 * 60),
+        http: CurlHTTPClient.Configuration = .init(), retry: RetryPolicy = .init()
+    ) {
+        self.keyID = keyID
+        self.secretKey = secretKey
+        self.baseURL = baseURL
+        self.feed = feed
+        self.dataEpoch = dataEpoch
+        self.pageLimit = min(10_000, max(1, pageLimit))
+        self.maxSymbolsPerRequest = max(1, maxSymbolsPerRequest)
+        self.recentDataDelay = recentDataDelay
+        self.http = http
+        self.retry = retry
+    }
+
+    /// Reads `APCA_API_KEY_ID`, `APCA_API_SECRET_KEY`, `APCA_API_DATA_URL` (base URL) and
+    /// `APCA_API_FEED` (ours: `sip` or `iex`); empty values count as unset.
+    public static func fromEnvironment(
+        _ environment: [String: String] = ProcessInfo.processInfo.environment
+    ) -> AlpacaConfiguration {
+        func value(_ name: String) -> String? {
+            guard let text = environment[name]?.trimmingCharacters(in: .whitespaces), !text.isEmpty else { return nil }
+            return text
+        }
+        return AlpacaConfiguration(
+            keyID: value("APCA_API_KEY_ID"), secretKey: value("APCA_API_SECRET_KEY"),
+            baseURL: value("APCA_API_DATA_URL") ?? defaultBaseURL,
+            feed: value("APCA_API_FEED")?.lowercased() ?? defaultFeed)
+    }
+
+    /// True when both keys are present; the server warns at startup when they are not.
+    public var hasCredentials: Bool { keyID != nil && secretKey != nil }
+}

@@ -1,0 +1,68 @@
+import Foundation
+
+/// How Alpaca requests are retried: on 429, 5xx, timeouts and broken connections, with
+/// exponential backoff and "full jitter" (a uniform wait in [0, min(maxDelay, base * 2^n)]),
+/// which spreads out clients that failed together. A 429 that carries `X-RateLimit-Reset`
+/// waits until that instant instead (plus up to one `baseDelay` of jitter), since retrying
+/// earlier is certain to fail. Attempts are bounded, and so is the total time spent waiting:
+/// when the next wait would exceed `maxTotalWait`, the fetch fails now with UNAVAILABLE rather
+/// than hold a backtest for minutes.
+public struct RetryPolicy: Sendable {
+    /// Requests in all, the first included (5 = one try and up to four retries).
+    public var maxAttempts: Int
+    public var baseDelay: Duration
+    public var maxDelay: Duration
+    public var maxTotalWait: Duration
+
+    public init(
+        maxAttempts: Int = 5, baseDelay: Duration = .milliseconds(500), maxDelay: Duration = .seconds(20),
+        maxTotalWait: Duration = .seconds(60)
+    ) {
+        self.maxAttempts = max(1, maxAttempts)
+        self.baseDelay = baseDelay
+        self.maxDelay = maxDelay
+        self.maxTotalWait = maxTotalWait
+    }
+
+    /// The wait before retry number `retry` (1 for the first retry). `resetAt` is the rate-limit
+    /// reset instant (Unix seconds) when the failure was a 429 that carried one, `now` the
+    /// current Unix time, `unitRandom` a uniform number in [0, 1).
+    func delay(beforeRetry retry: Int, resetAt: Double?, now: Double, unitRandom: Double) -> Duration {
+        let base = baseDelay.seconds
+        if let resetAt, resetAt > now {
+            return .seconds(resetAt - now + unitRandom * base)
+        }
+        let ceiling = min(maxDelay.seconds, base * pow(2, Double(retry - 1)))
+        return .seconds(unitRandom * ceiling)
+    }
+}
+
+/// Time and chance, injectable so retry tests decide without waiting or guessing.
+public struct RetryEnvironment: Sendable {
+    /// Current Unix time in seconds (compared with `X-RateLimit-Reset`).
+    public var now: @Sendable () -> Double
+    public var sleep: @Sendable (Duration) async throws -> Void
+    /// Uniform in [0, 1).
+    public var unitRandom: @Sendable () -> Double
+
+    public init(
+        now: @escaping @Sendable () -> Double, sleep: @escaping @Sendable (Duration) async throws -> Void,
+        unitRandom: @escaping @Sendable () -> Double
+    ) {
+        self.now = now
+        self.sleep = sleep
+        self.unitRandom = unitRandom
+    }
+
+    public static let live = RetryEnvironment(
+        now: { Date().timeIntervalSince1970 },
+        sleep: { try await Task.sleep(for: $0) },
+        unitRandom: { Double.random(in: 0..<1) })
+}
+
+extension Duration {
+    var seconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) * 1e-18
+    }
+}

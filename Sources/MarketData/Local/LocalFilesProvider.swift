@@ -1,0 +1,95 @@
+import BacktestCore
+import Foundation
+import Synchronization
+
+/// Daily bars from a directory of per-ticker CSV files (`AAPL.csv`, …) in the layouts
+/// `DailyBarsCSV` reads: raw prices with `dividend_amount` / `split_coefficient` columns, or
+/// plain `date,open,high,low,close,volume`. This is the format of ../shared/market-data/daily.
+///
+/// Each file is read once and kept in memory with its adjusted variants. Adjustment is applied
+/// over the whole file and the result sliced to the query, so a price on a date is the same
+/// whatever range is asked for (adjusted as of the newest row, as a vendor would).
+/// A symbol with a `/` is looked up with `_` in its place. A symbol without a file is missing.
+public final class LocalFilesProvider: MarketDataProvider {
+    public let name = "files"
+    public let directory: URL
+    public let dataEpoch: TradingDate
+
+    private let calendar: MarketCalendar
+    private let loaded = Mutex<[String: Entry]>([:])
+
+    private struct Entry {
+        var raw: DailyBars?
+        var adjusted: [PriceAdjustment: DailyBars] = [:]
+    }
+
+    /// Fails with FAILED_PRECONDITION when `directory` does not exist. `dataEpoch` defaults to
+    /// the earliest first date of the files (1999-11-01 for the shared data).
+    public init(directory: URL, dataEpoch: TradingDate? = nil, calendar: MarketCalendar = .nyse) throws(BacktestError) {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw BacktestError(.failedPrecondition, "market data directory \(directory.path) does not exist")
+        }
+        self.directory = directory
+        self.calendar = calendar
+        self.dataEpoch = dataEpoch ?? Self.earliestDate(in: directory) ?? TradingDate(year: 1999, month: 11, day: 1)!
+    }
+
+    public func dailyBars(_ query: BarQuery) async throws -> BarSet {
+        try TickerSymbol.validate(query.symbols)
+        var result = BarSet()
+        for symbol in query.symbols {
+            result.add(symbol, history: try history(symbol, query.adjustment), range: query.range, calendar: calendar)
+        }
+        result.normalize()
+        return result
+    }
+
+    /// The whole file of `symbol`, adjusted; nil when there is no file.
+    private func history(_ symbol: String, _ adjustment: PriceAdjustment) throws(BacktestError) -> DailyBars? {
+        if let entry = loaded.withLock({ $0[symbol] }) {
+            guard let raw = entry.raw else { return nil }
+            if let bars = entry.adjusted[adjustment] { return bars }
+            let bars = raw.adjusted(adjustment)
+            loaded.withLock { $0[symbol]?.adjusted[adjustment] = bars }
+            return bars
+        }
+        let url = fileURL(symbol)
+        var raw: DailyBars?
+        if FileManager.default.fileExists(atPath: url.path) {
+            let text: String
+            do {
+                text = try String(contentsOf: url, encoding: .utf8)
+            } catch {
+                throw BacktestError(.unavailable, "cannot read \(url.path): \(error.localizedDescription)")
+            }
+            raw = try DailyBarsCSV.parse(text, symbol: symbol)
+        }
+        let adjusted = raw?.adjusted(adjustment)
+        loaded.withLock {
+            var entry = Entry(raw: raw)
+            if let adjusted { entry.adjusted[adjustment] = adjusted }
+            $0[symbol] = entry
+        }
+        return adjusted
+    }
+
+    private func fileURL(_ symbol: String) -> URL {
+        directory.appendingPathComponent(symbol.replacingOccurrences(of: "/", with: "_") + ".csv")
+    }
+
+    /// The smallest first date over the CSV files, reading only each file's first lines.
+    private static func earliestDate(in directory: URL) -> TradingDate? {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        var earliest: TradingDate?
+        for name in names where name.hasSuffix(".csv") {
+            guard let handle = FileHandle(forReadingAtPath: directory.appendingPathComponent(name).path) else { continue }
+            defer { try? handle.close() }
+            let head = String(decoding: handle.readData(ofLength: 512), as: UTF8.self)
+            let lines = head.split(whereSeparator: \.isNewline)
+            guard lines.count >= 2, let date = TradingDate(iso: lines[1].prefix(10)) else { continue }
+            earliest = earliest.map { min($0, date) } ?? date
+        }
+        return earliest
+    }
+}

@@ -1,0 +1,95 @@
+import BacktestCore
+import Testing
+@testable import MarketData
+
+@Suite("Alpaca retries: 429, 5xx, stalls, and giving up")
+struct AlpacaRetryTests {
+    let query = BarQuery(symbols: ["AAPL", "MSFT"], range: date("2020-01-01")...date("2020-03-31"), adjustment: .split)
+
+    @Test("429 waits until X-RateLimit-Reset, then succeeds")
+    func rateLimitHonoursReset() async throws {
+        try await withFakeAlpaca { server in
+            let sleeper = RecordingSleeper(unitRandom: 0.5)
+            server.inject([.rateLimited(resetAt: Int(RecordingSleeper.now) + 7)])
+            let answer = try await makeAlpaca(server, retry: RetryPolicy(baseDelay: .seconds(1)), sleeper: sleeper).dailyBars(query)
+            #expect(server.requestCount == 2)
+            #expect(answer.apiCalls == 2)
+            #expect(answer.bars.count == 2)
+            // 7 s to the reset, plus half of the one-second jitter window.
+            #expect(sleeper.recorded == [7.5])
+        }
+    }
+
+    @Test("5xx (JSON or not) backs off exponentially with full jitter, then succeeds")
+    func serverErrorsBackOff() async throws {
+        try await withFakeAlpaca { server in
+            let sleeper = RecordingSleeper(unitRandom: 0.5)
+            server.inject([.serverError(), .serverError(status: 503, body: "<html>Service Unavailable</html>"), .serverError(status: 502, body: "")])
+            let policy = RetryPolicy(maxAttempts: 5, baseDelay: .seconds(1), maxDelay: .seconds(3))
+            let answer = try await makeAlpaca(server, retry: policy, sleeper: sleeper).dailyBars(query)
+            #expect(server.requestCount == 4)
+            #expect(answer.bars["AAPL"]?.isEmpty == false)
+            // Ceilings 1, 2, 4→capped at 3; the wait is half of each.
+            #expect(sleeper.recorded == [0.5, 1.0, 1.5])
+        }
+    }
+
+    @Test("all attempts failing ends in UNAVAILABLE naming the cause, after exactly maxAttempts requests")
+    func givesUp() async throws {
+        try await withFakeAlpaca { server in
+            let sleeper = RecordingSleeper(unitRandom: 0.25)
+            server.inject(Array(repeating: .serverError(status: 503, body: "upstream overloaded"), count: 10))
+            let error = await #expect(throws: BacktestError.self) {
+                try await makeAlpaca(server, retry: RetryPolicy(maxAttempts: 4, baseDelay: .milliseconds(100)), sleeper: sleeper)
+                    .dailyBars(query)
+            }
+            #expect(error?.code == .unavailable)
+            #expect(error?.message.contains("after 4 attempts") == true)
+            #expect(error?.message.contains("HTTP 503: upstream overloaded") == true)
+            #expect(server.requestCount == 4)
+            #expect(sleeper.recorded.count == 3)
+        }
+    }
+
+    @Test("a reset further away than the wait budget fails now instead of waiting")
+    func waitBudget() async throws {
+        try await withFakeAlpaca { server in
+            let sleeper = RecordingSleeper()
+            server.inject([.rateLimited(resetAt: Int(RecordingSleeper.now) + 600)])
+            let error = await #expect(throws: BacktestError.self) {
+                try await makeAlpaca(server, retry: RetryPolicy(maxTotalWait: .seconds(60)), sleeper: sleeper).dailyBars(query)
+            }
+            #expect(error?.code == .unavailable)
+            #expect(error?.message.contains("429") == true)
+            #expect(sleeper.recorded.isEmpty)
+            #expect(server.requestCount == 1)
+        }
+    }
+
+    @Test("a stalled response times out and is retried")
+    func stallTimesOut() async throws {
+        try await withFakeAlpaca { server in
+            let sleeper = RecordingSleeper()
+            let alpaca = makeAlpaca(server, requestTimeout: .seconds(1), sleeper: sleeper)
+            _ = try await alpaca.dailyBars(query)  // warm up: the fake reads its files once
+            server.inject([.stall])
+            let answer = try await alpaca.dailyBars(query)
+            #expect(server.requestCount == 3)
+            #expect(answer.bars.count == 2)
+            #expect(sleeper.recorded.count == 1)
+        }
+    }
+
+    @Test("client errors are not retried")
+    func noRetryOnClientError() async throws {
+        try await withFakeAlpaca { server in
+            server.inject([.custom(status: 422, body: "{\"code\":42210000,\"message\":\"invalid timeframe\"}")])
+            let error = await #expect(throws: BacktestError.self) {
+                try await makeAlpaca(server).dailyBars(query)
+            }
+            #expect(error?.code == .invalidArgument)
+            #expect(error?.message.contains("invalid timeframe") == true)
+            #expect(server.requestCount == 1)
+        }
+    }
+}

@@ -1,1 +1,0 @@
-// Tests for MarketData live in this folder.

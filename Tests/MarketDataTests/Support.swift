@@ -1,0 +1,75 @@
+import BacktestCore
+import BacktestTestSupport
+import Foundation
+import Synchronization
+@testable import MarketData
+
+/// Starts a fake Alpaca server over the shared CSV files for the duration of `body`.
+func withFakeAlpaca<T>(
+    latency: Duration = .zero, _ body: (FakeAlpacaServer) async throws -> T
+) async throws -> T {
+    let server = try await FakeAlpacaServer.start(.init(dataDirectory: SharedData.dailyDirectory, latency: latency))
+    do {
+        let result = try await body(server)
+        try await server.shutdown()
+        return result
+    } catch {
+        try? await server.shutdown()
+        throw error
+    }
+}
+
+/// Records the waits the retry loop asks for instead of waiting; the clock stands still at
+/// `now` and "random" is always `unitRandom`.
+final class RecordingSleeper: Sendable {
+    static let now = 1_700_000_000.0  // 2023-11-14T22:13:20Z
+    private let delays = Mutex<[Double]>([])
+    let unitRandom: Double
+
+    init(unitRandom: Double = 0.5) {
+        self.unitRandom = unitRandom
+    }
+
+    var recorded: [Double] { delays.withLock { $0 } }
+
+    var environment: RetryEnvironment {
+        RetryEnvironment(
+            now: { Self.now },
+            sleep: { [self] duration in self.delays.withLock { $0.append(duration.seconds) } },
+            unitRandom: { [unitRandom] in unitRandom })
+    }
+}
+
+func makeAlpaca(
+    _ server: FakeAlpacaServer, pageLimit: Int = 10_000, feed: String = "iex",
+    retry: RetryPolicy = RetryPolicy(), requestTimeout: Duration = .seconds(5),
+    keyID: String? = nil, secretKey: String? = nil, threads: Int = 2, sleeper: RecordingSleeper = RecordingSleeper()
+) -> AlpacaProvider {
+    let configuration = AlpacaConfiguration(
+        keyID: keyID ?? server.configuration.keyID, secretKey: secretKey ?? server.configuration.secretKey,
+        baseURL: server.baseURL, feed: feed, pageLimit: pageLimit,
+        http: .init(connectTimeout: .seconds(2), requestTimeout: requestTimeout, maxConcurrentRequests: threads),
+        retry: retry)
+    return AlpacaProvider(configuration: configuration, retryEnvironment: sleeper.environment)
+}
+
+func filesProvider() throws -> LocalFilesProvider {
+    try LocalFilesProvider(directory: SharedData.dailyDirectory)
+}
+
+func date(_ iso: String) -> TradingDate {
+    TradingDate(iso: iso)!
+}
+
+extension DailyBars {
+    /// Dates and OHLCV equal within `relative` tolerance (corporate-action columns ignored:
+    /// Alpaca folds them into the prices and does not report them).
+    func pricesEqual(_ other: DailyBars, relative: Double = 0) -> Bool {
+        guard dates == other.dates else { return false }
+        func near(_ a: [Double], _ b: [Double]) -> Bool {
+            zip(a, b).allSatisfy { abs($0 - $1) <= relative * max(abs($0), abs($1)) }
+        }
+        return near(open, other.open) && near(high, other.high) && near(low, other.low)
+            && near(close, other.close) && near(volume, other.volume)
+    }
+}
