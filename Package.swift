@@ -60,6 +60,9 @@ let package = Package(
             dependencies: [
                 "BacktestCore", "MarketData", "CHiredis",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]),
 
         // MARK: Wire protocol, server, client
