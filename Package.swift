@@ -123,7 +123,12 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]),
-        .testTarget(name: "BacktestCacheTests", dependencies: ["BacktestTestSupport", "BacktestCache", "MarketData", "BacktestCore"]),
+        .testTarget(
+            name: "BacktestCacheTests",
+            dependencies: [
+                "BacktestTestSupport", "BacktestCache", "MarketData", "BacktestCore",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .testTarget(name: "BacktestProtocolTests", dependencies: ["BacktestTestSupport", "BacktestProtocol", "BacktestEngine"]),
         .testTarget(
             name: "BacktestServerTests",

@@ -12,7 +12,8 @@ extension CachedMarketData {
     /// Runs one upstream query per group, concurrently, each shared with identical in-flight
     /// fetches, and schedules the write-back of the months each one completes.
     func fetch(
-        _ groups: [ClosedRange<TradingDate>: [String]], adjustment: PriceAdjustment, session: CacheSession
+        _ groups: [ClosedRange<TradingDate>: [String]], adjustment: PriceAdjustment, session: CacheSession,
+        lookedUpAt epoch: UInt64?
     ) async throws -> Fetched {
         if groups.isEmpty { return Fetched() }
         let upstream = self.upstream
@@ -22,7 +23,7 @@ extension CachedMarketData {
                 let key = InflightFills.Key(generation: session.generation, source: upstream.name, query: query)
                 group.addTask {
                     try await inflight.fill(
-                        key, fetch: { try await upstream.dailyBars(query) },
+                        key, lookedUpAt: epoch, fetch: { try await upstream.dailyBars(query) },
                         writeBack: { set in await writeBack(set, for: query, session: session) },
                         schedule: { session.writeBehind($0) })
                 }

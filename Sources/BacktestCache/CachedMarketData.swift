@@ -38,26 +38,41 @@ public struct CachedMarketData: MarketDataProvider {
     public func dailyBars(_ query: BarQuery, session: CacheSession) async throws -> BarSet {
         let horizon = session.lastCacheableDate
         let range = query.range
-        let lookup = await lookUp(query, session: session)
         let extendsPastHorizon = range.upperBound > horizon
-        session.count(
-            hits: lookup.hits, misses: lookup.misses + (extendsPastHorizon ? query.symbols.count : 0),
-            symbols: query.symbols)
-        if lookup.corrupt > 0 {
-            cache.logger.warning("cache: \(lookup.corrupt) corrupt or outdated values ignored for \(query); they will be overwritten")
-        }
-
-        // The hull of uncovered days per symbol, grouped so symbols that share it share a call.
-        var groups: [ClosedRange<TradingDate>: [String]] = [:]
-        for symbol in query.symbols {
-            if let fetchRange = Self.fetchRange(
-                uncovered: lookup.uncovered[symbol] ?? [], range: range, horizon: horizon, extendsPastHorizon: extendsPastHorizon)
-            {
-                groups[fetchRange, default: []].append(symbol)
+        var attempt = 0
+        while true {
+            attempt += 1
+            let epoch = inflight.completedFills
+            let lookup = await lookUp(query, session: session)
+            // The hull of uncovered days per symbol, grouped so symbols that share it share a call.
+            var groups: [ClosedRange<TradingDate>: [String]] = [:]
+            for symbol in query.symbols {
+                if let fetchRange = Self.fetchRange(
+                    uncovered: lookup.uncovered[symbol] ?? [], range: range, horizon: horizon,
+                    extendsPastHorizon: extendsPastHorizon)
+                {
+                    groups[fetchRange, default: []].append(symbol)
+                }
             }
+            let fetched: Fetched
+            do {
+                fetched = try await fetch(
+                    groups, adjustment: query.adjustment, session: session, lookedUpAt: attempt < 3 ? epoch : nil)
+            } catch is InflightFills.LookAgain {
+                continue
+            }
+            session.count(
+                hits: lookup.hits, misses: lookup.misses + (extendsPastHorizon ? query.symbols.count : 0),
+                symbols: query.symbols)
+            if lookup.corrupt > 0 {
+                cache.logger.warning("cache: \(lookup.corrupt) corrupt or outdated values ignored for \(query); they will be overwritten")
+            }
+            return assemble(query, lookup: lookup, fetched: fetched, horizon: horizon)
         }
-        let fetched = try await fetch(groups, adjustment: query.adjustment, session: session)
+    }
 
+    private func assemble(_ query: BarQuery, lookup: Lookup, fetched: Fetched, horizon: TradingDate) -> BarSet {
+        let range = query.range
         var answer = BarSet()
         var warnings: [String] = []
         for symbol in query.symbols {

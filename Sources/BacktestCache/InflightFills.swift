@@ -15,35 +15,54 @@ final class InflightFills: Sendable {
         var query: BarQuery
     }
 
-    private let fills = NIOLockedValueBox<[Key: Task<BarSet, any Error>]>([:])
+    private struct State {
+        var fills: [Key: Task<BarSet, any Error>] = [:]
+        /// Bumped whenever a fill's write-back completes.
+        var completed: UInt64 = 0
+    }
+
+    /// Thrown by `fill` when no identical fetch is in flight but some fill completed since the
+    /// caller's lookup: the data may be cached now, so the caller should look again.
+    struct LookAgain: Error {}
+
+    private let state = NIOLockedValueBox(State())
+
+    /// Read before a lookup and passed to `fill`, closing the race "my lookup missed, then
+    /// another request's fetch wrote the data and left before I checked for it".
+    var completedFills: UInt64 { state.withLockedValue { $0.completed } }
 
     /// Returns the upstream answer for `key` and whether this caller made the call (the leader).
     /// The leader's `writeBack` runs after the answer is available; the entry is removed when
     /// it completes (or at once when the fetch failed: errors are never cached or shared later).
     func fill(
-        _ key: Key, fetch: @escaping @Sendable () async throws -> BarSet,
+        _ key: Key, lookedUpAt epoch: UInt64?, fetch: @escaping @Sendable () async throws -> BarSet,
         writeBack: @escaping @Sendable (BarSet) async -> Void,
         schedule: (@escaping @Sendable () async -> Void) -> Void
     ) async throws -> (BarSet, isLeader: Bool) {
-        let (task, isLeader) = fills.withLockedValue { fills -> (Task<BarSet, any Error>, Bool) in
-            if let existing = fills[key] { return (existing, false) }
+        let entry = state.withLockedValue { state -> (Task<BarSet, any Error>, Bool)? in
+            if let existing = state.fills[key] { return (existing, false) }
+            if let epoch, epoch != state.completed { return nil }
             let task = Task { try await fetch() }
-            fills[key] = task
+            state.fills[key] = task
             return (task, true)
         }
+        guard let (task, isLeader) = entry else { throw LookAgain() }
         guard isLeader else { return (try await task.value, false) }
         do {
             let answer = try await task.value
             schedule { [self] in
                 await writeBack(answer)
-                _ = fills.withLockedValue { $0.removeValue(forKey: key) }
+                state.withLockedValue { state in
+                    state.fills[key] = nil
+                    state.completed &+= 1
+                }
             }
             return (answer, true)
         } catch {
-            _ = fills.withLockedValue { $0.removeValue(forKey: key) }
+            _ = state.withLockedValue { $0.fills.removeValue(forKey: key) }
             throw error
         }
     }
 
-    var count: Int { fills.withLockedValue { $0.count } }
+    var count: Int { state.withLockedValue { $0.fills.count } }
 }
