@@ -60,6 +60,9 @@ let package = Package(
             dependencies: [
                 "BacktestCore", "MarketData", "CHiredis",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]),
 
         // MARK: Wire protocol, server, client
@@ -122,7 +125,12 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]),
-        .testTarget(name: "BacktestCacheTests", dependencies: ["BacktestTestSupport", "BacktestCache", "MarketData", "BacktestCore"]),
+        .testTarget(
+            name: "BacktestCacheTests",
+            dependencies: [
+                "BacktestTestSupport", "BacktestCache", "MarketData", "BacktestCore",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .testTarget(name: "BacktestProtocolTests", dependencies: ["BacktestTestSupport", "BacktestProtocol", "BacktestEngine"]),
         .testTarget(
             name: "BacktestServerTests",

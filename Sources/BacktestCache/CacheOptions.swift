@@ -1,0 +1,35 @@
+/// Cache behaviour that is not about reaching Redis.
+public struct CacheOptions: Sendable, Equatable {
+    /// Namespace of every key ("backtestd"); several deployments can share one Redis.
+    public var keyPrefix: String
+    /// Expiry of every data key: a safety net for keys a purge's sweep missed (e.g. written by a
+    /// request that was still running on an old generation). Longer than the gap between purges.
+    public var timeToLive: Duration
+    /// Budget of the in-process layer in front of Redis; 0 disables it.
+    public var localCacheBytes: Int
+    /// How long a purge's sweep waits for in-process requests still reading the old generation
+    /// before deleting its keys (so they never see half a generation).
+    public var purgeGrace: Duration
+
+    public init(
+        keyPrefix: String = "backtestd", timeToLive: Duration = .seconds(86_400),
+        localCacheBytes: Int = 256 << 20, purgeGrace: Duration = .seconds(120)
+    ) {
+        self.keyPrefix = keyPrefix
+        self.timeToLive = timeToLive
+        self.localCacheBytes = localCacheBytes
+        self.purgeGrace = purgeGrace
+    }
+
+    /// `BACKTESTD_CACHE_PREFIX`, `BACKTESTD_CACHE_TTL_SECONDS`, `BACKTESTD_CACHE_LOCAL_MB`.
+    public init(environment: [String: String]) throws(CacheConfigurationError) {
+        self.init()
+        if let prefix = environment["BACKTESTD_CACHE_PREFIX"], !prefix.isEmpty { keyPrefix = prefix }
+        if let text = environment["BACKTESTD_CACHE_TTL_SECONDS"] {
+            timeToLive = .seconds(try RedisConfiguration.integer(text, "BACKTESTD_CACHE_TTL_SECONDS", 60...31_536_000))
+        }
+        if let text = environment["BACKTESTD_CACHE_LOCAL_MB"] {
+            localCacheBytes = try RedisConfiguration.integer(text, "BACKTESTD_CACHE_LOCAL_MB", 0...65_536) << 20
+        }
+    }
+}

@@ -1,0 +1,99 @@
+import BacktestCore
+import Logging
+import NIOConcurrencyHelpers
+
+/// What one request got from the cache; the server copies it into `RunStatistics`
+/// (`cacheHits`, `cacheMisses`, `apiCalls`).
+public struct CacheStatistics: Sendable, Hashable {
+    /// Month-of-bars and indicator lookups answered by the cache (process memory or Redis).
+    public var hits = 0
+    /// Lookups that had to go to the source: absent, corrupt, or dated after T-2 (one per symbol
+    /// and query for the fresh days).
+    public var misses = 0
+    /// Requests this session made to the remote vendor (pages count one each).
+    public var apiCalls = 0
+
+    public init() {}
+
+    public var hitRate: Double { hits + misses == 0 ? 0 : Double(hits) / Double(hits + misses) }
+}
+
+/// One request's (one backtest's or one batch's) view of the cache: a fixed generation and a
+/// fixed "today", plus its own counters. Open with `MarketDataCache.openSession()`, use through
+/// `CachedMarketData.dailyBars(_:session:)` and `IndicatorCache`, close with `finish()`.
+public final class CacheSession: Sendable {
+    /// The generation every key of this session uses (-1: no cache for this session).
+    public let generation: Int64
+    /// T-2 when the session opened: nothing later is read from or written to the cache.
+    public let lastCacheableDate: TradingDate
+    let usesRedis: Bool
+    let usesLocal: Bool
+    let cache: MarketDataCache
+    private let state = NIOLockedValueBox(State())
+
+    private struct State {
+        var statistics = CacheStatistics()
+        var symbols: Set<String> = []
+        var pendingWrites: [Task<Void, Never>] = []
+        var isFinished = false
+    }
+
+    init(cache: MarketDataCache, generation: Int64, lastCacheableDate: TradingDate, usesRedis: Bool, usesLocal: Bool) {
+        self.cache = cache
+        self.generation = generation
+        self.lastCacheableDate = lastCacheableDate
+        self.usesRedis = usesRedis
+        self.usesLocal = usesLocal
+    }
+
+    deinit {
+        // A session dropped without finish() must not hold up a purge's sweep.
+        if !state.withLockedValue({ $0.isFinished }) { cache.sessionFinished(generation: generation) }
+    }
+
+    /// True when the cache takes part at all (Redis reachable at open, or process memory usable).
+    public var isCaching: Bool { usesRedis || usesLocal }
+
+    public var statistics: CacheStatistics { state.withLockedValue { $0.statistics } }
+
+    /// Waits for this session's write-backs, logs one line of counts, and releases the
+    /// generation (a purge waiting to sweep it may proceed). Idempotent.
+    @discardableResult
+    public func finish() async -> CacheStatistics {
+        let writes = state.withLockedValue { state in
+            defer { state.pendingWrites.removeAll() }
+            return state.pendingWrites
+        }
+        for write in writes { await write.value }
+        let (first, statistics, symbols) = state.withLockedValue { state in
+            defer { state.isFinished = true }
+            return (!state.isFinished, state.statistics, state.symbols)
+        }
+        if first {
+            cache.sessionFinished(generation: generation)
+            let rate = (statistics.hitRate * 1000).rounded() / 10
+            cache.logger.info(
+                "cache: \(statistics.hits) hits, \(statistics.misses) misses (\(rate)%) for \(symbols.sorted().joined(separator: ","))")
+        }
+        return statistics
+    }
+
+    func count(hits: Int = 0, misses: Int = 0, apiCalls: Int = 0, symbols: [String] = []) {
+        state.withLockedValue { state in
+            state.statistics.hits += hits
+            state.statistics.misses += misses
+            state.statistics.apiCalls += apiCalls
+            state.symbols.formUnion(symbols)
+        }
+    }
+
+    /// Runs a write-back without delaying the answer; `finish()` waits for it.
+    func writeBehind(_ work: @escaping @Sendable () async -> Void) {
+        let task = Task { await work() }
+        state.withLockedValue { $0.pendingWrites.append(task) }
+    }
+
+    func noteRedisFailure() {
+        // The pool logs the state change once; nothing per key here.
+    }
+}

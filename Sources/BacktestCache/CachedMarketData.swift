@@ -1,0 +1,187 @@
+import BacktestCore
+import MarketData
+
+/// A `MarketDataProvider` that answers from the cache what it can and asks `upstream` for the
+/// rest, writing back what may be cached (dates up to T-2) one key per ticker and month.
+///
+/// Per query: one batched lookup (process memory, then one MGET), then for each symbol the hull
+/// of the days not covered; symbols sharing the same hull are fetched in one multi-symbol call,
+/// identical fetches in flight are shared, fresh and cached bars are merged, and eligible months
+/// are written behind the answer (MSET + EXPIRE, pipelined). Months with no bars (before a
+/// listing, after a delisting) are cached as empty months, so such tickers cost no fetch either.
+/// Errors from the source (an invalid ticker, an unreachable vendor) are never cached.
+public struct CachedMarketData: MarketDataProvider {
+    public let upstream: any MarketDataProvider
+    public let cache: MarketDataCache
+    let inflight = InflightFills()
+
+    public init(upstream: any MarketDataProvider, cache: MarketDataCache) {
+        self.upstream = upstream
+        self.cache = cache
+    }
+
+    public var name: String { upstream.name }
+    public var dataEpoch: TradingDate { upstream.dataEpoch }
+
+    /// A one-request session of its own. Prefer `dailyBars(_:session:)` to get the counts.
+    public func dailyBars(_ query: BarQuery) async throws -> BarSet {
+        let session = await cache.openSession()
+        defer { Task { await session.finish() } }
+        return try await dailyBars(query, session: session)
+    }
+
+    /// A provider bound to `session`, for code that takes any `MarketDataProvider`.
+    public func bound(to session: CacheSession) -> some MarketDataProvider {
+        SessionBoundMarketData(base: self, session: session)
+    }
+
+    public func dailyBars(_ query: BarQuery, session: CacheSession) async throws -> BarSet {
+        let horizon = session.lastCacheableDate
+        let range = query.range
+        let extendsPastHorizon = range.upperBound > horizon
+        var attempt = 0
+        while true {
+            attempt += 1
+            let epoch = inflight.completedFills
+            let lookup = await lookUp(query, session: session)
+            // The hull of uncovered days per symbol, grouped so symbols that share it share a call.
+            var groups: [ClosedRange<TradingDate>: [String]] = [:]
+            for symbol in query.symbols {
+                if let fetchRange = Self.fetchRange(
+                    uncovered: lookup.uncovered[symbol] ?? [], range: range, horizon: horizon,
+                    extendsPastHorizon: extendsPastHorizon)
+                {
+                    groups[fetchRange, default: []].append(symbol)
+                }
+            }
+            let fetched: Fetched
+            do {
+                fetched = try await fetch(
+                    groups, adjustment: query.adjustment, session: session, lookedUpAt: attempt < 3 ? epoch : nil)
+            } catch is InflightFills.LookAgain {
+                continue
+            }
+            session.count(
+                hits: lookup.hits, misses: lookup.misses + (extendsPastHorizon ? query.symbols.count : 0),
+                symbols: query.symbols)
+            if lookup.corrupt > 0 {
+                cache.logger.warning("cache: \(lookup.corrupt) corrupt or outdated values ignored for \(query); they will be overwritten")
+            }
+            return assemble(query, lookup: lookup, fetched: fetched, horizon: horizon)
+        }
+    }
+
+    private func assemble(_ query: BarQuery, lookup: Lookup, fetched: Fetched, horizon: TradingDate) -> BarSet {
+        let range = query.range
+        var answer = BarSet()
+        var warnings: [String] = []
+        for symbol in query.symbols {
+            var bars = DailyBars(symbol: symbol)
+            for chunk in lookup.covered[symbol] ?? [] {
+                let neededEnd = min(chunk.month.lastDay, range.upperBound, horizon)
+                let from = max(chunk.month.firstDay, range.lowerBound)
+                if from <= neededEnd { bars.appendAll(chunk.bars.slice(from...neededEnd)) }
+            }
+            if let fresh = fetched.bars[symbol] {
+                bars = bars.merged(with: fresh.slice(range))
+            }
+            if bars.isEmpty { answer.missing.append(symbol) } else { answer.bars[symbol] = bars }
+        }
+        for set in fetched.sets {
+            for warning in set.warnings where !warnings.contains(warning) { warnings.append(warning) }
+        }
+        answer.warnings = warnings
+        answer.apiCalls = fetched.apiCalls
+        return answer
+    }
+
+    // MARK: Lookup
+
+    private struct Lookup {
+        var covered: [String: [MonthOfBars]] = [:]
+        var uncovered: [String: [CacheMonth]] = [:]
+        var hits = 0
+        var misses = 0
+        var corrupt = 0
+    }
+
+    private func lookUp(_ query: BarQuery, session: CacheSession) async -> Lookup {
+        let horizon = session.lastCacheableDate
+        let range = query.range
+        var result = Lookup()
+        guard range.lowerBound <= horizon else { return result }
+        let months = CacheMonth.months(in: range.lowerBound...min(range.upperBound, horizon))
+        var keys: [String] = []
+        keys.reserveCapacity(months.count * query.symbols.count)
+        for symbol in query.symbols {
+            for month in months { keys.append(key(symbol, month, query.adjustment, session)) }
+        }
+        let (local, remote) = session.isCaching ? await cache.lookup(keys, in: session) : ([:], [:])
+        var decoded: [(String, LocalValue)] = []
+        var index = 0
+        for symbol in query.symbols {
+            for month in months {
+                let key = keys[index]
+                index += 1
+                var chunk: MonthOfBars?
+                if case .month(let cached)? = local[key] {
+                    chunk = cached
+                } else if let bytes = remote[key] {
+                    chunk = MonthOfBars.decode(bytes, symbol: symbol, month: month)
+                    if let chunk { decoded.append((key, .month(chunk))) } else { result.corrupt += 1 }
+                }
+                let neededEnd = min(month.lastDay, range.upperBound, horizon)
+                if let chunk, chunk.covers(through: neededEnd) {
+                    result.covered[symbol, default: []].append(chunk)
+                    result.hits += 1
+                } else {
+                    result.uncovered[symbol, default: []].append(month)
+                    result.misses += 1
+                }
+            }
+        }
+        cache.remember(decoded, in: session)
+        return result
+    }
+
+    /// What to ask the source for one symbol: from the first uncovered month's first day (so its
+    /// month can be stored complete) to the last uncovered month's end (capped at T-2), or to
+    /// the query's end when it runs past T-2. Nil when everything is cached.
+    static func fetchRange(
+        uncovered: [CacheMonth], range: ClosedRange<TradingDate>, horizon: TradingDate, extendsPastHorizon: Bool
+    ) -> ClosedRange<TradingDate>? {
+        if let first = uncovered.first, let last = uncovered.last {
+            let end = extendsPastHorizon ? range.upperBound : min(last.lastDay, horizon)
+            return first.firstDay...end
+        }
+        if extendsPastHorizon { return max(range.lowerBound, horizon.advanced(by: 1))...range.upperBound }
+        return nil
+    }
+
+    private func key(_ symbol: String, _ month: CacheMonth, _ adjustment: PriceAdjustment, _ session: CacheSession) -> String {
+        cache.keys.bars(generation: session.generation, source: upstream.name, adjustment: adjustment, symbol: symbol, month: month)
+    }
+}
+
+/// `CachedMarketData` seen through one session.
+struct SessionBoundMarketData: MarketDataProvider {
+    let base: CachedMarketData
+    let session: CacheSession
+    var name: String { base.name }
+    var dataEpoch: TradingDate { base.dataEpoch }
+    func dailyBars(_ query: BarQuery) async throws -> BarSet { try await base.dailyBars(query, session: session) }
+}
+
+extension DailyBars {
+    /// Appends bars that all come after `self`'s last date.
+    mutating func appendAll(_ other: DailyBars) {
+        dates.append(contentsOf: other.dates)
+        open.append(contentsOf: other.open)
+        high.append(contentsOf: other.high)
+        low.append(contentsOf: other.low)
+        close.append(contentsOf: other.close)
+        volume.append(contentsOf: other.volume)
+        dividend.append(contentsOf: other.dividend)
+        splitRatio.append(contentsOf: other.splitRatio)
+    }
+}

@@ -1,0 +1,153 @@
+import BacktestCore
+import Logging
+import NIOConcurrencyHelpers
+
+/// The shared cache service: Redis (through a `RedisPool`), the in-process layer in front of it,
+/// generations, and purges. One instance per server process; every client's requests share it.
+///
+/// Only market data and indicator values go in; backtest results never do, so nothing one
+/// client computes is visible to another except the (identical for everyone) source data.
+///
+/// Every failure to reach Redis is absorbed here: reads become misses, writes are skipped, and
+/// the caller fetches from the source. A cache failure never fails a backtest.
+public final class MarketDataCache: Sendable {
+    public let options: CacheOptions
+    public let clock: any CacheClock
+    let keys: CacheKeys
+    /// nil when the cache is configured off: every session then passes straight to the source.
+    let pool: RedisPool?
+    let local: LocalCache
+    let logger: Logger
+    let state = NIOLockedValueBox(State())
+
+    struct State {
+        /// Newest generation seen (read at session start or set by a purge in this process).
+        var latestGeneration: Int64?
+        /// Open sessions per generation, so a purge's sweep can wait for the old one to drain.
+        var activeSessions: [Int64: Int] = [:]
+        var drainWaiters: [Int: (olderThan: Int64, continuation: CheckedContinuation<Void, Never>)] = [:]
+        var nextWaiterID = 0
+    }
+
+    /// - Parameters:
+    ///   - redis: where Redis is; nil disables the cache (sessions count every lookup as a miss).
+    ///   - clock: "today" for the T-2 rule; the purge scheduler uses the same clock.
+    public init(
+        redis: RedisConfiguration?, options: CacheOptions = CacheOptions(), clock: any CacheClock = SystemCacheClock(),
+        logger: Logger = Logger(label: "backtestd.cache")
+    ) {
+        self.options = options
+        self.clock = clock
+        self.logger = logger
+        self.keys = CacheKeys(prefix: options.keyPrefix)
+        self.pool = redis.map { RedisPool(configuration: $0, logger: logger) }
+        self.local = LocalCache(capacityBytes: redis == nil ? 0 : options.localCacheBytes)
+    }
+
+    /// Stops the Redis threads; afterwards sessions run without the cache.
+    public func shutdown() async {
+        await pool?.shutdown()
+    }
+
+    /// Starts one request's view of the cache: reads the generation once (one round trip) and
+    /// fixes "today", so everything the request reads and writes is from one generation and
+    /// follows one T-2 boundary, even if a purge or midnight happens meanwhile.
+    public func openSession() async -> CacheSession {
+        let lastCacheable = CacheHorizon.lastCacheableDate(atUnixSeconds: clock.unixSeconds())
+        var generation: Int64?
+        var usesRedis = false
+        if let pool {
+            do {
+                let reply = try await pool.execute(RedisCommand("GET", keys.generation))
+                generation = reply.integer ?? 0
+                usesRedis = true
+            } catch {
+                // Redis is down: keep serving what this process already holds, if we know which
+                // generation it belongs to; otherwise run without the cache.
+                generation = state.withLockedValue { $0.latestGeneration }
+            }
+        }
+        let resolved = generation ?? -1
+        state.withLockedValue { state in
+            if usesRedis { state.latestGeneration = max(state.latestGeneration ?? resolved, resolved) }
+            state.activeSessions[resolved, default: 0] += 1
+        }
+        return CacheSession(
+            cache: self, generation: resolved, lastCacheableDate: lastCacheable, usesRedis: usesRedis,
+            usesLocal: generation != nil && local.isEnabled)
+    }
+
+    func sessionFinished(generation: Int64) {
+        let ready = state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
+            state.activeSessions[generation, default: 1] -= 1
+            if state.activeSessions[generation] == 0 { state.activeSessions[generation] = nil }
+            var ready: [CheckedContinuation<Void, Never>] = []
+            for (id, waiter) in state.drainWaiters where !Self.hasSessions(olderThan: waiter.olderThan, state) {
+                ready.append(waiter.continuation)
+                state.drainWaiters[id] = nil
+            }
+            return ready
+        }
+        for continuation in ready { continuation.resume() }
+    }
+
+    /// True when `generation` is no longer the newest this process knows: its writes would only
+    /// create keys the next sweep deletes, so they are skipped.
+    func isSuperseded(_ generation: Int64) -> Bool {
+        state.withLockedValue { state in state.latestGeneration.map { generation < $0 } ?? false }
+    }
+
+    static func hasSessions(olderThan generation: Int64, _ state: State) -> Bool {
+        state.activeSessions.keys.contains { $0 < generation }
+    }
+
+    // MARK: Reads and writes used by sessions
+
+    /// Looks `keys` up in the local layer, then the rest in one MGET. A Redis failure reads as
+    /// all misses. Returns raw bytes for Redis hits; `local` hits come back decoded.
+    func lookup(_ keys: [String], in session: CacheSession) async -> (local: [String: LocalValue], remote: [String: [UInt8]]) {
+        var localHits: [String: LocalValue] = [:]
+        var remaining: [String] = []
+        for key in keys {
+            if session.usesLocal, let value = local.get(key) { localHits[key] = value } else { remaining.append(key) }
+        }
+        var remote: [String: [UInt8]] = [:]
+        guard session.usesRedis, let pool, !remaining.isEmpty else { return (localHits, remote) }
+        do {
+            let reply = try await pool.execute(RedisCommand([Array("MGET".utf8)] + remaining.map { Array($0.utf8) }))
+            if case .array(let values) = reply, values.count == remaining.count {
+                for (key, value) in zip(remaining, values) {
+                    if let bytes = value.bytes { remote[key] = bytes }
+                }
+            }
+        } catch {
+            session.noteRedisFailure()
+        }
+        return (localHits, remote)
+    }
+
+    /// Remembers decoded values in process memory (for the session's generation).
+    func remember(_ values: [(String, LocalValue)], in session: CacheSession) {
+        guard session.usesLocal, !isSuperseded(session.generation) else { return }
+        for (key, value) in values { local.set(key, value) }
+    }
+
+    /// MSET + one EXPIRE per key, pipelined: one round trip. Skipped when Redis is down or the
+    /// session's generation has been purged meanwhile.
+    func store(_ entries: [(key: String, value: [UInt8])], in session: CacheSession) async {
+        guard session.usesRedis, let pool, !entries.isEmpty, !isSuperseded(session.generation) else { return }
+        var mset: [[UInt8]] = [Array("MSET".utf8)]
+        mset.reserveCapacity(1 + 2 * entries.count)
+        for entry in entries {
+            mset.append(Array(entry.key.utf8))
+            mset.append(entry.value)
+        }
+        let seconds = String(max(1, options.timeToLive.components.seconds))
+        let commands = [RedisCommand(mset)] + entries.map { RedisCommand("EXPIRE", $0.key, seconds) }
+        do {
+            _ = try await pool.pipeline(commands)
+        } catch {
+            session.noteRedisFailure()
+        }
+    }
+}

@@ -1,1 +1,0 @@
-// Tests for BacktestCache live in this folder.
