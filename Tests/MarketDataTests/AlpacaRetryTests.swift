@@ -70,13 +70,15 @@ struct AlpacaRetryTests {
     func stallTimesOut() async throws {
         try await withFakeAlpaca { server in
             let sleeper = RecordingSleeper()
-            let alpaca = makeAlpaca(server, requestTimeout: .seconds(1), sleeper: sleeper)
+            let alpaca = makeAlpaca(server, requestTimeout: .seconds(2), sleeper: sleeper)
             _ = try await alpaca.dailyBars(query)  // warm up: the fake reads its files once
             server.inject([.stall])
             let answer = try await alpaca.dailyBars(query)
-            #expect(server.requestCount == 3)
             #expect(answer.bars.count == 2)
-            #expect(sleeper.recorded.count == 1)
+            // The stalled request timed out and was retried. (On a loaded machine a retry may
+            // time out too; every extra request must then have had its own backoff.)
+            #expect(server.requestCount >= 3)
+            #expect(sleeper.recorded.count == server.requestCount - 2)
         }
     }
 

@@ -47,6 +47,11 @@ public final class CoalescingProvider: MarketDataProvider {
         return try await flights.run(query) { try await base.dailyBars(query) }
     }
 
+    /// Callers waiting for `query` right now (lets tests build a known interleaving).
+    func waiterCount(for query: BarQuery) -> Int {
+        flights.waiterCount(query)
+    }
+
     /// Fetches every need, one multi-symbol query per distinct range, the queries concurrently.
     ///
     /// Logs "Fetched N tickers in K API calls (was M calls)", where M is what fetching one
