@@ -98,6 +98,8 @@ public actor BacktestClient {
                             switch result {
                             case .success(let response):
                                 if let error = response.status.error { continuation.finish(throwing: error) } else { continuation.finish() }
+                            case .failure(let notProcessed as ClientConnectionHandler.CallNotProcessed):
+                                continuation.finish(throwing: notProcessed.error)
                             case .failure(let error):
                                 continuation.finish(throwing: error)
                             }
@@ -107,6 +109,8 @@ public actor BacktestClient {
                         return state.terminated
                     }
                     if alreadyTerminated { cancel() }
+                } catch let notProcessed as ClientConnectionHandler.CallNotProcessed {
+                    continuation.finish(throwing: notProcessed.error)
                 } catch {
                     continuation.finish(throwing: error)
                 }
@@ -135,11 +139,22 @@ public actor BacktestClient {
 
     // MARK: Plumbing
 
+    /// A call the server's GOAWAY says it did not process (it raced with an idle or shutdown
+    /// GOAWAY) is retried once on a new connection: the server guarantees it was not executed.
     private func unary(_ method: CallMethod, timeout: Duration?) async throws -> CallResponse {
-        let connection = try await readyConnection()
-        let response = try await connection.unary(request(method, timeout: timeout), localDeadline: Self.localDeadline(timeout))
-        if let error = response.status.error { throw error }
-        return response
+        let request = request(method, timeout: timeout)
+        var attempt = 0
+        while true {
+            attempt += 1
+            let connection = try await readyConnection()
+            do {
+                let response = try await connection.unary(request, localDeadline: Self.localDeadline(timeout))
+                if let error = response.status.error { throw error }
+                return response
+            } catch let notProcessed as ClientConnectionHandler.CallNotProcessed {
+                if attempt >= 2 { throw notProcessed.error }
+            }
+        }
     }
 
     private nonisolated func request(_ method: CallMethod, timeout: Duration?) -> CallRequest {

@@ -8,10 +8,11 @@ import NIOPosix
 final class ClientConnection: Sendable {
     let channel: any Channel
     let settings: ConnectionSettings
-    private let handler: NIOLoopBound<ClientConnectionHandler>
+    /// Set by the channel initializer on the channel's loop; only read there.
+    private let handler: NIOLoopBoundBox<ClientConnectionHandler?>
     private let usableFlag: ManagedAtomic<Bool>
 
-    private init(channel: any Channel, settings: ConnectionSettings, handler: NIOLoopBound<ClientConnectionHandler>,
+    private init(channel: any Channel, settings: ConnectionSettings, handler: NIOLoopBoundBox<ClientConnectionHandler?>,
                  usable: ManagedAtomic<Bool>) {
         self.channel = channel
         self.settings = settings
@@ -27,6 +28,7 @@ final class ClientConnection: Sendable {
         let usable = ManagedAtomic(true)
         let loop = group.next()
         let settingsPromise = loop.makePromise(of: ConnectionSettings.self)
+        let handlerBox = NIOLoopBoundBox<ClientConnectionHandler?>.makeEmptyBox(eventLoop: loop)
         let decoder = FrameDecoder(maxPayload: configuration.maxInboundFramePayload, expectPreface: false)
         let channel: any Channel
         do {
@@ -39,6 +41,7 @@ final class ClientConnection: Sendable {
                                                               usabilityChanged: { usable.store($0, ordering: .relaxed) })
                         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(decoder))
                         try channel.pipeline.syncOperations.addHandler(handler)
+                        handlerBox.value = handler
                     }
                 }
                 .connect(host: host, port: port).get()
@@ -48,10 +51,7 @@ final class ClientConnection: Sendable {
         }
         do {
             let settings = try await settingsPromise.futureResult.get()
-            let handler = try await channel.pipeline.handler(type: ClientConnectionHandler.self).map {
-                NIOLoopBound($0, eventLoop: channel.eventLoop)
-            }.get()
-            return ClientConnection(channel: channel, settings: settings, handler: handler, usable: usable)
+            return ClientConnection(channel: channel, settings: settings, handler: handlerBox, usable: usable)
         } catch {
             channel.close(promise: nil)
             if let error = error as? BacktestError { throw error }
@@ -62,15 +62,21 @@ final class ClientConnection: Sendable {
     /// A call answered by one RESPONSE. Cancelling the calling task sends CANCEL.
     func unary(_ request: CallRequest, localDeadline: TimeAmount?) async throws -> CallResponse {
         let promise = channel.eventLoop.makePromise(of: CallResponse.self)
-        let observer = ClientConnectionHandler.Observer(onData: nil, onEnd: { promise.completeWith($0.mapError { $0 }) })
+        let observer = ClientConnectionHandler.Observer(onData: nil, onEnd: { promise.completeWith($0) })
         let handler = self.handler
-        let id = try await channel.eventLoop.submit {
-            try handler.value.start(request, observer: observer, localDeadline: localDeadline)
-        }.get()
+        let id: UInt32
+        do {
+            id = try await channel.eventLoop.submit {
+                try Self.handler(handler).start(request, observer: observer, localDeadline: localDeadline)
+            }.get()
+        } catch {
+            promise.fail(error)
+            throw error
+        }
         return try await withTaskCancellationHandler {
             try await promise.futureResult.get()
         } onCancel: {
-            handler.eventLoop.execute { handler.value.cancel(id) }
+            handler.eventLoop.execute { handler.value?.cancel(id) }
         }
     }
 
@@ -78,23 +84,31 @@ final class ClientConnection: Sendable {
     /// Returns a function that cancels the call.
     func streaming(_ request: CallRequest, localDeadline: TimeAmount?,
                    onData: @escaping @Sendable (ByteBuffer) -> Void,
-                   onEnd: @escaping @Sendable (Result<CallResponse, BacktestError>) -> Void) async throws -> @Sendable () -> Void {
+                   onEnd: @escaping @Sendable (Result<CallResponse, any Error>) -> Void) async throws -> @Sendable () -> Void {
         let observer = ClientConnectionHandler.Observer(onData: onData, onEnd: onEnd)
         let handler = self.handler
         let id = try await channel.eventLoop.submit {
-            try handler.value.start(request, observer: observer, localDeadline: localDeadline)
+            try Self.handler(handler).start(request, observer: observer, localDeadline: localDeadline)
         }.get()
-        return { handler.eventLoop.execute { handler.value.cancel(id) } }
+        return { handler.eventLoop.execute { handler.value?.cancel(id) } }
     }
 
     func ping() async throws {
         let promise = channel.eventLoop.makePromise(of: Void.self)
         let handler = self.handler
-        handler.eventLoop.execute { handler.value.ping(promise) }
+        handler.eventLoop.execute {
+            guard let value = handler.value else { return promise.fail(ClientConnectionHandler.closedBeforeFinish) }
+            value.ping(promise)
+        }
         try await promise.futureResult.get()
     }
 
     func close() {
         channel.close(promise: nil)
+    }
+
+    private static func handler(_ box: NIOLoopBoundBox<ClientConnectionHandler?>) throws -> ClientConnectionHandler {
+        guard let handler = box.value else { throw ClientConnectionHandler.CallNotProcessed(error: ClientConnectionHandler.closedBeforeFinish) }
+        return handler
     }
 }

@@ -15,7 +15,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     /// Where a stream's frames go.
     struct Observer {
         var onData: ((ByteBuffer) -> Void)?
-        var onEnd: (Result<CallResponse, BacktestError>) -> Void
+        var onEnd: (Result<CallResponse, any Error>) -> Void
         var timer: Scheduled<Void>?
     }
 
@@ -33,6 +33,11 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         self.settings = settings
         self.decodeLimits = decodeLimits
         self.usabilityChanged = usabilityChanged
+    }
+
+    /// A call the server's GOAWAY says it never processed: safe to retry on a new connection.
+    struct CallNotProcessed: Error {
+        let error: BacktestError
     }
 
     static let closedBeforeFinish = BacktestError(.unavailable, "connection closed before the call finished")
@@ -110,7 +115,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
             : goAway.status.error ?? Self.closedBeforeFinish
         settings.fail(status)
         for id in streams.keys where id > goAway.lastStreamID {
-            end(id, BacktestError(.unavailable, "the server did not process the call: \(status.message)"))
+            end(id, CallNotProcessed(error: BacktestError(.unavailable, "the server did not process the call: \(status.message)")))
         }
         closeIfDone()
     }
@@ -118,14 +123,16 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     // MARK: Calls (on the event loop)
 
     /// Opens a stream; the observer hears exactly one `onEnd`.
-    func start(_ request: CallRequest, observer: Observer, localDeadline: TimeAmount?) throws(BacktestError) -> UInt32 {
+    /// Throws `CallNotProcessed` when the connection can take no new call (the caller retries
+    /// on a new connection).
+    func start(_ request: CallRequest, observer: Observer, localDeadline: TimeAmount?) throws(CallNotProcessed) -> UInt32 {
         guard usable, let context else {
-            throw BacktestError(.unavailable, "the connection is closing; retry on a new connection")
+            throw CallNotProcessed(error: BacktestError(.unavailable, "the connection is closing; retry on a new connection"))
         }
         let id = nextStreamID
         guard id <= Wire.maxStreamID - 2 else {
             markUnusable()
-            throw BacktestError(.unavailable, "stream ids exhausted on this connection; retry on a new connection")
+            throw CallNotProcessed(error: BacktestError(.unavailable, "stream ids exhausted on this connection"))
         }
         nextStreamID += 2
         var observer = observer
@@ -158,7 +165,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         context?.close(promise: nil)
     }
 
-    private func end(_ id: UInt32, _ error: BacktestError) {
+    private func end(_ id: UInt32, _ error: any Error) {
         guard let observer = streams.removeValue(forKey: id) else { return }
         observer.timer?.cancel()
         observer.onEnd(.failure(error))

@@ -118,12 +118,12 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     }
 
     private func receive(_ frame: Frame) throws {
-        switch frame.type {
-        case .ping, .settings, .goAway where frame.streamID != 0:
+        let isControl = frame.type == .ping || frame.type == .settings || frame.type == .goAway
+        if isControl, frame.streamID != 0 {
             throw ConnectionError(.invalidArgument, "\(frame.type) frames belong on stream 0, not \(frame.streamID)")
-        case .cancel where frame.streamID == 0:
+        }
+        if frame.type == .cancel, frame.streamID == 0 {
             throw ConnectionError(.invalidArgument, "CANCEL frames need a stream id")
-        default: break
         }
         switch frame.type {
         case .request:
