@@ -1,1 +1,191 @@
-// The BacktestClient module. See Package.swift for where it sits in the architecture.
+import BacktestCore
+import BacktestEngine
+import BacktestProtocol
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// An async client for backtestd.
+///
+/// One TCP connection carries every call (each on its own stream); it is opened on the first
+/// call and reopened on the next call after it dropped or after the server sent GOAWAY.
+/// Errors are `BacktestError` with the server's status code. Cancelling the task that awaits a
+/// call (or iterates `runBatch`) sends CANCEL, which stops the work on the server.
+///
+/// Re-attaching to a batch after a dropped connection: `runBatch` reports the batch id in every
+/// update; poll `batchStatus(id:)` with it (an automatic re-attach can be built on that seam).
+public actor BacktestClient {
+    public struct Configuration: Sendable {
+        public var connectTimeout = TimeAmount.seconds(5)
+        /// Frames larger than this from the server close the connection.
+        public var maxInboundFramePayload = 64 * 1024 * 1024
+        public var decodeLimits = DecodeLimits(memoryBudget: 512 * 1024 * 1024, maxDepth: 48)
+        /// Sent in every request header, for the server's logs.
+        public var clientName = "backtest-swift/0.1"
+        public init() {}
+    }
+
+    public nonisolated let host: String
+    public nonisolated let port: Int
+    public nonisolated let configuration: Configuration
+    private let group: any EventLoopGroup
+    private var connection: ClientConnection?
+    private var connecting: Task<ClientConnection, any Error>?
+
+    public init(host: String = "127.0.0.1", port: Int = 50051, configuration: Configuration = Configuration(),
+                group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+        self.host = host
+        self.port = port
+        self.configuration = configuration
+        self.group = group
+    }
+
+    // MARK: Calls
+
+    public func runBacktest(_ strategy: Strategy, settings: BacktestSettings, timeout: Duration? = nil) async throws -> BacktestResult {
+        let response = try await unary(.runBacktest(BacktestRequest(strategy: strategy, settings: settings)), timeout: timeout)
+        guard case .backtest(let result)? = response.result else { throw Self.missingResult("RunBacktest") }
+        return result
+    }
+
+    public func batchStatus(id: String, timeout: Duration? = nil) async throws -> ProgressUpdate {
+        let response = try await unary(.batchStatus(batchID: id), timeout: timeout)
+        guard case .batchStatus(let update)? = response.result else { throw Self.missingResult("GetBatchStatus") }
+        return update
+    }
+
+    public func serverInfo(timeout: Duration? = nil) async throws -> ServerInfo {
+        let response = try await unary(.serverInfo, timeout: timeout)
+        guard case .serverInfo(let info)? = response.result else { throw Self.missingResult("GetServerInfo") }
+        return info
+    }
+
+    public func purgeCache(timeout: Duration? = nil) async throws -> PurgeCacheResult {
+        let response = try await unary(.purgeCache, timeout: timeout)
+        guard case .purge(let result)? = response.result else { throw Self.missingResult("PurgeCache") }
+        return result
+    }
+
+    /// The progress of a batch, one update per finished group of variants. The sequence ends after
+    /// the server's RESPONSE with OK, or throws its error; a connection lost mid-stream throws
+    /// UNAVAILABLE "connection closed before the call finished".
+    public nonisolated func runBatch(_ variants: [Strategy], settings: BacktestSettings, maxParallel: Int = 0,
+                                     timeout: Duration? = nil) -> AsyncThrowingStream<ProgressUpdate, any Error> {
+        let method = CallMethod.runBatch(BatchRequest(variants: variants, settings: settings, maxParallel: maxParallel))
+        return AsyncThrowingStream { continuation in
+            let cancellation = NIOLockedValueBox<(terminated: Bool, cancel: (@Sendable () -> Void)?)>((false, nil))
+            continuation.onTermination = { _ in
+                let cancel = cancellation.withLockedValue { state in
+                    state.terminated = true
+                    return state.cancel
+                }
+                cancel?()
+            }
+            Task {
+                do {
+                    let connection = try await self.readyConnection()
+                    let limits = self.configuration.decodeLimits
+                    let cancel = try await connection.streaming(
+                        self.request(method, timeout: timeout), localDeadline: Self.localDeadline(timeout),
+                        onData: { payload in
+                            do {
+                                continuation.yield(try ProgressUpdate.decode(payload, limits: limits))
+                            } catch {
+                                continuation.finish(throwing: BacktestError(.internal, "malformed progress update: \(error)"))
+                            }
+                        },
+                        onEnd: { result in
+                            switch result {
+                            case .success(let response):
+                                if let error = response.status.error { continuation.finish(throwing: error) } else { continuation.finish() }
+                            case .failure(let notProcessed as ClientConnectionHandler.CallNotProcessed):
+                                continuation.finish(throwing: notProcessed.error)
+                            case .failure(let error):
+                                continuation.finish(throwing: error)
+                            }
+                        })
+                    let alreadyTerminated = cancellation.withLockedValue { state in
+                        state.cancel = cancel
+                        return state.terminated
+                    }
+                    if alreadyTerminated { cancel() }
+                } catch let notProcessed as ClientConnectionHandler.CallNotProcessed {
+                    continuation.finish(throwing: notProcessed.error)
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+        }
+    }
+
+    /// Round trip of a PING frame: proves the connection and the server's loop are alive.
+    public func ping() async throws -> Duration {
+        let connection = try await readyConnection()
+        let start = ContinuousClock.now
+        try await connection.ping()
+        return ContinuousClock.now - start
+    }
+
+    /// The limits the server announced on the current connection (connecting if needed).
+    public func serverSettings() async throws -> ConnectionSettings {
+        try await readyConnection().settings
+    }
+
+    /// Closes the connection; in-flight calls end with UNAVAILABLE. A later call reconnects.
+    public func close() {
+        connection?.close()
+        connection = nil
+    }
+
+    // MARK: Plumbing
+
+    /// A call the server's GOAWAY says it did not process (it raced with an idle or shutdown
+    /// GOAWAY) is retried once on a new connection: the server guarantees it was not executed.
+    private func unary(_ method: CallMethod, timeout: Duration?) async throws -> CallResponse {
+        let request = request(method, timeout: timeout)
+        var attempt = 0
+        while true {
+            attempt += 1
+            let connection = try await readyConnection()
+            do {
+                let response = try await connection.unary(request, localDeadline: Self.localDeadline(timeout))
+                if let error = response.status.error { throw error }
+                return response
+            } catch let notProcessed as ClientConnectionHandler.CallNotProcessed {
+                if attempt >= 2 { throw notProcessed.error }
+            }
+        }
+    }
+
+    private nonisolated func request(_ method: CallMethod, timeout: Duration?) -> CallRequest {
+        let millis = timeout.map { max(1, $0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000) } ?? 0
+        return CallRequest(header: RequestHeader(timeoutMs: UInt32(clamping: millis), requestID: "",
+                                                 client: configuration.clientName), method: method)
+    }
+
+    /// The server enforces the deadline; the client's own timer is a backstop a little later, for a
+    /// server that stopped answering.
+    private static func localDeadline(_ timeout: Duration?) -> TimeAmount? {
+        guard let timeout else { return nil }
+        let nanos = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
+        return .nanoseconds(nanos + max(nanos / 10, 50_000_000))
+    }
+
+    private func readyConnection() async throws -> ClientConnection {
+        if let connection, connection.isUsable { return connection }
+        connection = nil
+        if let connecting { return try await connecting.value }
+        let task = Task { [host, port, configuration, group] in
+            try await ClientConnection.connect(host: host, port: port, configuration: configuration, group: group)
+        }
+        connecting = task
+        defer { connecting = nil }
+        let fresh = try await task.value
+        connection = fresh
+        return fresh
+    }
+
+    private static func missingResult(_ method: String) -> BacktestError {
+        BacktestError(.internal, "the server answered \(method) with OK but without a result")
+    }
+}

@@ -1,1 +1,130 @@
-// The BacktestServer module. See Package.swift for where it sits in the architecture.
+import BacktestProtocol
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+
+/// The backtestd TCP server: one `ServerConnectionHandler` per connection, calls dispatched to a
+/// `BacktestService`.
+///
+/// Lifecycle: `run()` binds, serves, and returns once the listener is closed and every connection
+/// has ended. Graceful shutdown (swift-service-lifecycle, e.g. SIGTERM in `backtestd`) closes the
+/// listener, sends GOAWAY on every connection and lets in-flight calls finish for up to
+/// `drainTimeout`; then the remaining connections are closed, which cancels their calls.
+/// Cancelling the task running `run()` closes everything at once.
+public final class BacktestServer: Service, Sendable {
+    public let configuration: ServerConfiguration
+    private let service: any BacktestService
+    private let group: any EventLoopGroup
+    private let logger: Logger
+    private let connections = ConnectionRegistry()
+    private let listener = NIOLockedValueBox<(any Channel)?>(nil)
+    private let bound: EventLoopPromise<SocketAddress>
+
+    public init(configuration: ServerConfiguration = ServerConfiguration(), service: any BacktestService,
+                group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+                logger: Logger = Logger(label: "backtestd.server")) {
+        self.configuration = configuration
+        self.service = service
+        self.group = group
+        self.logger = logger
+        self.bound = group.next().makePromise(of: SocketAddress.self)
+    }
+
+    /// The address the server listens on, once bound (with the real port when configured with 0).
+    public var boundAddress: SocketAddress {
+        get async throws { try await bound.futureResult.get() }
+    }
+
+    /// Connections currently open (for diagnostics and tests).
+    public var connectionCount: Int { connections.count }
+
+    public func run() async throws {
+        let channel: any Channel
+        do {
+            channel = try await ServerBootstrap(group: group)
+                .serverChannelOption(.backlog, value: 256)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelInitializer { [self] channel in initialize(channel) }
+                .bind(host: configuration.host, port: configuration.port).get()
+        } catch {
+            bound.fail(error)
+            throw error
+        }
+        listener.withLockedValue { $0 = channel }
+        if let address = channel.localAddress { bound.succeed(address) }
+        logger.info("listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+
+        try await withTaskCancellationHandler {
+            try await withGracefulShutdownHandler {
+                try await channel.closeFuture.get()
+                await connections.waitUntilEmpty()
+            } onGracefulShutdown: { [self] in
+                shutdownGracefully()
+            }
+        } onCancel: { [self] in
+            channel.close(promise: nil)
+            connections.closeAll()
+        }
+        logger.info("stopped")
+    }
+
+    /// Stops accepting connections and drains the open ones (see the type's documentation).
+    public func shutdownGracefully() {
+        logger.info("shutting down: draining connections")
+        listener.withLockedValue { $0 }?.close(promise: nil)
+        connections.drainAll()
+        let drainTimeout = configuration.drainTimeout
+        group.next().scheduleTask(in: drainTimeout) { [connections, logger] in
+            if connections.count > 0 {
+                logger.notice("drain timeout: closing \(connections.count) connections with calls in flight")
+                connections.closeAll()
+            }
+        }
+    }
+
+    private func initialize(_ channel: any Channel) -> EventLoopFuture<Void> {
+        let id = ConnectionRegistry.nextID()
+        var connectionLogger = logger
+        connectionLogger[metadataKey: "connection"] = "\(id)"
+        if let remote = channel.remoteAddress { connectionLogger[metadataKey: "peer"] = "\(remote)" }
+        let configuration = self.configuration
+        let connections = self.connections
+        return channel.eventLoop.submit {
+            let sync = channel.pipeline.syncOperations
+            guard connections.count < configuration.maxConnections, !connections.isDraining else {
+                connectionLogger.notice("refusing a connection: \(connections.isDraining ? "shutting down" : "too many connections")")
+                try sync.addHandler(RefuseConnectionHandler(status: CallStatus(
+                    code: connections.isDraining ? .unavailable : .resourceExhausted,
+                    message: connections.isDraining ? "the server is shutting down"
+                        : "the server has reached its limit of \(configuration.maxConnections) connections")))
+                return
+            }
+            let handler = ServerConnectionHandler(configuration: configuration, service: self.service,
+                                                  logger: connectionLogger, onClose: { connections.remove(id) })
+            try sync.addHandler(handler)
+            connections.add(id, ConnectionRegistry.Entry(
+                channel: channel, drain: { handler.beginDrain() }, close: { handler.close() }))
+        }
+    }
+}
+
+/// Answers a connection the server will not serve with a GOAWAY, then closes it.
+final class RefuseConnectionHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    let status: CallStatus
+
+    init(status: CallStatus) { self.status = status }
+
+    func channelActive(context: ChannelHandlerContext) {
+        var buffer = context.channel.allocator.buffer(capacity: 64)
+        FrameEncoder.write(Frame(type: .goAway, streamID: 0,
+                                 payload: GoAwayMessage(lastStreamID: 0, status: status).encoded()), into: &buffer)
+        context.writeAndFlush(wrapOutboundOut(buffer)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
+}

@@ -1,0 +1,192 @@
+import BacktestCore
+import BacktestProtocol
+import NIOCore
+
+/// The client side of one connection, confined to its event loop: sends the preface, waits for
+/// SETTINGS, multiplexes calls on odd increasing stream ids and routes frames back to them.
+///
+/// Every call ends exactly once: with its RESPONSE, a local deadline, a cancel, a GOAWAY that
+/// did not cover it, or the connection closing before the RESPONSE — the last one is reported as
+/// UNAVAILABLE "connection closed before the call finished", never as a finished call.
+final class ClientConnectionHandler: ChannelInboundHandler {
+    typealias InboundIn = InboundFrame
+    typealias OutboundOut = ByteBuffer
+
+    /// Where a stream's frames go.
+    struct Observer {
+        var onData: ((ByteBuffer) -> Void)?
+        var onEnd: (Result<CallResponse, any Error>) -> Void
+        var timer: Scheduled<Void>?
+    }
+
+    let settings: EventLoopPromise<ConnectionSettings>
+    let decodeLimits: DecodeLimits
+    private let usabilityChanged: @Sendable (Bool) -> Void
+    private var context: ChannelHandlerContext?
+    private var streams: [UInt32: Observer] = [:]
+    private var nextStreamID: UInt32 = 1
+    private var pings: [UInt64: EventLoopPromise<Void>] = [:]
+    private(set) var usable = true
+
+    init(settings: EventLoopPromise<ConnectionSettings>, decodeLimits: DecodeLimits,
+         usabilityChanged: @escaping @Sendable (Bool) -> Void) {
+        self.settings = settings
+        self.decodeLimits = decodeLimits
+        self.usabilityChanged = usabilityChanged
+    }
+
+    /// A call the server's GOAWAY says it never processed: safe to retry on a new connection.
+    struct CallNotProcessed: Error {
+        let error: BacktestError
+    }
+
+    static let closedBeforeFinish = BacktestError(.unavailable, "connection closed before the call finished")
+
+    // MARK: Channel events
+
+    func channelActive(context: ChannelHandlerContext) {
+        self.context = context
+        var preface = context.channel.allocator.buffer(capacity: Wire.prefaceSize)
+        Wire.writePreface(into: &preface)
+        context.writeAndFlush(wrapOutboundOut(preface), promise: nil)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        markUnusable()
+        settings.fail(BacktestError(.unavailable, "connection closed during the handshake"))
+        let ended = streams
+        streams.removeAll()
+        for (_, observer) in ended {
+            observer.timer?.cancel()
+            observer.onEnd(.failure(Self.closedBeforeFinish))
+        }
+        for (_, ping) in pings { ping.fail(Self.closedBeforeFinish) }
+        pings.removeAll()
+        self.context = nil
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard case .frame(let frame) = unwrapInboundIn(data) else { return }
+        switch frame.type {
+        case .settings:
+            if let received = try? ConnectionSettings.decode(frame.payload, limits: decodeLimits) {
+                settings.succeed(received)
+            } else {
+                settings.fail(BacktestError(.internal, "the server sent malformed SETTINGS"))
+                context.close(promise: nil)
+            }
+        case .data:
+            streams[frame.streamID]?.onData?(frame.payload)
+        case .response:
+            guard let observer = streams.removeValue(forKey: frame.streamID) else { return }
+            observer.timer?.cancel()
+            do {
+                observer.onEnd(.success(try CallResponse.decode(frame.payload, limits: decodeLimits)))
+            } catch {
+                observer.onEnd(.failure(BacktestError(.internal, "malformed response from the server: \(error)")))
+            }
+            closeIfDone()
+        case .cancel:
+            end(frame.streamID, BacktestError(.cancelled, "the server cancelled the call"))
+        case .ping where frame.flags.contains(.ack):
+            if let opaque = try? PingMessage.decode(frame.payload, limits: decodeLimits).opaque {
+                pings.removeValue(forKey: opaque)?.succeed()
+            }
+        case .ping:
+            write(Frame(type: .ping, flags: .ack, streamID: 0, payload: frame.payload))
+        case .goAway:
+            receivedGoAway((try? GoAwayMessage.decode(frame.payload, limits: decodeLimits))
+                ?? GoAwayMessage(lastStreamID: 0, status: CallStatus(code: .unavailable, message: "GOAWAY")))
+        default:
+            break
+        }
+    }
+
+    private func receivedGoAway(_ goAway: GoAwayMessage) {
+        markUnusable()
+        let status = goAway.status.code == .ok
+            ? BacktestError(.unavailable, "the server is shutting down (\(goAway.status.message)); retry on a new connection")
+            : goAway.status.error ?? Self.closedBeforeFinish
+        settings.fail(status)
+        for id in streams.keys where id > goAway.lastStreamID {
+            end(id, CallNotProcessed(error: BacktestError(.unavailable, "the server did not process the call: \(status.message)")))
+        }
+        closeIfDone()
+    }
+
+    // MARK: Calls (on the event loop)
+
+    /// Opens a stream; the observer hears exactly one `onEnd`.
+    /// Throws `CallNotProcessed` when the connection can take no new call (the caller retries
+    /// on a new connection).
+    func start(_ request: CallRequest, observer: Observer, localDeadline: TimeAmount?) throws(CallNotProcessed) -> UInt32 {
+        guard usable, let context else {
+            throw CallNotProcessed(error: BacktestError(.unavailable, "the connection is closing; retry on a new connection"))
+        }
+        let id = nextStreamID
+        guard id <= Wire.maxStreamID - 2 else {
+            markUnusable()
+            throw CallNotProcessed(error: BacktestError(.unavailable, "stream ids exhausted on this connection"))
+        }
+        nextStreamID += 2
+        var observer = observer
+        if let localDeadline {
+            observer.timer = context.eventLoop.assumeIsolated().scheduleTask(in: localDeadline) { [self] in
+                cancel(id, reason: "deadline exceeded", error: BacktestError(.deadlineExceeded, "deadline exceeded (client side)"))
+            }
+        }
+        streams[id] = observer
+        write(Frame(type: .request, streamID: id, payload: request.encoded(allocator: context.channel.allocator)))
+        return id
+    }
+
+    /// Ends a stream from this side: CANCEL to the server, `error` to the observer.
+    func cancel(_ id: UInt32, reason: String = "cancelled by the client",
+                error: BacktestError = BacktestError(.cancelled, "call cancelled")) {
+        guard streams[id] != nil else { return }
+        write(Frame(type: .cancel, streamID: id, payload: CancelMessage(reason: reason).encoded()))
+        end(id, error)
+    }
+
+    func ping(_ promise: EventLoopPromise<Void>) {
+        guard context != nil else { return promise.fail(Self.closedBeforeFinish) }
+        let opaque = UInt64.random(in: .min ... .max)
+        pings[opaque] = promise
+        write(Frame(type: .ping, streamID: 0, payload: PingMessage(opaque: opaque).encoded()))
+    }
+
+    func close() {
+        context?.close(promise: nil)
+    }
+
+    private func end(_ id: UInt32, _ error: any Error) {
+        guard let observer = streams.removeValue(forKey: id) else { return }
+        observer.timer?.cancel()
+        observer.onEnd(.failure(error))
+        closeIfDone()
+    }
+
+    private func markUnusable() {
+        guard usable else { return }
+        usable = false
+        usabilityChanged(false)
+    }
+
+    /// After a GOAWAY the connection is only kept for the calls it still carries.
+    private func closeIfDone() {
+        if !usable, streams.isEmpty { context?.close(promise: nil) }
+    }
+
+    private func write(_ frame: Frame) {
+        guard let context else { return }
+        var buffer = context.channel.allocator.buffer(capacity: Wire.frameHeaderSize + frame.payload.readableBytes)
+        FrameEncoder.write(frame, into: &buffer)
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+    }
+}

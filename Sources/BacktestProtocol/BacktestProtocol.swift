@@ -1,1 +1,0 @@
-// The BacktestProtocol module. See Package.swift for where it sits in the architecture.

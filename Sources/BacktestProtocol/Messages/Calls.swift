@@ -1,0 +1,168 @@
+import BacktestCore
+import BacktestEngine
+import CBacktestProto
+import NIOCore
+
+/// RunBacktest's request: one strategy over a date range.
+public struct BacktestRequest: Sendable, Hashable {
+    public var strategy: Strategy
+    public var settings: BacktestSettings
+
+    public init(strategy: Strategy, settings: BacktestSettings) {
+        self.strategy = strategy
+        self.settings = settings
+    }
+}
+
+/// RunBatch's request: variants sharing settings (and therefore data and indicators).
+public struct BatchRequest: Sendable, Hashable {
+    public var variants: [Strategy]
+    public var settings: BacktestSettings
+    /// 0 = the server's default; the server never exceeds its own bound.
+    public var maxParallel: Int
+
+    public init(variants: [Strategy], settings: BacktestSettings, maxParallel: Int = 0) {
+        self.variants = variants
+        self.settings = settings
+        self.maxParallel = maxParallel
+    }
+}
+
+/// The method a REQUEST selects, with its argument.
+public enum CallMethod: Sendable, Hashable {
+    case runBacktest(BacktestRequest)
+    case runBatch(BatchRequest)
+    case batchStatus(batchID: String)
+    case serverInfo
+    case purgeCache
+
+    /// The method's name in the proto's `service` block, for logs and errors.
+    public var name: String {
+        switch self {
+        case .runBacktest: "RunBacktest"
+        case .runBatch: "RunBatch"
+        case .batchStatus: "GetBatchStatus"
+        case .serverInfo: "GetServerInfo"
+        case .purgeCache: "PurgeCache"
+        }
+    }
+}
+
+public struct RequestHeader: Sendable, Hashable {
+    /// Relative deadline in milliseconds; 0 = the server's maximum.
+    public var timeoutMs: UInt32
+    public var requestID: String
+    public var client: String
+
+    public init(timeoutMs: UInt32 = 0, requestID: String = "", client: String = "") {
+        self.timeoutMs = timeoutMs
+        self.requestID = requestID
+        self.client = client
+    }
+}
+
+/// The payload of a REQUEST frame.
+///
+/// Decoding keeps the header even when the method cannot be used, so the server can still echo
+/// the request id: `method` is a failure for an unknown method (UNIMPLEMENTED) or an invalid
+/// argument (INVALID_ARGUMENT with the field path, e.g. "run_backtest.settings.start_date").
+public struct CallRequest: WireMessage {
+    public var header: RequestHeader
+    public var method: Result<CallMethod, BacktestError>
+
+    public init(header: RequestHeader = RequestHeader(), method: CallMethod) {
+        self.header = header
+        self.method = .success(method)
+    }
+
+    public static func decode(_ bytes: ByteBuffer, limits: DecodeLimits) throws -> CallRequest {
+        try PB.callRequest.decode(bytes, limits: limits, what: "CallRequest") { c in
+            let m = c.pointee
+            let header = m.header.map {
+                RequestHeader(timeoutMs: $0.pointee.timeout_ms, requestID: string($0.pointee.request_id),
+                              client: string($0.pointee.client))
+            } ?? RequestHeader()
+            do throws(BacktestError) {
+                return CallRequest(header: header, method: .success(try method(of: m)))
+            } catch {
+                return CallRequest(header: header, method: .failure(error))
+            }
+        }
+    }
+
+    private init(header: RequestHeader, method: Result<CallMethod, BacktestError>) {
+        self.header = header
+        self.method = method
+    }
+
+    private static func method(of m: Backtest__V1__CallRequest) throws(BacktestError) -> CallMethod {
+        do {
+            switch m.method_case {
+            case BACKTEST__V1__CALL_REQUEST__METHOD_RUN_BACKTEST:
+                let r = try required(m.run_backtest, "run_backtest").pointee
+                return .runBacktest(BacktestRequest(
+                    strategy: try StrategyConversion.strategy(required(r.strategy, "run_backtest.strategy"), path: "run_backtest.strategy"),
+                    settings: try StrategyConversion.settings(required(r.settings, "run_backtest.settings"), path: "run_backtest.settings")))
+            case BACKTEST__V1__CALL_REQUEST__METHOD_RUN_BATCH:
+                let r = try required(m.run_batch, "run_batch").pointee
+                let variants = try messages(r.variants, r.n_variants) { variant, index in
+                    try StrategyConversion.strategy(variant, path: "run_batch.variants[\(index)]")
+                }
+                return .runBatch(BatchRequest(
+                    variants: variants,
+                    settings: try StrategyConversion.settings(required(r.settings, "run_batch.settings"), path: "run_batch.settings"),
+                    maxParallel: Int(r.max_parallel)))
+            case BACKTEST__V1__CALL_REQUEST__METHOD_GET_BATCH_STATUS:
+                return .batchStatus(batchID: string(try required(m.get_batch_status, "get_batch_status").pointee.batch_id))
+            case BACKTEST__V1__CALL_REQUEST__METHOD_GET_SERVER_INFO:
+                return .serverInfo
+            case BACKTEST__V1__CALL_REQUEST__METHOD_PURGE_CACHE:
+                return .purgeCache
+            default:
+                throw BacktestError(.unimplemented, "the request names no method this server knows")
+            }
+        } catch let error as BacktestError {
+            throw error
+        } catch {
+            throw BacktestError(.internal, "unexpected decoding error")
+        }
+    }
+
+    public func encode(into buffer: inout ByteBuffer) {
+        PB.callRequest.encode(into: &buffer) { m, arena in
+            let header = arena.message(PB.requestHeader)
+            header.pointee.timeout_ms = self.header.timeoutMs
+            header.pointee.request_id = arena.cString(self.header.requestID)
+            header.pointee.client = arena.cString(self.header.client)
+            m.pointee.header = header
+            guard case .success(let method) = method else { return }
+            switch method {
+            case .runBacktest(let request):
+                let r = arena.message(PB.backtestRequest)
+                r.pointee.strategy = arena.strategy(request.strategy)
+                r.pointee.settings = arena.settings(request.settings)
+                m.pointee.method_case = BACKTEST__V1__CALL_REQUEST__METHOD_RUN_BACKTEST
+                m.pointee.run_backtest = r
+            case .runBatch(let request):
+                let r = arena.message(PB.batchRequest)
+                r.pointee.n_variants = request.variants.count
+                r.pointee.variants = arena.messages(request.variants) { arena.strategy($0) }
+                r.pointee.settings = arena.settings(request.settings)
+                r.pointee.max_parallel = UInt32(clamping: request.maxParallel)
+                m.pointee.method_case = BACKTEST__V1__CALL_REQUEST__METHOD_RUN_BATCH
+                m.pointee.run_batch = r
+            case .batchStatus(let batchID):
+                let r = arena.message(PB.batchStatusRequest)
+                r.pointee.batch_id = arena.cString(batchID)
+                m.pointee.method_case = BACKTEST__V1__CALL_REQUEST__METHOD_GET_BATCH_STATUS
+                m.pointee.get_batch_status = r
+            case .serverInfo:
+                m.pointee.method_case = BACKTEST__V1__CALL_REQUEST__METHOD_GET_SERVER_INFO
+                m.pointee.get_server_info = arena.message(PB.serverInfoRequest)
+            case .purgeCache:
+                m.pointee.method_case = BACKTEST__V1__CALL_REQUEST__METHOD_PURGE_CACHE
+                m.pointee.purge_cache = arena.message(PB.purgeCacheRequest)
+            }
+        }
+    }
+}

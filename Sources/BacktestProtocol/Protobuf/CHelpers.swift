@@ -1,0 +1,85 @@
+import BacktestCore
+import CBacktestProto
+import CProtobufC
+
+// Small readers for the fields of unpacked protobuf-c structs.
+
+/// A proto3 string field; protobuf-c never leaves one NULL, but a NULL reads as "".
+@inline(__always)
+func string(_ pointer: UnsafeMutablePointer<CChar>?) -> String {
+    pointer.map { String(cString: $0) } ?? ""
+}
+
+/// The elements of a repeated scalar field.
+@inline(__always)
+func scalars<T>(_ pointer: UnsafeMutablePointer<T>?, _ count: Int) -> [T] {
+    guard let pointer, count > 0 else { return [] }
+    return Array(UnsafeBufferPointer(start: pointer, count: count))
+}
+
+/// The elements of a repeated message field, converted one by one with their index.
+func messages<CMessage, T>(
+    _ pointer: UnsafeMutablePointer<UnsafeMutablePointer<CMessage>?>?, _ count: Int,
+    _ convert: (UnsafePointer<CMessage>, Int) throws -> T
+) rethrows -> [T] {
+    guard let pointer, count > 0 else { return [] }
+    var result: [T] = []
+    result.reserveCapacity(count)
+    for index in 0..<count {
+        guard let element = pointer[index] else { continue }
+        result.append(try convert(element, index))
+    }
+    return result
+}
+
+/// A required sub-message: missing is an INVALID_ARGUMENT naming the field.
+@inline(__always)
+func required<CMessage>(_ pointer: UnsafeMutablePointer<CMessage>?, _ path: String) throws -> UnsafePointer<CMessage> {
+    guard let pointer else { throw BacktestError.invalidArgument("\(path) is required", field: path) }
+    return UnsafePointer(pointer)
+}
+
+func unknownEnum(_ raw: UInt32, _ path: String) -> BacktestError {
+    BacktestError.invalidArgument("unknown enum value \(raw)", field: path)
+}
+
+/// Appends a child to a field path: "strategy" + "positions[1]" = "strategy.positions[1]".
+@inline(__always)
+func join(_ path: String, _ child: String) -> String {
+    path.isEmpty ? child : "\(path).\(child)"
+}
+
+/// Every message type the bridge handles.
+enum PB {
+    static let errorStatus = ProtobufMessageType(backtest__v1__error_status__init)
+    static let indicatorSpec = ProtobufMessageType(backtest__v1__indicator_spec__init)
+    static let series = ProtobufMessageType(backtest__v1__series__init)
+    static let operand = ProtobufMessageType(backtest__v1__operand__init)
+    static let compare = ProtobufMessageType(backtest__v1__compare__init)
+    static let conditionList = ProtobufMessageType(backtest__v1__condition_list__init)
+    static let condition = ProtobufMessageType(backtest__v1__condition__init)
+    static let position = ProtobufMessageType(backtest__v1__position__init)
+    static let strategy = ProtobufMessageType(backtest__v1__strategy__init)
+    static let settings = ProtobufMessageType(backtest__v1__backtest_settings__init)
+    static let backtestRequest = ProtobufMessageType(backtest__v1__backtest_request__init)
+    static let batchRequest = ProtobufMessageType(backtest__v1__batch_request__init)
+    static let batchStatusRequest = ProtobufMessageType(backtest__v1__batch_status_request__init)
+    static let serverInfoRequest = ProtobufMessageType(backtest__v1__server_info_request__init)
+    static let purgeCacheRequest = ProtobufMessageType(backtest__v1__purge_cache_request__init)
+    static let order = ProtobufMessageType(backtest__v1__order__init)
+    static let metrics = ProtobufMessageType(backtest__v1__metrics__init)
+    static let runStatistics = ProtobufMessageType(backtest__v1__run_statistics__init)
+    static let backtestResult = ProtobufMessageType(backtest__v1__backtest_result__init)
+    static let variantResult = ProtobufMessageType(backtest__v1__variant_result__init)
+    static let progressUpdate = ProtobufMessageType(backtest__v1__progress_update__init)
+    static let serverInfo = ProtobufMessageType(backtest__v1__server_info__init)
+    static let purgeCacheResult = ProtobufMessageType(backtest__v1__purge_cache_result__init)
+    static let requestHeader = ProtobufMessageType(backtest__v1__request_header__init)
+    static let responseHeader = ProtobufMessageType(backtest__v1__response_header__init)
+    static let callRequest = ProtobufMessageType(backtest__v1__call_request__init)
+    static let callResponse = ProtobufMessageType(backtest__v1__call_response__init)
+    static let connectionSettings = ProtobufMessageType(backtest__v1__settings__init)
+    static let ping = ProtobufMessageType(backtest__v1__ping__init)
+    static let cancel = ProtobufMessageType(backtest__v1__cancel__init)
+    static let goAway = ProtobufMessageType(backtest__v1__go_away__init)
+}

@@ -1,0 +1,118 @@
+import BacktestCore
+import BacktestEngine
+import CBacktestProto
+import CProtobufC
+
+// Result messages (results, batch progress, error statuses): C structs → Swift model.
+// A client decodes these from a server; a malformed value still gets a named field, never a trap.
+
+enum ResultConversion {
+    static func date(_ packed: Int32, _ path: String) throws -> TradingDate {
+        guard let date = TradingDate(yyyymmdd: packed) else {
+            throw BacktestError.invalidArgument("\(packed) is not a date YYYYMMDD", field: path)
+        }
+        return date
+    }
+
+    static func order(_ c: UnsafePointer<Backtest__V1__Order>, path: String) throws -> Order {
+        let m = c.pointee
+        let side: OrderSide = switch m.side {
+        case BACKTEST__V1__SIDE__BUY: .buy
+        case BACKTEST__V1__SIDE__SELL: .sell
+        default: throw unknownEnum(m.side.rawValue, join(path, "side"))
+        }
+        return Order(date: try date(m.date, join(path, "date")), ticker: string(m.ticker), side: side,
+                     quantity: m.quantity, price: m.price, commission: m.commission)
+    }
+
+    static func metrics(_ c: UnsafePointer<Backtest__V1__Metrics>?) -> Metrics {
+        var metrics = Metrics()
+        guard let m = c?.pointee else { return metrics }
+        metrics.totalReturn = m.total_return
+        metrics.cagr = m.cagr
+        metrics.volatility = m.volatility
+        metrics.sharpe = m.sharpe
+        metrics.sortino = m.sortino
+        metrics.maxDrawdown = m.max_drawdown
+        metrics.maxDrawdownDuration = Int(m.max_drawdown_duration)
+        metrics.calmar = m.calmar
+        metrics.alpha = m.alpha
+        metrics.beta = m.beta
+        metrics.winRate = m.win_rate
+        metrics.profitFactor = m.profit_factor
+        metrics.tradeCount = Int(m.trade_count)
+        metrics.exposure = m.exposure
+        return metrics
+    }
+
+    static func statistics(_ c: UnsafePointer<Backtest__V1__RunStatistics>) -> RunStatistics {
+        let m = c.pointee
+        var stats = RunStatistics()
+        stats.totalMs = m.total_ms
+        stats.analysisMs = m.analysis_ms
+        stats.dataMs = m.data_ms
+        stats.indicatorsMs = m.indicators_ms
+        stats.simulationMs = m.simulation_ms
+        stats.barsProcessed = Int(clamping: m.bars_processed)
+        stats.cacheHits = Int(clamping: m.cache_hits)
+        stats.cacheMisses = Int(clamping: m.cache_misses)
+        stats.apiCalls = Int(m.api_calls)
+        stats.indicatorSeries = Int(m.indicator_series)
+        stats.indicatorSeriesComputed = Int(m.indicator_series_computed)
+        stats.engine = string(m.engine)
+        stats.dataSource = string(m.data_source)
+        stats.variantsPerSecond = m.variants_per_second
+        return stats
+    }
+
+    static func result(_ c: UnsafePointer<Backtest__V1__BacktestResult>, path: String) throws -> BacktestResult {
+        let m = c.pointee
+        let dates = try scalars(m.dates, m.n_dates).enumerated().map { index, packed in
+            try date(packed, join(path, "dates[\(index)]"))
+        }
+        let orders = try messages(m.orders, m.n_orders) { order, index in
+            try self.order(order, path: join(path, "orders[\(index)]"))
+        }
+        let warnings = scalars(m.warnings, m.n_warnings).map { string($0) }
+        return BacktestResult(
+            strategyName: string(m.strategy_name), dates: dates, equity: scalars(m.equity, m.n_equity),
+            benchmark: scalars(m.benchmark, m.n_benchmark), orders: orders, metrics: metrics(m.metrics),
+            benchmarkMetrics: metrics(m.benchmark_metrics), warnings: warnings,
+            stats: m.stats.map { statistics($0) } ?? RunStatistics(), initialCapital: m.initial_capital,
+            benchmarkTicker: string(m.benchmark_ticker), dataSource: string(m.data_source))
+    }
+
+    static func status(_ c: UnsafePointer<Backtest__V1__ErrorStatus>?) -> CallStatus {
+        guard let m = c?.pointee else { return .ok }
+        return CallStatus(code: StatusCode(rawValue: Int32(bitPattern: m.code.rawValue)) ?? .unknown,
+                          message: string(m.message), field: string(m.field))
+    }
+
+    static func progress(_ c: UnsafePointer<Backtest__V1__ProgressUpdate>, path: String) throws -> ProgressUpdate {
+        let m = c.pointee
+        let state: BatchState = switch m.state {
+        case BACKTEST__V1__BATCH_STATE__BATCH_PARTIAL: .partial
+        case BACKTEST__V1__BATCH_STATE__BATCH_FINAL: .final
+        case BACKTEST__V1__BATCH_STATE__BATCH_CANCELLED: .cancelled
+        case BACKTEST__V1__BATCH_STATE__BATCH_FAILED: .failed
+        default: throw unknownEnum(m.state.rawValue, join(path, "state"))
+        }
+        let results = try messages(m.results, m.n_results) { variant, index in
+            let variantPath = join(path, "results[\(index)]")
+            let v = variant.pointee
+            let outcome: Result<BacktestResult, BacktestError>
+            switch v.outcome_case {
+            case BACKTEST__V1__VARIANT_RESULT__OUTCOME_RESULT:
+                outcome = .success(try result(required(v.result, join(variantPath, "result")), path: join(variantPath, "result")))
+            case BACKTEST__V1__VARIANT_RESULT__OUTCOME_ERROR:
+                outcome = .failure(status(v.error).error ?? BacktestError(.unknown, "variant failed without a status"))
+            default:
+                throw BacktestError.invalidArgument("a variant result needs a result or an error", field: variantPath)
+            }
+            return VariantResult(index: Int(v.index), outcome: outcome)
+        }
+        return ProgressUpdate(
+            batchID: string(m.batch_id), completed: Int(m.completed), total: Int(m.total), state: state,
+            results: results, stats: m.stats.map { statistics($0) }, error: m.error.flatMap { status($0).error })
+    }
+}

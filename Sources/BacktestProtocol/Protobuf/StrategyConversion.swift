@@ -1,0 +1,145 @@
+import BacktestCore
+import BacktestEngine
+import CBacktestProto
+import CProtobufC
+
+// Strategy messages: C structs (unpacked by protobuf-c) ⇄ the engine's Swift model.
+// Decoding validates what the wire cannot: unknown enum values, unset oneofs, missing required
+// sub-messages; each error names the field path. Semantic checks (weights, tickers) are the engine's.
+
+enum StrategyConversion {
+    // MARK: C → Swift
+
+    static func strategy(_ c: UnsafePointer<Backtest__V1__Strategy>, path: String) throws -> Strategy {
+        let m = c.pointee
+        let positions = try messages(m.positions, m.n_positions) { position, index in
+            try self.position(position, path: join(path, "positions[\(index)]"))
+        }
+        let fill: FillTiming = switch m.fill {
+        case BACKTEST__V1__FILL_TIMING__FILL_TIMING_DEFAULT: .default
+        case BACKTEST__V1__FILL_TIMING__FILL_NEXT_OPEN: .nextOpen
+        case BACKTEST__V1__FILL_TIMING__FILL_CLOSE: .close
+        default: throw unknownEnum(m.fill.rawValue, join(path, "fill"))
+        }
+        let rebalance: Rebalance = switch m.rebalance {
+        case BACKTEST__V1__REBALANCE__REBALANCE_NONE: .none
+        case BACKTEST__V1__REBALANCE__REBALANCE_DAILY: .daily
+        case BACKTEST__V1__REBALANCE__REBALANCE_WEEKLY: .weekly
+        case BACKTEST__V1__REBALANCE__REBALANCE_MONTHLY: .monthly
+        default: throw unknownEnum(m.rebalance.rawValue, join(path, "rebalance"))
+        }
+        return Strategy(name: string(m.name), positions: positions, fill: fill, commissionBps: m.commission_bps,
+                        slippageBps: m.slippage_bps, rebalance: rebalance, allowLeverage: m.allow_leverage != 0)
+    }
+
+    static func position(_ c: UnsafePointer<Backtest__V1__Position>, path: String) throws -> Position {
+        let m = c.pointee
+        let entry = try condition(required(m.entry, join(path, "entry")), path: join(path, "entry"))
+        let exit = try m.exit.map { try condition($0, path: join(path, "exit")) }
+        return Position(ticker: string(m.ticker), weight: m.weight, entry: entry, exit: exit)
+    }
+
+    static func condition(_ c: UnsafePointer<Backtest__V1__Condition>, path: String) throws -> Condition {
+        let m = c.pointee
+        switch m.kind_case {
+        case BACKTEST__V1__CONDITION__KIND_COMPARE:
+            let compare = try required(m.compare, join(path, "compare")).pointee
+            let comparePath = join(path, "compare")
+            let op: Comparison = switch compare.op {
+            case BACKTEST__V1__COMPARISON__GREATER: .greater
+            case BACKTEST__V1__COMPARISON__GREATER_EQUAL: .greaterOrEqual
+            case BACKTEST__V1__COMPARISON__LESS: .less
+            case BACKTEST__V1__COMPARISON__LESS_EQUAL: .lessOrEqual
+            case BACKTEST__V1__COMPARISON__CROSSES_ABOVE: .crossesAbove
+            case BACKTEST__V1__COMPARISON__CROSSES_BELOW: .crossesBelow
+            case BACKTEST__V1__COMPARISON__COMPARISON_UNSPECIFIED:
+                throw BacktestError.invalidArgument("a comparison operator is required", field: join(comparePath, "op"))
+            default: throw unknownEnum(compare.op.rawValue, join(comparePath, "op"))
+            }
+            return .compare(
+                lhs: try operand(required(compare.lhs, join(comparePath, "lhs")), path: join(comparePath, "lhs")),
+                op: op,
+                rhs: try operand(required(compare.rhs, join(comparePath, "rhs")), path: join(comparePath, "rhs")))
+        case BACKTEST__V1__CONDITION__KIND_ALL:
+            return .all(try conditionList(required(m.all, join(path, "all")), path: join(path, "all")))
+        case BACKTEST__V1__CONDITION__KIND_ANY:
+            return .any(try conditionList(required(m.any, join(path, "any")), path: join(path, "any")))
+        case BACKTEST__V1__CONDITION__KIND_NOT:
+            return .not(try condition(required(m.not_, join(path, "not")), path: join(path, "not")))
+        default:
+            throw BacktestError.invalidArgument("a condition needs one of compare, all, any, not", field: path)
+        }
+    }
+
+    private static func conditionList(_ c: UnsafePointer<Backtest__V1__ConditionList>, path: String) throws -> [Condition] {
+        let list = try messages(c.pointee.conditions, c.pointee.n_conditions) { element, index in
+            try condition(element, path: join(path, "conditions[\(index)]"))
+        }
+        guard !list.isEmpty else {
+            throw BacktestError.invalidArgument("a condition list needs at least one condition", field: join(path, "conditions"))
+        }
+        return list
+    }
+
+    static func operand(_ c: UnsafePointer<Backtest__V1__Operand>, path: String) throws -> Operand {
+        switch c.pointee.value_case {
+        case BACKTEST__V1__OPERAND__VALUE_NUMBER:
+            return .number(c.pointee.number)
+        case BACKTEST__V1__OPERAND__VALUE_SERIES:
+            return .series(try series(required(c.pointee.series, join(path, "series")), path: join(path, "series")))
+        default:
+            throw BacktestError.invalidArgument("an operand needs a number or a series", field: path)
+        }
+    }
+
+    static func series(_ c: UnsafePointer<Backtest__V1__Series>, path: String) throws -> SeriesRef {
+        let m = c.pointee
+        let ticker = string(m.ticker)
+        switch m.source_case {
+        case BACKTEST__V1__SERIES__SOURCE_FIELD:
+            let field: PriceField = switch m.field {
+            case BACKTEST__V1__PRICE_FIELD__OPEN: .open
+            case BACKTEST__V1__PRICE_FIELD__HIGH: .high
+            case BACKTEST__V1__PRICE_FIELD__LOW: .low
+            case BACKTEST__V1__PRICE_FIELD__CLOSE: .close
+            case BACKTEST__V1__PRICE_FIELD__VOLUME: .volume
+            case BACKTEST__V1__PRICE_FIELD__PRICE_FIELD_UNSPECIFIED:
+                throw BacktestError.invalidArgument("a price field is required", field: join(path, "field"))
+            default: throw unknownEnum(m.field.rawValue, join(path, "field"))
+            }
+            return SeriesRef(ticker: ticker.isEmpty ? nil : ticker, source: .field(field))
+        case BACKTEST__V1__SERIES__SOURCE_INDICATOR:
+            let spec = try required(m.indicator, join(path, "indicator")).pointee
+            let indicator = IndicatorSpec(type: string(spec.type), params: scalars(spec.params, spec.n_params),
+                                          output: string(spec.output))
+            return SeriesRef(ticker: ticker.isEmpty ? nil : ticker, source: .indicator(indicator))
+        default:
+            throw BacktestError.invalidArgument("a series needs a price field or an indicator", field: path)
+        }
+    }
+
+    static func settings(_ c: UnsafePointer<Backtest__V1__BacktestSettings>, path: String) throws -> BacktestSettings {
+        let m = c.pointee
+        func date(_ pointer: UnsafeMutablePointer<CChar>?, _ name: String) throws -> TradingDate {
+            let text = string(pointer)
+            guard let date = TradingDate(iso: text) else {
+                throw BacktestError.invalidArgument(
+                    text.isEmpty ? "a date YYYY-MM-DD is required" : "'\(text)' is not a date of the form YYYY-MM-DD",
+                    field: join(path, name))
+            }
+            return date
+        }
+        let adjustment: PriceAdjustment = switch m.adjustment {
+        case BACKTEST__V1__PRICE_ADJUSTMENT__ADJUSTMENT_DEFAULT: .default
+        case BACKTEST__V1__PRICE_ADJUSTMENT__ADJUSTMENT_RAW: .raw
+        case BACKTEST__V1__PRICE_ADJUSTMENT__ADJUSTMENT_SPLIT: .split
+        case BACKTEST__V1__PRICE_ADJUSTMENT__ADJUSTMENT_ALL: .all
+        default: throw unknownEnum(m.adjustment.rawValue, join(path, "adjustment"))
+        }
+        let benchmark = string(m.benchmark)
+        return BacktestSettings(
+            start: try date(m.start_date, "start_date"), end: try date(m.end_date, "end_date"),
+            initialCapital: m.initial_capital == 0 ? BacktestSettings.defaultInitialCapital : m.initial_capital,
+            adjustment: adjustment, benchmark: benchmark.isEmpty ? BacktestSettings.defaultBenchmark : benchmark)
+    }
+}

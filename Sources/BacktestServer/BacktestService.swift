@@ -1,0 +1,73 @@
+import BacktestCore
+import BacktestEngine
+import BacktestProtocol
+import Logging
+import NIOCore
+
+/// What a handler knows about the call it serves.
+public struct CallContext: Sendable {
+    public var streamID: UInt32
+    public var requestID: String
+    public var client: String
+    /// When the call's deadline expires the server answers DEADLINE_EXCEEDED and cancels the task.
+    public var deadline: NIODeadline
+    public var logger: Logger
+
+    public init(streamID: UInt32, requestID: String = "", client: String = "", deadline: NIODeadline = .distantFuture,
+                logger: Logger = Logger(label: "backtestd.call")) {
+        self.streamID = streamID
+        self.requestID = requestID
+        self.client = client
+        self.deadline = deadline
+        self.logger = logger
+    }
+}
+
+/// The domain behind the wire: the server decodes a call, invokes one of these, and encodes the
+/// answer. Each call runs in its own task; cancellation (CANCEL, disconnect, deadline, forced
+/// shutdown) arrives as task cancellation. Throw `BacktestError` for a status the client should
+/// see; anything else becomes INTERNAL with a generic message (and is logged).
+public protocol BacktestService: Sendable {
+    func runBacktest(_ request: BacktestRequest, context: CallContext) async throws -> BacktestResult
+    /// Streams updates through `emit`, which waits while the client is slow to read (backpressure)
+    /// and throws once the call is over (cancelled, deadline). Returning ends the stream with OK.
+    func runBatch(_ request: BatchRequest, context: CallContext,
+                  emit: @escaping @Sendable (ProgressUpdate) async throws -> Void) async throws
+    func batchStatus(id: String, context: CallContext) async throws -> ProgressUpdate
+    func serverInfo() async -> ServerInfo
+    func purgeCache() async throws -> PurgeCacheResult
+}
+
+/// The service until the engine is wired in: every domain call answers UNIMPLEMENTED (never a
+/// fake result); GetServerInfo answers for real.
+public struct UnimplementedBacktestService: BacktestService {
+    public let serverVersion: String
+    private let startedAt = NIODeadline.now()
+
+    public init(serverVersion: String = ServerConfiguration().serverVersion) {
+        self.serverVersion = serverVersion
+    }
+
+    public func runBacktest(_ request: BacktestRequest, context: CallContext) async throws -> BacktestResult {
+        throw BacktestError(.unimplemented, "RunBacktest is not available: the engine is not wired into this server yet")
+    }
+
+    public func runBatch(_ request: BatchRequest, context: CallContext,
+                         emit: @escaping @Sendable (ProgressUpdate) async throws -> Void) async throws {
+        throw BacktestError(.unimplemented, "RunBatch is not available: the engine is not wired into this server yet")
+    }
+
+    public func batchStatus(id: String, context: CallContext) async throws -> ProgressUpdate {
+        throw BacktestError(.unimplemented, "GetBatchStatus is not available: the engine is not wired into this server yet")
+    }
+
+    public func serverInfo() async -> ServerInfo {
+        let uptime = Double((NIODeadline.now() - startedAt).nanoseconds) / 1e9
+        return ServerInfo(serverVersion: serverVersion, dataSource: "none", cacheConnected: false, engine: "none",
+                          uptimeSeconds: uptime, maxParallel: 0)
+    }
+
+    public func purgeCache() async throws -> PurgeCacheResult {
+        throw BacktestError(.unimplemented, "PurgeCache is not available: no cache is wired into this server yet")
+    }
+}

@@ -1,0 +1,93 @@
+import BacktestCore
+import BacktestEngine
+import BacktestProtocol
+import Logging
+import NIOCore
+
+/// Runs one call off the event loop: decode the REQUEST, arm the deadline, invoke the service,
+/// encode the answer, and hand it to the connection (which drops it if the stream already ended).
+struct CallRunner: Sendable {
+    let streamID: UInt32
+    let receivedAt: NIODeadline
+    let configuration: ServerConfiguration
+    let service: any BacktestService
+    let logger: Logger
+    let connection: NIOLoopBound<ServerConnectionHandler>
+
+    private var eventLoop: any EventLoop { connection.eventLoop }
+
+    func run(_ payload: ByteBuffer) async {
+        var header = ResponseHeader(serverVersion: configuration.serverVersion)
+        let response: CallResponse
+        do {
+            let request = try CallRequest.decode(payload, limits: configuration.decodeLimits)
+            header.requestID = request.header.requestID
+            let method = try request.method.get()
+            let context = armDeadline(request.header)
+            context.logger.debug("call started", metadata: ["method": "\(method.name)"])
+            let result = try await invoke(method, context: context)
+            response = CallResponse(header: header, result: result)
+        } catch let error as BacktestError {
+            response = CallResponse(header: header, status: CallStatus(error))
+        } catch is CancellationError {
+            response = CallResponse(header: header, status: CallStatus(code: .cancelled, message: "call cancelled"))
+        } catch {
+            logger.error("call failed with an unexpected error", metadata: ["stream": "\(streamID)", "error": "\(error)"])
+            response = CallResponse(header: header, status: CallStatus(code: .internal, message: "internal error"))
+        }
+        var encoded = response.encoded()
+        if encoded.readableBytes > configuration.maxFramePayload {
+            encoded = CallResponse(header: header, status: CallStatus(code: .resourceExhausted,
+                message: "the result is \(encoded.readableBytes) bytes, above the frame limit of \(configuration.maxFramePayload)"))
+                .encoded()
+        }
+        let connection = self.connection
+        let id = streamID
+        eventLoop.execute { connection.value.finish(id, encoded) }
+    }
+
+    /// The call's deadline: its timeout (0 = the maximum), capped at the server's maximum,
+    /// measured from when the REQUEST arrived.
+    private func armDeadline(_ header: RequestHeader) -> CallContext {
+        let requested = TimeAmount.milliseconds(Int64(header.timeoutMs))
+        let timeout = header.timeoutMs == 0 ? configuration.maxCallTimeout : min(requested, configuration.maxCallTimeout)
+        let deadline = receivedAt + timeout
+        let connection = self.connection
+        let id = streamID
+        let requestID = header.requestID
+        eventLoop.execute {
+            connection.value.armDeadline(id, at: deadline, requestID: requestID, timeout: timeout)
+        }
+        var callLogger = logger
+        callLogger[metadataKey: "stream"] = "\(streamID)"
+        if !header.requestID.isEmpty { callLogger[metadataKey: "request_id"] = "\(header.requestID)" }
+        return CallContext(streamID: streamID, requestID: header.requestID, client: header.client, deadline: deadline,
+                           logger: callLogger)
+    }
+
+    private func invoke(_ method: CallMethod, context: CallContext) async throws -> CallResult? {
+        switch method {
+        case .runBacktest(let request):
+            return .backtest(try await service.runBacktest(request, context: context))
+        case .runBatch(let request):
+            let connection = self.connection
+            let id = streamID
+            let limit = configuration.maxFramePayload
+            try await service.runBatch(request, context: context) { update in
+                let payload = update.encoded()
+                guard payload.readableBytes <= limit else {
+                    throw BacktestError(.resourceExhausted,
+                        "a progress update of \(payload.readableBytes) bytes exceeds the frame limit of \(limit)")
+                }
+                try await connection.eventLoop.flatSubmit { connection.value.writeData(id, payload) }.get()
+            }
+            return nil
+        case .batchStatus(let batchID):
+            return .batchStatus(try await service.batchStatus(id: batchID, context: context))
+        case .serverInfo:
+            return .serverInfo(await service.serverInfo())
+        case .purgeCache:
+            return .purge(try await service.purgeCache())
+        }
+    }
+}

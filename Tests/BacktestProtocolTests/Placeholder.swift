@@ -1,1 +1,0 @@
-// Tests for BacktestProtocol live in this folder.

@@ -1,0 +1,146 @@
+import BacktestClient
+import BacktestCore
+import BacktestEngine
+import BacktestProtocol
+import BacktestServer
+import NIOCore
+import NIOPosix
+import Testing
+
+@Suite("Calls through BacktestClient", .timeLimit(.minutes(1)))
+struct CallTests {
+    @Test func serverInfoRoundTripsAndDomainCallsAreUnimplemented() async throws {
+        try await withServer { _, port in
+            let client = BacktestClient(port: port)
+            let info = try await client.serverInfo()
+            #expect(info.protocolVersion == 1)
+            #expect(info.serverVersion == ServerConfiguration().serverVersion)
+            let error = try await #require(throws: BacktestError.self) {
+                try await client.runBacktest(strategy("x"), settings: testSettings)
+            }
+            #expect(error.code == .unimplemented)
+            await client.close()
+        }
+    }
+
+    @Test func valuesCrossTheWireIntactAndErrorsKeepTheirField() async throws {
+        let (service, _, _) = TestService.make()
+        try await withServer(service: service) { _, port in
+            let client = BacktestClient(port: port)
+            let result = try await client.runBacktest(strategy("echo"), settings: testSettings)
+            #expect(result.strategyName == "echo")
+            #expect(result.dates == [testSettings.start])
+            let notFound = try await #require(throws: BacktestError.self) { try await client.batchStatus(id: "nope") }
+            #expect(notFound == BacktestError(.notFound, "no batch nope", field: "get_batch_status.batch_id"))
+            let crash = try await #require(throws: BacktestError.self) {
+                try await client.runBacktest(strategy("crash"), settings: testSettings)
+            }
+            #expect(crash.code == .internal)
+            #expect(crash.message == "internal error")  // no internals leak to the client
+            await client.close()
+        }
+    }
+
+    @Test func deadlineExpiryIsDeadlineExceededAndStopsTheWork() async throws {
+        let (service, events, _) = TestService.make()
+        try await withServer(service: service) { _, port in
+            let client = BacktestClient(port: port)
+            let error = try await #require(throws: BacktestError.self) {
+                try await client.runBacktest(strategy("block"), settings: testSettings, timeout: .milliseconds(50))
+            }
+            #expect(error.code == .deadlineExceeded)
+            await events.next(.cancelled("block"))
+            await client.close()
+        }
+    }
+
+    @Test func cancellingTheCallingTaskCancelsServerWork() async throws {
+        let (service, events, _) = TestService.make()
+        try await withServer(service: service) { _, port in
+            let client = BacktestClient(port: port)
+            let call = Task { try await client.runBacktest(strategy("block"), settings: testSettings) }
+            await events.next(.started("block"))
+            call.cancel()
+            let error = try await #require(throws: BacktestError.self) { try await call.value }
+            #expect(error.code == .cancelled)
+            await events.next(.cancelled("block"))
+            // The connection is still good for the next call.
+            #expect(try await client.serverInfo().serverVersion == "test")
+            await client.close()
+        }
+    }
+
+    @Test func runBatchStreamsEveryUpdateThenFinishes() async throws {
+        let (service, _, _) = TestService.make()
+        try await withServer(service: service) { _, port in
+            let client = BacktestClient(port: port)
+            var updates: [ProgressUpdate] = []
+            for try await update in client.runBatch((0..<5).map { strategy("v\($0)") }, settings: testSettings) {
+                updates.append(update)
+            }
+            #expect(updates.map(\.completed) == [1, 2, 3, 4, 5])
+            #expect(updates.last?.state == .final)
+            #expect(updates.flatMap(\.results).map(\.index) == [0, 1, 2, 3, 4])
+            await client.close()
+        }
+    }
+
+    @Test func cancellingBatchIterationCancelsServerWork() async throws {
+        let (service, events, _) = TestService.make()
+        try await withServer(service: service) { _, port in
+            let client = BacktestClient(port: port)
+            let consumer = Task {
+                for try await _ in client.runBatch([strategy("block"), strategy("never")], settings: testSettings) {}
+            }
+            await events.next(.started("batch"))
+            consumer.cancel()
+            await events.next(.cancelled("batch"))
+            await client.close()
+        }
+    }
+
+    @Test func manyConcurrentCallsOnOneConnection() async throws {
+        let (service, _, _) = TestService.make()
+        try await withServer(service: service) { server, port in
+            let client = BacktestClient(port: port)
+            try await withThrowingTaskGroup(of: String.self) { group in
+                for index in 0..<100 {
+                    group.addTask { try await client.runBacktest(strategy("call\(index)"), settings: testSettings).strategyName }
+                }
+                var names = Set<String>()
+                for try await name in group { names.insert(name) }
+                #expect(names == Set((0..<100).map { "call\($0)" }))
+            }
+            #expect(server.connectionCount == 1)
+            await client.close()
+        }
+    }
+
+    @Test func manyConcurrentCallsOnFiftyConnections() async throws {
+        let (service, _, _) = TestService.make()
+        try await withServer(service: service) { _, port in
+            let clients = (0..<50).map { _ in BacktestClient(port: port) }
+            try await withThrowingTaskGroup(of: String.self) { group in
+                for index in 0..<100 {
+                    let client = clients[index % 50]
+                    group.addTask { try await client.runBacktest(strategy("call\(index)"), settings: testSettings).strategyName }
+                }
+                var count = 0
+                for try await _ in group { count += 1 }
+                #expect(count == 100)
+            }
+            for client in clients { await client.close() }
+        }
+    }
+
+    @Test func clientReconnectsAfterTheConnectionDropped() async throws {
+        try await withServer({ $0.idleTimeout = .milliseconds(100) }) { server, port in
+            let client = BacktestClient(port: port)
+            _ = try await client.serverInfo()
+            // Wait (bounded by the suite limit) until the server dropped the idle connection.
+            try await poll { server.connectionCount == 0 }
+            #expect(try await client.serverInfo().protocolVersion == 1)
+            await client.close()
+        }
+    }
+}

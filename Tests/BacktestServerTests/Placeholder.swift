@@ -1,1 +1,0 @@
-// Tests for BacktestServer live in this folder.
