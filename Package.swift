@@ -99,7 +99,7 @@ let package = Package(
         .executableTarget(
             name: "backtestd",
             dependencies: [
-                "BacktestServer",
+                "BacktestServer", "BacktestEngine", "BacktestCore", "MarketData", "BacktestCache",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -45,6 +45,12 @@ struct Backtestd: AsyncParsableCommand {
     var drainTimeoutMs: Int64?
     @Option(help: "trace, debug, info, notice, warning, error or critical (env BACKTESTD_LOG_LEVEL). Default info.")
     var logLevel: String?
+    @Option(help: "Market data: demo, demo:SEED, alpaca, or files:DIRECTORY (env BACKTESTD_DATA_SOURCE). Default demo.")
+    var dataSource: String?
+    @Option(help: "Variants of a batch simulated at once (env BACKTESTD_MAX_PARALLEL). Default 4.")
+    var maxParallel: Int?
+    @Option(help: "How long finished batches stay available to GetBatchStatus, s (env BACKTESTD_BATCH_RETENTION_SECONDS). Default 600.")
+    var batchRetentionSeconds: Int?
 
     func run() async throws {
         let environment = Environment()
@@ -60,12 +66,18 @@ struct Backtestd: AsyncParsableCommand {
         let logger = Logger(label: "backtestd")
         let configuration = try makeConfiguration(environment)
 
-        // The domain service. The engine replaces this line when it is wired in.
-        let service: any BacktestService = UnimplementedBacktestService(serverVersion: configuration.serverVersion)
+        let parallel = try environment.resolve(maxParallel, "BACKTESTD_MAX_PARALLEL", "--max-parallel") { Int($0) } ?? 4
+        let retention = try environment.resolve(batchRetentionSeconds, "BACKTESTD_BATCH_RETENTION_SECONDS", "--batch-retention-seconds") { Int($0) } ?? 600
+        guard parallel > 0, retention >= 0 else { throw ValidationError("--max-parallel must be positive and --batch-retention-seconds not negative") }
+        let domain = try DomainSetup.make(
+            dataSource: try environment.resolve(dataSource, "BACKTESTD_DATA_SOURCE", "--data-source") { $0 } ?? "demo",
+            maxParallel: parallel, batchRetentionSeconds: retention, serverVersion: configuration.serverVersion,
+            environment: environment.values, logger: logger)
 
-        let server = BacktestServer(configuration: configuration, service: service, logger: logger)
+        let server = BacktestServer(configuration: configuration, service: domain.service, logger: logger)
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: [.init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            services: [.init(service: server)] + domain.services.map { .init(service: $0) },
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 

@@ -1,4 +1,7 @@
 import BacktestCore
+// protobuf-c.h reaches Swift through both C modules; which one owns its enum constants depends
+// on build order, so import both.
+import CBacktestProto
 import CProtobufC
 
 /// Walks protobuf wire bytes with the message's descriptor and rejects nesting deeper than a

@@ -1,0 +1,86 @@
+import BacktestCore
+import BacktestEngine
+import BacktestProtocol
+import Logging
+
+/// One RunBatch call: validate each variant on its own (an invalid one reports its own error and
+/// the others go on), run the shared phase once for the valid ones, then simulate them with at
+/// most `parallelism` at a time, streaming an update the moment each finishes, and a final one.
+struct BatchRun {
+    let request: BatchRequest
+    let pipeline: BacktestPipeline
+    let job: BatchJob
+    let parallelism: Int
+    let logger: Logger
+
+    func run(emit: @escaping @Sendable (ProgressUpdate) async throws -> Void) async throws {
+        let started = ContinuousClock.now
+        guard !request.variants.isEmpty else {
+            await job.finish(.failed, error: .invalidArgument("a batch needs at least one variant", field: "run_batch.variants"))
+            throw BacktestError.invalidArgument("a batch needs at least one variant", field: "run_batch.variants")
+        }
+        do {
+            try await runVariants(started: started, emit: emit)
+        } catch {
+            // Cancel, deadline or disconnect: remaining variants stop; the job keeps what finished.
+            let completed = await job.completed
+            let status = (error as? BacktestError)
+                ?? BacktestError(.cancelled, "batch cancelled after \(completed) of \(request.variants.count) variants")
+            await job.finish(status.code == .cancelled ? .cancelled : .failed, error: status)
+            throw error
+        }
+    }
+
+    private func runVariants(started: ContinuousClock.Instant, emit: @escaping @Sendable (ProgressUpdate) async throws -> Void) async throws {
+        var valid: [(index: Int, strategy: Strategy)] = []
+        for (index, variant) in request.variants.enumerated() {
+            do throws(BacktestError) {
+                try Validation.validate(variant, settings: request.settings, path: "variants[\(index)]")
+                valid.append((index, variant))
+            } catch {
+                if let update = await job.record(VariantResult(index: index, outcome: .failure(error))) { try await emit(update) }
+            }
+        }
+        guard !valid.isEmpty else {
+            try await emit(await job.finish(.final, stats: RunStatistics()))
+            return
+        }
+        let prepared = try await pipeline.prepare(valid.map(\.strategy), settings: request.settings, fieldPrefix: { "variants[\(valid[$0].index)]" })
+        let pipeline = self.pipeline
+        var simulationMs = 0.0
+        var barsProcessed = 0
+        try await withThrowingTaskGroup(of: VariantResult.self) { group in
+            var next = 0
+            func startNext() {
+                guard next < valid.count else { return }
+                let (index, strategy) = valid[next]
+                next += 1
+                group.addTask {
+                    try Task.checkCancellation()
+                    do throws(BacktestError) {
+                        return VariantResult(index: index, outcome: .success(try pipeline.simulate(strategy, in: prepared)))
+                    } catch {
+                        return VariantResult(index: index, outcome: .failure(error))
+                    }
+                }
+            }
+            for _ in 0..<min(parallelism, valid.count) { startNext() }
+            // Results are recorded and emitted here, one at a time, so counts stream in order.
+            while let result = try await group.next() {
+                if case .success(let backtest) = result.outcome {
+                    simulationMs += backtest.stats.simulationMs
+                    barsProcessed += backtest.stats.barsProcessed
+                }
+                if let update = await job.record(result) { try await emit(update) }
+                startNext()
+            }
+        }
+        var stats = prepared.stats
+        stats.simulationMs = simulationMs
+        stats.barsProcessed = barsProcessed
+        stats.totalMs = (ContinuousClock.now - started).milliseconds
+        stats.variantsPerSecond = Double(request.variants.count) / max(stats.totalMs / 1000, 1e-9)
+        logger.info("\(PerformanceLine(label: "batch \(job.id) (\(request.variants.count) variants)", stats: stats))")
+        try await emit(await job.finish(.final, stats: stats))
+    }
+}

@@ -1,0 +1,71 @@
+import BacktestCache
+import BacktestCore
+import BacktestEngine
+import BacktestProtocol
+import Logging
+import NIOCore
+
+/// The real domain behind the wire: backtests through the `BacktestPipeline`, batches as jobs
+/// that stream each variant as it finishes, and the cache's purge.
+public struct EngineBacktestService: BacktestService {
+    public let pipeline: BacktestPipeline
+    public let jobs: BatchJobRegistry
+    /// Variants simulated at once per batch when the request does not ask for fewer.
+    public let maxParallel: Int
+    public let serverVersion: String
+    private let startedAt = NIODeadline.now()
+
+    public init(pipeline: BacktestPipeline, jobs: BatchJobRegistry = BatchJobRegistry(), maxParallel: Int = 4, serverVersion: String) {
+        self.pipeline = pipeline
+        self.jobs = jobs
+        self.maxParallel = max(1, maxParallel)
+        self.serverVersion = serverVersion
+    }
+
+    public func runBacktest(_ request: BacktestRequest, context: CallContext) async throws -> BacktestResult {
+        try await pipeline.runBacktest(request.strategy, settings: request.settings)
+    }
+
+    public func runBatch(
+        _ request: BatchRequest, context: CallContext, emit: @escaping @Sendable (ProgressUpdate) async throws -> Void
+    ) async throws {
+        try await BatchRun(
+            request: request, pipeline: pipeline, job: jobs.create(total: request.variants.count),
+            parallelism: request.maxParallel > 0 ? min(request.maxParallel, maxParallel) : maxParallel,
+            logger: context.logger
+        ).run(emit: emit)
+    }
+
+    public func batchStatus(id: String, context: CallContext) async throws -> ProgressUpdate {
+        try await jobs.job(id: id).snapshot()
+    }
+
+    public func serverInfo() async -> ServerInfo {
+        var generation: UInt64 = 0
+        var connected = false
+        if let cache = pipeline.cache {
+            let session = await cache.openSession()
+            connected = session.isCaching && session.generation >= 0
+            generation = UInt64(max(0, session.generation))
+            await session.finish()
+        }
+        return ServerInfo(
+            serverVersion: serverVersion, dataSource: pipeline.source.name, cacheConnected: connected,
+            engine: pipeline.engines.useNewEngine ? pipeline.engines.primary.name : pipeline.engines.fallback.name,
+            uptimeSeconds: Double((NIODeadline.now() - startedAt).nanoseconds) / 1e9, maxParallel: maxParallel,
+            cacheGeneration: generation)
+    }
+
+    public func purgeCache() async throws -> PurgeCacheResult {
+        guard let cache = pipeline.cache else {
+            throw BacktestError(.failedPrecondition, "this server runs without a cache (no Redis configured)")
+        }
+        do {
+            let result = try await cache.purge()
+            pipeline.logger.info("Cache purged on request (\(result.removedEntries) entries)")
+            return PurgeCacheResult(entriesRemoved: UInt64(result.removedEntries), generation: UInt64(max(0, result.generation)))
+        } catch {
+            throw BacktestError(.unavailable, "cache purge failed: \(error)")
+        }
+    }
+}
