@@ -72,3 +72,25 @@ struct EngineSelectionTests {
         #expect(log.all.isEmpty)
     }
 }
+
+@Suite("The timed pipeline")
+struct BacktesterTests {
+    @Test("fills the store, reports phases and counts, and reuses cached series")
+    func phases() throws {
+        let snapshot = try TestData.snapshot(["AAPL", "SPY"])
+        let strategy = Strategy(positions: [Position(ticker: "AAPL", weight: 1, entry: .all([
+            compare(series("sma:50"), .greater, series("sma:200")),
+            compare(series("close", "SPY"), .greater, series("sma:200", "SPY")),
+        ]))])
+        let settings = BacktestSettings(start: TestData.date("2010-01-04"), end: TestData.date("2012-12-31"))
+        var store = IndicatorStore()
+        let first = try Backtester().run(strategy, settings: settings, snapshot: snapshot, indicators: &store, dataMs: 12)
+        #expect(first.stats.indicatorSeries == 3 && first.stats.indicatorSeriesComputed == 3)
+        #expect(store.count == 3)
+        #expect(first.stats.dataMs == 12 && first.stats.totalMs >= 12)
+        #expect(first.stats.simulationMs > 0 && first.stats.engine == "v2" && first.stats.dataSource == "files")
+        let second = try Backtester().run(strategy, settings: settings, snapshot: snapshot, indicators: &store)
+        #expect(second.stats.indicatorSeriesComputed == 0)
+        #expect(second.equity == first.equity)
+    }
+}

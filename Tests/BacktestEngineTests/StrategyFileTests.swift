@@ -14,7 +14,7 @@ struct StrategyFileTests {
            {"ticker": "AAPL", "weight": 0.6,
             "entry": {"all": [
                {"lhs": "close", "op": "crosses_above", "rhs": "ema:20"},
-               {"lhs": "close", "op": ">", "rhs": "sma:200", "ticker": "SPY"},
+               {"lhs": "close", "op": ">", "rhs": "sma:200", "ticker": "spy"},
                {"not": {"lhs": "rsi:14", "op": ">=", "rhs": 80}}]},
             "exit": {"any": [
                {"lhs": "close", "op": "crosses_below", "rhs": "ema:20"},

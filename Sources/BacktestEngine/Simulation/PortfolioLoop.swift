@@ -101,10 +101,11 @@ struct PortfolioLoop {
         }
     }
 
-    /// Reference price of leg `p` at bar `t`; nil when its ticker has no bar then.
+    /// Reference price of leg `p` at bar `t`; nil when its ticker has no bar then (or a price no
+    /// order can fill at: zero, negative, not finite; treated like a missing bar).
     private func price(_ p: Int, _ t: Int, _ useOpen: Bool) -> Double? {
         let value = legs[p].ticker.price(t, open: useOpen)
-        return value.isNaN ? nil : value
+        return value > 0 && value.isFinite ? value : nil
     }
 
     private func equity(at t: Int, useOpen: Bool) -> Double {

@@ -56,6 +56,11 @@ public struct PreparedMarket: Sendable {
         self.dataSource = snapshot.source
         dates = calendar.dates
         let base = calendar.close[0]
+        guard base > 0, base.isFinite else {
+            throw BacktestError(
+                .dataLoss, "benchmark \(settings.benchmark) closes at \(base) on \(first): cannot be a base price",
+                field: "settings.benchmark")
+        }
         benchmark = calendar.close.map { settings.initialCapital * $0 / base }
         benchmarkReturns = PerformanceMetrics.dailyReturns(benchmark)
         if let flat = PreparedMarket.flatBenchmarkWarning(benchmarkReturns, ticker: settings.benchmark) {
