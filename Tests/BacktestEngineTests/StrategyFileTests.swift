@@ -57,6 +57,16 @@ struct StrategyFileTests {
         #expect(try StrategyFile.decode(encoded) == file)
     }
 
+    @Test("a variant decodes as a Strategy; settings keys are refused there")
+    func variant() throws {
+        let json = #"{"name": "v1", "fill": "close", "positions": [{"ticker": "SPY", "entry": {"lhs": "close", "op": ">", "rhs": "sma:200"}}]}"#
+        let strategy = try JSONDecoder().decode(Strategy.self, from: Data(json.utf8))
+        #expect(strategy.name == "v1" && strategy.fill == .close)
+        #expect(try JSONDecoder().decode(Strategy.self, from: JSONEncoder().encode(strategy)) == strategy)
+        let withSettings = #"{"start": "2010-01-04", "positions": []}"#
+        #expect(throws: DecodingError.self) { try JSONDecoder().decode(Strategy.self, from: Data(withSettings.utf8)) }
+    }
+
     @Test("defaults: next_open fill, no costs, no rebalancing, no settings")
     func defaults() throws {
         let file = try StrategyFile.decode(Data(#"{"positions": [{"ticker": "SPY", "entry": {"lhs": "close", "op": ">", "rhs": "sma:200"}}]}"#.utf8))
