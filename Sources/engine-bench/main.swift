@@ -150,8 +150,8 @@ let indicatorMs = milliseconds(indicatorsDone - sweepStarted)
 
 let figures: [(String, String, Double)] = [
     ("single_warm_median_ms", "10 tickers x 3 indicators, 10 years, store precomputed: median ms", median(warm)),
-    ("single_prepare_median_ms", "  of which preparing the calendar (PreparedMarket): median ms", median(prepare)),
     ("single_warm_p90_ms", "  same, p90 ms", warm.sorted()[Int(Double(warm.count - 1) * 0.9)]),
+    ("single_prepare_median_ms", "  of which preparing the calendar (PreparedMarket): median ms", median(prepare)),
     ("single_cold_median_ms", "  same, including computing its \(analysis.indicatorKeys.count) indicator series: median ms", median(cold)),
     ("single_bars_per_second", "  bars simulated per second (warm)", Double(bars) / (median(warm) / 1000)),
     ("sweep_wall_ms", "\(totals.completed) SMA-crossover variants, 10 years, \(options.parallelism) threads: wall ms", sweepMs),
