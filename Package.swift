@@ -112,6 +112,10 @@ let package = Package(
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]),
 
+        // Measures the engine alone on shared data in memory: `swift run -c release engine-bench`.
+        .executableTarget(
+            name: "engine-bench", dependencies: ["BacktestEngine", "BacktestCore", "BacktestTestSupport"]),
+
         // MARK: Tests
         // Test helpers shared by the test targets (locating ../shared, starting redis-server).
         .target(name: "BacktestTestSupport", dependencies: ["BacktestCore"]),

@@ -93,6 +93,10 @@ struct DifferentialTests {
             Position(ticker: "JPM", weight: 1, entry: compare(series("close"), .greaterOrEqual, series("highest:20")),
                      exit: compare(series("close"), .lessOrEqual, series("lowest:10"))),
         ], fill: .nextOpen, commissionBps: 1),
+        Strategy(name: "leveraged pair", positions: [
+            Position(ticker: "AAPL", weight: 0.8, entry: compare(series("close"), .greater, series("ema:50"))),
+            Position(ticker: "JPM", weight: 0.7, entry: compare(series("close"), .greater, series("ema:50"))),
+        ], fill: .nextOpen, commissionBps: 5, slippageBps: 5, rebalance: .weekly, allowLeverage: true),
     ]
 
     @Test("varied strategies give equal results", arguments: strategies.indices)

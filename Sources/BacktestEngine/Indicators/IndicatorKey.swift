@@ -73,6 +73,12 @@ public struct IndicatorKey: Sendable, Hashable, Comparable, CustomStringConverti
         self.spec = try IndicatorCatalog.normalize(spec, field: field)
     }
 
+    /// From a canonical (or any parseable) key string: `IndicatorKey(ticker: "AAPL", key: "sma:50")`.
+    public init(ticker: String, key: String, field: String = "indicator") throws(BacktestError) {
+        self.ticker = ticker
+        self.spec = try IndicatorSpec(parsing: key, field: field)
+    }
+
     /// "AAPL|sma:50": stable across processes, usable as (part of) a cache key.
     public var description: String { "\(ticker)|\(spec.canonicalKey)" }
 

@@ -67,7 +67,7 @@ extension Condition: Codable {
                     forKey: AnyKey("op"), in: container,
                     debugDescription: "unknown operator '\(opText)' (expected >, >=, <, <=, crosses_above, crosses_below)")
             }
-            let ticker = try container.decodeIfPresent(String.self, forKey: AnyKey("ticker"))
+            let ticker = try container.decodeIfPresent(String.self, forKey: AnyKey("ticker"))?.uppercased()
             var lhs = try container.decode(Operand.self, forKey: AnyKey("lhs"))
             var rhs = try container.decode(Operand.self, forKey: AnyKey("rhs"))
             if let ticker {
@@ -112,7 +112,7 @@ extension Operand: Codable {
         }
         let container = try decoder.container(keyedBy: AnyKey.self)
         try container.rejectUnknownKeys(["series", "field", "indicator", "ticker"], in: "operand")
-        let ticker = try container.decodeIfPresent(String.self, forKey: AnyKey("ticker"))
+        let ticker = try container.decodeIfPresent(String.self, forKey: AnyKey("ticker"))?.uppercased()
         let key = ["series", "field", "indicator"].map(AnyKey.init).first { container.contains($0) }
         guard let key else {
             throw DecodingError.dataCorrupted(

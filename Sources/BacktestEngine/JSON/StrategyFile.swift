@@ -21,6 +21,25 @@ extension Position: Codable {
     }
 }
 
+extension Strategy: Codable {
+    /// The strategy keys of a strategy file (name, positions, fill, commission_bps, slippage_bps,
+    /// rebalance, allow_leverage): the form of one variant in a batch file. Settings keys are
+    /// rejected here; they belong to the batch.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: AnyKey.self)
+        if let key = container.allKeys.first(where: { StrategyFile.settingsKeys.contains($0.stringValue) }) {
+            throw DecodingError.dataCorruptedError(
+                forKey: key, in: container,
+                debugDescription: "'\(key.stringValue)' is a setting of the whole run, not of one strategy")
+        }
+        self = try StrategyFile(from: decoder).strategy
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        try StrategyFile(strategy: self).encode(to: encoder)
+    }
+}
+
 /// A strategy file for the CLI: a strategy and, optionally, settings, in one flat JSON object;
 /// the case format of shared/reference/backtests.json is one:
 ///

@@ -37,7 +37,8 @@ struct ReferenceBook {
     /// Open or close of `ticker` on calendar day `day`; nil when it has no bar then.
     func price(_ ticker: String, day: Int, useOpen: Bool) -> Double? {
         guard let bars = snapshot.bars[ticker], let i = bars.index(of: dates[day]) else { return nil }
-        return useOpen ? bars.open[i] : bars.close[i]
+        let price = useOpen ? bars.open[i] : bars.close[i]
+        return price > 0 && price.isFinite ? price : nil
     }
 
     /// Last close on or before `day`.

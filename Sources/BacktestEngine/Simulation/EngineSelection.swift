@@ -5,6 +5,9 @@ import BacktestCore
 /// unexpectedly, the request is answered by the reference engine with a warning in the result
 /// and a call to `log`.
 ///
+/// Every warning of the result (flat benchmark, missing bars, fallback) is also passed to `log`,
+/// so the server's log shows what the client is told.
+///
 /// "Unexpected" means an INTERNAL or UNKNOWN error: v2's own invariants broke. Errors about the
 /// request or its data (INVALID_ARGUMENT, NOT_FOUND, ...) are the answer, whichever engine gives
 /// them, so they are rethrown without a second attempt.
@@ -37,16 +40,22 @@ public struct EngineSelection: Sendable {
         _ strategy: Strategy, settings: BacktestSettings, snapshot: MarketSnapshot, indicators: IndicatorStore,
         log: (String) -> Void = { _ in }
     ) throws(BacktestError) -> BacktestResult {
+        let result = try select(strategy, settings: settings, snapshot: snapshot, indicators: indicators)
+        result.warnings.forEach(log)
+        return result
+    }
+
+    private func select(
+        _ strategy: Strategy, settings: BacktestSettings, snapshot: MarketSnapshot, indicators: IndicatorStore
+    ) throws(BacktestError) -> BacktestResult {
         guard useNewEngine else {
             return try fallback.run(strategy, settings: settings, snapshot: snapshot, indicators: indicators)
         }
         do {
             return try primary.run(strategy, settings: settings, snapshot: snapshot, indicators: indicators)
         } catch where error.code == .internal || error.code == .unknown {
-            let warning = "the \(primary.name) engine failed (\(error)); answered by the \(fallback.name) engine"
-            log(warning)
             var result = try fallback.run(strategy, settings: settings, snapshot: snapshot, indicators: indicators)
-            result.warnings.append(warning)
+            result.warnings.append("the \(primary.name) engine failed (\(error)); answered by the \(fallback.name) engine")
             return result
         }
     }

@@ -53,6 +53,8 @@ struct PortfolioLoop {
     private(set) var orders: [Order] = []
     private(set) var trades = TradeSummary()
     private(set) var daysExposed = 0
+    /// Scratch: legs closed at the current fill point (kept to avoid an allocation per bar).
+    private var exited: [Bool]
     private var droppedOrders: [String: (count: Int, first: TradingDate)] = [:]
 
     init(strategy: Strategy, market: PreparedMarket, legs: [Leg]) {
@@ -65,6 +67,7 @@ struct PortfolioLoop {
         quantity = Array(repeating: 0, count: legs.count)
         tradeCost = Array(repeating: 0, count: legs.count)
         tradeProceeds = Array(repeating: 0, count: legs.count)
+        exited = Array(repeating: false, count: legs.count)
     }
 
     var warnings: [String] {
@@ -76,7 +79,12 @@ struct PortfolioLoop {
     mutating func run() {
         let count = market.dates.count
         equity.reserveCapacity(count)
-        let rebalanceDays = RebalanceCalendar.days(market.dates, strategy.rebalance)
+        let rebalanceDays: [Bool] = switch strategy.rebalance {
+        case .none: [Bool](repeating: false, count: count)
+        case .daily: RebalanceCalendar.days(market.dates, .daily)
+        case .weekly: market.weekStarts
+        case .monthly: market.monthStarts
+        }
         for t in 0..<count {
             switch strategy.fill {
             case .close: fill(signal: t, at: t, useOpen: false, rebalance: rebalanceDays[t])
@@ -93,10 +101,11 @@ struct PortfolioLoop {
         }
     }
 
-    /// Reference price of leg `p` at bar `t`; nil when its ticker has no bar then.
+    /// Reference price of leg `p` at bar `t`; nil when its ticker has no bar then (or a price no
+    /// order can fill at: zero, negative, not finite; treated like a missing bar).
     private func price(_ p: Int, _ t: Int, _ useOpen: Bool) -> Double? {
-        let value = useOpen ? legs[p].ticker.open[t] : legs[p].ticker.close[t]
-        return value.isNaN ? nil : value
+        let value = legs[p].ticker.price(t, open: useOpen)
+        return value > 0 && value.isFinite ? value : nil
     }
 
     private func equity(at t: Int, useOpen: Bool) -> Double {
@@ -108,7 +117,7 @@ struct PortfolioLoop {
     }
 
     private mutating func fill(signal s: Int, at t: Int, useOpen: Bool, rebalance: Bool) {
-        var exited = [Bool](repeating: false, count: legs.count)
+        for p in legs.indices { exited[p] = false }
         for p in legs.indices where quantity[p] > 0 && legs[p].exit[s] {
             guard let reference = price(p, t, useOpen) else { drop(p, t); continue }
             sell(p, quantity: quantity[p], reference: reference, at: t)
@@ -178,6 +187,21 @@ enum RebalanceCalendar {
     static func days(_ dates: [TradingDate], _ rebalance: Rebalance) -> [Bool] {
         var result = [Bool](repeating: false, count: dates.count)
         guard rebalance != .none else { return result }
+        if rebalance == .monthly, let first = dates.first {
+            // One civil-date conversion, then day arithmetic: a new month starts when the days
+            // elapsed run past the end of the current one.
+            var (year, month, day) = (first.year, first.month, first.day)
+            for t in 1..<dates.count {
+                day += dates[t - 1].distance(to: dates[t])
+                while day > TradingDate.daysInMonth(year: year, month: month) {
+                    day -= TradingDate.daysInMonth(year: year, month: month)
+                    month += 1
+                    if month > 12 { month = 1; year += 1 }
+                    result[t] = true
+                }
+            }
+            return result
+        }
         for t in 1..<max(dates.count, 1) {
             switch rebalance {
             case .none: break

@@ -25,6 +25,9 @@ public struct PreparedMarket: Sendable {
     public let warnings: [String]
     let snapshot: MarketSnapshot
     let aligned: [String: AlignedTicker]
+    /// First trading day of each week / month (index 0 excluded: nothing is held before it).
+    let weekStarts: [Bool]
+    let monthStarts: [Bool]
 
     public init(settings: BacktestSettings, snapshot: MarketSnapshot) throws(BacktestError) {
         guard settings.start <= settings.end else {
@@ -53,6 +56,11 @@ public struct PreparedMarket: Sendable {
         self.dataSource = snapshot.source
         dates = calendar.dates
         let base = calendar.close[0]
+        guard base > 0, base.isFinite else {
+            throw BacktestError(
+                .dataLoss, "benchmark \(settings.benchmark) closes at \(base) on \(first): cannot be a base price",
+                field: "settings.benchmark")
+        }
         benchmark = calendar.close.map { settings.initialCapital * $0 / base }
         benchmarkReturns = PerformanceMetrics.dailyReturns(benchmark)
         if let flat = PreparedMarket.flatBenchmarkWarning(benchmarkReturns, ticker: settings.benchmark) {
@@ -64,6 +72,8 @@ public struct PreparedMarket: Sendable {
             aligned[ticker] = AlignedTicker(bars: bars, calendar: dates)
         }
         self.aligned = aligned
+        weekStarts = RebalanceCalendar.days(dates, .weekly)
+        monthStarts = RebalanceCalendar.days(dates, .monthly)
         benchmarkMetrics = PerformanceMetrics.compute(
             equity: benchmark, benchmarkReturns: benchmarkReturns, trades: TradeSummary.buyAndHold(benchmark),
             exposure: 1)
@@ -93,13 +103,13 @@ public struct PreparedMarket: Sendable {
     }
 }
 
-/// One ticker's bars on the simulation calendar.
+/// One ticker's bars on the simulation calendar: an index per calendar day into the ticker's
+/// own columns (which are shared, not copied) plus the valuation price.
 struct AlignedTicker: Sendable {
     let symbol: String
+    let bars: DailyBars
     /// Index into the ticker's bars for each calendar day; -1 when it has no bar that day.
-    let barIndex: [Int]
-    let open: [Double]
-    let close: [Double]
+    let barIndex: [Int32]
     /// Last known close on or before each calendar day (NaN before the first bar): valuation.
     let mark: [Double]
     let firstCalendarIndex: Int?
@@ -108,34 +118,41 @@ struct AlignedTicker: Sendable {
 
     init(bars: DailyBars, calendar: [TradingDate]) {
         symbol = bars.symbol
+        self.bars = bars
         barsRange = bars.firstDate.flatMap { first in bars.lastDate.map { first...$0 } }
-        var barIndex = [Int](repeating: -1, count: calendar.count)
-        var open = [Double](repeating: .nan, count: calendar.count)
-        var close = [Double](repeating: .nan, count: calendar.count)
-        var mark = [Double](repeating: .nan, count: calendar.count)
-        var j = calendar.first.map { bars.lowerBound($0) } ?? 0
-        var lastClose = j > 0 ? bars.close[j - 1] : Double.nan
+        let count = calendar.count
+        var barIndex = [Int32](repeating: -1, count: count)
+        var mark = [Double](repeating: .nan, count: count)
         var missing: [TradingDate] = []
         var first: Int?
         var last: Int?
-        for (t, date) in calendar.enumerated() {
-            while j < bars.count && bars.dates[j] < date { lastClose = bars.close[j]; j += 1 }
-            if j < bars.count && bars.dates[j] == date {
-                barIndex[t] = j
-                open[t] = bars.open[j]
-                close[t] = bars.close[j]
-                lastClose = bars.close[j]
-                if first == nil { first = t }
-                last = t
-                j += 1
-            } else if first != nil {
-                missing.append(date)
+        // One merge pass over two sorted date lists; raw buffers keep it at a few ns per day.
+        calendar.withUnsafeBufferPointer { days in
+            bars.dates.withUnsafeBufferPointer { dates in
+                bars.close.withUnsafeBufferPointer { barClose in
+                    var j = days.first.map { bars.lowerBound($0) } ?? 0
+                    var lastClose = j > 0 ? barClose[j - 1] : Double.nan
+                    for t in 0..<count {
+                        let date = days[t]
+                        while j < dates.count && dates[j] < date {
+                            lastClose = barClose[j]
+                            j += 1
+                        }
+                        if j < dates.count && dates[j] == date {
+                            barIndex[t] = Int32(j)
+                            lastClose = barClose[j]
+                            if first == nil { first = t }
+                            last = t
+                            j += 1
+                        } else if first != nil {
+                            missing.append(date)
+                        }
+                        mark[t] = lastClose
+                    }
+                }
             }
-            mark[t] = lastClose
         }
         self.barIndex = barIndex
-        self.open = open
-        self.close = close
         self.mark = mark
         self.firstCalendarIndex = first
         var warnings: [String] = []
@@ -160,8 +177,25 @@ struct AlignedTicker: Sendable {
 
     /// `series` (aligned with the ticker's bars) on the calendar; NaN on days without a bar.
     func align(_ series: [Double]) -> [Double] {
-        barIndex.map { $0 >= 0 ? series[$0] : .nan }
+        let count = barIndex.count
+        return [Double](unsafeUninitializedCapacity: count) { out, initialized in
+            barIndex.withUnsafeBufferPointer { index in
+                series.withUnsafeBufferPointer { values in
+                    for t in 0..<count {
+                        let i = Int(index[t])
+                        out[t] = i >= 0 && i < values.count ? values[i] : .nan
+                    }
+                }
+            }
+            initialized = count
+        }
     }
 
-    var hasBar: [Bool] { barIndex.map { $0 >= 0 } }
+    /// Open (or close) on calendar day `t`; NaN when the ticker has no bar then.
+    @inline(__always)
+    func price(_ t: Int, open: Bool) -> Double {
+        let i = Int(barIndex[t])
+        guard i >= 0 else { return .nan }
+        return open ? bars.open[i] : bars.close[i]
+    }
 }

@@ -15,16 +15,14 @@ struct SignalVectors {
             let symbol = series.ticker ?? ticker
             let aligned = try market.ticker(symbol, field: field + ".ticker")
             switch series.source {
-            case .field(.close): return aligned.close
-            case .field(.open): return aligned.open
             case .field(let priceField):
-                guard let bars = market.snapshot.bars[symbol] else { return aligned.close }
+                let bars = aligned.bars
                 let column: [Double] = switch priceField {
+                case .open: bars.open
                 case .high: bars.high
                 case .low: bars.low
-                case .volume: bars.volume
-                case .open: bars.open
                 case .close: bars.close
+                case .volume: bars.volume
                 }
                 return aligned.align(column)
             case .indicator(let spec):

@@ -1,0 +1,36 @@
+import BacktestCore
+
+/// The whole engine side of one backtest, timed by phase: validation and analysis, the
+/// indicator series the store lacks, then the selected engine. The data phase belongs to the
+/// caller (it fetched the snapshot), which passes its duration in for the statistics.
+public struct Backtester: Sendable {
+    public var selection: EngineSelection
+
+    public init(selection: EngineSelection = EngineSelection()) {
+        self.selection = selection
+    }
+
+    /// Runs `strategy`; `indicators` may hold any subset of the series (e.g. from a cache) and
+    /// receives the ones computed here, so the caller can store them.
+    public func run(
+        _ strategy: Strategy, settings: BacktestSettings, snapshot: MarketSnapshot,
+        indicators: inout IndicatorStore, dataMs: Double = 0, log: (String) -> Void = { _ in }
+    ) throws(BacktestError) -> BacktestResult {
+        let clock = ContinuousClock()
+        let started = clock.now
+        try Validation.validate(strategy, settings: settings)
+        let analysis = try StrategyAnalysis(strategy: strategy, settings: settings)
+        let analyzed = clock.now
+        let computed = try indicators.computeMissing(analysis.indicatorKeys, snapshot: snapshot)
+        let indicatorsDone = clock.now
+        var result = try selection.run(strategy, settings: settings, snapshot: snapshot, indicators: indicators, log: log)
+        result.stats.analysisMs = (analyzed - started).milliseconds
+        result.stats.indicatorsMs = (indicatorsDone - analyzed).milliseconds
+        result.stats.dataMs = dataMs
+        result.stats.indicatorSeries = analysis.indicatorKeys.count
+        result.stats.indicatorSeriesComputed = computed
+        result.stats.dataSource = snapshot.source
+        result.stats.totalMs = (clock.now - started).milliseconds + dataMs
+        return result
+    }
+}

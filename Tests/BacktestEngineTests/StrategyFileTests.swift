@@ -1,0 +1,101 @@
+import BacktestCore
+import Foundation
+import Testing
+
+@testable import BacktestEngine
+
+@Suite("Strategy files (JSON)")
+struct StrategyFileTests {
+    static let full = """
+        {"name": "regime momentum", "start": "2010-01-04", "end": "2015-12-31", "initial_capital": 50000,
+         "adjustment": "all", "benchmark": "qqq", "fill": "next_open", "commission_bps": 5, "slippage_bps": 2.5,
+         "rebalance": "monthly", "allow_leverage": true,
+         "positions": [
+           {"ticker": "AAPL", "weight": 0.6,
+            "entry": {"all": [
+               {"lhs": "close", "op": "crosses_above", "rhs": "ema:20"},
+               {"lhs": "close", "op": ">", "rhs": "sma:200", "ticker": "spy"},
+               {"not": {"lhs": "rsi:14", "op": ">=", "rhs": 80}}]},
+            "exit": {"any": [
+               {"lhs": "close", "op": "crosses_below", "rhs": "ema:20"},
+               {"lhs": {"series": "volume", "ticker": "SPY"}, "op": "<=", "rhs": 1000000},
+               {"lhs": "macd:12,26,9:hist", "op": "<", "rhs": {"indicator": {"type": "bbands", "params": [20, 2], "output": "upper"}}}]}},
+           {"ticker": "MSFT", "weight": 0.6, "entry": {"lhs": "open", "op": "<", "rhs": "high"}}]}
+        """
+
+    @Test("every construct decodes to the model")
+    func decodesEverything() throws {
+        let file = try StrategyFile.decode(Data(Self.full.utf8))
+        let strategy = file.strategy
+        #expect(strategy.name == "regime momentum")
+        #expect(strategy.fill == .nextOpen && strategy.rebalance == .monthly && strategy.allowLeverage)
+        #expect(strategy.commissionBps == 5 && strategy.slippageBps == 2.5)
+        #expect(file.start == TestData.date("2010-01-04") && file.end == TestData.date("2015-12-31"))
+        #expect(file.initialCapital == 50_000 && file.adjustment == .all && file.benchmark == "QQQ")
+        #expect(strategy.positions.count == 2)
+        guard case .all(let members) = strategy.positions[0].entry else {
+            Issue.record("entry is not 'all'")
+            return
+        }
+        #expect(members[0] == compare(series("close"), .crossesAbove, series("ema:20")))
+        #expect(members[1] == compare(series("close", "SPY"), .greater, series("sma:200", "SPY")))
+        #expect(members[2] == .not(compare(series("rsi:14"), .greaterOrEqual, .number(80))))
+        guard case .any(let exits) = strategy.positions[0].exit else {
+            Issue.record("exit is not 'any'")
+            return
+        }
+        #expect(exits[1] == compare(series("volume", "SPY"), .lessOrEqual, .number(1_000_000)))
+        #expect(exits[2] == compare(series("macd:12,26,9:hist"), .less, series("bbands:20,2:upper")))
+        let settings = file.settings(defaults: BacktestSettings(start: TestData.date("2000-01-03"), end: TestData.date("2001-01-03")))
+        #expect(settings.start == TestData.date("2010-01-04") && settings.initialCapital == 50_000 && settings.benchmark == "QQQ")
+    }
+
+    @Test("encoding round-trips")
+    func roundTrip() throws {
+        let file = try StrategyFile.decode(Data(Self.full.utf8))
+        let encoded = try JSONEncoder().encode(file)
+        #expect(try StrategyFile.decode(encoded) == file)
+    }
+
+    @Test("a variant decodes as a Strategy; settings keys are refused there")
+    func variant() throws {
+        let json = #"{"name": "v1", "fill": "close", "positions": [{"ticker": "SPY", "entry": {"lhs": "close", "op": ">", "rhs": "sma:200"}}]}"#
+        let strategy = try JSONDecoder().decode(Strategy.self, from: Data(json.utf8))
+        #expect(strategy.name == "v1" && strategy.fill == .close)
+        #expect(try JSONDecoder().decode(Strategy.self, from: JSONEncoder().encode(strategy)) == strategy)
+        let withSettings = #"{"start": "2010-01-04", "positions": []}"#
+        #expect(throws: DecodingError.self) { try JSONDecoder().decode(Strategy.self, from: Data(withSettings.utf8)) }
+    }
+
+    @Test("defaults: next_open fill, no costs, no rebalancing, no settings")
+    func defaults() throws {
+        let file = try StrategyFile.decode(Data(#"{"positions": [{"ticker": "SPY", "entry": {"lhs": "close", "op": ">", "rhs": "sma:200"}}]}"#.utf8))
+        #expect(file.strategy.fill == .nextOpen && file.strategy.rebalance == .none && file.strategy.commissionBps == 0)
+        #expect(file.strategy.positions[0].weight == 1 && file.strategy.positions[0].exit == nil)
+        #expect(file.start == nil && file.initialCapital == nil)
+    }
+
+    @Test("errors say what and where", arguments: [
+        (#"{"positions": [{"ticker": "A", "entry": {"lhs": "close", "op": "=>", "rhs": 1}}]}"#, "positions[0].entry.op", "unknown operator"),
+        (#"{"comission_bps": 5, "positions": []}"#, "comission_bps", "unknown key"),
+        (#"{"positions": [{"ticker": "A", "entry": {"lhs": "smaa:50", "op": ">", "rhs": 1}}]}"#, "positions[0].entry.lhs", "smaa"),
+        (#"{"positions": [{"ticker": "A", "entry": {"lhs": "sma:50:upper", "op": ">", "rhs": 1}}]}"#, "positions[0].entry.lhs", "output"),
+        (#"{"positions": [{"ticker": "A"}]}"#, "positions[0].entry", "missing"),
+        (#"{"start": "2020-13-01", "positions": []}"#, "start", "YYYY-MM-DD"),
+        (#"{"fill": "tomorrow", "positions": []}"#, "fill", "next_open"),
+        (#"{"positions": [{"ticker": "A", "weight": "half", "entry": {"lhs": "close", "op": ">", "rhs": 1}}]}"#, "positions[0].weight", "number"),
+        (#"{"positions": [{"ticker": "A", "entry": {"lhs": "close", "rhs": 1}}]}"#, "positions[0].entry", "'op'"),
+        (#"{"positions": [{"ticker": "A", "entry": {"any": [{"lhs": "close", "op": ">", "rhs": true}]}}]}"#, "positions[0].entry.any[0].rhs", ""),
+        (#"not json"#, "", ""),
+    ])
+    func errors(json: String, field: String, fragment: String) {
+        do {
+            let file = try StrategyFile.decode(Data(json.utf8))
+            Issue.record("decoded \(file)")
+        } catch {
+            #expect(error.code == .invalidArgument)
+            #expect(error.field == field, "\(error)")
+            #expect(fragment.isEmpty || error.message.contains(fragment), "\(error.message)")
+        }
+    }
+}
