@@ -116,6 +116,14 @@ let package = Package(
         .executableTarget(
             name: "engine-bench", dependencies: ["BacktestEngine", "BacktestCore", "BacktestTestSupport"]),
 
+        // libFuzzer target for the frame and message decoders (scripts/run-fuzzer.sh).
+        .executableTarget(
+            name: "FrameFuzzer",
+            dependencies: [
+                "BacktestProtocol", "BacktestEngine",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]),
+
         // MARK: Tests
         // Test helpers shared by the test targets (locating ../shared, starting redis-server).
         .target(name: "BacktestTestSupport", dependencies: ["BacktestCore"]),

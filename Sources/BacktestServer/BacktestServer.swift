@@ -92,21 +92,24 @@ public final class BacktestServer: Service, Sendable {
         if let remote = channel.remoteAddress { connectionLogger[metadataKey: "peer"] = "\(remote)" }
         let configuration = self.configuration
         let connections = self.connections
+        let service = self.service
         return channel.eventLoop.submit {
             let sync = channel.pipeline.syncOperations
-            guard connections.count < configuration.maxConnections, !connections.isDraining else {
-                connectionLogger.notice("refusing a connection: \(connections.isDraining ? "shutting down" : "too many connections")")
-                try sync.addHandler(RefuseConnectionHandler(status: CallStatus(
-                    code: connections.isDraining ? .unavailable : .resourceExhausted,
-                    message: connections.isDraining ? "the server is shutting down"
-                        : "the server has reached its limit of \(configuration.maxConnections) connections")))
-                return
-            }
-            let handler = ServerConnectionHandler(configuration: configuration, service: self.service,
+            let handler = ServerConnectionHandler(configuration: configuration, service: service,
                                                   logger: connectionLogger, onClose: { connections.remove(id) })
-            try sync.addHandler(handler)
-            connections.add(id, ConnectionRegistry.Entry(
+            let admission = connections.admit(id, limit: configuration.maxConnections, ConnectionRegistry.Entry(
                 channel: channel, drain: { handler.beginDrain() }, close: { handler.close() }))
+            switch admission {
+            case .admitted:
+                try sync.addHandler(handler)
+            case .tooMany:
+                connectionLogger.notice("refusing a connection: limit of \(configuration.maxConnections) reached")
+                try sync.addHandler(RefuseConnectionHandler(status: CallStatus(code: .resourceExhausted,
+                    message: "the server has reached its limit of \(configuration.maxConnections) connections")))
+            case .draining:
+                try sync.addHandler(RefuseConnectionHandler(status: CallStatus(code: .unavailable,
+                    message: "the server is shutting down")))
+            }
         }
     }
 }

@@ -31,14 +31,19 @@ final class ConnectionRegistry: Sendable {
     var count: Int { state.withLockedValue { $0.entries.count } }
     var isDraining: Bool { state.withLockedValue { $0.draining } }
 
+    enum Admission { case admitted, tooMany, draining }
+
+    /// Registers a new connection unless the server is full or shutting down; the check and the
+    /// insertion are one atomic step, so concurrent accepts cannot overshoot the limit.
     /// Called on the channel's event loop.
-    func add(_ id: UInt64, _ entry: Entry) {
+    func admit(_ id: UInt64, limit: Int, _ entry: Entry) -> Admission {
         let box = NIOLoopBound(EntryBox(entry), eventLoop: entry.channel.eventLoop)
-        let drainNow = state.withLockedValue { state -> Bool in
+        return state.withLockedValue { state in
+            if state.draining { return .draining }
+            guard state.entries.count < limit else { return .tooMany }
             state.entries[id] = box
-            return state.draining
+            return .admitted
         }
-        if drainNow { entry.drain() }
     }
 
     func remove(_ id: UInt64) {

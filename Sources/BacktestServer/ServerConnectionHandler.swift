@@ -314,11 +314,14 @@ final class ServerConnectionHandler: ChannelInboundHandler {
 
     private func armIdleTimer() {
         guard let context else { return }
-        idleTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: lastActivity + configuration.idleTimeout) { [self] in
+        // Never in the past: while a long call runs, check again one idle period from now.
+        let deadline = max(lastActivity + configuration.idleTimeout, .now() + .milliseconds(1))
+        idleTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
             guard phase == .open || phase == .draining else { return }
             if streams.isEmpty, NIODeadline.now() >= lastActivity + configuration.idleTimeout {
                 failConnection(CallStatus(code: .ok, message: "idle timeout"))
             } else {
+                if !streams.isEmpty { lastActivity = .now() }
                 armIdleTimer()
             }
         }

@@ -134,6 +134,21 @@ struct MalformedInputTests {
         }
     }
 
+    @Test func unansweredKeepalivePingClosesTheConnectionAndCancelsItsCalls() async throws {
+        let (service, events, _) = TestService.make()
+        try await withServer({ $0.keepaliveInterval = .milliseconds(30) }, service: service) { _, port in
+            let (connection, _) = try await RawConnection.handshake(port: port)
+            try await connection.sendRequest(1, CallRequest(method: .runBacktest(
+                BacktestRequest(strategy: strategy("block"), settings: testSettings))))
+            // We read the PING but never answer it: a dead peer, as far as the server can tell.
+            let ping = try #require(await connection.nextFrame(where: { $0.type == .ping }))
+            #expect(!ping.flags.contains(.ack))
+            let goAway = try await connection.expectGoAwayAndClose()
+            #expect(goAway.status.code == .unavailable)
+            await events.next(.cancelled("block"))
+        }
+    }
+
     @Test func unknownMethodIsUnimplemented() async throws {
         try await withServer { _, port in
             let (connection, _) = try await RawConnection.handshake(port: port)

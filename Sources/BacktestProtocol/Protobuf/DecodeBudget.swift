@@ -26,11 +26,11 @@ final class DecodeBudget {
     private static let headerSize = 16
 
     fileprivate func allocate(_ size: Int) -> UnsafeMutableRawPointer? {
-        let total = size + DecodeBudget.headerSize
-        guard size >= 0, used + total <= limit else {
+        guard size >= 0, size <= limit - used - DecodeBudget.headerSize else {
             exceeded = true
             return nil
         }
+        let total = size + DecodeBudget.headerSize
         guard let block = malloc(total) else { return nil }
         used += total
         block.storeBytes(of: total, as: Int.self)

@@ -8,6 +8,10 @@ import CProtobufC
 /// bound, before protobuf-c (which recurses on the C stack) unpacks them. Also rejects bytes that
 /// are not well-formed wire data, so protobuf-c only sees plausible input.
 enum WireDepthCheck {
+    /// PROTOBUF_C_TYPE_MESSAGE: its ordinal in protobuf-c.h's ProtobufCType. Spelled as a number
+    /// because the constant does not import in the sanitizer (fuzzer) build of this toolchain.
+    private static let messageType: UInt32 = 16
+
     static func check(_ bytes: UnsafeRawBufferPointer, descriptor: UnsafePointer<ProtobufCMessageDescriptor>,
                       maxDepth: Int, what: String) throws {
         var reader = Reader(bytes: bytes, position: 0, end: bytes.count)
@@ -54,7 +58,7 @@ enum WireDepthCheck {
             case 2:
                 guard let length = reader.varint(), length <= UInt64(reader.end - reader.position) else { throw malformed }
                 let field = protobuf_c_message_descriptor_get_field(descriptor, UInt32(tag >> 3))
-                if let field, field.pointee.type == PROTOBUF_C_TYPE_MESSAGE, let nested = field.pointee.descriptor {
+                if let field, field.pointee.type.rawValue == messageType, let nested = field.pointee.descriptor {
                     var inner = Reader(bytes: reader.bytes, position: reader.position, end: reader.position + Int(length))
                     try walk(&inner, descriptor: nested.assumingMemoryBound(to: ProtobufCMessageDescriptor.self),
                              depth: depth + 1, maxDepth: maxDepth, what: what)

@@ -1,0 +1,123 @@
+"""A minimal synchronous backtestd client, written from PROTOCOL.md alone.
+
+It needs backtest_pb2 (generate it with ./generate.sh, protoc 3.21 + protobuf 4.21) on sys.path.
+One call at a time per client; the protocol allows many, this example keeps it simple.
+"""
+import socket
+import struct
+
+import backtest_pb2 as pb
+
+PREFACE = b"BACKTEST" + struct.pack(">H", 1)
+HEADER = struct.Struct(">IIBB")  # length, stream id, type, flags
+
+REQUEST, DATA, RESPONSE, CANCEL, PING, GOAWAY, SETTINGS = 1, 2, 3, 4, 5, 6, 7
+ACK = 0x01
+
+
+class CallError(Exception):
+    """A call ended with a non-OK status (the gRPC code, its message and the field path)."""
+
+    def __init__(self, code, message, field=""):
+        super().__init__(f"{pb.StatusCode.Name(code)}: {message}" + (f" (field {field})" if field else ""))
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+class ConnectionLost(CallError):
+    def __init__(self):
+        super().__init__(pb.UNAVAILABLE, "connection closed before the call finished")
+
+
+class BacktestClient:
+    def __init__(self, host="127.0.0.1", port=50051, timeout=10.0):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.sendall(PREFACE)
+        self.next_stream = 1
+        frame_type, _, _, payload = self._read_frame()
+        if frame_type == GOAWAY:
+            goaway = pb.GoAway.FromString(payload)
+            raise CallError(goaway.status.code, goaway.status.message)
+        if frame_type != SETTINGS:
+            raise CallError(pb.INTERNAL, f"expected SETTINGS, got frame type {frame_type}")
+        self.settings = pb.Settings.FromString(payload)
+
+    def close(self):
+        self.sock.close()
+
+    # -- frames --------------------------------------------------------------------------------
+
+    def _read_exactly(self, count):
+        data = b""
+        while len(data) < count:
+            chunk = self.sock.recv(count - len(data))
+            if not chunk:
+                raise ConnectionLost()
+            data += chunk
+        return data
+
+    def _read_frame(self):
+        length, stream, frame_type, flags = HEADER.unpack(self._read_exactly(HEADER.size))
+        return frame_type, stream, flags, self._read_exactly(length)
+
+    def send_frame(self, frame_type, stream, payload, flags=0):
+        self.sock.sendall(HEADER.pack(len(payload), stream, frame_type, flags) + payload)
+
+    # -- calls ---------------------------------------------------------------------------------
+
+    def _start(self, request):
+        stream = self.next_stream
+        self.next_stream += 2
+        self.send_frame(REQUEST, stream, request.SerializeToString())
+        return stream
+
+    def _frames(self, stream):
+        """Yields (type, payload) for `stream`, answering PINGs; ends after RESPONSE."""
+        while True:
+            frame_type, frame_stream, flags, payload = self._read_frame()
+            if frame_type == PING and not flags & ACK:
+                self.send_frame(PING, 0, payload, ACK)
+            elif frame_type == GOAWAY:
+                goaway = pb.GoAway.FromString(payload)
+                if stream > goaway.last_stream_id:
+                    raise CallError(pb.UNAVAILABLE, "not processed: " + goaway.status.message)
+            elif frame_stream == stream:
+                yield frame_type, payload
+                if frame_type == RESPONSE:
+                    return
+
+    def call(self, request):
+        """Sends a CallRequest and returns the CallResponse of a unary call (raises CallError)."""
+        stream = self._start(request)
+        for frame_type, payload in self._frames(stream):
+            if frame_type == RESPONSE:
+                response = pb.CallResponse.FromString(payload)
+                if response.status.code != pb.OK:
+                    raise CallError(response.status.code, response.status.message, response.status.field)
+                return response
+        raise ConnectionLost()
+
+    def stream(self, request):
+        """Yields the DATA messages (ProgressUpdate) of a streaming call, then checks the status."""
+        stream = self._start(request)
+        for frame_type, payload in self._frames(stream):
+            if frame_type == DATA:
+                yield pb.ProgressUpdate.FromString(payload)
+            elif frame_type == RESPONSE:
+                status = pb.CallResponse.FromString(payload).status
+                if status.code != pb.OK:
+                    raise CallError(status.code, status.message, status.field)
+                return
+        raise ConnectionLost()
+
+    def server_info(self, timeout_ms=5000):
+        request = pb.CallRequest(header=pb.RequestHeader(timeout_ms=timeout_ms, client="python-example"))
+        request.get_server_info.SetInParent()
+        return self.call(request).server_info
+
+    def run_backtest(self, strategy, settings, timeout_ms=0, request_id=""):
+        request = pb.CallRequest(header=pb.RequestHeader(timeout_ms=timeout_ms, request_id=request_id))
+        request.run_backtest.strategy.CopyFrom(strategy)
+        request.run_backtest.settings.CopyFrom(settings)
+        return self.call(request).backtest
