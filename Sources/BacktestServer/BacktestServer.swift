@@ -20,7 +20,7 @@ public final class BacktestServer: Service, Sendable {
     private let logger: Logger
     private let connections = ConnectionRegistry()
     private let listener = NIOLockedValueBox<(any Channel)?>(nil)
-    private let bound: EventLoopPromise<SocketAddress>
+    private let bound = BoundAddress()
 
     public init(configuration: ServerConfiguration = ServerConfiguration(), service: any BacktestService,
                 group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
@@ -29,12 +29,11 @@ public final class BacktestServer: Service, Sendable {
         self.service = service
         self.group = group
         self.logger = logger
-        self.bound = group.next().makePromise(of: SocketAddress.self)
     }
 
     /// The address the server listens on, once bound (with the real port when configured with 0).
     public var boundAddress: SocketAddress {
-        get async throws { try await bound.futureResult.get() }
+        get async throws { try await bound.wait() }
     }
 
     /// Connections currently open (for diagnostics and tests).
@@ -50,11 +49,11 @@ public final class BacktestServer: Service, Sendable {
                 .childChannelInitializer { [self] channel in initialize(channel) }
                 .bind(host: configuration.host, port: configuration.port).get()
         } catch {
-            bound.fail(error)
+            bound.complete(.failure(error))
             throw error
         }
         listener.withLockedValue { $0 = channel }
-        if let address = channel.localAddress { bound.succeed(address) }
+        if let address = channel.localAddress { bound.complete(.success(address)) }
         logger.info("listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
 
         try await withTaskCancellationHandler {
@@ -130,4 +129,32 @@ final class RefuseConnectionHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
+}
+
+/// The listening address, once known; waiters are resumed when `run()` has bound (or failed to).
+/// Not an EventLoopPromise: a server that is never run must not trip NIO's leaked-promise check.
+final class BoundAddress: Sendable {
+    private let state = NIOLockedValueBox<(result: Result<SocketAddress, any Error>?,
+                                           waiters: [CheckedContinuation<SocketAddress, any Error>])>((nil, []))
+
+    func complete(_ result: Result<SocketAddress, any Error>) {
+        let waiters = state.withLockedValue { state -> [CheckedContinuation<SocketAddress, any Error>] in
+            guard state.result == nil else { return [] }
+            state.result = result
+            defer { state.waiters.removeAll() }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume(with: result) }
+    }
+
+    func wait() async throws -> SocketAddress {
+        try await withCheckedThrowingContinuation { continuation in
+            let ready = state.withLockedValue { state -> Result<SocketAddress, any Error>? in
+                if let result = state.result { return result }
+                state.waiters.append(continuation)
+                return nil
+            }
+            if let ready { continuation.resume(with: ready) }
+        }
+    }
 }

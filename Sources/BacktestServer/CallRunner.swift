@@ -35,6 +35,10 @@ struct CallRunner: Sendable {
             logger.error("call failed with an unexpected error", metadata: ["stream": "\(streamID)", "error": "\(error)"])
             response = CallResponse(header: header, status: CallStatus(code: .internal, message: "internal error"))
         }
+        let elapsedMs = Double((NIODeadline.now() - receivedAt).nanoseconds) / 1e6
+        logger.debug("call finished", metadata: [
+            "stream": "\(streamID)", "status": "\(response.status.code)", "ms": "\(elapsedMs)",
+        ])
         var encoded = response.encoded()
         if encoded.readableBytes > configuration.maxFramePayload {
             encoded = CallResponse(header: header, status: CallStatus(code: .resourceExhausted,

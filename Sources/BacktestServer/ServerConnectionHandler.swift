@@ -28,13 +28,13 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     private let onClose: @Sendable () -> Void
 
     private(set) var phase = Phase.awaitingPreface
-    private var context: ChannelHandlerContext?
-    private let processor: NIOSingleStepByteToMessageProcessor<FrameDecoder>
+    private(set) var context: ChannelHandlerContext?
+    let processor: NIOSingleStepByteToMessageProcessor<FrameDecoder>
     var streams: [UInt32: ActiveStream] = [:]
     private var lastClientStreamID: UInt32 = 0
-    private var handshakeTimer, frameTimer, idleTimer, keepaliveTimer: Scheduled<Void>?
-    private var lastActivity = NIODeadline.now()
-    private var unansweredPing: UInt64?
+    var handshakeTimer, frameTimer, idleTimer, keepaliveTimer: Scheduled<Void>?
+    var lastActivity = NIODeadline.now()
+    var unansweredPing: UInt64?
     private var pendingOutboundBytes = 0
     private var writabilityWaiters: [EventLoopPromise<Void>] = []
 
@@ -270,7 +270,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
 
     // MARK: Output
 
-    private func write(_ frame: Frame) {
+    func write(_ frame: Frame) {
         guard phase != .closed, let context else { return }
         guard frame.payload.readableBytes <= configuration.maxFramePayload else {
             logger.error("dropping a \(frame.type) frame of \(frame.payload.readableBytes) bytes above the frame limit")
@@ -293,52 +293,6 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         if pendingOutboundBytes > configuration.maxOutboundBuffer {
             logger.notice("closing: \(pendingOutboundBytes) bytes buffered for a peer that is not reading")
             close()
-        }
-    }
-
-    // MARK: Timers
-
-    private func armFrameTimerIfPartial() {
-        guard phase != .closed, let context else { return }
-        if processor.unprocessedBytes == 0 {
-            frameTimer?.cancel()
-            frameTimer = nil
-        } else if frameTimer == nil, phase != .awaitingPreface {
-            frameTimer = context.eventLoop.assumeIsolated().scheduleTask(in: configuration.frameTimeout) { [self] in
-                frameTimer = nil
-                failConnection(CallStatus(code: .deadlineExceeded,
-                    message: "a frame did not arrive whole within \(configuration.frameTimeout.nanoseconds / 1_000_000) ms"))
-            }
-        }
-    }
-
-    private func armIdleTimer() {
-        guard let context else { return }
-        // Never in the past: while a long call runs, check again one idle period from now.
-        let deadline = max(lastActivity + configuration.idleTimeout, .now() + .milliseconds(1))
-        idleTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
-            guard phase == .open || phase == .draining else { return }
-            if streams.isEmpty, NIODeadline.now() >= lastActivity + configuration.idleTimeout {
-                failConnection(CallStatus(code: .ok, message: "idle timeout"))
-            } else {
-                if !streams.isEmpty { lastActivity = .now() }
-                armIdleTimer()
-            }
-        }
-    }
-
-    private func armKeepaliveIfNeeded() {
-        guard keepaliveTimer == nil, configuration.keepaliveInterval > .zero, let context else { return }
-        keepaliveTimer = context.eventLoop.assumeIsolated().scheduleTask(in: configuration.keepaliveInterval) { [self] in
-            keepaliveTimer = nil
-            guard phase == .open || phase == .draining, !streams.isEmpty else { return }
-            if unansweredPing != nil {
-                return failConnection(CallStatus(code: .unavailable, message: "keepalive PING not answered"))
-            }
-            let opaque = UInt64.random(in: .min ... .max)
-            unansweredPing = opaque
-            write(Frame(type: .ping, streamID: 0, payload: PingMessage(opaque: opaque).encoded()))
-            armKeepaliveIfNeeded()
         }
     }
 }
