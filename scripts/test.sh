@@ -22,7 +22,8 @@ export BACKTESTD_REDIS_PORT="$redis_port"
 echo "test.sh: redis-server on 127.0.0.1:$redis_port"
 
 swift build --build-tests
-swift test --skip-build
+# A hung test must fail the run, not stall CI for 90 minutes.
+timeout 1200 swift test --skip-build
 
 # libFuzzer + AddressSanitizer over the frame and message decoders, for a bounded time.
 scripts/run-fuzzer.sh "${BACKTESTD_FUZZ_SECONDS:-60}"

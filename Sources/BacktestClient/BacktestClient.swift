@@ -152,6 +152,9 @@ public actor BacktestClient {
                 if let error = response.status.error { throw error }
                 return response
             } catch let notProcessed as ClientConnectionHandler.CallNotProcessed {
+                // The connection refused the call (closing, GOAWAY): its usable flag may not have
+                // caught up yet, so forget it here or the retry would land on it again.
+                if self.connection === connection { self.connection = nil }
                 if attempt >= 2 { throw notProcessed.error }
             }
         }
