@@ -118,7 +118,7 @@ public final class MarketDataCache: Sendable {
                 }
             }
         } catch {
-            session.noteRedisFailure()
+            // A miss for every key; the pool has logged the outage once.
         }
         return (localHits, remote)
     }
@@ -141,10 +141,7 @@ public final class MarketDataCache: Sendable {
         }
         let seconds = String(max(1, options.timeToLive.components.seconds))
         let commands = [RedisCommand(mset)] + entries.map { RedisCommand("EXPIRE", $0.key, seconds) }
-        do {
-            _ = try await pool.pipeline(commands)
-        } catch {
-            session.noteRedisFailure()
-        }
+        // A failed write is just a write skipped; the pool has logged the outage once.
+        _ = try? await pool.pipeline(commands)
     }
 }
