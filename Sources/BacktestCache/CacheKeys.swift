@@ -23,7 +23,12 @@ struct CacheKeys: Sendable {
     var generation: String { "\(base):generation" }
 
     func bars(generation: Int64, source: String, adjustment: PriceAdjustment, symbol: String, month: CacheMonth) -> String {
-        "\(base):g\(generation):bars:\(source):\(adjustment.rawValue):\(symbol):\(month.number)"
+        barsPrefix(generation: generation, source: source, adjustment: adjustment, symbol: symbol) + String(month.number)
+    }
+
+    /// Everything of a bars key but the month, so a query builds it once per symbol.
+    func barsPrefix(generation: Int64, source: String, adjustment: PriceAdjustment, symbol: String) -> String {
+        "\(base):g\(generation):bars:\(source):\(adjustment.rawValue):\(symbol):"
     }
 
     func indicator(generation: Int64, key: IndicatorKey) -> String {

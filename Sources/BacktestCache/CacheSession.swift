@@ -92,8 +92,4 @@ public final class CacheSession: Sendable {
         let task = Task { await work() }
         state.withLockedValue { $0.pendingWrites.append(task) }
     }
-
-    func noteRedisFailure() {
-        // The pool logs the state change once; nothing per key here.
-    }
 }

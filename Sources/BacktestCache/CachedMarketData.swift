@@ -113,8 +113,11 @@ public struct CachedMarketData: MarketDataProvider {
         let months = CacheMonth.months(in: range.lowerBound...min(range.upperBound, horizon))
         var keys: [String] = []
         keys.reserveCapacity(months.count * query.symbols.count)
+        let monthNumbers = months.map { String($0.number) }
         for symbol in query.symbols {
-            for month in months { keys.append(key(symbol, month, query.adjustment, session)) }
+            let prefix = cache.keys.barsPrefix(
+                generation: session.generation, source: upstream.name, adjustment: query.adjustment, symbol: symbol)
+            for number in monthNumbers { keys.append(prefix + number) }
         }
         let (local, remote) = session.isCaching ? await cache.lookup(keys, in: session) : ([:], [:])
         var decoded: [(String, LocalValue)] = []
@@ -156,10 +159,6 @@ public struct CachedMarketData: MarketDataProvider {
         }
         if extendsPastHorizon { return max(range.lowerBound, horizon.advanced(by: 1))...range.upperBound }
         return nil
-    }
-
-    private func key(_ symbol: String, _ month: CacheMonth, _ adjustment: PriceAdjustment, _ session: CacheSession) -> String {
-        cache.keys.bars(generation: session.generation, source: upstream.name, adjustment: adjustment, symbol: symbol, month: month)
     }
 }
 

@@ -61,6 +61,21 @@ final class LocalCache: Sendable {
         }
     }
 
+    /// Looks many keys up under one lock acquisition.
+    func get(_ keys: [String]) -> [String: LocalValue] {
+        guard isEnabled else { return [:] }
+        return state.withLockedValue { state in
+            var found: [String: LocalValue] = [:]
+            for key in keys {
+                guard let node = state.nodes[key] else { continue }
+                Self.unlink(node, &state)
+                Self.pushNewest(node, &state)
+                found[key] = node.value
+            }
+            return found
+        }
+    }
+
     func set(_ key: String, _ value: LocalValue) {
         let size = value.byteSize
         guard isEnabled, size <= capacityBytes else { return }

@@ -106,11 +106,8 @@ public final class MarketDataCache: Sendable {
     /// Looks `keys` up in the local layer, then the rest in one MGET. A Redis failure reads as
     /// all misses. Returns raw bytes for Redis hits; `local` hits come back decoded.
     func lookup(_ keys: [String], in session: CacheSession) async -> (local: [String: LocalValue], remote: [String: [UInt8]]) {
-        var localHits: [String: LocalValue] = [:]
-        var remaining: [String] = []
-        for key in keys {
-            if session.usesLocal, let value = local.get(key) { localHits[key] = value } else { remaining.append(key) }
-        }
+        let localHits = session.usesLocal ? local.get(keys) : [:]
+        let remaining = localHits.count == keys.count ? [] : keys.filter { localHits[$0] == nil }
         var remote: [String: [UInt8]] = [:]
         guard session.usesRedis, let pool, !remaining.isEmpty else { return (localHits, remote) }
         do {
@@ -121,7 +118,7 @@ public final class MarketDataCache: Sendable {
                 }
             }
         } catch {
-            session.noteRedisFailure()
+            // A miss for every key; the pool has logged the outage once.
         }
         return (localHits, remote)
     }
@@ -144,10 +141,7 @@ public final class MarketDataCache: Sendable {
         }
         let seconds = String(max(1, options.timeToLive.components.seconds))
         let commands = [RedisCommand(mset)] + entries.map { RedisCommand("EXPIRE", $0.key, seconds) }
-        do {
-            _ = try await pool.pipeline(commands)
-        } catch {
-            session.noteRedisFailure()
-        }
+        // A failed write is just a write skipped; the pool has logged the outage once.
+        _ = try? await pool.pipeline(commands)
     }
 }

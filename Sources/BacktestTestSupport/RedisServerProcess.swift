@@ -2,7 +2,7 @@ import Foundation
 
 /// A real `redis-server` (from PATH) on a free loopback port, for tests that need Redis.
 ///
-/// Started with persistence off unless a data directory is given. `stop()` sends SIGTERM and
+/// Started with persistence off unless a data directory is given. `stop()` shuts it down and
 /// waits for exit; `start()` again reuses the same port, so clients see "Redis went away and came
 /// back". `pause()`/`resume()` (SIGSTOP/SIGCONT) simulate a hung server.
 public final class RedisServerProcess: @unchecked Sendable {
@@ -11,7 +11,7 @@ public final class RedisServerProcess: @unchecked Sendable {
     private let lock = NSLock()
     private var process: Process?
 
-    /// Starts a server. `dataDirectory` enables RDB snapshots there (saved on SIGTERM).
+    /// Starts a server. `dataDirectory` enables RDB snapshots there (saved by `stop()`).
     public init(dataDirectory: URL? = nil) throws {
         self.port = try RedisServerProcess.freeLoopbackPort()
         self.dataDirectory = dataDirectory
@@ -20,8 +20,7 @@ public final class RedisServerProcess: @unchecked Sendable {
 
     deinit {
         if let process, process.isRunning {
-            kill(process.processIdentifier, SIGCONT)
-            process.terminate()
+            kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
         }
     }
@@ -50,11 +49,15 @@ public final class RedisServerProcess: @unchecked Sendable {
             if !process.isRunning { break }
             usleep(20_000)
         }
-        process.terminate()
+        kill(process.processIdentifier, SIGKILL)
         throw RedisServerError("redis-server on port \(port) did not answer PING within 10 s")
     }
 
-    /// SIGTERM and wait: with a data directory Redis writes its snapshot before exiting.
+    /// Stops the server and waits for it to exit. With a data directory Redis first writes its
+    /// snapshot (SHUTDOWN SAVE), so a restart finds the data.
+    ///
+    /// SHUTDOWN goes over the protocol rather than as SIGTERM because a child spawned from a test
+    /// thread can inherit a signal mask that blocks SIGTERM; SIGKILL (unblockable) is the fallback.
     public func stop() {
         let process = lock.withLock { () -> Process? in
             defer { self.process = nil }
@@ -62,7 +65,10 @@ public final class RedisServerProcess: @unchecked Sendable {
         }
         guard let process, process.isRunning else { return }
         kill(process.processIdentifier, SIGCONT)
-        process.terminate()
+        _ = RedisServerProcess.send(dataDirectory == nil ? "SHUTDOWN NOSAVE\r\n" : "SHUTDOWN SAVE\r\n", port: port)
+        let deadline = Date().addingTimeInterval(10)
+        while process.isRunning && Date() < deadline { usleep(10_000) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
     }
 
@@ -115,8 +121,13 @@ public final class RedisServerProcess: @unchecked Sendable {
 
     /// Sends an inline PING over a plain socket; true on "+PONG".
     static func ping(port: Int) -> Bool {
+        send("PING\r\n", port: port)?.hasPrefix("+PONG") ?? false
+    }
+
+    /// Sends one inline command and returns the start of the reply (nil when nothing came back).
+    static func send(_ request: String, port: Int) -> String? {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
+        guard fd >= 0 else { return nil }
         defer { close(fd) }
         var timeout = timeval(tv_sec: 1, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
@@ -129,12 +140,12 @@ public final class RedisServerProcess: @unchecked Sendable {
                 connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
             }
         }
-        guard connected else { return false }
-        let request = Array("PING\r\n".utf8)
-        guard send(fd, request, request.count, 0) == request.count else { return false }
+        guard connected else { return nil }
+        let bytes = Array(request.utf8)
+        guard Foundation.send(fd, bytes, bytes.count, 0) == bytes.count else { return nil }
         var buffer = [UInt8](repeating: 0, count: 64)
         let received = recv(fd, &buffer, buffer.count, 0)
-        return received >= 5 && String(decoding: buffer[0..<5], as: UTF8.self) == "+PONG"
+        return received > 0 ? String(decoding: buffer[0..<received], as: UTF8.self) : nil
     }
 }
 

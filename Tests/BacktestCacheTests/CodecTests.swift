@@ -96,3 +96,25 @@ struct HorizonTests {
         #expect(CacheHorizon.lastCacheableDate(atUnixSeconds: 1_618_288_200) == date("2021-04-09"))
     }
 }
+
+@Suite("Cache from the environment")
+struct EnvironmentTests {
+    @Test func offSwitchDisablesTheCache() async throws {
+        let cache = try MarketDataCache.fromEnvironment(["BACKTESTD_CACHE": "off"], clock: ManualClock(unixSeconds: mondayNoon))
+        #expect(cache.pool == nil)
+        let session = await cache.openSession()
+        #expect(!session.isCaching)
+        await session.finish()
+    }
+
+    @Test func variablesReachTheCache() async throws {
+        let cache = try MarketDataCache.fromEnvironment(
+            ["BACKTESTD_REDIS_PORT": "6390", "BACKTESTD_CACHE_PREFIX": "bt-env"], clock: ManualClock(unixSeconds: mondayNoon))
+        #expect(cache.pool?.configuration.port == 6390)
+        #expect(cache.options.keyPrefix == "bt-env")
+        await cache.shutdown()
+        #expect(throws: CacheConfigurationError.self) {
+            try MarketDataCache.fromEnvironment(["BACKTESTD_CACHE_TTL_SECONDS": "soon"])
+        }
+    }
+}

@@ -83,6 +83,11 @@ extension Array where Element == UInt8 {
 extension Collection where Element == UInt8, Index == Int {
     /// Reads an integer at a byte offset relative to `startIndex`. Callers check the length.
     func readLittleEndian<T: FixedWidthInteger>(_ type: T.Type, at offset: Int) -> T {
+        if let value = withContiguousStorageIfAvailable({ buffer in
+            UnsafeRawBufferPointer(buffer).loadUnaligned(fromByteOffset: offset, as: T.self)
+        }) {
+            return T(littleEndian: value)
+        }
         var value = T.zero
         Swift.withUnsafeMutableBytes(of: &value) { raw in
             for i in 0..<MemoryLayout<T>.size { raw[i] = self[startIndex + offset + i] }

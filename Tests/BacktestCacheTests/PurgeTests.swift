@@ -1,0 +1,117 @@
+@testable import BacktestCache
+import BacktestCore
+import BacktestTestSupport
+import MarketData
+import Testing
+
+@Suite("Purges: consistency and schedule")
+struct PurgeTests {
+    let query = BarQuery(symbols: ["AAPL", "XOM"], range: date("2019-01-02")...date("2019-12-31"), adjustment: .split)
+
+    @Test func requestRunningDuringAPurgeKeepsItsGenerationAndSweepSparesOtherKeys() async throws {
+        let fixture = try CacheFixture("purge")
+        let cache = fixture.makeCache(clock: ManualClock(unixSeconds: mondayNoon), localCacheBytes: 16 << 20)
+        let source = SharedBarsProvider()
+        let data = CachedMarketData(upstream: source, cache: cache)
+        let raw = fixture.rawPool()
+        // Keys the sweep must leave alone: another deployment's, and our generation counter.
+        _ = try await raw.execute(RedisCommand("SET", "other-\(fixture.prefix):v1:g0:bars:x", "keep"))
+
+        let warmup = await cache.openSession()
+        _ = try await data.dailyBars(query, session: warmup)
+        await warmup.finish()
+        let oldKeys = try await fixture.keys(raw, pattern: "\(fixture.prefix):v1:g0:*")
+        #expect(oldKeys.count == 24)
+
+        // A long request opens before the purge...
+        let running = await cache.openSession()
+        #expect(running.generation == 0)
+        let purge = Task { try await cache.purge() }
+        // ...and the purge, having bumped the generation, waits for it before sweeping.
+        var newSession = await cache.openSession()
+        let deadline = ContinuousClock.now + .seconds(10)
+        // The INCR is one round trip away; each check is a real read of the generation.
+        while newSession.generation == 0 && ContinuousClock.now < deadline {
+            await newSession.finish()
+            await Task.yield()
+            newSession = await cache.openSession()
+        }
+        #expect(newSession.generation == 1)
+        let during = try await data.dailyBars(query, session: running)
+        #expect(running.statistics.hits == 24 && running.statistics.misses == 0, "the old generation is still whole")
+        #expect(during.bars["XOM"] == (try SharedBarsProvider.expected("XOM", query.range)))
+        let fresh = try await data.dailyBars(query, session: newSession)
+        #expect(newSession.statistics.hits == 0, "a request after the purge sees an empty generation")
+        #expect(fresh.bars["AAPL"] == (try SharedBarsProvider.expected("AAPL", query.range)))
+        await newSession.finish()
+        #expect(try await fixture.keys(raw, pattern: "\(fixture.prefix):v1:g0:*").count == 24, "not swept while in use")
+
+        await running.finish()
+        let result = try await purge.value
+        #expect(result == PurgeResult(removedEntries: 24, generation: 1))
+        #expect(try await fixture.keys(raw, pattern: "\(fixture.prefix):v1:g0:*").isEmpty)
+        #expect(try await fixture.keys(raw, pattern: "\(fixture.prefix):v1:g1:*").count == 24)
+        #expect(try await raw.execute(RedisCommand("GET", "other-\(fixture.prefix):v1:g0:bars:x")) == .bulk(Array("keep".utf8)))
+        #expect(try await raw.execute(RedisCommand("GET", "\(fixture.prefix):v1:generation")).integer == 1)
+        await raw.shutdown()
+        await cache.shutdown()
+    }
+
+    @Test func purgeAlsoEmptiesTheProcessMemoryLayer() async throws {
+        let fixture = try CacheFixture("purge-local")
+        let cache = fixture.makeCache(clock: ManualClock(unixSeconds: mondayNoon), localCacheBytes: 16 << 20)
+        let indicators = IndicatorCache(cache: cache)
+        let key = IndicatorKey(ticker: "aapl", indicator: "sma:50", adjustment: .split, source: "alpaca", from: date("1999-11-01"), through: date("2021-04-01"))
+        let before = await cache.openSession()
+        #expect(await indicators.put(key, values: [1, 2, .nan], session: before))
+        #expect(await indicators.get(key, session: before)?.count == 3)
+        await before.finish()
+        let result = try await cache.purge()
+        #expect(result.removedEntries == 1)
+        #expect(cache.local.count == 0)
+        let after = await cache.openSession()
+        #expect(await indicators.get(key, session: after) == nil)
+        await after.finish()
+        await cache.shutdown()
+    }
+
+    @Test(arguments: [
+        // Spring forward (Sunday 2026-03-08): 4 PM EST, 8 PM EST, then 4 PM and 8 PM EDT.
+        (start: Int64(1_772_902_800), expected: [Int64(1_772_917_200), 1_772_931_600, 1_773_000_000, 1_773_014_400]),
+        // Fall back (Sunday 2026-11-01): 4 PM EDT, 8 PM EDT, then 4 PM and 8 PM EST.
+        (start: Int64(1_793_462_400), expected: [Int64(1_793_476_800), 1_793_491_200, 1_793_566_800, 1_793_581_200]),
+    ])
+    func scheduleFollowsNewYorkWallClockAcrossDST(start: Int64, expected: [Int64]) async throws {
+        let fixture = try CacheFixture("schedule")
+        let clock = ManualClock(unixSeconds: start)
+        let cache = fixture.makeCache(clock: clock)
+        let scheduler = PurgeScheduler(cache: cache, logger: fixture.log.logger("purge"))
+        let running = Task { await scheduler.run() }
+        var slept: [Int64] = []
+        for deadline in expected {
+            let next = await clock.nextSleep()
+            slept.append(next)
+            clock.advance(to: deadline)
+        }
+        _ = await clock.nextSleep()  // the fourth purge has finished once the fifth sleep starts
+        clock.cancelSleepers()
+        await running.value
+        #expect(slept == expected)
+        let purges = fixture.log.messages.filter { $0.hasPrefix("Cache purged at") }
+        #expect(purges == [
+            "Cache purged at 4:00 PM ET (0 entries)", "Cache purged at 8:00 PM ET (0 entries)",
+            "Cache purged at 4:00 PM ET (0 entries)", "Cache purged at 8:00 PM ET (0 entries)",
+        ])
+        let raw = fixture.rawPool()
+        #expect(try await raw.execute(RedisCommand("GET", "\(fixture.prefix):v1:generation")).integer == 4)
+        await raw.shutdown()
+        await cache.shutdown()
+    }
+
+    @Test func nextPurgeIsComputedFromWallClockNotByAddingHours() {
+        // 2026-03-07 20:00 EST -> next is 2026-03-08 16:00 EDT, 19 hours later (not 20).
+        let next = PurgeScheduler.nextPurge(after: 1_772_931_600)
+        #expect(next.unixSeconds == 1_773_000_000)
+        #expect(next.label == "4:00 PM ET")
+    }
+}
