@@ -67,7 +67,8 @@ public struct VectorEngine: BacktestRunner {
 }
 
 extension Duration {
-    var milliseconds: Double {
+    /// The duration in (fractional) milliseconds, as run statistics report it.
+    public var milliseconds: Double {
         let (seconds, attoseconds) = components
         return Double(seconds) * 1000 + Double(attoseconds) / 1e15
     }

@@ -175,10 +175,3 @@ struct PerformanceLine: CustomStringConvertible {
         return line
     }
 }
-
-extension Duration {
-    var milliseconds: Double {
-        let (seconds, attoseconds) = components
-        return Double(seconds) * 1000 + Double(attoseconds) / 1e15
-    }
-}
