@@ -140,7 +140,8 @@ public actor BacktestClient {
     // MARK: Plumbing
 
     /// A call the server's GOAWAY says it did not process (it raced with an idle or shutdown
-    /// GOAWAY) is retried once on a new connection: the server guarantees it was not executed.
+    /// GOAWAY) is retried on a new connection: the server guarantees it was not executed, so a
+    /// retry cannot run it twice. Bounded, because a server that keeps refusing is an answer.
     private func unary(_ method: CallMethod, timeout: Duration?) async throws -> CallResponse {
         let request = request(method, timeout: timeout)
         var attempt = 0
@@ -155,10 +156,14 @@ public actor BacktestClient {
                 // The connection refused the call (closing, GOAWAY): its usable flag may not have
                 // caught up yet, so forget it here or the retry would land on it again.
                 if self.connection === connection { self.connection = nil }
-                if attempt >= 2 { throw notProcessed.error }
+                if attempt >= Self.maxAttemptsForUnprocessedCalls { throw notProcessed.error }
             }
         }
     }
+
+    /// A fresh connection can itself meet an idle GOAWAY when the process is starved for longer
+    /// than the server's idle timeout between handshake and call; three attempts ride that out.
+    static let maxAttemptsForUnprocessedCalls = 3
 
     private nonisolated func request(_ method: CallMethod, timeout: Duration?) -> CallRequest {
         let millis = timeout.map { max(1, $0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000) } ?? 0

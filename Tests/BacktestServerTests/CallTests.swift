@@ -134,7 +134,9 @@ struct CallTests {
     }
 
     @Test func clientReconnectsAfterTheConnectionDropped() async throws {
-        try await withServer({ $0.idleTimeout = .milliseconds(100) }) { server, port in
+        // Long enough that the reconnected call is not itself idled out on a loaded CI machine,
+        // short enough that the test waits for a real idle GOAWAY.
+        try await withServer({ $0.idleTimeout = .milliseconds(400) }) { server, port in
             let client = BacktestClient(port: port)
             _ = try await client.serverInfo()
             // Wait (bounded by the suite limit) until the server dropped the idle connection.
