@@ -18,12 +18,12 @@ func compare(_ lhs: Operand, _ op: Comparison, _ rhs: Operand) -> Condition {
 struct DifferentialTests {
     /// Short history (2011 on) keeps the quadratic reference engine fast in debug builds. MSFT
     /// loses three bars in 2013 to exercise the missing-bar policy; FB lists in May 2012, after
-    /// the start.
-    static let snapshot: MarketSnapshot = {
+    /// the start. Loaded once; a loading failure (no ../shared) fails each test, not the process.
+    static let loadedSnapshot = Result<MarketSnapshot, any Error> {
         var bars: [String: DailyBars] = [:]
         let range = TestData.date("2011-01-03")...TestData.date("2014-12-31")
         for ticker in ["AAPL", "MSFT", "XOM", "SPY", "FB", "JPM"] {
-            bars[ticker] = try! TestData.bars(ticker).slice(range)
+            bars[ticker] = try TestData.bars(ticker).slice(range)
         }
         let msft = bars["MSFT"]!
         let removed: Set<TradingDate> = [TestData.date("2013-03-05"), TestData.date("2013-03-06"), TestData.date("2013-07-10")]
@@ -33,7 +33,7 @@ struct DifferentialTests {
             high: kept.map { msft.high[$0] }, low: kept.map { msft.low[$0] }, close: kept.map { msft.close[$0] },
             volume: kept.map { msft.volume[$0] })
         return MarketSnapshot(bars: bars, source: "files")
-    }()
+    }
 
     static let settings = BacktestSettings(start: TestData.date("2012-03-01"), end: TestData.date("2014-12-31"))
 
@@ -103,9 +103,10 @@ struct DifferentialTests {
     func equalResults(index: Int) throws {
         let strategy = Self.strategies[index]
         let analysis = try StrategyAnalysis(strategy: strategy, settings: Self.settings)
-        let store = try IndicatorStore.compute(analysis.indicatorKeys, snapshot: Self.snapshot)
-        let v2 = try VectorEngine().run(strategy, settings: Self.settings, snapshot: Self.snapshot, indicators: store)
-        let reference = try ReferenceEngine().run(strategy, settings: Self.settings, snapshot: Self.snapshot, indicators: IndicatorStore())
+        let snapshot = try Self.loadedSnapshot.get()
+        let store = try IndicatorStore.compute(analysis.indicatorKeys, snapshot: snapshot)
+        let v2 = try VectorEngine().run(strategy, settings: Self.settings, snapshot: snapshot, indicators: store)
+        let reference = try ReferenceEngine().run(strategy, settings: Self.settings, snapshot: snapshot, indicators: IndicatorStore())
         #expect(v2.stats.engine == "v2")
         #expect(reference.stats.engine == "reference")
         #expect(v2.orders.count >= 2, "\(strategy.name) should trade")
