@@ -85,10 +85,22 @@ public struct CachedMarketData: MarketDataProvider {
             if let fresh = fetched.bars[symbol] {
                 bars = bars.merged(with: fresh.slice(range))
             }
-            if bars.isEmpty { answer.missing.append(symbol) } else { answer.bars[symbol] = bars }
+            if let first = bars.firstDate, let last = bars.lastDate {
+                answer.bars[symbol] = bars
+                // Derived from the assembled bars, so a fully warm answer warns like a cold one.
+                if let warning = BarSet.listingWarning(symbol, first: first, last: last, range: range) {
+                    warnings.append(warning)
+                }
+            } else {
+                answer.missing.append(symbol)
+            }
         }
+        // The fetches' own listing warnings describe only the months they fetched.
         for set in fetched.sets {
-            for warning in set.warnings where !warnings.contains(warning) { warnings.append(warning) }
+            for warning in set.warnings
+            where !warnings.contains(warning) && !query.symbols.contains(where: { BarSet.isListingWarning(warning, of: $0) }) {
+                warnings.append(warning)
+            }
         }
         answer.warnings = warnings
         answer.apiCalls = fetched.apiCalls

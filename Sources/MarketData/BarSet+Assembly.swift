@@ -20,13 +20,31 @@ extension BarSet {
             missing.append(symbol)
             return
         }
-        let firstTradingDay = calendar.isTradingDay(range.lowerBound)
-            ? range.lowerBound : calendar.nextTradingDay(after: range.lowerBound)
-        if first > firstTradingDay {
-            warnings.append("\(symbol): no data before \(first); using \(first)...\(last)")
+        if let warning = Self.listingWarning(symbol, first: first, last: last, range: range, calendar: calendar) {
+            warnings.append(warning)
         }
         bars[symbol] = inRange
     }
+
+    /// The warning for a symbol whose bars start after the range's first trading day, or nil.
+    /// Public so that a layer assembling answers from stored pieces (the cache) says the same
+    /// thing as a fetch would: the warning follows from the bars, not from who delivered them.
+    public static func listingWarning(
+        _ symbol: String, first: TradingDate, last: TradingDate, range: ClosedRange<TradingDate>,
+        calendar: MarketCalendar = .nyse
+    ) -> String? {
+        let firstTradingDay = calendar.isTradingDay(range.lowerBound)
+            ? range.lowerBound : calendar.nextTradingDay(after: range.lowerBound)
+        guard first > firstTradingDay else { return nil }
+        return "\(symbol): \(listingWarningMarker)\(first); using \(first)...\(last)"
+    }
+
+    /// Whether `warning` is the listing warning of `symbol` (whatever its dates).
+    public static func isListingWarning(_ warning: String, of symbol: String) -> Bool {
+        warning.hasPrefix("\(symbol): \(listingWarningMarker)")
+    }
+
+    private static let listingWarningMarker = "no data before "
 
     /// Folds another answer into this one (for queries split across requests or sources).
     mutating func absorb(_ other: BarSet) {

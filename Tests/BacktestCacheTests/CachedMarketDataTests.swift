@@ -129,6 +129,8 @@ struct CachedMarketDataTests {
         let bars = try #require(answer.bars["ABBV"])
         #expect(bars == (try SharedBarsProvider.expected("ABBV", range)))
         #expect(bars.firstDate.map { $0 >= date("2012-12-01") } == true)
+        // The second (fully warm) answer still says the range starts before the listing.
+        #expect(answer.warnings == ["ABBV: no data before \(bars.firstDate!); using \(bars.firstDate!)...\(bars.lastDate!)"])
         let (unknown, empty) = try await twoRuns(fixture, at: mondayNoon, BarQuery(symbols: ["ZZZZ"], range: range, adjustment: .split))
         #expect(unknown.count == 1)
         #expect(empty.missing == ["ZZZZ"])
