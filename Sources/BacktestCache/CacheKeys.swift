@@ -31,7 +31,7 @@ struct CacheKeys: Sendable {
         "\(base):g\(generation):bars:\(source):\(adjustment.rawValue):\(symbol):"
     }
 
-    func indicator(generation: Int64, key: IndicatorKey) -> String {
+    func indicator(generation: Int64, key: IndicatorCacheKey) -> String {
         "\(base):g\(generation):ind:\(key.source):\(key.adjustment.rawValue):\(key.ticker):\(key.indicator):"
             + "\(key.from.iso):\(key.through.iso)"
     }

@@ -2,7 +2,7 @@ import BacktestCore
 
 /// Identifies one indicator series: the spirit of `indicator:{ticker}:{type}:{params}:{date}`,
 /// with the whole date range instead of one date because series are read and written whole.
-public struct IndicatorKey: Hashable, Sendable {
+public struct IndicatorCacheKey: Hashable, Sendable {
     public var ticker: String
     /// The engine's canonical key, e.g. "sma:50" or "macd:12,26,9" (parameters included).
     public var indicator: String
@@ -40,7 +40,7 @@ public struct IndicatorCache: Sendable {
 
     /// The cached series, or nil (a miss) when absent, corrupt, of another length than
     /// `expectedCount` (when given), dated after T-2, or when the cache is unavailable.
-    public func get(_ key: IndicatorKey, expectedCount: Int? = nil, session: CacheSession) async -> [Double]? {
+    public func get(_ key: IndicatorCacheKey, expectedCount: Int? = nil, session: CacheSession) async -> [Double]? {
         guard session.isCaching, key.through <= session.lastCacheableDate, key.from <= key.through else {
             session.count(misses: 1, symbols: [key.ticker])
             return nil
@@ -65,7 +65,7 @@ public struct IndicatorCache: Sendable {
     /// Stores a series computed by the caller. Returns false (and stores nothing) when
     /// `key.through` is after the session's T-2 date or the cache is unavailable.
     @discardableResult
-    public func put(_ key: IndicatorKey, values: [Double], session: CacheSession) async -> Bool {
+    public func put(_ key: IndicatorCacheKey, values: [Double], session: CacheSession) async -> Bool {
         guard session.isCaching, key.through <= session.lastCacheableDate, key.from <= key.through else { return false }
         let redisKey = cache.keys.indicator(generation: session.generation, key: key)
         cache.remember([(redisKey, .series(values))], in: session)

@@ -37,29 +37,45 @@ public struct PurgeScheduler: Sendable {
         return "\(twelve):\(minute < 10 ? "0" : "")\(minute) \(hour < 12 ? "AM" : "PM") ET"
     }
 
-    /// Runs until the task is cancelled: sleeps to the next purge time, purges, logs. A failed
-    /// purge (Redis down) is logged and the schedule continues.
+    /// How long after a failed purge (Redis down) the scheduler tries again.
+    public static let retryIntervalSeconds: Int64 = 60
+
+    /// Runs until the task is cancelled: sleeps to the next purge time, purges, logs.
+    ///
+    /// A purge that fails (Redis down) is retried every `retryIntervalSeconds` until it succeeds
+    /// or the next scheduled purge is due: the purge exists so that vendor corrections replace
+    /// cached bars, and waiting four to twenty hours for the next slot would serve stale bars
+    /// for that long once Redis is back.
     public func run() async {
+        var missed: String?
         while !Task.isCancelled {
-            let next = Self.nextPurge(after: clock.unixSeconds())
+            let now = clock.unixSeconds()
+            let scheduled = Self.nextPurge(after: now)
+            var wake = scheduled.unixSeconds
+            var label = scheduled.label
+            if let missed, now + Self.retryIntervalSeconds < scheduled.unixSeconds {
+                wake = now + Self.retryIntervalSeconds
+                label = missed
+            }
             do {
-                try await clock.sleep(untilUnixSeconds: next.unixSeconds)
+                try await clock.sleep(untilUnixSeconds: wake)
             } catch {
                 return
             }
-            await purgeNow(label: next.label)
+            let retrying = label == missed
+            missed = await purgeNow(label: label, retry: retrying) == nil ? label : nil
         }
     }
 
     /// One purge with the log line; returns nil when Redis could not be reached.
     @discardableResult
-    public func purgeNow(label: String) async -> PurgeResult? {
+    public func purgeNow(label: String, retry: Bool = false) async -> PurgeResult? {
         do {
             let result = try await cache.purge()
-            logger.notice("Cache purged at \(label) (\(result.removedEntries) entries)")
+            logger.notice("Cache purged at \(label)\(retry ? " (retried)" : "") (\(result.removedEntries) entries)")
             return result
         } catch {
-            logger.warning("Cache purge at \(label) failed: \(error); the next scheduled purge will retry")
+            logger.warning("Cache purge at \(label) failed: \(error); retrying every \(Self.retryIntervalSeconds) s until the next scheduled purge")
             return nil
         }
     }

@@ -61,7 +61,7 @@ struct PurgeTests {
         let fixture = try CacheFixture("purge-local")
         let cache = fixture.makeCache(clock: ManualClock(unixSeconds: mondayNoon), localCacheBytes: 16 << 20)
         let indicators = IndicatorCache(cache: cache)
-        let key = IndicatorKey(ticker: "aapl", indicator: "sma:50", adjustment: .split, source: "alpaca", from: date("1999-11-01"), through: date("2021-04-01"))
+        let key = IndicatorCacheKey(ticker: "aapl", indicator: "sma:50", adjustment: .split, source: "alpaca", from: date("1999-11-01"), through: date("2021-04-01"))
         let before = await cache.openSession()
         #expect(await indicators.put(key, values: [1, 2, .nan], session: before))
         #expect(await indicators.get(key, session: before)?.count == 3)
@@ -113,5 +113,41 @@ struct PurgeTests {
         let next = PurgeScheduler.nextPurge(after: 1_772_931_600)
         #expect(next.unixSeconds == 1_773_000_000)
         #expect(next.label == "4:00 PM ET")
+    }
+
+    @Test func aPurgeMissedWhileRedisIsDownIsRetriedUntilItSucceeds() async throws {
+        let fixture = try CacheFixture("missed", ownServer: true)
+        let server = try #require(fixture.server)
+        let fourPM = Int64(1_772_917_200)  // 2026-03-07 16:00 EST
+        let clock = ManualClock(unixSeconds: fourPM - 3600)
+        let cache = fixture.makeCache(clock: clock)
+        let scheduler = PurgeScheduler(cache: cache, logger: fixture.log.logger("purge"))
+        let running = Task { await scheduler.run() }
+        #expect(await clock.nextSleep() == fourPM)
+        server.stop()
+        clock.advance(to: fourPM)
+        #expect(await clock.nextSleep() == fourPM + 60, "a failed purge is retried a minute later")
+        clock.advance(to: fourPM + 60)
+        #expect(await clock.nextSleep() == fourPM + 120)
+        try server.start()
+        // The pool reconnects after a short real-time backoff: wait for it with real requests.
+        let data = CachedMarketData(upstream: SharedBarsProvider(), cache: cache)
+        let query = BarQuery(symbols: ["IBM"], range: date("2020-01-02")...date("2020-03-31"), adjustment: .split)
+        let deadline = ContinuousClock.now + .seconds(10)
+        var reconnected = false
+        while !reconnected && ContinuousClock.now < deadline {
+            let session = await cache.openSession()
+            _ = try await data.dailyBars(query, session: session)
+            reconnected = session.isCaching
+            await session.finish()
+        }
+        try #require(reconnected)
+        clock.advance(to: fourPM + 120)
+        #expect(await clock.nextSleep() == fourPM + 4 * 3600, "once the retry succeeded, the 8 PM purge is next")
+        #expect(fixture.log.messages.filter { $0.hasPrefix("Cache purge at 4:00 PM ET failed") }.count == 2)
+        #expect(fixture.log.messages.contains { $0.hasPrefix("Cache purged at 4:00 PM ET (retried)") })
+        clock.cancelSleepers()
+        await running.value
+        await cache.shutdown()
     }
 }

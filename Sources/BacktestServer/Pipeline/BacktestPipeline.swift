@@ -128,7 +128,7 @@ public struct BacktestPipeline: Sendable {
     }
 
     private func computeIndicators(
-        _ keys: [BacktestEngine.IndicatorKey], snapshot: MarketSnapshot, settings: BacktestSettings, session: CacheSession?
+        _ keys: [IndicatorKey], snapshot: MarketSnapshot, settings: BacktestSettings, session: CacheSession?
     ) async throws(BacktestError) -> IndicatorStore {
         var store = IndicatorStore()
         guard let indicatorCache, let session else {
@@ -137,7 +137,7 @@ public struct BacktestPipeline: Sendable {
         }
         for key in keys {
             guard let bars = snapshot.bars[key.ticker], let first = bars.firstDate, let last = bars.lastDate else { continue }
-            let cacheKey = BacktestCache.IndicatorKey(
+            let cacheKey = IndicatorCacheKey(
                 ticker: key.ticker, indicator: key.spec.canonicalKey, adjustment: settings.adjustment,
                 source: source.name, from: first, through: last)
             if let values = await indicatorCache.get(cacheKey, expectedCount: bars.count, session: session) {
