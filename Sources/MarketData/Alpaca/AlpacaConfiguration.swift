@@ -25,6 +25,9 @@ public struct AlpacaConfiguration: Sendable {
     public var recentDataDelay: Duration
     public var http: CurlHTTPClient.Configuration
     public var retry: RetryPolicy
+    /// Requests this process sends per minute at most (`RequestPacer`); Alpaca's free plan allows
+    /// 200 per account. 0 turns pacing off. `BACKTESTD_ALPACA_REQUESTS_PER_MINUTE` sets it.
+    public var requestsPerMinute: Int
 
     public static let defaultBaseURL = "https://data.alpaca.markets"
     public static let defaultFeed = "sip"
@@ -34,7 +37,7 @@ public struct AlpacaConfiguration: Sendable {
         keyID: String?, secretKey: String?, baseURL: String = AlpacaConfiguration.defaultBaseURL,
         feed: String = AlpacaConfiguration.defaultFeed, dataEpoch: TradingDate = AlpacaConfiguration.defaultDataEpoch,
         pageLimit: Int = 10_000, maxSymbolsPerRequest: Int = 100, recentDataDelay: Duration = .seconds(16 * 60),
-        http: CurlHTTPClient.Configuration = .init(), retry: RetryPolicy = .init()
+        http: CurlHTTPClient.Configuration = .init(), retry: RetryPolicy = .init(), requestsPerMinute: Int = 200
     ) {
         self.keyID = keyID
         self.secretKey = secretKey
@@ -46,6 +49,7 @@ public struct AlpacaConfiguration: Sendable {
         self.recentDataDelay = recentDataDelay
         self.http = http
         self.retry = retry
+        self.requestsPerMinute = max(0, requestsPerMinute)
     }
 
     /// Reads `APCA_API_KEY_ID`, `APCA_API_SECRET_KEY`, `APCA_API_DATA_URL` (base URL) and
@@ -60,7 +64,8 @@ public struct AlpacaConfiguration: Sendable {
         return AlpacaConfiguration(
             keyID: value("APCA_API_KEY_ID"), secretKey: value("APCA_API_SECRET_KEY"),
             baseURL: value("APCA_API_DATA_URL") ?? defaultBaseURL,
-            feed: value("APCA_API_FEED")?.lowercased() ?? defaultFeed)
+            feed: value("APCA_API_FEED")?.lowercased() ?? defaultFeed,
+            requestsPerMinute: value("BACKTESTD_ALPACA_REQUESTS_PER_MINUTE").flatMap { Int($0) } ?? 200)
     }
 
     /// True when both keys are present; the server warns at startup when they are not.

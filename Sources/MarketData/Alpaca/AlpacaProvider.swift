@@ -15,6 +15,8 @@ public final class AlpacaProvider: MarketDataProvider {
 
     private let transport: any HTTPTransport
     private let retryEnvironment: RetryEnvironment
+    /// Shared by every request of this provider (one per process), retries included.
+    private let pacer: RequestPacer
     private let calendar: MarketCalendar
     private let logger: Logger
 
@@ -29,6 +31,7 @@ public final class AlpacaProvider: MarketDataProvider {
         self.configuration = configuration
         self.transport = transport ?? CurlHTTPClient(configuration: configuration.http)
         self.retryEnvironment = retryEnvironment
+        self.pacer = RequestPacer(limit: configuration.requestsPerMinute, environment: retryEnvironment)
         self.calendar = calendar
         self.logger = logger
     }
@@ -121,6 +124,8 @@ public final class AlpacaProvider: MarketDataProvider {
             try Task.checkCancellation()
             attempt += 1
             let failure: AlpacaFailure
+            let paced = try await pacer.waitForSlot()
+            if paced > 1 { logger.notice("alpaca: waited \(Self.format(paced)) s to stay within \(pacer.limit) requests per minute") }
             do {
                 let response = try await transport.get(url, headers: headers)
                 if response.status == 200 {
