@@ -8,15 +8,20 @@ enum ReturnWindowStatistics {
         return (1..<close.count).map { close[$0] / close[$0 - 1] - 1 }
     }
 
+    /// Mean of returns[t - period ..< t]: the returns known at the close of bar t.
+    private static func windowMean(_ returns: [Double], endingBefore t: Int, period: Int) -> Double {
+        var sum = 0.0
+        for i in (t - period)..<t { sum += returns[i] }
+        return sum / Double(period)
+    }
+
     /// Mean of the last `period` daily returns; defined from bar `period`.
     static func mean(_ close: [Double], period: Int) -> [Double] {
         let returns = dailyReturns(close)
         var out = TALib.undefined(close.count)
         guard close.count > period else { return out }
         for t in period..<close.count {
-            var sum = 0.0
-            for i in (t - period)..<t { sum += returns[i] }
-            out[t] = sum / Double(period)
+            out[t] = windowMean(returns, endingBefore: t, period: period)
         }
         return out
     }
@@ -27,9 +32,7 @@ enum ReturnWindowStatistics {
         var out = TALib.undefined(close.count)
         guard close.count > period else { return out }
         for t in period..<close.count {
-            var sum = 0.0
-            for i in (t - period)..<t { sum += returns[i] }
-            let mean = sum / Double(period)
+            let mean = windowMean(returns, endingBefore: t, period: period)
             var squares = 0.0
             for i in (t - period)..<t { squares += (returns[i] - mean) * (returns[i] - mean) }
             out[t] = (squares / Double(period)).squareRoot()
