@@ -126,7 +126,9 @@ let package = Package(
 
         // MARK: Tests
         // Test helpers shared by the test targets (locating ../shared, starting redis-server).
-        .target(name: "BacktestTestSupport", dependencies: ["BacktestCore"]),
+        .target(
+            name: "BacktestTestSupport",
+            dependencies: ["BacktestCore", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "BacktestCoreTests", dependencies: ["BacktestTestSupport", "BacktestCore"]),
         .testTarget(
             name: "BacktestEngineTests", dependencies: ["BacktestTestSupport", "BacktestEngine", "BacktestCore"],

@@ -1,7 +1,5 @@
 import BacktestCore
 import BacktestTestSupport
-import Logging
-import Synchronization
 import Testing
 @testable import MarketData
 
@@ -77,8 +75,8 @@ struct CoalescingProviderTests {
     @Test("needs with the same range go in one multi-symbol request; the log says what that saved")
     func batchedFetch() async throws {
         try await withFakeAlpaca { server in
-            let log = CapturedLog()
-            let provider = CoalescingProvider(makeAlpaca(server), logger: log.logger)
+            let log = LogCapture()
+            let provider = CoalescingProvider(makeAlpaca(server), logger: log.logger())
             let firstHalf2020 = date("2020-01-01")...date("2020-06-30")
             let year2019 = date("2019-01-01")...date("2019-12-31")
             let needs = [
@@ -109,31 +107,6 @@ struct CoalescingProviderTests {
             #expect(error?.code == .invalidArgument)
             #expect(error?.message.contains("BAD!") == true)
             #expect(server.requestCount == 0)
-        }
-    }
-}
-
-/// A logger whose messages the test can read.
-final class CapturedLog: Sendable {
-    private let store = Mutex<[String]>([])
-    var messages: [String] { store.withLock { $0 } }
-
-    var logger: Logger {
-        Logger(label: "test") { _ in Handler(log: self) }
-    }
-
-    private struct Handler: LogHandler {
-        let log: CapturedLog
-        var metadata: Logger.Metadata = [:]
-        var logLevel: Logger.Level = .trace
-
-        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-            get { metadata[key] }
-            set { metadata[key] = newValue }
-        }
-
-        func log(event: LogEvent) {
-            log.store.withLock { $0.append(event.message.description) }
         }
     }
 }

@@ -1,18 +1,17 @@
-import Foundation
 import Logging
+import Synchronization
 
 /// A swift-log handler that keeps messages in memory so tests can read what was logged.
-final class LogCapture: @unchecked Sendable {
-    private let lock = NSLock()
-    private var lines: [String] = []
+public final class LogCapture: Sendable {
+    private let lines = Mutex<[String]>([])
 
-    var messages: [String] { lock.withLock { lines } }
+    public init() {}
 
-    func logger(_ label: String = "test") -> Logger {
+    public var messages: [String] { lines.withLock { $0 } }
+
+    public func logger(_ label: String = "test") -> Logger {
         Logger(label: label) { _ in Handler(capture: self) }
     }
-
-    fileprivate func append(_ line: String) { lock.withLock { lines.append(line) } }
 
     private struct Handler: LogHandler {
         let capture: LogCapture
@@ -23,7 +22,7 @@ final class LogCapture: @unchecked Sendable {
             set { metadata[key] = newValue }
         }
         func log(event: LogEvent) {
-            capture.append(event.message.description)
+            capture.lines.withLock { $0.append(event.message.description) }
         }
     }
 }
