@@ -5,6 +5,11 @@ import NIOCore
 /// The client side of one connection, confined to its event loop: sends the preface, waits for
 /// SETTINGS, multiplexes calls on odd increasing stream ids and routes frames back to them.
 ///
+/// Calls beyond the server's announced `max_concurrent_streams` wait here, in order, and go out
+/// as earlier calls end, instead of being refused by the server with RESOURCE_EXHAUSTED: a
+/// client that fires 500 calls at once on one connection gets 500 answers. Ids are assigned in
+/// call order and queued calls leave in that order, so ids on the wire still increase.
+///
 /// Every call ends exactly once: with its RESPONSE, a local deadline, a cancel, a GOAWAY that
 /// did not cover it, or the connection closing before the RESPONSE — the last one is reported as
 /// UNAVAILABLE "connection closed before the call finished", never as a finished call.
@@ -23,7 +28,13 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     let decodeLimits: DecodeLimits
     private let usabilityChanged: @Sendable (Bool) -> Void
     private var context: ChannelHandlerContext?
+    /// Calls started and not yet ended: sent ones and queued ones.
     private var streams: [UInt32: Observer] = [:]
+    /// Calls waiting for a free stream, oldest first, with their encoded REQUEST frames.
+    private var queued: [(id: UInt32, frame: Frame)] = []
+    /// The server's limit, from its SETTINGS.
+    private var maxSentStreams = Int.max
+    private var sentStreams: Int { streams.count - queued.count }
     private var nextStreamID: UInt32 = 1
     private var pings: [UInt64: EventLoopPromise<Void>] = [:]
     private(set) var usable = true
@@ -57,6 +68,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         settings.fail(BacktestError(.unavailable, "connection closed during the handshake"))
         let ended = streams
         streams.removeAll()
+        queued.removeAll()
         for (_, observer) in ended {
             observer.timer?.cancel()
             observer.onEnd(.failure(Self.closedBeforeFinish))
@@ -76,6 +88,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         switch frame.type {
         case .settings:
             if let received = try? ConnectionSettings.decode(frame.payload, limits: decodeLimits) {
+                maxSentStreams = received.maxConcurrentStreams == 0 ? Int.max : Int(received.maxConcurrentStreams)
                 settings.succeed(received)
             } else {
                 settings.fail(BacktestError(.internal, "the server sent malformed SETTINGS"))
@@ -91,6 +104,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
             } catch {
                 observer.onEnd(.failure(BacktestError(.internal, "malformed response from the server: \(error)")))
             }
+            sendQueued()
             closeIfDone()
         case .cancel:
             end(frame.streamID, BacktestError(.cancelled, "the server cancelled the call"))
@@ -142,7 +156,12 @@ final class ClientConnectionHandler: ChannelInboundHandler {
             }
         }
         streams[id] = observer
-        write(Frame(type: .request, streamID: id, payload: request.encoded(allocator: context.channel.allocator)))
+        let frame = Frame(type: .request, streamID: id, payload: request.encoded(allocator: context.channel.allocator))
+        if queued.isEmpty, sentStreams <= maxSentStreams {
+            write(frame)
+        } else {
+            queued.append((id, frame))
+        }
         return id
     }
 
@@ -150,7 +169,11 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     func cancel(_ id: UInt32, reason: String = "cancelled by the client",
                 error: BacktestError = BacktestError(.cancelled, "call cancelled")) {
         guard streams[id] != nil else { return }
-        write(Frame(type: .cancel, streamID: id, payload: CancelMessage(reason: reason).encoded()))
+        if let index = queued.firstIndex(where: { $0.id == id }) {
+            queued.remove(at: index)  // never sent: nothing to tell the server
+        } else {
+            write(Frame(type: .cancel, streamID: id, payload: CancelMessage(reason: reason).encoded()))
+        }
         end(id, error)
     }
 
@@ -167,9 +190,18 @@ final class ClientConnectionHandler: ChannelInboundHandler {
 
     private func end(_ id: UInt32, _ error: any Error) {
         guard let observer = streams.removeValue(forKey: id) else { return }
+        queued.removeAll { $0.id == id }
         observer.timer?.cancel()
         observer.onEnd(.failure(error))
+        sendQueued()
         closeIfDone()
+    }
+
+    /// Sends queued calls while the server's stream limit allows.
+    private func sendQueued() {
+        while usable, !queued.isEmpty, sentStreams < maxSentStreams {
+            write(queued.removeFirst().frame)
+        }
     }
 
     private func markUnusable() {
