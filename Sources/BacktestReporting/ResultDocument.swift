@@ -81,8 +81,8 @@ public struct ResultDocument: Codable, Sendable, Equatable {
     public var benchmarkTicker: String
     public var dataSource: String
     public var engine: String
-    public var start: TradingDate?
-    public var end: TradingDate?
+    @ExplicitNull public var start: TradingDate?
+    @ExplicitNull public var end: TradingDate?
     public var tradingDays: Int
     public var initialCapital: Double
     @ExplicitNull public var finalEquity: Double?
@@ -150,16 +150,16 @@ public enum JSONCoding {
 /// An optional number that is written as `null` rather than left out, so every key of the
 /// documented shape is always there.
 @propertyWrapper
-public struct ExplicitNull: Codable, Sendable, Equatable {
-    public var wrappedValue: Double?
+public struct ExplicitNull<Value: Codable & Sendable & Equatable>: Codable, Sendable, Equatable {
+    public var wrappedValue: Value?
 
-    public init(wrappedValue: Double?) {
+    public init(wrappedValue: Value?) {
         self.wrappedValue = wrappedValue
     }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
-        wrappedValue = container.decodeNil() ? nil : try container.decode(Double.self)
+        wrappedValue = container.decodeNil() ? nil : try container.decode(Value.self)
     }
 
     public func encode(to encoder: any Encoder) throws {
