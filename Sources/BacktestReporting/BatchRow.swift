@@ -96,6 +96,17 @@ public enum BatchMetric: String, CaseIterable, Sendable {
         }
     }
 
+    /// Room for typical values ("-100.00%", "-12.345", "$1,234,567.89"), so columns keep their
+    /// width while a live table fills in.
+    public var minimumWidth: Int {
+        switch self {
+        case .totalReturn, .cagr, .volatility, .maxDrawdown, .winRate, .exposure: 8
+        case .tradeCount: 6
+        case .finalEquity: 13
+        default: 7
+        }
+    }
+
     /// Column title in the terminal table.
     public var title: String {
         switch self {

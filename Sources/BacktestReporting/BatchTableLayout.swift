@@ -24,7 +24,7 @@ public struct BatchTableLayout: Sendable {
         let indexWidth = max(2, String(max(0, rows.count - 1)).count + 1)
         let labelWidth = min(Self.maxLabelWidth, max("variant".count, rows.map(\.label.count).max() ?? 0))
         let widths = columns.map { column in
-            max(title(column).count, rows.compactMap(\.summary).map { column.text($0).count }.max() ?? 0)
+            max(title(column).count, column.minimumWidth, rows.compactMap(\.summary).map { column.text($0).count }.max() ?? 0)
         }
         func line(_ index: String, _ label: String, _ cells: [String]) -> String {
             var text = Format.padLeft(index, indexWidth) + "  " + Format.pad(Self.cut(label, labelWidth), labelWidth)

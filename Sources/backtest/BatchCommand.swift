@@ -87,7 +87,8 @@ struct BatchCommand: AsyncParsableCommand {
                 table.apply(update)
                 if live {
                     Terminal.write(redraw.frame(table.render()))
-                } else if !json {
+                } else if !json && !table.isFinal {
+                    // The final table follows; its own header says "Final Results".
                     print(table.progressLine(after: update))
                 }
             }
