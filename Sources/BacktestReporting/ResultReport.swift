@@ -53,6 +53,9 @@ public struct ResultReport: Sendable {
             t.totalMs, t.analysisMs, t.dataMs, t.indicatorsMs, t.simulationMs, t.cacheHits, t.cacheMisses, t.cacheHitRate * 100, t.apiCalls)
     }
 
+    /// The report without a chart.
+    public var text: String { text(chart: []) }
+
     /// Header, metrics table and warnings; `chart` (already rendered lines) goes between the
     /// header and the table when given.
     public func text(chart: [String] = []) -> String {

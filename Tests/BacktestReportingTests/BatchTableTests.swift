@@ -59,8 +59,12 @@ struct BatchTableTests {
         #expect(table.render()[1].contains("connection closed"))
     }
 
-    @Test("final: sorted best first by the chosen metric, errors last", arguments: [BatchMetric.sharpe, .totalReturn, .maxDrawdown, .volatility])
-    func final(metric: BatchMetric) throws {
+    /// Best first: the largest Sharpe/return, the shallowest (largest, as it is negative)
+    /// drawdown, the smallest volatility.
+    @Test("final: sorted best first by the chosen metric, errors last", arguments: [
+        (BatchMetric.sharpe, true), (.totalReturn, true), (.maxDrawdown, true), (.volatility, false),
+    ])
+    func final(metric: BatchMetric, descending: Bool) throws {
         var table = BatchTable(labels: Self.labels())
         table.apply(try Self.update([0, 1, 2, 3], completed: 4, failing: [3]))
         table.apply(try Self.update([4, 5, 6, 7], state: .final, completed: 8))
@@ -71,7 +75,9 @@ struct BatchTableTests {
         #expect(final.rows.last?.index == 3 && final.rows.last?.summary == nil)
         let values = final.rows.compactMap(\.summary).map(metric.value)
         #expect(values.count == 7)
-        let ordered = zip(values, values.dropFirst()).allSatisfy { metric.higherIsBetter ? $0 >= $1 : $0 <= $1 }
+        let ordered = zip(values, values.dropFirst()).allSatisfy { descending ? $0 >= $1 : $0 <= $1 }
+        #expect(values.first == (descending ? values.max() : values.min()))
+        #expect(values.first != values.last)
         #expect(ordered, "\(metric): \(values)")
         #expect(Set(final.rows.map(\.index)) == Set(0..<8))
     }
@@ -132,5 +138,45 @@ enum CSV {
         }
         if !field.isEmpty || !record.isEmpty { record.append(field); records.append(record) }
         return records
+    }
+}
+
+@Suite("Batch JSON and live redraw")
+struct BatchOutputTests {
+    @Test("the batch document of a final table lists every variant in rank order with snake_case keys")
+    func finalDocument() throws {
+        var table = BatchTable(labels: BatchTableTests.labels())
+        table.apply(try BatchTableTests.update(Array(0..<8), state: .final, completed: 8, failing: [2]))
+        let final = try #require(table.finalized(sortBy: .totalReturn))
+        let data = try BatchDocument(final).json()
+        let decoded = try JSONCoding.decoder.decode(BatchDocument.self, from: data)
+        #expect(decoded == BatchDocument(final))
+        #expect(decoded.state == "final" && decoded.sortedBy == "total_return" && decoded.completed == 8)
+        #expect(decoded.variants.map(\.index) == final.rows.map(\.index))
+        #expect(decoded.variants.map(\.rank) == Array(1...8).map(Optional.some))
+        #expect(decoded.variants.last?.status == "error" && decoded.variants.last?.error?.field == "strategy.positions[0].weight")
+        let text = String(decoding: data, as: UTF8.self)
+        #expect(text.contains("\"sorted_by\"") && text.contains("\"final_equity\"") && text.contains("\"batch_id\""))
+    }
+
+    @Test("an unfinished batch's document is unsorted, unranked and says so")
+    func unfinishedDocument() throws {
+        var table = BatchTable(labels: BatchTableTests.labels())
+        table.apply(try BatchTableTests.update([4], completed: 1))
+        let document = BatchDocument(unfinished: table)
+        #expect(document.state == "partial" && document.sortedBy == nil)
+        #expect(document.variants.map(\.index) == Array(0..<8))
+        #expect(document.variants.filter { $0.status == "running" }.count == 7)
+        #expect(document.variants.allSatisfy { $0.rank == nil })
+    }
+
+    @Test("each redraw moves the cursor back over exactly the previous frame")
+    func redraw() {
+        var redraw = LiveRedraw()
+        let first = redraw.frame(["a", "b", "c"])
+        #expect(first == "a\nb\nc\n")
+        let second = redraw.frame(["d"])
+        #expect(second == "\u{1B}[3F\u{1B}[Jd\n")
+        #expect(redraw.frame(["e", "f"]).hasPrefix("\u{1B}[1F"))
     }
 }
