@@ -93,8 +93,8 @@ public struct TerminalChart: Sendable {
         }
     }
 
-    /// The dots of one series: one sample per dot column; a solid line also fills the vertical
-    /// gap to the previous sample so steep moves stay connected.
+    /// The dots of one series: one sample per dot column (every other one when dotted), each
+    /// joined to the previous sample by filling the vertical gap, so steep moves stay connected.
     private func dots(of values: [Double], range: (low: Double, high: Double), dotted: Bool) -> [Dot] {
         guard !values.isEmpty else { return [] }
         let columns = width * 2
@@ -107,10 +107,9 @@ public struct TerminalChart: Sendable {
             guard value.isFinite else { previous = nil; continue }
             let fraction = (value - range.low) / (range.high - range.low)
             let row = rows - 1 - min(rows - 1, max(0, Int((fraction * Double(rows - 1)).rounded())))
-            if dotted {
-                if column % 2 == 0 { result.append(Dot(column: column, row: row)) }
-                continue
-            }
+            // A dotted line skips every other column and connects across the gap, so it reads
+            // as one dashed line rather than scattered points.
+            if dotted && column % 2 == 1 { continue }
             let from = previous ?? row
             for r in min(from, row)...max(from, row) where r == row || r != from {
                 result.append(Dot(column: column, row: r))

@@ -77,7 +77,7 @@ struct BatchCommand: AsyncParsableCommand {
     private func stream(_ variants: [Variant], settings: BacktestSettings, redraw: inout LiveRedraw) async throws -> BatchTable {
         var table = BatchTable(variants: variants)
         let live = !json && Terminal.stdoutIsTTY
-        if live { Terminal.write(redraw.frame(table.render())) } else if !json { print(table.header) }
+        if live { Terminal.write(redraw.frame(Self.fitted(table.render()))) } else if !json { print(table.header) }
         let client = try connection.makeClient()
         let updates = client.runBatch(
             variants.map(\.strategy), settings: settings, maxParallel: maxParallel,
@@ -86,7 +86,7 @@ struct BatchCommand: AsyncParsableCommand {
             for try await update in updates {
                 table.apply(update)
                 if live {
-                    Terminal.write(redraw.frame(table.render()))
+                    Terminal.write(redraw.frame(Self.fitted(table.render())))
                 } else if !json && !table.isFinal {
                     // The final table follows; its own header says "Final Results".
                     print(table.progressLine(after: update))
@@ -97,6 +97,12 @@ struct BatchCommand: AsyncParsableCommand {
         }
         await client.close()
         return table
+    }
+
+    /// Lines cut to the terminal's width: a wrapped line would throw off the redraw's line count.
+    private static func fitted(_ lines: [String]) -> [String] {
+        guard let columns = Terminal.columns else { return lines }
+        return lines.map { $0.count < columns ? $0 : String($0.prefix(max(1, columns - 2))) + "…" }
     }
 
     /// Sorted table and CSV when the batch is final; otherwise the partial table and exit 1.
@@ -123,7 +129,7 @@ struct BatchCommand: AsyncParsableCommand {
             return
         }
         if Terminal.stdoutIsTTY {
-            Terminal.write(redraw.frame(final.render()))
+            Terminal.write(redraw.frame(Self.fitted(final.render())))
         } else {
             print(final.render().joined(separator: "\n"))
         }
