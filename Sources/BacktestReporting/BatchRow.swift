@@ -1,5 +1,6 @@
 import BacktestCore
 import BacktestEngine
+import Foundation
 
 /// What a batch table keeps of one finished variant: the numbers it shows, not the equity curve
 /// (a batch of thousands of variants would otherwise hold every curve until the end).
@@ -59,6 +60,11 @@ public enum BatchMetric: String, CaseIterable, Sendable {
     case tradeCount = "trade_count"
     case exposure
     case finalEquity = "final_equity"
+
+    /// A `--sort-by` name: the raw value, any case, with "-" for "_" ("max-drawdown", "Sharpe").
+    public init?(name: String) {
+        self.init(rawValue: name.lowercased().replacingOccurrences(of: "-", with: "_"))
+    }
 
     /// Best first means descending for most metrics. Max drawdown is a negative fraction, so the
     /// best (shallowest) is the largest too; only volatility is better small.

@@ -44,7 +44,7 @@ struct BatchCommand: AsyncParsableCommand {
     var timeout = 0.0
 
     func validate() throws {
-        guard BatchMetric(rawValue: sortBy) != nil else {
+        guard BatchMetric(name: sortBy) != nil else {
             throw ValidationError("--sort-by '\(sortBy)' is not a metric; use one of: \(BatchMetric.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         guard vary.isEmpty == false || variants != nil else {
@@ -67,7 +67,7 @@ struct BatchCommand: AsyncParsableCommand {
         } catch {
             throw reportFailure(error)
         }
-        let metric = BatchMetric(rawValue: sortBy) ?? .sharpe
+        let metric = BatchMetric(name: sortBy) ?? .sharpe
         var redraw = LiveRedraw()
         let table = try await stream(expanded, settings: loaded.settings, redraw: &redraw)
         try finish(table, metric: metric, redraw: &redraw)

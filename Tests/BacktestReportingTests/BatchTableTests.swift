@@ -82,6 +82,14 @@ struct BatchTableTests {
         #expect(Set(final.rows.map(\.index)) == Set(0..<8))
     }
 
+    @Test("--sort-by names: any case, hyphens for underscores; unknown names are nil")
+    func metricNames() {
+        #expect(BatchMetric(name: "Sharpe") == .sharpe)
+        #expect(BatchMetric(name: "max-drawdown") == .maxDrawdown)
+        #expect(BatchMetric(name: "total_return") == .totalReturn)
+        #expect(BatchMetric(name: "sharp") == nil)
+    }
+
     @Test("CSV comes from the final table and parses back to the same rows and numbers")
     func csvRoundTrip() throws {
         var labels = Self.labels()
