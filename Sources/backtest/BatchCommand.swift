@@ -50,7 +50,8 @@ struct BatchCommand: AsyncParsableCommand {
         guard vary.isEmpty == false || variants != nil else {
             throw ValidationError("nothing to vary: pass --vary path=v1,v2,... or --variants file.json")
         }
-        guard maxParallel >= 0, timeout >= 0 else { throw ValidationError("--max-parallel and --timeout must not be negative") }
+        guard maxParallel >= 0 else { throw ValidationError("--max-parallel must not be negative") }
+        guard timeout >= 0, timeout <= 1_000_000 else { throw ValidationError("--timeout must be 0...1000000 seconds, not \(timeout)") }
     }
 
     func run() async throws {
