@@ -106,18 +106,18 @@ public enum VariantExpansion {
         guard count <= maxVariants else {
             throw .invalidArgument("\(count) variants: a batch holds at most \(maxVariants)")
         }
-        var combinations = fileSets
+        var combinations: [(file: [Override], vary: [Override])] = fileSets.map { ($0, []) }
         for option in vary {
             try rejectSetting(option.path)
-            combinations = combinations.flatMap { prefix in
-                option.values.map { prefix + [Override(path: option.path, value: $0)] }
+            combinations = combinations.flatMap { combination in
+                option.values.map { (combination.file, combination.vary + [Override(path: option.path, value: $0)]) }
             }
         }
         var variants: [Variant] = []
-        for (index, overrides) in combinations.enumerated() {
+        for (index, combination) in combinations.enumerated() {
             var edited = document
-            for override in overrides { edited = try override.path.setting(override.value, in: edited) }
-            let label = overrides.isEmpty ? "base" : overrides.map(\.label).joined(separator: ", ")
+            for override in combination.file + combination.vary { edited = try override.path.setting(override.value, in: edited) }
+            let label = Self.label(file: combination.file, vary: combination.vary)
             variants.append(Variant(index: index, label: label, strategy: try strategy(from: edited, label: label)))
         }
         return variants
@@ -146,6 +146,17 @@ public enum VariantExpansion {
             sets.append(set)
         }
         return sets
+    }
+
+    /// "positions[0].weight=0.5, fill=close"; "base" for the file unchanged. A variants-file
+    /// entry that sets "name" is called by it instead of by its overrides ("fast, fill=close").
+    private static func label(file: [Override], vary: [Override]) -> String {
+        var parts = file.map(\.label)
+        if let name = file.first(where: { $0.path.components == [.key("name")] }), case .string(let text) = name.value, !text.isEmpty {
+            parts = [text]
+        }
+        parts += vary.map(\.label)
+        return parts.isEmpty ? "base" : parts.joined(separator: ", ")
     }
 
     private static func rejectSetting(_ path: JSONPath) throws(BacktestError) {

@@ -112,6 +112,10 @@ struct VariantExpansionTests {
         #expect(variants[1].strategy.slippageBps == 10 && variants[1].strategy.name == baseStrategy.name)
         #expect(variants[2].strategy.name == "cheap" && variants[2].strategy.commissionBps == 0)
         #expect(variants[2].strategy.positions == baseStrategy.positions)
+        #expect(variants.map(\.label) == [
+            "positions[0].weight=0.5, slippage_bps=0", "positions[0].weight=0.5, slippage_bps=10",
+            "cheap, slippage_bps=0", "cheap, slippage_bps=10",
+        ])
     }
 
     @Test("a variants file entry that is not an object is an error naming the entry")
