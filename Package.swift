@@ -95,6 +95,10 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
 
+        // What the `backtest` CLI prints and writes (tables, charts, JSON, HTML, CSV, --vary): no
+        // networking, so all of it is unit-tested without a server.
+        .target(name: "BacktestReporting", dependencies: ["BacktestCore", "BacktestEngine", "BacktestProtocol"]),
+
         // MARK: Executables
         .executableTarget(
             name: "backtestd",
@@ -107,7 +111,7 @@ let package = Package(
         .executableTarget(
             name: "backtest",
             dependencies: [
-                "BacktestClient", "BacktestEngine",
+                "BacktestClient", "BacktestEngine", "BacktestReporting",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]),
@@ -150,6 +154,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(name: "BacktestProtocolTests", dependencies: ["BacktestTestSupport", "BacktestProtocol", "BacktestEngine"]),
+        .testTarget(
+            name: "BacktestReportingTests",
+            dependencies: ["BacktestTestSupport", "BacktestReporting", "BacktestEngine", "BacktestProtocol", "BacktestCore"]),
         .testTarget(
             name: "BacktestServerTests",
             dependencies: [

@@ -2,16 +2,61 @@ import ArgumentParser
 import BacktestClient
 import BacktestCore
 import BacktestEngine
+import BacktestReporting
 import Foundation
 
-/// `backtest run strategy.json`: runs one backtest on the server and prints the metrics of the
-/// strategy against its benchmark, the warnings, and where the time went.
+/// `backtest run strategy.json`: runs one backtest on the server and prints a chart of the equity
+/// against the benchmark, the metrics of both, the warnings, and where the time went.
+/// `--json` prints the result for machines instead (shape: `ResultDocument`); `--report` also
+/// writes a self-contained HTML report.
 struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run one backtest from a strategy file (the format of examples/strategies).")
 
     @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var input: StrategyInput
 
+    @Flag(help: "Print the result as JSON (snake_case keys, dates YYYY-MM-DD) instead of the text report.")
+    var json = false
+    @Option(help: ArgumentHelp("Also write a self-contained HTML report (charts, metrics, orders) to this file.", valueName: "file.html"))
+    var report: String?
+    @Flag(help: "Leave the terminal chart out of the text report.")
+    var noChart = false
+
+    func run() async throws {
+        let loaded = try input.load()
+        let client = try connection.makeClient()
+        let result: BacktestResult
+        do {
+            result = try await client.runBacktest(loaded.file.strategy, settings: loaded.settings)
+            await client.close()
+        } catch {
+            await client.close()
+            throw reportFailure(error)
+        }
+        if let report {
+            do {
+                try Data(HTMLReport(result: result).render().utf8).write(to: URL(fileURLWithPath: report), options: .atomic)
+            } catch {
+                throw reportFailure(BacktestError(.invalidArgument, "cannot write report \(report): \(error.localizedDescription)"))
+            }
+        }
+        if json {
+            Terminal.write(String(decoding: try ResultDocument(result).json(), as: UTF8.self) + "\n")
+            return
+        }
+        var chart: [String] = []
+        if !noChart {
+            let width = Terminal.columns.map { min(100, max(20, $0 - TerminalChart.labelWidth - 4)) } ?? 64
+            chart = TerminalChart(width: width, height: 14, useColor: Terminal.useColor).render(result)
+        }
+        print(ResultReport(result: result).text(chart: chart))
+        if let report { print("\nreport written to \(report)") }
+    }
+}
+
+/// The strategy file argument and the date overrides `run` and `batch` share.
+struct StrategyInput: ParsableArguments {
     @Argument(help: "Strategy file: the strategy plus optional start, end, initial_capital, adjustment, benchmark.")
     var file: String
 
@@ -20,22 +65,29 @@ struct Run: AsyncParsableCommand {
     @Option(help: "End date YYYY-MM-DD (overrides the file's).")
     var end: String?
 
-    func run() async throws {
+    struct Loaded {
+        var data: Data
+        var file: StrategyFile
+        var settings: BacktestSettings
+    }
+
+    func load() throws -> Loaded {
         let data: Data
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: file))
         } catch {
             throw ValidationError("cannot read \(file): \(error.localizedDescription)")
         }
-        let strategyFile = try StrategyFile.decode(data)
+        let strategyFile: StrategyFile
+        do {
+            strategyFile = try StrategyFile.decode(data)
+        } catch {
+            throw reportFailure(error)
+        }
         guard let start = try date(start, strategyFile.start, "start"), let end = try date(end, strategyFile.end, "end") else {
             throw ValidationError("\(file) names no start/end date: add \"start\" and \"end\" or pass --start/--end")
         }
-        let settings = strategyFile.settings(defaults: BacktestSettings(start: start, end: end))
-        let client = try connection.makeClient()
-        defer { Task { await client.close() } }
-        let result = try await client.runBacktest(strategyFile.strategy, settings: settings)
-        print(ResultReport(result: result).text)
+        return Loaded(data: data, file: strategyFile, settings: strategyFile.settings(defaults: BacktestSettings(start: start, end: end)))
     }
 
     private func date(_ flag: String?, _ fromFile: TradingDate?, _ name: String) throws -> TradingDate? {
@@ -43,52 +95,4 @@ struct Run: AsyncParsableCommand {
         guard let date = TradingDate(iso: flag) else { throw ValidationError("--\(name) '\(flag)' is not a YYYY-MM-DD date") }
         return date
     }
-}
-
-/// The plain-text report of one result.
-struct ResultReport {
-    let result: BacktestResult
-
-    var text: String {
-        var lines: [String] = []
-        let first = result.dates.first.map(\.iso) ?? "-"
-        let last = result.dates.last.map(\.iso) ?? "-"
-        lines.append("\(result.strategyName.isEmpty ? "backtest" : result.strategyName)")
-        lines.append("\(first) .. \(last), \(result.dates.count) trading days, data: \(result.dataSource), engine: \(result.stats.engine)")
-        lines.append("initial capital \(money(result.initialCapital)) -> final equity \(money(result.finalEquity)); \(result.orders.count) orders")
-        lines.append("")
-        lines.append(row("metric", "strategy", result.benchmarkTicker))
-        let s = result.metrics
-        let b = result.benchmarkMetrics
-        lines.append(row("total return", percent(s.totalReturn), percent(b.totalReturn)))
-        lines.append(row("CAGR", percent(s.cagr), percent(b.cagr)))
-        lines.append(row("volatility", percent(s.volatility), percent(b.volatility)))
-        lines.append(row("Sharpe", number(s.sharpe), number(b.sharpe)))
-        lines.append(row("Sortino", number(s.sortino), number(b.sortino)))
-        lines.append(row("max drawdown", percent(s.maxDrawdown), percent(b.maxDrawdown)))
-        lines.append(row("drawdown days", "\(s.maxDrawdownDuration)", "\(b.maxDrawdownDuration)"))
-        lines.append(row("Calmar", number(s.calmar), number(b.calmar)))
-        lines.append(row("alpha / beta", "\(number(s.alpha)) / \(number(s.beta))", "-"))
-        lines.append(row("trades / win rate", "\(s.tradeCount) / \(percent(s.winRate))", "-"))
-        lines.append(row("profit factor", number(s.profitFactor), "-"))
-        lines.append(row("exposure", percent(s.exposure), "-"))
-        if !result.warnings.isEmpty {
-            lines.append("")
-            lines.append("warnings:")
-            lines += result.warnings.map { "  - \($0)" }
-        }
-        let t = result.stats
-        lines.append("")
-        lines.append(String(
-            format: "time: %.2f ms (analysis %.2f, data %.2f, indicators %.2f, simulation %.2f); cache %d hits / %d misses (%.1f%%); %d API calls",
-            t.totalMs, t.analysisMs, t.dataMs, t.indicatorsMs, t.simulationMs, t.cacheHits, t.cacheMisses, t.cacheHitRate * 100, t.apiCalls))
-        return lines.joined(separator: "\n")
-    }
-
-    private func row(_ a: String, _ b: String, _ c: String) -> String {
-        a.padding(toLength: 20, withPad: " ", startingAt: 0) + b.padding(toLength: 18, withPad: " ", startingAt: 0) + c
-    }
-    private func percent(_ value: Double) -> String { String(format: "%.2f%%", value * 100) }
-    private func number(_ value: Double) -> String { value.isFinite ? String(format: "%.3f", value) : "inf" }
-    private func money(_ value: Double) -> String { String(format: "$%.2f", value) }
 }

@@ -1,0 +1,94 @@
+import BacktestCore
+import BacktestEngine
+import Foundation
+
+/// The table of a batch the server reported final: every row finished, sorted by a metric.
+///
+/// Only `BatchTable.finalized(sortBy:)` makes one (the initializer is private to this file), so
+/// holding a `FinalBatchTable` proves the batch finished: `csv()` and the sorted view cannot be
+/// produced from partial results.
+public struct FinalBatchTable: Sendable {
+    public let batchID: String
+    /// Best first by `sortedBy`; failed variants last, in request order.
+    public let rows: [BatchRow]
+    public let sortedBy: BatchMetric
+    public let stats: RunStatistics?
+
+    fileprivate init(from table: BatchTable, sortedBy metric: BatchMetric) {
+        batchID = table.batchID
+        stats = table.stats
+        sortedBy = metric
+        rows = table.rows.sorted { a, b in
+            switch (a.summary, b.summary) {
+            case (let x?, let y?):
+                let (vx, vy) = (metric.value(x), metric.value(y))
+                // NaN (undefined metric) sorts after every number, before errors.
+                if vx.isNaN != vy.isNaN { return vy.isNaN }
+                if vx != vy, !vx.isNaN { return metric.higherIsBetter ? vx > vy : vx < vy }
+                return a.index < b.index
+            case (.some, nil): return true
+            case (nil, .some): return false
+            case (nil, nil): return a.index < b.index
+            }
+        }
+    }
+
+    public var failedCount: Int { rows.count(where: { $0.summary == nil }) }
+
+    public func render(columns: [BatchMetric] = BatchTableLayout.defaultColumns) -> [String] {
+        var lines = ["Final Results"]
+        var subtitle = "\(rows.count) variant\(rows.count == 1 ? "" : "s"), sorted by \(sortedBy.rawValue) (best first)"
+        if failedCount > 0 { subtitle += "; \(failedCount) failed" }
+        if let stats {
+            subtitle += String(format: "; %.0f ms, %.1f variants/s", stats.totalMs, stats.variantsPerSecond)
+        }
+        lines.append(subtitle)
+        let shown = columns.contains(sortedBy) ? columns : [sortedBy] + columns
+        lines += BatchTableLayout(rows: rows, columns: shown, sortedBy: sortedBy).lines()
+        return lines
+    }
+
+    /// RFC 4180 CSV, one row per variant in the table's order. Numbers are written with full
+    /// precision (they round-trip); an undefined or infinite metric is an empty field.
+    public func csv() -> String {
+        let metrics = BatchMetric.allCases
+        var header = ["rank", "index", "variant", "strategy_name", "status"]
+        header += metrics.map(\.rawValue)
+        header += ["max_drawdown_duration", "order_count", "warnings", "error_code", "error_message", "error_field"]
+        var lines = [header.map(Self.field).joined(separator: ",")]
+        for (rank, row) in rows.enumerated() {
+            var cells = [String(rank + 1), String(row.index), row.label]
+            switch row.state {
+            case .done(let summary):
+                cells += [summary.strategyName, "ok"]
+                cells += metrics.map { metric in
+                    let value = metric.value(summary)
+                    return metric == .tradeCount ? String(summary.metrics.tradeCount) : (value.isFinite ? "\(value)" : "")
+                }
+                cells += [String(summary.metrics.maxDrawdownDuration), String(summary.orderCount),
+                          summary.warnings.joined(separator: "; "), "", "", ""]
+            case .failed(let error):
+                cells += ["", "error"] + metrics.map { _ in "" } + ["", "", "", "\(error.code)", error.message, error.field]
+            case .running:
+                // Unreachable in a final table; written honestly rather than trapping.
+                cells += ["", "running"] + metrics.map { _ in "" } + ["", "", "", "", "", ""]
+            }
+            lines.append(cells.map(Self.field).joined(separator: ","))
+        }
+        return lines.joined(separator: "\r\n") + "\r\n"
+    }
+
+    /// Quotes a field when it holds a comma, quote or line break; quotes inside are doubled.
+    static func field(_ text: String) -> String {
+        guard text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return text }
+        return "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+}
+
+extension BatchTable {
+    /// The final table sorted by `metric`, best first; nil while the batch is not final.
+    public func finalized(sortBy metric: BatchMetric) -> FinalBatchTable? {
+        guard isFinal else { return nil }
+        return FinalBatchTable(from: self, sortedBy: metric)
+    }
+}

@@ -1,0 +1,173 @@
+import BacktestCore
+import BacktestEngine
+import Foundation
+
+/// The JSON that `backtest run --json` prints: one object, snake_case keys, dates "YYYY-MM-DD",
+/// money and returns as plain numbers (returns as fractions: 0.12 = 12%). The shape is stable;
+/// new keys may be added, none renamed:
+///
+///     {"strategy_name": "AAPL SMA 50/200 trend", "benchmark_ticker": "SPY", "data_source": "demo",
+///      "engine": "v2", "start": "2016-01-04", "end": "2025-12-31", "trading_days": 2514,
+///      "initial_capital": 100000, "final_equity": 251234.5,
+///      "metrics": {"total_return": 1.51, "cagr": 0.097, "volatility": 0.21, "sharpe": 0.55,
+///                  "sortino": 0.8, "max_drawdown": -0.31, "max_drawdown_duration": 402,
+///                  "calmar": 0.31, "alpha": 0.01, "beta": 0.8, "win_rate": 0.6,
+///                  "profit_factor": 2.1, "trade_count": 9, "exposure": 0.71},
+///      "benchmark_metrics": {... the same keys ...},
+///      "warnings": ["..."],
+///      "orders": [{"date": "2016-10-18", "ticker": "AAPL", "side": "buy", "quantity": 850.1,
+///                  "price": 117.4, "commission": 9.98}],
+///      "equity_curve": [{"date": "2016-01-04", "equity": 100000, "benchmark": 100000}],
+///      "stats": {"total_ms": 3.2, "analysis_ms": 0.1, "data_ms": 1.9, "indicators_ms": 0.4,
+///                "simulation_ms": 0.8, "bars_processed": 5028, "cache_hits": 2, "cache_misses": 0,
+///                "api_calls": 0}}
+///
+/// A metric that is infinite or undefined (profit factor without a losing trade, Sharpe of a flat
+/// line) is `null`, because JSON has no infinity and a string would break numeric readers.
+public struct ResultDocument: Codable, Sendable, Equatable {
+    public struct MetricsDocument: Codable, Sendable, Equatable {
+        @ExplicitNull public var totalReturn: Double?
+        @ExplicitNull public var cagr: Double?
+        @ExplicitNull public var volatility: Double?
+        @ExplicitNull public var sharpe: Double?
+        @ExplicitNull public var sortino: Double?
+        @ExplicitNull public var maxDrawdown: Double?
+        public var maxDrawdownDuration: Int
+        @ExplicitNull public var calmar: Double?
+        @ExplicitNull public var alpha: Double?
+        @ExplicitNull public var beta: Double?
+        @ExplicitNull public var winRate: Double?
+        @ExplicitNull public var profitFactor: Double?
+        public var tradeCount: Int
+        @ExplicitNull public var exposure: Double?
+
+        public init(_ m: Metrics) {
+            totalReturn = finite(m.totalReturn)
+            cagr = finite(m.cagr)
+            volatility = finite(m.volatility)
+            sharpe = finite(m.sharpe)
+            sortino = finite(m.sortino)
+            maxDrawdown = finite(m.maxDrawdown)
+            maxDrawdownDuration = m.maxDrawdownDuration
+            calmar = finite(m.calmar)
+            alpha = finite(m.alpha)
+            beta = finite(m.beta)
+            winRate = finite(m.winRate)
+            profitFactor = finite(m.profitFactor)
+            tradeCount = m.tradeCount
+            exposure = finite(m.exposure)
+        }
+    }
+
+    public struct OrderDocument: Codable, Sendable, Equatable {
+        public var date: TradingDate
+        public var ticker: String
+        public var side: OrderSide
+        public var quantity, price, commission: Double
+    }
+
+    public struct EquityPoint: Codable, Sendable, Equatable {
+        public var date: TradingDate
+        @ExplicitNull public var equity: Double?
+        @ExplicitNull public var benchmark: Double?
+    }
+
+    public struct StatsDocument: Codable, Sendable, Equatable {
+        public var totalMs, analysisMs, dataMs, indicatorsMs, simulationMs: Double
+        public var barsProcessed, cacheHits, cacheMisses, apiCalls: Int
+    }
+
+    public var strategyName: String
+    public var benchmarkTicker: String
+    public var dataSource: String
+    public var engine: String
+    @ExplicitNull public var start: TradingDate?
+    @ExplicitNull public var end: TradingDate?
+    public var tradingDays: Int
+    public var initialCapital: Double
+    @ExplicitNull public var finalEquity: Double?
+    public var metrics: MetricsDocument
+    public var benchmarkMetrics: MetricsDocument
+    public var warnings: [String]
+    public var orders: [OrderDocument]
+    public var equityCurve: [EquityPoint]
+    public var stats: StatsDocument
+
+    public init(_ result: BacktestResult) {
+        strategyName = result.strategyName
+        benchmarkTicker = result.benchmarkTicker
+        dataSource = result.dataSource
+        engine = result.stats.engine
+        start = result.dates.first
+        end = result.dates.last
+        tradingDays = result.dates.count
+        initialCapital = result.initialCapital
+        finalEquity = finite(result.finalEquity)
+        metrics = MetricsDocument(result.metrics)
+        benchmarkMetrics = MetricsDocument(result.benchmarkMetrics)
+        warnings = result.warnings
+        orders = result.orders.map {
+            OrderDocument(date: $0.date, ticker: $0.ticker, side: $0.side, quantity: $0.quantity, price: $0.price, commission: $0.commission)
+        }
+        equityCurve = result.dates.indices.map { i in
+            EquityPoint(date: result.dates[i],
+                        equity: result.equity.indices.contains(i) ? finite(result.equity[i]) : nil,
+                        benchmark: result.benchmark.indices.contains(i) ? finite(result.benchmark[i]) : nil)
+        }
+        let s = result.stats
+        stats = StatsDocument(
+            totalMs: s.totalMs, analysisMs: s.analysisMs, dataMs: s.dataMs, indicatorsMs: s.indicatorsMs,
+            simulationMs: s.simulationMs, barsProcessed: s.barsProcessed, cacheHits: s.cacheHits,
+            cacheMisses: s.cacheMisses, apiCalls: s.apiCalls)
+    }
+
+    /// Pretty-printed with sorted keys, so diffs of two runs line up.
+    public func json() throws -> Data {
+        try JSONCoding.encoder.encode(self)
+    }
+
+    public static func decode(_ data: Data) throws -> ResultDocument {
+        try JSONCoding.decoder.decode(ResultDocument.self, from: data)
+    }
+}
+
+/// The coders of every JSON the CLI writes: snake_case keys, sorted, pretty.
+public enum JSONCoding {
+    public static var encoder: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }
+
+    public static var decoder: JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        return decoder
+    }
+}
+
+/// An optional number that is written as `null` rather than left out, so every key of the
+/// documented shape is always there.
+@propertyWrapper
+public struct ExplicitNull<Value: Codable & Sendable & Equatable>: Codable, Sendable, Equatable {
+    public var wrappedValue: Value?
+
+    public init(wrappedValue: Value?) {
+        self.wrappedValue = wrappedValue
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        wrappedValue = container.decodeNil() ? nil : try container.decode(Value.self)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        if let wrappedValue { try container.encode(wrappedValue) } else { try container.encodeNil() }
+    }
+}
+
+func finite(_ value: Double) -> Double? {
+    value.isFinite ? value : nil
+}
