@@ -9,6 +9,7 @@
 //                         │   └─▶ BacktestCache ─▶ MarketData ─▶ BacktestCore
 //                         │          └─▶ CHiredis      └─▶ CCurlShim ─▶ CCurl
 //   backtest (exe)  ─▶ BacktestClient ─▶ BacktestProtocol
+//                   └─▶ BacktestReporting (tables, charts, CSV/JSON/HTML) ─▶ BacktestProtocol
 //
 // BacktestCore holds the value types every layer shares (dates, bars, the market calendar,
 // errors). The C targets are thin: system libraries, one shim for libcurl's variadic calls, and

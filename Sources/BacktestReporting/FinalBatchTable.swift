@@ -57,18 +57,18 @@ public struct FinalBatchTable: Sendable {
         header += ["max_drawdown_duration", "order_count", "warnings", "error_code", "error_message", "error_field"]
         var lines = [header.map(Self.field).joined(separator: ",")]
         for (rank, row) in rows.enumerated() {
-            var cells = [String(rank + 1), String(row.index), row.label]
+            var cells = [String(rank + 1), String(row.index), Self.text(row.label)]
             switch row.state {
             case .done(let summary):
-                cells += [summary.strategyName, "ok"]
+                cells += [Self.text(summary.strategyName), "ok"]
                 cells += metrics.map { metric in
                     let value = metric.value(summary)
                     return metric == .tradeCount ? String(summary.metrics.tradeCount) : (value.isFinite ? "\(value)" : "")
                 }
                 cells += [String(summary.metrics.maxDrawdownDuration), String(summary.orderCount),
-                          summary.warnings.joined(separator: "; "), "", "", ""]
+                          Self.text(summary.warnings.joined(separator: "; ")), "", "", ""]
             case .failed(let error):
-                cells += ["", "error"] + metrics.map { _ in "" } + ["", "", "", "\(error.code)", error.message, error.field]
+                cells += ["", "error"] + metrics.map { _ in "" } + ["", "", "", "\(error.code)", Self.text(error.message), Self.text(error.field)]
             case .running:
                 // Unreachable in a final table; written honestly rather than trapping.
                 cells += ["", "running"] + metrics.map { _ in "" } + ["", "", "", "", "", ""]
@@ -76,6 +76,14 @@ public struct FinalBatchTable: Sendable {
             lines.append(cells.map(Self.field).joined(separator: ","))
         }
         return lines.joined(separator: "\r\n") + "\r\n"
+    }
+
+    /// A cell of free text (labels, names, messages) that a spreadsheet would run as a formula
+    /// when it starts with = + - @ (CSV injection) gets a leading apostrophe, OWASP's advice.
+    /// Numbers are written by us and never pass through here, so "-0.12" stays a number.
+    static func text(_ value: String) -> String {
+        guard let first = value.first, "=+-@\t\r".contains(first) else { return value }
+        return "'" + value
     }
 
     /// Quotes a field when it holds a comma, quote or line break; quotes inside are doubled.

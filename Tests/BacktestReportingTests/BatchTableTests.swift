@@ -116,6 +116,26 @@ struct BatchTableTests {
             }
         }
     }
+
+    @Test("free text that a spreadsheet would run as a formula is defused; negative numbers are not")
+    func csvInjection() throws {
+        var labels = Self.labels()
+        labels[2] = "=HYPERLINK(\"http://evil\")"
+        labels[3] = "@SUM(A1)"
+        var table = BatchTable(labels: labels)
+        table.apply(try Self.update(Array(0..<8), state: .final, completed: 8, failing: []))
+        let final = try #require(table.finalized(sortBy: .sharpe))
+        let records = CSV.parse(final.csv())
+        let header = try #require(records.first)
+        let variant = try #require(header.firstIndex(of: "variant"))
+        let labelsWritten = Set(records.dropFirst().map { $0[variant] })
+        #expect(labelsWritten.contains("'=HYPERLINK(\"http://evil\")"))
+        #expect(labelsWritten.contains("'@SUM(A1)"))
+        let totalReturn = try #require(header.firstIndex(of: "total_return"))
+        for (record, row) in zip(records.dropFirst(), final.rows) {
+            #expect(Double(record[totalReturn]) == row.summary?.metrics.totalReturn)
+        }
+    }
 }
 
 /// A small RFC 4180 reader, to check the writer from the other side.
