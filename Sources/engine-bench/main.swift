@@ -1,6 +1,7 @@
 // engine-bench: the engine alone, data in memory, on ../shared market data.
 //
 //     swift run -c release engine-bench [--json] [--runs N] [--variants N] [--parallelism N]
+//     swift run -c release engine-bench sweep ...   (the vectorbt peer comparison's side: SweepBenchmark.swift)
 //
 // 1. One 10-year backtest of 10 tickers with 3 indicators each (median of many runs), with the
 //    indicator store precomputed (warm) and including the indicator computation (cold).
@@ -54,6 +55,10 @@ func loadSnapshot(_ tickers: [String], end: TradingDate) throws -> MarketSnapsho
 
 func indicator(_ key: String, _ ticker: String? = nil) -> Operand {
     .series(SeriesRef(ticker: ticker, source: .indicator(try! IndicatorSpec(parsing: key))))
+}
+
+if CommandLine.arguments.dropFirst().first == "sweep" {
+    exit(SweepBenchmark.main(Array(CommandLine.arguments.dropFirst(2))))
 }
 
 let options = Options(Array(CommandLine.arguments.dropFirst()))
