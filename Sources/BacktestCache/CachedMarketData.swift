@@ -22,6 +22,7 @@ public struct CachedMarketData: MarketDataProvider {
 
     public var name: String { upstream.name }
     public var dataEpoch: TradingDate { upstream.dataEpoch }
+    public var standingWarnings: [String] { upstream.standingWarnings }
 
     /// A one-request session of its own. Prefer `dailyBars(_:session:)` to get the counts.
     public func dailyBars(_ query: BarQuery) async throws -> BarSet {
@@ -74,7 +75,7 @@ public struct CachedMarketData: MarketDataProvider {
     private func assemble(_ query: BarQuery, lookup: Lookup, fetched: Fetched, horizon: TradingDate) -> BarSet {
         let range = query.range
         var answer = BarSet()
-        var warnings: [String] = []
+        var warnings = upstream.standingWarnings
         for symbol in query.symbols {
             var bars = DailyBars(symbol: symbol)
             for chunk in lookup.covered[symbol] ?? [] {
@@ -180,6 +181,7 @@ struct SessionBoundMarketData: MarketDataProvider {
     let session: CacheSession
     var name: String { base.name }
     var dataEpoch: TradingDate { base.dataEpoch }
+    var standingWarnings: [String] { base.standingWarnings }
     func dailyBars(_ query: BarQuery) async throws -> BarSet { try await base.dailyBars(query, session: session) }
 }
 

@@ -55,4 +55,12 @@ public protocol MarketDataProvider: Sendable {
     var dataEpoch: TradingDate { get }
 
     func dailyBars(_ query: BarQuery) async throws -> BarSet
+
+    /// Warnings that hold for every answer of this source (the demo source's "synthetic
+    /// prices"), so that layers answering without asking it (the cache) still carry them.
+    var standingWarnings: [String] { get }
+}
+
+extension MarketDataProvider {
+    public var standingWarnings: [String] { [] }
 }

@@ -136,6 +136,23 @@ struct CachedMarketDataTests {
         #expect(empty.missing == ["ZZZZ"])
     }
 
+    @Test func aWarmAnswerKeepsTheSourcesStandingWarning() async throws {
+        let fixture = try CacheFixture("demo-warning")
+        let demo = DemoProvider(endDate: { date("2021-04-09") })
+        let cache = fixture.makeCache(clock: ManualClock(unixSeconds: mondayNoon))
+        let data = CachedMarketData(upstream: demo, cache: cache)
+        let query = BarQuery(symbols: ["AAPL"], range: date("2020-01-02")...date("2020-12-31"), adjustment: .split)
+        var answers: [(BarSet, CacheStatistics)] = []
+        for _ in 0..<2 {
+            let session = await cache.openSession()
+            answers.append((try await data.dailyBars(query, session: session), await session.finish()))
+        }
+        #expect(answers[1].1.misses == 0, "the second answer is all from the cache")
+        #expect(answers[0].0.warnings == [demo.label])
+        #expect(answers[1].0.warnings == [demo.label])
+        await cache.shutdown()
+    }
+
     @Test func sourceErrorsAreNeverCached() async throws {
         let fixture = try CacheFixture("errors")
         let source = SharedBarsProvider()

@@ -26,6 +26,7 @@ public final class CoalescingProvider: MarketDataProvider {
     public let base: any MarketDataProvider
     public var name: String { base.name }
     public var dataEpoch: TradingDate { base.dataEpoch }
+    public var standingWarnings: [String] { base.standingWarnings }
 
     private let flights = SingleFlight<BarQuery, BarSet>()
     private let calendar: MarketCalendar

@@ -44,6 +44,8 @@ public final class DemoProvider: MarketDataProvider {
 
     public var label: String { "demo data: synthetic prices (seed \(seed)), not real market data" }
 
+    public var standingWarnings: [String] { [label] }
+
     public func dailyBars(_ query: BarQuery) async throws -> BarSet {
         try TickerSymbol.validate(query.symbols)
         var result = BarSet(warnings: [label])
