@@ -29,7 +29,7 @@ final class ClientConnection: Sendable {
         let loop = group.next()
         let settingsPromise = loop.makePromise(of: ConnectionSettings.self)
         let handlerBox = NIOLoopBoundBox<ClientConnectionHandler?>.makeEmptyBox(eventLoop: loop)
-        let decoder = FrameDecoder(maxPayload: configuration.maxInboundFramePayload, expectPreface: false)
+        let maxPayload = configuration.maxInboundFramePayload
         let channel: any Channel
         do {
             channel = try await ClientBootstrap(group: loop)
@@ -39,7 +39,7 @@ final class ClientConnection: Sendable {
                     channel.eventLoop.makeCompletedFuture {
                         let handler = ClientConnectionHandler(settings: settingsPromise, decodeLimits: configuration.decodeLimits,
                                                               usabilityChanged: { usable.store($0, ordering: .relaxed) })
-                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(decoder))
+                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxPayload: maxPayload, expectPreface: false)))
                         try channel.pipeline.syncOperations.addHandler(handler)
                         handlerBox.value = handler
                     }

@@ -18,9 +18,9 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     typealias OutboundOut = ByteBuffer
 
     /// Where a stream's frames go.
-    struct Observer {
-        var onData: ((ByteBuffer) -> Void)?
-        var onEnd: (Result<CallResponse, any Error>) -> Void
+    struct Observer: Sendable {
+        var onData: (@Sendable (ByteBuffer) -> Void)?
+        var onEnd: @Sendable (Result<CallResponse, any Error>) -> Void
         var timer: Scheduled<Void>?
     }
 

@@ -86,9 +86,12 @@ public final class BacktestServer: Service, Sendable {
 
     private func initialize(_ channel: any Channel) -> EventLoopFuture<Void> {
         let id = ConnectionRegistry.nextID()
-        var connectionLogger = logger
-        connectionLogger[metadataKey: "connection"] = "\(id)"
-        if let remote = channel.remoteAddress { connectionLogger[metadataKey: "peer"] = "\(remote)" }
+        let connectionLogger = {
+            var logger = self.logger
+            logger[metadataKey: "connection"] = "\(id)"
+            if let remote = channel.remoteAddress { logger[metadataKey: "peer"] = "\(remote)" }
+            return logger
+        }()
         let configuration = self.configuration
         let connections = self.connections
         let service = self.service

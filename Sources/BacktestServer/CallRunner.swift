@@ -39,12 +39,11 @@ struct CallRunner: Sendable {
         logger.debug("call finished", metadata: [
             "stream": "\(streamID)", "status": "\(response.status.code)", "ms": "\(elapsedMs)",
         ])
-        var encoded = response.encoded()
-        if encoded.readableBytes > configuration.maxFramePayload {
-            encoded = CallResponse(header: header, status: CallStatus(code: .resourceExhausted,
-                message: "the result is \(encoded.readableBytes) bytes, above the frame limit of \(configuration.maxFramePayload)"))
+        let complete = response.encoded()
+        let encoded = complete.readableBytes <= configuration.maxFramePayload ? complete
+            : CallResponse(header: header, status: CallStatus(code: .resourceExhausted,
+                message: "the result is \(complete.readableBytes) bytes, above the frame limit of \(configuration.maxFramePayload)"))
                 .encoded()
-        }
         let connection = self.connection
         let id = streamID
         eventLoop.execute { connection.value.finish(id, encoded) }
