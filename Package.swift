@@ -107,9 +107,19 @@ let package = Package(
         .executableTarget(
             name: "backtest",
             dependencies: [
-                "BacktestClient", "BacktestEngine",
+                "BacktestClient", "BacktestEngine", "BacktestBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]),
+
+        // `backtest bench` and `backtest loadtest`: orchestration (fake Alpaca, redis-server,
+        // backtestd children), workloads, result checking and reports.
+        .target(
+            name: "BacktestBench",
+            dependencies: [
+                "BacktestClient", "BacktestProtocol", "BacktestEngine", "BacktestCore", "BacktestTestSupport", "FakeAlpaca",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ]),
 
         // Measures the engine alone on shared data in memory: `swift run -c release engine-bench`.
@@ -127,6 +137,15 @@ let package = Package(
         // MARK: Tests
         // Test helpers shared by the test targets (locating ../shared, starting redis-server).
         .target(name: "BacktestTestSupport", dependencies: ["BacktestCore"]),
+        // A stand-in for Alpaca's bars API on 127.0.0.1 (tests and `backtest bench`).
+        .target(
+            name: "FakeAlpaca",
+            dependencies: [
+                "BacktestCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]),
         .testTarget(name: "BacktestCoreTests", dependencies: ["BacktestTestSupport", "BacktestCore"]),
         .testTarget(
             name: "BacktestEngineTests", dependencies: ["BacktestTestSupport", "BacktestEngine", "BacktestCore"],
@@ -134,7 +153,7 @@ let package = Package(
         .testTarget(
             name: "MarketDataTests",
             dependencies: [
-                "BacktestTestSupport",
+                "BacktestTestSupport", "FakeAlpaca",
                 "MarketData", "BacktestCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -148,6 +167,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(name: "BacktestProtocolTests", dependencies: ["BacktestTestSupport", "BacktestProtocol", "BacktestEngine"]),
+        .testTarget(
+            name: "BacktestBenchTests",
+            dependencies: [
+                "BacktestBench", "BacktestEngine", "BacktestCore",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]),
         .testTarget(
             name: "BacktestServerTests",
             dependencies: [

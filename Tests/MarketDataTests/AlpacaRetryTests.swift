@@ -1,4 +1,5 @@
 import BacktestCore
+import FakeAlpaca
 import Testing
 @testable import MarketData
 

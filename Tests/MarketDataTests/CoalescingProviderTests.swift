@@ -1,5 +1,6 @@
 import BacktestCore
 import BacktestTestSupport
+import FakeAlpaca
 import Logging
 import Synchronization
 import Testing

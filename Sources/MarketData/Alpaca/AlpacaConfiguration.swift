@@ -50,6 +50,9 @@ public struct AlpacaConfiguration: Sendable {
 
     /// Reads `APCA_API_KEY_ID`, `APCA_API_SECRET_KEY`, `APCA_API_DATA_URL` (base URL) and
     /// `APCA_API_FEED` (ours: `sip` or `iex`); empty values count as unset.
+    /// `BACKTESTD_ALPACA_SYMBOLS_PER_REQUEST` (ours, a positive integer, default 100; other values
+    /// are ignored) caps symbols per request: `backtest bench` sets 1 to measure the old
+    /// system's one-symbol-per-call fetching.
     public static func fromEnvironment(
         _ environment: [String: String] = ProcessInfo.processInfo.environment
     ) -> AlpacaConfiguration {
@@ -60,7 +63,8 @@ public struct AlpacaConfiguration: Sendable {
         return AlpacaConfiguration(
             keyID: value("APCA_API_KEY_ID"), secretKey: value("APCA_API_SECRET_KEY"),
             baseURL: value("APCA_API_DATA_URL") ?? defaultBaseURL,
-            feed: value("APCA_API_FEED")?.lowercased() ?? defaultFeed)
+            feed: value("APCA_API_FEED")?.lowercased() ?? defaultFeed,
+            maxSymbolsPerRequest: value("BACKTESTD_ALPACA_SYMBOLS_PER_REQUEST").flatMap(Int.init).flatMap { $0 > 0 ? $0 : nil } ?? 100)
     }
 
     /// True when both keys are present; the server warns at startup when they are not.
