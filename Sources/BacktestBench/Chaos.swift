@@ -24,12 +24,18 @@ public struct Chaos: Sendable {
         func log(_ text: String) {
             events.append(String(format: "%6.1f s  %@", (ContinuousClock.now - started).milliseconds / 1000, text))
         }
-        func purge() async {
-            do {
-                let result = try await control.purgeCache(timeout: .seconds(5))
-                log("purge: \(result.entriesRemoved) entries removed")
-            } catch {
-                log("purge failed: \(error)")
+        /// Right after a restart the server still backs off from Redis for a moment, so a
+        /// purge is retried (up to `attempts`, 500 ms apart) until it goes through.
+        func purge(attempts: Int = 1) async {
+            for attempt in 1...attempts {
+                do {
+                    let result = try await control.purgeCache(timeout: .seconds(5))
+                    log("purge: \(result.entriesRemoved) entries removed")
+                    return
+                } catch {
+                    log("purge failed (attempt \(attempt)): \(error)")
+                    if attempt < attempts { try? await Task.sleep(for: .milliseconds(500)) }
+                }
             }
         }
         func pause(_ duration: Duration) async -> Bool {
@@ -54,7 +60,7 @@ public struct Chaos: Sendable {
             } catch {
                 log("redis-server failed to restart: \(error)")
             }
-            await purge()
+            await purge(attempts: 6)
         }
         return events
     }

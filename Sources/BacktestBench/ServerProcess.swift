@@ -21,7 +21,7 @@ public final class ServerProcess: @unchecked Sendable {
         environment["BACKTESTD_HOST"] = "127.0.0.1"
         environment["BACKTESTD_PORT"] = String(port)
         let logFile = FileManager.default.temporaryDirectory.appendingPathComponent("backtestd-\(label)-\(port).log")
-        FileManager.default.createFile(atPath: logFile.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: logFile.path, contents: nil)
         let process = Process()
         process.executableURL = binary
         process.arguments = []

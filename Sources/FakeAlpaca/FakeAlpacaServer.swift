@@ -100,7 +100,7 @@ public final class FakeAlpacaServer: Sendable {
 
     // MARK: Behaviour
 
-    /// Delay before each response is written.
+    /// Time from a request's arrival to its response (building the body included).
     public var latency: Duration {
         get { state.withLock { $0.latency } }
         set { state.withLock { $0.latency = newValue } }

@@ -21,6 +21,23 @@ struct AlpacaRetryTests {
         }
     }
 
+    @Test("a rate-limited period answers every request 429 until it ends (the chaos switch of backtest loadtest)")
+    func rateLimitedPeriod() async throws {
+        try await withFakeAlpaca { server in
+            let alpaca = makeAlpaca(server, sleeper: RecordingSleeper())
+            server.rateLimit(for: .seconds(600))
+            let error = await #expect(throws: BacktestError.self) { try await alpaca.dailyBars(query) }
+            #expect(error?.code == .unavailable)
+            #expect(error?.message.contains("429") == true)
+            let limited = server.rateLimitedResponseCount
+            #expect(limited >= 1)
+            server.rateLimit(for: .zero)
+            let answer = try await alpaca.dailyBars(query)
+            #expect(answer.bars["AAPL"]?.isEmpty == false)
+            #expect(server.rateLimitedResponseCount == limited)
+        }
+    }
+
     @Test("5xx (JSON or not) backs off exponentially with full jitter, then succeeds")
     func serverErrorsBackOff() async throws {
         try await withFakeAlpaca { server in
