@@ -42,7 +42,8 @@ public enum Format {
     }
 
     public static func ratio(_ value: Double) -> String {
-        value.isFinite ? String(format: "%.0fx", value) : "-"
+        guard value.isFinite else { return "-" }
+        return value < 10 ? String(format: "%.1fx", value) : String(format: "%.0fx", value)
     }
 
     public static func percent(_ value: Double) -> String {

@@ -54,6 +54,16 @@ struct ReportingTests {
         #expect(lines[3].hasPrefix("| a\\|b "))
     }
 
+    @Test func numbersFormatForPeople() {
+        #expect(Format.ratio(1.26) == "1.3x")
+        #expect(Format.ratio(349.4) == "349x")
+        #expect(Format.ratio(.infinity) == "-")
+        #expect(Format.ms(0.587) == "0.59 ms")
+        #expect(Format.ms(25.34) == "25.3 ms")
+        #expect(Format.ms(4010) == "4.01 s")
+        #expect(Format.percent(1) == "100.0%")
+    }
+
     @Test func reportTargetsFailWhenExceeded() {
         var tally = LoadTally()
         for _ in 0..<99 { tally.record(.single, .milliseconds(5)) }
