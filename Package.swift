@@ -112,9 +112,19 @@ let package = Package(
         .executableTarget(
             name: "backtest",
             dependencies: [
-                "BacktestClient", "BacktestEngine", "BacktestReporting",
+                "BacktestClient", "BacktestEngine", "BacktestReporting", "BacktestBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]),
+
+        // `backtest bench` and `backtest loadtest`: orchestration (fake Alpaca, redis-server,
+        // backtestd children), workloads, result checking and reports.
+        .target(
+            name: "BacktestBench",
+            dependencies: [
+                "BacktestClient", "BacktestProtocol", "BacktestEngine", "BacktestCore", "BacktestTestSupport", "FakeAlpaca",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ]),
 
         // Measures the engine alone on shared data in memory: `swift run -c release engine-bench`.
@@ -134,6 +144,15 @@ let package = Package(
         .target(
             name: "BacktestTestSupport",
             dependencies: ["BacktestCore", .product(name: "Logging", package: "swift-log")]),
+        // A stand-in for Alpaca's bars API on 127.0.0.1 (tests and `backtest bench`).
+        .target(
+            name: "FakeAlpaca",
+            dependencies: [
+                "BacktestCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]),
         .testTarget(name: "BacktestCoreTests", dependencies: ["BacktestTestSupport", "BacktestCore"]),
         .testTarget(
             name: "BacktestEngineTests", dependencies: ["BacktestTestSupport", "BacktestEngine", "BacktestCore"],
@@ -141,7 +160,7 @@ let package = Package(
         .testTarget(
             name: "MarketDataTests",
             dependencies: [
-                "BacktestTestSupport",
+                "BacktestTestSupport", "FakeAlpaca",
                 "MarketData", "BacktestCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -158,6 +177,12 @@ let package = Package(
         .testTarget(
             name: "BacktestReportingTests",
             dependencies: ["BacktestTestSupport", "BacktestReporting", "BacktestEngine", "BacktestProtocol", "BacktestCore"]),
+        .testTarget(
+            name: "BacktestBenchTests",
+            dependencies: [
+                "BacktestBench", "BacktestEngine", "BacktestCore",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]),
         .testTarget(
             name: "BacktestServerTests",
             dependencies: [

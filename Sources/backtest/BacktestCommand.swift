@@ -15,7 +15,7 @@ struct BacktestCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "backtest",
         abstract: "Client for backtestd.",
-        subcommands: [Run.self, BatchCommand.self, Info.self, Ping.self])
+        subcommands: [Run.self, BatchCommand.self, Info.self, Ping.self, Bench.self, Loadtest.self])
 }
 
 struct ConnectionOptions: ParsableArguments {

@@ -1,5 +1,6 @@
 import BacktestCore
 import BacktestTestSupport
+import FakeAlpaca
 import Foundation
 import Testing
 @testable import MarketData

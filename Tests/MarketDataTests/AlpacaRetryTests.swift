@@ -1,4 +1,5 @@
 import BacktestCore
+import FakeAlpaca
 import Testing
 @testable import MarketData
 
@@ -17,6 +18,23 @@ struct AlpacaRetryTests {
             #expect(answer.bars.count == 2)
             // 7 s to the reset, plus half of the one-second jitter window.
             #expect(sleeper.recorded == [7.5])
+        }
+    }
+
+    @Test("a rate-limited period answers every request 429 until it ends (the chaos switch of backtest loadtest)")
+    func rateLimitedPeriod() async throws {
+        try await withFakeAlpaca { server in
+            let alpaca = makeAlpaca(server, sleeper: RecordingSleeper())
+            server.rateLimit(for: .seconds(600))
+            let error = await #expect(throws: BacktestError.self) { try await alpaca.dailyBars(query) }
+            #expect(error?.code == .unavailable)
+            #expect(error?.message.contains("429") == true)
+            let limited = server.rateLimitedResponseCount
+            #expect(limited >= 1)
+            server.rateLimit(for: .zero)
+            let answer = try await alpaca.dailyBars(query)
+            #expect(answer.bars["AAPL"]?.isEmpty == false)
+            #expect(server.rateLimitedResponseCount == limited)
         }
     }
 

@@ -34,6 +34,10 @@ struct ConfigurationTests {
         #expect(!defaults.hasCredentials)
         #expect(defaults.baseURL == "https://data.alpaca.markets")
         #expect(defaults.feed == "sip")
+        #expect(defaults.maxSymbolsPerRequest == 100)
+        #expect(AlpacaConfiguration.fromEnvironment(["BACKTESTD_ALPACA_SYMBOLS_PER_REQUEST": "1"]).maxSymbolsPerRequest == 1)
+        #expect(AlpacaConfiguration.fromEnvironment(["BACKTESTD_ALPACA_SYMBOLS_PER_REQUEST": "0"]).maxSymbolsPerRequest == 100)
+        #expect(AlpacaConfiguration.fromEnvironment(["BACKTESTD_ALPACA_SYMBOLS_PER_REQUEST": "x"]).maxSymbolsPerRequest == 100)
     }
 
     @Test("the source option selects the provider")

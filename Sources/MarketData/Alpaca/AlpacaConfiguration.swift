@@ -54,6 +54,9 @@ public struct AlpacaConfiguration: Sendable {
 
     /// Reads `APCA_API_KEY_ID`, `APCA_API_SECRET_KEY`, `APCA_API_DATA_URL` (base URL) and
     /// `APCA_API_FEED` (ours: `sip` or `iex`); empty values count as unset.
+    /// `BACKTESTD_ALPACA_SYMBOLS_PER_REQUEST` (ours, a positive integer, default 100; other values
+    /// are ignored) caps symbols per request: `backtest bench` sets 1 to measure the old
+    /// system's one-symbol-per-call fetching.
     public static func fromEnvironment(
         _ environment: [String: String] = ProcessInfo.processInfo.environment
     ) -> AlpacaConfiguration {
@@ -65,6 +68,7 @@ public struct AlpacaConfiguration: Sendable {
             keyID: value("APCA_API_KEY_ID"), secretKey: value("APCA_API_SECRET_KEY"),
             baseURL: value("APCA_API_DATA_URL") ?? defaultBaseURL,
             feed: value("APCA_API_FEED")?.lowercased() ?? defaultFeed,
+            maxSymbolsPerRequest: value("BACKTESTD_ALPACA_SYMBOLS_PER_REQUEST").flatMap(Int.init).flatMap { $0 > 0 ? $0 : nil } ?? 100,
             requestsPerMinute: value("BACKTESTD_ALPACA_REQUESTS_PER_MINUTE").flatMap { Int($0) } ?? 200)
     }
 

@@ -14,8 +14,8 @@ import Synchronization
 ///     server.inject([.rateLimited(resetAt: 1_700_000_003), .serverError(body: "oops")])
 ///     server.latency = .milliseconds(150)
 ///
-/// Self-contained (NIO, Foundation, BacktestCore only) so it can move into a library that
-/// benchmarks share.
+/// Self-contained (NIO, Foundation, BacktestCore only): MarketDataTests and `backtest bench`
+/// share it. `rateLimit(for:)` is the chaos switch of `backtest loadtest --chaos`.
 public final class FakeAlpacaServer: Sendable {
     public struct Configuration: Sendable {
         public var dataDirectory: URL
@@ -57,6 +57,9 @@ public final class FakeAlpacaServer: Sendable {
         var holding = false
         var held: [EventLoopPromise<Void>] = []
         var requestCount = 0
+        /// Unix seconds until which every request is answered 429 (`rateLimit(for:)`).
+        var rateLimitedUntil: Double?
+        var rateLimitedCount = 0
         var connectionCount = 0
         var queries: [String] = []
         var requestWaiters: [(count: Int, continuation: CheckedContinuation<Void, Never>)] = []
@@ -97,7 +100,7 @@ public final class FakeAlpacaServer: Sendable {
 
     // MARK: Behaviour
 
-    /// Delay before each response is written.
+    /// Time from a request's arrival to its response (building the body included).
     public var latency: Duration {
         get { state.withLock { $0.latency } }
         set { state.withLock { $0.latency = newValue } }
@@ -106,6 +109,14 @@ public final class FakeAlpacaServer: Sendable {
     /// The next requests get these answers, in order, then normal service resumes.
     public func inject(_ faults: [Fault]) {
         state.withLock { $0.faults.append(contentsOf: faults) }
+    }
+
+    /// For `duration` from now, every request is answered 429 with `X-RateLimit-Reset` at the end
+    /// of the period (rounded up to the second, as Alpaca sends it), the way a quota exhausted by
+    /// other clients looks; scripted `inject` faults still come first.
+    public func rateLimit(for duration: Duration) {
+        let until = Date().timeIntervalSince1970 + Double(duration.components.seconds) + Double(duration.components.attoseconds) * 1e-18
+        state.withLock { $0.rateLimitedUntil = until }
     }
 
     /// Until `releaseHeldResponses`, requests are read and counted but not answered.
@@ -125,6 +136,8 @@ public final class FakeAlpacaServer: Sendable {
     // MARK: Observation
 
     public var requestCount: Int { state.withLock { $0.requestCount } }
+    /// Requests answered 429 because of `rateLimit(for:)`.
+    public var rateLimitedResponseCount: Int { state.withLock { $0.rateLimitedCount } }
     /// TCP connections accepted (keep-alive reuses one for many requests).
     public var connectionCount: Int { state.withLock { $0.connectionCount } }
     /// The query string of every request, in arrival order.
@@ -159,13 +172,22 @@ public final class FakeAlpacaServer: Sendable {
 
     func plan(uri: String, headers: HTTPHeadersLike, on eventLoop: any EventLoop) -> Plan {
         let (path, query) = Self.split(uri)
+        let now = Date().timeIntervalSince1970
         let (fault, latency, gate, waiters) = state.withLock { state in
             state.requestCount += 1
             state.queries.append(query)
             let count = state.requestCount
             let ready = state.requestWaiters.filter { $0.count <= count }.map(\.continuation)
             state.requestWaiters.removeAll { $0.count <= count }
-            let fault = state.faults.isEmpty ? nil : state.faults.removeFirst()
+            var fault = state.faults.isEmpty ? nil : state.faults.removeFirst()
+            if fault == nil, let until = state.rateLimitedUntil {
+                if now < until {
+                    fault = .rateLimited(resetAt: Int(until.rounded(.up)))
+                    state.rateLimitedCount += 1
+                } else {
+                    state.rateLimitedUntil = nil
+                }
+            }
             var gate: EventLoopFuture<Void> = eventLoop.makeSucceededFuture(())
             if state.holding {
                 let promise = eventLoop.makePromise(of: Void.self)

@@ -2,7 +2,8 @@ import NIOCore
 import NIOHTTP1
 
 /// Reads one HTTP/1.1 request at a time and writes the answer `FakeAlpacaServer` plans, after
-/// its gate (held responses) and latency; a stall writes nothing.
+/// its gate (held responses) and no earlier than its latency after the request arrived; a
+/// stall writes nothing.
 final class FakeAlpacaHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
@@ -28,14 +29,17 @@ final class FakeAlpacaHandler: ChannelInboundHandler {
         case .end:
             guard let head else { return }
             self.head = nil
+            // Latency counts from the request's arrival, like a vendor's response time: the
+            // time spent building the body is part of it, not added to it.
+            let arrived = NIODeadline.now()
             let plan = server.plan(uri: head.uri, headers: head.headers, on: context.eventLoop)
             guard let gate = plan.gate else { return }  // stalled: never answer
             let loop = context.eventLoop.assumeIsolated()
             gate.assumeIsolated().whenSuccess {
                 let (seconds, attoseconds) = plan.latency.components
-                let nanoseconds = seconds * 1_000_000_000 + attoseconds / 1_000_000_000
-                if nanoseconds > 0 {
-                    loop.scheduleTask(in: .nanoseconds(nanoseconds)) {
+                let due = arrived + .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+                if due > .now() {
+                    loop.scheduleTask(deadline: due) {
                         self.write(plan, keepAlive: head.isKeepAlive, context: context)
                     }
                 } else {

@@ -1,0 +1,190 @@
+import BacktestClient
+import BacktestCore
+import Foundation
+
+/// `backtest loadtest`: N simulated users, each on its own connection, sending a mix of single
+/// backtests and batches with random think time in between, for a fixed duration.
+///
+/// Every answer is compared exactly with the baseline of its request (`LoadRequests`), so a
+/// result lost, truncated or delivered to the wrong user is counted, not just slow. A user
+/// retries a call that fails with UNAVAILABLE (the server's word for "transient: try again",
+/// e.g. Alpaca rate-limited beyond the server's own retries, or a dropped connection) up to
+/// `maxAttempts` times with a short backoff; such retries are reported apart from errors
+/// surfaced to the user, which are any other failure or a retry budget exhausted.
+/// Latency is measured per request from the first attempt to the checked answer (retries
+/// included) and kept in HDR histograms of microseconds.
+public struct LoadTest: Sendable {
+    public struct Options: Sendable {
+        public var users = 50
+        public var duration: Duration = .seconds(60)
+        public var mix = LoadMix.default
+        public var thinkMs: ClosedRange<Int> = 50...200
+        public var maxAttempts = 8
+        public init() {}
+    }
+
+    public let options: Options
+    public let host: String
+    public let port: Int
+    public let requests: LoadRequests
+
+    public init(options: Options, host: String, port: Int, requests: LoadRequests) {
+        self.options = options
+        self.host = host
+        self.port = port
+        self.requests = requests
+    }
+
+    /// Runs the users; returns the merged tally and the wall time of the run.
+    public func run() async throws -> (LoadTally, Duration) {
+        for kind in RequestKind.allCases where (options.mix.weights[kind] ?? 0) > 0 && requests.entries(of: kind).isEmpty {
+            throw BenchError("the mix asks for \(kind.rawValue) requests but the request set has none")
+        }
+        let started = ContinuousClock.now
+        let deadline = started + options.duration
+        let tally = await withTaskGroup(of: LoadTally.self) { group in
+            for user in 0..<options.users {
+                group.addTask { await self.simulateUser(user, until: deadline) }
+            }
+            var total = LoadTally()
+            for await tally in group { total.merge(tally) }
+            return total
+        }
+        return (tally, ContinuousClock.now - started)
+    }
+
+    private func simulateUser(_ user: Int, until deadline: ContinuousClock.Instant) async -> LoadTally {
+        var tally = LoadTally()
+        var random = SystemRandomNumberGenerator()
+        let client = BacktestClient(host: host, port: port)
+        let probe = Probe(client: client)
+        // Spread the first requests over one think time, so 50 users do not start in lockstep.
+        try? await Task.sleep(for: .milliseconds(Int.random(in: 0...options.thinkMs.upperBound, using: &random)))
+        while ContinuousClock.now < deadline {
+            let kind = options.mix.randomKind(using: &random)
+            let candidates = requests.entries(of: kind)
+            guard let entry = candidates.randomElement(using: &random) else { break }
+            let started = ContinuousClock.now
+            var attempt = 0
+            while true {
+                attempt += 1
+                do {
+                    let (_, outcome) = try await probe.outcome(of: entry.request)
+                    tally.record(kind, ContinuousClock.now - started)
+                    if let difference = entry.expected.mismatch(in: outcome) {
+                        tally.mismatches.append("user \(user), \(entry.label): \(difference)")
+                    }
+                    break
+                } catch let error as BacktestError where error.code == .unavailable && attempt < options.maxAttempts {
+                    tally.retried[LoadTally.name(of: error), default: 0] += 1
+                    try? await Task.sleep(for: .milliseconds(50 * attempt))
+                } catch {
+                    tally.errors[LoadTally.name(of: error), default: 0] += 1
+                    break
+                }
+            }
+            try? await Task.sleep(for: .milliseconds(Int.random(in: options.thinkMs, using: &random)))
+        }
+        await client.close()
+        return tally
+    }
+}
+
+/// The load test's outcome against its targets.
+public struct LoadTestReport: Sendable, Codable {
+    public var machine: String
+    public var command: String
+    public var users: Int
+    public var durationSeconds: Double
+    public var mix: String
+    public var thinkMs: String
+    public var chaos: Bool
+    public var requests: Int
+    public var requestsPerSecond: Double
+    public var latency: [String: LatencySummary]
+    public var errorsByStatus: [String: Int]
+    public var retriedByStatus: [String: Int]
+    public var mismatches: Int
+    public var mismatchSamples: [String]
+    public var serverPeakRSSBytes: Int?
+    public var chaosEvents: [String] = []
+    public var targets: [Target] = []
+
+    public struct Target: Sendable, Codable {
+        public var name: String
+        public var measured: String
+        public var pass: Bool
+    }
+
+    public init(tally: LoadTally, elapsed: Duration, options: LoadTest.Options, chaos: Bool, machine: String, command: String,
+                peakRSS: Int?, chaosEvents: [String]) {
+        self.machine = machine
+        self.command = command
+        users = options.users
+        durationSeconds = elapsed.milliseconds / 1000
+        mix = options.mix.description
+        thinkMs = "\(options.thinkMs.lowerBound)..\(options.thinkMs.upperBound)"
+        self.chaos = chaos
+        requests = tally.completed
+        requestsPerSecond = Double(tally.completed) / max(durationSeconds, 0.001)
+        var latency: [String: LatencySummary] = ["all": LatencySummary(tally.allLatencies)]
+        for (kind, histogram) in tally.latency { latency[kind.rawValue] = LatencySummary(histogram) }
+        self.latency = latency
+        errorsByStatus = tally.errors
+        retriedByStatus = tally.retried
+        mismatches = tally.mismatches.count
+        mismatchSamples = Array(tally.mismatches.prefix(10))
+        serverPeakRSSBytes = peakRSS
+        self.chaosEvents = chaosEvents
+
+        let surfaced = tally.errors.values.reduce(0, +)
+        targets.append(Target(name: "zero errors surfaced to users", measured: "\(surfaced)", pass: surfaced == 0))
+        targets.append(Target(name: "no result lost or mixed between users", measured: "\(mismatches) mismatches", pass: mismatches == 0))
+        if !chaos, let single = latency[RequestKind.single.rawValue] {
+            targets.append(Target(name: "p99 of single backtests <= 50 ms", measured: Format.ms(single.p99Ms), pass: single.p99Ms <= 50))
+        }
+        if let peakRSS {
+            targets.append(Target(name: "server peak RSS <= 500 MB", measured: String(format: "%.0f MB", Double(peakRSS) / 1_048_576),
+                                  pass: peakRSS <= 500 * 1_048_576))
+        }
+    }
+
+    public var passed: Bool { targets.allSatisfy(\.pass) }
+
+    public func rendered() -> String {
+        var out = ["backtest loadtest on \(machine)", "command: \(command)",
+                   String(format: "%d users, %.1f s, mix %@, think %@ ms%@: %d requests, %.1f requests/s",
+                          users, durationSeconds, mix, thinkMs, chaos ? ", CHAOS" : "", requests, requestsPerSecond), ""]
+        var table = TextTable(headers: ["Requests", "Count", "p50", "p90", "p99", "max", "mean"])
+        for key in ["single", "batch", "all"] {
+            guard let summary = latency[key] else { continue }
+            table.append([key, "\(summary.count)", Format.ms(summary.p50Ms), Format.ms(summary.p90Ms), Format.ms(summary.p99Ms),
+                          Format.ms(summary.maxMs), Format.ms(summary.meanMs)])
+        }
+        out.append(table.rendered())
+        out.append("")
+        func counts(_ dictionary: [String: Int]) -> String {
+            dictionary.isEmpty ? "none" : dictionary.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+        }
+        out.append("errors surfaced to users: \(counts(errorsByStatus))")
+        out.append("retried by users (UNAVAILABLE, then answered or counted above): \(counts(retriedByStatus))")
+        out.append("results checked against the baseline: \(requests), mismatches \(mismatches)")
+        out += mismatchSamples.map { "  \($0)" }
+        out.append("server peak RSS (VmHWM): " + (serverPeakRSSBytes.map { String(format: "%.1f MB", Double($0) / 1_048_576) } ?? "n/a (server not spawned)"))
+        if !chaosEvents.isEmpty {
+            out.append("chaos events:")
+            out += chaosEvents.map { "  \($0)" }
+        }
+        out.append("")
+        var targetTable = TextTable(headers: ["Target", "Measured", "Pass"])
+        for target in targets { targetTable.append([target.name, target.measured, target.pass ? "yes" : "NO"]) }
+        out.append(targetTable.rendered())
+        return out.joined(separator: "\n")
+    }
+
+    public func json() throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return String(decoding: try encoder.encode(self), as: UTF8.self)
+    }
+}

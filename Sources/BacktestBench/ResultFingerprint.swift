@@ -1,0 +1,95 @@
+import BacktestCore
+import BacktestEngine
+
+/// What identifies a result exactly: final equity, the number of orders and a hash of every
+/// bit of the equity curve, its dates and the benchmark curve. Two runs of the same request
+/// must agree on all of it; a result meant for another user (another request) cannot.
+///
+/// The hash is FNV-1a over the IEEE bit patterns (not a rounded text), so a difference in the
+/// last bit of one day's equity is a mismatch.
+public struct ResultFingerprint: Sendable, Hashable, CustomStringConvertible {
+    public var strategyName: String
+    public var finalEquity: Double
+    public var orderCount: Int
+    public var days: Int
+    public var curveHash: UInt64
+
+    public init(_ result: BacktestResult) {
+        strategyName = result.strategyName
+        finalEquity = result.finalEquity
+        orderCount = result.orders.count
+        days = result.dates.count
+        var hash = FNV1a()
+        for date in result.dates { hash.add(UInt64(bitPattern: Int64(date.daysSinceEpoch))) }
+        for value in result.equity { hash.add(value.bitPattern) }
+        for value in result.benchmark { hash.add(value.bitPattern) }
+        curveHash = hash.value
+    }
+
+    public var description: String {
+        "'\(strategyName)' final equity \(finalEquity), \(orderCount) orders, \(days) days, curve \(String(curveHash, radix: 16))"
+    }
+}
+
+struct FNV1a {
+    private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
+
+    mutating func add(_ word: UInt64) {
+        var word = word
+        for _ in 0..<8 {
+            value ^= word & 0xff
+            value &*= 0x0000_0100_0000_01b3
+            word >>= 8
+        }
+    }
+}
+
+/// The expected answer of one `BenchRequest`, from a baseline run before the load starts.
+public enum ExpectedOutcome: Sendable, Hashable {
+    case single(ResultFingerprint)
+    /// One fingerprint per variant, in request order.
+    case batch([ResultFingerprint])
+
+    /// nil when `actual` matches; otherwise what differs, for the report.
+    public func mismatch(in actual: ExpectedOutcome) -> String? {
+        switch (self, actual) {
+        case (.single(let expected), .single(let got)):
+            return expected == got ? nil : "expected \(expected), got \(got)"
+        case (.batch(let expected), .batch(let got)):
+            guard expected.count == got.count else { return "expected \(expected.count) variant results, got \(got.count)" }
+            for (index, pair) in zip(expected, got).enumerated() where pair.0 != pair.1 {
+                return "variant \(index): expected \(pair.0), got \(pair.1)"
+            }
+            return nil
+        default:
+            return "expected a \(self.kind) answer, got a \(actual.kind) answer"
+        }
+    }
+
+    var kind: RequestKind {
+        switch self {
+        case .single: .single
+        case .batch: .batch
+        }
+    }
+
+    /// A batch's final outcome from its streamed updates: every variant must have a result
+    /// (a variant error is a failed request, reported with its status code).
+    public static func batch(_ results: [VariantResult], total: Int) throws(BacktestError) -> ExpectedOutcome {
+        var fingerprints = [ResultFingerprint?](repeating: nil, count: total)
+        for variant in results {
+            guard fingerprints.indices.contains(variant.index) else {
+                throw BacktestError(.internal, "variant index \(variant.index) outside the batch of \(total)")
+            }
+            switch variant.outcome {
+            case .success(let result): fingerprints[variant.index] = ResultFingerprint(result)
+            case .failure(let error): throw error
+            }
+        }
+        let complete = fingerprints.compactMap { $0 }
+        guard complete.count == total else {
+            throw BacktestError(.internal, "batch ended with \(complete.count) of \(total) variant results")
+        }
+        return .batch(complete)
+    }
+}

@@ -1,0 +1,125 @@
+import BacktestClient
+import Foundation
+
+/// A `backtestd` child process on a free loopback port, for the benchmarks.
+///
+/// Configured only through its environment (every backtestd flag has a BACKTESTD_* twin), with
+/// the parent's environment underneath. Its standard error goes to a log file so a failed
+/// start can be diagnosed; `peakResidentBytes` reads the kernel's high-water mark of its RSS.
+public final class ServerProcess: @unchecked Sendable {
+    public let port: Int
+    public let logFile: URL
+    private let process: Process
+
+    /// Launches `binary` and waits (bounded, 20 s) until it answers GetServerInfo.
+    public static func launch(binary: URL, environment overrides: [String: String], removing: [String] = [],
+                              label: String) async throws -> ServerProcess {
+        let port = try FreePort.loopback()
+        var environment = ProcessInfo.processInfo.environment
+        for name in removing { environment[name] = nil }
+        environment.merge(overrides) { $1 }
+        environment["BACKTESTD_HOST"] = "127.0.0.1"
+        environment["BACKTESTD_PORT"] = String(port)
+        let logFile = FileManager.default.temporaryDirectory.appendingPathComponent("backtestd-\(label)-\(port).log")
+        _ = FileManager.default.createFile(atPath: logFile.path, contents: nil)
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = []
+        process.environment = environment
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = try FileHandle(forWritingTo: logFile)
+        try process.run()
+        let server = ServerProcess(port: port, logFile: logFile, process: process)
+        try await server.waitUntilServing()
+        return server
+    }
+
+    private init(port: Int, logFile: URL, process: Process) {
+        self.port = port
+        self.logFile = logFile
+        self.process = process
+    }
+
+    deinit {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+
+    public var pid: Int32 { process.processIdentifier }
+    public var isRunning: Bool { process.isRunning }
+
+    public func makeClient() -> BacktestClient {
+        BacktestClient(host: "127.0.0.1", port: port)
+    }
+
+    /// VmHWM from /proc/PID/status: the most resident memory the process ever had.
+    public var peakResidentBytes: Int? {
+        ProcStatus.kilobytes("VmHWM", pid: pid).map { $0 * 1024 }
+    }
+
+    /// SIGTERM (graceful drain), then SIGKILL if it has not exited within 15 s.
+    public func stop() async {
+        guard process.isRunning else { return }
+        kill(pid, SIGTERM)
+        let deadline = ContinuousClock.now + .seconds(15)
+        while process.isRunning && ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        if process.isRunning { kill(pid, SIGKILL) }
+    }
+
+    /// Polls GetServerInfo until it answers: the port is bound only once the server runs, and
+    /// nothing else announces readiness. Bounded by a deadline and by the child's exit.
+    private func waitUntilServing() async throws {
+        let deadline = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < deadline {
+            guard process.isRunning else { break }
+            let client = makeClient()
+            let info = try? await client.serverInfo(timeout: .seconds(2))
+            await client.close()
+            if info != nil { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let log = (try? String(contentsOf: logFile, encoding: .utf8)) ?? ""
+        kill(pid, SIGKILL)
+        throw BenchError("backtestd did not start on port \(port) within 20 s; its log (\(logFile.path)):\n\(log.suffix(2000))")
+    }
+}
+
+public struct BenchError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+enum FreePort {
+    /// A port the kernel just handed out on 127.0.0.1 (bound to 0, read back, closed).
+    static func loopback() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw BenchError("socket() failed") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        guard bound else { throw BenchError("cannot bind a loopback port") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
+
+/// Fields of /proc/PID/status (Linux); nil elsewhere or when the process is gone.
+public enum ProcStatus {
+    public static func kilobytes(_ field: String, pid: Int32) -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+        return parse(field, in: text)
+    }
+
+    /// "VmHWM:\t  123456 kB" -> 123456.
+    public static func parse(_ field: String, in status: String) -> Int? {
+        for line in status.split(separator: "\n") where line.hasPrefix(field + ":") {
+            return line.dropFirst(field.count + 1).split(whereSeparator: { $0 == " " || $0 == "\t" }).first.flatMap { Int($0) }
+        }
+        return nil
+    }
+}
