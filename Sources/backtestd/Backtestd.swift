@@ -52,6 +52,9 @@ struct Backtestd: AsyncParsableCommand {
     @Option(help: "How long finished batches stay available to GetBatchStatus, s (env BACKTESTD_BATCH_RETENTION_SECONDS). Default 600.")
     var batchRetentionSeconds: Int?
 
+    @Option(help: "Megabytes of results finished batches may keep; beyond it the oldest are dropped before their retention time (env BACKTESTD_BATCH_RETENTION_MB, default 128).")
+    var batchRetentionMb: Int?
+
     func run() async throws {
         let environment = Environment()
         let levelName = try environment.resolve(logLevel, "BACKTESTD_LOG_LEVEL", "--log-level") { $0 } ?? "info"
@@ -68,10 +71,13 @@ struct Backtestd: AsyncParsableCommand {
 
         let parallel = try environment.resolve(maxParallel, "BACKTESTD_MAX_PARALLEL", "--max-parallel") { Int($0) } ?? 4
         let retention = try environment.resolve(batchRetentionSeconds, "BACKTESTD_BATCH_RETENTION_SECONDS", "--batch-retention-seconds") { Int($0) } ?? 600
-        guard parallel > 0, retention >= 0 else { throw ValidationError("--max-parallel must be positive and --batch-retention-seconds not negative") }
+        let retentionMB = try environment.resolve(batchRetentionMb, "BACKTESTD_BATCH_RETENTION_MB", "--batch-retention-mb") { Int($0) } ?? 128
+        guard parallel > 0, retention >= 0, retentionMB >= 0 else {
+            throw ValidationError("--max-parallel must be positive, --batch-retention-seconds and --batch-retention-mb not negative")
+        }
         let domain = try DomainSetup.make(
             dataSource: try environment.resolve(dataSource, "BACKTESTD_DATA_SOURCE", "--data-source") { $0 } ?? "demo",
-            maxParallel: parallel, batchRetentionSeconds: retention, serverVersion: configuration.serverVersion,
+            maxParallel: parallel, batchRetention: (seconds: retention, megabytes: retentionMB), serverVersion: configuration.serverVersion,
             environment: environment.values, logger: logger)
 
         let server = BacktestServer(configuration: configuration, service: domain.service, logger: logger)

@@ -14,7 +14,7 @@ struct DomainSetup {
     var services: [any Service]
 
     static func make(
-        dataSource: String, maxParallel: Int, batchRetentionSeconds: Int, serverVersion: String,
+        dataSource: String, maxParallel: Int, batchRetention: (seconds: Int, megabytes: Int), serverVersion: String,
         environment: [String: String], logger: Logger
     ) throws -> DomainSetup {
         let source = try MarketDataSource.parse(dataSource, environment: environment).makeProvider(logger: logger)
@@ -35,7 +35,8 @@ struct DomainSetup {
         }
         let pipeline = BacktestPipeline(source: source, cache: cache, engines: engines, logger: Logger(label: "backtestd.pipeline"))
         let service = EngineBacktestService(
-            pipeline: pipeline, jobs: BatchJobRegistry(retention: .seconds(batchRetentionSeconds)),
+            pipeline: pipeline, jobs: BatchJobRegistry(
+                retention: .seconds(batchRetention.seconds), maxRetainedBytes: batchRetention.megabytes * 1024 * 1024),
             maxParallel: maxParallel, serverVersion: serverVersion)
         logger.info("data source: \(source.name) (epoch \(source.dataEpoch)), engine: \(engines.useNewEngine ? "v2" : "reference"), batch parallelism \(maxParallel)")
         return DomainSetup(service: service, services: services)

@@ -15,10 +15,13 @@ public actor BatchJob {
     private var results: [VariantResult] = []
     private var stats: RunStatistics?
     private var error: BacktestError?
+    /// Tells the registry the job finished and how many bytes of results it keeps.
+    private let onFinish: @Sendable (Int) -> Void
 
-    init(id: String, total: Int) {
+    init(id: String, total: Int, onFinish: @escaping @Sendable (Int) -> Void = { _ in }) {
         self.id = id
         self.total = total
+        self.onFinish = onFinish
     }
 
     public var completed: Int { results.count }
@@ -40,9 +43,18 @@ public actor BatchJob {
             self.stats = stats
             self.error = error
             finishedAt = .now
+            onFinish(results.reduce(0) { $0 + Self.estimatedBytes($1) })
         }
         return ProgressUpdate(
             batchID: id, completed: results.count, total: total, state: self.state, stats: self.stats, error: self.error)
+    }
+
+    /// What a kept result costs in memory, roughly: its per-day arrays (date, equity, benchmark),
+    /// its orders and a fixed part for metrics, names and warnings. The registry's memory bound
+    /// is in these units.
+    static func estimatedBytes(_ result: VariantResult) -> Int {
+        guard case .success(let backtest) = result.outcome else { return 512 }
+        return 1024 + backtest.dates.count * 24 + backtest.orders.count * 96
     }
 
     /// Everything so far, sorted by variant index: the answer to GetBatchStatus.
