@@ -10,7 +10,7 @@ struct BatchEndToEndTests {
     @Test func eightVariantsStreamEightUpdatesThenOneFinalEqualToRunningEachAlone() async throws {
         let fixture = try BatchFixture()
         let variants = BatchFixture.smaVariants(8)
-        try await withServer(service: fixture.service) { _, port in
+        try await withServer(service: fixture.served) { _, port in
             let client = BacktestClient(port: port)
             let outcome = try await BatchOutcome.collect(client.runBatch(variants, settings: BatchFixture.sixYears))
 
@@ -37,7 +37,7 @@ struct BatchEndToEndTests {
     @Test func theWholeBatchFetchesItsDataOnce() async throws {
         let fixture = try BatchFixture()
         let tickers = ["AAPL", "MSFT", "JPM", "KO"]
-        try await withServer(service: fixture.service) { _, port in
+        try await withServer(service: fixture.served) { _, port in
             let client = BacktestClient(port: port)
             let outcome = try await BatchOutcome.collect(
                 client.runBatch(BatchFixture.smaVariants(8, tickers: tickers), settings: BatchFixture.sixYears))
@@ -53,7 +53,7 @@ struct BatchEndToEndTests {
     @Test(arguments: [(server: 3, requested: 0, bound: 3), (server: 3, requested: 2, bound: 2), (server: 2, requested: 8, bound: 2)])
     func parallelismNeverExceedsTheBound(server: Int, requested: Int, bound: Int) async throws {
         let fixture = try BatchFixture(maxParallel: server)
-        try await withServer(service: fixture.service) { _, port in
+        try await withServer(service: fixture.served) { _, port in
             let client = BacktestClient(port: port)
             let outcome = try await BatchOutcome.collect(
                 client.runBatch(BatchFixture.smaVariants(8), settings: BatchFixture.sixYears, maxParallel: requested))
@@ -69,22 +69,21 @@ struct BatchEndToEndTests {
     }
 
     @Test func cancellingMidBatchStopsTheRemainingVariants() async throws {
-        let fixture = try BatchFixture(hold: .untilCancelled("v2"))
-        try await withServer(service: fixture.service) { _, port in
+        let fixture = try BatchFixture(holdAfter: 1)
+        try await withServer(service: fixture.served) { _, port in
             let client = BacktestClient(port: port)
             var received: [ProgressUpdate] = []
             for try await update in client.runBatch(BatchFixture.smaVariants(8), settings: BatchFixture.sixYears, maxParallel: 1) {
                 received.append(update)
-                if received.count == 2 {
-                    // v2 is running (held in the engine): leaving the loop cancels the batch.
-                    try await poll { fixture.probe.held == ["v2"] }
-                    break
-                }
+                // The server has finished v1 and holds its update: leaving the loop cancels the batch.
+                await fixture.gate.arrival()
+                break
             }
             let job = try await fixture.service.jobs.job(id: try #require(received.first?.batchID))
             try await poll { await job.state != .partial }
             #expect(await job.state == .cancelled)
-            #expect(fixture.probe.started == ["v0", "v1", "v2"], "no variant after the cancel started")
+            #expect(received.count == 1)
+            #expect(fixture.probe.started == ["v0", "v1"], "no variant after the cancel started")
             let status = try await client.batchStatus(id: job.id)
             #expect(status.state == .cancelled)
             #expect(status.error?.code == .cancelled)

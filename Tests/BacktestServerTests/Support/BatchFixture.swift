@@ -8,14 +8,16 @@ import MarketData
 import Testing
 
 /// The real service on the shared daily files, with a probe in the engine and a count of the
-/// queries that reach the data source.
+/// queries that reach the data source. `served` is what the test server runs: the service,
+/// holding the update of variant `holdAfter` at `gate` when asked.
 struct BatchFixture {
     let service: EngineBacktestService
+    let served: HeldBatchService
     let source: CountingProvider
-    let probe: EngineProbe
+    let probe = EngineProbe()
+    let gate = HoldGate()
 
-    init(hold: EngineProbe.Hold = .none, maxParallel: Int = 4, retention: Duration = .seconds(600)) throws {
-        probe = EngineProbe(hold: hold)
+    init(holdAfter: Int? = nil, maxParallel: Int = 4, retention: Duration = .seconds(600)) throws {
         source = CountingProvider(base: try LocalFilesProvider(directory: SharedData.dailyDirectory))
         var logger = Logger(label: "test.pipeline")
         logger.logLevel = .critical
@@ -23,6 +25,7 @@ struct BatchFixture {
                                         logger: logger)
         service = EngineBacktestService(pipeline: pipeline, jobs: BatchJobRegistry(retention: retention),
                                         maxParallel: maxParallel, serverVersion: "test")
+        served = HeldBatchService(base: service, holdAfter: holdAfter, gate: gate)
     }
 
     static let sixYears = BacktestSettings(start: TradingDate(iso: "2010-01-04")!, end: TradingDate(iso: "2015-12-31")!)
