@@ -6,7 +6,8 @@ import NIOCore
 
 extension BacktestClient {
     /// The progress of a batch: one update per finished group of variants, each variant's result
-    /// exactly once, then exactly one update with state `.final` (with the batch's statistics),
+    /// exactly once, and last exactly one update with state `.final` (with the batch's statistics
+    /// and any results not delivered before it: after a re-attach, those the stream missed),
     /// after which the sequence ends. A batch that fails or is cancelled on the server throws its
     /// error instead of the Final.
     ///
@@ -24,8 +25,9 @@ extension BacktestClient {
     ///
     /// **Buffering.** The sequence buffers updates the consumer has not read yet without a fixed
     /// limit, and that is deliberate: a batch has a known finite size, and only updates that carry
-    /// a result not delivered before (or the one Final) are buffered, so at most
-    /// `variants.count + 1` updates are ever held, whatever the server sends. Dropping updates is
+    /// a result not delivered before, report more progress, or are the one Final are buffered, so
+    /// at most `2 × variants.count + 1` updates are ever held (one per variant from this server),
+    /// whatever the server sends. Dropping updates is
     /// never acceptable, and pausing reads would stall every other call on the shared connection,
     /// including its keepalive answers. The server's own bound (`maxOutboundBuffer`) paces it to
     /// the socket, not to the consumer.

@@ -2,19 +2,22 @@ import BacktestCore
 import BacktestEngine
 import NIOConcurrencyHelpers
 
-/// The consumer's side of one batch: every variant result exactly once, then exactly one Final
-/// (or an error), whether the updates come from the stream or from GetBatchStatus after a
+/// The consumer's side of one batch: every variant result exactly once, and exactly one Final
+/// last (or an error), whether the updates come from the stream or from GetBatchStatus after a
 /// re-attach, which answers with every result finished so far.
 ///
 /// It is also what bounds the client's memory: an update is buffered only when it carries a
 /// result not delivered before, or is the Final, so the stream never holds more than
-/// `total + 1` updates, whatever the server sends and however slowly the consumer reads.
+/// `2 × total + 1` updates (one per new result or per progress step, plus the Final), whatever the
+/// server sends and however slowly the consumer reads.
 final class BatchDelivery: Sendable {
     enum Outcome { case running, finished }
 
     private struct State {
         var batchID: String?
         var delivered: Set<Int> = []
+        /// The highest `completed` count passed on.
+        var reportedCompleted = 0
         var finished = false
     }
 
@@ -72,19 +75,17 @@ final class BatchDelivery: Sendable {
             partial.results = fresh
             switch update.state {
             case .partial:
-                partial.completed = state.delivered.count
-                if !fresh.isEmpty { continuation.yield(partial) }
+                // An update without a new result is passed on only when it reports progress, at
+                // most `total` times.
+                partial.completed = min(update.completed, total)
+                if !fresh.isEmpty || partial.completed > state.reportedCompleted { continuation.yield(partial) }
+                state.reportedCompleted = max(state.reportedCompleted, partial.completed)
                 return .success(.running)
             case .final:
-                if !fresh.isEmpty {
-                    partial.state = .partial
-                    partial.completed = state.delivered.count
-                    partial.stats = nil
-                    continuation.yield(partial)
-                }
-                var final = update
-                final.results = []
-                continuation.yield(final)
+                // The Final carries whatever it brings that is new: nothing on a stream from this
+                // server, the results the stream missed after a re-attach.
+                partial.completed = min(update.completed, total)
+                continuation.yield(partial)
                 state.finished = true
                 continuation.finish()
                 return .success(.finished)

@@ -76,7 +76,7 @@ struct BatchEndToEndTests {
             for try await update in client.runBatch(BatchFixture.smaVariants(8), settings: BatchFixture.sixYears, maxParallel: 1) {
                 received.append(update)
                 // The server has finished v1 and holds its update: leaving the loop cancels the batch.
-                await fixture.gate.arrival()
+                try await within("the batch reaching the gate") { () async -> Void in await fixture.gate.arrival() }
                 break
             }
             let job = try await fixture.service.jobs.job(id: try #require(received.first?.batchID))

@@ -39,13 +39,13 @@ actor HoldGate {
     private var arrivals = 0
     private var waiters: [Int: CheckedContinuation<Void, any Error>] = [:]
     private var cancelledBeforeWaiting: Set<Int> = []
-    private var arrivalWaiters: [CheckedContinuation<Void, Never>] = []
+    private var arrivalWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
     private var nextID = 0
 
     /// Returns once the gate is open; throws CancellationError if the task is cancelled first.
     func pass() async throws {
         arrivals += 1
-        for waiter in arrivalWaiters { waiter.resume() }
+        for (_, waiter) in arrivalWaiters { waiter.resume() }
         arrivalWaiters.removeAll()
         if isOpen { return }
         let id = nextID
@@ -63,10 +63,22 @@ actor HoldGate {
         }
     }
 
-    /// Waits until a batch is held at the gate.
+    /// Waits until a batch is held at the gate (or the task is cancelled).
     func arrival() async {
         if arrivals > 0 { return }
-        await withCheckedContinuation { arrivalWaiters.append($0) }
+        let id = nextID
+        nextID += 1
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                if cancelledBeforeWaiting.remove(id) != nil { continuation.resume() } else { arrivalWaiters[id] = continuation }
+            }
+        } onCancel: {
+            Task { await self.cancelArrival(id) }
+        }
+    }
+
+    private func cancelArrival(_ id: Int) {
+        if let waiter = arrivalWaiters.removeValue(forKey: id) { waiter.resume() } else { cancelledBeforeWaiting.insert(id) }
     }
 
     func open() {

@@ -25,7 +25,7 @@ final class ManualClock: Clock, Sendable {
         var cancelled: Set<Int> = []
         /// Requested sleep lengths not yet taken by `nextSleep()`, and who waits for one.
         var requests: [Duration] = []
-        var requestWaiters: [CheckedContinuation<Duration, Never>] = []
+        var requestWaiters: [(id: Int, continuation: CheckedContinuation<Duration, any Error>)] = []
     }
 
     private let state = Mutex(State())
@@ -40,7 +40,7 @@ final class ManualClock: Clock, Sendable {
         }
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                let (resumeNow, waiter, length) = state.withLock { state -> (Bool?, CheckedContinuation<Duration, Never>?, Duration) in
+                let (resumeNow, waiter, length) = state.withLock { state -> (Bool?, CheckedContinuation<Duration, any Error>?, Duration) in
                     if state.cancelled.remove(id) != nil { return (nil, nil, .zero) }
                     if deadline <= state.now { return (true, nil, .zero) }
                     state.sleepers.append(Sleeper(id: id, deadline: deadline, continuation: continuation))
@@ -49,7 +49,7 @@ final class ManualClock: Clock, Sendable {
                         state.requests.append(length)
                         return (false, nil, length)
                     }
-                    return (false, state.requestWaiters.removeFirst(), length)
+                    return (false, state.requestWaiters.removeFirst().continuation, length)
                 }
                 switch resumeNow {
                 case nil: continuation.resume(throwing: CancellationError())
@@ -71,14 +71,31 @@ final class ManualClock: Clock, Sendable {
     }
 
     /// The length of the next sleep someone starts (or started and nobody asked about yet).
-    func nextSleep() async -> Duration {
-        await withCheckedContinuation { continuation in
-            let ready = state.withLock { state -> Duration? in
-                if !state.requests.isEmpty { return state.requests.removeFirst() }
-                state.requestWaiters.append(continuation)
-                return nil
+    /// Cancellable, so `within(_:_:)` can bound the wait for a sleep that never comes.
+    func nextSleep() async throws -> Duration {
+        let id = state.withLock { state in
+            defer { state.nextID += 1 }
+            return state.nextID
+        }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Duration, any Error>) in
+                let ready = state.withLock { state -> Result<Duration, any Error>? in
+                    if state.cancelled.remove(id) != nil { return .failure(CancellationError()) }
+                    if !state.requests.isEmpty { return .success(state.requests.removeFirst()) }
+                    state.requestWaiters.append((id, continuation))
+                    return nil
+                }
+                if let ready { continuation.resume(with: ready) }
             }
-            if let ready { continuation.resume(returning: ready) }
+        } onCancel: {
+            let waiter = state.withLock { state -> CheckedContinuation<Duration, any Error>? in
+                guard let index = state.requestWaiters.firstIndex(where: { $0.id == id }) else {
+                    state.cancelled.insert(id)
+                    return nil
+                }
+                return state.requestWaiters.remove(at: index).continuation
+            }
+            waiter?.resume(throwing: CancellationError())
         }
     }
 
@@ -92,5 +109,23 @@ final class ManualClock: Clock, Sendable {
             return due
         }
         for sleeper in woken { sleeper.continuation.resume() }
+    }
+}
+
+/// Runs `body`, failing the test instead of hanging when the event it waits for never comes
+/// (the wait must be cancellable). A safety net, not a synchronisation: tests wait on events.
+func within<T: Sendable>(_ what: String, limit: Duration = .seconds(10),
+                         _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try await Task.sleep(for: limit)
+            return nil
+        }
+        defer { group.cancelAll() }
+        guard let first = try await group.next(), let value = first else {
+            throw TestFailure("\(what) did not happen within \(limit)")
+        }
+        return value
     }
 }
