@@ -12,8 +12,7 @@ import NIOPosix
 /// Errors are `BacktestError` with the server's status code. Cancelling the task that awaits a
 /// call (or iterates `runBatch`) sends CANCEL, which stops the work on the server.
 ///
-/// Re-attaching to a batch after a dropped connection: `runBatch` reports the batch id in every
-/// update; poll `batchStatus(id:)` with it (an automatic re-attach can be built on that seam).
+/// A batch whose connection is lost re-attaches by itself: see `runBatch` and `ReattachPolicy`.
 public actor BacktestClient {
     public struct Configuration: Sendable {
         public var connectTimeout = TimeAmount.seconds(5)
@@ -66,58 +65,6 @@ public actor BacktestClient {
         return result
     }
 
-    /// The progress of a batch, one update per finished group of variants. The sequence ends after
-    /// the server's RESPONSE with OK, or throws its error; a connection lost mid-stream throws
-    /// UNAVAILABLE "connection closed before the call finished".
-    public nonisolated func runBatch(_ variants: [Strategy], settings: BacktestSettings, maxParallel: Int = 0,
-                                     timeout: Duration? = nil) -> AsyncThrowingStream<ProgressUpdate, any Error> {
-        let method = CallMethod.runBatch(BatchRequest(variants: variants, settings: settings, maxParallel: maxParallel))
-        return AsyncThrowingStream { continuation in
-            let cancellation = NIOLockedValueBox<(terminated: Bool, cancel: (@Sendable () -> Void)?)>((false, nil))
-            continuation.onTermination = { _ in
-                let cancel = cancellation.withLockedValue { state in
-                    state.terminated = true
-                    return state.cancel
-                }
-                cancel?()
-            }
-            Task {
-                do {
-                    let connection = try await self.readyConnection()
-                    let limits = self.configuration.decodeLimits
-                    let cancel = try await connection.streaming(
-                        self.request(method, timeout: timeout), localDeadline: Self.localDeadline(timeout),
-                        onData: { payload in
-                            do {
-                                continuation.yield(try ProgressUpdate.decode(payload, limits: limits))
-                            } catch {
-                                continuation.finish(throwing: BacktestError(.internal, "malformed progress update: \(error)"))
-                            }
-                        },
-                        onEnd: { result in
-                            switch result {
-                            case .success(let response):
-                                if let error = response.status.error { continuation.finish(throwing: error) } else { continuation.finish() }
-                            case .failure(let notProcessed as ClientConnectionHandler.CallNotProcessed):
-                                continuation.finish(throwing: notProcessed.error)
-                            case .failure(let error):
-                                continuation.finish(throwing: error)
-                            }
-                        })
-                    let alreadyTerminated = cancellation.withLockedValue { state in
-                        state.cancel = cancel
-                        return state.terminated
-                    }
-                    if alreadyTerminated { cancel() }
-                } catch let notProcessed as ClientConnectionHandler.CallNotProcessed {
-                    continuation.finish(throwing: notProcessed.error)
-                } catch {
-                    continuation.finish(throwing: error)
-                }
-            }
-        }
-    }
-
     /// Round trip of a PING frame: proves the connection and the server's loop are alive.
     public func ping() async throws -> Duration {
         let connection = try await readyConnection()
@@ -165,7 +112,7 @@ public actor BacktestClient {
     /// than the server's idle timeout between handshake and call; three attempts ride that out.
     static let maxAttemptsForUnprocessedCalls = 3
 
-    private nonisolated func request(_ method: CallMethod, timeout: Duration?) -> CallRequest {
+    nonisolated func request(_ method: CallMethod, timeout: Duration?) -> CallRequest {
         let millis = timeout.map { max(1, $0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000) } ?? 0
         return CallRequest(header: RequestHeader(timeoutMs: UInt32(clamping: millis), requestID: "",
                                                  client: configuration.clientName), method: method)
@@ -173,13 +120,13 @@ public actor BacktestClient {
 
     /// The server enforces the deadline; the client's own timer is a backstop a little later, for a
     /// server that stopped answering.
-    private static func localDeadline(_ timeout: Duration?) -> TimeAmount? {
+    static func localDeadline(_ timeout: Duration?) -> TimeAmount? {
         guard let timeout else { return nil }
         let nanos = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
         return .nanoseconds(nanos + max(nanos / 10, 50_000_000))
     }
 
-    private func readyConnection() async throws -> ClientConnection {
+    func readyConnection() async throws -> ClientConnection {
         if let connection, connection.isUsable { return connection }
         connection = nil
         if let connecting { return try await connecting.value }

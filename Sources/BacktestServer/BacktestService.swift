@@ -1,6 +1,7 @@
 import BacktestCore
 import BacktestEngine
 import BacktestProtocol
+import Atomics
 import Logging
 import NIOCore
 
@@ -12,15 +13,33 @@ public struct CallContext: Sendable {
     /// When the call's deadline expires the server answers DEADLINE_EXCEEDED and cancels the task.
     public var deadline: NIODeadline
     public var logger: Logger
+    /// Set once the call's connection is closed (by the peer, the network or the server).
+    public var connection: ConnectionState
 
     public init(streamID: UInt32, requestID: String = "", client: String = "", deadline: NIODeadline = .distantFuture,
-                logger: Logger = Logger(label: "backtestd.call")) {
+                logger: Logger = Logger(label: "backtestd.call"), connection: ConnectionState = ConnectionState()) {
         self.streamID = streamID
         self.requestID = requestID
         self.client = client
         self.deadline = deadline
         self.logger = logger
+        self.connection = connection
     }
+}
+
+/// Whether a connection is gone. It tells a call that was cancelled because its connection was
+/// lost apart from one cancelled on a live connection (CANCEL, deadline): work a client can
+/// re-attach to, a batch, keeps running in the first case and stops in the second.
+public final class ConnectionState: Sendable {
+    private let lost = ManagedAtomic(false)
+
+    public init() {}
+
+    /// True once the connection closed. Set before the connection's calls are cancelled, so a
+    /// cancellation handler that reads it sees why it runs.
+    public var isLost: Bool { lost.load(ordering: .acquiring) }
+
+    public func markLost() { lost.store(true, ordering: .releasing) }
 }
 
 /// The domain behind the wire: the server decodes a call, invokes one of these, and encodes the

@@ -13,6 +13,7 @@ struct CallRunner: Sendable {
     let service: any BacktestService
     let logger: Logger
     let connection: NIOLoopBound<ServerConnectionHandler>
+    let connectionState: ConnectionState
 
     private var eventLoop: any EventLoop { connection.eventLoop }
 
@@ -65,7 +66,7 @@ struct CallRunner: Sendable {
         callLogger[metadataKey: "stream"] = "\(streamID)"
         if !header.requestID.isEmpty { callLogger[metadataKey: "request_id"] = "\(header.requestID)" }
         return CallContext(streamID: streamID, requestID: header.requestID, client: header.client, deadline: deadline,
-                           logger: callLogger)
+                           logger: callLogger, connection: connectionState)
     }
 
     private func invoke(_ method: CallMethod, context: CallContext) async throws -> CallResult? {

@@ -28,6 +28,8 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     private let onClose: @Sendable () -> Void
 
     private(set) var phase = Phase.awaitingPreface
+    /// Shared with every call's context; marked before the calls are cancelled on close.
+    let connectionState = ConnectionState()
     private(set) var context: ChannelHandlerContext?
     let processor: NIOSingleStepByteToMessageProcessor<FrameDecoder>
     var streams: [UInt32: ActiveStream] = [:]
@@ -82,6 +84,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         phase = .closed
+        connectionState.markLost()
         for timer in [handshakeTimer, frameTimer, idleTimer, keepaliveTimer] { timer?.cancel() }
         for (_, stream) in streams {
             stream.task?.cancel()
@@ -168,7 +171,8 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         streams[id] = ActiveStream()
         armKeepaliveIfNeeded()
         let runner = CallRunner(streamID: id, receivedAt: .now(), configuration: configuration, service: service,
-                                logger: logger, connection: NIOLoopBound(self, eventLoop: eventLoop))
+                                logger: logger, connection: NIOLoopBound(self, eventLoop: eventLoop),
+                                connectionState: connectionState)
         streams[id]?.task = Task { await runner.run(frame.payload) }
     }
 
@@ -265,6 +269,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     func close() {
         guard phase != .closed, let context else { return }
         phase = .closed
+        connectionState.markLost()
         context.close(promise: nil)
     }
 

@@ -57,12 +57,62 @@ struct ShutdownAndStreamEndTests {
         let client = BacktestClient(port: fake.port)
         var received = 0
         let error = try await #require(throws: BacktestError.self) {
-            for try await _ in client.runBatch([strategy("a"), strategy("b")], settings: testSettings) { received += 1 }
+            for try await _ in client.runBatch([strategy("a"), strategy("b")], settings: testSettings, reattach: .disabled) {
+                received += 1
+            }
         }
         #expect(received == 1)
         #expect(error == BacktestError(.unavailable, "connection closed before the call finished"))
         await client.close()
         try await fake.channel.close()
+    }
+
+    @Test func reattachGivesUpWhenTheServerNeverAnswersTheStatus() async throws {
+        // The fake server drops every call, GetBatchStatus included: each poll is UNAVAILABLE.
+        let fake = try await TruncatingServer.start()
+        let clock = ManualClock()
+        let client = BacktestClient(port: fake.port)
+        let policy = ReattachPolicy(giveUpAfter: .seconds(3), clock: clock)
+        let batch = Task {
+            var received = 0
+            let error = await #expect(throws: BacktestError.self) {
+                for try await _ in client.runBatch([strategy("a"), strategy("b")], settings: testSettings, reattach: policy) {
+                    received += 1
+                }
+            }
+            return (received, error)
+        }
+        // Polls at 0, 1, 2 and 3 s; the poll at 3 s is the last.
+        for _ in 0..<3 { clock.advance(by: try await within("a poll's sleep") { try await clock.nextSleep() }) }
+        let (received, error) = await batch.value
+        #expect(received == 1)
+        #expect(error?.code == .unavailable)
+        #expect(error?.message.hasPrefix("gave up re-attaching to batch b after 3.0 seconds") == true)
+        await client.close()
+        try await fake.channel.close()
+    }
+
+    @Test func drainTimeoutForceClosesACallThatDoesNotFinish() async throws {
+        let (service, events, _) = TestService.make()
+        var configuration = ServerConfiguration()
+        configuration.port = 0
+        configuration.drainTimeout = .milliseconds(200)
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let server = BacktestServer(configuration: configuration, service: service, logger: logger)
+        let running = Task { try await server.run() }
+        let port = try await server.boundAddress.port ?? 0
+
+        let client = BacktestClient(port: port)
+        let call = Task { try await client.runBacktest(strategy("block"), settings: testSettings) }
+        await events.next(.started("block"))
+        server.shutdownGracefully()
+        // "block" only ends when cancelled: the drain timeout closes its connection, which cancels it.
+        let error = await #expect(throws: BacktestError.self) { try await call.value }
+        #expect(error == BacktestError(.unavailable, "connection closed before the call finished"))
+        await events.next(.cancelled("block"))
+        try await running.value
+        #expect(server.connectionCount == 0)
     }
 
     @Test func clientOpensANewConnectionForTheNextCallAfterClose() async throws {

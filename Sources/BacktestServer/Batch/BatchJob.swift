@@ -12,6 +12,9 @@ public actor BatchJob {
     public private(set) var state: BatchState = .partial
     /// When the job reached a terminal state, in the registry's clock; nil while running.
     public private(set) var finishedAt: ContinuousClock.Instant?
+    /// The most variants simulated at once so far: the batch's parallelism bound made visible
+    /// (tests check it, operators can log it).
+    public private(set) var peakParallelism = 0
     private var results: [VariantResult] = []
     private var stats: RunStatistics?
     private var error: BacktestError?
@@ -32,6 +35,11 @@ public actor BatchJob {
         guard state == .partial else { return nil }
         results.append(result)
         return ProgressUpdate(batchID: id, completed: results.count, total: total, state: .partial, results: [result])
+    }
+
+    /// Notes how many variants are running now.
+    func noteRunning(_ count: Int) {
+        peakParallelism = max(peakParallelism, count)
     }
 
     /// Ends the job. The first terminal state wins: a cancel after the final update changes

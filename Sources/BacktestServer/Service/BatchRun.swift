@@ -2,6 +2,7 @@ import BacktestCore
 import BacktestEngine
 import BacktestProtocol
 import Logging
+import NIOCore
 
 /// One RunBatch call: validate each variant on its own (an invalid one reports its own error and
 /// the others go on), run the shared phase once for the valid ones, then simulate them with at
@@ -11,6 +12,8 @@ struct BatchRun {
     let pipeline: BacktestPipeline
     let job: BatchJob
     let parallelism: Int
+    /// The call's deadline; the run may outlive its connection but not this.
+    var deadline = NIODeadline.distantFuture
     let logger: Logger
 
     func run(emit: @escaping @Sendable (ProgressUpdate) async throws -> Void) async throws {
@@ -25,8 +28,11 @@ struct BatchRun {
             // Cancel, deadline or disconnect: remaining variants stop; the job keeps what finished.
             let completed = await job.completed
             let status = (error as? BacktestError)
-                ?? BacktestError(.cancelled, "batch cancelled after \(completed) of \(request.variants.count) variants")
-            await job.finish(status.code == .cancelled ? .cancelled : .failed, error: status)
+                ?? (NIODeadline.now() >= deadline
+                    ? BacktestError(.deadlineExceeded, "deadline exceeded after \(completed) of \(request.variants.count) variants")
+                    : BacktestError(.cancelled, "batch cancelled after \(completed) of \(request.variants.count) variants"))
+            let state: BatchState = status.code == .cancelled || status.code == .deadlineExceeded ? .cancelled : .failed
+            await job.finish(state, error: status)
             throw error
         }
     }
@@ -49,12 +55,15 @@ struct BatchRun {
         let pipeline = self.pipeline
         var simulationMs = 0.0
         var barsProcessed = 0
+        let job = self.job
         try await withThrowingTaskGroup(of: VariantResult.self) { group in
             var next = 0
+            var running = 0
             func startNext() {
                 guard next < valid.count else { return }
                 let (index, strategy) = valid[next]
                 next += 1
+                running += 1
                 group.addTask {
                     try Task.checkCancellation()
                     do throws(BacktestError) {
@@ -65,14 +74,17 @@ struct BatchRun {
                 }
             }
             for _ in 0..<min(parallelism, valid.count) { startNext() }
+            await job.noteRunning(running)
             // Results are recorded and emitted here, one at a time, so counts stream in order.
             while let result = try await group.next() {
+                running -= 1
                 if case .success(let backtest) = result.outcome {
                     simulationMs += backtest.stats.simulationMs
                     barsProcessed += backtest.stats.barsProcessed
                 }
                 if let update = await job.record(result) { try await emit(update) }
                 startNext()
+                await job.noteRunning(running)
             }
         }
         var stats = prepared.stats

@@ -26,14 +26,39 @@ public struct EngineBacktestService: BacktestService {
         try await pipeline.runBacktest(request.strategy, settings: request.settings)
     }
 
+    /// A batch outlives its connection: when the connection is lost, the job runs on (within the
+    /// call's deadline) so the client can re-attach with GetBatchStatus and read every result;
+    /// updates that can no longer be streamed are dropped, the job keeps them. A CANCEL or the
+    /// deadline still stop the work: they cancel the call while its connection is alive.
     public func runBatch(
         _ request: BatchRequest, context: CallContext, emit: @escaping @Sendable (ProgressUpdate) async throws -> Void
     ) async throws {
-        try await BatchRun(
-            request: request, pipeline: pipeline, job: jobs.create(total: request.variants.count),
+        let run = BatchRun(
+            request: request, pipeline: pipeline, job: await jobs.create(total: request.variants.count),
             parallelism: request.maxParallel > 0 ? min(request.maxParallel, maxParallel) : maxParallel,
-            logger: context.logger
-        ).run(emit: emit)
+            deadline: context.deadline, logger: context.logger)
+        let connection = context.connection
+        let work = Task {
+            try await run.run { update in
+                guard !connection.isLost else { return }
+                do {
+                    try await emit(update)
+                } catch {
+                    if !connection.isLost { throw error }
+                }
+            }
+        }
+        // The server's deadline timer cancels the call only while the connection is open.
+        let deadlineTimer = context.deadline == .distantFuture ? nil : Task {
+            try await Task.sleep(for: .nanoseconds(max(0, (context.deadline - .now()).nanoseconds)))
+            work.cancel()
+        }
+        defer { deadlineTimer?.cancel() }
+        try await withTaskCancellationHandler {
+            try await work.value
+        } onCancel: {
+            if !connection.isLost { work.cancel() }
+        }
     }
 
     public func batchStatus(id: String, context: CallContext) async throws -> ProgressUpdate {
