@@ -132,7 +132,12 @@ extension BacktestClient {
         while true {
             try Task.checkCancellation()
             do {
-                if try delivery.deliverStatus(await batchStatus(id: id, timeout: policy.pollTimeout)) == .finished { return }
+                let answer = try await batchStatus(id: id, knownIndices: delivery.deliveredIndices, timeout: policy.pollTimeout)
+                switch try delivery.deliverStatus(answer) {
+                case .finished: return
+                case .incomplete: continue  // the rest of the finished results, at once
+                case .running: break
+                }
             } catch let error as BacktestError where error.code == .unavailable || error.code == .deadlineExceeded {
                 lastError = error
             }

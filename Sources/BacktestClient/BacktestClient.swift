@@ -47,8 +47,11 @@ public actor BacktestClient {
         return result
     }
 
-    public func batchStatus(id: String, timeout: Duration? = nil) async throws -> ProgressUpdate {
-        let response = try await unary(.batchStatus(batchID: id), timeout: timeout)
+    /// The batch's state and its finished results, leaving out `knownIndices`. One answer carries
+    /// at most about half the server's frame limit of results: when `completed` is more than the
+    /// results you hold, ask again with the indices you now have.
+    public func batchStatus(id: String, knownIndices: [Int] = [], timeout: Duration? = nil) async throws -> ProgressUpdate {
+        let response = try await unary(.batchStatus(batchID: id, knownIndices: knownIndices), timeout: timeout)
         guard case .batchStatus(let update)? = response.result else { throw Self.missingResult("GetBatchStatus") }
         return update
     }

@@ -11,7 +11,11 @@ import NIOConcurrencyHelpers
 /// `2 × total + 1` updates (one per new result or per progress step, plus the Final), whatever the
 /// server sends and however slowly the consumer reads.
 final class BatchDelivery: Sendable {
-    enum Outcome { case running, finished }
+    enum Outcome {
+        case running, finished
+        /// A status answer left finished results out (its size is bounded): ask again now.
+        case incomplete
+    }
 
     private struct State {
         var batchID: String?
@@ -32,6 +36,9 @@ final class BatchDelivery: Sendable {
 
     /// The batch id once the server announced it; nil before the first update.
     var batchID: String? { state.withLockedValue { $0.batchID } }
+
+    /// The variants whose results were delivered, for GetBatchStatus's `known_indices`.
+    var deliveredIndices: [Int] { state.withLockedValue { $0.delivered.sorted() } }
 
     /// A streamed update: each result in it must be new (a repeat is a server bug, and so is an
     /// index outside the batch).
@@ -73,6 +80,20 @@ final class BatchDelivery: Sendable {
             }
             var partial = update
             partial.results = fresh
+            if repeatsAllowed, update.completed > state.delivered.count {
+                // A size-bounded status answer: more finished results wait on the server.
+                guard !fresh.isEmpty else {
+                    state.finished = true
+                    return .failure(Self.violation("a status of \(update.completed) finished variants without any of the missing results"))
+                }
+                partial.state = .partial
+                partial.completed = min(state.delivered.count, total)
+                partial.stats = nil
+                partial.error = nil
+                continuation.yield(partial)
+                state.reportedCompleted = max(state.reportedCompleted, partial.completed)
+                return .success(.incomplete)
+            }
             switch update.state {
             case .partial:
                 // An update without a new result is passed on only when it reports progress, at

@@ -32,6 +32,8 @@ public struct CallContext: Sendable {
 /// re-attach to, a batch, keeps running in the first case and stops in the second.
 public final class ConnectionState: Sendable {
     private let lost = ManagedAtomic(false)
+    /// When it was lost, in NIODeadline's uptime nanoseconds (0 while connected).
+    private let lostAtNanos = ManagedAtomic<UInt64>(0)
 
     public init() {}
 
@@ -39,7 +41,15 @@ public final class ConnectionState: Sendable {
     /// cancellation handler that reads it sees why it runs.
     public var isLost: Bool { lost.load(ordering: .acquiring) }
 
-    public func markLost() { lost.store(true, ordering: .releasing) }
+    /// When the connection was lost; nil while it is up.
+    public var lostAt: NIODeadline? {
+        isLost ? NIODeadline.uptimeNanoseconds(lostAtNanos.load(ordering: .acquiring)) : nil
+    }
+
+    public func markLost() {
+        lostAtNanos.store(NIODeadline.now().uptimeNanoseconds, ordering: .releasing)
+        lost.store(true, ordering: .releasing)
+    }
 }
 
 /// The domain behind the wire: the server decodes a call, invokes one of these, and encodes the
@@ -52,7 +62,8 @@ public protocol BacktestService: Sendable {
     /// and throws once the call is over (cancelled, deadline). Returning ends the stream with OK.
     func runBatch(_ request: BatchRequest, context: CallContext,
                   emit: @escaping @Sendable (ProgressUpdate) async throws -> Void) async throws
-    func batchStatus(id: String, context: CallContext) async throws -> ProgressUpdate
+    /// The job's state with its finished results, leaving out `knownIndices` (the caller has them).
+    func batchStatus(id: String, knownIndices: Set<Int>, context: CallContext) async throws -> ProgressUpdate
     func serverInfo() async -> ServerInfo
     func purgeCache() async throws -> PurgeCacheResult
 }
@@ -76,7 +87,7 @@ public struct UnimplementedBacktestService: BacktestService {
         throw BacktestError(.unimplemented, "RunBatch is not available: the engine is not wired into this server yet")
     }
 
-    public func batchStatus(id: String, context: CallContext) async throws -> ProgressUpdate {
+    public func batchStatus(id: String, knownIndices: Set<Int>, context: CallContext) async throws -> ProgressUpdate {
         throw BacktestError(.unimplemented, "GetBatchStatus is not available: the engine is not wired into this server yet")
     }
 

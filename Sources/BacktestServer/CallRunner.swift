@@ -86,8 +86,8 @@ struct CallRunner: Sendable {
                 try await connection.eventLoop.flatSubmit { connection.value.writeData(id, payload) }.get()
             }
             return nil
-        case .batchStatus(let batchID):
-            return .batchStatus(try await service.batchStatus(id: batchID, context: context))
+        case .batchStatus(let batchID, let knownIndices):
+            return .batchStatus(try await service.batchStatus(id: batchID, knownIndices: Set(knownIndices), context: context))
         case .serverInfo:
             return .serverInfo(await service.serverInfo())
         case .purgeCache:

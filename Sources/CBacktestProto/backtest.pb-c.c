@@ -2222,7 +2222,7 @@ const ProtobufCMessageDescriptor backtest__v1__batch_request__descriptor =
   (ProtobufCMessageInit) backtest__v1__batch_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor backtest__v1__batch_status_request__field_descriptors[1] =
+static const ProtobufCFieldDescriptor backtest__v1__batch_status_request__field_descriptors[2] =
 {
   {
     "batch_id",
@@ -2236,14 +2236,27 @@ static const ProtobufCFieldDescriptor backtest__v1__batch_status_request__field_
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "known_indices",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Backtest__V1__BatchStatusRequest, n_known_indices),
+    offsetof(Backtest__V1__BatchStatusRequest, known_indices),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned backtest__v1__batch_status_request__field_indices_by_name[] = {
   0,   /* field[0] = batch_id */
+  1,   /* field[1] = known_indices */
 };
 static const ProtobufCIntRange backtest__v1__batch_status_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 1 }
+  { 0, 2 }
 };
 const ProtobufCMessageDescriptor backtest__v1__batch_status_request__descriptor =
 {
@@ -2253,7 +2266,7 @@ const ProtobufCMessageDescriptor backtest__v1__batch_status_request__descriptor 
   "Backtest__V1__BatchStatusRequest",
   "backtest.v1",
   sizeof(Backtest__V1__BatchStatusRequest),
-  1,
+  2,
   backtest__v1__batch_status_request__field_descriptors,
   backtest__v1__batch_status_request__field_indices_by_name,
   1,  backtest__v1__batch_status_request__number_ranges,

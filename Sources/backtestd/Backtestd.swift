@@ -77,7 +77,8 @@ struct Backtestd: AsyncParsableCommand {
         }
         let domain = try DomainSetup.make(
             dataSource: try environment.resolve(dataSource, "BACKTESTD_DATA_SOURCE", "--data-source") { $0 } ?? "demo",
-            maxParallel: parallel, batchRetention: (seconds: retention, megabytes: retentionMB), serverVersion: configuration.serverVersion,
+            maxParallel: parallel, batchRetention: (seconds: retention, megabytes: retentionMB),
+            maxFramePayload: configuration.maxFramePayload, serverVersion: configuration.serverVersion,
             environment: environment.values, logger: logger)
 
         let server = BacktestServer(configuration: configuration, service: domain.service, logger: logger)

@@ -14,7 +14,7 @@ struct DomainSetup {
     var services: [any Service]
 
     static func make(
-        dataSource: String, maxParallel: Int, batchRetention: (seconds: Int, megabytes: Int), serverVersion: String,
+        dataSource: String, maxParallel: Int, batchRetention: (seconds: Int, megabytes: Int), maxFramePayload: Int, serverVersion: String,
         environment: [String: String], logger: Logger
     ) throws -> DomainSetup {
         let source = try MarketDataSource.parse(dataSource, environment: environment).makeProvider(logger: logger)
@@ -37,7 +37,7 @@ struct DomainSetup {
         let service = EngineBacktestService(
             pipeline: pipeline, jobs: BatchJobRegistry(
                 retention: .seconds(batchRetention.seconds), maxRetainedBytes: batchRetention.megabytes * 1024 * 1024),
-            maxParallel: maxParallel, serverVersion: serverVersion)
+            maxParallel: maxParallel, statusAnswerBytes: maxFramePayload / 2, serverVersion: serverVersion)
         logger.info("data source: \(source.name) (epoch \(source.dataEpoch)), engine: \(engines.useNewEngine ? "v2" : "reference"), batch parallelism \(maxParallel)")
         return DomainSetup(service: service, services: services)
     }

@@ -9,8 +9,11 @@ import Testing
 /// exactly once and a Final equal to an uninterrupted run.
 @Suite("Batch re-attach", .timeLimit(.minutes(2)))
 struct BatchReattachTests {
-    @Test func reattachingAfterADroppedConnectionDeliversTheSameResults() async throws {
-        let fixture = try BatchFixture(holdAfter: 3)
+    /// With status answers of one result each (`statusAnswerBytes` 1), the client reads the
+    /// missed variants back over several answers, asking again with the indices it holds.
+    @Test(arguments: [ServerConfiguration().maxFramePayload / 2, 1])
+    func reattachingAfterADroppedConnectionDeliversTheSameResults(statusAnswerBytes: Int) async throws {
+        let fixture = try BatchFixture(holdAfter: 3, statusAnswerBytes: statusAnswerBytes)
         let variants = BatchFixture.smaVariants(8)
         try await withServer(service: fixture.served) { _, port in
             let proxy = try await CuttableProxy.start(targetPort: port)
@@ -52,7 +55,9 @@ struct BatchReattachTests {
             #expect(final.batchID == outcome.updates[0].batchID)
             #expect(final.completed == reference.completed)
             #expect(final.total == reference.total)
-            #expect(final.results.map(\.index).sorted() == [4, 5, 6, 7], "the Final brings what the stream missed")
+            let afterFinal = outcome.updates.drop { $0.results.map(\.index) != [3] }.dropFirst().flatMap(\.results).map(\.index)
+            #expect(afterFinal.sorted() == [4, 5, 6, 7], "the status answers bring what the stream missed")
+            #expect(final.results.map(\.index) == (statusAnswerBytes == 1 ? [7] : [4, 5, 6, 7]))
             #expect(final.stats?.barsProcessed == reference.stats?.barsProcessed)
             #expect(final.stats?.indicatorSeries == reference.stats?.indicatorSeries)
             #expect(final.stats?.apiCalls == reference.stats?.apiCalls)
@@ -142,6 +147,32 @@ struct BatchReattachTests {
             }
             #expect(error == BacktestError(.unavailable, "connection closed before the call finished"))
             await fixture.gate.open()
+            await client.close()
+            await proxy.stop()
+        }
+    }
+}
+
+extension BatchReattachTests {
+    /// Issue #6: a disconnect stops the remaining variants, unless a client re-attaches (the
+    /// tests above re-attach at once, well within the default 150 s).
+    @Test func aLostBatchNobodyReattachesToStopsItsRemainingVariants() async throws {
+        let fixture = try BatchFixture(holdAfter: 1, abandonAfter: .zero)
+        try await withServer(service: fixture.served) { server, port in
+            let proxy = try await CuttableProxy.start(targetPort: port)
+            let client = BacktestClient(port: proxy.port)
+            var iterator = client.runBatch(BatchFixture.smaVariants(6), settings: BatchFixture.sixYears, maxParallel: 1,
+                                           reattach: .disabled).makeAsyncIterator()
+            let first = try #require(try await iterator.next())
+            try await within("the batch reaching the gate") { () async -> Void in await fixture.gate.arrival() }
+            proxy.cutAll()
+            try await poll { server.connectionCount == 0 }  // the server saw the connection go
+            await fixture.gate.open()
+            let job = try await fixture.service.jobs.job(id: first.batchID)
+            try await poll { await job.state != .partial }
+            #expect(await job.state == .cancelled)
+            #expect(await job.snapshot().error?.message.contains("no client re-attached") == true)
+            #expect(fixture.probe.started == ["v0", "v1"], "no variant started after the loss")
             await client.close()
             await proxy.stop()
         }

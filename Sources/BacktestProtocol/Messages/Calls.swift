@@ -32,7 +32,8 @@ public struct BatchRequest: Sendable, Hashable {
 public enum CallMethod: Sendable, Hashable {
     case runBacktest(BacktestRequest)
     case runBatch(BatchRequest)
-    case batchStatus(batchID: String)
+    /// `knownIndices`: variants whose results the caller holds, left out of the answer.
+    case batchStatus(batchID: String, knownIndices: [Int] = [])
     case serverInfo
     case purgeCache
 
@@ -113,7 +114,8 @@ public struct CallRequest: WireMessage {
                     settings: try StrategyConversion.settings(required(r.settings, "run_batch.settings"), path: "run_batch.settings"),
                     maxParallel: Int(r.max_parallel)))
             case BACKTEST__V1__CALL_REQUEST__METHOD_GET_BATCH_STATUS:
-                return .batchStatus(batchID: string(try required(m.get_batch_status, "get_batch_status").pointee.batch_id))
+                let r = try required(m.get_batch_status, "get_batch_status").pointee
+                return .batchStatus(batchID: string(r.batch_id), knownIndices: scalars(r.known_indices, r.n_known_indices).map(Int.init))
             case BACKTEST__V1__CALL_REQUEST__METHOD_GET_SERVER_INFO:
                 return .serverInfo
             case BACKTEST__V1__CALL_REQUEST__METHOD_PURGE_CACHE:
@@ -151,9 +153,11 @@ public struct CallRequest: WireMessage {
                 r.pointee.max_parallel = UInt32(clamping: request.maxParallel)
                 m.pointee.method_case = BACKTEST__V1__CALL_REQUEST__METHOD_RUN_BATCH
                 m.pointee.run_batch = r
-            case .batchStatus(let batchID):
+            case .batchStatus(let batchID, let knownIndices):
                 let r = arena.message(PB.batchStatusRequest)
                 r.pointee.batch_id = arena.cString(batchID)
+                r.pointee.n_known_indices = knownIndices.count
+                r.pointee.known_indices = arena.array(knownIndices.map { UInt32(clamping: $0) })
                 m.pointee.method_case = BACKTEST__V1__CALL_REQUEST__METHOD_GET_BATCH_STATUS
                 m.pointee.get_batch_status = r
             case .serverInfo:

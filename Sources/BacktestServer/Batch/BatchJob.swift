@@ -1,5 +1,6 @@
 import BacktestCore
 import BacktestEngine
+import NIOCore
 
 /// The server-side state of one batch: what finished so far, so a client that lost its stream
 /// can re-attach with GetBatchStatus and see the same results the stream carried.
@@ -12,6 +13,8 @@ public actor BatchJob {
     public private(set) var state: BatchState = .partial
     /// When the job reached a terminal state, in the registry's clock; nil while running.
     public private(set) var finishedAt: ContinuousClock.Instant?
+    /// When a GetBatchStatus last read the job: a client re-attached to it.
+    public private(set) var lastReadAt: NIODeadline?
     /// The most variants simulated at once so far: the batch's parallelism bound made visible
     /// (tests check it, operators can log it).
     public private(set) var peakParallelism = 0
@@ -62,13 +65,26 @@ public actor BatchJob {
     /// is in these units.
     static func estimatedBytes(_ result: VariantResult) -> Int {
         guard case .success(let backtest) = result.outcome else { return 512 }
-        return 1024 + backtest.dates.count * 24 + backtest.orders.count * 96
+        // Above the protobuf size too (about 20 bytes a day, 45 an order), which the bounded
+        // GetBatchStatus answers rely on to fit a frame.
+        let text = backtest.warnings.reduce(backtest.strategyName.utf8.count) { $0 + $1.utf8.count + 4 }
+        return 1024 + text + backtest.dates.count * 24 + backtest.orders.count * 96
     }
 
-    /// Everything so far, sorted by variant index: the answer to GetBatchStatus.
-    public func snapshot() -> ProgressUpdate {
-        ProgressUpdate(
-            batchID: id, completed: results.count, total: total, state: state,
-            results: results.sorted { $0.index < $1.index }, stats: stats, error: error)
+    /// The answer to GetBatchStatus: the state, and the finished results the caller does not
+    /// hold yet, by variant index, up to `maxBytes` (at least one). `completed` counts every
+    /// finished variant, so a caller holding fewer results knows to ask again.
+    public func snapshot(excluding known: Set<Int> = [], maxBytes: Int = .max) -> ProgressUpdate {
+        lastReadAt = .now()
+        var answer: [VariantResult] = []
+        var bytes = 0
+        for result in results.sorted(by: { $0.index < $1.index }) where !known.contains(result.index) {
+            let size = Self.estimatedBytes(result)
+            if !answer.isEmpty, bytes + size > maxBytes { break }
+            answer.append(result)
+            bytes += size
+        }
+        return ProgressUpdate(
+            batchID: id, completed: results.count, total: total, state: state, results: answer, stats: stats, error: error)
     }
 }

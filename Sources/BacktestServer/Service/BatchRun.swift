@@ -14,6 +14,12 @@ struct BatchRun {
     let parallelism: Int
     /// The call's deadline; the run may outlive its connection but not this.
     var deadline = NIODeadline.distantFuture
+    /// The call's connection. Once it is lost the run goes on only while a client re-attaches:
+    /// when no GetBatchStatus read the job for `abandonAfter` since the loss (or since the last
+    /// read), the remaining variants are not started. A client re-attaching on the standard
+    /// schedule polls at least every 60 s.
+    var connection: ConnectionState?
+    var abandonAfter = TimeAmount.seconds(150)
     let logger: Logger
 
     func run(emit: @escaping @Sendable (ProgressUpdate) async throws -> Void) async throws {
@@ -83,6 +89,7 @@ struct BatchRun {
                     barsProcessed += backtest.stats.barsProcessed
                 }
                 if let update = await job.record(result) { try await emit(update) }
+                try await stopIfAbandoned()
                 startNext()
                 await job.noteRunning(running)
             }
@@ -94,5 +101,15 @@ struct BatchRun {
         stats.variantsPerSecond = Double(request.variants.count) / max(stats.totalMs / 1000, 1e-9)
         logger.info("\(PerformanceLine(label: "batch \(job.id) (\(request.variants.count) variants)", stats: stats))")
         try await emit(await job.finish(.final, stats: stats))
+    }
+
+    /// A disconnect stops the remaining variants unless someone re-attached in time.
+    private func stopIfAbandoned() async throws(BacktestError) {
+        guard let lostAt = connection?.lostAt else { return }
+        let lastSign = max(lostAt, await job.lastReadAt ?? lostAt)
+        guard NIODeadline.now() - lastSign > abandonAfter else { return }
+        let completed = await job.completed
+        throw BacktestError(.cancelled,
+            "batch stopped after \(completed) of \(request.variants.count) variants: its connection was lost and no client re-attached within \(abandonAfter.nanoseconds / 1_000_000_000) s")
     }
 }

@@ -13,12 +13,22 @@ public struct EngineBacktestService: BacktestService {
     /// Variants simulated at once per batch when the request does not ask for fewer.
     public let maxParallel: Int
     public let serverVersion: String
+    /// Bytes of results one GetBatchStatus answer carries at most (estimated as `BatchJob` does):
+    /// half the frame limit, so that a large batch is read back in several answers instead of
+    /// failing with RESOURCE_EXHAUSTED.
+    public let statusAnswerBytes: Int
+    /// How long a batch whose connection was lost runs on without a GetBatchStatus (`BatchRun`).
+    public let abandonAfter: TimeAmount
     private let startedAt = NIODeadline.now()
 
-    public init(pipeline: BacktestPipeline, jobs: BatchJobRegistry = BatchJobRegistry(), maxParallel: Int = 4, serverVersion: String) {
+    public init(pipeline: BacktestPipeline, jobs: BatchJobRegistry = BatchJobRegistry(), maxParallel: Int = 4,
+                statusAnswerBytes: Int = ServerConfiguration().maxFramePayload / 2,
+                abandonAfter: TimeAmount = .seconds(150), serverVersion: String) {
         self.pipeline = pipeline
         self.jobs = jobs
         self.maxParallel = max(1, maxParallel)
+        self.statusAnswerBytes = statusAnswerBytes
+        self.abandonAfter = abandonAfter
         self.serverVersion = serverVersion
     }
 
@@ -26,8 +36,9 @@ public struct EngineBacktestService: BacktestService {
         try await pipeline.runBacktest(request.strategy, settings: request.settings)
     }
 
-    /// A batch outlives its connection: when the connection is lost, the job runs on (within the
-    /// call's deadline) so the client can re-attach with GetBatchStatus and read every result;
+    /// A batch outlives its connection while a client re-attaches: when the connection is lost,
+    /// the job runs on (within the call's deadline, and only while GetBatchStatus reads it at least
+    /// every `abandonAfter`) so the client can re-attach and read every result;
     /// updates that can no longer be streamed are dropped, the job keeps them. A CANCEL or the
     /// deadline still stop the work: they cancel the call while its connection is alive.
     public func runBatch(
@@ -36,7 +47,7 @@ public struct EngineBacktestService: BacktestService {
         let run = BatchRun(
             request: request, pipeline: pipeline, job: await jobs.create(total: request.variants.count),
             parallelism: request.maxParallel > 0 ? min(request.maxParallel, maxParallel) : maxParallel,
-            deadline: context.deadline, logger: context.logger)
+            deadline: context.deadline, connection: context.connection, abandonAfter: abandonAfter, logger: context.logger)
         let connection = context.connection
         let work = Task {
             try await run.run { update in
@@ -61,8 +72,8 @@ public struct EngineBacktestService: BacktestService {
         }
     }
 
-    public func batchStatus(id: String, context: CallContext) async throws -> ProgressUpdate {
-        try await jobs.job(id: id).snapshot()
+    public func batchStatus(id: String, knownIndices: Set<Int>, context: CallContext) async throws -> ProgressUpdate {
+        try await jobs.job(id: id).snapshot(excluding: knownIndices, maxBytes: statusAnswerBytes)
     }
 
     public func serverInfo() async -> ServerInfo {

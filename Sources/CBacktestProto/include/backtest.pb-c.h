@@ -423,10 +423,17 @@ struct  Backtest__V1__BatchStatusRequest
 {
   ProtobufCMessage base;
   char *batch_id;
+  /*
+   * Variant indices whose results the client already holds: the answer leaves them out. An answer
+   * carries at most about half the server's frame limit of results; when its `completed` count is
+   * more than the results the client then holds, the client asks again with the new indices.
+   */
+  size_t n_known_indices;
+  uint32_t *known_indices;
 };
 #define BACKTEST__V1__BATCH_STATUS_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&backtest__v1__batch_status_request__descriptor) \
-    , (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, 0,NULL }
 
 
 struct  Backtest__V1__ServerInfoRequest

@@ -5,6 +5,7 @@ import BacktestServer
 import BacktestTestSupport
 import Logging
 import MarketData
+import NIOCore
 import Testing
 
 /// The real service on the shared daily files, with a probe in the engine and a count of the
@@ -17,14 +18,16 @@ struct BatchFixture {
     let probe = EngineProbe()
     let gate = HoldGate()
 
-    init(holdAfter: Int? = nil, maxParallel: Int = 4, retention: Duration = .seconds(600)) throws {
+    init(holdAfter: Int? = nil, maxParallel: Int = 4, retention: Duration = .seconds(600),
+         statusAnswerBytes: Int = ServerConfiguration().maxFramePayload / 2, abandonAfter: TimeAmount = .seconds(150)) throws {
         source = CountingProvider(base: try LocalFilesProvider(directory: SharedData.dailyDirectory))
         var logger = Logger(label: "test.pipeline")
         logger.logLevel = .critical
         let pipeline = BacktestPipeline(source: source, cache: nil, engines: EngineSelection(primary: ProbedEngine(probe: probe)),
                                         logger: logger)
         service = EngineBacktestService(pipeline: pipeline, jobs: BatchJobRegistry(retention: retention),
-                                        maxParallel: maxParallel, serverVersion: "test")
+                                        maxParallel: maxParallel, statusAnswerBytes: statusAnswerBytes,
+                                        abandonAfter: abandonAfter, serverVersion: "test")
         served = HeldBatchService(base: service, holdAfter: holdAfter, gate: gate)
     }
 

@@ -25,8 +25,8 @@ struct HeldBatchService: BacktestService {
         try await base.runBacktest(request, context: context)
     }
 
-    func batchStatus(id: String, context: CallContext) async throws -> ProgressUpdate {
-        try await base.batchStatus(id: id, context: context)
+    func batchStatus(id: String, knownIndices: Set<Int>, context: CallContext) async throws -> ProgressUpdate {
+        try await base.batchStatus(id: id, knownIndices: knownIndices, context: context)
     }
 
     func serverInfo() async -> ServerInfo { await base.serverInfo() }

@@ -62,7 +62,7 @@ struct TestService: BacktestService {
         events.yield(.finished("batch"))
     }
 
-    func batchStatus(id: String, context: CallContext) async throws -> ProgressUpdate {
+    func batchStatus(id: String, knownIndices: Set<Int>, context: CallContext) async throws -> ProgressUpdate {
         throw BacktestError(.notFound, "no batch \(id)", field: "get_batch_status.batch_id")
     }
 
