@@ -70,15 +70,9 @@ struct BatchReattachTests {
     @Test func pollingFollowsTheProgressiveSchedule() async throws {
         let fixture = try BatchFixture(holdAfter: 1)
         try await withServer(service: fixture.served) { _, port in
-            let proxy = try await CuttableProxy.start(targetPort: port)
             let clock = ManualClock()
-            let client = BacktestClient(port: proxy.port)
-            let stream = client.runBatch(BatchFixture.smaVariants(3), settings: BatchFixture.sixYears, maxParallel: 1,
-                                         reattach: ReattachPolicy(clock: clock))
-            var iterator = stream.makeAsyncIterator()
-            let first = try #require(try await iterator.next())
-            try await within("the batch reaching the gate") { () async -> Void in await fixture.gate.arrival() }
-            proxy.cutAll()
+            var batch = try await CutBatch.start(fixture, port: port, variants: 3, reattach: ReattachPolicy(clock: clock))
+            let first = batch.first
 
             // Issue #6: 1 s for the first 30 s, then 2 s to 60 s, then 5 s to 120 s.
             let expected = Array(repeating: Duration.seconds(1), count: 30) + Array(repeating: .seconds(2), count: 15)
@@ -95,26 +89,19 @@ struct BatchReattachTests {
             try await poll { await job.state != .partial }
             clock.advance(by: try await within("a poll's sleep") { try await clock.nextSleep() })
             var rest: [ProgressUpdate] = []
-            while let update = try await iterator.next() { rest.append(update) }
+            while let update = try await batch.updates.next() { rest.append(update) }
             #expect(rest.last?.state == .final)
             #expect(Set(([first] + rest).flatMap { $0.results.map(\.index) }) == [0, 1, 2])
-            await client.close()
-            await proxy.stop()
+            await batch.close()
         }
     }
 
     @Test func anExpiredBatchEndsTheStreamWithNotFound() async throws {
         let fixture = try BatchFixture(holdAfter: 1, retention: .zero)
         try await withServer(service: fixture.served) { _, port in
-            let proxy = try await CuttableProxy.start(targetPort: port)
             let clock = ManualClock()
-            let client = BacktestClient(port: proxy.port)
-            let stream = client.runBatch(BatchFixture.smaVariants(3), settings: BatchFixture.sixYears, maxParallel: 1,
-                                         reattach: ReattachPolicy(clock: clock))
-            var iterator = stream.makeAsyncIterator()
-            let first = try #require(try await iterator.next())
-            try await within("the batch reaching the gate") { () async -> Void in await fixture.gate.arrival() }
-            proxy.cutAll()
+            var batch = try await CutBatch.start(fixture, port: port, variants: 3, reattach: ReattachPolicy(clock: clock))
+            let first = batch.first
             let delay = try await within("a poll's sleep") { try await clock.nextSleep() }
             let job = try await fixture.service.jobs.job(id: first.batchID)
             await fixture.gate.open()
@@ -123,32 +110,24 @@ struct BatchReattachTests {
             try await poll { await job.finishedAt.map { $0 < .now } ?? false }
             clock.advance(by: delay)
             let error = try await #require(throws: BacktestError.self) {
-                while try await iterator.next() != nil {}
+                while try await batch.updates.next() != nil {}
             }
             #expect(error.code == .notFound)
             #expect(error.field == "batch_id")
-            await client.close()
-            await proxy.stop()
+            await batch.close()
         }
     }
 
     @Test func withoutReattachALostConnectionIsUnavailable() async throws {
         let fixture = try BatchFixture(holdAfter: 1)
         try await withServer(service: fixture.served) { _, port in
-            let proxy = try await CuttableProxy.start(targetPort: port)
-            let client = BacktestClient(port: proxy.port)
-            var iterator = client.runBatch(BatchFixture.smaVariants(3), settings: BatchFixture.sixYears, maxParallel: 1,
-                                           reattach: .disabled).makeAsyncIterator()
-            _ = try #require(try await iterator.next())
-            try await within("the batch reaching the gate") { () async -> Void in await fixture.gate.arrival() }
-            proxy.cutAll()
+            var batch = try await CutBatch.start(fixture, port: port, variants: 3, reattach: .disabled)
             let error = try await #require(throws: BacktestError.self) {
-                while try await iterator.next() != nil {}
+                while try await batch.updates.next() != nil {}
             }
             #expect(error == BacktestError(.unavailable, "connection closed before the call finished"))
             await fixture.gate.open()
-            await client.close()
-            await proxy.stop()
+            await batch.close()
         }
     }
 }
@@ -159,22 +138,15 @@ extension BatchReattachTests {
     @Test func aLostBatchNobodyReattachesToStopsItsRemainingVariants() async throws {
         let fixture = try BatchFixture(holdAfter: 1, abandonAfter: .zero)
         try await withServer(service: fixture.served) { server, port in
-            let proxy = try await CuttableProxy.start(targetPort: port)
-            let client = BacktestClient(port: proxy.port)
-            var iterator = client.runBatch(BatchFixture.smaVariants(6), settings: BatchFixture.sixYears, maxParallel: 1,
-                                           reattach: .disabled).makeAsyncIterator()
-            let first = try #require(try await iterator.next())
-            try await within("the batch reaching the gate") { () async -> Void in await fixture.gate.arrival() }
-            proxy.cutAll()
+            let batch = try await CutBatch.start(fixture, port: port, variants: 6, reattach: .disabled)
             try await poll { server.connectionCount == 0 }  // the server saw the connection go
             await fixture.gate.open()
-            let job = try await fixture.service.jobs.job(id: first.batchID)
+            let job = try await fixture.service.jobs.job(id: batch.first.batchID)
             try await poll { await job.state != .partial }
             #expect(await job.state == .cancelled)
             #expect(await job.snapshot().error?.message.contains("no client re-attached") == true)
             #expect(fixture.probe.started == ["v0", "v1"], "no variant started after the loss")
-            await client.close()
-            await proxy.stop()
+            await batch.close()
         }
     }
 }

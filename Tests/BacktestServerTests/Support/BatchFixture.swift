@@ -95,3 +95,28 @@ func expectSameSimulation(_ actual: BacktestResult?, _ expected: BacktestResult?
     #expect(actual.benchmarkMetrics == expected.benchmarkMetrics, "\(what): benchmark metrics", sourceLocation: sourceLocation)
     #expect(actual.warnings == expected.warnings, "\(what): warnings", sourceLocation: sourceLocation)
 }
+
+/// A batch of `variants` streamed through a proxy the test can cut, one variant at a time: started,
+/// its first update read, the server held at the fixture's gate after the next one, then cut.
+struct CutBatch {
+    let proxy: CuttableProxy
+    let client: BacktestClient
+    var updates: AsyncThrowingStream<ProgressUpdate, any Error>.AsyncIterator
+    let first: ProgressUpdate
+
+    static func start(_ fixture: BatchFixture, port: Int, variants: Int, reattach: ReattachPolicy) async throws -> CutBatch {
+        let proxy = try await CuttableProxy.start(targetPort: port)
+        let client = BacktestClient(port: proxy.port)
+        var updates = client.runBatch(BatchFixture.smaVariants(variants), settings: BatchFixture.sixYears, maxParallel: 1,
+                                      reattach: reattach).makeAsyncIterator()
+        let first = try #require(try await updates.next())
+        try await within("the batch reaching the gate") { () async -> Void in await fixture.gate.arrival() }
+        proxy.cutAll()
+        return CutBatch(proxy: proxy, client: client, updates: updates, first: first)
+    }
+
+    func close() async {
+        await client.close()
+        await proxy.stop()
+    }
+}
