@@ -28,17 +28,12 @@ struct Bench: AsyncParsableCommand {
     var noEngine = false
     @Option(help: "engine-bench runs of the single-backtest figure.")
     var engineRuns = 100
-    @Option(help: "Latency of every fake Alpaca response, ms.")
-    var alpacaLatencyMs = 150
-    @Option(help: "backtestd executable (default: next to this one).")
-    var serverBinary: String?
+    @OptionGroup var stackOptions: StackOptions
 
     func run() async throws {
-        let binary = serverBinary.map { URL(fileURLWithPath: $0) } ?? BenchStack.Options.defaultServerBinary()
-        let redisURL = ProcessInfo.processInfo.environment["REDIS_URL"].flatMap { $0.isEmpty ? nil : $0 }
-        let stack = try await BenchStack.start(.init(serverBinary: binary, alpacaLatency: .milliseconds(alpacaLatencyMs), redisURL: redisURL))
+        let stack = try await stackOptions.start()
         var report = BenchReport(machine: machineDescription(), command: "backtest " + CommandLine.arguments.dropFirst().joined(separator: " "),
-                                 date: ISO8601DateFormatter().string(from: Date()), alpacaLatencyMs: alpacaLatencyMs)
+                                 date: ISO8601DateFormatter().string(from: Date()), alpacaLatencyMs: stackOptions.alpacaLatencyMs)
         do {
             let server = try await stack.launchServer()
             let reference = try await stack.launchReferenceServer()
@@ -61,7 +56,7 @@ struct Bench: AsyncParsableCommand {
         if !noEngine {
             printError("bench: engine-bench (engine only)")
             do {
-                report.engine = try await EngineFigures.measure(binary: binary.deletingLastPathComponent().appendingPathComponent("engine-bench"), runs: engineRuns)
+                report.engine = try await EngineFigures.measure(binary: stackOptions.binary.deletingLastPathComponent().appendingPathComponent("engine-bench"), runs: engineRuns)
             } catch {
                 report.engineNote = "\(error)"
             }

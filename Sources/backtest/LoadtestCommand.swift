@@ -31,10 +31,7 @@ struct Loadtest: AsyncParsableCommand {
     var chaosInterval = 10
     @Option(help: "Batch parallelism of the spawned server.")
     var maxParallel = 2
-    @Option(help: "Latency of every fake Alpaca response, ms (with --spawn).")
-    var alpacaLatencyMs = 150
-    @Option(help: "backtestd executable for --spawn (default: next to this one).")
-    var serverBinary: String?
+    @OptionGroup var stackOptions: StackOptions
     @Flag(help: "Print the report as JSON.")
     var json = false
 
@@ -56,9 +53,7 @@ struct Loadtest: AsyncParsableCommand {
         let host: String
         let port: Int
         if spawn {
-            let binary = serverBinary.map { URL(fileURLWithPath: $0) } ?? BenchStack.Options.defaultServerBinary()
-            let redisURL = chaos ? nil : ProcessInfo.processInfo.environment["REDIS_URL"].flatMap { $0.isEmpty ? nil : $0 }
-            let started = try await BenchStack.start(.init(serverBinary: binary, alpacaLatency: .milliseconds(alpacaLatencyMs), redisURL: redisURL))
+            let started = try await stackOptions.start(useRedisURL: !chaos)
             stack = started
             do {
                 server = try await started.launchServer(maxParallel: maxParallel)
