@@ -17,13 +17,21 @@ extension ServerConnectionHandler {
         }
     }
 
+    /// How long a connection may sit without a call. Until its first call it is at least the
+    /// handshake timeout: a client that just connected has not had the chance to be idle, and a
+    /// short idle timeout must not refuse the call it is about to send (a busy client can take a
+    /// while between SETTINGS and its first REQUEST).
+    var idlePeriod: TimeAmount {
+        hasReceivedACall ? configuration.idleTimeout : max(configuration.idleTimeout, configuration.handshakeTimeout)
+    }
+
     func armIdleTimer() {
         guard let context else { return }
         // Never in the past: while a long call runs, check again one idle period from now.
-        let deadline = max(lastActivity + configuration.idleTimeout, .now() + .milliseconds(1))
+        let deadline = max(lastActivity + idlePeriod, .now() + .milliseconds(1))
         idleTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
             guard phase == .open || phase == .draining else { return }
-            if streams.isEmpty, NIODeadline.now() >= lastActivity + configuration.idleTimeout {
+            if streams.isEmpty, NIODeadline.now() >= lastActivity + idlePeriod {
                 failConnection(CallStatus(code: .ok, message: "idle timeout"))
             } else {
                 if !streams.isEmpty { lastActivity = .now() }

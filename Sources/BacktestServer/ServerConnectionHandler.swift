@@ -34,6 +34,8 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     let processor: NIOSingleStepByteToMessageProcessor<FrameDecoder>
     var streams: [UInt32: ActiveStream] = [:]
     private var lastClientStreamID: UInt32 = 0
+    /// Whether a REQUEST arrived yet (see `idlePeriod`).
+    private(set) var hasReceivedACall = false
     var handshakeTimer, frameTimer, idleTimer, keepaliveTimer: Scheduled<Void>?
     var lastActivity = NIODeadline.now()
     var unansweredPing: UInt64?
@@ -160,6 +162,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
                 "stream id \(id) is not odd and greater than the previous one (\(lastClientStreamID))")
         }
         lastClientStreamID = id
+        hasReceivedACall = true
         lastActivity = .now()
         guard phase == .open else {
             return respond(id, CallStatus(code: .unavailable, message: "the server is shutting down; retry on a new connection"))

@@ -134,9 +134,9 @@ struct CallTests {
     }
 
     @Test func clientReconnectsAfterTheConnectionDropped() async throws {
-        // Long enough that the reconnected call is not itself idled out on a loaded CI machine,
-        // short enough that the test waits for a real idle GOAWAY.
-        try await withServer({ $0.idleTimeout = .milliseconds(400) }) { server, port in
+        // The first connection makes a call, then idles out; the new one has the handshake
+        // timeout (5 s) to make its first call, so a loaded machine cannot idle it out too.
+        try await withServer({ $0.idleTimeout = .milliseconds(100) }) { server, port in
             let client = BacktestClient(port: port)
             _ = try await client.serverInfo()
             // Wait (bounded by the suite limit) until the server dropped the idle connection.

@@ -126,7 +126,8 @@ struct MalformedInputTests {
     }
 
     @Test func idleConnectionsAreClosedWithGoAwayOK() async throws {
-        try await withServer({ $0.idleTimeout = .milliseconds(50) }) { _, port in
+        // A connection that never made a call is idle after the longer of the two timeouts.
+        try await withServer({ $0.idleTimeout = .milliseconds(50); $0.handshakeTimeout = .seconds(1) }) { _, port in
             let (connection, _) = try await RawConnection.handshake(port: port)
             let goAway = try await connection.expectGoAwayAndClose()
             #expect(goAway.status.code == .ok)
