@@ -22,8 +22,13 @@ export BACKTESTD_REDIS_PORT="$redis_port"
 echo "test.sh: redis-server on 127.0.0.1:$redis_port"
 
 swift build --build-tests
-# A hung test must fail the run, not stall CI for 90 minutes.
-timeout 1200 swift test --skip-build
+# A hung test must fail the run, not stall CI for 90 minutes. Line-buffered output, so the log
+# shows what ran up to a hang, and the tests that never finished are listed.
+mkdir -p .build
+if ! timeout 1200 stdbuf -oL -eL swift test --skip-build 2>&1 | tee .build/swift-test.log; then
+  python3 scripts/unfinished-tests.py .build/swift-test.log
+  exit 1
+fi
 
 # libFuzzer + AddressSanitizer over the frame and message decoders, for a bounded time.
 scripts/run-fuzzer.sh "${BACKTESTD_FUZZ_SECONDS:-60}"

@@ -103,6 +103,10 @@ public final class BacktestServer: Service, Sendable {
                 channel: channel, drain: { handler.beginDrain() }, close: { handler.close() }))
             switch admission {
             case .admitted:
+                // Removal follows the channel, not the handler: a client that hangs up before
+                // this runs never reaches the handler's channelInactive, and its entry would keep
+                // shutdown waiting forever.
+                channel.closeFuture.whenComplete { _ in connections.remove(id) }
                 try sync.addHandler(handler)
             case .tooMany:
                 connectionLogger.notice("refusing a connection: limit of \(configuration.maxConnections) reached")

@@ -64,8 +64,12 @@ final class ConnectionRegistry: Sendable {
         for box in entries { box.eventLoop.execute { box.value.entry.drain() } }
     }
 
+    /// Closes every connection; one accepted while this runs is refused, not left open.
     func closeAll() {
-        let entries = state.withLockedValue { Array($0.entries.values) }
+        let entries = state.withLockedValue { state in
+            state.draining = true
+            return Array(state.entries.values)
+        }
         for box in entries { box.eventLoop.execute { box.value.entry.close() } }
     }
 
