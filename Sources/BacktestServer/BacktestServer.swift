@@ -97,8 +97,7 @@ public final class BacktestServer: Service, Sendable {
         let service = self.service
         return channel.eventLoop.submit {
             let sync = channel.pipeline.syncOperations
-            let handler = ServerConnectionHandler(configuration: configuration, service: service,
-                                                  logger: connectionLogger, onClose: { connections.remove(id) })
+            let handler = ServerConnectionHandler(configuration: configuration, service: service, logger: connectionLogger)
             let admission = connections.admit(id, limit: configuration.maxConnections, ConnectionRegistry.Entry(
                 channel: channel, drain: { handler.beginDrain() }, close: { handler.close() }))
             switch admission {

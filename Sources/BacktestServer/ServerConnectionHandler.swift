@@ -25,7 +25,6 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     let configuration: ServerConfiguration
     let service: any BacktestService
     var logger: Logger
-    private let onClose: @Sendable () -> Void
 
     private(set) var phase = Phase.awaitingPreface
     /// Shared with every call's context; marked before the calls are cancelled on close.
@@ -42,12 +41,10 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     private var pendingOutboundBytes = 0
     private var writabilityWaiters: [EventLoopPromise<Void>] = []
 
-    init(configuration: ServerConfiguration, service: any BacktestService, logger: Logger,
-         onClose: @escaping @Sendable () -> Void) {
+    init(configuration: ServerConfiguration, service: any BacktestService, logger: Logger) {
         self.configuration = configuration
         self.service = service
         self.logger = logger
-        self.onClose = onClose
         self.processor = NIOSingleStepByteToMessageProcessor(
             FrameDecoder(maxPayload: configuration.maxFramePayload, expectPreface: true))
     }
@@ -97,7 +94,6 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         let waiters = writabilityWaiters
         writabilityWaiters.removeAll()
         for waiter in waiters { waiter.fail(CancellationError()) }
-        onClose()
         context.fireChannelInactive()
     }
 
