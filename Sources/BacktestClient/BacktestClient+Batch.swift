@@ -12,7 +12,8 @@ extension BacktestClient {
     /// error instead of the Final.
     ///
     /// **Re-attach.** When the connection is lost after the server announced the batch id (with
-    /// the first update), the server keeps running the batch; with `reattach` enabled (the default)
+    /// the first update), the server keeps running the batch while a client polls for it (it stops
+    /// a batch nobody asks about for 150 s); with `reattach` enabled (the default)
     /// this client then polls `batchStatus(id:)` on a new connection, on `reattach.schedule`, and
     /// delivers the results the stream did not, then the Final. It gives up with the last error
     /// after `reattach.giveUpAfter`; NOT_FOUND (the finished batch expired on the server) or any
@@ -89,6 +90,7 @@ extension BacktestClient {
         let limits = configuration.decodeLimits
         let call = StreamedCall()
         let ended = connection.channel.eventLoop.makePromise(of: CallResponse.self)
+        let result: Result<CallResponse, any Error>
         do {
             let cancel = try await connection.streaming(
                 self.request(.runBatch(request), timeout: timeout), localDeadline: Self.localDeadline(timeout),
@@ -101,19 +103,21 @@ extension BacktestClient {
                 },
                 onEnd: { result in ended.completeWith(call.violation.map { .failure($0) } ?? result) })
             call.started(cancel: cancel)
+            result = await withTaskCancellationHandler {
+                do {
+                    return .success(try await ended.futureResult.get())
+                } catch {
+                    return .failure(error)
+                }
+            } onCancel: {
+                call.cancel()
+            }
         } catch {
             ended.fail(error)
-            return .failure(error)
+            result = .failure(error)
         }
-        return await withTaskCancellationHandler {
-            do {
-                return .success(try await ended.futureResult.get())
-            } catch {
-                return .failure(error)
-            }
-        } onCancel: {
-            call.cancel()
-        }
+        if case .failure(is ClientConnectionHandler.CallNotProcessed) = result { forget(connection) }
+        return result
     }
 
     private static func decodeUpdate(_ payload: ByteBuffer, limits: DecodeLimits) throws(BacktestError) -> ProgressUpdate {

@@ -103,9 +103,7 @@ public actor BacktestClient {
                 if let error = response.status.error { throw error }
                 return response
             } catch let notProcessed as ClientConnectionHandler.CallNotProcessed {
-                // The connection refused the call (closing, GOAWAY): its usable flag may not have
-                // caught up yet, so forget it here or the retry would land on it again.
-                if self.connection === connection { self.connection = nil }
+                forget(connection)
                 if attempt >= Self.maxAttemptsForUnprocessedCalls { throw notProcessed.error }
             }
         }
@@ -127,6 +125,12 @@ public actor BacktestClient {
         guard let timeout else { return nil }
         let nanos = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
         return .nanoseconds(nanos + max(nanos / 10, 50_000_000))
+    }
+
+    /// Forgets a connection that refused a call (closing, GOAWAY): its usable flag may not have
+    /// caught up yet, and a retry must not land on it again.
+    func forget(_ refused: ClientConnection) {
+        if connection === refused { connection = nil }
     }
 
     func readyConnection() async throws -> ClientConnection {
