@@ -49,6 +49,12 @@ final class ClientConnection: Sendable {
             settingsPromise.fail(error)
             throw BacktestError(.unavailable, "cannot connect to \(host):\(port): \(error)")
         }
+        // A peer that accepts the connection but never sends SETTINGS (a stuck proxy, not a
+        // backtestd) must not hold the call forever: the handshake shares the connect timeout.
+        let handshakeTimer = loop.scheduleTask(in: configuration.connectTimeout) {
+            settingsPromise.fail(BacktestError(.unavailable, "no SETTINGS from \(host):\(port) within the connect timeout"))
+        }
+        defer { handshakeTimer.cancel() }
         do {
             let settings = try await settingsPromise.futureResult.get()
             return ClientConnection(channel: channel, settings: settings, handler: handlerBox, usable: usable)

@@ -145,4 +145,19 @@ struct CallTests {
             await client.close()
         }
     }
+
+    @Test func aPeerThatNeverSendsSettingsFailsTheCallAfterTheConnectTimeout() async throws {
+        // Accepts connections and says nothing, as a stuck proxy would.
+        let silent = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { $0.eventLoop.makeSucceededVoidFuture() }
+            .bind(host: "127.0.0.1", port: 0).get()
+        var configuration = BacktestClient.Configuration()
+        configuration.connectTimeout = .milliseconds(200)
+        let client = BacktestClient(port: try #require(silent.localAddress?.port), configuration: configuration)
+        let error = try await #require(throws: BacktestError.self) { try await client.serverInfo() }
+        #expect(error.code == .unavailable)
+        #expect(error.message.contains("no SETTINGS"))
+        await client.close()
+        try await silent.close()
+    }
 }
