@@ -51,19 +51,15 @@ public struct PurgeScheduler: Sendable {
         while !Task.isCancelled {
             let now = clock.unixSeconds()
             let scheduled = Self.nextPurge(after: now)
-            var wake = scheduled.unixSeconds
-            var label = scheduled.label
-            if let missed, now + Self.retryIntervalSeconds < scheduled.unixSeconds {
-                wake = now + Self.retryIntervalSeconds
-                label = missed
-            }
+            // A retry when one is owed and comes before the next scheduled purge.
+            let retry = missed.flatMap { now + Self.retryIntervalSeconds < scheduled.unixSeconds ? $0 : nil }
             do {
-                try await clock.sleep(untilUnixSeconds: wake)
+                try await clock.sleep(untilUnixSeconds: retry == nil ? scheduled.unixSeconds : now + Self.retryIntervalSeconds)
             } catch {
                 return
             }
-            let retrying = label == missed
-            missed = await purgeNow(label: label, retry: retrying) == nil ? label : nil
+            let label = retry ?? scheduled.label
+            missed = await purgeNow(label: label, retry: retry != nil) == nil ? label : nil
         }
     }
 
