@@ -173,7 +173,14 @@ let package = Package(
                 "BacktestTestSupport", "BacktestCache", "MarketData", "BacktestCore",
                 .product(name: "Logging", package: "swift-log"),
             ]),
-        .testTarget(name: "BacktestProtocolTests", dependencies: ["BacktestTestSupport", "BacktestProtocol", "BacktestEngine"]),
+        .testTarget(
+            name: "BacktestProtocolTests",
+            dependencies: [
+                "BacktestTestSupport", "BacktestProtocol", "BacktestEngine",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+            ]),
         .testTarget(
             name: "BacktestReportingTests",
             dependencies: ["BacktestTestSupport", "BacktestReporting", "BacktestEngine", "BacktestProtocol", "BacktestCore"]),
@@ -191,6 +198,7 @@ let package = Package(
                 "MarketData", "BacktestCache",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
             ]),
     ]
 )

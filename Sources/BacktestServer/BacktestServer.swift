@@ -75,6 +75,8 @@ public final class BacktestServer: Service, Sendable {
         logger.info("shutting down: draining connections")
         listener.withLockedValue { $0 }?.close(promise: nil)
         connections.drainAll()
+        // Each connection force-closes itself after `drainTimeout` (its state machine's drain
+        // timer); this server-wide timer is a backstop that also logs what was cut off.
         let drainTimeout = configuration.drainTimeout
         group.next().scheduleTask(in: drainTimeout) { [connections, logger] in
             if connections.count > 0 {

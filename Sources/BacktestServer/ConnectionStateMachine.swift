@@ -1,0 +1,441 @@
+import BacktestCore
+import BacktestProtocol
+import Logging
+import NIOCore
+
+/// One connection's protocol logic as a value: events in, actions out.
+///
+/// It holds everything that decides what a connection does — its phase (preface, open, draining,
+/// closed), the open streams, the last stream id, the timers it has armed, keepalive and
+/// idleness bookkeeping, the frame-assembly clock and the output's writability — and nothing that
+/// does I/O. `ServerConnectionHandler` feeds it the channel's events with the event loop's time
+/// (`EventLoop.now`, so an `EmbeddedEventLoop` drives it with a manual clock) and performs the
+/// actions it returns, in order. The same split as grpc-swift-nio-transport's
+/// `ServerConnectionManagementHandler` and its `StateMachine`.
+///
+/// Timers are named (`Timer`); the machine remembers which it armed, and a `timerFired` for one it
+/// no longer holds is ignored, so a late or cancelled timer can never act on a newer state.
+struct ConnectionStateMachine {
+    enum Phase: Equatable { case awaitingPreface, open, draining, closed }
+
+    /// The connection's timers. At most one of each is armed; scheduling one again replaces it.
+    enum Timer: Hashable, CustomStringConvertible {
+        /// The preface must arrive within `handshakeTimeout` of the handler being added.
+        case handshake
+        /// The frame being received must be complete within `frameTimeout` of its first byte.
+        case frame
+        /// No call in flight and no REQUEST for the idle period: GOAWAY OK, close.
+        case idle
+        /// While calls are in flight: PING every `keepaliveInterval`.
+        case keepalive
+        /// After a graceful GOAWAY: calls still running after `drainTimeout` are cancelled by closing.
+        case drain
+        /// The call's deadline.
+        case deadline(streamID: UInt32)
+
+        var description: String {
+            switch self {
+            case .handshake: "handshake"
+            case .frame: "frame"
+            case .idle: "idle"
+            case .keepalive: "keepalive"
+            case .drain: "drain"
+            case .deadline(let id): "deadline(\(id))"
+            }
+        }
+    }
+
+    /// What happened on the connection.
+    enum Event {
+        /// The handler joined the pipeline: the handshake clock starts.
+        case started
+        /// The client's preface (magic and a supported version) arrived whole.
+        case prefaceReceived
+        /// A whole frame arrived.
+        case frameReceived(Frame)
+        /// The byte stream is not our framing (bad preface, unsupported version, oversized frame).
+        case framingFailed(FrameDecodingError)
+        /// Every frame of one read was handed over; `partialFrameBuffered` says whether bytes of
+        /// an incomplete frame (or preface) remain buffered.
+        case readProcessed(partialFrameBuffered: Bool)
+        /// A timer this machine scheduled fired.
+        case timerFired(Timer)
+        /// A call's request was decoded: its deadline (absolute, from the REQUEST's arrival) is known.
+        case deadlineKnown(streamID: UInt32, deadline: NIODeadline, requestID: String, timeout: TimeAmount)
+        /// A call produced its RESPONSE payload (already bounded by the frame limit).
+        case callFinished(streamID: UInt32, response: ByteBuffer)
+        /// A streaming call has a DATA payload to send (see `canSendData(on:)`).
+        case dataReady(streamID: UInt32, payload: ByteBuffer)
+        /// The channel's writability changed (its write-buffer water marks were crossed).
+        case writabilityChanged(isWritable: Bool)
+        /// While the channel was not writable, this many bytes were buffered in it.
+        case outboundBuffered(bytes: Int)
+        /// Graceful shutdown: GOAWAY, let calls finish, then close.
+        case shutdownRequested
+        /// Close now (forced shutdown, a channel error); calls are cancelled when the channel goes inactive.
+        case closeRequested
+        /// A fatal error outside the framing (a bug): GOAWAY INTERNAL, close.
+        case internalError
+        /// The channel closed, whoever closed it.
+        case channelInactive
+    }
+
+    /// What the handler must do, in order.
+    enum Action: Equatable {
+        /// Write and flush one frame.
+        case write(Frame)
+        /// Arm `timer` to fire at `deadline` (event loop time), replacing an armed one.
+        case schedule(Timer, at: NIODeadline)
+        case cancelTimer(Timer)
+        /// Start the call's work for a REQUEST that arrived at `receivedAt`.
+        case startCall(streamID: UInt32, payload: ByteBuffer, receivedAt: NIODeadline)
+        /// Cancel the call's work (CANCEL, deadline, connection gone); nothing more is written for it.
+        case cancelCall(streamID: UInt32)
+        /// The call finished by itself: forget its work without cancelling it.
+        case releaseCall(streamID: UInt32)
+        /// The output has room again: resume the streaming calls that wait for it.
+        case resumeDataWriters
+        /// The connection is gone: fail the streaming calls that wait for room.
+        case failDataWriters
+        /// Mark the connection lost for its calls, then close the channel.
+        case close
+        case log(Logger.Level, String)
+    }
+
+    /// A call in flight.
+    struct Stream: Equatable {
+        /// From the REQUEST's header, once decoded; echoed in a DEADLINE_EXCEEDED response.
+        var requestID = ""
+        /// The call's timeout once its deadline is armed (for the DEADLINE_EXCEEDED message).
+        var timeout: TimeAmount?
+    }
+
+    let configuration: ServerConfiguration
+    private(set) var phase = Phase.awaitingPreface
+    private(set) var streams: [UInt32: Stream] = [:]
+    private(set) var lastClientStreamID: UInt32 = 0
+    /// Whether a REQUEST arrived yet (see `idlePeriod`).
+    private(set) var hasReceivedACall = false
+    /// Last REQUEST, CANCEL or stream end (or the preface); the idle clock runs from here.
+    private(set) var lastActivity: NIODeadline?
+    /// The opaque of the keepalive PING sent and not yet acknowledged.
+    private(set) var unansweredPing: UInt64?
+    /// Timers armed, with their deadlines.
+    private(set) var armedTimers: [Timer: NIODeadline] = [:]
+    /// Mirrors the channel's writability; streaming calls wait while it is false.
+    private(set) var isWritable = true
+    /// Whether a preface or frame completed during the read being processed (see `readProcessed`).
+    private var completedFrameInThisRead = false
+    private var nextPingOpaque: UInt64
+
+    /// - Parameter pingOpaque: the payload of the first keepalive PING; later ones count up from it.
+    init(configuration: ServerConfiguration, pingOpaque: UInt64 = .random(in: .min ... .max)) {
+        self.configuration = configuration
+        self.nextPingOpaque = pingOpaque
+    }
+
+    var isClosed: Bool { phase == .closed }
+
+    /// Whether a DATA frame for `streamID` would be written (the stream is open and so is the connection).
+    func canSendData(on streamID: UInt32) -> Bool { phase != .closed && streams[streamID] != nil }
+
+    /// Whether a streaming call that just wrote must wait for `resumeDataWriters`.
+    var dataWritersMustWait: Bool { phase != .closed && !isWritable }
+
+    /// How long a connection may sit without a call. Until its first call it is at least the
+    /// handshake timeout: a client that just connected has not had the chance to be idle, and a
+    /// short idle timeout must not refuse the call it is about to send (a busy client can take a
+    /// while between SETTINGS and its first REQUEST).
+    var idlePeriod: TimeAmount {
+        hasReceivedACall ? configuration.idleTimeout : max(configuration.idleTimeout, configuration.handshakeTimeout)
+    }
+
+    // MARK: Events
+
+    /// Applies `event`, which happened at `now` (event loop time), and returns what to do.
+    mutating func handle(_ event: Event, now: NIODeadline) -> [Action] {
+        var actions: [Action] = []
+        switch event {
+        case .started:
+            guard phase == .awaitingPreface else { break }
+            schedule(.handshake, at: now + configuration.handshakeTimeout, &actions)
+        case .prefaceReceived:
+            guard phase == .awaitingPreface else { break }
+            completedFrameInThisRead = true
+            cancel(.handshake, &actions)
+            phase = .open
+            actions.append(.write(Frame(type: .settings, streamID: 0, payload: configuration.connectionSettings.encoded())))
+            lastActivity = now
+            armIdleTimer(now: now, &actions)
+        case .frameReceived(let frame):
+            guard phase == .open || phase == .draining else { break }
+            completedFrameInThisRead = true
+            receive(frame, now: now, &actions)
+        case .framingFailed(let error):
+            guard phase != .closed else { break }
+            rejectFraming(error, &actions)
+        case .readProcessed(let partialFrameBuffered):
+            readProcessed(partialFrameBuffered: partialFrameBuffered, now: now, &actions)
+        case .timerFired(let timer):
+            // A timer this machine no longer holds (cancelled or replaced) does nothing.
+            guard armedTimers.removeValue(forKey: timer) != nil, phase != .closed else { break }
+            timerFired(timer, now: now, &actions)
+        case .deadlineKnown(let id, let deadline, let requestID, let timeout):
+            guard phase != .closed, streams[id] != nil else { break }
+            streams[id]?.requestID = requestID
+            streams[id]?.timeout = timeout
+            schedule(.deadline(streamID: id), at: deadline, &actions)
+        case .callFinished(let id, let response):
+            finish(id, response: response, now: now, cancelWork: false, &actions)
+        case .dataReady(let id, let payload):
+            guard canSendData(on: id) else { break }
+            actions.append(.write(Frame(type: .data, streamID: id, payload: payload)))
+        case .writabilityChanged(let writable):
+            isWritable = writable
+            if writable { actions.append(.resumeDataWriters) }
+        case .outboundBuffered(let bytes):
+            guard phase != .closed, bytes > configuration.maxOutboundBuffer else { break }
+            actions.append(.log(.notice, "closing: \(bytes) bytes buffered for a peer that is not reading"))
+            close(&actions)
+        case .shutdownRequested:
+            beginDrain(now: now, &actions)
+        case .closeRequested:
+            close(&actions)
+        case .internalError:
+            failConnection(CallStatus(code: .internal, message: "internal error"), &actions)
+        case .channelInactive:
+            channelInactive(&actions)
+        }
+        return actions
+    }
+
+    // MARK: Frames
+
+    private mutating func receive(_ frame: Frame, now: NIODeadline, _ actions: inout [Action]) {
+        let isControl = frame.type == .ping || frame.type == .settings || frame.type == .goAway
+        if isControl, frame.streamID != 0 {
+            return failConnection(.invalidArgument, "\(frame.type) frames belong on stream 0, not \(frame.streamID)", &actions)
+        }
+        if frame.type == .cancel, frame.streamID == 0 {
+            return failConnection(.invalidArgument, "CANCEL frames need a stream id", &actions)
+        }
+        switch frame.type {
+        case .request:
+            receiveRequest(frame, now: now, &actions)
+        case .cancel:
+            lastActivity = now
+            guard streams.removeValue(forKey: frame.streamID) != nil else { return }
+            actions.append(.log(.debug, "stream \(frame.streamID) cancelled by the client"))
+            cancel(.deadline(streamID: frame.streamID), &actions)
+            actions.append(.cancelCall(streamID: frame.streamID))
+            streamEnded(now: now, &actions)
+        case .ping where frame.flags.contains(.ack):
+            if let opaque = try? PingMessage.decode(frame.payload, limits: configuration.decodeLimits).opaque,
+               opaque == unansweredPing {
+                unansweredPing = nil
+            }
+        case .ping:
+            actions.append(.write(Frame(type: .ping, flags: .ack, streamID: 0, payload: frame.payload)))
+        case .data, .response:
+            failConnection(.invalidArgument, "clients do not send \(frame.type) frames", &actions)
+        default:
+            break  // SETTINGS and GOAWAY from a client carry nothing we act on; unknown types are ignored
+        }
+    }
+
+    private mutating func receiveRequest(_ frame: Frame, now: NIODeadline, _ actions: inout [Action]) {
+        let id = frame.streamID
+        guard id % 2 == 1, id > lastClientStreamID, id <= Wire.maxStreamID else {
+            return failConnection(.invalidArgument,
+                "stream id \(id) is not odd and greater than the previous one (\(lastClientStreamID))", &actions)
+        }
+        lastClientStreamID = id
+        hasReceivedACall = true
+        lastActivity = now
+        guard phase == .open else {
+            return respond(id, CallStatus(code: .unavailable, message: "the server is shutting down; retry on a new connection"), &actions)
+        }
+        guard streams.count < configuration.maxConcurrentStreams else {
+            return respond(id, CallStatus(code: .resourceExhausted,
+                message: "more than \(configuration.maxConcurrentStreams) concurrent calls on one connection"), &actions)
+        }
+        streams[id] = Stream()
+        armKeepaliveIfNeeded(now: now, &actions)
+        actions.append(.startCall(streamID: id, payload: frame.payload, receivedAt: now))
+    }
+
+    private mutating func rejectFraming(_ error: FrameDecodingError, _ actions: inout [Action]) {
+        switch error {
+        case .badPreface(let firstBytes):
+            actions.append(.log(.debug, "closing: not our protocol (first bytes \(firstBytes))"))
+            close(&actions)
+        case .unsupportedVersion:
+            failConnection(CallStatus(code: .unimplemented, message: error.description), &actions)
+        case .payloadTooLarge:
+            failConnection(CallStatus(code: .resourceExhausted, message: error.description), &actions)
+        }
+    }
+
+    /// The frame timer measures one frame at a time: it starts when a frame's first byte arrives
+    /// and stops when that frame is complete. A read that completed a frame (or the preface) and
+    /// left bytes of the next one buffered started that next frame, so the timer restarts from
+    /// this read; a read that completed nothing continues the frame already being timed. (Timing
+    /// from the first partial read until the buffer happens to be empty would measure a run of
+    /// frames: a client whose writes are re-chunked never leaves the buffer empty.)
+    private mutating func readProcessed(partialFrameBuffered: Bool, now: NIODeadline, _ actions: inout [Action]) {
+        defer { completedFrameInThisRead = false }
+        // Before the preface the handshake timer bounds the wait; once closed nothing is timed.
+        guard phase == .open || phase == .draining else { return }
+        if !partialFrameBuffered {
+            cancel(.frame, &actions)
+        } else if completedFrameInThisRead || armedTimers[.frame] == nil {
+            schedule(.frame, at: now + configuration.frameTimeout, &actions)
+        }
+    }
+
+    // MARK: Timers
+
+    private mutating func timerFired(_ timer: Timer, now: NIODeadline, _ actions: inout [Action]) {
+        switch timer {
+        case .handshake:
+            guard phase == .awaitingPreface else { return }
+            actions.append(.log(.debug, "closing: no preface within the handshake timeout"))
+            close(&actions)
+        case .frame:
+            failConnection(.deadlineExceeded,
+                "a frame did not arrive whole within \(configuration.frameTimeout.nanoseconds / 1_000_000) ms", &actions)
+        case .idle:
+            guard phase == .open || phase == .draining, let lastActivity else { return }
+            if streams.isEmpty, now >= lastActivity + idlePeriod {
+                failConnection(CallStatus(code: .ok, message: "idle timeout"), &actions)
+            } else {
+                if !streams.isEmpty { self.lastActivity = now }
+                armIdleTimer(now: now, &actions)
+            }
+        case .keepalive:
+            guard phase == .open || phase == .draining, !streams.isEmpty else { return }
+            if unansweredPing != nil {
+                return failConnection(.unavailable, "keepalive PING not answered", &actions)
+            }
+            let opaque = nextPingOpaque
+            nextPingOpaque &+= 1
+            unansweredPing = opaque
+            actions.append(.write(Frame(type: .ping, streamID: 0, payload: PingMessage(opaque: opaque).encoded())))
+            armKeepaliveIfNeeded(now: now, &actions)
+        case .drain:
+            guard phase == .draining else { return }
+            actions.append(.log(.notice, "drain timeout: closing with \(streams.count) calls in flight"))
+            close(&actions)
+        case .deadline(let id):
+            guard let stream = streams[id] else { return }
+            let timeout = stream.timeout ?? .zero
+            actions.append(.cancelCall(streamID: id))
+            let response = CallResponse(
+                header: ResponseHeader(requestID: stream.requestID, serverVersion: configuration.serverVersion),
+                status: CallStatus(code: .deadlineExceeded, message: "deadline of \(timeout.nanoseconds / 1_000_000) ms exceeded"))
+            finish(id, response: response.encoded(), now: now, cancelWork: true, &actions)
+        }
+    }
+
+    private mutating func armIdleTimer(now: NIODeadline, _ actions: inout [Action]) {
+        // Never in the past: while a long call runs, check again one idle period from now.
+        let deadline = max((lastActivity ?? now) + idlePeriod, now + .milliseconds(1))
+        schedule(.idle, at: deadline, &actions)
+    }
+
+    private mutating func armKeepaliveIfNeeded(now: NIODeadline, _ actions: inout [Action]) {
+        guard armedTimers[.keepalive] == nil, configuration.keepaliveInterval > .zero else { return }
+        schedule(.keepalive, at: now + configuration.keepaliveInterval, &actions)
+    }
+
+    private mutating func schedule(_ timer: Timer, at deadline: NIODeadline, _ actions: inout [Action]) {
+        armedTimers[timer] = deadline
+        actions.append(.schedule(timer, at: deadline))
+    }
+
+    private mutating func cancel(_ timer: Timer, _ actions: inout [Action]) {
+        guard armedTimers.removeValue(forKey: timer) != nil else { return }
+        actions.append(.cancelTimer(timer))
+    }
+
+    // MARK: Streams
+
+    /// Ends a stream with its RESPONSE, unless something else ended it first.
+    private mutating func finish(_ id: UInt32, response: ByteBuffer, now: NIODeadline, cancelWork: Bool,
+                                 _ actions: inout [Action]) {
+        guard phase != .closed, streams.removeValue(forKey: id) != nil else { return }
+        cancel(.deadline(streamID: id), &actions)
+        if !cancelWork { actions.append(.releaseCall(streamID: id)) }
+        actions.append(.write(Frame(type: .response, streamID: id, payload: response)))
+        streamEnded(now: now, &actions)
+    }
+
+    private func respond(_ id: UInt32, _ status: CallStatus, _ actions: inout [Action]) {
+        let response = CallResponse(header: ResponseHeader(serverVersion: configuration.serverVersion), status: status)
+        actions.append(.write(Frame(type: .response, streamID: id, payload: response.encoded())))
+    }
+
+    private mutating func streamEnded(now: NIODeadline, _ actions: inout [Action]) {
+        lastActivity = now
+        if phase == .draining, streams.isEmpty {
+            actions.append(.log(.debug, "drained: closing"))
+            close(&actions)
+        }
+    }
+
+    // MARK: Shutdown
+
+    /// Graceful shutdown: GOAWAY with the last accepted stream; in-flight calls finish, later
+    /// REQUESTs get UNAVAILABLE; the connection closes when the last call ends, or when the drain
+    /// timeout expires.
+    private mutating func beginDrain(now: NIODeadline, _ actions: inout [Action]) {
+        switch phase {
+        case .awaitingPreface:
+            close(&actions)
+        case .open:
+            phase = .draining
+            actions.append(.write(Frame(type: .goAway, streamID: 0, payload: GoAwayMessage(
+                lastStreamID: lastClientStreamID, status: CallStatus(code: .ok, message: "server shutting down")).encoded())))
+            if streams.isEmpty {
+                close(&actions)
+            } else {
+                schedule(.drain, at: now + configuration.drainTimeout, &actions)
+            }
+        case .draining, .closed:
+            break
+        }
+    }
+
+    private mutating func failConnection(_ code: StatusCode, _ message: String, _ actions: inout [Action]) {
+        failConnection(CallStatus(code: code, message: message), &actions)
+    }
+
+    /// Sends GOAWAY with `status` and closes; in-flight calls are cancelled when the channel goes inactive.
+    private mutating func failConnection(_ status: CallStatus, _ actions: inout [Action]) {
+        guard phase != .closed else { return }
+        if status.code != .ok { actions.append(.log(.debug, "closing connection: \(status)")) }
+        actions.append(.write(Frame(type: .goAway, streamID: 0,
+                                    payload: GoAwayMessage(lastStreamID: lastClientStreamID, status: status).encoded())))
+        close(&actions)
+    }
+
+    private mutating func close(_ actions: inout [Action]) {
+        guard phase != .closed else { return }
+        phase = .closed
+        actions.append(.close)
+    }
+
+    private mutating func channelInactive(_ actions: inout [Action]) {
+        phase = .closed
+        for timer in armedTimers.keys.sorted(by: { $0.description < $1.description }) {
+            actions.append(.cancelTimer(timer))
+        }
+        armedTimers.removeAll()
+        if !streams.isEmpty {
+            actions.append(.log(.debug, "connection closed with \(streams.count) calls in flight: cancelled"))
+        }
+        for id in streams.keys.sorted() { actions.append(.cancelCall(streamID: id)) }
+        streams.removeAll()
+        actions.append(.failDataWriters)
+    }
+}

@@ -1,0 +1,107 @@
+import BacktestProtocol
+import Logging
+import NIOCore
+import NIOEmbedded
+
+@testable import BacktestServer
+
+/// A server connection on an `EmbeddedChannel`: the test is the client, and the clock
+/// (`advance(by:)` moves the `EmbeddedEventLoop`'s time and runs the timers that fall due).
+/// Calls do no work: the handler's `CallStarter` records them, and the test ends them by hand
+/// (`finish`) or watches them being cancelled (`calls.cancelled`).
+final class EmbeddedConnection {
+    /// The calls the handler started and cancelled.
+    final class CallLog {
+        var started: [UInt32] = []
+        var cancelled: Set<UInt32> = []
+    }
+
+    let loop = EmbeddedEventLoop()
+    let channel: EmbeddedChannel
+    let handler: ServerConnectionHandler
+    let calls = CallLog()
+    private var pendingBytes = ByteBuffer()
+    private var decoder = FrameDecoder(maxPayload: 64 << 20, expectPreface: false)
+
+    /// - Parameter stalledOutput: a socket that never drains: frames the handler writes stay
+    ///   buffered in the channel (counted by `bufferedWritableBytes`) and never reach `frames()`.
+    init(_ configure: (inout ServerConfiguration) -> Void = { _ in }, stalledOutput: Bool = false) throws {
+        var configuration = ServerConfiguration()
+        configure(&configuration)
+        var logger = Logger(label: "test.embedded-connection")
+        logger.logLevel = .critical
+        let calls = self.calls
+        handler = ServerConnectionHandler(configuration: configuration, logger: logger, pingOpaque: 100) { _, id, _, _ in
+            calls.started.append(id)
+            return ServerConnectionHandler.CallHandle(cancel: { calls.cancelled.insert(id) })
+        }
+        channel = EmbeddedChannel(loop: loop)
+        if stalledOutput { try channel.pipeline.syncOperations.addHandler(StalledSocket()) }
+        try channel.pipeline.syncOperations.addHandler(handler)
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 50051)).wait()
+    }
+
+    deinit {
+        _ = try? channel.finish(acceptAlreadyClosed: true)
+    }
+
+    var isOpen: Bool { channel.isActive }
+
+    func advance(by amount: TimeAmount) { loop.advanceTime(by: amount) }
+
+    func send(_ bytes: [UInt8]) throws { try send(ByteBuffer(bytes: bytes)) }
+
+    func send(_ buffer: ByteBuffer) throws { try channel.writeInbound(buffer) }
+
+    func send(_ frame: Frame) throws { try send(Self.encode(frame)) }
+
+    func sendPreface() throws {
+        var preface = ByteBuffer()
+        Wire.writePreface(into: &preface)
+        try send(preface)
+    }
+
+    /// Sends the preface and checks the SETTINGS answer.
+    func handshake() throws {
+        try sendPreface()
+        guard try frames().map(\.type) == [.settings] else { throw TestFailure("no SETTINGS after the preface") }
+    }
+
+    func request(_ id: UInt32, payloadSize: Int = 3) throws {
+        try send(Frame(type: .request, streamID: id, payload: ByteBuffer(repeating: 0x5A, count: payloadSize)))
+    }
+
+    /// Ends a call the way its work would: with an OK RESPONSE.
+    func finish(_ id: UInt32) {
+        handler.finish(id, CallResponse(header: ResponseHeader(requestID: "\(id)"), status: CallStatus(code: .ok, message: "")).encoded())
+    }
+
+    /// Every whole frame the server wrote since the last call.
+    func frames() throws -> [Frame] {
+        while let buffer = try channel.readOutbound(as: ByteBuffer.self) {
+            pendingBytes.writeImmutableBuffer(buffer)
+        }
+        var frames: [Frame] = []
+        while case .frame(let frame)? = try decoder.decode(buffer: &pendingBytes) { frames.append(frame) }
+        pendingBytes.discardReadBytes()
+        return frames
+    }
+
+    /// The GOAWAY among the frames written since the last call, if any.
+    func goAway() throws -> GoAwayMessage? {
+        try frames().first { $0.type == .goAway }.map { try GoAwayMessage.decode($0.payload) }
+    }
+
+    static func encode(_ frame: Frame) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        FrameEncoder.write(frame, into: &buffer)
+        return buffer
+    }
+
+    /// Holds every flush: what is written stays in the channel's pending writes, as with a peer
+    /// that stopped reading and a full socket buffer.
+    final class StalledSocket: ChannelOutboundHandler {
+        typealias OutboundIn = ByteBuffer
+        func flush(context: ChannelHandlerContext) {}
+    }
+}
