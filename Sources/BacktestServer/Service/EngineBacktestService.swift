@@ -22,7 +22,7 @@ public struct EngineBacktestService: BacktestService {
     private let startedAt = NIODeadline.now()
 
     public init(pipeline: BacktestPipeline, jobs: BatchJobRegistry = BatchJobRegistry(), maxParallel: Int = 4,
-                statusAnswerBytes: Int = ServerConfiguration().maxFramePayload / 2,
+                statusAnswerBytes: Int = Wire.defaultMaxFramePayload / 2,
                 abandonAfter: TimeAmount = .seconds(150), serverVersion: String) {
         self.pipeline = pipeline
         self.jobs = jobs
