@@ -22,11 +22,11 @@ let package = Package(
     products: [
         .executable(name: "backtestd", targets: ["backtestd"]),
         .executable(name: "backtest", targets: ["backtest"]),
+        .executable(name: "backtest-bench", targets: ["backtest-bench"]),
         .library(name: "BacktestClient", targets: ["BacktestClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
-        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-atomics.git", from: "1.3.0"),
@@ -47,9 +47,12 @@ let package = Package(
         .target(name: "CCurlShim", dependencies: ["CCurl"]),
         .target(name: "CBacktestProto", dependencies: ["CProtobufC"]),
 
-        // MARK: Core and domain
+        // MARK: Core and model
         .target(name: "BacktestCore"),
-        .target(name: "BacktestEngine", dependencies: ["BacktestCore"]),
+        .target(name: "BacktestModel", dependencies: ["BacktestCore"]),
+
+        // MARK: Domain
+        .target(name: "BacktestEngine", dependencies: ["BacktestCore", "BacktestModel"]),
         .target(
             name: "MarketData",
             dependencies: [
@@ -66,21 +69,34 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]),
 
-        // MARK: Wire protocol, server, client
+        // MARK: Wire protocol, application, server, client
         .target(
             name: "BacktestProtocol",
             dependencies: [
-                "BacktestCore", "BacktestEngine", "CBacktestProto", "CProtobufC",
+                "BacktestCore", "BacktestModel", "CBacktestProto", "CProtobufC",
                 .product(name: "NIOCore", package: "swift-nio"),
             ]),
+        // The application behind the wire: the `BacktestService` protocol and CallContext, the
+        // engine-backed service, the pipeline (analysis, data, indicators, engine), batch jobs and
+        // the scheduled cache purge.
+        .target(
+            name: "BacktestService",
+            dependencies: [
+                "BacktestCore", "BacktestModel", "BacktestEngine", "BacktestProtocol", "MarketData", "BacktestCache",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
+        // The NIO transport only: framing, streams, limits, timers, shutdown. It reaches the
+        // application through the `BacktestService` protocol alone.
         .target(
             name: "BacktestServer",
             dependencies: [
-                "BacktestCore", "BacktestEngine", "BacktestProtocol", "MarketData", "BacktestCache",
+                "BacktestCore", "BacktestModel", "BacktestProtocol", "BacktestService",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                .product(name: "NIOExtras", package: "swift-nio-extras"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -88,54 +104,68 @@ let package = Package(
         .target(
             name: "BacktestClient",
             dependencies: [
-                "BacktestCore", "BacktestProtocol",
+                "BacktestCore", "BacktestModel", "BacktestProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Atomics", package: "swift-atomics"),
-                .product(name: "Logging", package: "swift-log"),
             ]),
 
         // What the `backtest` CLI prints and writes (tables, charts, JSON, HTML, CSV, --vary): no
         // networking, so all of it is unit-tested without a server.
-        .target(name: "BacktestReporting", dependencies: ["BacktestCore", "BacktestEngine", "BacktestProtocol"]),
+        .target(name: "BacktestReporting", dependencies: ["BacktestCore", "BacktestModel"]),
+        // What `backtest` and `backtest-bench` share: --host/--port and how errors are printed.
+        .target(
+            name: "BacktestCommandLine",
+            dependencies: [
+                "BacktestCore", "BacktestClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
 
         // MARK: Executables
         .executableTarget(
             name: "backtestd",
             dependencies: [
-                "BacktestServer", "BacktestEngine", "BacktestCore", "MarketData", "BacktestCache",
+                "BacktestServer", "BacktestService", "BacktestProtocol", "BacktestEngine", "BacktestCore", "MarketData",
+                "BacktestCache",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
         .executableTarget(
             name: "backtest",
             dependencies: [
-                "BacktestClient", "BacktestEngine", "BacktestReporting", "BacktestBench",
+                "BacktestClient", "BacktestCommandLine", "BacktestModel", "BacktestCore", "BacktestReporting",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]),
+        // `backtest-bench bench` and `backtest-bench loadtest`.
+        .executableTarget(
+            name: "backtest-bench",
+            dependencies: [
+                "BacktestBench", "BacktestClient", "BacktestCommandLine",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
-        // `backtest bench` and `backtest loadtest`: orchestration (fake Alpaca, redis-server,
-        // backtestd children), workloads, result checking and reports.
+        // `backtest-bench bench` and `backtest-bench loadtest`: orchestration (fake Alpaca,
+        // redis-server, backtestd children), workloads, result checking and reports.
         .target(
             name: "BacktestBench",
             dependencies: [
-                "BacktestClient", "BacktestProtocol", "BacktestEngine", "BacktestCore", "BacktestTestSupport", "FakeAlpaca",
+                "BacktestClient", "BacktestModel", "BacktestCore", "BacktestTestSupport", "FakeAlpaca",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
-                .product(name: "NIOCore", package: "swift-nio"),
             ]),
 
         // Measures the engine alone on shared data in memory: `swift run -c release engine-bench`.
         .executableTarget(
-            name: "engine-bench", dependencies: ["BacktestEngine", "BacktestCore", "BacktestTestSupport"]),
+            name: "engine-bench",
+            dependencies: ["BacktestEngine", "BacktestModel", "BacktestCore", "BacktestTestSupport"]),
 
         // libFuzzer target for the frame and message decoders (scripts/run-fuzzer.sh).
         .executableTarget(
             name: "FrameFuzzer",
             dependencies: [
-                "BacktestProtocol", "BacktestEngine",
+                "BacktestProtocol", "BacktestModel",
                 .product(name: "NIOCore", package: "swift-nio"),
             ]),
 
@@ -144,7 +174,7 @@ let package = Package(
         .target(
             name: "BacktestTestSupport",
             dependencies: ["BacktestCore", .product(name: "Logging", package: "swift-log")]),
-        // A stand-in for Alpaca's bars API on 127.0.0.1 (tests and `backtest bench`).
+        // A stand-in for Alpaca's bars API on 127.0.0.1 (tests and `backtest-bench bench`).
         .target(
             name: "FakeAlpaca",
             dependencies: [
@@ -155,42 +185,43 @@ let package = Package(
             ]),
         .testTarget(name: "BacktestCoreTests", dependencies: ["BacktestTestSupport", "BacktestCore"]),
         .testTarget(
-            name: "BacktestEngineTests", dependencies: ["BacktestTestSupport", "BacktestEngine", "BacktestCore"],
+            name: "BacktestEngineTests",
+            dependencies: ["BacktestTestSupport", "BacktestEngine", "BacktestModel", "BacktestCore"],
             exclude: ["Fixtures"]),
         .testTarget(
             name: "MarketDataTests",
-            dependencies: [
-                "BacktestTestSupport", "FakeAlpaca",
-                "MarketData", "BacktestCore",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
-            ]),
+            dependencies: ["BacktestTestSupport", "FakeAlpaca", "MarketData", "BacktestCore"]),
         .testTarget(
             name: "BacktestCacheTests",
             dependencies: [
                 "BacktestTestSupport", "BacktestCache", "MarketData", "BacktestCore",
                 .product(name: "Logging", package: "swift-log"),
             ]),
-        .testTarget(name: "BacktestProtocolTests", dependencies: ["BacktestTestSupport", "BacktestProtocol", "BacktestEngine"]),
+        .testTarget(
+            name: "BacktestProtocolTests",
+            dependencies: [
+                "BacktestProtocol", "BacktestModel", "BacktestCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]),
         .testTarget(
             name: "BacktestReportingTests",
-            dependencies: ["BacktestTestSupport", "BacktestReporting", "BacktestEngine", "BacktestProtocol", "BacktestCore"]),
+            dependencies: ["BacktestTestSupport", "BacktestReporting", "BacktestEngine", "BacktestModel", "BacktestCore"]),
         .testTarget(
             name: "BacktestBenchTests",
             dependencies: [
-                "BacktestBench", "BacktestEngine", "BacktestCore",
+                "BacktestBench", "BacktestModel", "BacktestCore",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]),
         .testTarget(
             name: "BacktestServerTests",
             dependencies: [
                 "BacktestTestSupport",
-                "BacktestServer", "BacktestClient", "BacktestProtocol", "BacktestEngine",
-                "MarketData", "BacktestCache",
+                "BacktestServer", "BacktestService", "BacktestClient", "BacktestProtocol", "BacktestEngine",
+                "BacktestModel", "BacktestCore", "MarketData", "BacktestCache",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]),
     ]
 )

@@ -1,6 +1,5 @@
 import BacktestClient
 import BacktestCore
-import BacktestEngine
 import Foundation
 
 /// Measures the plan's success-metrics table against a running stack (`BenchStack`): our server

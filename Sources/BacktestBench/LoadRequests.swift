@@ -1,4 +1,3 @@
-import BacktestEngine
 
 /// The fixed requests of a load test and their expected answers, measured by a baseline run
 /// before the load starts. Users draw from these, so every answer can be checked exactly.

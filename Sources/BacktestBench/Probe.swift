@@ -1,6 +1,6 @@
 import BacktestClient
 import BacktestCore
-import BacktestEngine
+import BacktestModel
 import Foundation
 
 /// Timed calls over TCP, as a client sees them (request written to answer decoded).

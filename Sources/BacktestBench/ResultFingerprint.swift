@@ -1,5 +1,5 @@
 import BacktestCore
-import BacktestEngine
+import BacktestModel
 
 /// What identifies a result exactly: final equity, the number of orders and a hash of every
 /// bit of the equity curve, its dates and the benchmark curve. Two runs of the same request

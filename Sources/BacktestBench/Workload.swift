@@ -1,5 +1,5 @@
 import BacktestCore
-import BacktestEngine
+import BacktestModel
 
 /// The requests `backtest bench` and `backtest loadtest` send: SMA-crossover portfolios over
 /// liquid large caps from ../shared/market-data/daily, benchmarked against SPY.

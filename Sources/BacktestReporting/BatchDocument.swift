@@ -1,5 +1,5 @@
 import BacktestCore
-import BacktestEngine
+import BacktestModel
 import Foundation
 
 /// The JSON that `backtest batch --json` prints once the batch ended: the variants in table order

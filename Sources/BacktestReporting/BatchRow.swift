@@ -1,5 +1,5 @@
 import BacktestCore
-import BacktestEngine
+import BacktestModel
 import Foundation
 
 /// What a batch table keeps of one finished variant: the numbers it shows, not the equity curve

@@ -1,5 +1,5 @@
 import BacktestCore
-import BacktestEngine
+import BacktestModel
 
 /// The live table of a running batch: one row per variant in request order, "Running..." until
 /// its result (or its error) arrives.

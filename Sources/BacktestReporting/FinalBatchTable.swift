@@ -1,5 +1,5 @@
 import BacktestCore
-import BacktestEngine
+import BacktestModel
 import Foundation
 
 /// The table of a batch the server reported final: every row finished, sorted by a metric.

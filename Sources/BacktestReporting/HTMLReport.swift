@@ -1,4 +1,4 @@
-import BacktestEngine
+import BacktestModel
 import Foundation
 
 /// `backtest run --report out.html`: one self-contained HTML file with the equity curve against

@@ -1,5 +1,5 @@
 import BacktestCore
-import BacktestEngine
+import BacktestModel
 import Foundation
 
 /// The JSON that `backtest run --json` prints: one object, snake_case keys, dates "YYYY-MM-DD",

@@ -1,4 +1,4 @@
-import BacktestEngine
+import BacktestModel
 import Foundation
 
 /// The plain-text report of one result: a header, the metrics of the strategy next to its

@@ -1,4 +1,4 @@
-import BacktestEngine
+import BacktestModel
 
 /// A line chart drawn with Unicode braille characters: each character cell holds a 2×4 grid of
 /// dots, so a `width`×`height` chart has `2·width`×`4·height` points of resolution.

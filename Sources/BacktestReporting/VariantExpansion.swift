@@ -1,5 +1,5 @@
 import BacktestCore
-import BacktestEngine
+import BacktestModel
 import Foundation
 
 /// One value put at one path of the base strategy file.

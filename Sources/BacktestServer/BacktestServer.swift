@@ -1,4 +1,5 @@
 import BacktestProtocol
+import BacktestService
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore

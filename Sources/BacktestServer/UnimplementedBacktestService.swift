@@ -1,6 +1,7 @@
 import BacktestCore
-import BacktestEngine
+import BacktestModel
 import BacktestProtocol
+import BacktestService
 import NIOCore
 
 /// The service until the engine is wired in: every domain call answers UNIMPLEMENTED (never a

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BacktestBench
+import BacktestCommandLine
 import Foundation
 
 /// `backtest bench`: the plan's success-metrics table, measured on this machine against

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BacktestBench
+import BacktestCommandLine
 import BacktestClient
 import Foundation
 

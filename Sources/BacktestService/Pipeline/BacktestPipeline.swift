@@ -1,6 +1,7 @@
 import BacktestCache
 import BacktestCore
 import BacktestEngine
+import BacktestModel
 import Logging
 import MarketData
 

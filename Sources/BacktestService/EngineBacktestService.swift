@@ -1,6 +1,6 @@
 import BacktestCache
 import BacktestCore
-import BacktestEngine
+import BacktestModel
 import BacktestProtocol
 import Logging
 import NIOCore

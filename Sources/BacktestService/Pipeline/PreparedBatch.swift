@@ -1,5 +1,6 @@
 import BacktestCore
 import BacktestEngine
+import BacktestModel
 
 /// The shared phase of one backtest or of a whole batch, done once: the bars of every ticker any
 /// variant reads (plus the benchmark) and every unique indicator series, ready for any number of

@@ -1,5 +1,5 @@
 import BacktestCore
-import BacktestEngine
+import BacktestModel
 import NIOCore
 
 /// The server-side state of one batch: what finished so far, so a client that lost its stream

@@ -1,5 +1,4 @@
 import BacktestCore
-import BacktestEngine
 import Synchronization
 
 /// Batch jobs by id. Ids are 128 random bits from the system's CSPRNG, so a job is visible only
