@@ -1,6 +1,6 @@
 import Foundation
 
-/// What `backtest bench` measured: the success-metrics table of the plan, the years x tickers
+/// What `backtest-bench bench` measured: the success-metrics table of the plan, the years x tickers
 /// grid, the engine-only figures and the checks behind the "checked" cells. Codable for
 /// `--json`; `rendered()` for people (Markdown tables, pasteable into the README).
 public struct BenchReport: Sendable, Codable {
@@ -49,7 +49,7 @@ public struct BenchReport: Sendable, Codable {
     }
 
     public func rendered() -> String {
-        var out = ["backtest bench on \(machine), \(date)", "command: \(command)",
+        var out = ["backtest-bench bench on \(machine), \(date)", "command: \(command)",
                    "fake Alpaca latency \(alpacaLatencyMs) ms per request; everything on 127.0.0.1", ""]
         var table = TextTable(headers: ["Metric", "Old system", "Plan target", "Our target", "Measured", "Reference path", "Speedup", "Pass"])
         for row in rows {

@@ -2,7 +2,7 @@ import BacktestClient
 import BacktestCore
 import Foundation
 
-/// `backtest loadtest`: N simulated users, each on its own connection, sending a mix of single
+/// `backtest-bench loadtest`: N simulated users, each on its own connection, sending a mix of single
 /// backtests and batches with random think time in between, for a fixed duration.
 ///
 /// Every answer is compared exactly with the baseline of its request (`LoadRequests`), so a
@@ -152,7 +152,7 @@ public struct LoadTestReport: Sendable, Codable {
     public var passed: Bool { targets.allSatisfy(\.pass) }
 
     public func rendered() -> String {
-        var out = ["backtest loadtest on \(machine)", "command: \(command)",
+        var out = ["backtest-bench loadtest on \(machine)", "command: \(command)",
                    String(format: "%d users, %.1f s, mix %@, think %@ ms%@: %d requests, %.1f requests/s",
                           users, durationSeconds, mix, thinkMs, chaos ? ", CHAOS" : "", requests, requestsPerSecond), ""]
         var table = TextTable(headers: ["Requests", "Count", "p50", "p90", "p99", "max", "mean"])

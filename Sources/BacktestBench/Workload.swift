@@ -1,7 +1,7 @@
 import BacktestCore
 import BacktestModel
 
-/// The requests `backtest bench` and `backtest loadtest` send: SMA-crossover portfolios over
+/// The requests `backtest-bench bench` and `backtest-bench loadtest` send: SMA-crossover portfolios over
 /// liquid large caps from ../shared/market-data/daily, benchmarked against SPY.
 ///
 /// Periods end on the last shared trading day (2020-08-28), so every bar is older than T-2 and

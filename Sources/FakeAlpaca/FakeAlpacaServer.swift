@@ -14,8 +14,8 @@ import Synchronization
 ///     server.inject([.rateLimited(resetAt: 1_700_000_003), .serverError(body: "oops")])
 ///     server.latency = .milliseconds(150)
 ///
-/// Self-contained (NIO, Foundation, BacktestCore only): MarketDataTests and `backtest bench`
-/// share it. `rateLimit(for:)` is the chaos switch of `backtest loadtest --chaos`.
+/// Self-contained (NIO, Foundation, BacktestCore only): MarketDataTests and `backtest-bench bench`
+/// share it. `rateLimit(for:)` is the chaos switch of `backtest-bench loadtest --chaos`.
 public final class FakeAlpacaServer: Sendable {
     public struct Configuration: Sendable {
         public var dataDirectory: URL

@@ -55,7 +55,7 @@ public struct AlpacaConfiguration: Sendable {
     /// Reads `APCA_API_KEY_ID`, `APCA_API_SECRET_KEY`, `APCA_API_DATA_URL` (base URL) and
     /// `APCA_API_FEED` (ours: `sip` or `iex`); empty values count as unset.
     /// `BACKTESTD_ALPACA_SYMBOLS_PER_REQUEST` (ours, a positive integer, default 100; other values
-    /// are ignored) caps symbols per request: `backtest bench` sets 1 to measure the old
+    /// are ignored) caps symbols per request: `backtest-bench bench` sets 1 to measure the old
     /// system's one-symbol-per-call fetching.
     public static func fromEnvironment(
         _ environment: [String: String] = ProcessInfo.processInfo.environment
