@@ -2,18 +2,28 @@
 //
 // backtestd: a backtesting service over a length-prefixed protobuf protocol.
 //
-// Dependencies point one way, from the edges to the core:
+// Dependencies point one way, from the edges to the core (arrows: "imports"; every import is a
+// declared dependency, checked by `swift build --explicit-target-dependency-import-check error`):
 //
-//   backtestd (exe) ─▶ BacktestServer ─▶ BacktestProtocol ─▶ BacktestEngine ─▶ BacktestCore
-//                         │   │                 └─▶ CBacktestProto ─▶ CProtobufC
-//                         │   └─▶ BacktestCache ─▶ MarketData ─▶ BacktestCore
-//                         │          └─▶ CHiredis      └─▶ CCurlShim ─▶ CCurl
-//   backtest (exe)  ─▶ BacktestClient ─▶ BacktestProtocol
-//                   └─▶ BacktestReporting (tables, charts, CSV/JSON/HTML) ─▶ BacktestProtocol
+//   backtestd (exe) ─▶ BacktestServer ─▶ BacktestService ─┬─▶ BacktestEngine ─────────▶ BacktestModel ─▶ BacktestCore
+//                      (NIO transport)    (application)   ├─▶ BacktestCache ─▶ MarketData ─▶ BacktestCore
+//                             │                           │      └─▶ CHiredis      └─▶ CCurlShim ─▶ CCurl
+//                             └───────────────────────────┴─▶ BacktestProtocol ─▶ BacktestModel
+//                                                                └─▶ CBacktestProto ─▶ CProtobufC
+//   backtest (exe) ─┬─▶ BacktestCommandLine ─▶ BacktestClient ─▶ BacktestProtocol
+//                   ├─▶ BacktestClient
+//                   └─▶ BacktestReporting (tables, charts, CSV/JSON/HTML) ─▶ BacktestModel
+//   backtest-bench (exe) ─▶ BacktestBench ─▶ BacktestClient, FakeAlpaca, BacktestTestSupport
+//   engine-bench (exe)   ─▶ BacktestEngine, BacktestTestSupport
 //
-// BacktestCore holds the value types every layer shares (dates, bars, the market calendar,
-// errors). The C targets are thin: system libraries, one shim for libcurl's variadic calls, and
-// the committed protoc-c output (scripts/generate-proto.sh regenerates it).
+// BacktestServer knows the application only through the `BacktestService` protocol. The client
+// library's closure (BacktestClient, BacktestProtocol, BacktestModel, BacktestCore, the protobuf-c
+// bridge, NIO) has no engine, cache, market data, hiredis or curl.
+//
+// BacktestCore holds what market data and the model share (dates, bars, the market calendar,
+// BacktestError); BacktestModel the request and result types every side exchanges. The C targets
+// are thin: system libraries, one shim for libcurl's variadic calls, and the committed protoc-c
+// output (scripts/generate-proto.sh regenerates it). docs/architecture.md follows a call through.
 import PackageDescription
 
 let package = Package(
