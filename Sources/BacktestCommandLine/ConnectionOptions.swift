@@ -11,17 +11,17 @@ import Darwin
 // What `backtest` and `backtest-bench` share: where the server is and how a failure is printed.
 
 /// `--host` and `--port`, falling back to BACKTEST_HOST and BACKTEST_PORT, then 127.0.0.1:50051.
-public struct ConnectionOptions: ParsableArguments {
+package struct ConnectionOptions: ParsableArguments {
     @Option(help: "Server host (env BACKTEST_HOST). Default 127.0.0.1.")
-    public var host: String?
+    package var host: String?
     @Option(help: "Server port (env BACKTEST_PORT). Default 50051.")
-    public var port: Int?
+    package var port: Int?
 
-    public init() {}
+    package init() {}
 
     /// A client for the chosen server (not yet connected).
     /// - Throws: `ValidationError` when the port is not in 1...65535.
-    public func makeClient() throws -> BacktestClient {
+    package func makeClient() throws -> BacktestClient {
         let host = host ?? environment("BACKTEST_HOST") ?? "127.0.0.1"
         let portText = port.map(String.init) ?? environment("BACKTEST_PORT") ?? "50051"
         guard let port = Int(portText), (1...65535).contains(port) else {
@@ -36,7 +36,7 @@ public struct ConnectionOptions: ParsableArguments {
 }
 
 /// Prints a BacktestError the way people read it and returns a non-zero exit status to throw.
-public func reportFailure(_ error: any Error) -> ExitCode {
+package func reportFailure(_ error: any Error) -> ExitCode {
     if let error = error as? BacktestError {
         printError("error: \(error.code): \(error.message)\(error.field.isEmpty ? "" : " (field \(error.field))")")
     } else {
@@ -46,7 +46,7 @@ public func reportFailure(_ error: any Error) -> ExitCode {
 }
 
 /// Writes `text` and a newline to standard error, unbuffered.
-public func printError(_ text: String) {
+package func printError(_ text: String) {
     let line = text + "\n"
     _ = line.utf8CString.withUnsafeBufferPointer { write(2, $0.baseAddress, $0.count - 1) }
 }

@@ -6,34 +6,34 @@ import NIOCore
 
 /// The service until the engine is wired in: every domain call answers UNIMPLEMENTED (never a
 /// fake result); GetServerInfo answers for real.
-public struct UnimplementedBacktestService: BacktestService {
-    public let serverVersion: String
+package struct UnimplementedBacktestService: BacktestService {
+    package let serverVersion: String
     private let startedAt = NIODeadline.now()
 
-    public init(serverVersion: String = ServerConfiguration().serverVersion) {
+    package init(serverVersion: String = ServerConfiguration().serverVersion) {
         self.serverVersion = serverVersion
     }
 
-    public func runBacktest(_ request: BacktestRequest, context: CallContext) async throws -> BacktestResult {
+    package func runBacktest(_ request: BacktestRequest, context: CallContext) async throws -> BacktestResult {
         throw BacktestError(.unimplemented, "RunBacktest is not available: the engine is not wired into this server yet")
     }
 
-    public func runBatch(_ request: BatchRequest, context: CallContext,
+    package func runBatch(_ request: BatchRequest, context: CallContext,
                          emit: @escaping @Sendable (ProgressUpdate) async throws -> Void) async throws {
         throw BacktestError(.unimplemented, "RunBatch is not available: the engine is not wired into this server yet")
     }
 
-    public func batchStatus(id: String, knownIndices: Set<Int>, context: CallContext) async throws -> ProgressUpdate {
+    package func batchStatus(id: String, knownIndices: Set<Int>, context: CallContext) async throws -> ProgressUpdate {
         throw BacktestError(.unimplemented, "GetBatchStatus is not available: the engine is not wired into this server yet")
     }
 
-    public func serverInfo() async -> ServerInfo {
+    package func serverInfo() async -> ServerInfo {
         let uptime = Double((NIODeadline.now() - startedAt).nanoseconds) / 1e9
         return ServerInfo(serverVersion: serverVersion, dataSource: "none", cacheConnected: false, engine: "none",
                           uptimeSeconds: uptime, maxParallel: 0)
     }
 
-    public func purgeCache() async throws -> PurgeCacheResult {
+    package func purgeCache() async throws -> PurgeCacheResult {
         throw BacktestError(.unimplemented, "PurgeCache is not available: no cache is wired into this server yet")
     }
 }
