@@ -2,18 +2,28 @@
 //
 // backtestd: a backtesting service over a length-prefixed protobuf protocol.
 //
-// Dependencies point one way, from the edges to the core:
+// Dependencies point one way, from the edges to the core (arrows: "imports"; every import is a
+// declared dependency, checked by `swift build --explicit-target-dependency-import-check error`):
 //
-//   backtestd (exe) ─▶ BacktestServer ─▶ BacktestProtocol ─▶ BacktestEngine ─▶ BacktestCore
-//                         │   │                 └─▶ CBacktestProto ─▶ CProtobufC
-//                         │   └─▶ BacktestCache ─▶ MarketData ─▶ BacktestCore
-//                         │          └─▶ CHiredis      └─▶ CCurlShim ─▶ CCurl
-//   backtest (exe)  ─▶ BacktestClient ─▶ BacktestProtocol
-//                   └─▶ BacktestReporting (tables, charts, CSV/JSON/HTML) ─▶ BacktestProtocol
+//   backtestd (exe) ─▶ BacktestServer ─▶ BacktestService ─┬─▶ BacktestEngine ─────────▶ BacktestModel ─▶ BacktestCore
+//                      (NIO transport)    (application)   ├─▶ BacktestCache ─▶ MarketData ─▶ BacktestCore
+//                             │                           │      └─▶ CHiredis      └─▶ CCurlShim ─▶ CCurl
+//                             └───────────────────────────┴─▶ BacktestProtocol ─▶ BacktestModel
+//                                                                └─▶ CBacktestProto ─▶ CProtobufC
+//   backtest (exe) ─┬─▶ BacktestCommandLine ─▶ BacktestClient ─▶ BacktestProtocol
+//                   ├─▶ BacktestClient
+//                   └─▶ BacktestReporting (tables, charts, CSV/JSON/HTML) ─▶ BacktestModel
+//   backtest-bench (exe) ─▶ BacktestBench ─▶ BacktestClient, FakeAlpaca, BacktestTestSupport
+//   engine-bench (exe)   ─▶ BacktestEngine, BacktestTestSupport
 //
-// BacktestCore holds the value types every layer shares (dates, bars, the market calendar,
-// errors). The C targets are thin: system libraries, one shim for libcurl's variadic calls, and
-// the committed protoc-c output (scripts/generate-proto.sh regenerates it).
+// BacktestServer knows the application only through the `BacktestService` protocol. The client
+// library's closure (BacktestClient, BacktestProtocol, BacktestModel, BacktestCore, the protobuf-c
+// bridge, NIO) has no engine, cache, market data, hiredis or curl.
+//
+// BacktestCore holds what market data and the model share (dates, bars, the market calendar,
+// BacktestError); BacktestModel the request and result types every side exchanges. The C targets
+// are thin: system libraries, one shim for libcurl's variadic calls, and the committed protoc-c
+// output (scripts/generate-proto.sh regenerates it). docs/architecture.md follows a call through.
 import PackageDescription
 
 let package = Package(
@@ -22,11 +32,11 @@ let package = Package(
     products: [
         .executable(name: "backtestd", targets: ["backtestd"]),
         .executable(name: "backtest", targets: ["backtest"]),
+        .executable(name: "backtest-bench", targets: ["backtest-bench"]),
         .library(name: "BacktestClient", targets: ["BacktestClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
-        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-atomics.git", from: "1.3.0"),
@@ -47,9 +57,12 @@ let package = Package(
         .target(name: "CCurlShim", dependencies: ["CCurl"]),
         .target(name: "CBacktestProto", dependencies: ["CProtobufC"]),
 
-        // MARK: Core and domain
+        // MARK: Core and model
         .target(name: "BacktestCore"),
-        .target(name: "BacktestEngine", dependencies: ["BacktestCore"]),
+        .target(name: "BacktestModel", dependencies: ["BacktestCore"]),
+
+        // MARK: Domain
+        .target(name: "BacktestEngine", dependencies: ["BacktestCore", "BacktestModel"]),
         .target(
             name: "MarketData",
             dependencies: [
@@ -66,21 +79,34 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]),
 
-        // MARK: Wire protocol, server, client
+        // MARK: Wire protocol, application, server, client
         .target(
             name: "BacktestProtocol",
             dependencies: [
-                "BacktestCore", "BacktestEngine", "CBacktestProto", "CProtobufC",
+                "BacktestCore", "BacktestModel", "CBacktestProto", "CProtobufC",
                 .product(name: "NIOCore", package: "swift-nio"),
             ]),
+        // The application behind the wire: the `BacktestService` protocol and CallContext, the
+        // engine-backed service, the pipeline (analysis, data, indicators, engine), batch jobs and
+        // the scheduled cache purge.
+        .target(
+            name: "BacktestService",
+            dependencies: [
+                "BacktestCore", "BacktestModel", "BacktestEngine", "BacktestProtocol", "MarketData", "BacktestCache",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
+        // The NIO transport only: framing, streams, limits, timers, shutdown. It reaches the
+        // application through the `BacktestService` protocol alone.
         .target(
             name: "BacktestServer",
             dependencies: [
-                "BacktestCore", "BacktestEngine", "BacktestProtocol", "MarketData", "BacktestCache",
+                "BacktestCore", "BacktestModel", "BacktestProtocol", "BacktestService",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                .product(name: "NIOExtras", package: "swift-nio-extras"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -88,54 +114,68 @@ let package = Package(
         .target(
             name: "BacktestClient",
             dependencies: [
-                "BacktestCore", "BacktestProtocol",
+                "BacktestCore", "BacktestModel", "BacktestProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Atomics", package: "swift-atomics"),
-                .product(name: "Logging", package: "swift-log"),
             ]),
 
         // What the `backtest` CLI prints and writes (tables, charts, JSON, HTML, CSV, --vary): no
         // networking, so all of it is unit-tested without a server.
-        .target(name: "BacktestReporting", dependencies: ["BacktestCore", "BacktestEngine", "BacktestProtocol"]),
+        .target(name: "BacktestReporting", dependencies: ["BacktestCore", "BacktestModel"]),
+        // What `backtest` and `backtest-bench` share: --host/--port and how errors are printed.
+        .target(
+            name: "BacktestCommandLine",
+            dependencies: [
+                "BacktestCore", "BacktestClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
 
         // MARK: Executables
         .executableTarget(
             name: "backtestd",
             dependencies: [
-                "BacktestServer", "BacktestEngine", "BacktestCore", "MarketData", "BacktestCache",
+                "BacktestServer", "BacktestService", "BacktestProtocol", "BacktestEngine", "BacktestCore", "MarketData",
+                "BacktestCache",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
         .executableTarget(
             name: "backtest",
             dependencies: [
-                "BacktestClient", "BacktestEngine", "BacktestReporting", "BacktestBench",
+                "BacktestClient", "BacktestCommandLine", "BacktestModel", "BacktestCore", "BacktestReporting",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]),
+        // `backtest-bench bench` and `backtest-bench loadtest`.
+        .executableTarget(
+            name: "backtest-bench",
+            dependencies: [
+                "BacktestBench", "BacktestClient", "BacktestCommandLine",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
-        // `backtest bench` and `backtest loadtest`: orchestration (fake Alpaca, redis-server,
-        // backtestd children), workloads, result checking and reports.
+        // `backtest-bench bench` and `backtest-bench loadtest`: orchestration (fake Alpaca,
+        // redis-server, backtestd children), workloads, result checking and reports.
         .target(
             name: "BacktestBench",
             dependencies: [
-                "BacktestClient", "BacktestProtocol", "BacktestEngine", "BacktestCore", "BacktestTestSupport", "FakeAlpaca",
+                "BacktestClient", "BacktestModel", "BacktestCore", "BacktestTestSupport", "FakeAlpaca",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
-                .product(name: "NIOCore", package: "swift-nio"),
             ]),
 
         // Measures the engine alone on shared data in memory: `swift run -c release engine-bench`.
         .executableTarget(
-            name: "engine-bench", dependencies: ["BacktestEngine", "BacktestCore", "BacktestTestSupport"]),
+            name: "engine-bench",
+            dependencies: ["BacktestEngine", "BacktestModel", "BacktestCore", "BacktestTestSupport"]),
 
         // libFuzzer target for the frame and message decoders (scripts/run-fuzzer.sh).
         .executableTarget(
             name: "FrameFuzzer",
             dependencies: [
-                "BacktestProtocol", "BacktestEngine",
+                "BacktestProtocol", "BacktestModel",
                 .product(name: "NIOCore", package: "swift-nio"),
             ]),
 
@@ -144,7 +184,7 @@ let package = Package(
         .target(
             name: "BacktestTestSupport",
             dependencies: ["BacktestCore", .product(name: "Logging", package: "swift-log")]),
-        // A stand-in for Alpaca's bars API on 127.0.0.1 (tests and `backtest bench`).
+        // A stand-in for Alpaca's bars API on 127.0.0.1 (tests and `backtest-bench bench`).
         .target(
             name: "FakeAlpaca",
             dependencies: [
@@ -155,18 +195,12 @@ let package = Package(
             ]),
         .testTarget(name: "BacktestCoreTests", dependencies: ["BacktestTestSupport", "BacktestCore"]),
         .testTarget(
-            name: "BacktestEngineTests", dependencies: ["BacktestTestSupport", "BacktestEngine", "BacktestCore"],
+            name: "BacktestEngineTests",
+            dependencies: ["BacktestTestSupport", "BacktestEngine", "BacktestModel", "BacktestCore"],
             exclude: ["Fixtures"]),
         .testTarget(
             name: "MarketDataTests",
-            dependencies: [
-                "BacktestTestSupport", "FakeAlpaca",
-                "MarketData", "BacktestCore",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
-            ]),
+            dependencies: ["BacktestTestSupport", "FakeAlpaca", "MarketData", "BacktestCore"]),
         .testTarget(
             name: "BacktestCacheTests",
             dependencies: [
@@ -176,29 +210,31 @@ let package = Package(
         .testTarget(
             name: "BacktestProtocolTests",
             dependencies: [
-                "BacktestTestSupport", "BacktestProtocol", "BacktestEngine",
+                "BacktestProtocol", "BacktestModel", "BacktestCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),
             ]),
         .testTarget(
             name: "BacktestReportingTests",
-            dependencies: ["BacktestTestSupport", "BacktestReporting", "BacktestEngine", "BacktestProtocol", "BacktestCore"]),
+            dependencies: ["BacktestTestSupport", "BacktestReporting", "BacktestEngine", "BacktestModel", "BacktestCore"]),
         .testTarget(
             name: "BacktestBenchTests",
             dependencies: [
-                "BacktestBench", "BacktestEngine", "BacktestCore",
+                "BacktestBench", "BacktestModel", "BacktestCore",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]),
         .testTarget(
             name: "BacktestServerTests",
             dependencies: [
                 "BacktestTestSupport",
-                "BacktestServer", "BacktestClient", "BacktestProtocol", "BacktestEngine",
-                "MarketData", "BacktestCache",
+                "BacktestServer", "BacktestService", "BacktestClient", "BacktestProtocol", "BacktestEngine",
+                "BacktestModel", "BacktestCore", "MarketData", "BacktestCache",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]),
     ]
 )

@@ -21,7 +21,9 @@ trap cleanup EXIT
 export BACKTESTD_REDIS_PORT="$redis_port"
 echo "test.sh: redis-server on 127.0.0.1:$redis_port"
 
-swift build --build-tests
+# Every import must be a declared dependency of its target, so Package.swift stays the true
+# dependency graph (no target reaching the engine through another's dependencies).
+swift build --build-tests --explicit-target-dependency-import-check error
 # A hung test must fail the run, not stall CI for 90 minutes. Line-buffered output, so the log
 # shows what ran up to a hang, and the tests that never finished are listed.
 mkdir -p .build

@@ -1,55 +1,55 @@
 import Foundation
 
-/// What `backtest bench` measured: the success-metrics table of the plan, the years x tickers
+/// What `backtest-bench bench` measured: the success-metrics table of the plan, the years x tickers
 /// grid, the engine-only figures and the checks behind the "checked" cells. Codable for
 /// `--json`; `rendered()` for people (Markdown tables, pasteable into the README).
-public struct BenchReport: Sendable, Codable {
-    public struct Row: Sendable, Codable {
-        public var metric: String
-        public var oldSystem: String
-        public var planTarget: String
-        public var ourTarget: String
-        public var measured: String
+package struct BenchReport: Sendable, Codable {
+    package struct Row: Sendable, Codable {
+        package var metric: String
+        package var oldSystem: String
+        package var planTarget: String
+        package var ourTarget: String
+        package var measured: String
         /// The reference path (old engine, no cache, one symbol per call, sequential) on this machine.
-        public var referencePath: String
-        public var speedup: String
-        public var pass: Bool?
+        package var referencePath: String
+        package var speedup: String
+        package var pass: Bool?
     }
 
-    public struct GridCell: Sendable, Codable {
-        public var years: Int
-        public var tickers: Int
-        public var warmP50Ms: Double
-        public var coldMedianMs: Double
-        public var apiCallsCold: Int
-        public var referenceMedianMs: Double
+    package struct GridCell: Sendable, Codable {
+        package var years: Int
+        package var tickers: Int
+        package var warmP50Ms: Double
+        package var coldMedianMs: Double
+        package var apiCallsCold: Int
+        package var referenceMedianMs: Double
     }
 
-    public var machine: String
-    public var command: String
-    public var date: String
-    public var alpacaLatencyMs: Int
-    public var rows: [Row] = []
-    public var grid: [GridCell] = []
+    package var machine: String
+    package var command: String
+    package var date: String
+    package var alpacaLatencyMs: Int
+    package var rows: [Row] = []
+    package var grid: [GridCell] = []
     /// engine-bench --json, when it could be run.
-    public var engine: [String: Double]?
-    public var engineNote: String?
-    public var checks: [String] = []
-    public var failedChecks: [String] = []
+    package var engine: [String: Double]?
+    package var engineNote: String?
+    package var checks: [String] = []
+    package var failedChecks: [String] = []
 
-    public init(machine: String, command: String, date: String, alpacaLatencyMs: Int) {
+    package init(machine: String, command: String, date: String, alpacaLatencyMs: Int) {
         self.machine = machine
         self.command = command
         self.date = date
         self.alpacaLatencyMs = alpacaLatencyMs
     }
 
-    public mutating func check(_ ok: Bool, _ text: String) {
+    package mutating func check(_ ok: Bool, _ text: String) {
         if ok { checks.append(text) } else { failedChecks.append(text) }
     }
 
-    public func rendered() -> String {
-        var out = ["backtest bench on \(machine), \(date)", "command: \(command)",
+    package func rendered() -> String {
+        var out = ["backtest-bench bench on \(machine), \(date)", "command: \(command)",
                    "fake Alpaca latency \(alpacaLatencyMs) ms per request; everything on 127.0.0.1", ""]
         var table = TextTable(headers: ["Metric", "Old system", "Plan target", "Our target", "Measured", "Reference path", "Speedup", "Pass"])
         for row in rows {
@@ -98,7 +98,7 @@ public struct BenchReport: Sendable, Codable {
         ("sweep_bars_per_second_per_core", "sweep bars per second per core"),
     ]
 
-    public func json() throws -> String {
+    package func json() throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         return String(decoding: try encoder.encode(self), as: UTF8.self)
@@ -106,7 +106,7 @@ public struct BenchReport: Sendable, Codable {
 }
 
 /// "2 cores, AMD EPYC ..." from /proc/cpuinfo and the processor count.
-public func machineDescription() -> String {
+package func machineDescription() -> String {
     let cores = ProcessInfo.processInfo.activeProcessorCount
     let model = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
         .split(separator: "\n").first { $0.hasPrefix("model name") }?

@@ -1,6 +1,5 @@
 import BacktestClient
 import BacktestCore
-import BacktestEngine
 import Foundation
 
 /// Measures the plan's success-metrics table against a running stack (`BenchStack`): our server
@@ -9,29 +8,29 @@ import Foundation
 /// Warm figures are medians (p50) after one unmeasured run that fills the cache; cold figures
 /// are medians of runs each preceded by PurgeCache, which empties Redis and the server's
 /// in-memory layer, so the server has to fetch from the fake Alpaca (150 ms a request).
-public struct BenchRunner: Sendable {
-    public struct Options: Sendable {
-        public var warmRuns = 30
-        public var coldRuns = 5
-        public var referenceRuns = 3
+package struct BenchRunner: Sendable {
+    package struct Options: Sendable {
+        package var warmRuns = 30
+        package var coldRuns = 5
+        package var referenceRuns = 3
         /// Also measure the years x tickers grid.
-        public var grid = true
-        public init() {}
+        package var grid = true
+        package init() {}
     }
 
-    public let options: Options
-    public let server: Probe
-    public let reference: Probe
-    public let stack: BenchStack
+    package let options: Options
+    package let server: Probe
+    package let reference: Probe
+    package let stack: BenchStack
 
-    public init(options: Options, server: Probe, reference: Probe, stack: BenchStack) {
+    package init(options: Options, server: Probe, reference: Probe, stack: BenchStack) {
         self.options = options
         self.server = server
         self.reference = reference
         self.stack = stack
     }
 
-    public func run(into report: inout BenchReport, progress: (String) -> Void) async throws {
+    package func run(into report: inout BenchReport, progress: (String) -> Void) async throws {
         let oneYear = Workload.settings(years: 1)
         let fiveYears = Workload.settings(years: 5)
         let ten = Workload.strategy(tickers: 10)

@@ -5,36 +5,36 @@ import Foundation
 /// Everything a benchmark runs against, on loopback: the fake Alpaca server in this process
 /// (serving ../shared/market-data/daily with a per-request latency), a redis-server child
 /// (or the Redis of `REDIS_URL`), and backtestd children pointed at both.
-public final class BenchStack: @unchecked Sendable {
-    public struct Options: Sendable {
+package final class BenchStack: @unchecked Sendable {
+    package struct Options: Sendable {
         /// The backtestd executable; by default the one next to the running binary.
-        public var serverBinary: URL
+        package var serverBinary: URL
         /// Delay of every fake Alpaca response (Alpaca's own is 100-200 ms from a US data center).
-        public var alpacaLatency: Duration = .milliseconds(150)
+        package var alpacaLatency: Duration = .milliseconds(150)
         /// Use this Redis (`redis://...`) instead of starting one; chaos cannot restart it then.
-        public var redisURL: String?
+        package var redisURL: String?
 
-        public init(serverBinary: URL, alpacaLatency: Duration = .milliseconds(150), redisURL: String? = nil) {
+        package init(serverBinary: URL, alpacaLatency: Duration = .milliseconds(150), redisURL: String? = nil) {
             self.serverBinary = serverBinary
             self.alpacaLatency = alpacaLatency
             self.redisURL = redisURL
         }
 
         /// `backtestd` beside this executable (/proc/self/exe on Linux, argv[0] elsewhere).
-        public static func defaultServerBinary() -> URL {
+        package static func defaultServerBinary() -> URL {
             let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
             return URL(fileURLWithPath: me).deletingLastPathComponent().appendingPathComponent("backtestd")
         }
     }
 
-    public let options: Options
-    public let alpaca: FakeAlpacaServer
+    package let options: Options
+    package let alpaca: FakeAlpacaServer
     /// nil when `REDIS_URL` points at an external Redis.
-    public let redis: RedisServerProcess?
+    package let redis: RedisServerProcess?
     private let lock = NSLock()
     private var servers: [ServerProcess] = []
 
-    public static func start(_ options: Options) async throws -> BenchStack {
+    package static func start(_ options: Options) async throws -> BenchStack {
         guard FileManager.default.isExecutableFile(atPath: options.serverBinary.path) else {
             throw BenchError("no backtestd at \(options.serverBinary.path): build it (swift build -c release --product backtestd) or pass --server-binary")
         }
@@ -53,7 +53,7 @@ public final class BenchStack: @unchecked Sendable {
     }
 
     /// The server as it runs in production: Alpaca (the fake), Redis cache, new engine.
-    public func launchServer(maxParallel: Int = 2) async throws -> ServerProcess {
+    package func launchServer(maxParallel: Int = 2) async throws -> ServerProcess {
         try await launch(label: "v2", [
             "BACKTESTD_MAX_PARALLEL": String(maxParallel),
             "USE_NEW_ENGINE": "true",
@@ -62,7 +62,7 @@ public final class BenchStack: @unchecked Sendable {
 
     /// The reference path, standing in for the old system on the same machine: the reference
     /// engine, no cache, one symbol per Alpaca request, variants one after another.
-    public func launchReferenceServer() async throws -> ServerProcess {
+    package func launchReferenceServer() async throws -> ServerProcess {
         try await launch(label: "reference", [
             "USE_NEW_ENGINE": "false",
             "BACKTESTD_CACHE": "off",
@@ -100,7 +100,7 @@ public final class BenchStack: @unchecked Sendable {
     }
 
     /// Stops every child, then the fake Alpaca.
-    public func shutdown() async {
+    package func shutdown() async {
         for server in lock.withLock({ servers }) { await server.stop() }
         if let redis { await blocking { redis.stop() } }
         try? await alpaca.shutdown()

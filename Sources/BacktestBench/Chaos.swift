@@ -10,15 +10,15 @@ import Foundation
 ///
 /// Purges are best effort: one sent while Redis is down fails, which is itself a case the
 /// server must survive. Redis is restarted only when the stack started it (not with REDIS_URL).
-public struct Chaos: Sendable {
-    public var interval: Duration = .seconds(10)
-    public var rateLimitFor: Duration = .seconds(2)
-    public var redisDownFor: Duration = .seconds(1)
+package struct Chaos: Sendable {
+    package var interval: Duration = .seconds(10)
+    package var rateLimitFor: Duration = .seconds(2)
+    package var redisDownFor: Duration = .seconds(1)
 
-    public init() {}
+    package init() {}
 
     /// Runs until `deadline`; returns a line per event, with its time since the start.
-    public func run(stack: BenchStack, control: BacktestClient, until deadline: ContinuousClock.Instant) async -> [String] {
+    package func run(stack: BenchStack, control: BacktestClient, until deadline: ContinuousClock.Instant) async -> [String] {
         let started = ContinuousClock.now
         var events: [String] = []
         func log(_ text: String) {

@@ -3,8 +3,8 @@ import Foundation
 /// Engine-only throughput, from the `engine-bench` executable beside this one (`--json`): the
 /// engine on in-memory shared data, no server, no network. Spawned rather than linked so the
 /// figures are exactly the ones `swift run -c release engine-bench` prints.
-public enum EngineFigures {
-    public static func measure(binary: URL, runs: Int, variants: Int = 10_000) async throws -> [String: Double] {
+package enum EngineFigures {
+    package static func measure(binary: URL, runs: Int, variants: Int = 10_000) async throws -> [String: Double] {
         guard FileManager.default.isExecutableFile(atPath: binary.path) else {
             throw BenchError("no engine-bench at \(binary.path) (swift build -c release --product engine-bench)")
         }
@@ -28,7 +28,7 @@ public enum EngineFigures {
     }
 
     /// The numeric fields of engine-bench's JSON, plus bars per second per core of the sweep.
-    public static func parse(_ data: Data) throws -> [String: Double] {
+    package static func parse(_ data: Data) throws -> [String: Double] {
         guard let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw BenchError("engine-bench did not print a JSON object")
         }

@@ -2,15 +2,15 @@ import Histogram
 
 /// Latency percentiles of one set of requests, read from an HDR histogram of microseconds
 /// (3 significant digits, so every figure is within 0.1 % of the recorded value).
-public struct LatencySummary: Sendable, Hashable, Codable {
-    public var count: UInt64
-    public var p50Ms: Double
-    public var p90Ms: Double
-    public var p99Ms: Double
-    public var maxMs: Double
-    public var meanMs: Double
+package struct LatencySummary: Sendable, Hashable, Codable {
+    package var count: UInt64
+    package var p50Ms: Double
+    package var p90Ms: Double
+    package var p99Ms: Double
+    package var maxMs: Double
+    package var meanMs: Double
 
-    public init(_ histogram: Histogram<UInt64>) {
+    package init(_ histogram: Histogram<UInt64>) {
         count = histogram.totalCount
         guard count > 0 else {
             p50Ms = 0; p90Ms = 0; p99Ms = 0; maxMs = 0; meanMs = 0
@@ -24,14 +24,14 @@ public struct LatencySummary: Sendable, Hashable, Codable {
     }
 
     /// A histogram for latencies from 1 µs to 10 minutes.
-    public static func makeHistogram() -> Histogram<UInt64> {
+    package static func makeHistogram() -> Histogram<UInt64> {
         Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
     }
 }
 
 extension Histogram where Count == UInt64 {
     /// Records a duration in microseconds (clamped to the histogram's range).
-    public mutating func record(_ duration: Duration) {
+    package mutating func record(_ duration: Duration) {
         let (seconds, attoseconds) = duration.components
         let micros = Swift.max(1, seconds * 1_000_000 + attoseconds / 1_000_000_000_000)
         _ = record(Swift.min(UInt64(micros), highestTrackableValue))

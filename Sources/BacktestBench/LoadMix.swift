@@ -5,16 +5,16 @@ import Foundation
 /// Weights are relative (they need not add up to 100); a kind left out gets weight 0. Names are
 /// case-insensitive; duplicates, unknown kinds, negative or non-integer weights and an all-zero
 /// mix are errors that name the bad part.
-public struct LoadMix: Sendable, Hashable, CustomStringConvertible {
-    public private(set) var weights: [RequestKind: Int]
+package struct LoadMix: Sendable, Hashable, CustomStringConvertible {
+    package private(set) var weights: [RequestKind: Int]
 
-    public init(weights: [RequestKind: Int]) {
+    package init(weights: [RequestKind: Int]) {
         self.weights = weights
     }
 
-    public static let `default` = LoadMix(weights: [.single: 80, .batch: 20])
+    package static let `default` = LoadMix(weights: [.single: 80, .batch: 20])
 
-    public init(parsing text: String) throws(MixError) {
+    package init(parsing text: String) throws(MixError) {
         var weights: [RequestKind: Int] = [:]
         for part in text.split(separator: ",", omittingEmptySubsequences: false) {
             let fields = part.split(separator: ":", omittingEmptySubsequences: false)
@@ -33,10 +33,10 @@ public struct LoadMix: Sendable, Hashable, CustomStringConvertible {
         self.weights = weights
     }
 
-    public var total: Int { weights.values.reduce(0, +) }
+    package var total: Int { weights.values.reduce(0, +) }
 
     /// The kind for a uniform draw `roll` in 0..<total (kinds in a fixed order).
-    public func kind(forRoll roll: Int) -> RequestKind {
+    package func kind(forRoll roll: Int) -> RequestKind {
         var remaining = roll
         for kind in RequestKind.allCases {
             let weight = weights[kind] ?? 0
@@ -46,22 +46,22 @@ public struct LoadMix: Sendable, Hashable, CustomStringConvertible {
         return RequestKind.allCases.last { (weights[$0] ?? 0) > 0 } ?? .single
     }
 
-    public func randomKind<G: RandomNumberGenerator>(using generator: inout G) -> RequestKind {
+    package func randomKind<G: RandomNumberGenerator>(using generator: inout G) -> RequestKind {
         kind(forRoll: Int.random(in: 0..<total, using: &generator))
     }
 
-    public var description: String {
+    package var description: String {
         RequestKind.allCases.compactMap { kind in weights[kind].map { "\(kind.rawValue):\($0)" } }.joined(separator: ",")
     }
 }
 
-public struct MixError: Error, CustomStringConvertible {
-    public var description: String
+package struct MixError: Error, CustomStringConvertible {
+    package var description: String
     init(_ description: String) { self.description = description }
 }
 
 /// `--think-ms 50..200` (uniform in the range) or `--think-ms 100` (fixed).
-public func parseThinkTime(_ text: String) throws(MixError) -> ClosedRange<Int> {
+package func parseThinkTime(_ text: String) throws(MixError) -> ClosedRange<Int> {
     let parts = text.components(separatedBy: "..")
     let numbers = parts.compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
     guard numbers.count == parts.count, (1...2).contains(numbers.count), numbers.allSatisfy({ $0 >= 0 }),

@@ -3,26 +3,26 @@ import Histogram
 
 /// What one simulated user saw; merged into the report at the end (no shared state while
 /// the load runs, so counting costs nothing and cannot race).
-public struct LoadTally: Sendable {
-    public var latency: [RequestKind: Histogram<UInt64>] = [:]
-    public var completed = 0
+package struct LoadTally: Sendable {
+    package var latency: [RequestKind: Histogram<UInt64>] = [:]
+    package var completed = 0
     /// Errors the user gave up on (surfaced), by status code name.
-    public var errors: [String: Int] = [:]
+    package var errors: [String: Int] = [:]
     /// UNAVAILABLE answers the user retried, by status code name.
-    public var retried: [String: Int] = [:]
+    package var retried: [String: Int] = [:]
     /// Answers that differ from the baseline (lost or mixed up), with what differed.
-    public var mismatches: [String] = []
+    package var mismatches: [String] = []
 
-    public init() {}
+    package init() {}
 
-    public mutating func record(_ kind: RequestKind, _ duration: Duration) {
+    package mutating func record(_ kind: RequestKind, _ duration: Duration) {
         var histogram = latency[kind] ?? LatencySummary.makeHistogram()
         histogram.record(duration)
         latency[kind] = histogram
         completed += 1
     }
 
-    public mutating func merge(_ other: LoadTally) {
+    package mutating func merge(_ other: LoadTally) {
         for (kind, histogram) in other.latency {
             var mine = latency[kind] ?? LatencySummary.makeHistogram()
             mine.add(histogram)
@@ -34,7 +34,7 @@ public struct LoadTally: Sendable {
         mismatches += other.mismatches
     }
 
-    public var allLatencies: Histogram<UInt64> {
+    package var allLatencies: Histogram<UInt64> {
         var all = LatencySummary.makeHistogram()
         for histogram in latency.values { all.add(histogram) }
         return all

@@ -2,7 +2,7 @@ import BacktestClient
 import BacktestCore
 import Foundation
 
-/// `backtest loadtest`: N simulated users, each on its own connection, sending a mix of single
+/// `backtest-bench loadtest`: N simulated users, each on its own connection, sending a mix of single
 /// backtests and batches with random think time in between, for a fixed duration.
 ///
 /// Every answer is compared exactly with the baseline of its request (`LoadRequests`), so a
@@ -13,22 +13,22 @@ import Foundation
 /// surfaced to the user, which are any other failure or a retry budget exhausted.
 /// Latency is measured per request from the first attempt to the checked answer (retries
 /// included) and kept in HDR histograms of microseconds.
-public struct LoadTest: Sendable {
-    public struct Options: Sendable {
-        public var users = 50
-        public var duration: Duration = .seconds(60)
-        public var mix = LoadMix.default
-        public var thinkMs: ClosedRange<Int> = 50...200
-        public var maxAttempts = 8
-        public init() {}
+package struct LoadTest: Sendable {
+    package struct Options: Sendable {
+        package var users = 50
+        package var duration: Duration = .seconds(60)
+        package var mix = LoadMix.default
+        package var thinkMs: ClosedRange<Int> = 50...200
+        package var maxAttempts = 8
+        package init() {}
     }
 
-    public let options: Options
-    public let host: String
-    public let port: Int
-    public let requests: LoadRequests
+    package let options: Options
+    package let host: String
+    package let port: Int
+    package let requests: LoadRequests
 
-    public init(options: Options, host: String, port: Int, requests: LoadRequests) {
+    package init(options: Options, host: String, port: Int, requests: LoadRequests) {
         self.options = options
         self.host = host
         self.port = port
@@ -36,7 +36,7 @@ public struct LoadTest: Sendable {
     }
 
     /// Runs the users; returns the merged tally and the wall time of the run.
-    public func run() async throws -> (LoadTally, Duration) {
+    package func run() async throws -> (LoadTally, Duration) {
         for kind in RequestKind.allCases where (options.mix.weights[kind] ?? 0) > 0 && requests.entries(of: kind).isEmpty {
             throw BenchError("the mix asks for \(kind.rawValue) requests but the request set has none")
         }
@@ -91,32 +91,32 @@ public struct LoadTest: Sendable {
 }
 
 /// The load test's outcome against its targets.
-public struct LoadTestReport: Sendable, Codable {
-    public var machine: String
-    public var command: String
-    public var users: Int
-    public var durationSeconds: Double
-    public var mix: String
-    public var thinkMs: String
-    public var chaos: Bool
-    public var requests: Int
-    public var requestsPerSecond: Double
-    public var latency: [String: LatencySummary]
-    public var errorsByStatus: [String: Int]
-    public var retriedByStatus: [String: Int]
-    public var mismatches: Int
-    public var mismatchSamples: [String]
-    public var serverPeakRSSBytes: Int?
-    public var chaosEvents: [String] = []
-    public var targets: [Target] = []
+package struct LoadTestReport: Sendable, Codable {
+    package var machine: String
+    package var command: String
+    package var users: Int
+    package var durationSeconds: Double
+    package var mix: String
+    package var thinkMs: String
+    package var chaos: Bool
+    package var requests: Int
+    package var requestsPerSecond: Double
+    package var latency: [String: LatencySummary]
+    package var errorsByStatus: [String: Int]
+    package var retriedByStatus: [String: Int]
+    package var mismatches: Int
+    package var mismatchSamples: [String]
+    package var serverPeakRSSBytes: Int?
+    package var chaosEvents: [String] = []
+    package var targets: [Target] = []
 
-    public struct Target: Sendable, Codable {
-        public var name: String
-        public var measured: String
-        public var pass: Bool
+    package struct Target: Sendable, Codable {
+        package var name: String
+        package var measured: String
+        package var pass: Bool
     }
 
-    public init(tally: LoadTally, elapsed: Duration, options: LoadTest.Options, chaos: Bool, machine: String, command: String,
+    package init(tally: LoadTally, elapsed: Duration, options: LoadTest.Options, chaos: Bool, machine: String, command: String,
                 peakRSS: Int?, chaosEvents: [String]) {
         self.machine = machine
         self.command = command
@@ -149,10 +149,10 @@ public struct LoadTestReport: Sendable, Codable {
         }
     }
 
-    public var passed: Bool { targets.allSatisfy(\.pass) }
+    package var passed: Bool { targets.allSatisfy(\.pass) }
 
-    public func rendered() -> String {
-        var out = ["backtest loadtest on \(machine)", "command: \(command)",
+    package func rendered() -> String {
+        var out = ["backtest-bench loadtest on \(machine)", "command: \(command)",
                    String(format: "%d users, %.1f s, mix %@, think %@ ms%@: %d requests, %.1f requests/s",
                           users, durationSeconds, mix, thinkMs, chaos ? ", CHAOS" : "", requests, requestsPerSecond), ""]
         var table = TextTable(headers: ["Requests", "Count", "p50", "p90", "p99", "max", "mean"])
@@ -182,7 +182,7 @@ public struct LoadTestReport: Sendable, Codable {
         return out.joined(separator: "\n")
     }
 
-    public func json() throws -> String {
+    package func json() throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         return String(decoding: try encoder.encode(self), as: UTF8.self)

@@ -1,35 +1,35 @@
 import BacktestClient
 import BacktestCore
-import BacktestEngine
+import BacktestModel
 import Foundation
 
 /// Timed calls over TCP, as a client sees them (request written to answer decoded).
-public struct Probe: Sendable {
-    public let client: BacktestClient
+package struct Probe: Sendable {
+    package let client: BacktestClient
 
-    public init(client: BacktestClient) {
+    package init(client: BacktestClient) {
         self.client = client
     }
 
-    public struct SingleRun: Sendable {
-        public var elapsed: Duration
-        public var result: BacktestResult
+    package struct SingleRun: Sendable {
+        package var elapsed: Duration
+        package var result: BacktestResult
     }
 
-    public struct BatchRun: Sendable {
+    package struct BatchRun: Sendable {
         /// Until the update with state Final arrived.
-        public var elapsed: Duration
-        public var results: [VariantResult]
-        public var stats: RunStatistics?
+        package var elapsed: Duration
+        package var results: [VariantResult]
+        package var stats: RunStatistics?
     }
 
-    public func single(_ strategy: Strategy, _ settings: BacktestSettings) async throws -> SingleRun {
+    package func single(_ strategy: Strategy, _ settings: BacktestSettings) async throws -> SingleRun {
         let started = ContinuousClock.now
         let result = try await client.runBacktest(strategy, settings: settings, timeout: .seconds(300))
         return SingleRun(elapsed: ContinuousClock.now - started, result: result)
     }
 
-    public func batch(_ variants: [Strategy], _ settings: BacktestSettings) async throws -> BatchRun {
+    package func batch(_ variants: [Strategy], _ settings: BacktestSettings) async throws -> BatchRun {
         let started = ContinuousClock.now
         var results: [VariantResult] = []
         var finished: Duration?
@@ -48,7 +48,7 @@ public struct Probe: Sendable {
     }
 
     /// The answer of `request`, as `ExpectedOutcome` for comparison.
-    public func outcome(of request: BenchRequest) async throws -> (Duration, ExpectedOutcome) {
+    package func outcome(of request: BenchRequest) async throws -> (Duration, ExpectedOutcome) {
         switch request {
         case .single(let strategy, let settings):
             let run = try await single(strategy, settings)
@@ -60,13 +60,13 @@ public struct Probe: Sendable {
     }
 
     /// Median of `runs` timings of `body`.
-    public static func median(_ runs: Int, _ body: () async throws -> Duration) async throws -> Double {
+    package static func median(_ runs: Int, _ body: () async throws -> Duration) async throws -> Double {
         var values: [Double] = []
         for _ in 0..<max(1, runs) { values.append(try await body().milliseconds) }
         return median(values)
     }
 
-    public static func median(_ values: [Double]) -> Double {
+    package static func median(_ values: [Double]) -> Double {
         let sorted = values.sorted()
         guard !sorted.isEmpty else { return .nan }
         return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
@@ -74,7 +74,7 @@ public struct Probe: Sendable {
 }
 
 /// Population variance of the daily returns of a curve (0 for a flat or too short curve).
-public func dailyReturnVariance(_ curve: [Double]) -> Double {
+package func dailyReturnVariance(_ curve: [Double]) -> Double {
     guard curve.count > 2 else { return 0 }
     var returns: [Double] = []
     for i in 1..<curve.count where curve[i - 1] != 0 { returns.append(curve[i] / curve[i - 1] - 1) }

@@ -1,5 +1,5 @@
 import BacktestCore
-import BacktestEngine
+import BacktestModel
 
 /// What identifies a result exactly: final equity, the number of orders and a hash of every
 /// bit of the equity curve, its dates and the benchmark curve. Two runs of the same request
@@ -7,14 +7,14 @@ import BacktestEngine
 ///
 /// The hash is FNV-1a over the IEEE bit patterns (not a rounded text), so a difference in the
 /// last bit of one day's equity is a mismatch.
-public struct ResultFingerprint: Sendable, Hashable, CustomStringConvertible {
-    public var strategyName: String
-    public var finalEquity: Double
-    public var orderCount: Int
-    public var days: Int
-    public var curveHash: UInt64
+package struct ResultFingerprint: Sendable, Hashable, CustomStringConvertible {
+    package var strategyName: String
+    package var finalEquity: Double
+    package var orderCount: Int
+    package var days: Int
+    package var curveHash: UInt64
 
-    public init(_ result: BacktestResult) {
+    package init(_ result: BacktestResult) {
         strategyName = result.strategyName
         finalEquity = result.finalEquity
         orderCount = result.orders.count
@@ -26,7 +26,7 @@ public struct ResultFingerprint: Sendable, Hashable, CustomStringConvertible {
         curveHash = hash.value
     }
 
-    public var description: String {
+    package var description: String {
         "'\(strategyName)' final equity \(finalEquity), \(orderCount) orders, \(days) days, curve \(String(curveHash, radix: 16))"
     }
 }
@@ -45,13 +45,13 @@ struct FNV1a {
 }
 
 /// The expected answer of one `BenchRequest`, from a baseline run before the load starts.
-public enum ExpectedOutcome: Sendable, Hashable {
+package enum ExpectedOutcome: Sendable, Hashable {
     case single(ResultFingerprint)
     /// One fingerprint per variant, in request order.
     case batch([ResultFingerprint])
 
     /// nil when `actual` matches; otherwise what differs, for the report.
-    public func mismatch(in actual: ExpectedOutcome) -> String? {
+    package func mismatch(in actual: ExpectedOutcome) -> String? {
         switch (self, actual) {
         case (.single(let expected), .single(let got)):
             return expected == got ? nil : "expected \(expected), got \(got)"
@@ -75,7 +75,7 @@ public enum ExpectedOutcome: Sendable, Hashable {
 
     /// A batch's final outcome from its streamed updates: every variant must have a result
     /// (a variant error is a failed request, reported with its status code).
-    public static func batch(_ results: [VariantResult], total: Int) throws(BacktestError) -> ExpectedOutcome {
+    package static func batch(_ results: [VariantResult], total: Int) throws(BacktestError) -> ExpectedOutcome {
         var fingerprints = [ResultFingerprint?](repeating: nil, count: total)
         for variant in results {
             guard fingerprints.indices.contains(variant.index) else {

@@ -6,13 +6,13 @@ import Foundation
 /// Configured only through its environment (every backtestd flag has a BACKTESTD_* twin), with
 /// the parent's environment underneath. Its standard error goes to a log file so a failed
 /// start can be diagnosed; `peakResidentBytes` reads the kernel's high-water mark of its RSS.
-public final class ServerProcess: @unchecked Sendable {
-    public let port: Int
-    public let logFile: URL
+package final class ServerProcess: @unchecked Sendable {
+    package let port: Int
+    package let logFile: URL
     private let process: Process
 
     /// Launches `binary` and waits (bounded, 20 s) until it answers GetServerInfo.
-    public static func launch(binary: URL, environment overrides: [String: String], removing: [String] = [],
+    package static func launch(binary: URL, environment overrides: [String: String], removing: [String] = [],
                               label: String) async throws -> ServerProcess {
         let port = try FreePort.loopback()
         var environment = ProcessInfo.processInfo.environment
@@ -44,20 +44,20 @@ public final class ServerProcess: @unchecked Sendable {
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
     }
 
-    public var pid: Int32 { process.processIdentifier }
-    public var isRunning: Bool { process.isRunning }
+    package var pid: Int32 { process.processIdentifier }
+    package var isRunning: Bool { process.isRunning }
 
-    public func makeClient() -> BacktestClient {
+    package func makeClient() -> BacktestClient {
         BacktestClient(host: "127.0.0.1", port: port)
     }
 
     /// VmHWM from /proc/PID/status: the most resident memory the process ever had.
-    public var peakResidentBytes: Int? {
+    package var peakResidentBytes: Int? {
         ProcStatus.kilobytes("VmHWM", pid: pid).map { $0 * 1024 }
     }
 
     /// SIGTERM (graceful drain), then SIGKILL if it has not exited within 15 s.
-    public func stop() async {
+    package func stop() async {
         guard process.isRunning else { return }
         kill(pid, SIGTERM)
         let deadline = ContinuousClock.now + .seconds(15)
@@ -85,9 +85,9 @@ public final class ServerProcess: @unchecked Sendable {
     }
 }
 
-public struct BenchError: Error, CustomStringConvertible {
-    public var description: String
-    public init(_ description: String) { self.description = description }
+package struct BenchError: Error, CustomStringConvertible {
+    package var description: String
+    package init(_ description: String) { self.description = description }
 }
 
 enum FreePort {
@@ -109,14 +109,14 @@ enum FreePort {
 }
 
 /// Fields of /proc/PID/status (Linux); nil elsewhere or when the process is gone.
-public enum ProcStatus {
-    public static func kilobytes(_ field: String, pid: Int32) -> Int? {
+package enum ProcStatus {
+    package static func kilobytes(_ field: String, pid: Int32) -> Int? {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
         return parse(field, in: text)
     }
 
     /// "VmHWM:\t  123456 kB" -> 123456.
-    public static func parse(_ field: String, in status: String) -> Int? {
+    package static func parse(_ field: String, in status: String) -> Int? {
         for line in status.split(separator: "\n") where line.hasPrefix(field + ":") {
             return line.dropFirst(field.count + 1).split(whereSeparator: { $0 == " " || $0 == "\t" }).first.flatMap { Int($0) }
         }

@@ -1,21 +1,21 @@
 import Foundation
 
 /// A Markdown table with padded columns, readable in a terminal and pasteable into README.md.
-public struct TextTable: Sendable, Hashable {
-    public var headers: [String]
-    public var rows: [[String]]
+package struct TextTable: Sendable, Hashable {
+    package var headers: [String]
+    package var rows: [[String]]
 
-    public init(headers: [String], rows: [[String]] = []) {
+    package init(headers: [String], rows: [[String]] = []) {
         self.headers = headers
         self.rows = rows
     }
 
-    public mutating func append(_ row: [String]) {
+    package mutating func append(_ row: [String]) {
         rows.append(row)
     }
 
     /// Short rows are padded with empty cells; `|` inside a cell is escaped.
-    public func rendered() -> String {
+    package func rendered() -> String {
         let columns = max(headers.count, rows.map(\.count).max() ?? 0)
         func cells(_ row: [String]) -> [String] {
             (row + Array(repeating: "", count: columns - row.count)).map { $0.replacingOccurrences(of: "|", with: "\\|") }
@@ -33,20 +33,20 @@ public struct TextTable: Sendable, Hashable {
 }
 
 /// Number formatting shared by the reports.
-public enum Format {
-    public static func ms(_ value: Double) -> String {
+package enum Format {
+    package static func ms(_ value: Double) -> String {
         if value >= 1000 { return String(format: "%.2f s", value / 1000) }
         if value >= 100 { return String(format: "%.0f ms", value) }
         if value >= 10 { return String(format: "%.1f ms", value) }
         return String(format: "%.2f ms", value)
     }
 
-    public static func ratio(_ value: Double) -> String {
+    package static func ratio(_ value: Double) -> String {
         guard value.isFinite else { return "-" }
         return value < 10 ? String(format: "%.1fx", value) : String(format: "%.0fx", value)
     }
 
-    public static func percent(_ value: Double) -> String {
+    package static func percent(_ value: Double) -> String {
         String(format: "%.1f%%", value * 100)
     }
 }

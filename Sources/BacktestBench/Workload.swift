@@ -1,23 +1,23 @@
 import BacktestCore
-import BacktestEngine
+import BacktestModel
 
-/// The requests `backtest bench` and `backtest loadtest` send: SMA-crossover portfolios over
+/// The requests `backtest-bench bench` and `backtest-bench loadtest` send: SMA-crossover portfolios over
 /// liquid large caps from ../shared/market-data/daily, benchmarked against SPY.
 ///
 /// Periods end on the last shared trading day (2020-08-28), so every bar is older than T-2 and
 /// the whole history is cacheable; "N years" starts N calendar years earlier. Every position
 /// gets weight 1/N, enters while SMA(fast) > SMA(slow) and leaves when that turns false.
-public enum Workload {
+package enum Workload {
     /// Ten tickers with full history over 2015-2020; the 1- and 5-ticker cases take a prefix.
-    public static let tickers = ["AAPL", "MSFT", "JPM", "JNJ", "PG", "KO", "INTC", "CSCO", "WMT", "XOM"]
-    public static let end = TradingDate(year: 2020, month: 8, day: 28)!
+    package static let tickers = ["AAPL", "MSFT", "JPM", "JNJ", "PG", "KO", "INTC", "CSCO", "WMT", "XOM"]
+    package static let end = TradingDate(year: 2020, month: 8, day: 28)!
 
-    public static func settings(years: Int) -> BacktestSettings {
+    package static func settings(years: Int) -> BacktestSettings {
         let start = TradingDate(year: end.year - years, month: end.month, day: end.day)!
         return BacktestSettings(start: start, end: end, initialCapital: 100_000, adjustment: .split, benchmark: "SPY")
     }
 
-    public static func strategy(tickers count: Int, fast: Int = 50, slow: Int = 200) -> Strategy {
+    package static func strategy(tickers count: Int, fast: Int = 50, slow: Int = 200) -> Strategy {
         let chosen = Array(tickers.prefix(max(1, min(count, tickers.count))))
         return Strategy(
             name: "sma \(fast)/\(slow) x \(chosen.count)",
@@ -30,7 +30,7 @@ public enum Workload {
 
     /// `count` variants of the crossover, fast in 5, 10, ... 50 and slow in 100, 150, ... 300,
     /// taken round-robin so that small batches already span both parameters (at most 50).
-    public static func variants(_ requested: Int, tickers: Int) -> [Strategy] {
+    package static func variants(_ requested: Int, tickers: Int) -> [Strategy] {
         let fasts = stride(from: 5, through: 50, by: 5).map { $0 }
         let slows = stride(from: 100, through: 300, by: 50).map { $0 }
         let count = min(requested, fasts.count * slows.count)
@@ -52,11 +52,11 @@ public enum Workload {
 }
 
 /// One request of a load test or benchmark: a single backtest or a batch.
-public enum BenchRequest: Sendable, Hashable {
+package enum BenchRequest: Sendable, Hashable {
     case single(Strategy, BacktestSettings)
     case batch([Strategy], BacktestSettings)
 
-    public var kind: RequestKind {
+    package var kind: RequestKind {
         switch self {
         case .single: .single
         case .batch: .batch
@@ -64,6 +64,6 @@ public enum BenchRequest: Sendable, Hashable {
     }
 }
 
-public enum RequestKind: String, Sendable, Hashable, CaseIterable, Codable {
+package enum RequestKind: String, Sendable, Hashable, CaseIterable, Codable {
     case single, batch
 }

@@ -7,7 +7,7 @@ import Darwin
 
 /// Wall-clock time for the cache: "today" for the T-2 rule and the purge schedule. Injectable
 /// so tests can stand on any date and drive the scheduler through DST changes without waiting.
-public protocol CacheClock: Sendable {
+package protocol CacheClock: Sendable {
     /// Seconds since 1970-01-01 UTC.
     func unixSeconds() -> Int64
     /// Returns once `unixSeconds()` has reached `deadline` (or throws on task cancellation).
@@ -15,14 +15,14 @@ public protocol CacheClock: Sendable {
 }
 
 /// The machine's clock.
-public struct SystemCacheClock: CacheClock {
-    public init() {}
+package struct SystemCacheClock: CacheClock {
+    package init() {}
 
-    public func unixSeconds() -> Int64 {
+    package func unixSeconds() -> Int64 {
         SystemCacheClock.epochNow()
     }
 
-    public func sleep(untilUnixSeconds deadline: Int64) async throws {
+    package func sleep(untilUnixSeconds deadline: Int64) async throws {
         // Sleep in slices of at most a minute so a suspended laptop or clock change is noticed.
         while true {
             let remaining = deadline - unixSeconds()
@@ -41,14 +41,14 @@ public struct SystemCacheClock: CacheClock {
 /// The T-2 rule: only bars and indicator values dated on or before the trading day two trading
 /// days before today (New York date, NYSE calendar) are cached; T-1 and T-0 are always fetched
 /// fresh, because vendors still correct the last days' bars.
-public enum CacheHorizon {
+package enum CacheHorizon {
     /// The last cacheable date at `unixSeconds`.
-    public static func lastCacheableDate(atUnixSeconds unixSeconds: Int64, calendar: MarketCalendar = .nyse) -> TradingDate {
+    package static func lastCacheableDate(atUnixSeconds unixSeconds: Int64, calendar: MarketCalendar = .nyse) -> TradingDate {
         calendar.tradingDay(2, before: NewYorkTime.date(unixSeconds: unixSeconds))
     }
 
     /// `shouldCache(date)` of the issue.
-    public static func shouldCache(_ date: TradingDate, atUnixSeconds unixSeconds: Int64) -> Bool {
+    package static func shouldCache(_ date: TradingDate, atUnixSeconds unixSeconds: Int64) -> Bool {
         date <= lastCacheableDate(atUnixSeconds: unixSeconds)
     }
 }

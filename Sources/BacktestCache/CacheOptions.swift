@@ -1,17 +1,17 @@
 /// Cache behaviour that is not about reaching Redis.
-public struct CacheOptions: Sendable, Equatable {
+package struct CacheOptions: Sendable, Equatable {
     /// Namespace of every key ("backtestd"); several deployments can share one Redis.
-    public var keyPrefix: String
+    package var keyPrefix: String
     /// Expiry of every data key: a safety net for keys a purge's sweep missed (e.g. written by a
     /// request that was still running on an old generation). Longer than the gap between purges.
-    public var timeToLive: Duration
+    package var timeToLive: Duration
     /// Budget of the in-process layer in front of Redis; 0 disables it.
-    public var localCacheBytes: Int
+    package var localCacheBytes: Int
     /// How long a purge's sweep waits for in-process requests still reading the old generation
     /// before deleting its keys (so they never see half a generation).
-    public var purgeGrace: Duration
+    package var purgeGrace: Duration
 
-    public init(
+    package init(
         keyPrefix: String = "backtestd", timeToLive: Duration = .seconds(86_400),
         localCacheBytes: Int = 256 << 20, purgeGrace: Duration = .seconds(120)
     ) {
@@ -22,7 +22,7 @@ public struct CacheOptions: Sendable, Equatable {
     }
 
     /// `BACKTESTD_CACHE_PREFIX`, `BACKTESTD_CACHE_TTL_SECONDS`, `BACKTESTD_CACHE_LOCAL_MB`.
-    public init(environment: [String: String]) throws(CacheConfigurationError) {
+    package init(environment: [String: String]) throws(CacheConfigurationError) {
         self.init()
         if let prefix = environment["BACKTESTD_CACHE_PREFIX"], !prefix.isEmpty { keyPrefix = prefix }
         if let text = environment["BACKTESTD_CACHE_TTL_SECONDS"] {

@@ -4,28 +4,28 @@ import NIOConcurrencyHelpers
 
 /// What one request got from the cache; the server copies it into `RunStatistics`
 /// (`cacheHits`, `cacheMisses`, `apiCalls`).
-public struct CacheStatistics: Sendable, Hashable {
+package struct CacheStatistics: Sendable, Hashable {
     /// Month-of-bars and indicator lookups answered by the cache (process memory or Redis).
-    public var hits = 0
+    package var hits = 0
     /// Lookups that had to go to the source: absent, corrupt, or dated after T-2 (one per symbol
     /// and query for the fresh days).
-    public var misses = 0
+    package var misses = 0
     /// Requests this session made to the remote vendor (pages count one each).
-    public var apiCalls = 0
+    package var apiCalls = 0
 
-    public init() {}
+    package init() {}
 
-    public var hitRate: Double { hits + misses == 0 ? 0 : Double(hits) / Double(hits + misses) }
+    package var hitRate: Double { hits + misses == 0 ? 0 : Double(hits) / Double(hits + misses) }
 }
 
 /// One request's (one backtest's or one batch's) view of the cache: a fixed generation and a
 /// fixed "today", plus its own counters. Open with `MarketDataCache.openSession()`, use through
 /// `CachedMarketData.dailyBars(_:session:)` and `IndicatorCache`, close with `finish()`.
-public final class CacheSession: Sendable {
+package final class CacheSession: Sendable {
     /// The generation every key of this session uses (-1: no cache for this session).
-    public let generation: Int64
+    package let generation: Int64
     /// T-2 when the session opened: nothing later is read from or written to the cache.
-    public let lastCacheableDate: TradingDate
+    package let lastCacheableDate: TradingDate
     let usesRedis: Bool
     let usesLocal: Bool
     let cache: MarketDataCache
@@ -52,14 +52,14 @@ public final class CacheSession: Sendable {
     }
 
     /// True when the cache takes part at all (Redis reachable at open, or process memory usable).
-    public var isCaching: Bool { usesRedis || usesLocal }
+    package var isCaching: Bool { usesRedis || usesLocal }
 
-    public var statistics: CacheStatistics { state.withLockedValue { $0.statistics } }
+    package var statistics: CacheStatistics { state.withLockedValue { $0.statistics } }
 
     /// Waits for this session's write-backs, logs one line of counts, and releases the
     /// generation (a purge waiting to sweep it may proceed). Idempotent.
     @discardableResult
-    public func finish() async -> CacheStatistics {
+    package func finish() async -> CacheStatistics {
         let writes = state.withLockedValue { state in
             defer { state.pendingWrites.removeAll() }
             return state.pendingWrites

@@ -10,33 +10,33 @@ import MarketData
 /// are written behind the answer (MSET + EXPIRE, pipelined). Months with no bars (before a
 /// listing, after a delisting) are cached as empty months, so such tickers cost no fetch either.
 /// Errors from the source (an invalid ticker, an unreachable vendor) are never cached.
-public struct CachedMarketData: MarketDataProvider {
-    public let upstream: any MarketDataProvider
-    public let cache: MarketDataCache
+package struct CachedMarketData: MarketDataProvider {
+    package let upstream: any MarketDataProvider
+    package let cache: MarketDataCache
     let inflight = InflightFills()
 
-    public init(upstream: any MarketDataProvider, cache: MarketDataCache) {
+    package init(upstream: any MarketDataProvider, cache: MarketDataCache) {
         self.upstream = upstream
         self.cache = cache
     }
 
-    public var name: String { upstream.name }
-    public var dataEpoch: TradingDate { upstream.dataEpoch }
-    public var standingWarnings: [String] { upstream.standingWarnings }
+    package var name: String { upstream.name }
+    package var dataEpoch: TradingDate { upstream.dataEpoch }
+    package var standingWarnings: [String] { upstream.standingWarnings }
 
     /// A one-request session of its own. Prefer `dailyBars(_:session:)` to get the counts.
-    public func dailyBars(_ query: BarQuery) async throws -> BarSet {
+    package func dailyBars(_ query: BarQuery) async throws -> BarSet {
         let session = await cache.openSession()
         defer { Task { await session.finish() } }
         return try await dailyBars(query, session: session)
     }
 
     /// A provider bound to `session`, for code that takes any `MarketDataProvider`.
-    public func bound(to session: CacheSession) -> some MarketDataProvider {
+    package func bound(to session: CacheSession) -> some MarketDataProvider {
         SessionBoundMarketData(base: self, session: session)
     }
 
-    public func dailyBars(_ query: BarQuery, session: CacheSession) async throws -> BarSet {
+    package func dailyBars(_ query: BarQuery, session: CacheSession) async throws -> BarSet {
         let horizon = session.lastCacheableDate
         let range = query.range
         let extendsPastHorizon = range.upperBound > horizon

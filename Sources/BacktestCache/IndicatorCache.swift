@@ -2,19 +2,19 @@ import BacktestCore
 
 /// Identifies one indicator series: the spirit of `indicator:{ticker}:{type}:{params}:{date}`,
 /// with the whole date range instead of one date because series are read and written whole.
-public struct IndicatorCacheKey: Hashable, Sendable {
-    public var ticker: String
+package struct IndicatorCacheKey: Hashable, Sendable {
+    package var ticker: String
     /// The engine's canonical key, e.g. "sma:50" or "macd:12,26,9" (parameters included).
-    public var indicator: String
-    public var adjustment: PriceAdjustment
+    package var indicator: String
+    package var adjustment: PriceAdjustment
     /// The data source's name ("alpaca", "files", "demo"): sources may disagree on prices.
-    public var source: String
+    package var source: String
     /// The data epoch the series is computed from (`MarketDataProvider.dataEpoch`).
-    public var from: TradingDate
+    package var from: TradingDate
     /// The last date of the series; must be at most the session's `lastCacheableDate` to be stored.
-    public var through: TradingDate
+    package var through: TradingDate
 
-    public init(ticker: String, indicator: String, adjustment: PriceAdjustment, source: String, from: TradingDate, through: TradingDate) {
+    package init(ticker: String, indicator: String, adjustment: PriceAdjustment, source: String, from: TradingDate, through: TradingDate) {
         self.ticker = ticker.uppercased()
         self.indicator = indicator
         self.adjustment = adjustment
@@ -31,16 +31,16 @@ public struct IndicatorCacheKey: Hashable, Sendable {
 /// Measured (docs/cache.md): for cheap indicators such as a 6,000-point SMA, recomputing is
 /// about as fast as a Redis round trip, so the in-process layer does the real work; Redis pays
 /// off for expensive series and across server restarts.
-public struct IndicatorCache: Sendable {
-    public let cache: MarketDataCache
+package struct IndicatorCache: Sendable {
+    package let cache: MarketDataCache
 
-    public init(cache: MarketDataCache) {
+    package init(cache: MarketDataCache) {
         self.cache = cache
     }
 
     /// The cached series, or nil (a miss) when absent, corrupt, of another length than
     /// `expectedCount` (when given), dated after T-2, or when the cache is unavailable.
-    public func get(_ key: IndicatorCacheKey, expectedCount: Int? = nil, session: CacheSession) async -> [Double]? {
+    package func get(_ key: IndicatorCacheKey, expectedCount: Int? = nil, session: CacheSession) async -> [Double]? {
         guard session.isCaching, key.through <= session.lastCacheableDate, key.from <= key.through else {
             session.count(misses: 1, symbols: [key.ticker])
             return nil
@@ -65,7 +65,7 @@ public struct IndicatorCache: Sendable {
     /// Stores a series computed by the caller. Returns false (and stores nothing) when
     /// `key.through` is after the session's T-2 date or the cache is unavailable.
     @discardableResult
-    public func put(_ key: IndicatorCacheKey, values: [Double], session: CacheSession) async -> Bool {
+    package func put(_ key: IndicatorCacheKey, values: [Double], session: CacheSession) async -> Bool {
         guard session.isCaching, key.through <= session.lastCacheableDate, key.from <= key.through else { return false }
         let redisKey = cache.keys.indicator(generation: session.generation, key: key)
         cache.remember([(redisKey, .series(values))], in: session)

@@ -4,7 +4,7 @@ extension MarketDataCache {
     /// The cache as the environment describes it (docs/cache.md): `BACKTESTD_CACHE=off` turns
     /// it off (every request goes to the source); otherwise `RedisConfiguration(environment:)`
     /// and `CacheOptions(environment:)`. Throws a message naming a malformed variable.
-    public static func fromEnvironment(
+    package static func fromEnvironment(
         _ environment: [String: String], clock: any CacheClock = SystemCacheClock(),
         logger: Logger = Logger(label: "backtestd.cache")
     ) throws(CacheConfigurationError) -> MarketDataCache {

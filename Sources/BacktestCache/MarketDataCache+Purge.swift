@@ -1,9 +1,9 @@
 /// What a purge did, for `PurgeCacheResult` and the log.
-public struct PurgeResult: Sendable, Hashable {
+package struct PurgeResult: Sendable, Hashable {
     /// Keys of older generations deleted by the sweep.
-    public var removedEntries: Int
+    package var removedEntries: Int
     /// The generation new requests use from now on.
-    public var generation: Int64
+    package var generation: Int64
 }
 
 extension MarketDataCache {
@@ -13,7 +13,7 @@ extension MarketDataCache {
     /// SCAN MATCH + UNLINK. Never FLUSHDB/FLUSHALL/KEYS: the Redis may be shared.
     ///
     /// Throws `.unavailable` when Redis cannot be reached (the in-process layer is cleared anyway).
-    public func purge() async throws(RedisFailure) -> PurgeResult {
+    package func purge() async throws(RedisFailure) -> PurgeResult {
         let generation = try await beginPurge()
         await waitForOlderSessions(than: generation)
         let removed = try await sweep(olderThan: generation)

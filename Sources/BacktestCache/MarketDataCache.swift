@@ -10,9 +10,9 @@ import NIOConcurrencyHelpers
 ///
 /// Every failure to reach Redis is absorbed here: reads become misses, writes are skipped, and
 /// the caller fetches from the source. A cache failure never fails a backtest.
-public final class MarketDataCache: Sendable {
-    public let options: CacheOptions
-    public let clock: any CacheClock
+package final class MarketDataCache: Sendable {
+    package let options: CacheOptions
+    package let clock: any CacheClock
     let keys: CacheKeys
     /// nil when the cache is configured off: every session then passes straight to the source.
     let pool: RedisPool?
@@ -32,7 +32,7 @@ public final class MarketDataCache: Sendable {
     /// - Parameters:
     ///   - redis: where Redis is; nil disables the cache (sessions count every lookup as a miss).
     ///   - clock: "today" for the T-2 rule; the purge scheduler uses the same clock.
-    public init(
+    package init(
         redis: RedisConfiguration?, options: CacheOptions = CacheOptions(), clock: any CacheClock = SystemCacheClock(),
         logger: Logger = Logger(label: "backtestd.cache")
     ) {
@@ -45,14 +45,14 @@ public final class MarketDataCache: Sendable {
     }
 
     /// Stops the Redis threads; afterwards sessions run without the cache.
-    public func shutdown() async {
+    package func shutdown() async {
         await pool?.shutdown()
     }
 
     /// Starts one request's view of the cache: reads the generation once (one round trip) and
     /// fixes "today", so everything the request reads and writes is from one generation and
     /// follows one T-2 boundary, even if a purge or midnight happens meanwhile.
-    public func openSession() async -> CacheSession {
+    package func openSession() async -> CacheSession {
         let lastCacheable = CacheHorizon.lastCacheableDate(atUnixSeconds: clock.unixSeconds())
         var generation: Int64?
         var usesRedis = false

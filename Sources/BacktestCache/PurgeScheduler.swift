@@ -6,22 +6,22 @@ import Logging
 ///
 /// The next instant is computed from the clock each time (`NewYorkTime.unixSeconds`), never by
 /// adding 4 or 20 hours, so the schedule is right on the 23- and 25-hour days.
-public struct PurgeScheduler: Sendable {
+package struct PurgeScheduler: Sendable {
     /// New York wall-clock times of the purges, (hour, minute).
-    public static let times: [(hour: Int, minute: Int)] = [(16, 0), (20, 0)]
+    package static let times: [(hour: Int, minute: Int)] = [(16, 0), (20, 0)]
 
-    public let cache: MarketDataCache
-    public let clock: any CacheClock
+    package let cache: MarketDataCache
+    package let clock: any CacheClock
     let logger: Logger
 
-    public init(cache: MarketDataCache, clock: (any CacheClock)? = nil, logger: Logger = Logger(label: "backtestd.cache.purge")) {
+    package init(cache: MarketDataCache, clock: (any CacheClock)? = nil, logger: Logger = Logger(label: "backtestd.cache.purge")) {
         self.cache = cache
         self.clock = clock ?? cache.clock
         self.logger = logger
     }
 
     /// The first scheduled purge strictly after `unixSeconds`, and its label ("4:00 PM ET").
-    public static func nextPurge(after unixSeconds: Int64) -> (unixSeconds: Int64, label: String) {
+    package static func nextPurge(after unixSeconds: Int64) -> (unixSeconds: Int64, label: String) {
         var date = NewYorkTime.date(unixSeconds: unixSeconds).advanced(by: -1)
         while true {
             for time in times {
@@ -38,7 +38,7 @@ public struct PurgeScheduler: Sendable {
     }
 
     /// How long after a failed purge (Redis down) the scheduler tries again.
-    public static let retryIntervalSeconds: Int64 = 60
+    package static let retryIntervalSeconds: Int64 = 60
 
     /// Runs until the task is cancelled: sleeps to the next purge time, purges, logs.
     ///
@@ -46,7 +46,7 @@ public struct PurgeScheduler: Sendable {
     /// or the next scheduled purge is due: the purge exists so that vendor corrections replace
     /// cached bars, and waiting four to twenty hours for the next slot would serve stale bars
     /// for that long once Redis is back.
-    public func run() async {
+    package func run() async {
         var missed: String?
         while !Task.isCancelled {
             let now = clock.unixSeconds()
@@ -65,7 +65,7 @@ public struct PurgeScheduler: Sendable {
 
     /// One purge with the log line; returns nil when Redis could not be reached.
     @discardableResult
-    public func purgeNow(label: String, retry: Bool = false) async -> PurgeResult? {
+    package func purgeNow(label: String, retry: Bool = false) async -> PurgeResult? {
         do {
             let result = try await cache.purge()
             logger.notice("Cache purged at \(label)\(retry ? " (retried)" : "") (\(result.removedEntries) entries)")

@@ -1,5 +1,5 @@
 import BacktestCore
-import BacktestEngine
+import BacktestModel
 import NIOConcurrencyHelpers
 
 /// The consumer's side of one batch: every variant result exactly once, and exactly one Final

@@ -1,5 +1,5 @@
 import BacktestCore
-import BacktestEngine
+import BacktestModel
 import Foundation
 
 /// The JSON that `backtest batch --json` prints once the batch ended: the variants in table order
@@ -13,45 +13,45 @@ import Foundation
 ///
 /// "status" is "ok", "error" or "running" (only when the batch did not finish); `sorted_by` is
 /// null unless the batch is final.
-public struct BatchDocument: Codable, Sendable, Equatable {
-    public struct ErrorDocument: Codable, Sendable, Equatable {
-        public var code: String
-        public var message: String
-        public var field: String
+package struct BatchDocument: Codable, Sendable, Equatable {
+    package struct ErrorDocument: Codable, Sendable, Equatable {
+        package var code: String
+        package var message: String
+        package var field: String
     }
 
-    public struct VariantDocument: Codable, Sendable, Equatable {
-        @ExplicitNull public var rank: Int?
-        public var index: Int
-        public var label: String
-        public var status: String
-        @ExplicitNull public var finalEquity: Double? = nil
-        @ExplicitNull public var metrics: ResultDocument.MetricsDocument? = nil
-        @ExplicitNull public var error: ErrorDocument? = nil
+    package struct VariantDocument: Codable, Sendable, Equatable {
+        @ExplicitNull package var rank: Int?
+        package var index: Int
+        package var label: String
+        package var status: String
+        @ExplicitNull package var finalEquity: Double? = nil
+        @ExplicitNull package var metrics: ResultDocument.MetricsDocument? = nil
+        @ExplicitNull package var error: ErrorDocument? = nil
     }
 
-    public struct BatchStatsDocument: Codable, Sendable, Equatable {
-        public var totalMs, dataMs, indicatorsMs, simulationMs, variantsPerSecond: Double
-        public var cacheHits, cacheMisses, apiCalls: Int
+    package struct BatchStatsDocument: Codable, Sendable, Equatable {
+        package var totalMs, dataMs, indicatorsMs, simulationMs, variantsPerSecond: Double
+        package var cacheHits, cacheMisses, apiCalls: Int
     }
 
-    public var batchId: String
-    public var state: String
-    public var total: Int
-    public var completed: Int
-    @ExplicitNull public var sortedBy: String?
-    @ExplicitNull public var error: ErrorDocument?
-    public var variants: [VariantDocument]
-    @ExplicitNull public var stats: BatchStatsDocument?
+    package var batchId: String
+    package var state: String
+    package var total: Int
+    package var completed: Int
+    @ExplicitNull package var sortedBy: String?
+    @ExplicitNull package var error: ErrorDocument?
+    package var variants: [VariantDocument]
+    @ExplicitNull package var stats: BatchStatsDocument?
 
     /// The document of a finished batch.
-    public init(_ table: FinalBatchTable) {
+    package init(_ table: FinalBatchTable) {
         self.init(rows: table.rows, ranked: true, batchID: table.batchID, state: .final, error: nil, stats: table.stats)
         sortedBy = table.sortedBy.rawValue
     }
 
     /// The document of a batch that ended without finishing (cancelled, failed, disconnected).
-    public init(unfinished table: BatchTable) {
+    package init(unfinished table: BatchTable) {
         self.init(rows: table.rows, ranked: false, batchID: table.batchID, state: table.state, error: table.error, stats: table.stats)
     }
 
@@ -87,7 +87,7 @@ public struct BatchDocument: Codable, Sendable, Equatable {
         ErrorDocument(code: "\(error.code)", message: error.message, field: error.field)
     }
 
-    public func json() throws -> Data {
+    package func json() throws -> Data {
         try JSONCoding.encoder.encode(self)
     }
 }
@@ -95,13 +95,13 @@ public struct BatchDocument: Codable, Sendable, Equatable {
 /// Redraws a block of lines in place on a terminal: cursor up over the previous frame, clear to
 /// the end of the screen, print the new one. Lines wider than the terminal would wrap and break
 /// the count, so callers keep tables narrower than the terminal or accept a scrolling redraw.
-public struct LiveRedraw: Sendable {
+package struct LiveRedraw: Sendable {
     private var previousLineCount = 0
 
-    public init() {}
+    package init() {}
 
     /// The bytes to write for `lines`, replacing what the previous call wrote.
-    public mutating func frame(_ lines: [String]) -> String {
+    package mutating func frame(_ lines: [String]) -> String {
         var text = previousLineCount > 0 ? "\u{1B}[\(previousLineCount)F\u{1B}[J" : ""
         text += lines.joined(separator: "\n") + "\n"
         previousLineCount = lines.count

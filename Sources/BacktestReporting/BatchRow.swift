@@ -1,17 +1,17 @@
 import BacktestCore
-import BacktestEngine
+import BacktestModel
 import Foundation
 
 /// What a batch table keeps of one finished variant: the numbers it shows, not the equity curve
 /// (a batch of thousands of variants would otherwise hold every curve until the end).
-public struct VariantSummary: Sendable, Hashable {
-    public var strategyName: String
-    public var metrics: Metrics
-    public var finalEquity: Double
-    public var orderCount: Int
-    public var warnings: [String]
+package struct VariantSummary: Sendable, Hashable {
+    package var strategyName: String
+    package var metrics: Metrics
+    package var finalEquity: Double
+    package var orderCount: Int
+    package var warnings: [String]
 
-    public init(_ result: BacktestResult) {
+    package init(_ result: BacktestResult) {
         strategyName = result.strategyName
         metrics = result.metrics
         finalEquity = result.finalEquity
@@ -21,23 +21,23 @@ public struct VariantSummary: Sendable, Hashable {
 }
 
 /// One variant's line in a batch table.
-public struct BatchRow: Sendable, Equatable {
-    public enum State: Sendable, Equatable {
+package struct BatchRow: Sendable, Equatable {
+    package enum State: Sendable, Equatable {
         case running
         case done(VariantSummary)
         case failed(BacktestError)
     }
 
-    public var index: Int
-    public var label: String
-    public var state: State
+    package var index: Int
+    package var label: String
+    package var state: State
 
-    public var summary: VariantSummary? {
+    package var summary: VariantSummary? {
         if case .done(let summary) = state { return summary }
         return nil
     }
 
-    public var isFinished: Bool {
+    package var isFinished: Bool {
         if case .running = state { return false }
         return true
     }
@@ -45,7 +45,7 @@ public struct BatchRow: Sendable, Equatable {
 
 /// A metric a final batch table can be sorted by; the raw values are the `--sort-by` names and
 /// the CSV column names.
-public enum BatchMetric: String, CaseIterable, Sendable {
+package enum BatchMetric: String, CaseIterable, Sendable {
     case totalReturn = "total_return"
     case cagr
     case volatility
@@ -62,17 +62,17 @@ public enum BatchMetric: String, CaseIterable, Sendable {
     case finalEquity = "final_equity"
 
     /// A `--sort-by` name: the raw value, any case, with "-" for "_" ("max-drawdown", "Sharpe").
-    public init?(name: String) {
+    package init?(name: String) {
         self.init(rawValue: name.lowercased().replacingOccurrences(of: "-", with: "_"))
     }
 
     /// Best first means descending for most metrics. Max drawdown is a negative fraction, so the
     /// best (shallowest) is the largest too; only volatility is better small.
-    public var higherIsBetter: Bool {
+    package var higherIsBetter: Bool {
         self != .volatility
     }
 
-    public func value(_ summary: VariantSummary) -> Double {
+    package func value(_ summary: VariantSummary) -> Double {
         let m = summary.metrics
         return switch self {
         case .totalReturn: m.totalReturn
@@ -93,7 +93,7 @@ public enum BatchMetric: String, CaseIterable, Sendable {
     }
 
     /// The value as the tables print it.
-    public func text(_ summary: VariantSummary) -> String {
+    package func text(_ summary: VariantSummary) -> String {
         switch self {
         case .totalReturn, .cagr, .volatility, .maxDrawdown, .winRate, .exposure: Format.percent(value(summary))
         case .tradeCount: "\(summary.metrics.tradeCount)"
@@ -104,7 +104,7 @@ public enum BatchMetric: String, CaseIterable, Sendable {
 
     /// Room for typical values ("-100.00%", "-12.345", "$1,234,567.89"), so columns keep their
     /// width while a live table fills in.
-    public var minimumWidth: Int {
+    package var minimumWidth: Int {
         switch self {
         case .totalReturn, .cagr, .volatility, .maxDrawdown, .winRate, .exposure: 8
         case .tradeCount: 6
@@ -114,7 +114,7 @@ public enum BatchMetric: String, CaseIterable, Sendable {
     }
 
     /// Column title in the terminal table.
-    public var title: String {
+    package var title: String {
         switch self {
         case .totalReturn: "return"
         case .cagr: "CAGR"

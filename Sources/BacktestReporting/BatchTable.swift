@@ -1,5 +1,5 @@
 import BacktestCore
-import BacktestEngine
+import BacktestModel
 
 /// The live table of a running batch: one row per variant in request order, "Running..." until
 /// its result (or its error) arrives.
@@ -8,30 +8,30 @@ import BacktestEngine
 /// have finished first is misleading, and a half-written CSV looks complete. Sorting and CSV live
 /// on `FinalBatchTable`, which only `finalized(sortBy:)` makes, and only once the server said
 /// the batch is final.
-public struct BatchTable: Sendable {
-    public private(set) var rows: [BatchRow]
-    public private(set) var state: BatchState = .partial
-    public private(set) var batchID = ""
+package struct BatchTable: Sendable {
+    package private(set) var rows: [BatchRow]
+    package private(set) var state: BatchState = .partial
+    package private(set) var batchID = ""
     /// The whole batch's statistics, from the final update.
-    public private(set) var stats: RunStatistics?
+    package private(set) var stats: RunStatistics?
     /// Why the batch as a whole stopped (cancelled, failed, connection lost).
-    public private(set) var error: BacktestError?
+    package private(set) var error: BacktestError?
 
-    public init(labels: [String]) {
+    package init(labels: [String]) {
         rows = labels.enumerated().map { BatchRow(index: $0.offset, label: $0.element, state: .running) }
     }
 
-    public init(variants: [Variant]) {
+    package init(variants: [Variant]) {
         self.init(labels: variants.map(\.label))
     }
 
-    public var total: Int { rows.count }
-    public var completed: Int { rows.count(where: \.isFinished) }
-    public var isFinal: Bool { state == .final }
+    package var total: Int { rows.count }
+    package var completed: Int { rows.count(where: \.isFinished) }
+    package var isFinal: Bool { state == .final }
 
     /// Takes in one streamed update. Results for an index outside the table are ignored: the
     /// table describes the batch this client sent, whatever a confused server says.
-    public mutating func apply(_ update: ProgressUpdate) {
+    package mutating func apply(_ update: ProgressUpdate) {
         if !update.batchID.isEmpty { batchID = update.batchID }
         for variant in update.results where rows.indices.contains(variant.index) {
             switch variant.outcome {
@@ -47,7 +47,7 @@ public struct BatchTable: Sendable {
 
     /// The stream ended without a final update (connection lost, deadline): the table stays
     /// partial for good.
-    public mutating func interrupt(_ error: BacktestError) {
+    package mutating func interrupt(_ error: BacktestError) {
         guard state != .final else { return }
         self.error = error
         state = .cancelled
@@ -55,7 +55,7 @@ public struct BatchTable: Sendable {
 
     /// "Partial Results (3/8 complete)", "Final Results", "Cancelled Results (3/8 complete)",
     /// "Failed Results (0/8 complete)".
-    public var header: String {
+    package var header: String {
         switch state {
         case .final: "Final Results"
         case .partial: "Partial Results (\(completed)/\(total) complete)"
@@ -65,7 +65,7 @@ public struct BatchTable: Sendable {
     }
 
     /// The table in request order.
-    public func render(columns: [BatchMetric] = BatchTableLayout.defaultColumns) -> [String] {
+    package func render(columns: [BatchMetric] = BatchTableLayout.defaultColumns) -> [String] {
         var lines = [header]
         if let error {
             lines.append("batch error: \(BatchTableLayout.describe(error))")
@@ -75,7 +75,7 @@ public struct BatchTable: Sendable {
     }
 
     /// One short line for logs and pipes: "Partial Results (3/8 complete): #2 done, #5 failed".
-    public func progressLine(after update: ProgressUpdate) -> String {
+    package func progressLine(after update: ProgressUpdate) -> String {
         let finished = update.results.filter { rows.indices.contains($0.index) }.map { variant in
             switch variant.outcome {
             case .success: "#\(variant.index) done"

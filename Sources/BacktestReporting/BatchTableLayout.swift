@@ -2,25 +2,25 @@ import BacktestCore
 
 /// Column layout shared by the partial and the final batch table, so rows do not jump when the
 /// table turns final.
-public struct BatchTableLayout: Sendable {
-    public static let defaultColumns: [BatchMetric] = [
+package struct BatchTableLayout: Sendable {
+    package static let defaultColumns: [BatchMetric] = [
         .totalReturn, .cagr, .sharpe, .sortino, .maxDrawdown, .volatility, .tradeCount, .finalEquity,
     ]
     /// Longer labels are cut with "…" so one long --vary value does not push the numbers off screen.
-    public static let maxLabelWidth = 44
+    package static let maxLabelWidth = 44
 
-    public var rows: [BatchRow]
-    public var columns: [BatchMetric]
+    package var rows: [BatchRow]
+    package var columns: [BatchMetric]
     /// Marked with "▼" in the header (the sort column of a final table).
-    public var sortedBy: BatchMetric?
+    package var sortedBy: BatchMetric?
 
-    public init(rows: [BatchRow], columns: [BatchMetric], sortedBy: BatchMetric? = nil) {
+    package init(rows: [BatchRow], columns: [BatchMetric], sortedBy: BatchMetric? = nil) {
         self.rows = rows
         self.columns = columns
         self.sortedBy = sortedBy
     }
 
-    public func lines() -> [String] {
+    package func lines() -> [String] {
         let indexWidth = max(2, String(max(0, rows.count - 1)).count + 1)
         let labelWidth = min(Self.maxLabelWidth, max("variant".count, rows.map(\.label.count).max() ?? 0))
         let widths = columns.map { column in
@@ -51,7 +51,7 @@ public struct BatchTableLayout: Sendable {
     }
 
     /// "INVALID_ARGUMENT: weight must be in (0, 1] (field strategy.positions[0].weight)".
-    public static func describe(_ error: BacktestError) -> String {
+    package static func describe(_ error: BacktestError) -> String {
         "\(error.code): \(error.message)" + (error.field.isEmpty ? "" : " (field \(error.field))")
     }
 

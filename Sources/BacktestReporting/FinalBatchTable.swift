@@ -1,5 +1,5 @@
 import BacktestCore
-import BacktestEngine
+import BacktestModel
 import Foundation
 
 /// The table of a batch the server reported final: every row finished, sorted by a metric.
@@ -7,12 +7,12 @@ import Foundation
 /// Only `BatchTable.finalized(sortBy:)` makes one (the initializer is private to this file), so
 /// holding a `FinalBatchTable` proves the batch finished: `csv()` and the sorted view cannot be
 /// produced from partial results.
-public struct FinalBatchTable: Sendable {
-    public let batchID: String
+package struct FinalBatchTable: Sendable {
+    package let batchID: String
     /// Best first by `sortedBy`; failed variants last, in request order.
-    public let rows: [BatchRow]
-    public let sortedBy: BatchMetric
-    public let stats: RunStatistics?
+    package let rows: [BatchRow]
+    package let sortedBy: BatchMetric
+    package let stats: RunStatistics?
 
     fileprivate init(from table: BatchTable, sortedBy metric: BatchMetric) {
         batchID = table.batchID
@@ -33,9 +33,9 @@ public struct FinalBatchTable: Sendable {
         }
     }
 
-    public var failedCount: Int { rows.count(where: { $0.summary == nil }) }
+    package var failedCount: Int { rows.count(where: { $0.summary == nil }) }
 
-    public func render(columns: [BatchMetric] = BatchTableLayout.defaultColumns) -> [String] {
+    package func render(columns: [BatchMetric] = BatchTableLayout.defaultColumns) -> [String] {
         var lines = ["Final Results"]
         var subtitle = "\(rows.count) variant\(rows.count == 1 ? "" : "s"), sorted by \(sortedBy.rawValue) (best first)"
         if failedCount > 0 { subtitle += "; \(failedCount) failed" }
@@ -50,7 +50,7 @@ public struct FinalBatchTable: Sendable {
 
     /// RFC 4180 CSV, one row per variant in the table's order. Numbers are written with full
     /// precision (they round-trip); an undefined or infinite metric is an empty field.
-    public func csv() -> String {
+    package func csv() -> String {
         let metrics = BatchMetric.allCases
         var header = ["rank", "index", "variant", "strategy_name", "status"]
         header += metrics.map(\.rawValue)
@@ -95,7 +95,7 @@ public struct FinalBatchTable: Sendable {
 
 extension BatchTable {
     /// The final table sorted by `metric`, best first; nil while the batch is not final.
-    public func finalized(sortBy metric: BatchMetric) -> FinalBatchTable? {
+    package func finalized(sortBy metric: BatchMetric) -> FinalBatchTable? {
         guard isFinal else { return nil }
         return FinalBatchTable(from: self, sortedBy: metric)
     }

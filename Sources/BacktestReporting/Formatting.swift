@@ -2,19 +2,19 @@ import Foundation
 
 /// How numbers look in every text the CLI prints, so the run report, the batch table and the CSV
 /// agree on what "12.34%" means.
-public enum Format {
+package enum Format {
     /// "12.34%" for 0.1234; "-" for NaN (an undefined metric), "inf%" for infinities.
-    public static func percent(_ value: Double) -> String {
+    package static func percent(_ value: Double) -> String {
         value.isFinite ? String(format: "%.2f%%", value * 100) : (value.isNaN ? "-" : (value > 0 ? "inf" : "-inf"))
     }
 
     /// Three decimals; "-" for NaN, "inf" for infinities (profit factor without a losing trade).
-    public static func number(_ value: Double) -> String {
+    package static func number(_ value: Double) -> String {
         value.isFinite ? String(format: "%.3f", value) : (value.isNaN ? "-" : (value > 0 ? "inf" : "-inf"))
     }
 
     /// "$123,456.78".
-    public static func money(_ value: Double) -> String {
+    package static func money(_ value: Double) -> String {
         guard value.isFinite else { return "-" }
         let cents = String(format: "%.2f", abs(value))
         let parts = cents.split(separator: ".")
@@ -28,7 +28,7 @@ public enum Format {
     }
 
     /// A short axis label: "$98.5k", "$1.25M", "$950".
-    public static func compactMoney(_ value: Double) -> String {
+    package static func compactMoney(_ value: Double) -> String {
         let magnitude = abs(value)
         let sign = value < 0 ? "-" : ""
         switch magnitude {
@@ -40,12 +40,12 @@ public enum Format {
     }
 
     /// Left-aligned in `width` columns (longer text is kept whole: a wide cell beats a cut-off number).
-    public static func pad(_ text: String, _ width: Int) -> String {
+    package static func pad(_ text: String, _ width: Int) -> String {
         text.count >= width ? text : text + String(repeating: " ", count: width - text.count)
     }
 
     /// Right-aligned in `width` columns.
-    public static func padLeft(_ text: String, _ width: Int) -> String {
+    package static func padLeft(_ text: String, _ width: Int) -> String {
         text.count >= width ? text : String(repeating: " ", count: width - text.count) + text
     }
 }

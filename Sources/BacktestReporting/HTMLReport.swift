@@ -1,4 +1,4 @@
-import BacktestEngine
+import BacktestModel
 import Foundation
 
 /// `backtest run --report out.html`: one self-contained HTML file with the equity curve against
@@ -7,16 +7,16 @@ import Foundation
 /// Self-contained means no script at all and no external resource (fonts, CSS, CDNs): the charts
 /// are inline SVG and the styles an inline `<style>`. Every piece of text that came from the
 /// strategy or the server (names, tickers, warnings) is HTML-escaped.
-public struct HTMLReport: Sendable {
-    public let result: BacktestResult
+package struct HTMLReport: Sendable {
+    package let result: BacktestResult
     /// Orders beyond this are summarised, so a daily-rebalancing strategy does not make a 50 MB page.
-    public var maxOrders = 5_000
+    package var maxOrders = 5_000
 
-    public init(result: BacktestResult) {
+    package init(result: BacktestResult) {
         self.result = result
     }
 
-    public func render() -> String {
+    package func render() -> String {
         let report = ResultReport(result: result)
         let title = HTML.escape(report.title)
         let benchmarkName = result.benchmarkTicker.isEmpty ? "benchmark" : result.benchmarkTicker
@@ -102,8 +102,8 @@ public struct HTMLReport: Sendable {
 }
 
 /// Escaping for text and attribute values.
-public enum HTML {
-    public static func escape(_ text: String) -> String {
+package enum HTML {
+    package static func escape(_ text: String) -> String {
         var out = ""
         out.reserveCapacity(text.utf8.count)
         for character in text {

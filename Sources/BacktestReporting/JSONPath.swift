@@ -3,19 +3,19 @@ import BacktestCore
 /// A path into a strategy file's JSON, in the form the engine's errors use for their `field`:
 /// `commission_bps`, `positions[0].weight`, `positions[0].entry.all[1].rhs`, and `positions[*].weight`
 /// for every element of an array.
-public struct JSONPath: Sendable, Hashable, CustomStringConvertible {
-    public enum Component: Sendable, Hashable {
+package struct JSONPath: Sendable, Hashable, CustomStringConvertible {
+    package enum Component: Sendable, Hashable {
         case key(String)
         case index(Int)
         /// `[*]`: every element.
         case everyIndex
     }
 
-    public let components: [Component]
-    public let description: String
+    package let components: [Component]
+    package let description: String
 
     /// Parses `text`; a malformed path is INVALID_ARGUMENT naming it.
-    public init(parsing text: String) throws(BacktestError) {
+    package init(parsing text: String) throws(BacktestError) {
         func fail(_ why: String) -> BacktestError {
             .invalidArgument("bad path '\(text)': \(why)", field: text)
         }
@@ -54,7 +54,7 @@ public struct JSONPath: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// The top-level key the path starts with.
-    public var rootKey: String {
+    package var rootKey: String {
         if case .key(let key)? = components.first { return key }
         return ""
     }
@@ -63,7 +63,7 @@ public struct JSONPath: Sendable, Hashable, CustomStringConvertible {
     /// error here rather than a new, ignored key; the last key of an object may be new (e.g.
     /// `commission_bps` on a file that leaves it at its default) and the strategy decoder rejects
     /// keys it does not know.
-    public func setting(_ value: JSONValue, in document: JSONValue) throws(BacktestError) -> JSONValue {
+    package func setting(_ value: JSONValue, in document: JSONValue) throws(BacktestError) -> JSONValue {
         try set(value, in: document, at: components[...], walked: "")
     }
 

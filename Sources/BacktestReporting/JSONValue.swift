@@ -2,7 +2,7 @@ import Foundation
 
 /// Any JSON value, so a strategy file can be edited at a path (`--vary`) without knowing its
 /// schema; the edited document is then decoded by `StrategyFile`, which does the validating.
-public indirect enum JSONValue: Sendable, Hashable, Codable {
+package indirect enum JSONValue: Sendable, Hashable, Codable {
     case null
     case bool(Bool)
     case number(Double)
@@ -10,7 +10,7 @@ public indirect enum JSONValue: Sendable, Hashable, Codable {
     case array([JSONValue])
     case object([String: JSONValue])
 
-    public init(from decoder: any Decoder) throws {
+    package init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
         if container.decodeNil() {
             self = .null
@@ -27,7 +27,7 @@ public indirect enum JSONValue: Sendable, Hashable, Codable {
         }
     }
 
-    public func encode(to encoder: any Encoder) throws {
+    package func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
         switch self {
         case .null: try container.encodeNil()
@@ -40,18 +40,18 @@ public indirect enum JSONValue: Sendable, Hashable, Codable {
     }
 
     /// Parses JSON text; nil when it is not JSON.
-    public static func parse(_ text: String) -> JSONValue? {
+    package static func parse(_ text: String) -> JSONValue? {
         try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
     }
 
     /// A command-line value: JSON when it parses as JSON (`0.5`, `true`, `"x"`, `{"lhs": ...}`),
     /// otherwise the text itself as a string, so `sma:100` needs no quotes.
-    public static func commandLine(_ text: String) -> JSONValue {
+    package static func commandLine(_ text: String) -> JSONValue {
         parse(text) ?? .string(text)
     }
 
     /// Compact JSON text, for labels: `0.5`, `"sma:100"` shown as `sma:100`.
-    public var label: String {
+    package var label: String {
         switch self {
         case .string(let text): return text
         case .number(let value):

@@ -1,5 +1,5 @@
 import BacktestCore
-import BacktestEngine
+import BacktestModel
 import Foundation
 
 /// The JSON that `backtest run --json` prints: one object, snake_case keys, dates "YYYY-MM-DD",
@@ -24,24 +24,24 @@ import Foundation
 ///
 /// A metric that is infinite or undefined (profit factor without a losing trade, Sharpe of a flat
 /// line) is `null`, because JSON has no infinity and a string would break numeric readers.
-public struct ResultDocument: Codable, Sendable, Equatable {
-    public struct MetricsDocument: Codable, Sendable, Equatable {
-        @ExplicitNull public var totalReturn: Double?
-        @ExplicitNull public var cagr: Double?
-        @ExplicitNull public var volatility: Double?
-        @ExplicitNull public var sharpe: Double?
-        @ExplicitNull public var sortino: Double?
-        @ExplicitNull public var maxDrawdown: Double?
-        public var maxDrawdownDuration: Int
-        @ExplicitNull public var calmar: Double?
-        @ExplicitNull public var alpha: Double?
-        @ExplicitNull public var beta: Double?
-        @ExplicitNull public var winRate: Double?
-        @ExplicitNull public var profitFactor: Double?
-        public var tradeCount: Int
-        @ExplicitNull public var exposure: Double?
+package struct ResultDocument: Codable, Sendable, Equatable {
+    package struct MetricsDocument: Codable, Sendable, Equatable {
+        @ExplicitNull package var totalReturn: Double?
+        @ExplicitNull package var cagr: Double?
+        @ExplicitNull package var volatility: Double?
+        @ExplicitNull package var sharpe: Double?
+        @ExplicitNull package var sortino: Double?
+        @ExplicitNull package var maxDrawdown: Double?
+        package var maxDrawdownDuration: Int
+        @ExplicitNull package var calmar: Double?
+        @ExplicitNull package var alpha: Double?
+        @ExplicitNull package var beta: Double?
+        @ExplicitNull package var winRate: Double?
+        @ExplicitNull package var profitFactor: Double?
+        package var tradeCount: Int
+        @ExplicitNull package var exposure: Double?
 
-        public init(_ m: Metrics) {
+        package init(_ m: Metrics) {
             totalReturn = finite(m.totalReturn)
             cagr = finite(m.cagr)
             volatility = finite(m.volatility)
@@ -59,41 +59,41 @@ public struct ResultDocument: Codable, Sendable, Equatable {
         }
     }
 
-    public struct OrderDocument: Codable, Sendable, Equatable {
-        public var date: TradingDate
-        public var ticker: String
-        public var side: OrderSide
-        public var quantity, price, commission: Double
+    package struct OrderDocument: Codable, Sendable, Equatable {
+        package var date: TradingDate
+        package var ticker: String
+        package var side: OrderSide
+        package var quantity, price, commission: Double
     }
 
-    public struct EquityPoint: Codable, Sendable, Equatable {
-        public var date: TradingDate
-        @ExplicitNull public var equity: Double?
-        @ExplicitNull public var benchmark: Double?
+    package struct EquityPoint: Codable, Sendable, Equatable {
+        package var date: TradingDate
+        @ExplicitNull package var equity: Double?
+        @ExplicitNull package var benchmark: Double?
     }
 
-    public struct StatsDocument: Codable, Sendable, Equatable {
-        public var totalMs, analysisMs, dataMs, indicatorsMs, simulationMs: Double
-        public var barsProcessed, cacheHits, cacheMisses, apiCalls: Int
+    package struct StatsDocument: Codable, Sendable, Equatable {
+        package var totalMs, analysisMs, dataMs, indicatorsMs, simulationMs: Double
+        package var barsProcessed, cacheHits, cacheMisses, apiCalls: Int
     }
 
-    public var strategyName: String
-    public var benchmarkTicker: String
-    public var dataSource: String
-    public var engine: String
-    @ExplicitNull public var start: TradingDate?
-    @ExplicitNull public var end: TradingDate?
-    public var tradingDays: Int
-    public var initialCapital: Double
-    @ExplicitNull public var finalEquity: Double?
-    public var metrics: MetricsDocument
-    public var benchmarkMetrics: MetricsDocument
-    public var warnings: [String]
-    public var orders: [OrderDocument]
-    public var equityCurve: [EquityPoint]
-    public var stats: StatsDocument
+    package var strategyName: String
+    package var benchmarkTicker: String
+    package var dataSource: String
+    package var engine: String
+    @ExplicitNull package var start: TradingDate?
+    @ExplicitNull package var end: TradingDate?
+    package var tradingDays: Int
+    package var initialCapital: Double
+    @ExplicitNull package var finalEquity: Double?
+    package var metrics: MetricsDocument
+    package var benchmarkMetrics: MetricsDocument
+    package var warnings: [String]
+    package var orders: [OrderDocument]
+    package var equityCurve: [EquityPoint]
+    package var stats: StatsDocument
 
-    public init(_ result: BacktestResult) {
+    package init(_ result: BacktestResult) {
         strategyName = result.strategyName
         benchmarkTicker = result.benchmarkTicker
         dataSource = result.dataSource
@@ -122,25 +122,25 @@ public struct ResultDocument: Codable, Sendable, Equatable {
     }
 
     /// Pretty-printed with sorted keys, so diffs of two runs line up.
-    public func json() throws -> Data {
+    package func json() throws -> Data {
         try JSONCoding.encoder.encode(self)
     }
 
-    public static func decode(_ data: Data) throws -> ResultDocument {
+    package static func decode(_ data: Data) throws -> ResultDocument {
         try JSONCoding.decoder.decode(ResultDocument.self, from: data)
     }
 }
 
 /// The coders of every JSON the CLI writes: snake_case keys, sorted, pretty.
-public enum JSONCoding {
-    public static var encoder: JSONEncoder {
+package enum JSONCoding {
+    package static var encoder: JSONEncoder {
         let encoder = JSONEncoder()
         encoder.keyEncodingStrategy = .convertToSnakeCase
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         return encoder
     }
 
-    public static var decoder: JSONDecoder {
+    package static var decoder: JSONDecoder {
         let decoder = JSONDecoder()
         decoder.keyDecodingStrategy = .convertFromSnakeCase
         return decoder
@@ -150,19 +150,19 @@ public enum JSONCoding {
 /// An optional number that is written as `null` rather than left out, so every key of the
 /// documented shape is always there.
 @propertyWrapper
-public struct ExplicitNull<Value: Codable & Sendable & Equatable>: Codable, Sendable, Equatable {
-    public var wrappedValue: Value?
+package struct ExplicitNull<Value: Codable & Sendable & Equatable>: Codable, Sendable, Equatable {
+    package var wrappedValue: Value?
 
-    public init(wrappedValue: Value?) {
+    package init(wrappedValue: Value?) {
         self.wrappedValue = wrappedValue
     }
 
-    public init(from decoder: any Decoder) throws {
+    package init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
         wrappedValue = container.decodeNil() ? nil : try container.decode(Value.self)
     }
 
-    public func encode(to encoder: any Encoder) throws {
+    package func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
         if let wrappedValue { try container.encode(wrappedValue) } else { try container.encodeNil() }
     }

@@ -1,24 +1,24 @@
-import BacktestEngine
+import BacktestModel
 import Foundation
 
 /// The plain-text report of one result: a header, the metrics of the strategy next to its
 /// benchmark's, the warnings, and where the time went. `backtest run` prints it under the chart.
-public struct ResultReport: Sendable {
-    public let result: BacktestResult
+package struct ResultReport: Sendable {
+    package let result: BacktestResult
 
-    public init(result: BacktestResult) {
+    package init(result: BacktestResult) {
         self.result = result
     }
 
     /// One metric for both columns; "-" where a benchmark has no such thing (trades, alpha).
-    public struct Row: Sendable, Hashable {
-        public var name: String
-        public var strategy: String
-        public var benchmark: String
+    package struct Row: Sendable, Hashable {
+        package var name: String
+        package var strategy: String
+        package var benchmark: String
     }
 
     /// The metrics table, in the order people scan it: return, risk, risk-adjusted, trading.
-    public var metricRows: [Row] {
+    package var metricRows: [Row] {
         let s = result.metrics
         let b = result.benchmarkMetrics
         return [
@@ -37,16 +37,16 @@ public struct ResultReport: Sendable {
         ]
     }
 
-    public var title: String { result.strategyName.isEmpty ? "backtest" : result.strategyName }
+    package var title: String { result.strategyName.isEmpty ? "backtest" : result.strategyName }
 
     /// "2016-01-04 .. 2025-12-31, 2514 trading days, data: demo, engine: v2".
-    public var period: String {
+    package var period: String {
         let first = result.dates.first.map(\.iso) ?? "-"
         let last = result.dates.last.map(\.iso) ?? "-"
         return "\(first) .. \(last), \(result.dates.count) trading days, data: \(result.dataSource), engine: \(result.stats.engine)"
     }
 
-    public var timing: String {
+    package var timing: String {
         let t = result.stats
         return String(
             format: "time: %.2f ms (analysis %.2f, data %.2f, indicators %.2f, simulation %.2f); cache %d hits / %d misses (%.1f%%); %d API calls",
@@ -54,11 +54,11 @@ public struct ResultReport: Sendable {
     }
 
     /// The report without a chart.
-    public var text: String { text(chart: []) }
+    package var text: String { text(chart: []) }
 
     /// Header, metrics table and warnings; `chart` (already rendered lines) goes between the
     /// header and the table when given.
-    public func text(chart: [String] = []) -> String {
+    package func text(chart: [String] = []) -> String {
         var lines: [String] = [title, period]
         lines.append("initial capital \(Format.money(result.initialCapital)) -> final equity \(Format.money(result.finalEquity)); \(result.orders.count) orders")
         if !chart.isEmpty {

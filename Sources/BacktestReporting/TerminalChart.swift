@@ -1,4 +1,4 @@
-import BacktestEngine
+import BacktestModel
 
 /// A line chart drawn with Unicode braille characters: each character cell holds a 2×4 grid of
 /// dots, so a `width`×`height` chart has `2·width`×`4·height` points of resolution.
@@ -8,17 +8,17 @@ import BacktestEngine
 /// dotted (every other dot column), so strategy and benchmark stay apart even without colors.
 /// Colors are ANSI escapes, and only when `useColor` is set: the caller passes false when stdout
 /// is not a terminal (or NO_COLOR is set), so files and pipes get plain text.
-public struct TerminalChart: Sendable {
-    public enum Color: String, Sendable {
+package struct TerminalChart: Sendable {
+    package enum Color: String, Sendable {
         case cyan = "36", yellow = "33", magenta = "35", green = "32"
     }
 
-    public struct Series: Sendable {
-        public var name: String
-        public var values: [Double]
-        public var color: Color
+    package struct Series: Sendable {
+        package var name: String
+        package var values: [Double]
+        package var color: Color
 
-        public init(name: String, values: [Double], color: Color) {
+        package init(name: String, values: [Double], color: Color) {
             self.name = name
             self.values = values
             self.color = color
@@ -26,28 +26,28 @@ public struct TerminalChart: Sendable {
     }
 
     /// Plot columns (characters), at least 2.
-    public var width: Int
+    package var width: Int
     /// Plot rows (characters), at least 2.
-    public var height: Int
-    public var useColor: Bool
+    package var height: Int
+    package var useColor: Bool
     /// Characters of the y-axis labels, left of the axis.
-    public static let labelWidth = 9
+    package static let labelWidth = 9
 
-    public init(width: Int = 64, height: Int = 14, useColor: Bool = false) {
+    package init(width: Int = 64, height: Int = 14, useColor: Bool = false) {
         self.width = max(2, width)
         self.height = max(2, height)
         self.useColor = useColor
     }
 
     /// The chart of a result: its equity against the benchmark's buy-and-hold equity.
-    public func render(_ result: BacktestResult) -> [String] {
+    package func render(_ result: BacktestResult) -> [String] {
         let strategy = Series(name: result.strategyName.isEmpty ? "strategy" : result.strategyName, values: result.equity, color: .cyan)
         let benchmark = Series(name: result.benchmarkTicker.isEmpty ? "benchmark" : result.benchmarkTicker, values: result.benchmark, color: .yellow)
         return render([strategy, benchmark], from: result.dates.first?.iso ?? "", to: result.dates.last?.iso ?? "")
     }
 
     /// Plot lines, then the x axis with `from` and `to` under its ends, then a legend.
-    public func render(_ series: [Series], from: String = "", to: String = "") -> [String] {
+    package func render(_ series: [Series], from: String = "", to: String = "") -> [String] {
         let finite = series.flatMap(\.values).filter(\.isFinite)
         guard let low = finite.min(), let high = finite.max() else { return ["(no data to chart)"] }
         // A flat line sits in the middle of a band instead of dividing by zero.

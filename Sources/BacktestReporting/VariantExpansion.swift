@@ -1,33 +1,33 @@
 import BacktestCore
-import BacktestEngine
+import BacktestModel
 import Foundation
 
 /// One value put at one path of the base strategy file.
-public struct Override: Sendable, Hashable {
-    public var path: JSONPath
-    public var value: JSONValue
+package struct Override: Sendable, Hashable {
+    package var path: JSONPath
+    package var value: JSONValue
 
-    public init(path: JSONPath, value: JSONValue) {
+    package init(path: JSONPath, value: JSONValue) {
         self.path = path
         self.value = value
     }
 
-    public var label: String { "\(path)=\(value.label)" }
+    package var label: String { "\(path)=\(value.label)" }
 }
 
 /// `--vary path=v1,v2,...`: one path and the values it takes. Values are JSON where they parse
 /// as JSON and plain strings otherwise (`positions[0].entry.rhs=sma:100,sma:200`); commas inside
 /// brackets, braces or quotes do not split (`positions[0].exit={"lhs":"rsi:14","op":">","rhs":70}`).
-public struct VaryOption: Sendable, Hashable {
-    public var path: JSONPath
-    public var values: [JSONValue]
+package struct VaryOption: Sendable, Hashable {
+    package var path: JSONPath
+    package var values: [JSONValue]
 
-    public init(path: JSONPath, values: [JSONValue]) {
+    package init(path: JSONPath, values: [JSONValue]) {
         self.path = path
         self.values = values
     }
 
-    public init(parsing text: String) throws(BacktestError) {
+    package init(parsing text: String) throws(BacktestError) {
         guard let equals = text.firstIndex(of: "=") else {
             throw .invalidArgument("--vary '\(text)' must be path=value1,value2,... (e.g. positions[0].weight=0.25,0.5)")
         }
@@ -68,12 +68,12 @@ public struct VaryOption: Sendable, Hashable {
 }
 
 /// A strategy of a batch with the label the table shows for it.
-public struct Variant: Sendable {
+package struct Variant: Sendable {
     /// Position in the batch request; progress updates refer to it.
-    public var index: Int
+    package var index: Int
     /// "positions[0].weight=0.5, commission_bps=2"; "base" for the unchanged file.
-    public var label: String
-    public var strategy: Strategy
+    package var label: String
+    package var strategy: Strategy
 }
 
 /// Expands a base strategy file into the variants of a batch.
@@ -90,11 +90,11 @@ public struct Variant: Sendable {
 /// A whole strategy works too: its top-level keys ("name", "positions", ...) replace the base's,
 /// and keys it leaves out keep the base's values. Settings (start, end, initial_capital,
 /// adjustment, benchmark) belong to the whole batch and are rejected in a variant.
-public enum VariantExpansion {
+package enum VariantExpansion {
     /// More than this is almost surely a typo in a --vary list, and would not fit a request frame.
-    public static let maxVariants = 10_000
+    package static let maxVariants = 10_000
 
-    public static func expand(base: Data, vary: [VaryOption], variantsFile: Data? = nil) throws(BacktestError) -> [Variant] {
+    package static func expand(base: Data, vary: [VaryOption], variantsFile: Data? = nil) throws(BacktestError) -> [Variant] {
         let document: JSONValue
         do {
             document = try JSONDecoder().decode(JSONValue.self, from: base)
@@ -124,7 +124,7 @@ public enum VariantExpansion {
     }
 
     /// The entries of a variants file, each a list of overrides in the order written.
-    public static func overrideSets(_ data: Data) throws(BacktestError) -> [[Override]] {
+    package static func overrideSets(_ data: Data) throws(BacktestError) -> [[Override]] {
         let entries: [JSONValue]
         do {
             entries = try JSONDecoder().decode([JSONValue].self, from: data)

@@ -1,4 +1,5 @@
 import BacktestProtocol
+import BacktestService
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -13,8 +14,8 @@ import ServiceLifecycle
 /// listener, sends GOAWAY on every connection and lets in-flight calls finish for up to
 /// `drainTimeout`; then the remaining connections are closed, which cancels their calls.
 /// Cancelling the task running `run()` closes everything at once.
-public final class BacktestServer: Service, Sendable {
-    public let configuration: ServerConfiguration
+package final class BacktestServer: Service, Sendable {
+    package let configuration: ServerConfiguration
     private let service: any BacktestService
     private let group: any EventLoopGroup
     private let logger: Logger
@@ -22,7 +23,7 @@ public final class BacktestServer: Service, Sendable {
     private let listener = NIOLockedValueBox<(any Channel)?>(nil)
     private let bound = BoundAddress()
 
-    public init(configuration: ServerConfiguration = ServerConfiguration(), service: any BacktestService,
+    package init(configuration: ServerConfiguration = ServerConfiguration(), service: any BacktestService,
                 group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
                 logger: Logger = Logger(label: "backtestd.server")) {
         self.configuration = configuration
@@ -32,14 +33,14 @@ public final class BacktestServer: Service, Sendable {
     }
 
     /// The address the server listens on, once bound (with the real port when configured with 0).
-    public var boundAddress: SocketAddress {
+    package var boundAddress: SocketAddress {
         get async throws { try await bound.wait() }
     }
 
     /// Connections currently open (for diagnostics and tests).
-    public var connectionCount: Int { connections.count }
+    package var connectionCount: Int { connections.count }
 
-    public func run() async throws {
+    package func run() async throws {
         let channel: any Channel
         do {
             channel = try await ServerBootstrap(group: group)
@@ -71,7 +72,7 @@ public final class BacktestServer: Service, Sendable {
     }
 
     /// Stops accepting connections and drains the open ones (see the type's documentation).
-    public func shutdownGracefully() {
+    package func shutdownGracefully() {
         logger.info("shutting down: draining connections")
         listener.withLockedValue { $0 }?.close(promise: nil)
         connections.drainAll()

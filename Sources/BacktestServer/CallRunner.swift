@@ -1,6 +1,6 @@
 import BacktestCore
-import BacktestEngine
 import BacktestProtocol
+import BacktestService
 import Logging
 import NIOCore
 

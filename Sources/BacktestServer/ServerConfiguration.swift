@@ -3,40 +3,40 @@ import NIOCore
 
 /// Every limit the server enforces, with defaults for a service on a trusted host. Tests shrink the
 /// timeouts to milliseconds; `backtestd` exposes each one as a flag and an environment variable.
-public struct ServerConfiguration: Sendable {
+package struct ServerConfiguration: Sendable {
     /// Loopback by default: exposing the server is a deliberate choice.
-    public var host = "127.0.0.1"
+    package var host = "127.0.0.1"
     /// 50051, gRPC's customary port; 0 asks the OS for a free one (see `BacktestServer.boundAddress`).
-    public var port = 50051
+    package var port = 50051
 
     /// Largest frame payload either side may send; checked from the header before buffering.
-    public var maxFramePayload = Wire.defaultMaxFramePayload
+    package var maxFramePayload = Wire.defaultMaxFramePayload
     /// Calls in flight per connection; more are refused with RESOURCE_EXHAUSTED.
-    public var maxConcurrentStreams = 256
+    package var maxConcurrentStreams = 256
     /// Open connections; more get a GOAWAY with RESOURCE_EXHAUSTED and are closed.
-    public var maxConnections = 1024
+    package var maxConnections = 1024
     /// Time for a new connection to send the 10-byte preface.
-    public var handshakeTimeout = TimeAmount.seconds(5)
+    package var handshakeTimeout = TimeAmount.seconds(5)
     /// A connection with no call in flight and no new REQUEST for this long is closed (GOAWAY OK).
-    public var idleTimeout = TimeAmount.minutes(5)
+    package var idleTimeout = TimeAmount.minutes(5)
     /// Time for a frame, once its first byte arrived, to arrive whole (slowloris defence).
-    public var frameTimeout = TimeAmount.seconds(10)
+    package var frameTimeout = TimeAmount.seconds(10)
     /// While calls are in flight the server PINGs this often; a PING unanswered by the next one
     /// closes the connection. `.zero` disables keepalive.
-    public var keepaliveInterval = TimeAmount.seconds(30)
+    package var keepaliveInterval = TimeAmount.seconds(30)
     /// Upper bound on a call's deadline; also the deadline of a call that sets none.
-    public var maxCallTimeout = TimeAmount.minutes(10)
+    package var maxCallTimeout = TimeAmount.minutes(10)
     /// Bytes written to a connection but not yet taken by the socket. Streaming calls wait above
     /// half of it; beyond it the peer is not reading and the connection is closed.
-    public var maxOutboundBuffer = 8 * 1024 * 1024
+    package var maxOutboundBuffer = 8 * 1024 * 1024
     /// Memory and nesting bounds for decoding one request.
-    public var decodeLimits = DecodeLimits(memoryBudget: 64 * 1024 * 1024, maxDepth: 48)
+    package var decodeLimits = DecodeLimits(memoryBudget: 64 * 1024 * 1024, maxDepth: 48)
     /// On graceful shutdown, in-flight calls get this long to finish before they are cancelled.
-    public var drainTimeout = TimeAmount.seconds(30)
+    package var drainTimeout = TimeAmount.seconds(30)
     /// Reported in SETTINGS, response headers and GetServerInfo.
-    public var serverVersion = "0.1.0"
+    package var serverVersion = "0.1.0"
 
-    public init() {}
+    package init() {}
 
     var connectionSettings: ConnectionSettings {
         ConnectionSettings(

@@ -1,5 +1,6 @@
 import BacktestCore
 import BacktestProtocol
+import BacktestService
 import Logging
 import NIOCore
 

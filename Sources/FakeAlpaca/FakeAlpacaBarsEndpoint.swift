@@ -13,15 +13,15 @@ import Foundation
 ///
 /// Deliberately independent of the client's code: times are read with Foundation's ISO 8601
 /// parser and stamped with Foundation's America/New_York time zone.
-public struct FakeAlpacaBarsEndpoint: Sendable {
-    public struct Response: Sendable {
-        public var status: Int
-        public var body: String
+package struct FakeAlpacaBarsEndpoint: Sendable {
+    package struct Response: Sendable {
+        package var status: Int
+        package var body: String
     }
 
-    public var dataDirectory: URL
+    package var dataDirectory: URL
 
-    public init(dataDirectory: URL) {
+    package init(dataDirectory: URL) {
         self.dataDirectory = dataDirectory
     }
 
@@ -29,7 +29,7 @@ public struct FakeAlpacaBarsEndpoint: Sendable {
         "symbols", "timeframe", "start", "end", "limit", "adjustment", "feed", "page_token", "sort", "asof", "currency",
     ]
 
-    public func respond(query: [(String, String)], bars: (String) -> DailyBars?) -> Response {
+    package func respond(query: [(String, String)], bars: (String) -> DailyBars?) -> Response {
         var parameters: [String: String] = [:]
         for (name, value) in query {
             guard Self.allowedParameters.contains(name) else {

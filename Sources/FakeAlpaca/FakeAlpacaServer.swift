@@ -14,16 +14,16 @@ import Synchronization
 ///     server.inject([.rateLimited(resetAt: 1_700_000_003), .serverError(body: "oops")])
 ///     server.latency = .milliseconds(150)
 ///
-/// Self-contained (NIO, Foundation, BacktestCore only): MarketDataTests and `backtest bench`
-/// share it. `rateLimit(for:)` is the chaos switch of `backtest loadtest --chaos`.
-public final class FakeAlpacaServer: Sendable {
-    public struct Configuration: Sendable {
-        public var dataDirectory: URL
-        public var keyID: String
-        public var secretKey: String
-        public var latency: Duration
+/// Self-contained (NIO, Foundation, BacktestCore only): MarketDataTests and `backtest-bench bench`
+/// share it. `rateLimit(for:)` is the chaos switch of `backtest-bench loadtest --chaos`.
+package final class FakeAlpacaServer: Sendable {
+    package struct Configuration: Sendable {
+        package var dataDirectory: URL
+        package var keyID: String
+        package var secretKey: String
+        package var latency: Duration
 
-        public init(dataDirectory: URL, keyID: String = "fake-key-id", secretKey: String = "fake-secret-key", latency: Duration = .zero) {
+        package init(dataDirectory: URL, keyID: String = "fake-key-id", secretKey: String = "fake-secret-key", latency: Duration = .zero) {
             self.dataDirectory = dataDirectory
             self.keyID = keyID
             self.secretKey = secretKey
@@ -32,7 +32,7 @@ public final class FakeAlpacaServer: Sendable {
     }
 
     /// One scripted answer, used for the next request instead of the normal one.
-    public enum Fault: Sendable {
+    package enum Fault: Sendable {
         /// 429 with X-RateLimit-Limit, X-RateLimit-Remaining: 0 and X-RateLimit-Reset.
         case rateLimited(resetAt: Int, limit: Int = 200)
         /// A server error, with whatever body (JSON or not).
@@ -43,9 +43,9 @@ public final class FakeAlpacaServer: Sendable {
         case custom(status: Int, body: String)
     }
 
-    public let configuration: Configuration
-    public let port: Int
-    public var baseURL: String { "http://127.0.0.1:\(port)" }
+    package let configuration: Configuration
+    package let port: Int
+    package var baseURL: String { "http://127.0.0.1:\(port)" }
 
     private let group: MultiThreadedEventLoopGroup
     private let state: Mutex<State>
@@ -66,7 +66,7 @@ public final class FakeAlpacaServer: Sendable {
         var bars: [String: DailyBars?] = [:]
     }
 
-    public static func start(_ configuration: Configuration) async throws -> FakeAlpacaServer {
+    package static func start(_ configuration: Configuration) async throws -> FakeAlpacaServer {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let box = Mutex<FakeAlpacaServer?>(nil)
         let channel = try await ServerBootstrap(group: group)
@@ -93,7 +93,7 @@ public final class FakeAlpacaServer: Sendable {
     }
 
     /// Releases held responses and closes every connection.
-    public func shutdown() async throws {
+    package func shutdown() async throws {
         releaseHeldResponses()
         try await group.shutdownGracefully()
     }
@@ -101,30 +101,30 @@ public final class FakeAlpacaServer: Sendable {
     // MARK: Behaviour
 
     /// Time from a request's arrival to its response (building the body included).
-    public var latency: Duration {
+    package var latency: Duration {
         get { state.withLock { $0.latency } }
         set { state.withLock { $0.latency = newValue } }
     }
 
     /// The next requests get these answers, in order, then normal service resumes.
-    public func inject(_ faults: [Fault]) {
+    package func inject(_ faults: [Fault]) {
         state.withLock { $0.faults.append(contentsOf: faults) }
     }
 
     /// For `duration` from now, every request is answered 429 with `X-RateLimit-Reset` at the end
     /// of the period (rounded up to the second, as Alpaca sends it), the way a quota exhausted by
     /// other clients looks; scripted `inject` faults still come first.
-    public func rateLimit(for duration: Duration) {
+    package func rateLimit(for duration: Duration) {
         let until = Date().timeIntervalSince1970 + Double(duration.components.seconds) + Double(duration.components.attoseconds) * 1e-18
         state.withLock { $0.rateLimitedUntil = until }
     }
 
     /// Until `releaseHeldResponses`, requests are read and counted but not answered.
-    public func holdResponses() {
+    package func holdResponses() {
         state.withLock { $0.holding = true }
     }
 
-    public func releaseHeldResponses() {
+    package func releaseHeldResponses() {
         let held = state.withLock { state in
             state.holding = false
             defer { state.held = [] }
@@ -135,16 +135,16 @@ public final class FakeAlpacaServer: Sendable {
 
     // MARK: Observation
 
-    public var requestCount: Int { state.withLock { $0.requestCount } }
+    package var requestCount: Int { state.withLock { $0.requestCount } }
     /// Requests answered 429 because of `rateLimit(for:)`.
-    public var rateLimitedResponseCount: Int { state.withLock { $0.rateLimitedCount } }
+    package var rateLimitedResponseCount: Int { state.withLock { $0.rateLimitedCount } }
     /// TCP connections accepted (keep-alive reuses one for many requests).
-    public var connectionCount: Int { state.withLock { $0.connectionCount } }
+    package var connectionCount: Int { state.withLock { $0.connectionCount } }
     /// The query string of every request, in arrival order.
-    public var receivedQueries: [String] { state.withLock { $0.queries } }
+    package var receivedQueries: [String] { state.withLock { $0.queries } }
 
     /// Returns once `count` requests have arrived in all (no polling, no sleeping).
-    public func waitForRequests(_ count: Int) async {
+    package func waitForRequests(_ count: Int) async {
         await withCheckedContinuation { continuation in
             let ready = state.withLock { state in
                 if state.requestCount >= count { return true }

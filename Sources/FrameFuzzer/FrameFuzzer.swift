@@ -1,4 +1,4 @@
-import BacktestEngine
+import BacktestModel
 import BacktestProtocol
 import NIOCore
 

@@ -29,7 +29,7 @@ extension BarSet {
     /// The warning for a symbol whose bars start after the range's first trading day, or nil.
     /// Public so that a layer assembling answers from stored pieces (the cache) says the same
     /// thing as a fetch would: the warning follows from the bars, not from who delivered them.
-    public static func listingWarning(
+    package static func listingWarning(
         _ symbol: String, first: TradingDate, last: TradingDate, range: ClosedRange<TradingDate>,
         calendar: MarketCalendar = .nyse
     ) -> String? {
@@ -40,7 +40,7 @@ extension BarSet {
     }
 
     /// Whether `warning` is the listing warning of `symbol` (whatever its dates).
-    public static func isListingWarning(_ warning: String, of symbol: String) -> Bool {
+    package static func isListingWarning(_ warning: String, of symbol: String) -> Bool {
         warning.hasPrefix("\(symbol): \(listingWarningMarker)")
     }
 

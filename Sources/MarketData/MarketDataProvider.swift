@@ -1,38 +1,38 @@
 import BacktestCore
 
 /// What a backtest asks the data layer for: daily bars of some symbols over one date range.
-public struct BarQuery: Hashable, Sendable, CustomStringConvertible {
+package struct BarQuery: Hashable, Sendable, CustomStringConvertible {
     /// Upper-case, de-duplicated and sorted, so equal questions compare (and coalesce) equal.
-    public let symbols: [String]
-    public let range: ClosedRange<TradingDate>
-    public let adjustment: PriceAdjustment
+    package let symbols: [String]
+    package let range: ClosedRange<TradingDate>
+    package let adjustment: PriceAdjustment
 
-    public init(symbols: some Sequence<String>, range: ClosedRange<TradingDate>, adjustment: PriceAdjustment) {
+    package init(symbols: some Sequence<String>, range: ClosedRange<TradingDate>, adjustment: PriceAdjustment) {
         self.symbols = Array(Set(symbols.map { $0.uppercased() })).sorted()
         self.range = range
         self.adjustment = adjustment
     }
 
-    public var description: String {
+    package var description: String {
         "\(symbols.joined(separator: ",")) \(range.lowerBound)...\(range.upperBound) (\(adjustment.rawValue))"
     }
 }
 
 /// The answer to a `BarQuery`.
-public struct BarSet: Sendable {
+package struct BarSet: Sendable {
     /// Bars of every symbol that has data in the range, adjusted as the query asked: the
     /// adjustment is as of the newest data the source knows (like the vendor's), so a value on a
     /// date does not depend on the range asked for.
-    public var bars: [String: DailyBars]
+    package var bars: [String: DailyBars]
     /// Requested symbols the source knows nothing about in the range ("no data" is not an error
     /// at this level; the engine decides what it means for a strategy).
-    public var missing: [String]
+    package var missing: [String]
     /// Requests made to a remote vendor to answer (pages count one each); 0 for local sources.
-    public var apiCalls: Int
+    package var apiCalls: Int
     /// Things a person should know, e.g. "AAPL: no data before 1999-11-01, used from there".
-    public var warnings: [String]
+    package var warnings: [String]
 
-    public init(bars: [String: DailyBars] = [:], missing: [String] = [], apiCalls: Int = 0, warnings: [String] = []) {
+    package init(bars: [String: DailyBars] = [:], missing: [String] = [], apiCalls: Int = 0, warnings: [String] = []) {
         self.bars = bars
         self.missing = missing
         self.apiCalls = apiCalls
@@ -45,7 +45,7 @@ public struct BarSet: Sendable {
 /// Implementations are safe to call concurrently. They throw `BacktestError`: INVALID_ARGUMENT
 /// for a malformed symbol, UNAVAILABLE when the vendor cannot be reached after retries,
 /// UNAUTHENTICATED / PERMISSION_DENIED for key problems.
-public protocol MarketDataProvider: Sendable {
+package protocol MarketDataProvider: Sendable {
     /// Short name reported in results and logs: "alpaca", "files", "demo".
     var name: String { get }
 
@@ -62,5 +62,5 @@ public protocol MarketDataProvider: Sendable {
 }
 
 extension MarketDataProvider {
-    public var standingWarnings: [String] { [] }
+    package var standingWarnings: [String] { [] }
 }

@@ -3,7 +3,7 @@ import Foundation
 import Logging
 
 /// Which provider the server uses, from its configuration.
-public enum MarketDataSource: Sendable {
+package enum MarketDataSource: Sendable {
     /// Alpaca's API (keys and URL usually from `AlpacaConfiguration.fromEnvironment()`).
     case alpaca(AlpacaConfiguration)
     /// A directory of per-ticker CSV files.
@@ -13,7 +13,7 @@ public enum MarketDataSource: Sendable {
 
     /// Parses the server option: "alpaca", "demo", "demo:SEED", "files:PATH" (or a bare path to
     /// a directory). Alpaca settings come from `environment`.
-    public static func parse(
+    package static func parse(
         _ text: String, environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws(BacktestError) -> MarketDataSource {
         let lowered = text.lowercased()
@@ -34,7 +34,7 @@ public enum MarketDataSource: Sendable {
 
     /// The provider, wrapped in a `CoalescingProvider` so concurrent identical requests share
     /// one fetch.
-    public func makeProvider(logger: Logger = Logger(label: "backtestd.marketdata")) throws(BacktestError) -> CoalescingProvider {
+    package func makeProvider(logger: Logger = Logger(label: "backtestd.marketdata")) throws(BacktestError) -> CoalescingProvider {
         switch self {
         case .alpaca(let configuration):
             if !configuration.hasCredentials {

@@ -1,16 +1,16 @@
 import BacktestCore
 
 /// RFC 3339 timestamps as Alpaca writes and reads them, on top of `NewYorkTime`.
-public enum RFC3339 {
+package enum RFC3339 {
     /// `date` at a New York wall-clock time with its offset, e.g. "2024-01-03T00:00:00-05:00".
-    public static func newYork(_ date: TradingDate, hour: Int, minute: Int, second: Int) -> String {
+    package static func newYork(_ date: TradingDate, hour: Int, minute: Int, second: Int) -> String {
         let instant = NewYorkTime.unixSeconds(date: date, hour: hour, minute: minute, second: second)
         let offsetHours = -NewYorkTime.utcOffset(unixSeconds: instant) / 3600
         return "\(date.iso)T\(pad2(hour)):\(pad2(minute)):\(pad2(second))-\(pad2(offsetHours)):00"
     }
 
     /// A Unix instant in UTC, e.g. "2024-01-03T14:30:00Z".
-    public static func utc(_ unixSeconds: Int64) -> String {
+    package static func utc(_ unixSeconds: Int64) -> String {
         let days = unixSeconds >= 0 ? unixSeconds / 86_400 : (unixSeconds - 86_399) / 86_400
         let second = Int(unixSeconds - days * 86_400)
         let date = TradingDate(daysSinceEpoch: Int32(days))
@@ -20,7 +20,7 @@ public enum RFC3339 {
     /// Parses "2022-03-09T05:00:00Z", "…T05:00:00.123456789Z" (up to 9 fractional digits) or
     /// "…T00:00:00-05:00" to whole Unix seconds (fractions truncated: bars start on whole
     /// seconds). Nil for anything else.
-    public static func parse(_ text: some StringProtocol) -> Int64? {
+    package static func parse(_ text: some StringProtocol) -> Int64? {
         let bytes = Array(text.utf8)
         guard bytes.count >= 20, let date = TradingDate(iso: String(decoding: bytes[0..<10], as: UTF8.self)),
               bytes[10] == UInt8(ascii: "T") || bytes[10] == UInt8(ascii: "t"),

@@ -10,11 +10,11 @@ import BacktestCore
 ///
 /// Validating up front matters because one malformed symbol fails Alpaca's whole multi-symbol
 /// request; rejecting it here names the culprit and makes no request.
-public enum TickerSymbol {
-    public static let maxLength = 21
+package enum TickerSymbol {
+    package static let maxLength = 21
 
     /// The canonical (upper-case) form of `symbol`, or INVALID_ARGUMENT naming it.
-    public static func normalized(_ symbol: String, field: String = "symbols") throws(BacktestError) -> String {
+    package static func normalized(_ symbol: String, field: String = "symbols") throws(BacktestError) -> String {
         let upper = symbol.uppercased()
         guard !upper.isEmpty else {
             throw .invalidArgument("ticker symbol is empty", field: field)
@@ -38,7 +38,7 @@ public enum TickerSymbol {
     }
 
     /// Validates every symbol of a query (already upper-cased by `BarQuery`).
-    public static func validate(_ symbols: [String]) throws(BacktestError) {
+    package static func validate(_ symbols: [String]) throws(BacktestError) {
         for symbol in symbols { _ = try normalized(symbol) }
     }
 }

@@ -1,56 +1,15 @@
 import ArgumentParser
-import BacktestClient
-import BacktestCore
+import BacktestCommandLine
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
-/// The backtest command-line client. Subcommands share `ConnectionOptions`; `run`, `batch`,
-/// `bench` and `loadtest` slot in next to `info` and `ping`.
+/// The backtest command-line client. Subcommands share `ConnectionOptions`; `run` and `batch`
+/// slot in next to `info` and `ping`. `bench` and `loadtest` are `backtest-bench`'s, so this
+/// executable links no fake servers or test support.
 @main
 struct BacktestCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "backtest",
         abstract: "Client for backtestd.",
-        subcommands: [Run.self, BatchCommand.self, Info.self, Ping.self, Bench.self, Loadtest.self])
-}
-
-struct ConnectionOptions: ParsableArguments {
-    @Option(help: "Server host (env BACKTEST_HOST). Default 127.0.0.1.")
-    var host: String?
-    @Option(help: "Server port (env BACKTEST_PORT). Default 50051.")
-    var port: Int?
-
-    func makeClient() throws -> BacktestClient {
-        let host = host ?? environment("BACKTEST_HOST") ?? "127.0.0.1"
-        let portText = port.map(String.init) ?? environment("BACKTEST_PORT") ?? "50051"
-        guard let port = Int(portText), (1...65535).contains(port) else {
-            throw ValidationError("port must be 1...65535, not '\(portText)'")
-        }
-        return BacktestClient(host: host, port: port)
-    }
-
-    private func environment(_ name: String) -> String? {
-        getenv(name).map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
-    }
-}
-
-/// Prints a BacktestError the way people read it and exits with a non-zero status.
-func reportFailure(_ error: any Error) -> ExitCode {
-    if let error = error as? BacktestError {
-        printError("error: \(error.code): \(error.message)\(error.field.isEmpty ? "" : " (field \(error.field))")")
-    } else {
-        printError("error: \(error)")
-    }
-    return ExitCode(1)
-}
-
-func printError(_ text: String) {
-    let line = text + "\n"
-    _ = line.utf8CString.withUnsafeBufferPointer { write(2, $0.baseAddress, $0.count - 1) }
+        subcommands: [Run.self, BatchCommand.self, Info.self, Ping.self])
 }
 
 struct Info: AsyncParsableCommand {

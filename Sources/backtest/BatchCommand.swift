@@ -1,7 +1,8 @@
 import ArgumentParser
 import BacktestClient
+import BacktestCommandLine
 import BacktestCore
-import BacktestEngine
+import BacktestModel
 import BacktestReporting
 import Foundation
 

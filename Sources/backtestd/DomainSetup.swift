@@ -1,7 +1,7 @@
 import BacktestCache
 import BacktestCore
 import BacktestEngine
-import BacktestServer
+import BacktestService
 import Logging
 import MarketData
 import ServiceLifecycle

@@ -15,6 +15,7 @@
 // adjusting the CSV files, building the variant list, writing the JSON.
 import BacktestCore
 import BacktestEngine
+import BacktestModel
 import BacktestTestSupport
 import Foundation
 

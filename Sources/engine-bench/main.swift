@@ -9,6 +9,7 @@
 //    series computed once, calendar prepared once, variants in parallel (wall time).
 import BacktestCore
 import BacktestEngine
+import BacktestModel
 import BacktestTestSupport
 import Dispatch
 import Foundation

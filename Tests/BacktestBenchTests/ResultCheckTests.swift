@@ -1,6 +1,6 @@
 import BacktestBench
 import BacktestCore
-import BacktestEngine
+import BacktestModel
 import Testing
 
 @Suite("Result checking")

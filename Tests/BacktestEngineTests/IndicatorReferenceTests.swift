@@ -1,4 +1,5 @@
 import BacktestCore
+import BacktestModel
 import BacktestTestSupport
 import Foundation
 import Testing

@@ -1,4 +1,5 @@
 import BacktestCore
+import BacktestModel
 import Testing
 
 @testable import BacktestEngine

@@ -1,5 +1,5 @@
 import BacktestCore
-import BacktestEngine
+import BacktestModel
 import BacktestProtocol
 import NIOCore
 import Testing

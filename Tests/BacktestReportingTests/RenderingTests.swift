@@ -1,5 +1,4 @@
 import BacktestCore
-import BacktestEngine
 import BacktestReporting
 import Foundation
 import Testing

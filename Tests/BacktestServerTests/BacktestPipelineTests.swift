@@ -1,12 +1,12 @@
 import BacktestCache
 import BacktestCore
-import BacktestEngine
+import BacktestModel
 import BacktestTestSupport
 import Foundation
 import MarketData
 import Testing
 
-@testable import BacktestServer
+@testable import BacktestService
 
 /// The whole path of a backtest on the real shared data: files provider → (Redis cache) →
 /// indicators → engine, checked against the vectorbt reference and for cache behaviour.

@@ -1,7 +1,6 @@
 import BacktestClient
 import BacktestCore
-import BacktestEngine
-import BacktestServer
+import BacktestModel
 import Testing
 
 /// Issue #6's "done when", over real TCP with the real engine on the shared daily files.

@@ -1,6 +1,6 @@
 import BacktestCore
-import BacktestEngine
-@testable import BacktestServer
+import BacktestModel
+@testable import BacktestService
 import Testing
 
 @Suite struct BatchJobRegistryTests {

@@ -1,8 +1,7 @@
 import BacktestClient
 import BacktestCore
-import BacktestEngine
+import BacktestModel
 import BacktestProtocol
-import BacktestServer
 import Foundation
 import Testing
 

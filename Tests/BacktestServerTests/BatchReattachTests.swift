@@ -1,6 +1,6 @@
 import BacktestClient
 import BacktestCore
-import BacktestEngine
+import BacktestModel
 import BacktestServer
 import Testing
 

@@ -1,6 +1,5 @@
 import BacktestClient
 import BacktestCore
-import BacktestServer
 import Testing
 
 /// The client keeps to the server's announced stream limit by queueing calls, so callers never

@@ -1,6 +1,5 @@
 import BacktestCore
 import BacktestProtocol
-import BacktestServer
 import NIOCore
 import Testing
 

@@ -1,4 +1,3 @@
-import BacktestServer
 import Foundation
 import Testing
 

@@ -21,7 +21,7 @@ struct AlpacaRetryTests {
         }
     }
 
-    @Test("a rate-limited period answers every request 429 until it ends (the chaos switch of backtest loadtest)")
+    @Test("a rate-limited period answers every request 429 until it ends (the chaos switch of backtest-bench loadtest)")
     func rateLimitedPeriod() async throws {
         try await withFakeAlpaca { server in
             let alpaca = makeAlpaca(server, sleeper: RecordingSleeper())

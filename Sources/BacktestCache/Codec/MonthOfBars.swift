@@ -2,33 +2,33 @@ import BacktestCore
 
 /// A calendar month, the unit in which bars are cached (one key per source, adjustment, ticker
 /// and month: ~21 bars, 1.2 KB; a 20-year backtest reads ~250 keys per ticker in one MGET).
-public struct CacheMonth: Hashable, Comparable, Sendable, CustomStringConvertible {
-    public let year: Int
-    public let month: Int
+package struct CacheMonth: Hashable, Comparable, Sendable, CustomStringConvertible {
+    package let year: Int
+    package let month: Int
 
-    public init(_ date: TradingDate) {
+    package init(_ date: TradingDate) {
         year = date.year
         month = date.month
     }
 
-    public init(year: Int, month: Int) {
+    package init(year: Int, month: Int) {
         self.year = year
         self.month = month
     }
 
-    public var firstDay: TradingDate { TradingDate(year: year, month: month, day: 1)! }
-    public var lastDay: TradingDate {
+    package var firstDay: TradingDate { TradingDate(year: year, month: month, day: 1)! }
+    package var lastDay: TradingDate {
         TradingDate(year: year, month: month, day: TradingDate.daysInMonth(year: year, month: month))!
     }
-    public var next: CacheMonth { month == 12 ? CacheMonth(year: year + 1, month: 1) : CacheMonth(year: year, month: month + 1) }
+    package var next: CacheMonth { month == 12 ? CacheMonth(year: year + 1, month: 1) : CacheMonth(year: year, month: month + 1) }
     /// 202008
-    public var number: Int { year * 100 + month }
-    public var description: String { String(number) }
+    package var number: Int { year * 100 + month }
+    package var description: String { String(number) }
 
-    public static func < (lhs: CacheMonth, rhs: CacheMonth) -> Bool { lhs.number < rhs.number }
+    package static func < (lhs: CacheMonth, rhs: CacheMonth) -> Bool { lhs.number < rhs.number }
 
     /// Every month touching `range`, ascending.
-    public static func months(in range: ClosedRange<TradingDate>) -> [CacheMonth] {
+    package static func months(in range: ClosedRange<TradingDate>) -> [CacheMonth] {
         var result: [CacheMonth] = []
         var month = CacheMonth(range.lowerBound)
         let last = CacheMonth(range.upperBound)

@@ -115,6 +115,6 @@ extension ArraySlice where Element == UInt8 {
 
 /// Version of the key layout and of the value format; part of every key and every value, so a
 /// format change never reads old entries (they age out or are swept by the next purge).
-public enum CacheSchema {
-    public static let version: UInt16 = 1
+package enum CacheSchema {
+    package static let version: UInt16 = 1
 }

@@ -9,23 +9,23 @@
 ///   `BACKTESTD_REDIS_COMMAND_TIMEOUT_MS` (1000), `BACKTESTD_CACHE_PREFIX` ("backtestd"),
 ///   `BACKTESTD_CACHE_TTL_SECONDS` (86400), `BACKTESTD_CACHE_LOCAL_MB` (256),
 ///   `BACKTESTD_CACHE` = `off` disables the cache entirely.
-public struct RedisConfiguration: Sendable, Equatable {
-    public var host: String
-    public var port: Int
-    public var username: String?
-    public var password: String?
-    public var database: Int
+package struct RedisConfiguration: Sendable, Equatable {
+    package var host: String
+    package var port: Int
+    package var username: String?
+    package var password: String?
+    package var database: Int
     /// Connections (and threads running blocking hiredis calls).
-    public var poolSize: Int
-    public var connectTimeout: Duration
+    package var poolSize: Int
+    package var connectTimeout: Duration
     /// Bounds every command, so a hung Redis cannot stall a request for longer.
-    public var commandTimeout: Duration
+    package var commandTimeout: Duration
     /// First wait after Redis became unreachable before one call probes it again; doubles on
     /// every failed probe up to `maximumBackoff`. Calls in between fail fast (treated as misses).
-    public var initialBackoff: Duration
-    public var maximumBackoff: Duration
+    package var initialBackoff: Duration
+    package var maximumBackoff: Duration
 
-    public init(
+    package init(
         host: String = "127.0.0.1", port: Int = 6379, username: String? = nil, password: String? = nil,
         database: Int = 0, poolSize: Int = 4, connectTimeout: Duration = .milliseconds(500),
         commandTimeout: Duration = .milliseconds(1000), initialBackoff: Duration = .milliseconds(100),
@@ -44,7 +44,7 @@ public struct RedisConfiguration: Sendable, Equatable {
     }
 
     /// Reads the variables listed on the type. Throws a message naming the bad variable.
-    public init(environment: [String: String]) throws(CacheConfigurationError) {
+    package init(environment: [String: String]) throws(CacheConfigurationError) {
         self.init()
         if let url = environment["REDIS_URL"], !url.isEmpty {
             try apply(url: url)
@@ -104,8 +104,8 @@ public struct RedisConfiguration: Sendable, Equatable {
 }
 
 /// A cache setting that cannot be used, with the variable at fault in the message.
-public struct CacheConfigurationError: Error, Sendable, Equatable, CustomStringConvertible {
-    public var message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
+package struct CacheConfigurationError: Error, Sendable, Equatable, CustomStringConvertible {
+    package var message: String
+    package init(_ message: String) { self.message = message }
+    package var description: String { message }
 }

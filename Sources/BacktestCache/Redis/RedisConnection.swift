@@ -6,14 +6,14 @@ import Darwin
 #endif
 
 /// One Redis command: its arguments as bytes, so keys and packed values are binary-safe.
-public struct RedisCommand: Sendable {
-    public var arguments: [[UInt8]]
+package struct RedisCommand: Sendable {
+    package var arguments: [[UInt8]]
 
-    public init(_ arguments: [[UInt8]]) {
+    package init(_ arguments: [[UInt8]]) {
         self.arguments = arguments
     }
 
-    public init(_ name: String, _ arguments: String...) {
+    package init(_ name: String, _ arguments: String...) {
         self.arguments = [Array(name.utf8)] + arguments.map { Array($0.utf8) }
     }
 }

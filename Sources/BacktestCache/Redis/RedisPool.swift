@@ -11,8 +11,8 @@ import NIOPosix
 /// then fail at once with `.unavailable` instead of waiting a connect timeout each, and callers
 /// treat that as a cache miss. After the backoff one call probes Redis; if it works the pool
 /// closes again and connections are re-created on demand. Each change of state is logged once.
-public final class RedisPool: Sendable {
-    public let configuration: RedisConfiguration
+package final class RedisPool: Sendable {
+    package let configuration: RedisConfiguration
     private let threadPool: NIOThreadPool
     private let state: NIOLockedValueBox<State>
     private let logger: Logger
@@ -30,7 +30,7 @@ public final class RedisPool: Sendable {
         var isShutDown = false
     }
 
-    public init(configuration: RedisConfiguration, logger: Logger = Logger(label: "backtestd.cache.redis")) {
+    package init(configuration: RedisConfiguration, logger: Logger = Logger(label: "backtestd.cache.redis")) {
         self.configuration = configuration
         self.logger = logger
         self.threadPool = NIOThreadPool(numberOfThreads: configuration.poolSize)
@@ -39,12 +39,12 @@ public final class RedisPool: Sendable {
     }
 
     /// True while calls fail fast because Redis was found unreachable.
-    public var isAvailable: Bool {
+    package var isAvailable: Bool {
         state.withLockedValue { if case .closed = $0.breaker { true } else { false } }
     }
 
     /// Closes every connection and stops the threads. Calls made afterwards fail as unavailable.
-    public func shutdown() async {
+    package func shutdown() async {
         state.withLockedValue {
             $0.isShutDown = true
             $0.idle.removeAll()
@@ -52,12 +52,12 @@ public final class RedisPool: Sendable {
         try? await threadPool.shutdownGracefully()
     }
 
-    public func execute(_ command: RedisCommand) async throws(RedisFailure) -> RedisReply {
+    package func execute(_ command: RedisCommand) async throws(RedisFailure) -> RedisReply {
         try await withConnection { connection throws(RedisFailure) in try connection.execute(command) }
     }
 
     /// One round trip for the whole batch (hiredis pipelining).
-    public func pipeline(_ commands: [RedisCommand]) async throws(RedisFailure) -> [RedisReply] {
+    package func pipeline(_ commands: [RedisCommand]) async throws(RedisFailure) -> [RedisReply] {
         if commands.isEmpty { return [] }
         return try await withConnection { connection throws(RedisFailure) in try connection.pipeline(commands) }
     }

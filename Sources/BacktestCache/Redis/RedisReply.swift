@@ -3,7 +3,7 @@ import CHiredis
 /// A Redis reply copied out of hiredis' memory, so it outlives `freeReplyObject`.
 ///
 /// Bulk strings stay bytes (`[UInt8]`): cached values are binary and never go through `String`.
-public enum RedisReply: Sendable, Equatable {
+package enum RedisReply: Sendable, Equatable {
     case bulk([UInt8])
     case status(String)
     case integer(Int64)
@@ -48,12 +48,12 @@ public enum RedisReply: Sendable, Equatable {
     }
 
     /// The bytes of a bulk reply; nil for `.null` and anything else.
-    public var bytes: [UInt8]? {
+    package var bytes: [UInt8]? {
         if case .bulk(let bytes) = self { return bytes }
         return nil
     }
 
-    public var integer: Int64? {
+    package var integer: Int64? {
         switch self {
         case .integer(let value): value
         case .bulk(let bytes): Int64(String(decoding: bytes, as: UTF8.self))
@@ -63,13 +63,13 @@ public enum RedisReply: Sendable, Equatable {
 }
 
 /// Why a Redis call did not produce a reply.
-public enum RedisFailure: Error, Sendable, Equatable, CustomStringConvertible {
+package enum RedisFailure: Error, Sendable, Equatable, CustomStringConvertible {
     /// Redis cannot be reached, timed out, or the connection broke: the caller treats it as a miss.
     case unavailable(String)
     /// Redis answered with an error reply (a bug in the command, or a server-side refusal).
     case replyError(String)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .unavailable(let why): "Redis unavailable: \(why)"
         case .replyError(let why): "Redis error reply: \(why)"

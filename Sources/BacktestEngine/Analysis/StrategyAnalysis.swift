@@ -1,4 +1,5 @@
 import BacktestCore
+import BacktestModel
 
 /// What a strategy (or every variant of a batch) needs before it can run: the tickers to fetch
 /// (always including the benchmark) and the unique indicator series to compute, deduplicated by

@@ -1,4 +1,5 @@
 import BacktestCore
+import BacktestModel
 
 /// Rejects what cannot be backtested with INVALID_ARGUMENT naming the field, in proto field
 /// names: "strategy.positions[1].weight", "strategy.commission_bps", "settings.end_date", ...

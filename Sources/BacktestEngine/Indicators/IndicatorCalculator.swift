@@ -1,4 +1,5 @@
 import BacktestCore
+import BacktestModel
 
 /// Computes indicator series: pure functions of (spec, bars), which is what makes them cacheable.
 ///

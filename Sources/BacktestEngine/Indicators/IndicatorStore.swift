@@ -1,4 +1,5 @@
 import BacktestCore
+import BacktestModel
 
 /// Precomputed indicator series, each aligned with its ticker's bars in a `MarketSnapshot`.
 ///

@@ -1,3 +1,4 @@
+import BacktestModel
 /// Round trips of a backtest, for the trade-based metrics.
 public struct TradeSummary: Sendable, Hashable {
     /// Profit or loss of each closed round trip (entry to full exit), net of commissions.

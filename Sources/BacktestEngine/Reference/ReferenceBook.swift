@@ -1,4 +1,5 @@
 import BacktestCore
+import BacktestModel
 
 /// The reference engine's account: cash and one holding per position, trading with the rules of
 /// shared/reference/README.md, written as plainly as possible.

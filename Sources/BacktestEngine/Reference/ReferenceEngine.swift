@@ -1,4 +1,5 @@
 import BacktestCore
+import BacktestModel
 
 /// The oracle: a deliberately plain day-by-day loop that recomputes every indicator value it
 /// needs from the ticker's bars up to that day, walks the condition tree per bar and looks bars

@@ -1,4 +1,5 @@
 import BacktestCore
+import BacktestModel
 
 /// The whole engine side of one backtest, timed by phase: validation and analysis, the
 /// indicator series the store lacks, then the selected engine. The data phase belongs to the

@@ -1,4 +1,5 @@
 import BacktestCore
+import BacktestModel
 
 /// Which engine answers a request: `USE_NEW_ENGINE=false` (or 0/no/off) selects the reference
 /// engine for every request; otherwise (the default) the v2 engine runs and, when it fails

@@ -1,4 +1,5 @@
 import BacktestCore
+import BacktestModel
 
 /// The v2 portfolio loop over precomputed signal vectors, with the semantics of
 /// shared/reference/README.md:

@@ -1,4 +1,5 @@
 import BacktestCore
+import BacktestModel
 
 /// The simulation calendar and every ticker's bars aligned to it: the work a backtest does before
 /// looking at a strategy, done once per (settings, snapshot) and shared read-only by every

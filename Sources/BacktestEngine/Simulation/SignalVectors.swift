@@ -1,4 +1,5 @@
 import BacktestCore
+import BacktestModel
 
 /// Evaluates conditions as whole vectors over the calendar before the portfolio loop runs: one
 /// pass per comparison over contiguous arrays instead of a tree walk per bar.

@@ -1,4 +1,5 @@
 import BacktestCore
+import BacktestModel
 
 /// Runs one backtest; both engines conform. Implementations are stateless values, safe to share
 /// across tasks.
@@ -63,13 +64,5 @@ public struct VectorEngine: BacktestRunner {
             orders: loop.orders, metrics: metrics, benchmarkMetrics: market.benchmarkMetrics, warnings: warnings,
             stats: stats, initialCapital: market.settings.initialCapital, benchmarkTicker: market.settings.benchmark,
             dataSource: market.dataSource)
-    }
-}
-
-extension Duration {
-    /// The duration in (fractional) milliseconds, as run statistics report it.
-    public var milliseconds: Double {
-        let (seconds, attoseconds) = components
-        return Double(seconds) * 1000 + Double(attoseconds) / 1e15
     }
 }

@@ -1,5 +1,5 @@
 import BacktestCore
-import BacktestEngine
+import BacktestModel
 import CBacktestProto
 import CProtobufC
 

@@ -8,32 +8,32 @@ import Foundation
 /// the prices and volumes everyone else reports; IEX alone carries about 2 % of volume and its
 /// own highs and lows. Free plans may query SIP except its most recent 15 minutes, so for SIP the
 /// request's `end` is clamped to now minus `recentDataDelay`; `APCA_API_FEED=iex` switches feeds.
-public struct AlpacaConfiguration: Sendable {
-    public var keyID: String?
-    public var secretKey: String?
+package struct AlpacaConfiguration: Sendable {
+    package var keyID: String?
+    package var secretKey: String?
     /// Scheme, host and optional port (and path prefix) of the market-data API; requests go to
     /// `baseURL + "/v2/stocks/bars"`. Tests and self-hosted proxies point it elsewhere.
-    public var baseURL: String
-    public var feed: String
+    package var baseURL: String
+    package var feed: String
     /// Alpaca's daily history begins in 2016.
-    public var dataEpoch: TradingDate
+    package var dataEpoch: TradingDate
     /// Bars per page (Alpaca's maximum; the limit counts bars across all symbols of a page).
-    public var pageLimit: Int
+    package var pageLimit: Int
     /// Symbols per request. Very long symbol lists make Alpaca fail intermittently with 500s.
-    public var maxSymbolsPerRequest: Int
+    package var maxSymbolsPerRequest: Int
     /// How far behind real time SIP data may be queried without a real-time subscription.
-    public var recentDataDelay: Duration
-    public var http: CurlHTTPClient.Configuration
-    public var retry: RetryPolicy
+    package var recentDataDelay: Duration
+    package var http: CurlHTTPClient.Configuration
+    package var retry: RetryPolicy
     /// Requests this process sends per minute at most (`RequestPacer`); Alpaca's free plan allows
     /// 200 per account. 0 turns pacing off. `BACKTESTD_ALPACA_REQUESTS_PER_MINUTE` sets it.
-    public var requestsPerMinute: Int
+    package var requestsPerMinute: Int
 
-    public static let defaultBaseURL = "https://data.alpaca.markets"
-    public static let defaultFeed = "sip"
-    public static let defaultDataEpoch = TradingDate(year: 2016, month: 1, day: 4)!
+    package static let defaultBaseURL = "https://data.alpaca.markets"
+    package static let defaultFeed = "sip"
+    package static let defaultDataEpoch = TradingDate(year: 2016, month: 1, day: 4)!
 
-    public init(
+    package init(
         keyID: String?, secretKey: String?, baseURL: String = AlpacaConfiguration.defaultBaseURL,
         feed: String = AlpacaConfiguration.defaultFeed, dataEpoch: TradingDate = AlpacaConfiguration.defaultDataEpoch,
         pageLimit: Int = 10_000, maxSymbolsPerRequest: Int = 100, recentDataDelay: Duration = .seconds(16 * 60),
@@ -55,9 +55,9 @@ public struct AlpacaConfiguration: Sendable {
     /// Reads `APCA_API_KEY_ID`, `APCA_API_SECRET_KEY`, `APCA_API_DATA_URL` (base URL) and
     /// `APCA_API_FEED` (ours: `sip` or `iex`); empty values count as unset.
     /// `BACKTESTD_ALPACA_SYMBOLS_PER_REQUEST` (ours, a positive integer, default 100; other values
-    /// are ignored) caps symbols per request: `backtest bench` sets 1 to measure the old
+    /// are ignored) caps symbols per request: `backtest-bench bench` sets 1 to measure the old
     /// system's one-symbol-per-call fetching.
-    public static func fromEnvironment(
+    package static func fromEnvironment(
         _ environment: [String: String] = ProcessInfo.processInfo.environment
     ) -> AlpacaConfiguration {
         func value(_ name: String) -> String? {
@@ -73,5 +73,5 @@ public struct AlpacaConfiguration: Sendable {
     }
 
     /// True when both keys are present; the server warns at startup when they are not.
-    public var hasCredentials: Bool { keyID != nil && secretKey != nil }
+    package var hasCredentials: Bool { keyID != nil && secretKey != nil }
 }

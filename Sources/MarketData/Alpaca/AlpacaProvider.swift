@@ -8,10 +8,10 @@ import Logging
 /// computed server-side as of today). Symbols Alpaca has no bars for in the range are absent
 /// from its answer and reported in `BarSet.missing`. `apiCalls` counts every HTTP request made,
 /// retries included, since each one counts against the rate limit.
-public final class AlpacaProvider: MarketDataProvider {
-    public let name = "alpaca"
-    public let configuration: AlpacaConfiguration
-    public var dataEpoch: TradingDate { configuration.dataEpoch }
+package final class AlpacaProvider: MarketDataProvider {
+    package let name = "alpaca"
+    package let configuration: AlpacaConfiguration
+    package var dataEpoch: TradingDate { configuration.dataEpoch }
 
     private let transport: any HTTPTransport
     private let retryEnvironment: RetryEnvironment
@@ -23,7 +23,7 @@ public final class AlpacaProvider: MarketDataProvider {
     /// - Parameters:
     ///   - transport: the HTTP client; by default a `CurlHTTPClient` with `configuration.http`.
     ///   - retryEnvironment: clock, sleep and randomness for retries (tests inject them).
-    public init(
+    package init(
         configuration: AlpacaConfiguration, transport: (any HTTPTransport)? = nil,
         retryEnvironment: RetryEnvironment = .live, calendar: MarketCalendar = .nyse,
         logger: Logger = Logger(label: "backtestd.marketdata.alpaca")
@@ -36,7 +36,7 @@ public final class AlpacaProvider: MarketDataProvider {
         self.logger = logger
     }
 
-    public func dailyBars(_ query: BarQuery) async throws -> BarSet {
+    package func dailyBars(_ query: BarQuery) async throws -> BarSet {
         try TickerSymbol.validate(query.symbols)
         guard let keyID = configuration.keyID, let secretKey = configuration.secretKey else {
             throw BacktestError(.unauthenticated,

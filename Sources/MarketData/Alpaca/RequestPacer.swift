@@ -8,9 +8,9 @@
 /// "at most `limit` in any window", unlike a token bucket whose burst plus refill allows up to
 /// twice the limit in the first minute. Waiters are not queued: whoever wakes first after a slot
 /// frees takes it, the others wait for the next one.
-public actor RequestPacer {
-    public nonisolated let limit: Int
-    public nonisolated let window: Double
+package actor RequestPacer {
+    package nonisolated let limit: Int
+    package nonisolated let window: Double
     private let environment: RetryEnvironment
     /// Send times inside the current window, oldest first (`head` skips the expired ones).
     private var sent: [Double] = []
@@ -19,7 +19,7 @@ public actor RequestPacer {
     /// - Parameters:
     ///   - limit: requests allowed per window; 0 or less turns pacing off.
     ///   - window: seconds (Alpaca counts per minute).
-    public init(limit: Int, window: Double = 60, environment: RetryEnvironment = .live) {
+    package init(limit: Int, window: Double = 60, environment: RetryEnvironment = .live) {
         self.limit = limit
         self.window = window
         self.environment = environment
@@ -27,7 +27,7 @@ public actor RequestPacer {
 
     /// Returns when a request may be sent now, and records it as sent. Returns the time waited.
     @discardableResult
-    public func waitForSlot() async throws -> Double {
+    package func waitForSlot() async throws -> Double {
         guard limit > 0 else { return 0 }
         let started = environment.now()
         var waited = 0.0

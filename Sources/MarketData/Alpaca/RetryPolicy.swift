@@ -7,14 +7,14 @@ import Foundation
 /// earlier is certain to fail. Attempts are bounded, and so is the total time spent waiting:
 /// when the next wait would exceed `maxTotalWait`, the fetch fails now with UNAVAILABLE rather
 /// than hold a backtest for minutes.
-public struct RetryPolicy: Sendable {
+package struct RetryPolicy: Sendable {
     /// Requests in all, the first included (5 = one try and up to four retries).
-    public var maxAttempts: Int
-    public var baseDelay: Duration
-    public var maxDelay: Duration
-    public var maxTotalWait: Duration
+    package var maxAttempts: Int
+    package var baseDelay: Duration
+    package var maxDelay: Duration
+    package var maxTotalWait: Duration
 
-    public init(
+    package init(
         maxAttempts: Int = 5, baseDelay: Duration = .milliseconds(500), maxDelay: Duration = .seconds(20),
         maxTotalWait: Duration = .seconds(60)
     ) {
@@ -38,14 +38,14 @@ public struct RetryPolicy: Sendable {
 }
 
 /// Time and chance, injectable so retry tests decide without waiting or guessing.
-public struct RetryEnvironment: Sendable {
+package struct RetryEnvironment: Sendable {
     /// Current Unix time in seconds (compared with `X-RateLimit-Reset`).
-    public var now: @Sendable () -> Double
-    public var sleep: @Sendable (Duration) async throws -> Void
+    package var now: @Sendable () -> Double
+    package var sleep: @Sendable (Duration) async throws -> Void
     /// Uniform in [0, 1).
-    public var unitRandom: @Sendable () -> Double
+    package var unitRandom: @Sendable () -> Double
 
-    public init(
+    package init(
         now: @escaping @Sendable () -> Double, sleep: @escaping @Sendable (Duration) async throws -> Void,
         unitRandom: @escaping @Sendable () -> Double
     ) {
@@ -54,7 +54,7 @@ public struct RetryEnvironment: Sendable {
         self.unitRandom = unitRandom
     }
 
-    public static let live = RetryEnvironment(
+    package static let live = RetryEnvironment(
         now: { Date().timeIntervalSince1970 },
         sleep: { try await Task.sleep(for: $0) },
         unitRandom: { Double.random(in: 0..<1) })

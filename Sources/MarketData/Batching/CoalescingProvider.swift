@@ -2,16 +2,16 @@ import BacktestCore
 import Logging
 
 /// What one consumer lacks: a symbol's bars over a range (typically the part its cache misses).
-public struct BarNeed: Hashable, Sendable, CustomStringConvertible {
-    public var symbol: String
-    public var range: ClosedRange<TradingDate>
+package struct BarNeed: Hashable, Sendable, CustomStringConvertible {
+    package var symbol: String
+    package var range: ClosedRange<TradingDate>
 
-    public init(symbol: String, range: ClosedRange<TradingDate>) {
+    package init(symbol: String, range: ClosedRange<TradingDate>) {
         self.symbol = symbol.uppercased()
         self.range = range
     }
 
-    public var description: String { "\(symbol) \(range.lowerBound)...\(range.upperBound)" }
+    package var description: String { "\(symbol) \(range.lowerBound)...\(range.upperBound)" }
 }
 
 /// A decorator over any provider that makes fetching cheap for the vendor:
@@ -22,17 +22,17 @@ public struct BarNeed: Hashable, Sendable, CustomStringConvertible {
 ///   (one Alpaca request plus its pages instead of one per ticker).
 ///
 /// The cache layer sits in front of this and asks only for what it misses.
-public final class CoalescingProvider: MarketDataProvider {
-    public let base: any MarketDataProvider
-    public var name: String { base.name }
-    public var dataEpoch: TradingDate { base.dataEpoch }
-    public var standingWarnings: [String] { base.standingWarnings }
+package final class CoalescingProvider: MarketDataProvider {
+    package let base: any MarketDataProvider
+    package var name: String { base.name }
+    package var dataEpoch: TradingDate { base.dataEpoch }
+    package var standingWarnings: [String] { base.standingWarnings }
 
     private let flights = SingleFlight<BarQuery, BarSet>()
     private let calendar: MarketCalendar
     private let logger: Logger
 
-    public init(
+    package init(
         _ base: any MarketDataProvider, calendar: MarketCalendar = .nyse,
         logger: Logger = Logger(label: "backtestd.marketdata.fetch")
     ) {
@@ -43,7 +43,7 @@ public final class CoalescingProvider: MarketDataProvider {
 
     /// The base provider's answer; identical queries in flight share one fetch. Each sharer
     /// sees the same `apiCalls` (the cost of the fetch it waited for).
-    public func dailyBars(_ query: BarQuery) async throws -> BarSet {
+    package func dailyBars(_ query: BarQuery) async throws -> BarSet {
         let base = self.base
         return try await flights.run(query) { try await base.dailyBars(query) }
     }
@@ -60,7 +60,7 @@ public final class CoalescingProvider: MarketDataProvider {
     /// per-day cache fill this replaces. A symbol needed over two ranges gets both, merged.
     /// Throws the first error of any query (an invalid ticker fails the whole fetch, so nothing
     /// partial is cached).
-    public func fetch(_ needs: [BarNeed], adjustment: PriceAdjustment) async throws -> BarSet {
+    package func fetch(_ needs: [BarNeed], adjustment: PriceAdjustment) async throws -> BarSet {
         let byRange = Dictionary(grouping: Set(needs), by: \.range)
         var result = BarSet()
         try await withThrowingTaskGroup(of: BarSet.self) { group in

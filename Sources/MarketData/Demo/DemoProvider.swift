@@ -11,10 +11,10 @@ import Synchronization
 /// Series run over the market calendar's trading days from 2000-01-03 to `endDate()` (today in
 /// New York by default) and are generated from the epoch whatever the query, then adjusted over
 /// their whole length and sliced, so a value never depends on the range asked for.
-public final class DemoProvider: MarketDataProvider {
-    public let name = "demo"
-    public let dataEpoch = TradingDate(year: 2000, month: 1, day: 3)!
-    public let seed: UInt64
+package final class DemoProvider: MarketDataProvider {
+    package let name = "demo"
+    package let dataEpoch = TradingDate(year: 2000, month: 1, day: 3)!
+    package let seed: UInt64
 
     private let endDate: @Sendable () -> TradingDate
     private let calendar: MarketCalendar
@@ -29,9 +29,9 @@ public final class DemoProvider: MarketDataProvider {
         var announced = false
     }
 
-    public static let defaultSeed: UInt64 = 20_000_103
+    package static let defaultSeed: UInt64 = 20_000_103
 
-    public init(
+    package init(
         seed: UInt64 = DemoProvider.defaultSeed,
         endDate: @escaping @Sendable () -> TradingDate = { NewYorkTime.date(unixSeconds: Int64(Date().timeIntervalSince1970)) },
         calendar: MarketCalendar = .nyse, logger: Logger = Logger(label: "backtestd.marketdata.demo")
@@ -42,11 +42,11 @@ public final class DemoProvider: MarketDataProvider {
         self.logger = logger
     }
 
-    public var label: String { "demo data: synthetic prices (seed \(seed)), not real market data" }
+    package var label: String { "demo data: synthetic prices (seed \(seed)), not real market data" }
 
-    public var standingWarnings: [String] { [label] }
+    package var standingWarnings: [String] { [label] }
 
-    public func dailyBars(_ query: BarQuery) async throws -> BarSet {
+    package func dailyBars(_ query: BarQuery) async throws -> BarSet {
         try TickerSymbol.validate(query.symbols)
         var result = BarSet(warnings: [label])
         for symbol in query.symbols {

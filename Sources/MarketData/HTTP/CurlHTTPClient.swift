@@ -9,16 +9,16 @@ import Foundation
 /// handle for life (handles are not thread-safe; reusing one keeps its connections open).
 /// TLS peer and host verification stay on; redirects are not followed (Alpaca does not
 /// redirect, and following one would send the API keys elsewhere).
-public final class CurlHTTPClient: HTTPTransport {
-    public struct Configuration: Sendable {
-        public var connectTimeout: Duration
+package final class CurlHTTPClient: HTTPTransport {
+    package struct Configuration: Sendable {
+        package var connectTimeout: Duration
         /// Limit on the whole request, connect included: what makes a stalled server fail.
-        public var requestTimeout: Duration
+        package var requestTimeout: Duration
         /// Requests that can run at once (one thread and one connection each).
-        public var maxConcurrentRequests: Int
-        public var userAgent: String
+        package var maxConcurrentRequests: Int
+        package var userAgent: String
 
-        public init(
+        package init(
             connectTimeout: Duration = .seconds(10), requestTimeout: Duration = .seconds(30),
             maxConcurrentRequests: Int = 4, userAgent: String = "backtestd/1.0"
         ) {
@@ -29,10 +29,10 @@ public final class CurlHTTPClient: HTTPTransport {
         }
     }
 
-    public let configuration: Configuration
+    package let configuration: Configuration
     private let pool: BlockingWorkerPool<CurlEasyHandle>
 
-    public init(configuration: Configuration = Configuration()) {
+    package init(configuration: Configuration = Configuration()) {
         _ = CurlGlobal.initialized
         self.configuration = configuration
         pool = BlockingWorkerPool(
@@ -44,7 +44,7 @@ public final class CurlHTTPClient: HTTPTransport {
         pool.shutdown()
     }
 
-    public func get(_ url: String, headers: [(name: String, value: String)]) async throws -> HTTPResponse {
+    package func get(_ url: String, headers: [(name: String, value: String)]) async throws -> HTTPResponse {
         let configuration = self.configuration
         return try await withCheckedThrowingContinuation { continuation in
             let accepted = pool.submit { handle in

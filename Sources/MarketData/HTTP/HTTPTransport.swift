@@ -1,11 +1,11 @@
 /// One HTTP response, fully read.
-public struct HTTPResponse: Sendable {
-    public var status: Int
+package struct HTTPResponse: Sendable {
+    package var status: Int
     /// Header fields in arrival order, names as sent.
-    public var headers: [(name: String, value: String)]
-    public var body: [UInt8]
+    package var headers: [(name: String, value: String)]
+    package var body: [UInt8]
 
-    public init(status: Int, headers: [(name: String, value: String)] = [], body: [UInt8] = []) {
+    package init(status: Int, headers: [(name: String, value: String)] = [], body: [UInt8] = []) {
         self.status = status
         self.headers = headers
         self.body = body
@@ -13,17 +13,17 @@ public struct HTTPResponse: Sendable {
 
     /// The last value of header `name`, compared case-insensitively (HTTP/1.1 and HTTP/2
     /// servers, and proxies, write `X-RateLimit-Reset` in varying case).
-    public func header(_ name: String) -> String? {
+    package func header(_ name: String) -> String? {
         let wanted = name.lowercased()
         return headers.last { $0.name.lowercased() == wanted }?.value
     }
 
-    public var bodyText: String { String(decoding: body, as: UTF8.self) }
+    package var bodyText: String { String(decoding: body, as: UTF8.self) }
 }
 
 /// Why a request got no HTTP response at all.
-public struct HTTPTransportError: Error, Sendable, CustomStringConvertible {
-    public enum Kind: Sendable {
+package struct HTTPTransportError: Error, Sendable, CustomStringConvertible {
+    package enum Kind: Sendable {
         /// Connect or total timeout fired (a stalled server).
         case timedOut
         /// Could not connect, or the connection broke mid-response: worth retrying.
@@ -32,18 +32,18 @@ public struct HTTPTransportError: Error, Sendable, CustomStringConvertible {
         case permanent
     }
 
-    public var kind: Kind
-    public var message: String
+    package var kind: Kind
+    package var message: String
 
-    public init(_ kind: Kind, _ message: String) {
+    package init(_ kind: Kind, _ message: String) {
         self.kind = kind
         self.message = message
     }
 
-    public var description: String { message }
+    package var description: String { message }
 }
 
 /// Performs GET requests. `CurlHTTPClient` is the real one; tests may substitute their own.
-public protocol HTTPTransport: Sendable {
+package protocol HTTPTransport: Sendable {
     func get(_ url: String, headers: [(name: String, value: String)]) async throws -> HTTPResponse
 }

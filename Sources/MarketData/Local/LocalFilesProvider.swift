@@ -10,10 +10,10 @@ import Synchronization
 /// over the whole file and the result sliced to the query, so a price on a date is the same
 /// whatever range is asked for (adjusted as of the newest row, as a vendor would).
 /// A symbol with a `/` is looked up with `_` in its place. A symbol without a file is missing.
-public final class LocalFilesProvider: MarketDataProvider {
-    public let name = "files"
-    public let directory: URL
-    public let dataEpoch: TradingDate
+package final class LocalFilesProvider: MarketDataProvider {
+    package let name = "files"
+    package let directory: URL
+    package let dataEpoch: TradingDate
 
     private let calendar: MarketCalendar
     private let loaded = Mutex<[String: Entry]>([:])
@@ -25,7 +25,7 @@ public final class LocalFilesProvider: MarketDataProvider {
 
     /// Fails with FAILED_PRECONDITION when `directory` does not exist. `dataEpoch` defaults to
     /// the earliest first date of the files (1999-11-01 for the shared data).
-    public init(directory: URL, dataEpoch: TradingDate? = nil, calendar: MarketCalendar = .nyse) throws(BacktestError) {
+    package init(directory: URL, dataEpoch: TradingDate? = nil, calendar: MarketCalendar = .nyse) throws(BacktestError) {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw BacktestError(.failedPrecondition, "market data directory \(directory.path) does not exist")
@@ -35,7 +35,7 @@ public final class LocalFilesProvider: MarketDataProvider {
         self.dataEpoch = dataEpoch ?? Self.earliestDate(in: directory) ?? TradingDate(year: 1999, month: 11, day: 1)!
     }
 
-    public func dailyBars(_ query: BarQuery) async throws -> BarSet {
+    package func dailyBars(_ query: BarQuery) async throws -> BarSet {
         try TickerSymbol.validate(query.symbols)
         var result = BarSet()
         for symbol in query.symbols {

@@ -1,7 +1,9 @@
 import BacktestClient
 import BacktestCore
 import BacktestEngine
+import BacktestModel
 import BacktestServer
+import BacktestService
 import BacktestTestSupport
 import Logging
 import MarketData

@@ -1,5 +1,6 @@
 import BacktestCore
 import BacktestEngine
+import BacktestModel
 import Foundation
 
 /// Watches the real v2 engine from inside the server: which variants ran and how many ran at once.

@@ -1,7 +1,7 @@
 import BacktestCore
-import BacktestEngine
+import BacktestModel
 import BacktestProtocol
-import BacktestServer
+import BacktestService
 
 /// The real service, except that the streamed update carrying variant `holdAfter`'s result waits
 /// at a gate before it is sent. The batch (at parallelism 1) has then recorded that variant and

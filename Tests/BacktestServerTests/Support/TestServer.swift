@@ -1,6 +1,7 @@
 import BacktestCore
 import BacktestProtocol
 import BacktestServer
+import BacktestService
 import Logging
 import NIOCore
 import NIOPosix

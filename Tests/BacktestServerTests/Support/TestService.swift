@@ -1,7 +1,7 @@
 import BacktestCore
-import BacktestEngine
+import BacktestModel
 import BacktestProtocol
-import BacktestServer
+import BacktestService
 import NIOCore
 
 /// A transport-test service: its behaviour is chosen by the strategy name, and it reports what

@@ -1,6 +1,7 @@
 import BacktestCache
 import BacktestCore
 import BacktestEngine
+import BacktestModel
 import Logging
 import MarketData
 
@@ -11,17 +12,17 @@ import MarketData
 /// asks the (cached, coalesced) source for all of them in one query, and the indicator phase
 /// takes series from the indicator cache or computes and stores them. `simulate` then runs one
 /// strategy on the prepared data; it is synchronous, CPU-bound and safe to run in parallel.
-public struct BacktestPipeline: Sendable {
+package struct BacktestPipeline: Sendable {
     /// The market-data source behind the cache (coalescing, batched).
-    public let source: any MarketDataProvider
+    package let source: any MarketDataProvider
     /// nil when the server runs without Redis.
-    public let cache: MarketDataCache?
-    public let engines: EngineSelection
-    public let logger: Logger
+    package let cache: MarketDataCache?
+    package let engines: EngineSelection
+    package let logger: Logger
     private let cachedSource: CachedMarketData?
     private let indicatorCache: IndicatorCache?
 
-    public init(
+    package init(
         source: any MarketDataProvider, cache: MarketDataCache?, engines: EngineSelection = EngineSelection(),
         logger: Logger = Logger(label: "backtestd.pipeline")
     ) {
@@ -34,7 +35,7 @@ public struct BacktestPipeline: Sendable {
     }
 
     /// One backtest, start to finish, with its run statistics and one log line.
-    public func runBacktest(_ strategy: Strategy, settings: BacktestSettings) async throws(BacktestError) -> BacktestResult {
+    package func runBacktest(_ strategy: Strategy, settings: BacktestSettings) async throws(BacktestError) -> BacktestResult {
         let started = ContinuousClock.now
         let prepared = try await prepare([strategy], settings: settings)
         var result = try simulate(strategy, in: prepared)
@@ -45,7 +46,7 @@ public struct BacktestPipeline: Sendable {
 
     /// The shared phase for `strategies`. Validation errors name the strategy's field path:
     /// `fieldPrefix(i)` is "strategy" for a single backtest, "variants[i]" in a batch.
-    public func prepare(
+    package func prepare(
         _ strategies: [Strategy], settings: BacktestSettings, fieldPrefix: @escaping (Int) -> String = { _ in "strategy" }
     ) async throws(BacktestError) -> PreparedBatch {
         let clock = ContinuousClock()
@@ -110,7 +111,7 @@ public struct BacktestPipeline: Sendable {
 
     /// Runs one strategy on prepared data (v2 engine, or the reference engine as configured) and
     /// merges the shared phase's statistics and warnings into its result.
-    public func simulate(_ strategy: Strategy, in prepared: PreparedBatch) throws(BacktestError) -> BacktestResult {
+    package func simulate(_ strategy: Strategy, in prepared: PreparedBatch) throws(BacktestError) -> BacktestResult {
         var result = try engines.run(
             strategy, settings: prepared.settings, snapshot: prepared.snapshot, indicators: prepared.indicators,
             log: { [logger] warning in logger.warning("\(warning)") })

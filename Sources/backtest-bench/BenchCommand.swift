@@ -1,8 +1,9 @@
 import ArgumentParser
 import BacktestBench
+import BacktestCommandLine
 import Foundation
 
-/// `backtest bench`: the plan's success-metrics table, measured on this machine against
+/// `backtest-bench bench`: the plan's success-metrics table, measured on this machine against
 /// backtestd children it starts itself (see `BenchStack`), next to the reference path.
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -11,7 +12,7 @@ struct Bench: AsyncParsableCommand {
             Starts a fake Alpaca server in this process, a redis-server (or uses REDIS_URL), our backtestd \
             (v2 engine, cache) and a reference backtestd (USE_NEW_ENGINE=false, BACKTESTD_CACHE=off, one symbol \
             per Alpaca request, --max-parallel 1), then measures both. Build in release mode first: \
-            swift build -c release --product backtest --product backtestd --product engine-bench
+            swift build -c release --product backtest-bench --product backtestd --product engine-bench
             """)
 
     @Flag(help: "Print the report as JSON.")
@@ -32,7 +33,7 @@ struct Bench: AsyncParsableCommand {
 
     func run() async throws {
         let stack = try await stackOptions.start()
-        var report = BenchReport(machine: machineDescription(), command: "backtest " + CommandLine.arguments.dropFirst().joined(separator: " "),
+        var report = BenchReport(machine: machineDescription(), command: "backtest-bench " + CommandLine.arguments.dropFirst().joined(separator: " "),
                                  date: ISO8601DateFormatter().string(from: Date()), alpacaLatencyMs: stackOptions.alpacaLatencyMs)
         do {
             let server = try await stack.launchServer()

@@ -3,14 +3,14 @@ import ServiceLifecycle
 
 /// Runs the cache's purge schedule (4:00 PM and 8:00 PM New York time) as a lifecycle service,
 /// so it starts and stops with the server.
-public struct PurgeService: Service {
-    public let scheduler: PurgeScheduler
+package struct PurgeService: Service {
+    package let scheduler: PurgeScheduler
 
-    public init(scheduler: PurgeScheduler) {
+    package init(scheduler: PurgeScheduler) {
         self.scheduler = scheduler
     }
 
-    public func run() async throws {
+    package func run() async throws {
         // The scheduler returns when its task is cancelled, which graceful shutdown does.
         await cancelWhenGracefulShutdown { await scheduler.run() }
     }

@@ -1,5 +1,4 @@
 import BacktestCore
-import BacktestEngine
 import Synchronization
 
 /// Batch jobs by id. Ids are 128 random bits from the system's CSPRNG, so a job is visible only
@@ -14,19 +13,19 @@ import Synchronization
 ///
 /// Expiry is swept on every create and lookup, from a queue the jobs fill as they finish, so it
 /// costs nothing per job that has not expired and needs no timer.
-public actor BatchJobRegistry {
-    public nonisolated let retention: Duration
-    public nonisolated let maxRetainedBytes: Int
+package actor BatchJobRegistry {
+    package nonisolated let retention: Duration
+    package nonisolated let maxRetainedBytes: Int
     private var jobs: [String: BatchJob] = [:]
     private let finished: FinishedJobs
 
-    public init(retention: Duration = .seconds(600), maxRetainedBytes: Int = 128 * 1024 * 1024) {
+    package init(retention: Duration = .seconds(600), maxRetainedBytes: Int = 128 * 1024 * 1024) {
         self.retention = retention
         self.maxRetainedBytes = maxRetainedBytes
         self.finished = FinishedJobs()
     }
 
-    public func create(total: Int) -> BatchJob {
+    package func create(total: Int) -> BatchJob {
         dropExpired()
         var id: String
         repeat { id = BatchJobRegistry.randomID() } while jobs[id] != nil
@@ -36,7 +35,7 @@ public actor BatchJobRegistry {
     }
 
     /// The job, or NOT_FOUND (also for expired and malformed ids: which one is not revealed).
-    public func job(id: String) throws(BacktestError) -> BatchJob {
+    package func job(id: String) throws(BacktestError) -> BatchJob {
         dropExpired()
         guard let job = jobs[id] else {
             throw BacktestError(.notFound, "no batch with id '\(id.prefix(64))' (unknown, or expired after \(retention))", field: "batch_id")
@@ -44,13 +43,13 @@ public actor BatchJobRegistry {
         return job
     }
 
-    public var count: Int { jobs.count }
+    package var count: Int { jobs.count }
 
     /// Bytes of results the finished jobs still hold (an estimate, see `BatchJob`).
-    public nonisolated var retainedBytes: Int { finished.bytes }
+    package nonisolated var retainedBytes: Int { finished.bytes }
 
     /// Drops finished jobs older than `retention`, then the oldest while over `maxRetainedBytes`.
-    public func dropExpired(now: ContinuousClock.Instant = .now) {
+    package func dropExpired(now: ContinuousClock.Instant = .now) {
         for id in finished.removeExpired(now: now, retention: retention, maxBytes: maxRetainedBytes) {
             jobs[id] = nil
         }

@@ -1,28 +1,28 @@
 import BacktestCache
 import BacktestCore
-import BacktestEngine
+import BacktestModel
 import BacktestProtocol
 import Logging
 import NIOCore
 
 /// The real domain behind the wire: backtests through the `BacktestPipeline`, batches as jobs
 /// that stream each variant as it finishes, and the cache's purge.
-public struct EngineBacktestService: BacktestService {
-    public let pipeline: BacktestPipeline
-    public let jobs: BatchJobRegistry
+package struct EngineBacktestService: BacktestService {
+    package let pipeline: BacktestPipeline
+    package let jobs: BatchJobRegistry
     /// Variants simulated at once per batch when the request does not ask for fewer.
-    public let maxParallel: Int
-    public let serverVersion: String
+    package let maxParallel: Int
+    package let serverVersion: String
     /// Bytes of results one GetBatchStatus answer carries at most (estimated as `BatchJob` does):
     /// half the frame limit, so that a large batch is read back in several answers instead of
     /// failing with RESOURCE_EXHAUSTED.
-    public let statusAnswerBytes: Int
+    package let statusAnswerBytes: Int
     /// How long a batch whose connection was lost runs on without a GetBatchStatus (`BatchRun`).
-    public let abandonAfter: TimeAmount
+    package let abandonAfter: TimeAmount
     private let startedAt = NIODeadline.now()
 
-    public init(pipeline: BacktestPipeline, jobs: BatchJobRegistry = BatchJobRegistry(), maxParallel: Int = 4,
-                statusAnswerBytes: Int = ServerConfiguration().maxFramePayload / 2,
+    package init(pipeline: BacktestPipeline, jobs: BatchJobRegistry = BatchJobRegistry(), maxParallel: Int = 4,
+                statusAnswerBytes: Int = Wire.defaultMaxFramePayload / 2,
                 abandonAfter: TimeAmount = .seconds(150), serverVersion: String) {
         self.pipeline = pipeline
         self.jobs = jobs
@@ -32,7 +32,7 @@ public struct EngineBacktestService: BacktestService {
         self.serverVersion = serverVersion
     }
 
-    public func runBacktest(_ request: BacktestRequest, context: CallContext) async throws -> BacktestResult {
+    package func runBacktest(_ request: BacktestRequest, context: CallContext) async throws -> BacktestResult {
         try await pipeline.runBacktest(request.strategy, settings: request.settings)
     }
 
@@ -41,7 +41,7 @@ public struct EngineBacktestService: BacktestService {
     /// every `abandonAfter`) so the client can re-attach and read every result;
     /// updates that can no longer be streamed are dropped, the job keeps them. A CANCEL or the
     /// deadline still stop the work: they cancel the call while its connection is alive.
-    public func runBatch(
+    package func runBatch(
         _ request: BatchRequest, context: CallContext, emit: @escaping @Sendable (ProgressUpdate) async throws -> Void
     ) async throws {
         let run = BatchRun(
@@ -72,11 +72,11 @@ public struct EngineBacktestService: BacktestService {
         }
     }
 
-    public func batchStatus(id: String, knownIndices: Set<Int>, context: CallContext) async throws -> ProgressUpdate {
+    package func batchStatus(id: String, knownIndices: Set<Int>, context: CallContext) async throws -> ProgressUpdate {
         try await jobs.job(id: id).snapshot(excluding: knownIndices, maxBytes: statusAnswerBytes)
     }
 
-    public func serverInfo() async -> ServerInfo {
+    package func serverInfo() async -> ServerInfo {
         var generation: UInt64 = 0
         var connected = false
         if let cache = pipeline.cache {
@@ -92,7 +92,7 @@ public struct EngineBacktestService: BacktestService {
             cacheGeneration: generation)
     }
 
-    public func purgeCache() async throws -> PurgeCacheResult {
+    package func purgeCache() async throws -> PurgeCacheResult {
         guard let cache = pipeline.cache else {
             throw BacktestError(.failedPrecondition, "this server runs without a cache (no Redis configured)")
         }

@@ -1,23 +1,23 @@
 import BacktestCore
-import BacktestEngine
+import BacktestModel
 import NIOCore
 
 /// The server-side state of one batch: what finished so far, so a client that lost its stream
 /// can re-attach with GetBatchStatus and see the same results the stream carried.
 ///
 /// An actor because variant tasks record results concurrently while status requests read.
-public actor BatchJob {
+package actor BatchJob {
     /// 128 random bits, hex: the only key to the job (whoever holds it may read the results).
-    public nonisolated let id: String
-    public nonisolated let total: Int
-    public private(set) var state: BatchState = .partial
+    package nonisolated let id: String
+    package nonisolated let total: Int
+    package private(set) var state: BatchState = .partial
     /// When the job reached a terminal state, in the registry's clock; nil while running.
-    public private(set) var finishedAt: ContinuousClock.Instant?
+    package private(set) var finishedAt: ContinuousClock.Instant?
     /// When a GetBatchStatus last read the job: a client re-attached to it.
-    public private(set) var lastReadAt: NIODeadline?
+    package private(set) var lastReadAt: NIODeadline?
     /// The most variants simulated at once so far: the batch's parallelism bound made visible
     /// (tests check it, operators can log it).
-    public private(set) var peakParallelism = 0
+    package private(set) var peakParallelism = 0
     private var results: [VariantResult] = []
     private var stats: RunStatistics?
     private var error: BacktestError?
@@ -30,11 +30,11 @@ public actor BatchJob {
         self.onFinish = onFinish
     }
 
-    public var completed: Int { results.count }
+    package var completed: Int { results.count }
 
     /// Records a finished variant and returns the streamed update announcing it. Results of a
     /// job that already ended (a straggler after a cancel) are dropped: nil.
-    public func record(_ result: VariantResult) -> ProgressUpdate? {
+    package func record(_ result: VariantResult) -> ProgressUpdate? {
         guard state == .partial else { return nil }
         results.append(result)
         return ProgressUpdate(batchID: id, completed: results.count, total: total, state: .partial, results: [result])
@@ -48,7 +48,7 @@ public actor BatchJob {
     /// Ends the job. The first terminal state wins: a cancel after the final update changes
     /// nothing. Returns the terminal update to stream (without results: they went out already).
     @discardableResult
-    public func finish(_ state: BatchState, stats: RunStatistics? = nil, error: BacktestError? = nil) -> ProgressUpdate {
+    package func finish(_ state: BatchState, stats: RunStatistics? = nil, error: BacktestError? = nil) -> ProgressUpdate {
         if self.state == .partial {
             self.state = state
             self.stats = stats
@@ -74,7 +74,7 @@ public actor BatchJob {
     /// The answer to GetBatchStatus: the state, and the finished results the caller does not
     /// hold yet, by variant index, up to `maxBytes` (at least one). `completed` counts every
     /// finished variant, so a caller holding fewer results knows to ask again.
-    public func snapshot(excluding known: Set<Int> = [], maxBytes: Int = .max) -> ProgressUpdate {
+    package func snapshot(excluding known: Set<Int> = [], maxBytes: Int = .max) -> ProgressUpdate {
         lastReadAt = .now()
         var answer: [VariantResult] = []
         var bytes = 0

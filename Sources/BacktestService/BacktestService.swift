@@ -1,22 +1,22 @@
 import BacktestCore
-import BacktestEngine
+import BacktestModel
 import BacktestProtocol
 import Atomics
 import Logging
 import NIOCore
 
 /// What a handler knows about the call it serves.
-public struct CallContext: Sendable {
-    public var streamID: UInt32
-    public var requestID: String
-    public var client: String
+package struct CallContext: Sendable {
+    package var streamID: UInt32
+    package var requestID: String
+    package var client: String
     /// When the call's deadline expires the server answers DEADLINE_EXCEEDED and cancels the task.
-    public var deadline: NIODeadline
-    public var logger: Logger
+    package var deadline: NIODeadline
+    package var logger: Logger
     /// Set once the call's connection is closed (by the peer, the network or the server).
-    public var connection: ConnectionState
+    package var connection: ConnectionState
 
-    public init(streamID: UInt32, requestID: String = "", client: String = "", deadline: NIODeadline = .distantFuture,
+    package init(streamID: UInt32, requestID: String = "", client: String = "", deadline: NIODeadline = .distantFuture,
                 logger: Logger = Logger(label: "backtestd.call"), connection: ConnectionState = ConnectionState()) {
         self.streamID = streamID
         self.requestID = requestID
@@ -30,23 +30,23 @@ public struct CallContext: Sendable {
 /// Whether a connection is gone. It tells a call that was cancelled because its connection was
 /// lost apart from one cancelled on a live connection (CANCEL, deadline): work a client can
 /// re-attach to, a batch, keeps running in the first case and stops in the second.
-public final class ConnectionState: Sendable {
+package final class ConnectionState: Sendable {
     private let lost = ManagedAtomic(false)
     /// When it was lost, in NIODeadline's uptime nanoseconds (0 while connected).
     private let lostAtNanos = ManagedAtomic<UInt64>(0)
 
-    public init() {}
+    package init() {}
 
     /// True once the connection closed. Set before the connection's calls are cancelled, so a
     /// cancellation handler that reads it sees why it runs.
-    public var isLost: Bool { lost.load(ordering: .acquiring) }
+    package var isLost: Bool { lost.load(ordering: .acquiring) }
 
     /// When the connection was lost; nil while it is up.
-    public var lostAt: NIODeadline? {
+    package var lostAt: NIODeadline? {
         isLost ? NIODeadline.uptimeNanoseconds(lostAtNanos.load(ordering: .acquiring)) : nil
     }
 
-    public func markLost() {
+    package func markLost() {
         lostAtNanos.store(NIODeadline.now().uptimeNanoseconds, ordering: .releasing)
         lost.store(true, ordering: .releasing)
     }
@@ -56,7 +56,7 @@ public final class ConnectionState: Sendable {
 /// answer. Each call runs in its own task; cancellation (CANCEL, disconnect, deadline, forced
 /// shutdown) arrives as task cancellation. Throw `BacktestError` for a status the client should
 /// see; anything else becomes INTERNAL with a generic message (and is logged).
-public protocol BacktestService: Sendable {
+package protocol BacktestService: Sendable {
     func runBacktest(_ request: BacktestRequest, context: CallContext) async throws -> BacktestResult
     /// Streams updates through `emit`, which waits while the client is slow to read (backpressure)
     /// and throws once the call is over (cancelled, deadline). Returning ends the stream with OK.
@@ -66,38 +66,4 @@ public protocol BacktestService: Sendable {
     func batchStatus(id: String, knownIndices: Set<Int>, context: CallContext) async throws -> ProgressUpdate
     func serverInfo() async -> ServerInfo
     func purgeCache() async throws -> PurgeCacheResult
-}
-
-/// The service until the engine is wired in: every domain call answers UNIMPLEMENTED (never a
-/// fake result); GetServerInfo answers for real.
-public struct UnimplementedBacktestService: BacktestService {
-    public let serverVersion: String
-    private let startedAt = NIODeadline.now()
-
-    public init(serverVersion: String = ServerConfiguration().serverVersion) {
-        self.serverVersion = serverVersion
-    }
-
-    public func runBacktest(_ request: BacktestRequest, context: CallContext) async throws -> BacktestResult {
-        throw BacktestError(.unimplemented, "RunBacktest is not available: the engine is not wired into this server yet")
-    }
-
-    public func runBatch(_ request: BatchRequest, context: CallContext,
-                         emit: @escaping @Sendable (ProgressUpdate) async throws -> Void) async throws {
-        throw BacktestError(.unimplemented, "RunBatch is not available: the engine is not wired into this server yet")
-    }
-
-    public func batchStatus(id: String, knownIndices: Set<Int>, context: CallContext) async throws -> ProgressUpdate {
-        throw BacktestError(.unimplemented, "GetBatchStatus is not available: the engine is not wired into this server yet")
-    }
-
-    public func serverInfo() async -> ServerInfo {
-        let uptime = Double((NIODeadline.now() - startedAt).nanoseconds) / 1e9
-        return ServerInfo(serverVersion: serverVersion, dataSource: "none", cacheConnected: false, engine: "none",
-                          uptimeSeconds: uptime, maxParallel: 0)
-    }
-
-    public func purgeCache() async throws -> PurgeCacheResult {
-        throw BacktestError(.unimplemented, "PurgeCache is not available: no cache is wired into this server yet")
-    }
 }

@@ -1,9 +1,10 @@
 import ArgumentParser
 import BacktestBench
+import BacktestCommandLine
 import BacktestClient
 import Foundation
 
-/// `backtest loadtest`: many simulated users against one server, every answer checked.
+/// `backtest-bench loadtest`: many simulated users against one server, every answer checked.
 struct Loadtest: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Load-test a server: N users on their own connections, think time, a single/batch mix, every result checked.",
@@ -87,7 +88,7 @@ struct Loadtest: AsyncParsableCommand {
             await control.close()
             let report = LoadTestReport(
                 tally: tally, elapsed: elapsed, options: options, chaos: chaos, machine: machineDescription(),
-                command: "backtest " + CommandLine.arguments.dropFirst().joined(separator: " "),
+                command: "backtest-bench " + CommandLine.arguments.dropFirst().joined(separator: " "),
                 peakRSS: server?.peakResidentBytes, chaosEvents: events)
             await stack?.shutdown()
             print(json ? try report.json() : report.rendered())

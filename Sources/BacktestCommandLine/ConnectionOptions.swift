@@ -1,0 +1,52 @@
+import ArgumentParser
+import BacktestClient
+import BacktestCore
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+// What `backtest` and `backtest-bench` share: where the server is and how a failure is printed.
+
+/// `--host` and `--port`, falling back to BACKTEST_HOST and BACKTEST_PORT, then 127.0.0.1:50051.
+package struct ConnectionOptions: ParsableArguments {
+    @Option(help: "Server host (env BACKTEST_HOST). Default 127.0.0.1.")
+    package var host: String?
+    @Option(help: "Server port (env BACKTEST_PORT). Default 50051.")
+    package var port: Int?
+
+    package init() {}
+
+    /// A client for the chosen server (not yet connected).
+    /// - Throws: `ValidationError` when the port is not in 1...65535.
+    package func makeClient() throws -> BacktestClient {
+        let host = host ?? environment("BACKTEST_HOST") ?? "127.0.0.1"
+        let portText = port.map(String.init) ?? environment("BACKTEST_PORT") ?? "50051"
+        guard let port = Int(portText), (1...65535).contains(port) else {
+            throw ValidationError("port must be 1...65535, not '\(portText)'")
+        }
+        return BacktestClient(host: host, port: port)
+    }
+
+    private func environment(_ name: String) -> String? {
+        getenv(name).map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
+    }
+}
+
+/// Prints a BacktestError the way people read it and returns a non-zero exit status to throw.
+package func reportFailure(_ error: any Error) -> ExitCode {
+    if let error = error as? BacktestError {
+        printError("error: \(error.code): \(error.message)\(error.field.isEmpty ? "" : " (field \(error.field))")")
+    } else {
+        printError("error: \(error)")
+    }
+    return ExitCode(1)
+}
+
+/// Writes `text` and a newline to standard error, unbuffered.
+package func printError(_ text: String) {
+    let line = text + "\n"
+    _ = line.utf8CString.withUnsafeBufferPointer { write(2, $0.baseAddress, $0.count - 1) }
+}
