@@ -20,7 +20,8 @@ public final class RedisServerProcess: @unchecked Sendable {
     /// Starts a server. `dataDirectory` enables RDB snapshots there (saved by `stop()`).
     ///
     /// - Parameters:
-    ///   - owner: the test starting it; by default the caller's file and function.
+    ///   - owner: the test starting it, named by scripts/test.sh should the server outlive it;
+    ///     by default "`fileID` `function`" of the caller (leave those two to their defaults).
     /// - Throws: `RedisServerError` when redis-server is missing or does not answer within 10 s.
     public init(dataDirectory: URL? = nil, owner: String? = nil, fileID: String = #fileID, function: String = #function) throws {
         self.port = try RedisServerProcess.freeLoopbackPort()
@@ -191,7 +192,8 @@ public final class RedisServerProcess: @unchecked Sendable {
 ///
 /// - Parameters:
 ///   - dataDirectory: enables RDB snapshots there (see `RedisServerProcess`).
-///   - owner: the test starting it, for the leak report; by default the caller's file and function.
+///   - owner: the test starting it, for the leak report; by default "`fileID` `function`" of the
+///     caller (leave those two to their defaults).
 /// - Throws: `RedisServerError` when the server does not start, and whatever `body` throws.
 public func withRedisServer<R>(
     dataDirectory: URL? = nil, owner: String? = nil, fileID: String = #fileID, function: String = #function,
