@@ -184,6 +184,8 @@ let package = Package(
         .target(
             name: "BacktestTestSupport",
             dependencies: ["BacktestCore", .product(name: "Logging", package: "swift-log")]),
+        // A stand-in for a test process that gets killed (ChildProcessLifetimeTests).
+        .executableTarget(name: "child-lifetime-probe", dependencies: ["BacktestTestSupport"]),
         // A stand-in for Alpaca's bars API on 127.0.0.1 (tests and `backtest-bench bench`).
         .target(
             name: "FakeAlpaca",

@@ -42,7 +42,13 @@ package final class BenchStack: @unchecked Sendable {
             throw BenchError("no shared market data at \(SharedData.dailyDirectory.path): set BACKTESTD_SHARED")
         }
         let alpaca = try await FakeAlpacaServer.start(.init(dataDirectory: SharedData.dailyDirectory, latency: options.alpacaLatency))
-        let redis = options.redisURL == nil ? try RedisServerProcess() : nil
+        let redis: RedisServerProcess?
+        do {
+            redis = options.redisURL == nil ? try RedisServerProcess(owner: "redis-server (BacktestBench.BenchStack)") : nil
+        } catch {
+            try? await alpaca.shutdown()
+            throw error
+        }
         return BenchStack(options: options, alpaca: alpaca, redis: redis)
     }
 
@@ -97,6 +103,23 @@ package final class BenchStack: @unchecked Sendable {
         let server = try await ServerProcess.launch(binary: options.serverBinary, environment: environment, removing: removing, label: label)
         lock.withLock { servers.append(server) }
         return server
+    }
+
+    /// Starts a stack (as `start`), runs `body` with it, and shuts it down however `body` ends.
+    ///
+    /// - Throws: what `start` throws, and whatever `body` throws.
+    public static func with<R>(
+        _ options: Options, isolation: isolated (any Actor)? = #isolation, _ body: (BenchStack) async throws -> R
+    ) async throws -> R {
+        let stack = try await start(options)
+        do {
+            let result = try await body(stack)
+            await stack.shutdown()
+            return result
+        } catch {
+            await stack.shutdown()
+            throw error
+        }
     }
 
     /// Stops every child, then the fake Alpaca.

@@ -1,3 +1,4 @@
+import BacktestTestSupport
 import Foundation
 
 /// Engine-only throughput, from the `engine-bench` executable beside this one (`--json`): the
@@ -14,12 +15,13 @@ package enum EngineFigures {
         let output = Pipe()
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice
-        try process.run()
+        // A ChildProcess: engine-bench dies with us rather than running on for tens of seconds.
+        let child = try ChildProcess.launch(process, owner: "engine-bench (BacktestBench.EngineFigures)")
         // Read on a GCD thread: the read blocks until engine-bench exits (tens of seconds).
         let data = await withCheckedContinuation { continuation in
             DispatchQueue.global().async {
                 let data = output.fileHandleForReading.readDataToEndOfFile()
-                process.waitUntilExit()
+                child.waitUntilExit()
                 continuation.resume(returning: data)
             }
         }

@@ -1,4 +1,5 @@
 import BacktestClient
+import BacktestTestSupport
 import Foundation
 
 /// A `backtestd` child process on a free loopback port, for the benchmarks.
@@ -6,10 +7,14 @@ import Foundation
 /// Configured only through its environment (every backtestd flag has a BACKTESTD_* twin), with
 /// the parent's environment underneath. Its standard error goes to a log file so a failed
 /// start can be diagnosed; `peakResidentBytes` reads the kernel's high-water mark of its RSS.
+///
+/// The child is a `ChildProcess`: it is killed when this object is released and (on Linux) when
+/// this process dies. `ServerProcess.with(...)` stops it however its body ends.
 package final class ServerProcess: @unchecked Sendable {
     package let port: Int
     package let logFile: URL
-    private let process: Process
+    private let child: ChildProcess
+    private var process: Process { child.process }
 
     /// Launches `binary` and waits (bounded, 20 s) until it answers GetServerInfo.
     package static func launch(binary: URL, environment overrides: [String: String], removing: [String] = [],
@@ -28,23 +33,38 @@ package final class ServerProcess: @unchecked Sendable {
         process.environment = environment
         process.standardOutput = FileHandle.nullDevice
         process.standardError = try FileHandle(forWritingTo: logFile)
-        try process.run()
-        let server = ServerProcess(port: port, logFile: logFile, process: process)
+        let child = try ChildProcess.launch(process, owner: "backtestd \(label) (BacktestBench.ServerProcess)")
+        let server = ServerProcess(port: port, logFile: logFile, child: child)
         try await server.waitUntilServing()
         return server
     }
 
-    private init(port: Int, logFile: URL, process: Process) {
+    /// Launches a server (as `launch`), runs `body` with it, and stops it however `body` ends.
+    ///
+    /// - Throws: what `launch` throws when the server does not start, and whatever `body` throws.
+    package static func with<R>(
+        binary: URL, environment overrides: [String: String], removing: [String] = [], label: String,
+        isolation: isolated (any Actor)? = #isolation,
+        _ body: (ServerProcess) async throws -> R
+    ) async throws -> R {
+        let server = try await launch(binary: binary, environment: overrides, removing: removing, label: label)
+        do {
+            let result = try await body(server)
+            await server.stop()
+            return result
+        } catch {
+            await server.stop()
+            throw error
+        }
+    }
+
+    private init(port: Int, logFile: URL, child: ChildProcess) {
         self.port = port
         self.logFile = logFile
-        self.process = process
+        self.child = child
     }
 
-    deinit {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-    }
-
-    package var pid: Int32 { process.processIdentifier }
+    package var pid: Int32 { child.pid }
     package var isRunning: Bool { process.isRunning }
 
     package func makeClient() -> BacktestClient {
@@ -56,15 +76,18 @@ package final class ServerProcess: @unchecked Sendable {
         ProcStatus.kilobytes("VmHWM", pid: pid).map { $0 * 1024 }
     }
 
-    /// SIGTERM (graceful drain), then SIGKILL if it has not exited within 15 s.
+    /// SIGTERM (graceful drain), then SIGKILL if it has not exited within 15 s; returns once the
+    /// child has exited.
     package func stop() async {
-        guard process.isRunning else { return }
-        kill(pid, SIGTERM)
-        let deadline = ContinuousClock.now + .seconds(15)
-        while process.isRunning && ContinuousClock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(20))
+        if process.isRunning {
+            kill(pid, SIGTERM)
+            let deadline = ContinuousClock.now + .seconds(15)
+            while process.isRunning && ContinuousClock.now < deadline {
+                try? await Task.sleep(for: .milliseconds(20))
+            }
         }
-        if process.isRunning { kill(pid, SIGKILL) }
+        // Exited, or SIGKILLed now: reaps it either way.
+        child.terminate(signal: nil, grace: .zero)
     }
 
     /// Polls GetServerInfo until it answers: the port is bound only once the server runs, and
@@ -80,7 +103,7 @@ package final class ServerProcess: @unchecked Sendable {
             try await Task.sleep(for: .milliseconds(50))
         }
         let log = (try? String(contentsOf: logFile, encoding: .utf8)) ?? ""
-        kill(pid, SIGKILL)
+        child.terminate(signal: SIGKILL, grace: .zero)
         throw BenchError("backtestd did not start on port \(port) within 20 s; its log (\(logFile.path)):\n\(log.suffix(2000))")
     }
 }

@@ -5,30 +5,50 @@ import Foundation
 /// Started with persistence off unless a data directory is given. `stop()` shuts it down and
 /// waits for exit; `start()` again reuses the same port, so clients see "Redis went away and came
 /// back". `pause()`/`resume()` (SIGSTOP/SIGCONT) simulate a hung server.
+///
+/// Prefer `withRedisServer { redis in ... }`, which stops the server however the body ends. The
+/// server is a `ChildProcess`: it also ends when this object is released, and (on Linux) when the
+/// test process dies.
 public final class RedisServerProcess: @unchecked Sendable {
     public let port: Int
     public let dataDirectory: URL?
+    /// Who started it (the test), for scripts/test.sh's leak report.
+    public let owner: String
     private let lock = NSLock()
-    private var process: Process?
+    private var child: ChildProcess?
 
     /// Starts a server. `dataDirectory` enables RDB snapshots there (saved by `stop()`).
-    public init(dataDirectory: URL? = nil) throws {
+    ///
+    /// - Parameters:
+    ///   - owner: the test starting it, named by scripts/test.sh should the server outlive it;
+    ///     by default "`fileID` `function`" of the caller (leave those two to their defaults).
+    /// - Throws: `RedisServerError` when redis-server is missing or does not answer within 10 s.
+    public init(dataDirectory: URL? = nil, owner: String? = nil, fileID: String = #fileID, function: String = #function) throws {
         self.port = try RedisServerProcess.freeLoopbackPort()
         self.dataDirectory = dataDirectory
+        self.owner = owner ?? testOwner(fileID: fileID, function: function)
         try start()
     }
 
     deinit {
-        if let process, process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
+        // ChildProcess.deinit SIGKILLs and reaps it.
+        child = nil
     }
 
-    public var isRunning: Bool { lock.withLock { process?.isRunning ?? false } }
+    public var isRunning: Bool { lock.withLock { child?.isRunning ?? false } }
 
-    /// Launches redis-server and waits (bounded) until it answers PING.
+    /// The server's pid while it runs.
+    public var pid: Int32? { lock.withLock { child?.pid } }
+
+    /// Launches redis-server and waits (bounded) until it answers PING as itself.
+    ///
+    /// - Throws: `RedisServerError` when a server of this object is still running (`stop()` it
+    ///   first: starting a second one would lose track of the first), or when the new one does not
+    ///   answer within 10 s.
     public func start() throws {
+        if let running = lock.withLock({ () -> ChildProcess? in self.child }), running.isRunning {
+            throw RedisServerError("redis-server on port \(port) is already running (pid \(running.pid)); stop() it before start()")
+        }
         var arguments = ["--port", String(port), "--bind", "127.0.0.1", "--appendonly", "no", "--loglevel", "warning"]
         if let dataDirectory {
             try FileManager.default.createDirectory(at: dataDirectory, withIntermediateDirectories: true)
@@ -41,16 +61,22 @@ public final class RedisServerProcess: @unchecked Sendable {
         process.arguments = arguments
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
-        try process.run()
-        lock.withLock { self.process = process }
+        let child = try ChildProcess.launch(process, owner: owner)
+        lock.withLock { self.child = child }
         let deadline = Date().addingTimeInterval(10)
         while Date() < deadline {
-            if RedisServerProcess.ping(port: port) { return }
-            if !process.isRunning { break }
+            // A PONG alone could come from another server that holds the port (ours then fails to
+            // bind and exits): the answer must carry our pid.
+            if let answering = RedisServerProcess.serverPID(port: port) {
+                if answering == child.pid { return }
+                break
+            }
+            if !child.isRunning { break }
             usleep(20_000)
         }
-        kill(process.processIdentifier, SIGKILL)
-        throw RedisServerError("redis-server on port \(port) did not answer PING within 10 s")
+        child.terminate(signal: SIGKILL)
+        lock.withLock { self.child = nil }
+        throw RedisServerError("redis-server (pid \(child.pid)) did not answer on port \(port) within 10 s, or another process answered there")
     }
 
     /// Stops the server and waits for it to exit. With a data directory Redis first writes its
@@ -59,26 +85,25 @@ public final class RedisServerProcess: @unchecked Sendable {
     /// SHUTDOWN goes over the protocol rather than as SIGTERM because a child spawned from a test
     /// thread can inherit a signal mask that blocks SIGTERM; SIGKILL (unblockable) is the fallback.
     public func stop() {
-        let process = lock.withLock { () -> Process? in
-            defer { self.process = nil }
-            return self.process
+        let child = lock.withLock { () -> ChildProcess? in
+            defer { self.child = nil }
+            return self.child
         }
-        guard let process, process.isRunning else { return }
-        kill(process.processIdentifier, SIGCONT)
-        _ = RedisServerProcess.send(dataDirectory == nil ? "SHUTDOWN NOSAVE\r\n" : "SHUTDOWN SAVE\r\n", port: port)
-        let deadline = Date().addingTimeInterval(10)
-        while process.isRunning && Date() < deadline { usleep(10_000) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
+        guard let child else { return }
+        if child.isRunning {
+            kill(child.pid, SIGCONT)
+            _ = RedisServerProcess.send(dataDirectory == nil ? "SHUTDOWN NOSAVE\r\n" : "SHUTDOWN SAVE\r\n", port: port)
+        }
+        child.terminate(signal: nil, grace: .seconds(10))
     }
 
     /// Freezes the server (SIGSTOP): connections stay open but nothing is answered.
     public func pause() {
-        if let pid = lock.withLock({ process?.processIdentifier }) { kill(pid, SIGSTOP) }
+        if let pid { kill(pid, SIGSTOP) }
     }
 
     public func resume() {
-        if let pid = lock.withLock({ process?.processIdentifier }) { kill(pid, SIGCONT) }
+        if let pid { kill(pid, SIGCONT) }
     }
 
     /// A port the kernel just handed out on 127.0.0.1 (bind to 0, read it back, close).
@@ -120,12 +145,20 @@ public final class RedisServerProcess: @unchecked Sendable {
     }
 
     /// Sends an inline PING over a plain socket; true on "+PONG".
-    static func ping(port: Int) -> Bool {
+    public static func ping(port: Int) -> Bool {
         send("PING\r\n", port: port)?.hasPrefix("+PONG") ?? false
     }
 
-    /// Sends one inline command and returns the start of the reply (nil when nothing came back).
-    static func send(_ request: String, port: Int) -> String? {
+    /// The `process_id` a server on `port` reports in INFO (nil when nothing answers).
+    public static func serverPID(port: Int) -> Int32? {
+        let reply = send("INFO server\r\n", port: port, maxBytes: 8192) { $0.range(of: #"process_id:\d+\r\n"#, options: .regularExpression) != nil }
+        guard let reply, let range = reply.range(of: #"process_id:\d+"#, options: .regularExpression) else { return nil }
+        return Int32(reply[range].dropFirst("process_id:".count))
+    }
+
+    /// Sends one inline command and returns the start of the reply (nil when nothing came back):
+    /// the first read, or more reads (up to `maxBytes`) until `complete` holds for the reply.
+    static func send(_ request: String, port: Int, maxBytes: Int = 64, until complete: ((String) -> Bool)? = nil) -> String? {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
@@ -143,10 +176,33 @@ public final class RedisServerProcess: @unchecked Sendable {
         guard connected else { return nil }
         let bytes = Array(request.utf8)
         guard Foundation.send(fd, bytes, bytes.count, 0) == bytes.count else { return nil }
-        var buffer = [UInt8](repeating: 0, count: 64)
-        let received = recv(fd, &buffer, buffer.count, 0)
-        return received > 0 ? String(decoding: buffer[0..<received], as: UTF8.self) : nil
+        var reply: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: maxBytes)
+        repeat {
+            let received = recv(fd, &buffer, maxBytes - reply.count, 0)
+            guard received > 0 else { break }
+            reply += buffer[0..<received]
+        } while reply.count < maxBytes && !(complete?(String(decoding: reply, as: UTF8.self)) ?? true)
+        return reply.isEmpty ? nil : String(decoding: reply, as: UTF8.self)
     }
+}
+
+/// Runs `body` with a redis-server of its own and stops the server however `body` ends (returns,
+/// throws, or is cancelled). A crash of the test process ends the server too (`ChildProcess`).
+///
+/// - Parameters:
+///   - dataDirectory: enables RDB snapshots there (see `RedisServerProcess`).
+///   - owner: the test starting it, for the leak report; by default "`fileID` `function`" of the
+///     caller (leave those two to their defaults).
+/// - Throws: `RedisServerError` when the server does not start, and whatever `body` throws.
+public func withRedisServer<R>(
+    dataDirectory: URL? = nil, owner: String? = nil, fileID: String = #fileID, function: String = #function,
+    isolation: isolated (any Actor)? = #isolation,
+    _ body: (RedisServerProcess) async throws -> R
+) async throws -> R {
+    let redis = try RedisServerProcess(dataDirectory: dataDirectory, owner: owner ?? testOwner(fileID: fileID, function: function))
+    defer { redis.stop() }
+    return try await body(redis)
 }
 
 public struct RedisServerError: Error, CustomStringConvertible {

@@ -52,25 +52,32 @@ import Testing
     }
 
     @Test func secondIdenticalRunIsServedFromRedisAndGivesTheSameResult() async throws {
-        let redis = try RedisServerProcess()
-        try redis.start()
-        defer { redis.stop() }
-        // No in-process layer: the second run must really come from Redis.
-        let cache = MarketDataCache(
-            redis: RedisConfiguration(port: redis.port),
-            options: CacheOptions(keyPrefix: RedisServerProcess.uniquePrefix("pipeline"), localCacheBytes: 0))
-        defer { Task { await cache.shutdown() } }
-        let pipeline = BacktestPipeline(source: try filesProvider(), cache: cache)
-        let reference = try #require(try Self.referenceCases().first)
-
-        let cold = try await pipeline.runBacktest(reference.file.strategy, settings: try settings(reference.file))
-        let warm = try await pipeline.runBacktest(reference.file.strategy, settings: try settings(reference.file))
-        #expect(cold.stats.cacheMisses > 0)
-        #expect(warm.stats.cacheMisses == 0, "every month and series of a 2005-2019 backtest is older than T-2")
-        #expect(warm.stats.cacheHits == cold.stats.cacheHits + cold.stats.cacheMisses)
-        #expect(warm.stats.cacheHitRate == 1)
-        #expect(warm.equity == cold.equity)
-        #expect(warm.orders == cold.orders)
+        // A server of its own, stopped however the test ends. (This test used to construct one,
+        // which starts it, then call start() again: the second server could not bind, the PONG of
+        // the first was taken for its own, and the first was never stopped: issue 18's leak.)
+        try await withRedisServer { redis in
+            // No in-process layer: the second run must really come from Redis.
+            let cache = MarketDataCache(
+                redis: RedisConfiguration(port: redis.port),
+                options: CacheOptions(keyPrefix: RedisServerProcess.uniquePrefix("pipeline"), localCacheBytes: 0))
+            let pipeline = BacktestPipeline(source: try filesProvider(), cache: cache)
+            let reference = try #require(try Self.referenceCases().first)
+            let cold: BacktestResult, warm: BacktestResult
+            do {
+                cold = try await pipeline.runBacktest(reference.file.strategy, settings: try settings(reference.file))
+                warm = try await pipeline.runBacktest(reference.file.strategy, settings: try settings(reference.file))
+                await cache.shutdown()
+            } catch {
+                await cache.shutdown()
+                throw error
+            }
+            #expect(cold.stats.cacheMisses > 0)
+            #expect(warm.stats.cacheMisses == 0, "every month and series of a 2005-2019 backtest is older than T-2")
+            #expect(warm.stats.cacheHits == cold.stats.cacheHits + cold.stats.cacheMisses)
+            #expect(warm.stats.cacheHitRate == 1)
+            #expect(warm.equity == cold.equity)
+            #expect(warm.orders == cold.orders)
+        }
     }
 
     @Test func aBatchSharesOneDataQueryAndEachIndicatorSeriesOnce() async throws {

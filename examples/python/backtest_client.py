@@ -117,7 +117,26 @@ class BacktestClient:
         return self.call(request).server_info
 
     def run_backtest(self, strategy, settings, timeout_ms=0, request_id=""):
-        request = pb.CallRequest(header=pb.RequestHeader(timeout_ms=timeout_ms, request_id=request_id))
-        request.run_backtest.strategy.CopyFrom(strategy)
-        request.run_backtest.settings.CopyFrom(settings)
-        return self.call(request).backtest
+        """Returns the BacktestResult of a RunBacktest (raises CallError)."""
+        return self.call(run_backtest_request(strategy, settings, timeout_ms, request_id)).backtest
+
+    def run_batch(self, variants, settings, max_parallel=0, timeout_ms=0, request_id=""):
+        """Yields the ProgressUpdates of a RunBatch: PARTIAL ones as variants finish, then FINAL."""
+        return self.stream(run_batch_request(variants, settings, max_parallel, timeout_ms, request_id))
+
+
+def run_backtest_request(strategy, settings, timeout_ms=0, request_id=""):
+    """The CallRequest of a RunBacktest."""
+    request = pb.CallRequest(header=pb.RequestHeader(timeout_ms=timeout_ms, request_id=request_id))
+    request.run_backtest.strategy.CopyFrom(strategy)
+    request.run_backtest.settings.CopyFrom(settings)
+    return request
+
+
+def run_batch_request(variants, settings, max_parallel=0, timeout_ms=0, request_id=""):
+    """The CallRequest of a RunBatch (max_parallel 0 = the server's default)."""
+    request = pb.CallRequest(header=pb.RequestHeader(timeout_ms=timeout_ms, request_id=request_id))
+    request.run_batch.variants.extend(variants)
+    request.run_batch.settings.CopyFrom(settings)
+    request.run_batch.max_parallel = max_parallel
+    return request

@@ -1,10 +1,18 @@
 """Round trips against a running backtestd: the proof that a protoc-generated client in another
-language works. Usage: python3 roundtrip_test.py --port PORT [--expect-engine none]
+language works. Usage: python3 roundtrip_test.py --port PORT [--report FILE]
 
 Generates backtest_pb2.py into a temporary directory with protoc, then checks real answers of the
-server (no mocks). Exit status 0 when every check passed.
+server (no mocks): server info, a field-path error, a RunBacktest result, a RunBatch of 3 variants
+streamed to its Final update, and an unknown method. Exit status 0 when every check passed.
+
+The server must run the engine on data that has the tickers used here (AAPL, MSFT, SPY) over 2020,
+for example `backtestd --data-source demo`. With --report, what Python decoded (and the requests it
+sent, serialized) is written to FILE as JSON, so a client in another language can ask the same and
+compare: PythonClientTests in the Swift suite compares it with the Swift client's answers. Floats
+are written as Python's repr, which reads back to the same double.
 """
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -17,30 +25,28 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--report", help="write the decoded results and the requests to this JSON file")
     args = parser.parse_args()
 
     generated = tempfile.mkdtemp(prefix="backtest-pb2-")
     subprocess.run([os.path.join(HERE, "generate.sh"), generated], check=True, stdout=subprocess.DEVNULL)
     sys.path[:0] = [generated, HERE]
     import backtest_pb2 as pb
-    from backtest_client import BacktestClient, CallError
+    from backtest_client import BacktestClient, CallError, run_backtest_request, run_batch_request
 
     client = BacktestClient(args.host, args.port)
     assert client.settings.protocol_version == 1, client.settings
     assert client.settings.max_frame_payload > 0, client.settings
+    report = {}
 
     # 1. A unary call with a real answer.
     info = client.server_info()
     assert info.protocol_version == 1, info
     assert info.server_version, info
-    print(f"GetServerInfo: version={info.server_version} engine={info.engine!r}")
+    print(f"GetServerInfo: version={info.server_version} engine={info.engine!r} data={info.data_source!r}")
 
     # 2. A request with an invalid field comes back as INVALID_ARGUMENT naming the field.
-    strategy = pb.Strategy(name="python")
-    position = strategy.positions.add(ticker="SPY", weight=0.5)
-    position.entry.compare.lhs.series.field = pb.CLOSE
-    position.entry.compare.op = pb.GREATER
-    position.entry.compare.rhs.number = 100
+    strategy = sma_strategy(pb, "python", {"AAPL": 20, "MSFT": 50})
     bad = pb.BacktestSettings(start_date="2020-02-30", end_date="2020-12-31")
     try:
         client.run_backtest(strategy, bad, request_id="py-1")
@@ -50,18 +56,61 @@ def main():
         assert error.field == "run_backtest.settings.start_date", error
         print(f"invalid date: {error}")
 
-    # 3. A valid request gets the server's real answer: a result, or UNIMPLEMENTED while no
-    #    engine is wired in. Either way it must decode and carry a proper status.
-    good = pb.BacktestSettings(start_date="2020-01-02", end_date="2020-12-31")
-    try:
-        result = client.run_backtest(strategy, good, timeout_ms=30000)
-        assert result.strategy_name == "python", result.strategy_name
-        print(f"RunBacktest: final equity {result.final_equity}")
-    except CallError as error:
-        assert error.code == pb.UNIMPLEMENTED, error
-        print(f"RunBacktest: {error}")
+    # 3. A valid RunBacktest gets the engine's result, consistent in itself.
+    settings = pb.BacktestSettings(start_date="2020-01-02", end_date="2020-12-31")
+    request = run_backtest_request(strategy, settings, timeout_ms=30000, request_id="py-3")
+    result = client.call(request).backtest
+    assert result.strategy_name == "python", result.strategy_name
+    assert len(result.equity) > 200, f"{len(result.equity)} curve points for a year"
+    assert len(result.dates) == len(result.equity) == len(result.benchmark), (
+        len(result.dates), len(result.equity), len(result.benchmark))
+    assert result.dates[0] >= 20200102 and result.dates[-1] <= 20201231, (result.dates[0], result.dates[-1])
+    assert result.final_equity == result.equity[-1], (result.final_equity, result.equity[-1])
+    assert result.initial_capital == 100000, result.initial_capital
+    assert result.orders, "an SMA strategy over a year trades"
+    assert {order.ticker for order in result.orders} <= {"AAPL", "MSFT"}, result.orders
+    assert result.metrics.trade_count > 0, result.metrics
+    assert result.benchmark_ticker == "SPY", result.benchmark_ticker
+    print(f"RunBacktest: final equity {result.final_equity!r}, {len(result.equity)} curve points, "
+          f"{len(result.orders)} orders, sharpe {result.metrics.sharpe!r}, data {result.data_source!r}")
+    report["run_backtest"] = {
+        "request": request.SerializeToString().hex(),
+        "result": describe_result(pb, result),
+    }
 
-    # 4. A request naming no method is UNIMPLEMENTED, and the connection stays usable.
+    # 4. A RunBatch of 3 variants streams ProgressUpdates, each variant's result exactly once,
+    #    then one Final update.
+    variants = [sma_strategy(pb, f"py-v{index}", {"AAPL": length}) for index, length in enumerate([10, 20, 30])]
+    request = run_batch_request(variants, settings, timeout_ms=60000, request_id="py-4")
+    updates = list(client.stream(request))
+    assert updates, "RunBatch streamed nothing"
+    assert len({update.batch_id for update in updates}) == 1 and updates[0].batch_id, [u.batch_id for u in updates]
+    assert all(update.total == 3 for update in updates), [u.total for u in updates]
+    *partials, final = updates
+    assert partials, "no ProgressUpdate before the Final one"
+    assert all(update.state == pb.BATCH_PARTIAL for update in partials), [u.state for u in partials]
+    assert final.state == pb.BATCH_FINAL, pb.BatchState.Name(final.state)
+    assert final.completed == 3, final.completed
+    completed = [update.completed for update in updates]
+    assert completed == sorted(completed), completed
+    delivered = [variant.index for update in updates for variant in update.results]
+    assert sorted(delivered) == [0, 1, 2], f"each variant exactly once, got indices {delivered}"
+    batch_results = {}
+    for update in updates:
+        for variant in update.results:
+            assert variant.WhichOneof("outcome") == "result", variant
+            assert variant.result.strategy_name == f"py-v{variant.index}", variant.result.strategy_name
+            batch_results[str(variant.index)] = describe_result(pb, variant.result)
+    print(f"RunBatch: {len(partials)} partial updates, then {final.status_text!r}; "
+          f"final equities {[batch_results[str(i)]['final_equity'] for i in range(3)]}")
+    report["run_batch"] = {
+        "request": request.SerializeToString().hex(),
+        "updates": [{"state": pb.BatchState.Name(update.state), "completed": update.completed,
+                     "indices": [variant.index for variant in update.results]} for update in updates],
+        "results": batch_results,
+    }
+
+    # 5. A request naming no method is UNIMPLEMENTED, and the connection stays usable.
     try:
         client.call(pb.CallRequest(header=pb.RequestHeader(request_id="py-2")))
         raise AssertionError("a request without a method was accepted")
@@ -70,7 +119,38 @@ def main():
     assert client.server_info().protocol_version == 1
 
     client.close()
+    if args.report:
+        with open(args.report, "w") as file:
+            json.dump(report, file, indent=1)
     print("python round trip: OK")
+
+
+def sma_strategy(pb, name, lengths):
+    """Holds each ticker while its close is above its SMA of the given length; weights sum to 0.8."""
+    strategy = pb.Strategy(name=name, commission_bps=1, slippage_bps=2)
+    for ticker, length in lengths.items():
+        position = strategy.positions.add(ticker=ticker, weight=0.8 / len(lengths))
+        position.entry.compare.lhs.series.field = pb.CLOSE
+        position.entry.compare.op = pb.GREATER
+        position.entry.compare.rhs.series.indicator.type = "sma"
+        position.entry.compare.rhs.series.indicator.params.append(length)
+    return strategy
+
+
+def describe_result(pb, result):
+    """What the comparison needs of a BacktestResult, floats as repr strings."""
+    return {
+        "strategy_name": result.strategy_name,
+        "final_equity": repr(result.final_equity),
+        "curve_points": len(result.equity),
+        "first_date": result.dates[0] if result.dates else 0,
+        "last_date": result.dates[-1] if result.dates else 0,
+        "metrics": {field.name: repr(getattr(result.metrics, field.name)) for field in pb.Metrics.DESCRIPTOR.fields},
+        "orders": [{"date": order.date, "ticker": order.ticker, "side": pb.Side.Name(order.side),
+                    "quantity": repr(order.quantity), "price": repr(order.price),
+                    "commission": repr(order.commission)} for order in result.orders],
+        "data_source": result.data_source,
+    }
 
 
 if __name__ == "__main__":

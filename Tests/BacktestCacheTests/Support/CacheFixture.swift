@@ -13,12 +13,15 @@ struct CacheFixture {
     let log = LogCapture()
 
     /// - Parameter ownServer: true for tests that stop, pause or restart Redis.
-    init(_ name: String, ownServer: Bool = false, dataDirectory: URL? = nil) throws {
+    /// - Parameter fileID, function: the test creating the fixture, named in scripts/test.sh's
+    ///   report should its redis-server outlive it.
+    init(_ name: String, ownServer: Bool = false, dataDirectory: URL? = nil,
+         fileID: String = #fileID, function: String = #function) throws {
         if !ownServer, dataDirectory == nil, let external = RedisServerProcess.externalPort {
             server = nil
             port = external
         } else {
-            let started = try RedisServerProcess(dataDirectory: dataDirectory)
+            let started = try RedisServerProcess(dataDirectory: dataDirectory, fileID: fileID, function: function)
             server = started
             port = started.port
         }
