@@ -15,33 +15,16 @@ import BacktestCore
 ///   to fit, so cash never goes negative unless the strategy allows leverage;
 /// - rebalancing (when asked) re-targets held positions to their weight on every fill bar
 ///   (daily), on the first trading day of a week (weekly) or of a month (monthly).
-struct PortfolioLoop {
-    struct Leg {
-        let position: Position
-        let ticker: AlignedTicker
-        /// Signals after the conflict and missing-bar rules.
-        let entry: [Bool]
-        let exit: [Bool]
-
-        init(position: Position, ticker: AlignedTicker, entry rawEntry: [Bool], exit rawExit: [Bool]?) {
-            self.position = position
-            self.ticker = ticker
-            let count = rawEntry.count
-            var entry = [Bool](repeating: false, count: count)
-            var exit = [Bool](repeating: false, count: count)
-            for t in 0..<count where ticker.barIndex[t] >= 0 {
-                let explicitExit = rawExit?[t] ?? !rawEntry[t]
-                entry[t] = rawEntry[t] && !explicitExit
-                exit[t] = explicitExit && !rawEntry[t]
-            }
-            self.entry = entry
-            self.exit = exit
-        }
-    }
-
+///
+/// The loop does not keep what it produces: it hands each day's equity, each order and each
+/// closed round trip to its `Recorder`, so one loop serves the full result (`FullRecorder`:
+/// equity curve, orders) and the sweep's summaries (`MetricAccumulator`: metrics in one pass,
+/// nothing per day kept but the returns in a reused buffer). Both see the same arithmetic in the
+/// same order, so their numbers agree to the bit.
+struct PortfolioLoop<Recorder: PortfolioRecorder> {
     let strategy: Strategy
     let market: PreparedMarket
-    let legs: [Leg]
+    let legs: [PortfolioLeg]
     private let slippage: Double
     private let commissionRate: Double
 
@@ -49,18 +32,19 @@ struct PortfolioLoop {
     private var quantity: [Double]
     private var tradeCost: [Double]
     private var tradeProceeds: [Double]
-    private(set) var equity: [Double] = []
-    private(set) var orders: [Order] = []
-    private(set) var trades = TradeSummary()
+    var recorder: Recorder
+    /// Round trips opened, including one still open at the end.
+    private(set) var tradeCount = 0
     private(set) var daysExposed = 0
     /// Scratch: legs closed at the current fill point (kept to avoid an allocation per bar).
     private var exited: [Bool]
     private var droppedOrders: [String: (count: Int, first: TradingDate)] = [:]
 
-    init(strategy: Strategy, market: PreparedMarket, legs: [Leg]) {
+    init(strategy: Strategy, market: PreparedMarket, legs: [PortfolioLeg], recorder: Recorder) {
         self.strategy = strategy
         self.market = market
         self.legs = legs
+        self.recorder = recorder
         slippage = strategy.slippageBps / 10_000
         commissionRate = strategy.commissionBps / 10_000
         cash = market.settings.initialCapital
@@ -78,27 +62,40 @@ struct PortfolioLoop {
 
     mutating func run() {
         let count = market.dates.count
-        equity.reserveCapacity(count)
-        let rebalanceDays: [Bool] = switch strategy.rebalance {
-        case .none: [Bool](repeating: false, count: count)
+        let rebalanceDays: [Bool]? = switch strategy.rebalance {
+        case .none: nil
         case .daily: RebalanceCalendar.days(market.dates, .daily)
         case .weekly: market.weekStarts
         case .monthly: market.monthStarts
         }
+        let useOpen = strategy.fill == .nextOpen
         for t in 0..<count {
-            switch strategy.fill {
-            case .close: fill(signal: t, at: t, useOpen: false, rebalance: rebalanceDays[t])
-            case .nextOpen: if t > 0 { fill(signal: t - 1, at: t, useOpen: true, rebalance: rebalanceDays[t]) }
+            // The signal day whose orders fill now: t at the close, t-1 at t's open.
+            let s = useOpen ? t - 1 : t
+            if s >= 0 {
+                let rebalance = rebalanceDays?[t] ?? false
+                if rebalance || hasSignal(s) { fill(signal: s, at: t, useOpen: useOpen, rebalance: rebalance) }
             }
             var value = cash
             var exposed = false
-            for (p, leg) in legs.enumerated() where quantity[p] != 0 {
-                value += quantity[p] * leg.ticker.mark[t]
+            for p in 0..<legs.count where quantity[p] != 0 {
+                value += quantity[p] * legs[p].ticker.mark[t]
                 exposed = true
             }
-            equity.append(value)
+            recorder.day(t, equity: value, exposed: exposed)
             if exposed { daysExposed += 1 }
         }
+    }
+
+    /// Whether a fill point without rebalancing would do anything: a held leg's exit or a flat
+    /// leg's entry on signal day `s`. Skipping the others changes nothing.
+    @inline(__always)
+    private func hasSignal(_ s: Int) -> Bool {
+        for p in 0..<legs.count {
+            let held = quantity[p]
+            if held > 0 ? legs[p].exit[s] : (held == 0 && legs[p].entry[s]) { return true }
+        }
+        return false
     }
 
     /// Reference price of leg `p` at bar `t`; nil when its ticker has no bar then (or a price no
@@ -136,7 +133,7 @@ struct PortfolioLoop {
         for p in legs.indices where quantity[p] == 0 && !exited[p] && legs[p].entry[s] {
             guard let reference = price(p, t, useOpen) else { drop(p, t); continue }
             let target = legs[p].position.weight * equity(at: t, useOpen: useOpen) / reference
-            if buy(p, quantity: target, reference: reference, at: t) { trades.count += 1 }
+            if buy(p, quantity: target, reference: reference, at: t) { tradeCount += 1 }
         }
     }
 
@@ -161,7 +158,7 @@ struct PortfolioLoop {
         cash -= cost + commission
         quantity[p] += amount
         tradeCost[p] += cost + commission
-        orders.append(Order(date: market.dates[t], ticker: legs[p].position.ticker, side: .buy, quantity: amount, price: fillPrice, commission: commission))
+        recorder.order(leg: p, day: t, side: .buy, quantity: amount, price: fillPrice, commission: commission)
         return true
     }
 
@@ -173,12 +170,72 @@ struct PortfolioLoop {
         tradeProceeds[p] += proceeds - commission
         let closing = amount >= quantity[p]
         quantity[p] = closing ? 0 : quantity[p] - amount
-        orders.append(Order(date: market.dates[t], ticker: legs[p].position.ticker, side: .sell, quantity: amount, price: fillPrice, commission: commission))
+        recorder.order(leg: p, day: t, side: .sell, quantity: amount, price: fillPrice, commission: commission)
         if closing {
-            trades.closedProfits.append(tradeProceeds[p] - tradeCost[p])
+            recorder.closedTrade(profit: tradeProceeds[p] - tradeCost[p])
             tradeProceeds[p] = 0
             tradeCost[p] = 0
         }
+    }
+}
+
+/// One position of a portfolio loop: its ticker on the calendar and its final signals.
+struct PortfolioLeg {
+    let position: Position
+    let ticker: AlignedTicker
+    /// Signals after the conflict and missing-bar rules.
+    let entry: SignalBits
+    let exit: SignalBits
+
+    /// `rawExit` nil: exit when the entry is false.
+    init(position: Position, ticker: AlignedTicker, entry rawEntry: SignalBits, exit rawExit: SignalBits?) {
+        self.position = position
+        self.ticker = ticker
+        // Per day with a bar: entry = raw entry and not explicit exit; exit = explicit exit
+        // and not raw entry (both true: nothing). Days without a bar: both false.
+        let explicitExit = rawExit ?? ~rawEntry
+        entry = SignalBits.andNot(rawEntry, explicitExit) & ticker.hasBar
+        exit = SignalBits.andNot(explicitExit, rawEntry) & ticker.hasBar
+    }
+}
+
+
+/// What a `PortfolioLoop` produces, as it produces it.
+protocol PortfolioRecorder {
+    /// Day `t`'s total equity at the close (after its fills), and whether any position is held.
+    /// Called once per calendar day, in order.
+    mutating func day(_ t: Int, equity: Double, exposed: Bool)
+    /// A fill of leg `leg` on day `t`: shares (positive), fill price after slippage, commission.
+    mutating func order(leg: Int, day t: Int, side: OrderSide, quantity: Double, price: Double, commission: Double)
+    /// A round trip closed with `profit` (net of commissions; negative for a loss).
+    mutating func closedTrade(profit: Double)
+}
+
+/// Keeps everything, for a full `BacktestResult`: the equity curve, the orders and the closed
+/// round trips.
+struct FullRecorder: PortfolioRecorder {
+    let dates: [TradingDate]
+    let tickers: [String]
+    private(set) var equity: [Double] = []
+    private(set) var orders: [Order] = []
+    private(set) var closedProfits: [Double] = []
+
+    init(dates: [TradingDate], tickers: [String]) {
+        self.dates = dates
+        self.tickers = tickers
+        equity.reserveCapacity(dates.count)
+    }
+
+    mutating func day(_ t: Int, equity value: Double, exposed: Bool) {
+        equity.append(value)
+    }
+
+    mutating func order(leg: Int, day t: Int, side: OrderSide, quantity: Double, price: Double, commission: Double) {
+        orders.append(Order(date: dates[t], ticker: tickers[leg], side: side, quantity: quantity, price: price, commission: commission))
+    }
+
+    mutating func closedTrade(profit: Double) {
+        closedProfits.append(profit)
     }
 }
 

@@ -1,0 +1,105 @@
+/// A boolean signal per calendar day packed 64 days to a word: bit `t % 64` of word `t / 64` is
+/// day `t`. Bits past `count` are always 0, so the word operations below never leak past the
+/// calendar. Conditions combine with one operation per 64 days (`all` = and, `any` = or, `not`),
+/// and a sweep stores one such vector per unique condition (40 words for 10 years).
+struct SignalBits: Sendable, Hashable {
+    /// Number of days.
+    let count: Int
+    private(set) var words: [UInt64]
+
+    /// `count` days, all false (`value == false`) or all true.
+    init(count: Int, value: Bool = false) {
+        self.count = count
+        words = [UInt64](repeating: value ? ~0 : 0, count: (count + 63) / 64)
+        if value { clearTail() }
+    }
+
+    private init(count: Int, words: [UInt64]) {
+        self.count = count
+        self.words = words
+    }
+
+    /// Packs `values` (one per day).
+    init(_ values: [Bool]) {
+        self.init(count: values.count)
+        for t in values.indices where values[t] { words[t >> 6] |= 1 << UInt64(t & 63) }
+    }
+
+    @inline(__always)
+    subscript(t: Int) -> Bool {
+        words[t >> 6] >> UInt64(t & 63) & 1 != 0
+    }
+
+    /// One `Bool` per day (tests and diagnostics).
+    var bools: [Bool] { (0..<count).map { self[$0] } }
+
+    /// The comparison `lhs[t] op rhs[t]` for every day (IEEE: false when either side is NaN);
+    /// crossings compare with day t-1 too and are false on day 0. Both series have `count`
+    /// values.
+    static func compare(_ lhs: UnsafeBufferPointer<Double>, _ op: Comparison, _ rhs: UnsafeBufferPointer<Double>, count: Int) -> SignalBits {
+        precondition(lhs.count >= count && rhs.count >= count, "series shorter than the calendar")
+        var words = [UInt64](repeating: 0, count: (count + 63) / 64)
+        words.withUnsafeMutableBufferPointer { out in
+            @inline(__always)
+            func pack(_ test: (Int) -> Bool) {
+                var t = 0
+                for w in 0..<out.count {
+                    var word: UInt64 = 0
+                    let end = min(t + 64, count)
+                    var bit: UInt64 = 0
+                    while t < end {
+                        word |= (test(t) ? 1 : 0) << bit
+                        bit += 1
+                        t += 1
+                    }
+                    out[w] = word
+                }
+            }
+            switch op {
+            case .greater: pack { lhs[$0] > rhs[$0] }
+            case .greaterOrEqual: pack { lhs[$0] >= rhs[$0] }
+            case .less: pack { lhs[$0] < rhs[$0] }
+            case .lessOrEqual: pack { lhs[$0] <= rhs[$0] }
+            case .crossesAbove: pack { $0 > 0 && lhs[$0] > rhs[$0] && lhs[$0 - 1] <= rhs[$0 - 1] }
+            case .crossesBelow: pack { $0 > 0 && lhs[$0] < rhs[$0] && lhs[$0 - 1] >= rhs[$0 - 1] }
+            }
+        }
+        return SignalBits(count: count, words: words)
+    }
+
+    static func & (a: SignalBits, b: SignalBits) -> SignalBits {
+        a.combined(with: b) { $0 & $1 }
+    }
+
+    static func | (a: SignalBits, b: SignalBits) -> SignalBits {
+        a.combined(with: b) { $0 | $1 }
+    }
+
+    static prefix func ~ (a: SignalBits) -> SignalBits {
+        var result = SignalBits(count: a.count, words: a.words.map { ~$0 })
+        result.clearTail()
+        return result
+    }
+
+    /// `a & ~b` without the intermediate vector.
+    static func andNot(_ a: SignalBits, _ b: SignalBits) -> SignalBits {
+        a.combined(with: b) { $0 & ~$1 }
+    }
+
+    @inline(__always)
+    private func combined(with other: SignalBits, _ op: (UInt64, UInt64) -> UInt64) -> SignalBits {
+        precondition(count == other.count, "signals of different lengths")
+        var words = self.words
+        words.withUnsafeMutableBufferPointer { out in
+            other.words.withUnsafeBufferPointer { b in
+                for w in 0..<out.count { out[w] = op(out[w], b[w]) }
+            }
+        }
+        return SignalBits(count: count, words: words)
+    }
+
+    private mutating func clearTail() {
+        let tail = count & 63
+        if tail != 0 { words[words.count - 1] &= (1 << UInt64(tail)) - 1 }
+    }
+}

@@ -1,0 +1,169 @@
+/// The benchmark's side of alpha and beta, computed once per calendar and shared by every
+/// variant of a sweep: its daily returns, their deviations from their mean, and their
+/// population variance — the same operations in the same order as
+/// `PerformanceMetrics.alphaBeta`, so the results are the same to the bit.
+struct BenchmarkMoments: Sendable {
+    /// Daily returns of the benchmark (one fewer than calendar days).
+    let returns: [Double]
+    /// returns[i] - mean(returns).
+    let residuals: [Double]
+    /// Population variance of the returns: Σ residual² / n.
+    let variance: Double
+
+    init(returns: [Double]) {
+        self.returns = returns
+        let n = Double(returns.count)
+        let mean = returns.reduce(0, +) / n
+        residuals = returns.map { $0 - mean }
+        var variance = 0.0
+        for residual in residuals { variance += residual * residual }
+        self.variance = variance / n
+    }
+}
+
+/// `PerformanceMetrics.compute` as a `PortfolioRecorder`: the metrics of an equity curve
+/// accumulated as the portfolio loop produces it, without keeping the curve.
+///
+/// One pass over the days gathers the sum of returns, the downside sum, the covariance with the
+/// benchmark, the drawdown (peak, worst, recovery) and the round trips; only the daily returns
+/// are kept, in `returns` (a buffer of the caller's, reused across variants), for the two sums
+/// that need the mean or beta first: the squared deviations (volatility, Sharpe) and alpha's
+/// residual sum. Each sum adds the same terms in the same order as `PerformanceMetrics`, so the
+/// metrics equal those of the full result to the bit (a test checks it).
+struct MetricAccumulator: PortfolioRecorder {
+    let benchmark: BenchmarkMoments
+    /// At least (calendar days - 1) values; overwritten.
+    let returns: UnsafeMutableBufferPointer<Double>
+
+    private(set) var days = 0
+    private(set) var first = 0.0
+    private(set) var last = 0.0
+    private(set) var orderCount = 0
+    private var sum = 0.0
+    private var downside = 0.0
+    private var covariance = 0.0
+    // Drawdown, as in PerformanceMetrics.maxDrawdown.
+    private var peak = 0.0
+    private var peakIndex = 0
+    private var worst = 0.0
+    private var worstPeakIndex = 0
+    private var worstPeak = 0.0
+    /// First day on or after the worst day with equity >= the worst drawdown's peak (-1: none).
+    private var recovery = -1
+    // Round trips.
+    private var closedCount = 0
+    private var winCount = 0
+    private var grossProfit = 0.0
+    private var lossSum = 0.0
+
+    init(benchmark: BenchmarkMoments, returns: UnsafeMutableBufferPointer<Double>) {
+        self.benchmark = benchmark
+        self.returns = returns
+    }
+
+    @inline(__always)
+    mutating func day(_ t: Int, equity value: Double, exposed: Bool) {
+        if t == 0 {
+            first = value
+            peak = value
+            worstPeak = value
+        } else {
+            let r = value / last - 1
+            returns[t - 1] = r
+            sum += r
+            if r < 0 { downside += r * r }
+            covariance += benchmark.residuals[t - 1] * r
+        }
+        last = value
+        days = t + 1
+        if value > peak {
+            peak = value
+            peakIndex = t
+        }
+        let drawdown = value / peak - 1
+        if drawdown < worst {
+            worst = drawdown
+            worstPeakIndex = peakIndex
+            worstPeak = peak
+            recovery = value >= worstPeak ? t : -1
+        } else if recovery < 0 && value >= worstPeak {
+            recovery = t
+        }
+    }
+
+    mutating func order(leg: Int, day t: Int, side: OrderSide, quantity: Double, price: Double, commission: Double) {
+        orderCount += 1
+    }
+
+    mutating func closedTrade(profit: Double) {
+        closedCount += 1
+        if profit > 0 {
+            winCount += 1
+            grossProfit += profit
+        } else if profit < 0 {
+            lossSum += profit
+        }
+    }
+
+    /// The metrics of the days recorded so far, as `PerformanceMetrics.compute` gives them for
+    /// the same equity curve, `tradeCount` round trips opened and `exposure`.
+    func metrics(tradeCount: Int, exposure: Double) -> Metrics {
+        var metrics = Metrics()
+        guard days > 0, first != 0 else { return metrics }
+        let n = Double(days - 1)
+        metrics.totalReturn = last / first - 1
+        metrics.tradeCount = tradeCount
+        metrics.exposure = exposure
+        if closedCount > 0 {
+            metrics.winRate = Double(winCount) / Double(closedCount)
+        }
+        let grossLoss = -lossSum
+        metrics.profitFactor = grossLoss > 0 ? grossProfit / grossLoss : (grossProfit > 0 ? .infinity : 0)
+        let drawdown = worst < 0 ? worst : 0
+        metrics.maxDrawdown = drawdown
+        if worst < 0 {
+            metrics.maxDrawdownDuration = (recovery >= 0 ? recovery : days - 1) - worstPeakIndex
+        }
+        guard n > 0 else { return metrics }
+
+        let growth = last / first
+        metrics.cagr = growth > 0 ? pow(growth, PerformanceMetrics.periodsPerYear / n) - 1 : -1
+        let mean = sum / n
+        let count = days - 1
+        var squares = 0.0
+        for i in 0..<count {
+            let r = returns[i]
+            squares += (r - mean) * (r - mean)
+        }
+        if n > 1 {
+            let stddev = (squares / (n - 1)).squareRoot()
+            metrics.volatility = stddev * PerformanceMetrics.periodsPerYear.squareRoot()
+            metrics.sharpe = stddev > 0 ? mean / stddev * PerformanceMetrics.periodsPerYear.squareRoot() : 0
+        }
+        let downsideRisk = (downside / n).squareRoot() * PerformanceMetrics.periodsPerYear.squareRoot()
+        metrics.sortino = downsideRisk > 0 ? mean * PerformanceMetrics.periodsPerYear / downsideRisk : 0
+        metrics.calmar = drawdown < 0 ? metrics.cagr / -drawdown : 0
+        (metrics.alpha, metrics.beta) = alphaBeta(count: count)
+        return metrics
+    }
+
+    private func alphaBeta(count: Int) -> (alpha: Double, beta: Double) {
+        guard count == benchmark.returns.count else { return (0, 0) }
+        let n = Double(count)
+        let variance = benchmark.variance
+        guard variance > 0 else { return (0, 0) }
+        let beta = covariance / n / variance
+        var alphaSum = 0.0
+        benchmark.returns.withUnsafeBufferPointer { b in
+            for i in 0..<count { alphaSum += returns[i] - beta * b[i] }
+        }
+        let alpha = pow(alphaSum / n + 1, PerformanceMetrics.periodsPerYear) - 1
+        return (alpha, beta)
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
