@@ -69,21 +69,69 @@ struct PortfolioLoop<Recorder: PortfolioRecorder> {
         case .monthly: market.monthStarts
         }
         let useOpen = strategy.fill == .nextOpen
-        for t in 0..<count {
-            // The signal day whose orders fill now: t at the close, t-1 at t's open.
-            let s = useOpen ? t - 1 : t
+        // Orders filling on day t come from signal day t - shift: t at the close, t-1 at t's open.
+        let shift = useOpen ? 1 : 0
+        var t = 0
+        while t < count {
+            let s = t - shift
             if s >= 0 {
                 let rebalance = rebalanceDays?[t] ?? false
                 if rebalance || hasSignal(s) { fill(signal: s, at: t, useOpen: useOpen, rebalance: rebalance) }
             }
-            var value = cash
-            var exposed = false
-            for p in 0..<legs.count where quantity[p] != 0 {
-                value += quantity[p] * legs[p].ticker.mark[t]
-                exposed = true
+            // Until the next day that may fill, only prices move: value those days in one go.
+            let end = nextFillCandidate(after: t, shift: shift, rebalanceDays: rebalanceDays, count: count)
+            value(t..<end)
+            t = end
+        }
+    }
+
+    /// The first day after `t` whose fill point may act, given the positions held now: a
+    /// rebalancing day, or a day whose signal day has a held leg's exit or a flat leg's entry
+    /// (what `hasSignal` checks); `count` when there is none.
+    private func nextFillCandidate(after t: Int, shift: Int, rebalanceDays: [Bool]?, count: Int) -> Int {
+        var next = count
+        for p in legs.indices {
+            let held = quantity[p]
+            let signal = held > 0 ? legs[p].exit : (held == 0 ? legs[p].entry : nil)
+            if let day = signal?.firstSet(from: t + 1 - shift).map({ $0 + shift }), day < next { next = day }
+        }
+        if let rebalanceDays {
+            var day = t + 1
+            while day < next && !rebalanceDays[day] { day += 1 }
+            next = day
+        }
+        return next
+    }
+
+    /// Records the closing equity of `days`, between whose fill points nothing trades: cash plus
+    /// each held leg's quantity x its mark, summed in leg order.
+    private mutating func value(_ days: Range<Int>) {
+        var heldCount = 0
+        var lastHeld = 0
+        for p in legs.indices where quantity[p] != 0 {
+            heldCount += 1
+            lastHeld = p
+        }
+        let cash = self.cash
+        switch heldCount {
+        case 0:
+            recorder.flatDays(days, equity: cash)
+        case 1:
+            daysExposed += days.count
+            let held = quantity[lastHeld]
+            let mark = legs[lastHeld].ticker.mark
+            mark.withUnsafeBufferPointer { mark in
+                recorder.days(days) { cash + held * mark[$0] }
             }
-            recorder.day(t, equity: value, exposed: exposed)
-            if exposed { daysExposed += 1 }
+        default:
+            daysExposed += days.count
+            let quantity = self.quantity
+            let legs = self.legs
+            recorder.days(days) { t in
+                var value = cash
+                for p in 0..<legs.count where quantity[p] != 0 { value += quantity[p] * legs[p].ticker.mark[t] }
+                return value
+            }
         }
     }
 
@@ -202,9 +250,12 @@ struct PortfolioLeg {
 
 /// What a `PortfolioLoop` produces, as it produces it.
 protocol PortfolioRecorder {
-    /// Day `t`'s total equity at the close (after its fills), and whether any position is held.
-    /// Called once per calendar day, in order.
-    mutating func day(_ t: Int, equity: Double, exposed: Bool)
+    /// The total equity at the close (after the fills) of each day of `days`, `equity(t)`. The
+    /// calls cover the calendar in order, each starting where the previous one ended; no order
+    /// fills within a call's days except on its first.
+    mutating func days(_ days: Range<Int>, equity: (Int) -> Double)
+    /// `days` with the same equity every day (nothing held: the cash).
+    mutating func flatDays(_ days: Range<Int>, equity: Double)
     /// A fill of leg `leg` on day `t`: shares (positive), fill price after slippage, commission.
     mutating func order(leg: Int, day t: Int, side: OrderSide, quantity: Double, price: Double, commission: Double)
     /// A round trip closed with `profit` (net of commissions; negative for a loss).
@@ -226,8 +277,12 @@ struct FullRecorder: PortfolioRecorder {
         equity.reserveCapacity(dates.count)
     }
 
-    mutating func day(_ t: Int, equity value: Double, exposed: Bool) {
-        equity.append(value)
+    mutating func days(_ days: Range<Int>, equity value: (Int) -> Double) {
+        for t in days { equity.append(value(t)) }
+    }
+
+    mutating func flatDays(_ days: Range<Int>, equity value: Double) {
+        equity.append(contentsOf: repeatElement(value, count: days.count))
     }
 
     mutating func order(leg: Int, day t: Int, side: OrderSide, quantity: Double, price: Double, commission: Double) {

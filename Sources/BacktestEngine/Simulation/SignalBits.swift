@@ -30,6 +30,19 @@ struct SignalBits: Sendable, Hashable {
         words[t >> 6] >> UInt64(t & 63) & 1 != 0
     }
 
+    /// The first day on or after `start` whose bit is set; nil when none is.
+    func firstSet(from start: Int) -> Int? {
+        guard start < count else { return nil }
+        var w = max(start, 0) >> 6
+        var word = words[w] & (~0 << UInt64(max(start, 0) & 63))
+        while word == 0 {
+            w += 1
+            guard w < words.count else { return nil }
+            word = words[w]
+        }
+        return w << 6 + word.trailingZeroBitCount
+    }
+
     /// One `Bool` per day (tests and diagnostics).
     var bools: [Bool] { (0..<count).map { self[$0] } }
 

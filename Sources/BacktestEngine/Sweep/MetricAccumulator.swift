@@ -9,6 +9,8 @@ struct BenchmarkMoments: Sendable {
     let residuals: [Double]
     /// Population variance of the returns: Σ residual² / n.
     let variance: Double
+    /// No residual is infinite or NaN (so residual x 0 is ±0).
+    let residualsAreFinite: Bool
 
     init(returns: [Double]) {
         self.returns = returns
@@ -18,6 +20,7 @@ struct BenchmarkMoments: Sendable {
         var variance = 0.0
         for residual in residuals { variance += residual * residual }
         self.variance = variance / n
+        residualsAreFinite = residuals.allSatisfy(\.isFinite)
     }
 }
 
@@ -35,7 +38,8 @@ struct MetricAccumulator: PortfolioRecorder {
     /// At least (calendar days - 1) values; overwritten.
     let returns: UnsafeMutableBufferPointer<Double>
 
-    private(set) var days = 0
+    /// Days recorded so far.
+    private(set) var dayCount = 0
     private(set) var first = 0.0
     private(set) var last = 0.0
     private(set) var orderCount = 0
@@ -44,6 +48,7 @@ struct MetricAccumulator: PortfolioRecorder {
     private var covariance = 0.0
     // Drawdown, as in PerformanceMetrics.maxDrawdown.
     private var peak = 0.0
+    /// Day of `peak`.
     private var peakIndex = 0
     private var worst = 0.0
     private var worstPeakIndex = 0
@@ -62,32 +67,84 @@ struct MetricAccumulator: PortfolioRecorder {
     }
 
     @inline(__always)
-    mutating func day(_ t: Int, equity value: Double, exposed: Bool) {
-        if t == 0 {
+    mutating func days(_ range: Range<Int>, equity: (Int) -> Double) {
+        precondition(range.lowerBound == dayCount, "days recorded out of order")
+        guard !range.isEmpty else { return }
+        var start = range.lowerBound
+        if start == 0 {
+            let value = equity(0)
             first = value
+            last = value
             peak = value
             worstPeak = value
+            // Day 0 against its own peak, as PerformanceMetrics.maxDrawdown does.
+            let drawdown = value / peak - 1
+            if drawdown < worst {
+                worst = drawdown
+                worstPeakIndex = 0
+                recovery = value >= worstPeak ? 0 : -1
+            } else if recovery < 0 && value >= worstPeak {
+                recovery = 0
+            }
+            start = 1
+        }
+        // The state in locals for the loop (registers, not memory), written back after it.
+        var last = self.last, sum = self.sum, downside = self.downside, covariance = self.covariance
+        var peak = self.peak, peakIndex = self.peakIndex, worst = self.worst
+        var worstPeakIndex = self.worstPeakIndex, worstPeak = self.worstPeak, recovery = self.recovery
+        let returns = self.returns
+        benchmark.residuals.withUnsafeBufferPointer { residuals in
+            for t in start..<range.upperBound {
+                let value = equity(t)
+                let r = value / last - 1
+                returns[t - 1] = r
+                sum += r
+                if r < 0 { downside += r * r }
+                covariance += residuals[t - 1] * r
+                last = value
+                if value > peak {
+                    peak = value
+                    peakIndex = t
+                }
+                let drawdown = value / peak - 1
+                if drawdown < worst {
+                    worst = drawdown
+                    worstPeakIndex = peakIndex
+                    worstPeak = peak
+                    recovery = value >= worstPeak ? t : -1
+                } else if recovery < 0 && value >= worstPeak {
+                    recovery = t
+                }
+            }
+        }
+        self.last = last
+        self.sum = sum
+        self.downside = downside
+        self.covariance = covariance
+        self.peak = peak
+        self.peakIndex = peakIndex
+        self.worst = worst
+        self.worstPeakIndex = worstPeakIndex
+        self.worstPeak = worstPeak
+        self.recovery = recovery
+        dayCount = range.upperBound
+    }
+
+    /// The first day in full; each further day has the same equity as the day before, so its
+    /// return is exactly 0 (for a finite, non-zero equity), which changes none of the sums
+    /// (none of them is ever -0, so adding ±0 leaves it as it is, given finite benchmark
+    /// residuals) and leaves the drawdown state where the first day put it. Only the returns
+    /// buffer is written.
+    mutating func flatDays(_ range: Range<Int>, equity value: Double) {
+        guard !range.isEmpty else { return }
+        days(range.lowerBound..<range.lowerBound + 1) { _ in value }
+        let rest = range.lowerBound + 1..<range.upperBound
+        guard !rest.isEmpty else { return }
+        if value.isFinite && value != 0 && benchmark.residualsAreFinite {
+            UnsafeMutableBufferPointer(rebasing: returns[rest.lowerBound - 1..<rest.upperBound - 1]).update(repeating: 0)
+            dayCount = rest.upperBound
         } else {
-            let r = value / last - 1
-            returns[t - 1] = r
-            sum += r
-            if r < 0 { downside += r * r }
-            covariance += benchmark.residuals[t - 1] * r
-        }
-        last = value
-        days = t + 1
-        if value > peak {
-            peak = value
-            peakIndex = t
-        }
-        let drawdown = value / peak - 1
-        if drawdown < worst {
-            worst = drawdown
-            worstPeakIndex = peakIndex
-            worstPeak = peak
-            recovery = value >= worstPeak ? t : -1
-        } else if recovery < 0 && value >= worstPeak {
-            recovery = t
+            days(rest) { _ in value }
         }
     }
 
@@ -109,8 +166,8 @@ struct MetricAccumulator: PortfolioRecorder {
     /// the same equity curve, `tradeCount` round trips opened and `exposure`.
     func metrics(tradeCount: Int, exposure: Double) -> Metrics {
         var metrics = Metrics()
-        guard days > 0, first != 0 else { return metrics }
-        let n = Double(days - 1)
+        guard dayCount > 0, first != 0 else { return metrics }
+        let n = Double(dayCount - 1)
         metrics.totalReturn = last / first - 1
         metrics.tradeCount = tradeCount
         metrics.exposure = exposure
@@ -122,14 +179,14 @@ struct MetricAccumulator: PortfolioRecorder {
         let drawdown = worst < 0 ? worst : 0
         metrics.maxDrawdown = drawdown
         if worst < 0 {
-            metrics.maxDrawdownDuration = (recovery >= 0 ? recovery : days - 1) - worstPeakIndex
+            metrics.maxDrawdownDuration = (recovery >= 0 ? recovery : dayCount - 1) - worstPeakIndex
         }
         guard n > 0 else { return metrics }
 
         let growth = last / first
         metrics.cagr = growth > 0 ? pow(growth, PerformanceMetrics.periodsPerYear / n) - 1 : -1
         let mean = sum / n
-        let count = days - 1
+        let count = dayCount - 1
         var squares = 0.0
         for i in 0..<count {
             let r = returns[i]

@@ -84,7 +84,7 @@ public enum SweepRunner {
         stats.simulationMs = (clock.now - started).milliseconds
         return BacktestSummary(
             strategyName: strategy.name, metrics: metrics, benchmarkMetrics: market.benchmarkMetrics,
-            finalEquity: loop.recorder.days > 0 ? loop.recorder.last : market.settings.initialCapital,
+            finalEquity: loop.recorder.dayCount > 0 ? loop.recorder.last : market.settings.initialCapital,
             initialCapital: market.settings.initialCapital, orderCount: loop.recorder.orderCount, warnings: warnings,
             stats: stats)
     }
