@@ -51,33 +51,56 @@ struct SignalBits: Sendable, Hashable {
     /// values.
     static func compare(_ lhs: UnsafeBufferPointer<Double>, _ op: Comparison, _ rhs: UnsafeBufferPointer<Double>, count: Int) -> SignalBits {
         precondition(lhs.count >= count && rhs.count >= count, "series shorter than the calendar")
-        var words = [UInt64](repeating: 0, count: (count + 63) / 64)
-        words.withUnsafeMutableBufferPointer { out in
-            @inline(__always)
-            func pack(_ test: (Int) -> Bool) {
-                var t = 0
-                for w in 0..<out.count {
-                    var word: UInt64 = 0
-                    let end = min(t + 64, count)
-                    var bit: UInt64 = 0
-                    while t < end {
-                        word |= (test(t) ? 1 : 0) << bit
-                        bit += 1
-                        t += 1
-                    }
-                    out[w] = word
-                }
+        guard count > 0, let l = lhs.baseAddress, let r = rhs.baseAddress else { return SignalBits(count: count) }
+        switch op {
+        case .greater: return pack(count) { l[$0] > r[$0] }
+        case .greaterOrEqual: return pack(count) { l[$0] >= r[$0] }
+        case .less: return pack(count) { l[$0] < r[$0] }
+        case .lessOrEqual: return pack(count) { l[$0] <= r[$0] }
+        case .crossesAbove:
+            // l[t] > r[t] and l[t-1] <= r[t-1]: the second vector moved one day later.
+            return pack(count) { l[$0] > r[$0] } & pack(count) { l[$0] <= r[$0] }.shiftedOneDayLater()
+        case .crossesBelow:
+            return pack(count) { l[$0] < r[$0] } & pack(count) { l[$0] >= r[$0] }.shiftedOneDayLater()
+        }
+    }
+
+    /// `test(t)` for t in 0..<count, 64 tests to a word: a fixed-length inner loop without
+    /// branches, which the compiler unrolls and vectorizes.
+    @inline(__always)
+    private static func pack(_ count: Int, _ test: (Int) -> Bool) -> SignalBits {
+        let wordCount = (count + 63) / 64
+        let words = [UInt64](unsafeUninitializedCapacity: wordCount) { out, initialized in
+            let full = count / 64
+            for w in 0..<full {
+                let base = w << 6
+                var word: UInt64 = 0
+                for i in 0..<64 { word |= UInt64(test(base + i) ? 1 : 0) << UInt64(i) }
+                out[w] = word
             }
-            switch op {
-            case .greater: pack { lhs[$0] > rhs[$0] }
-            case .greaterOrEqual: pack { lhs[$0] >= rhs[$0] }
-            case .less: pack { lhs[$0] < rhs[$0] }
-            case .lessOrEqual: pack { lhs[$0] <= rhs[$0] }
-            case .crossesAbove: pack { $0 > 0 && lhs[$0] > rhs[$0] && lhs[$0 - 1] <= rhs[$0 - 1] }
-            case .crossesBelow: pack { $0 > 0 && lhs[$0] < rhs[$0] && lhs[$0 - 1] >= rhs[$0 - 1] }
+            if full < wordCount {
+                let base = full << 6
+                var word: UInt64 = 0
+                for i in 0..<(count - base) { word |= UInt64(test(base + i) ? 1 : 0) << UInt64(i) }
+                out[full] = word
             }
+            initialized = wordCount
         }
         return SignalBits(count: count, words: words)
+    }
+
+    /// Day t takes day t-1's value; day 0 is false.
+    private func shiftedOneDayLater() -> SignalBits {
+        var words = self.words
+        var carry: UInt64 = 0
+        for w in words.indices {
+            let word = words[w]
+            words[w] = word << 1 | carry
+            carry = word >> 63
+        }
+        var result = SignalBits(count: count, words: words)
+        result.clearTail()
+        return result
     }
 
     static func & (a: SignalBits, b: SignalBits) -> SignalBits {

@@ -187,10 +187,27 @@ struct MetricAccumulator: PortfolioRecorder {
         metrics.cagr = growth > 0 ? pow(growth, PerformanceMetrics.periodsPerYear / n) - 1 : -1
         let mean = sum / n
         let count = dayCount - 1
+        // Beta needs only the first pass (the covariance), so the second pass over the returns
+        // sums the squared deviations and alpha's residuals together, each in day order.
+        let benchmarkVariance = benchmark.variance
+        let hasBeta = count == benchmark.returns.count && benchmarkVariance > 0
+        let beta = hasBeta ? covariance / n / benchmarkVariance : 0
         var squares = 0.0
-        for i in 0..<count {
-            let r = returns[i]
-            squares += (r - mean) * (r - mean)
+        var alphaSum = 0.0
+        let returns = self.returns
+        benchmark.returns.withUnsafeBufferPointer { b in
+            if hasBeta {
+                for i in 0..<count {
+                    let r = returns[i]
+                    squares += (r - mean) * (r - mean)
+                    alphaSum += r - beta * b[i]
+                }
+            } else {
+                for i in 0..<count {
+                    let r = returns[i]
+                    squares += (r - mean) * (r - mean)
+                }
+            }
         }
         if n > 1 {
             let stddev = (squares / (n - 1)).squareRoot()
@@ -200,22 +217,12 @@ struct MetricAccumulator: PortfolioRecorder {
         let downsideRisk = (downside / n).squareRoot() * PerformanceMetrics.periodsPerYear.squareRoot()
         metrics.sortino = downsideRisk > 0 ? mean * PerformanceMetrics.periodsPerYear / downsideRisk : 0
         metrics.calmar = drawdown < 0 ? metrics.cagr / -drawdown : 0
-        (metrics.alpha, metrics.beta) = alphaBeta(count: count)
-        return metrics
-    }
-
-    private func alphaBeta(count: Int) -> (alpha: Double, beta: Double) {
-        guard count == benchmark.returns.count else { return (0, 0) }
-        let n = Double(count)
-        let variance = benchmark.variance
-        guard variance > 0 else { return (0, 0) }
-        let beta = covariance / n / variance
-        var alphaSum = 0.0
-        benchmark.returns.withUnsafeBufferPointer { b in
-            for i in 0..<count { alphaSum += returns[i] - beta * b[i] }
+        if hasBeta {
+            // empyrical alpha_beta_aligned, risk-free 0, as PerformanceMetrics.alphaBeta.
+            metrics.alpha = pow(alphaSum / n + 1, PerformanceMetrics.periodsPerYear) - 1
+            metrics.beta = beta
         }
-        let alpha = pow(alphaSum / n + 1, PerformanceMetrics.periodsPerYear) - 1
-        return (alpha, beta)
+        return metrics
     }
 }
 
