@@ -5,13 +5,16 @@
 //     engine-bench sweep [--ticker AAPL] [--start 2010-01-04] [--end 2019-12-31]
 //         [--fast 5...104] [--slow 110...209] [--fill next_open|close] [--commission-bps 1]
 //         [--slippage-bps 0] [--initial-capital 100000] [--parallelism 2] [--runs 5] [--json PATH]
+//         [--mode summary|full]
 //
 // Variant: hold the ticker (weight 1) while sma(fast) > sma(slow), out otherwise.
 //
 // Timed (per run, data already in memory, split-adjusted from 1999-11-01 like the server's):
 // finding the unique indicator series, computing them over the whole history, preparing the
-// calendar, and running every variant through BatchRunner (which also computes each variant's
-// metrics and order list) until all final equities are collected. Not timed: reading and
+// calendar, and running every variant until all final equities are collected: through
+// SweepRunner (`--mode summary`, the default: shared signals, metrics in one pass, no curves)
+// or through BatchRunner (`--mode full`: each variant's full result with its equity curve,
+// orders and metrics, the measurement before SweepRunner existed). Not timed: reading and
 // adjusting the CSV files, building the variant list, writing the JSON.
 import BacktestCore
 import BacktestEngine
@@ -32,12 +35,20 @@ struct SweepOptions {
     var parallelism = 2
     var runs = 5
     var jsonPath: String?
+    var mode = Mode.summary
+
+    enum Mode: String {
+        /// SweepRunner: a BacktestSummary per variant.
+        case summary
+        /// BatchRunner: a full BacktestResult per variant.
+        case full
+    }
 
     static let usage = """
         usage: engine-bench sweep [--ticker T] [--start YYYY-MM-DD] [--end YYYY-MM-DD] [--fast LO...HI]
                                   [--slow LO...HI] [--fill next_open|close] [--commission-bps X]
                                   [--slippage-bps X] [--initial-capital X] [--parallelism N] [--runs N]
-                                  [--json PATH]
+                                  [--json PATH] [--mode summary|full]
         """
 
     struct UsageError: Error, CustomStringConvertible {
@@ -88,6 +99,12 @@ struct SweepOptions {
             case "--parallelism": parallelism = max(1, try number(argument, Int.self))
             case "--runs": runs = max(1, try number(argument, Int.self))
             case "--json": jsonPath = try value(argument)
+            case "--mode":
+                let text = try value(argument)
+                guard let parsed = Mode(rawValue: text) else {
+                    throw UsageError(description: "--mode: expected summary or full, got \(text)")
+                }
+                mode = parsed
             default: throw UsageError(description: "unknown argument \(argument)")
             }
         }
@@ -108,11 +125,11 @@ enum SweepBenchmark {
 
         init(count: Int) { finalEquity = Array(repeating: .nan, count: count) }
 
-        func record(_ index: Int, _ outcome: Result<BacktestResult, BacktestError>) {
+        func record(_ index: Int, _ outcome: Result<Double, BacktestError>) {
             lock.lock()
             defer { lock.unlock() }
             switch outcome {
-            case .success(let result): finalEquity[index] = result.finalEquity
+            case .success(let equity): finalEquity[index] = equity
             case .failure(let error): failures.append("variant \(index): \(error)")
             }
         }
@@ -160,8 +177,15 @@ enum SweepBenchmark {
             let indicatorsDone = clock.now
             let market = try PreparedMarket(settings: settings, snapshot: snapshot)
             let sink = outcomes
-            BatchRunner.run(variants, market: market, indicators: store, parallelism: options.parallelism) { index, outcome in
-                sink.record(index, outcome)
+            switch options.mode {
+            case .summary:
+                SweepRunner.run(variants, market: market, indicators: store, parallelism: options.parallelism) { index, outcome in
+                    sink.record(index, outcome.map(\.finalEquity))
+                }
+            case .full:
+                BatchRunner.run(variants, market: market, indicators: store, parallelism: options.parallelism) { index, outcome in
+                    sink.record(index, outcome.map(\.finalEquity))
+                }
             }
             runMs.append((clock.now - started).milliseconds)
             indicatorMs.append((indicatorsDone - started).milliseconds)
@@ -181,7 +205,10 @@ enum SweepBenchmark {
             "parallelism": options.parallelism, "trading_days": days, "variant_count": variants.count,
             "runs_ms": runMs, "first_ms": runMs[0], "warm_median_ms": median(warm),
             "indicator_median_ms": median(indicatorMs),
-            "timed": "unique SMA series over the whole history + calendar + every variant through BatchRunner (with metrics)",
+            "mode": options.mode.rawValue,
+            "timed": options.mode == .summary
+                ? "unique SMA series over the whole history + calendar + every variant through SweepRunner (summary: metrics, no curves)"
+                : "unique SMA series over the whole history + calendar + every variant through BatchRunner (full results: curves, orders, metrics)",
             "variants": zip(grid, outcomes.finalEquity).map { variant, equity in
                 ["fast": variant.fast, "slow": variant.slow, "final_equity": equity] as [String: Any]
             },
@@ -192,7 +219,7 @@ enum SweepBenchmark {
         }
         print(
             "backtestd: \(variants.count) variants of sma(\(options.fast)) > sma(\(options.slow)) on \(options.ticker), "
-                + "\(days) days, \(options.parallelism) thread(s): first run "
+                + "\(days) days, \(options.parallelism) thread(s), \(options.mode.rawValue) mode: first run "
                 + String(format: "%.1f ms, warm median %.1f ms (of %d), indicators %.2f ms",
                     runMs[0], median(warm), warm.count, median(indicatorMs)))
         return 0

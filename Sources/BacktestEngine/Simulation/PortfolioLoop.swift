@@ -16,33 +16,16 @@ import BacktestModel
 ///   to fit, so cash never goes negative unless the strategy allows leverage;
 /// - rebalancing (when asked) re-targets held positions to their weight on every fill bar
 ///   (daily), on the first trading day of a week (weekly) or of a month (monthly).
-struct PortfolioLoop {
-    struct Leg {
-        let position: Position
-        let ticker: AlignedTicker
-        /// Signals after the conflict and missing-bar rules.
-        let entry: [Bool]
-        let exit: [Bool]
-
-        init(position: Position, ticker: AlignedTicker, entry rawEntry: [Bool], exit rawExit: [Bool]?) {
-            self.position = position
-            self.ticker = ticker
-            let count = rawEntry.count
-            var entry = [Bool](repeating: false, count: count)
-            var exit = [Bool](repeating: false, count: count)
-            for t in 0..<count where ticker.barIndex[t] >= 0 {
-                let explicitExit = rawExit?[t] ?? !rawEntry[t]
-                entry[t] = rawEntry[t] && !explicitExit
-                exit[t] = explicitExit && !rawEntry[t]
-            }
-            self.entry = entry
-            self.exit = exit
-        }
-    }
-
+///
+/// The loop does not keep what it produces: it hands each day's equity, each order and each
+/// closed round trip to its `Recorder`, so one loop serves the full result (`FullRecorder`:
+/// equity curve, orders) and the sweep's summaries (`MetricAccumulator`: metrics in one pass,
+/// nothing per day kept but the returns in a reused buffer). Both see the same arithmetic in the
+/// same order, so their numbers agree to the bit.
+struct PortfolioLoop<Recorder: PortfolioRecorder> {
     let strategy: Strategy
     let market: PreparedMarket
-    let legs: [Leg]
+    let legs: [PortfolioLeg]
     private let slippage: Double
     private let commissionRate: Double
 
@@ -50,18 +33,19 @@ struct PortfolioLoop {
     private var quantity: [Double]
     private var tradeCost: [Double]
     private var tradeProceeds: [Double]
-    private(set) var equity: [Double] = []
-    private(set) var orders: [Order] = []
-    private(set) var trades = TradeSummary()
+    var recorder: Recorder
+    /// Round trips opened, including one still open at the end.
+    private(set) var tradeCount = 0
     private(set) var daysExposed = 0
     /// Scratch: legs closed at the current fill point (kept to avoid an allocation per bar).
     private var exited: [Bool]
     private var droppedOrders: [String: (count: Int, first: TradingDate)] = [:]
 
-    init(strategy: Strategy, market: PreparedMarket, legs: [Leg]) {
+    init(strategy: Strategy, market: PreparedMarket, legs: [PortfolioLeg], recorder: Recorder) {
         self.strategy = strategy
         self.market = market
         self.legs = legs
+        self.recorder = recorder
         slippage = strategy.slippageBps / 10_000
         commissionRate = strategy.commissionBps / 10_000
         cash = market.settings.initialCapital
@@ -79,27 +63,88 @@ struct PortfolioLoop {
 
     mutating func run() {
         let count = market.dates.count
-        equity.reserveCapacity(count)
-        let rebalanceDays: [Bool] = switch strategy.rebalance {
-        case .none: [Bool](repeating: false, count: count)
+        let rebalanceDays: [Bool]? = switch strategy.rebalance {
+        case .none: nil
         case .daily: RebalanceCalendar.days(market.dates, .daily)
         case .weekly: market.weekStarts
         case .monthly: market.monthStarts
         }
-        for t in 0..<count {
-            switch strategy.fill {
-            case .close: fill(signal: t, at: t, useOpen: false, rebalance: rebalanceDays[t])
-            case .nextOpen: if t > 0 { fill(signal: t - 1, at: t, useOpen: true, rebalance: rebalanceDays[t]) }
+        let useOpen = strategy.fill == .nextOpen
+        // Orders filling on day t come from signal day t - shift: t at the close, t-1 at t's open.
+        let shift = useOpen ? 1 : 0
+        var t = 0
+        while t < count {
+            let s = t - shift
+            if s >= 0 {
+                let rebalance = rebalanceDays?[t] ?? false
+                if rebalance || hasSignal(s) { fill(signal: s, at: t, useOpen: useOpen, rebalance: rebalance) }
             }
-            var value = cash
-            var exposed = false
-            for (p, leg) in legs.enumerated() where quantity[p] != 0 {
-                value += quantity[p] * leg.ticker.mark[t]
-                exposed = true
-            }
-            equity.append(value)
-            if exposed { daysExposed += 1 }
+            // Until the next day that may fill, only prices move: value those days in one go.
+            let end = nextFillCandidate(after: t, shift: shift, rebalanceDays: rebalanceDays, count: count)
+            value(t..<end)
+            t = end
         }
+    }
+
+    /// The first day after `t` whose fill point may act, given the positions held now: a
+    /// rebalancing day, or a day whose signal day has a held leg's exit or a flat leg's entry
+    /// (what `hasSignal` checks); `count` when there is none.
+    private func nextFillCandidate(after t: Int, shift: Int, rebalanceDays: [Bool]?, count: Int) -> Int {
+        var next = count
+        for p in legs.indices {
+            let held = quantity[p]
+            let signal = held > 0 ? legs[p].exit : (held == 0 ? legs[p].entry : nil)
+            if let day = signal?.firstSet(from: t + 1 - shift).map({ $0 + shift }), day < next { next = day }
+        }
+        if let rebalanceDays {
+            var day = t + 1
+            while day < next && !rebalanceDays[day] { day += 1 }
+            next = day
+        }
+        return next
+    }
+
+    /// Records the closing equity of `days`, between whose fill points nothing trades: cash plus
+    /// each held leg's quantity x its mark, summed in leg order.
+    private mutating func value(_ days: Range<Int>) {
+        var heldCount = 0
+        var lastHeld = 0
+        for p in legs.indices where quantity[p] != 0 {
+            heldCount += 1
+            lastHeld = p
+        }
+        let cash = self.cash
+        switch heldCount {
+        case 0:
+            recorder.flatDays(days, equity: cash)
+        case 1:
+            daysExposed += days.count
+            let held = quantity[lastHeld]
+            let mark = legs[lastHeld].ticker.mark
+            mark.withUnsafeBufferPointer { mark in
+                recorder.days(days) { cash + held * mark[$0] }
+            }
+        default:
+            daysExposed += days.count
+            let quantity = self.quantity
+            let legs = self.legs
+            recorder.days(days) { t in
+                var value = cash
+                for p in 0..<legs.count where quantity[p] != 0 { value += quantity[p] * legs[p].ticker.mark[t] }
+                return value
+            }
+        }
+    }
+
+    /// Whether a fill point without rebalancing would do anything: a held leg's exit or a flat
+    /// leg's entry on signal day `s`. Skipping the others changes nothing.
+    @inline(__always)
+    private func hasSignal(_ s: Int) -> Bool {
+        for p in 0..<legs.count {
+            let held = quantity[p]
+            if held > 0 ? legs[p].exit[s] : (held == 0 && legs[p].entry[s]) { return true }
+        }
+        return false
     }
 
     /// Reference price of leg `p` at bar `t`; nil when its ticker has no bar then (or a price no
@@ -137,7 +182,7 @@ struct PortfolioLoop {
         for p in legs.indices where quantity[p] == 0 && !exited[p] && legs[p].entry[s] {
             guard let reference = price(p, t, useOpen) else { drop(p, t); continue }
             let target = legs[p].position.weight * equity(at: t, useOpen: useOpen) / reference
-            if buy(p, quantity: target, reference: reference, at: t) { trades.count += 1 }
+            if buy(p, quantity: target, reference: reference, at: t) { tradeCount += 1 }
         }
     }
 
@@ -162,7 +207,7 @@ struct PortfolioLoop {
         cash -= cost + commission
         quantity[p] += amount
         tradeCost[p] += cost + commission
-        orders.append(Order(date: market.dates[t], ticker: legs[p].position.ticker, side: .buy, quantity: amount, price: fillPrice, commission: commission))
+        recorder.order(leg: p, day: t, side: .buy, quantity: amount, price: fillPrice, commission: commission)
         return true
     }
 
@@ -174,12 +219,79 @@ struct PortfolioLoop {
         tradeProceeds[p] += proceeds - commission
         let closing = amount >= quantity[p]
         quantity[p] = closing ? 0 : quantity[p] - amount
-        orders.append(Order(date: market.dates[t], ticker: legs[p].position.ticker, side: .sell, quantity: amount, price: fillPrice, commission: commission))
+        recorder.order(leg: p, day: t, side: .sell, quantity: amount, price: fillPrice, commission: commission)
         if closing {
-            trades.closedProfits.append(tradeProceeds[p] - tradeCost[p])
+            recorder.closedTrade(profit: tradeProceeds[p] - tradeCost[p])
             tradeProceeds[p] = 0
             tradeCost[p] = 0
         }
+    }
+}
+
+/// One position of a portfolio loop: its ticker on the calendar and its final signals.
+struct PortfolioLeg {
+    let position: Position
+    let ticker: AlignedTicker
+    /// Signals after the conflict and missing-bar rules.
+    let entry: SignalBits
+    let exit: SignalBits
+
+    /// `rawExit` nil: exit when the entry is false.
+    init(position: Position, ticker: AlignedTicker, entry rawEntry: SignalBits, exit rawExit: SignalBits?) {
+        self.position = position
+        self.ticker = ticker
+        // Per day with a bar: entry = raw entry and not explicit exit; exit = explicit exit
+        // and not raw entry (both true: nothing). Days without a bar: both false.
+        let explicitExit = rawExit ?? ~rawEntry
+        entry = SignalBits.andNot(rawEntry, explicitExit) & ticker.hasBar
+        exit = SignalBits.andNot(explicitExit, rawEntry) & ticker.hasBar
+    }
+}
+
+
+/// What a `PortfolioLoop` produces, as it produces it.
+protocol PortfolioRecorder {
+    /// The total equity at the close (after the fills) of each day of `days`, `equity(t)`. The
+    /// calls cover the calendar in order, each starting where the previous one ended; no order
+    /// fills within a call's days except on its first.
+    mutating func days(_ days: Range<Int>, equity: (Int) -> Double)
+    /// `days` with the same equity every day (nothing held: the cash).
+    mutating func flatDays(_ days: Range<Int>, equity: Double)
+    /// A fill of leg `leg` on day `t`: shares (positive), fill price after slippage, commission.
+    mutating func order(leg: Int, day t: Int, side: OrderSide, quantity: Double, price: Double, commission: Double)
+    /// A round trip closed with `profit` (net of commissions; negative for a loss).
+    mutating func closedTrade(profit: Double)
+}
+
+/// Keeps everything, for a full `BacktestResult`: the equity curve, the orders and the closed
+/// round trips.
+struct FullRecorder: PortfolioRecorder {
+    let dates: [TradingDate]
+    let tickers: [String]
+    private(set) var equity: [Double] = []
+    private(set) var orders: [Order] = []
+    private(set) var closedProfits: [Double] = []
+
+    init(dates: [TradingDate], tickers: [String]) {
+        self.dates = dates
+        self.tickers = tickers
+        equity.reserveCapacity(dates.count)
+    }
+
+    mutating func days(_ days: Range<Int>, equity value: (Int) -> Double) {
+        for t in days { equity.append(value(t)) }
+    }
+
+    mutating func flatDays(_ days: Range<Int>, equity value: Double) {
+        equity.append(contentsOf: repeatElement(value, count: days.count))
+    }
+
+    mutating func order(leg: Int, day t: Int, side: OrderSide, quantity: Double, price: Double, commission: Double) {
+        orders.append(Order(date: dates[t], ticker: tickers[leg], side: side, quantity: quantity, price: price, commission: commission))
+    }
+
+    mutating func closedTrade(profit: Double) {
+        closedProfits.append(profit)
     }
 }
 

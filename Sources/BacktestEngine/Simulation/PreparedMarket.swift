@@ -113,6 +113,8 @@ struct AlignedTicker: Sendable {
     let barIndex: [Int32]
     /// Last known close on or before each calendar day (NaN before the first bar): valuation.
     let mark: [Double]
+    /// Whether the ticker has a bar on each calendar day (`barIndex >= 0`).
+    let hasBar: SignalBits
     let firstCalendarIndex: Int?
     let barsRange: ClosedRange<TradingDate>?
     let warnings: [String]
@@ -155,6 +157,7 @@ struct AlignedTicker: Sendable {
         }
         self.barIndex = barIndex
         self.mark = mark
+        hasBar = SignalBits(barIndex.map { $0 >= 0 })
         self.firstCalendarIndex = first
         var warnings: [String] = []
         if let first, let last, let start = calendar.first, let end = calendar.last {

@@ -46,47 +46,30 @@ struct SignalVectors {
         return stored
     }
 
-    func evaluate(_ condition: Condition, ticker: String, field: String) throws(BacktestError) -> [Bool] {
+    /// The condition's signal on every calendar day, `ticker` being the position's.
+    func evaluate(_ condition: Condition, ticker: String, field: String) throws(BacktestError) -> SignalBits {
         let count = market.dates.count
         switch condition {
         case .compare(let lhsOperand, let op, let rhsOperand):
             let lhs = try values(lhsOperand, ticker: ticker, field: field + ".lhs")
             let rhs = try values(rhsOperand, ticker: ticker, field: field + ".rhs")
-            var result = [Bool](repeating: false, count: count)
-            lhs.withUnsafeBufferPointer { l in
-                rhs.withUnsafeBufferPointer { r in
-                    result.withUnsafeMutableBufferPointer { out in
-                        // IEEE comparisons with NaN are false: undefined values give false signals.
-                        switch op {
-                        case .greater: for t in 0..<count { out[t] = l[t] > r[t] }
-                        case .greaterOrEqual: for t in 0..<count { out[t] = l[t] >= r[t] }
-                        case .less: for t in 0..<count { out[t] = l[t] < r[t] }
-                        case .lessOrEqual: for t in 0..<count { out[t] = l[t] <= r[t] }
-                        case .crossesAbove:
-                            for t in 1..<max(count, 1) { out[t] = l[t] > r[t] && l[t - 1] <= r[t - 1] }
-                        case .crossesBelow:
-                            for t in 1..<max(count, 1) { out[t] = l[t] < r[t] && l[t - 1] >= r[t - 1] }
-                        }
-                    }
-                }
+            return lhs.withUnsafeBufferPointer { l in
+                rhs.withUnsafeBufferPointer { r in SignalBits.compare(l, op, r, count: count) }
             }
-            return result
         case .all(let members):
-            var result = [Bool](repeating: true, count: count)
+            var result = SignalBits(count: count, value: true)
             for (i, member) in members.enumerated() {
-                let values = try evaluate(member, ticker: ticker, field: "\(field).all[\(i)]")
-                for t in 0..<count where !values[t] { result[t] = false }
+                result = result & (try evaluate(member, ticker: ticker, field: "\(field).all[\(i)]"))
             }
             return result
         case .any(let members):
-            var result = [Bool](repeating: false, count: count)
+            var result = SignalBits(count: count)
             for (i, member) in members.enumerated() {
-                let values = try evaluate(member, ticker: ticker, field: "\(field).any[\(i)]")
-                for t in 0..<count where values[t] { result[t] = true }
+                result = result | (try evaluate(member, ticker: ticker, field: "\(field).any[\(i)]"))
             }
             return result
         case .not(let inner):
-            return try evaluate(inner, ticker: ticker, field: field + ".not").map { !$0 }
+            return ~(try evaluate(inner, ticker: ticker, field: field + ".not"))
         }
     }
 }

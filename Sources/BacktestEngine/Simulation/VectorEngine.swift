@@ -33,7 +33,7 @@ public struct VectorEngine: BacktestRunner {
         let started = clock.now
         try Validation.validate(strategy, settings: market.settings)
         let signals = SignalVectors(market: market, indicators: indicators)
-        var legs: [PortfolioLoop.Leg] = []
+        var legs: [PortfolioLeg] = []
         for (p, position) in strategy.positions.enumerated() {
             let path = "strategy.positions[\(p)]"
             let ticker = try market.ticker(position.ticker, field: path + ".ticker")
@@ -41,9 +41,10 @@ public struct VectorEngine: BacktestRunner {
             let exit = try position.exit.map { (c: Condition) throws(BacktestError) in
                 try signals.evaluate(c, ticker: position.ticker, field: path + ".exit")
             }
-            legs.append(PortfolioLoop.Leg(position: position, ticker: ticker, entry: entry, exit: exit))
+            legs.append(PortfolioLeg(position: position, ticker: ticker, entry: entry, exit: exit))
         }
-        var loop = PortfolioLoop(strategy: strategy, market: market, legs: legs)
+        let recorder = FullRecorder(dates: market.dates, tickers: strategy.positions.map(\.ticker))
+        var loop = PortfolioLoop(strategy: strategy, market: market, legs: legs, recorder: recorder)
         loop.run()
 
         var warnings = market.warnings
@@ -51,8 +52,10 @@ public struct VectorEngine: BacktestRunner {
             warnings += market.aligned[symbol]?.warnings ?? []
         }
         warnings += loop.warnings
+        let equity = loop.recorder.equity
         let metrics = PerformanceMetrics.compute(
-            equity: loop.equity, benchmarkReturns: market.benchmarkReturns, trades: loop.trades,
+            equity: equity, benchmarkReturns: market.benchmarkReturns,
+            trades: TradeSummary(closedProfits: loop.recorder.closedProfits, count: loop.tradeCount),
             exposure: Double(loop.daysExposed) / Double(max(market.dates.count, 1)))
         var stats = RunStatistics()
         stats.engine = name
@@ -60,8 +63,8 @@ public struct VectorEngine: BacktestRunner {
         stats.barsProcessed = market.dates.count * strategy.positions.count
         stats.simulationMs = (clock.now - started).milliseconds
         return BacktestResult(
-            strategyName: strategy.name, dates: market.dates, equity: loop.equity, benchmark: market.benchmark,
-            orders: loop.orders, metrics: metrics, benchmarkMetrics: market.benchmarkMetrics, warnings: warnings,
+            strategyName: strategy.name, dates: market.dates, equity: equity, benchmark: market.benchmark,
+            orders: loop.recorder.orders, metrics: metrics, benchmarkMetrics: market.benchmarkMetrics, warnings: warnings,
             stats: stats, initialCapital: market.settings.initialCapital, benchmarkTicker: market.settings.benchmark,
             dataSource: market.dataSource)
     }
