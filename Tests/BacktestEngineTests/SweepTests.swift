@@ -1,4 +1,5 @@
 import BacktestCore
+import BacktestModel
 import Foundation
 import Testing
 

@@ -1,3 +1,5 @@
+import BacktestModel
+
 /// A boolean signal per calendar day packed 64 days to a word: bit `t % 64` of word `t / 64` is
 /// day `t`. Bits past `count` are always 0, so the word operations below never leak past the
 /// calendar. Conditions combine with one operation per 64 days (`all` = and, `any` = or, `not`),

@@ -1,3 +1,5 @@
+import BacktestModel
+
 /// The benchmark's side of alpha and beta, computed once per calendar and shared by every
 /// variant of a sweep: its daily returns, their deviations from their mean, and their
 /// population variance — the same operations in the same order as

@@ -1,4 +1,5 @@
 import BacktestCore
+import BacktestModel
 import Dispatch
 
 /// What the variants of a sweep share, found once before any of them runs: every unique operand

@@ -1,4 +1,5 @@
 import BacktestCore
+import BacktestModel
 import Dispatch
 
 /// Runs many variants on one prepared calendar and answers each with a `BacktestSummary`

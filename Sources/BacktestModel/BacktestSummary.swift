@@ -4,7 +4,7 @@ import BacktestCore
 /// variant. Same numbers as the full `BacktestResult` of the same strategy, to the bit; no
 /// equity or benchmark curve, no dates, no order list.
 ///
-/// A model type (like `BacktestResult`): it belongs with the engine's value types.
+/// A model type, like `BacktestResult`.
 public struct BacktestSummary: Sendable, Hashable {
     public var strategyName: String
     /// The strategy's metrics (empyrical conventions; see `PerformanceMetrics`).
