@@ -67,7 +67,7 @@ public struct PurgeScheduler: Sendable {
     @discardableResult
     public func purgeNow(label: String, retry: Bool = false) async -> PurgeResult? {
         do {
-            let result = try await cache.purge()
+            let result = try await cache.purge(reason: label)
             logger.notice("Cache purged at \(label)\(retry ? " (retried)" : "") (\(result.removedEntries) entries)")
             return result
         } catch {

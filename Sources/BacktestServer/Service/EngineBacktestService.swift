@@ -3,6 +3,7 @@ import BacktestCore
 import BacktestEngine
 import BacktestProtocol
 import Logging
+import MarketData
 import NIOCore
 
 /// The real domain behind the wire: backtests through the `BacktestPipeline`, batches as jobs
@@ -33,7 +34,15 @@ public struct EngineBacktestService: BacktestService {
     }
 
     public func runBacktest(_ request: BacktestRequest, context: CallContext) async throws -> BacktestResult {
-        try await pipeline.runBacktest(request.strategy, settings: request.settings)
+        // Vendor fetches plan their attempts within the call's deadline.
+        try await FetchDeadline.$current.withValue(Self.fetchDeadline(context.deadline)) {
+            try await pipeline.runBacktest(request.strategy, settings: request.settings)
+        }
+    }
+
+    /// The call's deadline on the clock vendor fetches use; nil for none.
+    static func fetchDeadline(_ deadline: NIODeadline) -> ContinuousClock.Instant? {
+        deadline == .distantFuture ? nil : ContinuousClock.now + .nanoseconds((deadline - .now()).nanoseconds)
     }
 
     /// A batch outlives its connection while a client re-attaches: when the connection is lost,
@@ -50,6 +59,7 @@ public struct EngineBacktestService: BacktestService {
             deadline: context.deadline, connection: context.connection, abandonAfter: abandonAfter, logger: context.logger)
         let connection = context.connection
         let work = Task {
+            try await FetchDeadline.$current.withValue(Self.fetchDeadline(context.deadline)) {
             try await run.run { update in
                 guard !connection.isLost else { return }
                 do {
@@ -57,6 +67,7 @@ public struct EngineBacktestService: BacktestService {
                 } catch {
                     if !connection.isLost { throw error }
                 }
+            }
             }
         }
         // The server's deadline timer cancels the call only while the connection is open.
@@ -81,7 +92,8 @@ public struct EngineBacktestService: BacktestService {
         var connected = false
         if let cache = pipeline.cache {
             let session = await cache.openSession()
-            connected = session.isCaching && session.generation >= 0
+            // Connected means Redis answered; the in-process layer alone does not count.
+            connected = session.isUsingRedis
             generation = UInt64(max(0, session.generation))
             await session.finish()
         }

@@ -27,6 +27,11 @@ public final class CoalescingProvider: MarketDataProvider {
     public var name: String { base.name }
     public var dataEpoch: TradingDate { base.dataEpoch }
     public var standingWarnings: [String] { base.standingWarnings }
+    public var cacheIdentity: String { base.cacheIdentity }
+
+    public func cacheFingerprints(_ symbols: [String]) async throws -> [String: String] {
+        try await base.cacheFingerprints(symbols)
+    }
 
     private let flights = SingleFlight<BarQuery, BarSet>()
     private let calendar: MarketCalendar

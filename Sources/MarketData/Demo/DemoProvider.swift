@@ -13,6 +13,8 @@ import Synchronization
 /// their whole length and sliced, so a value never depends on the range asked for.
 public final class DemoProvider: MarketDataProvider {
     public let name = "demo"
+    /// The seed decides every price.
+    public var cacheIdentity: String { "demo|\(seed)" }
     public let dataEpoch = TradingDate(year: 2000, month: 1, day: 3)!
     public let seed: UInt64
 
