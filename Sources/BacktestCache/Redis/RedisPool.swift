@@ -31,7 +31,16 @@ public final class RedisPool: Sendable {
         var idle: [RedisConnection] = []
         var breaker: Breaker = .closed
         var isShutDown = false
+        /// Calls of requests let through to Redis, and background probes started (for tests
+        /// and figures: a hung Redis must not see requests' calls while the breaker is open).
+        var admittedCalls = 0
+        var probesStarted = 0
     }
+
+    /// Calls let through to Redis so far (probes not included).
+    var admittedCalls: Int { state.withLockedValue { $0.admittedCalls } }
+    /// Background probes started so far.
+    var probesStarted: Int { state.withLockedValue { $0.probesStarted } }
 
     public init(configuration: RedisConfiguration, logger: Logger = Logger(label: "backtestd.cache.redis")) {
         self.configuration = configuration
@@ -106,10 +115,12 @@ public final class RedisPool: Sendable {
             if state.isShutDown { return .failure(.unavailable("cache is shut down")) }
             switch state.breaker {
             case .closed:
+                state.admittedCalls += 1
                 return .success(false)
             case .open(let retryAt, let backoff):
                 guard now >= retryAt else { return .failure(.unavailable("Redis is down (retrying later)")) }
                 state.breaker = .probing(backoff: backoff)
+                state.probesStarted += 1
                 return .success(true)
             case .probing:
                 return .failure(.unavailable("Redis is down (a reconnect is in progress)"))
