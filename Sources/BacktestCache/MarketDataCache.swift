@@ -74,7 +74,10 @@ public final class MarketDataCache: Sendable {
     /// every generation in use, so caching goes on at once and nothing written before a purge can
     /// come back. When Redis cannot be reached the session still uses the in-process layer,
     /// under the last generation seen (or `offlineGeneration` when none was ever seen).
-    public func openSession() async -> CacheSession {
+    ///
+    /// - Parameter countsAsRequest: false for looks at the cache that are not requests (the
+    ///   server-info call), so the figures count only backtests and batches.
+    public func openSession(countsAsRequest: Bool = true) async -> CacheSession {
         let now = clock.unixSeconds()
         let lastCacheable = CacheHorizon.lastCacheableDate(atUnixSeconds: now)
         var generation: Int64?
@@ -110,7 +113,7 @@ public final class MarketDataCache: Sendable {
         // Another process purged (or Redis was moved past a loss): what this process holds is
         // keyed by older generations and can never be read again.
         if newer { local.removeAll() }
-        metrics.sessionOpened(usesRedis: usesRedis)
+        if countsAsRequest { metrics.sessionOpened(usesRedis: usesRedis) }
         if usesRedis { metrics.generationInUse(resolved) }
         return CacheSession(
             cache: self, generation: resolved, lastCacheableDate: lastCacheable, usesRedis: usesRedis,

@@ -90,18 +90,20 @@ public struct EngineBacktestService: BacktestService {
     public func serverInfo() async -> ServerInfo {
         var generation: UInt64 = 0
         var connected = false
+        var figures: CacheStatsInfo?
         if let cache = pipeline.cache {
-            let session = await cache.openSession()
+            let session = await cache.openSession(countsAsRequest: false)
             // Connected means Redis answered; the in-process layer alone does not count.
             connected = session.isUsingRedis
             generation = UInt64(max(0, session.generation))
             await session.finish()
+            figures = CacheStatsInfo(cache.figures())
         }
         return ServerInfo(
             serverVersion: serverVersion, dataSource: pipeline.source.name, cacheConnected: connected,
             engine: pipeline.engines.useNewEngine ? pipeline.engines.primary.name : pipeline.engines.fallback.name,
             uptimeSeconds: Double((NIODeadline.now() - startedAt).nanoseconds) / 1e9, maxParallel: maxParallel,
-            cacheGeneration: generation)
+            cacheGeneration: generation, cache: figures)
     }
 
     public func purgeCache() async throws -> PurgeCacheResult {
@@ -109,11 +111,31 @@ public struct EngineBacktestService: BacktestService {
             throw BacktestError(.failedPrecondition, "this server runs without a cache (no Redis configured)")
         }
         do {
-            let result = try await cache.purge()
+            let result = try await cache.purge(reason: "manual")
             pipeline.logger.info("Cache purged on request (\(result.removedEntries) entries)")
             return PurgeCacheResult(entriesRemoved: UInt64(result.removedEntries), generation: UInt64(max(0, result.generation)))
         } catch {
             throw BacktestError(.unavailable, "cache purge failed: \(error)")
         }
+    }
+}
+
+extension CacheStatsInfo {
+    /// The wire form of the cache's figures.
+    init(_ figures: CacheFigures) {
+        self.init()
+        hits = figures.hits
+        misses = figures.misses
+        hitRate = figures.hitRate
+        rejectedValues = figures.rejectedValues
+        generationBytes = figures.generationBytes
+        generationKeys = figures.generationKeys
+        localBytes = figures.localBytes
+        localEntries = figures.localEntries
+        lastPurgeUnixSeconds = figures.lastPurgeUnixSeconds
+        lastPurgeReason = figures.lastPurgeReason
+        lastPurgeRemoved = figures.lastPurgeRemovedEntries
+        requests = figures.sessions
+        requestsWithoutRedis = figures.sessionsWithoutRedis
     }
 }
