@@ -42,6 +42,7 @@ public final class LocalFilesProvider: MarketDataProvider {
     /// whose size or modification time changed since they were read, so an edited file gets a
     /// new fingerprint (and new cache keys) without a restart.
     public func cacheFingerprints(_ symbols: [String]) async throws -> [String: String] {
+        try TickerSymbol.validate(symbols)
         var result: [String: String] = [:]
         for symbol in symbols {
             _ = try history(symbol, nil)
