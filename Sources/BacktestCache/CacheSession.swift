@@ -1,5 +1,6 @@
 import BacktestCore
 import Logging
+import MarketData
 import NIOConcurrencyHelpers
 
 /// What one request got from the cache; the server copies it into `RunStatistics`
@@ -34,6 +35,9 @@ package final class CacheSession: Sendable {
     private struct State {
         var statistics = CacheStatistics()
         var symbols: Set<String> = []
+        /// How each symbol appears in keys ("AAPL", or "AAPL@fingerprint" for file sources).
+        var keySymbols: [String: String] = [:]
+        var keySource: String?
         var pendingWrites: [Task<Void, Never>] = []
         var isFinished = false
     }
@@ -50,6 +54,9 @@ package final class CacheSession: Sendable {
         // A session dropped without finish() must not hold up a purge's sweep.
         if !state.withLockedValue({ $0.isFinished }) { cache.sessionFinished(generation: generation) }
     }
+
+    /// True when Redis answered when the session opened (its reads and writes go to Redis).
+    public var isUsingRedis: Bool { usesRedis }
 
     /// True when the cache takes part at all (Redis reachable at open, or process memory usable).
     package var isCaching: Bool { usesRedis || usesLocal }
@@ -79,12 +86,47 @@ package final class CacheSession: Sendable {
     }
 
     func count(hits: Int = 0, misses: Int = 0, apiCalls: Int = 0, symbols: [String] = []) {
+        if hits != 0 || misses != 0 { cache.metrics.count(hits: hits, misses: misses) }
         state.withLockedValue { state in
             state.statistics.hits += hits
             state.statistics.misses += misses
             state.statistics.apiCalls += apiCalls
             state.symbols.formUnion(symbols)
         }
+    }
+
+    /// The source and symbol parts of this session's keys, fixed once per symbol for the whole
+    /// request (so bars and the indicators computed from them use one file version).
+    func keyParts(for symbols: [String], upstream: any MarketDataProvider) async throws -> (source: String, symbols: [String: String]) {
+        let source = Self.sourceTag(upstream)
+        let known = state.withLockedValue { state in symbols.compactMap { s in state.keySymbols[s].map { (s, $0) } } }
+        var parts = Dictionary(known, uniquingKeysWith: { first, _ in first })
+        let missing = symbols.filter { parts[$0] == nil }
+        if !missing.isEmpty {
+            let fingerprints = try await upstream.cacheFingerprints(missing)
+            for symbol in missing { parts[symbol] = fingerprints[symbol].map { "\(symbol)@\($0)" } ?? symbol }
+            state.withLockedValue { state in
+                state.keySource = source
+                for symbol in missing where state.keySymbols[symbol] == nil { state.keySymbols[symbol] = parts[symbol] }
+            }
+        }
+        return (source, parts)
+    }
+
+    /// Key parts recorded by `keyParts(for:upstream:)` for `ticker`, if its bars were fetched
+    /// through this session.
+    func recordedKeyParts(for ticker: String) -> (source: String, symbol: String)? {
+        state.withLockedValue { state in
+            guard let source = state.keySource, let symbol = state.keySymbols[ticker] else { return nil }
+            return (source, symbol)
+        }
+    }
+
+    /// The source's name, followed by a hash of its `cacheIdentity` when that says more than the
+    /// name (an Alpaca base URL and feed, a files directory, a demo seed).
+    static func sourceTag(_ upstream: any MarketDataProvider) -> String {
+        let identity = upstream.cacheIdentity
+        return identity == upstream.name ? upstream.name : "\(upstream.name)-\(ContentFingerprint.hex(identity.utf8).prefix(12))"
     }
 
     /// Runs a write-back without delaying the answer; `finish()` waits for it.

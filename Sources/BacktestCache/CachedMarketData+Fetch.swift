@@ -12,7 +12,8 @@ extension CachedMarketData {
     /// Runs one upstream query per group, concurrently, each shared with identical in-flight
     /// fetches, and schedules the write-back of the months each one completes.
     func fetch(
-        _ groups: [ClosedRange<TradingDate>: [String]], adjustment: PriceAdjustment, session: CacheSession,
+        _ groups: [ClosedRange<TradingDate>: [String]], adjustment: PriceAdjustment,
+        parts: (source: String, symbols: [String: String]), session: CacheSession,
         lookedUpAt epoch: UInt64?
     ) async throws -> Fetched {
         if groups.isEmpty { return Fetched() }
@@ -24,7 +25,7 @@ extension CachedMarketData {
                 group.addTask {
                     try await inflight.fill(
                         key, lookedUpAt: epoch, fetch: { try await upstream.dailyBars(query) },
-                        writeBack: { set in await writeBack(set, for: query, session: session) },
+                        writeBack: { set in await writeBack(set, for: query, parts: parts, session: session) },
                         schedule: { session.writeBehind($0) })
                 }
             }
@@ -44,7 +45,7 @@ extension CachedMarketData {
 
     /// Stores every month of `query` that the answer covers completely up to T-2: a symbol
     /// without bars there becomes empty months (a cached "no data" fact).
-    func writeBack(_ set: BarSet, for query: BarQuery, session: CacheSession) async {
+    func writeBack(_ set: BarSet, for query: BarQuery, parts: (source: String, symbols: [String: String]), session: CacheSession) async {
         guard session.isCaching else { return }
         let horizon = session.lastCacheableDate
         let range = query.range
@@ -59,8 +60,9 @@ extension CachedMarketData {
                 guard completeThrough <= range.upperBound else { continue }
                 let chunk = MonthOfBars(month: month, completeThrough: completeThrough, bars: bars.slice(month.firstDay...completeThrough))
                 let key = cache.keys.bars(
-                    generation: session.generation, source: upstream.name, adjustment: query.adjustment, symbol: symbol, month: month)
-                entries.append((key, chunk.encoded()))
+                    generation: session.generation, source: parts.source, adjustment: query.adjustment,
+                    symbol: parts.symbols[symbol] ?? symbol, month: month)
+                entries.append((key, chunk.encoded(key: key)))
                 local.append((key, .month(chunk)))
             }
         }

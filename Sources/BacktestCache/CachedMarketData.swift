@@ -44,7 +44,8 @@ package struct CachedMarketData: MarketDataProvider {
         while true {
             attempt += 1
             let epoch = inflight.completedFills
-            let lookup = await lookUp(query, session: session)
+            let parts = session.isCaching ? try await session.keyParts(for: query.symbols, upstream: upstream) : (upstream.name, [:])
+            let lookup = await lookUp(query, parts: parts, session: session)
             // The hull of uncovered days per symbol, grouped so symbols that share it share a call.
             var groups: [ClosedRange<TradingDate>: [String]] = [:]
             for symbol in query.symbols {
@@ -58,15 +59,22 @@ package struct CachedMarketData: MarketDataProvider {
             let fetched: Fetched
             do {
                 fetched = try await fetch(
-                    groups, adjustment: query.adjustment, session: session, lookedUpAt: attempt < 3 ? epoch : nil)
+                    groups, adjustment: query.adjustment, parts: parts, session: session, lookedUpAt: attempt < 3 ? epoch : nil)
             } catch is InflightFills.LookAgain {
                 continue
             }
             session.count(
                 hits: lookup.hits, misses: lookup.misses + (extendsPastHorizon ? query.symbols.count : 0),
                 symbols: query.symbols)
-            if lookup.corrupt > 0 {
-                cache.logger.warning("cache: \(lookup.corrupt) corrupt or outdated values ignored for \(query); they will be overwritten")
+            if lookup.corrupt > 0 || lookup.foreign > 0 {
+                cache.metrics.rejected(lookup.corrupt + lookup.foreign)
+                if lookup.foreign > 0 {
+                    cache.logger.warning(
+                        "cache: \(lookup.foreign) values stored under another key's name ignored for \(query); they will be overwritten")
+                }
+                if lookup.corrupt > 0 {
+                    cache.logger.warning("cache: \(lookup.corrupt) corrupt or outdated values ignored for \(query); they will be overwritten")
+                }
             }
             return assemble(query, lookup: lookup, fetched: fetched, horizon: horizon)
         }
@@ -116,9 +124,11 @@ package struct CachedMarketData: MarketDataProvider {
         var hits = 0
         var misses = 0
         var corrupt = 0
+        /// Intact values written under another key (copied or misplaced).
+        var foreign = 0
     }
 
-    private func lookUp(_ query: BarQuery, session: CacheSession) async -> Lookup {
+    private func lookUp(_ query: BarQuery, parts: (source: String, symbols: [String: String]), session: CacheSession) async -> Lookup {
         let horizon = session.lastCacheableDate
         let range = query.range
         var result = Lookup()
@@ -129,7 +139,7 @@ package struct CachedMarketData: MarketDataProvider {
         let monthNumbers = months.map { String($0.number) }
         for symbol in query.symbols {
             let prefix = cache.keys.barsPrefix(
-                generation: session.generation, source: upstream.name, adjustment: query.adjustment, symbol: symbol)
+                generation: session.generation, source: parts.source, adjustment: query.adjustment, symbol: parts.symbols[symbol] ?? symbol)
             for number in monthNumbers { keys.append(prefix + number) }
         }
         let (local, remote) = session.isCaching ? await cache.lookup(keys, in: session) : ([:], [:])
@@ -143,8 +153,14 @@ package struct CachedMarketData: MarketDataProvider {
                 if case .month(let cached)? = local[key] {
                     chunk = cached
                 } else if let bytes = remote[key] {
-                    chunk = MonthOfBars.decode(bytes, symbol: symbol, month: month)
-                    if let chunk { decoded.append((key, .month(chunk))) } else { result.corrupt += 1 }
+                    chunk = MonthOfBars.decode(bytes, symbol: symbol, month: month, key: key)
+                    if let chunk {
+                        decoded.append((key, .month(chunk)))
+                    } else if PackedValue.isForeign(bytes, key: key) {
+                        result.foreign += 1
+                    } else {
+                        result.corrupt += 1
+                    }
                 }
                 let neededEnd = min(month.lastDay, range.upperBound, horizon)
                 if let chunk, chunk.covers(through: neededEnd) {

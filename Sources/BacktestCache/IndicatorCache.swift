@@ -45,14 +45,20 @@ package struct IndicatorCache: Sendable {
             session.count(misses: 1, symbols: [key.ticker])
             return nil
         }
-        let redisKey = cache.keys.indicator(generation: session.generation, key: key)
+        let redisKey = cache.keys.indicator(generation: session.generation, key: key.tagged(by: session))
         let (local, remote) = await cache.lookup([redisKey], in: session)
         var values: [Double]?
         if case .series(let series)? = local[redisKey] {
             values = series
-        } else if let bytes = remote[redisKey], let decoded = PackedSeries.decode(bytes, from: key.from, through: key.through) {
-            values = decoded
-            cache.remember([(redisKey, .series(decoded))], in: session)
+        } else if let bytes = remote[redisKey] {
+            if let decoded = PackedSeries.decode(bytes, from: key.from, through: key.through, key: redisKey) {
+                values = decoded
+                cache.remember([(redisKey, .series(decoded))], in: session)
+            } else {
+                cache.metrics.rejected(1)
+                cache.logger.warning(
+                    "cache: \(PackedValue.isForeign(bytes, key: redisKey) ? "a value stored under another key's name" : "a corrupt value") ignored for \(redisKey); it will be overwritten")
+            }
         }
         if let values, expectedCount.map({ $0 == values.count }) ?? true {
             session.count(hits: 1, symbols: [key.ticker])
@@ -67,9 +73,22 @@ package struct IndicatorCache: Sendable {
     @discardableResult
     package func put(_ key: IndicatorCacheKey, values: [Double], session: CacheSession) async -> Bool {
         guard session.isCaching, key.through <= session.lastCacheableDate, key.from <= key.through else { return false }
-        let redisKey = cache.keys.indicator(generation: session.generation, key: key)
+        let redisKey = cache.keys.indicator(generation: session.generation, key: key.tagged(by: session))
         cache.remember([(redisKey, .series(values))], in: session)
-        await cache.store([(redisKey, PackedSeries.encode(values, from: key.from, through: key.through))], in: session)
+        await cache.store([(redisKey, PackedSeries.encode(values, from: key.from, through: key.through, key: redisKey))], in: session)
         return true
+    }
+}
+
+extension IndicatorCacheKey {
+    /// The key with the source and ticker parts the session used for the ticker's bars (source
+    /// instance hash, file fingerprint), so a series is never read for other data than it was
+    /// computed from. Unchanged when the session did not fetch the ticker's bars.
+    func tagged(by session: CacheSession) -> IndicatorCacheKey {
+        guard let parts = session.recordedKeyParts(for: ticker) else { return self }
+        var tagged = self
+        tagged.source = parts.source
+        tagged.ticker = parts.symbol
+        return tagged
     }
 }

@@ -13,10 +13,13 @@ extension MarketDataCache {
     /// SCAN MATCH + UNLINK. Never FLUSHDB/FLUSHALL/KEYS: the Redis may be shared.
     ///
     /// Throws `.unavailable` when Redis cannot be reached (the in-process layer is cleared anyway).
-    package func purge() async throws(RedisFailure) -> PurgeResult {
+    ///
+    /// - Parameter reason: why ("4:00 PM ET", "manual"), kept for `figures()`.
+    package func purge(reason: String = "manual") async throws(RedisFailure) -> PurgeResult {
         let generation = try await beginPurge()
         await waitForOlderSessions(than: generation)
         let removed = try await sweep(olderThan: generation)
+        metrics.purged(atUnixSeconds: clock.unixSeconds(), reason: reason, removed: removed)
         return PurgeResult(removedEntries: removed, generation: generation)
     }
 
@@ -24,10 +27,11 @@ extension MarketDataCache {
     func beginPurge() async throws(RedisFailure) -> Int64 {
         local.removeAll()
         guard let pool else { return state.withLockedValue { $0.latestGeneration } ?? 0 }
-        let reply = try await pool.execute(RedisCommand("INCR", keys.generation))
+        let floor = state.withLockedValue { $0.latestGeneration } ?? -1
+        let reply = try await pool.execute(GenerationScripts.bump(keys.generation, floor: floor, unixSeconds: clock.unixSeconds()))
         guard let generation = reply.integer else {
             if case .error(let message) = reply { throw .replyError(message) }
-            throw .replyError("INCR \(keys.generation) returned \(reply)")
+            throw .replyError("bumping \(keys.generation) returned \(reply)")
         }
         state.withLockedValue { state in
             state.latestGeneration = max(state.latestGeneration ?? generation, generation)

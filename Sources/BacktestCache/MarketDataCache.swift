@@ -19,9 +19,12 @@ package final class MarketDataCache: Sendable {
     let local: LocalCache
     let logger: Logger
     let state = NIOLockedValueBox(State())
+    let metrics = CacheMetrics()
 
     struct State {
         /// Newest generation seen (read at session start or set by a purge in this process).
+        /// Also the floor below which Redis's generation is never accepted again (see
+        /// `GenerationScripts`): a Redis that lost its state is moved past it, not followed back.
         var latestGeneration: Int64?
         /// Open sessions per generation, so a purge's sweep can wait for the old one to drain.
         var activeSessions: [Int64: Int] = [:]
@@ -44,6 +47,18 @@ package final class MarketDataCache: Sendable {
         self.local = LocalCache(capacityBytes: redis == nil ? 0 : options.localCacheBytes)
     }
 
+    /// The cache's figures now (hits, misses, bytes and keys of the generation, last purge, …).
+    public func figures() -> CacheFigures {
+        var figures = metrics.snapshot
+        figures.localBytes = UInt64(local.byteCount)
+        figures.localEntries = UInt64(local.count)
+        figures.redisAvailable = pool?.isAvailable ?? false
+        return figures
+    }
+
+    /// True when Redis is configured and currently answering.
+    public var isRedisAvailable: Bool { pool?.isAvailable ?? false }
+
     /// Stops the Redis threads; afterwards sessions run without the cache.
     package func shutdown() async {
         await pool?.shutdown()
@@ -52,30 +67,62 @@ package final class MarketDataCache: Sendable {
     /// Starts one request's view of the cache: reads the generation once (one round trip) and
     /// fixes "today", so everything the request reads and writes is from one generation and
     /// follows one T-2 boundary, even if a purge or midnight happens meanwhile.
-    package func openSession() async -> CacheSession {
-        let lastCacheable = CacheHorizon.lastCacheableDate(atUnixSeconds: clock.unixSeconds())
+    ///
+    /// The generation is read with `GenerationScripts.read`, which never goes below the newest
+    /// generation this process has seen: when Redis lost its state (restart without
+    /// persistence, FLUSHALL, failover to a lagging replica) it is moved to a fresh value above
+    /// every generation in use, so caching goes on at once and nothing written before a purge can
+    /// come back. When Redis cannot be reached the session still uses the in-process layer,
+    /// under the last generation seen (or `offlineGeneration` when none was ever seen).
+    ///
+    /// - Parameter countsAsRequest: false for looks at the cache that are not requests (the
+    ///   server-info call), so the figures count only backtests and batches.
+    package func openSession(countsAsRequest: Bool = true) async -> CacheSession {
+        let now = clock.unixSeconds()
+        let lastCacheable = CacheHorizon.lastCacheableDate(atUnixSeconds: now)
         var generation: Int64?
         var usesRedis = false
         if let pool {
+            let floor = state.withLockedValue { $0.latestGeneration } ?? -1
             do {
-                let reply = try await pool.execute(RedisCommand("GET", keys.generation))
-                generation = reply.integer ?? 0
-                usesRedis = true
+                let reply = try await pool.execute(GenerationScripts.read(keys.generation, floor: floor, unixSeconds: now))
+                if let value = reply.integer {
+                    generation = value
+                    usesRedis = true
+                } else {
+                    logger.warning("cache: reading the generation failed (\(reply)); this request runs on the in-process layer")
+                }
             } catch {
-                // Redis is down: keep serving what this process already holds, if we know which
-                // generation it belongs to; otherwise run without the cache.
-                generation = state.withLockedValue { $0.latestGeneration }
+                // Redis is down or hung; the pool has logged it once.
             }
         }
-        let resolved = generation ?? -1
-        state.withLockedValue { state in
-            if usesRedis { state.latestGeneration = max(state.latestGeneration ?? resolved, resolved) }
-            state.activeSessions[resolved, default: 0] += 1
+        if pool != nil, generation == nil {
+            // Keep serving what this process already holds, under the generation it belongs to.
+            generation = state.withLockedValue { $0.latestGeneration } ?? Self.offlineGeneration
         }
+        let resolved = generation ?? -1
+        let newer = state.withLockedValue { state -> Bool in
+            var newer = false
+            if usesRedis {
+                newer = state.latestGeneration.map { resolved > $0 } ?? false
+                state.latestGeneration = max(state.latestGeneration ?? resolved, resolved)
+            }
+            state.activeSessions[resolved, default: 0] += 1
+            return newer
+        }
+        // Another process purged (or Redis was moved past a loss): what this process holds is
+        // keyed by older generations and can never be read again.
+        if newer { local.removeAll() }
+        if countsAsRequest { metrics.sessionOpened(usesRedis: usesRedis) }
+        if usesRedis { metrics.generationInUse(resolved) }
         return CacheSession(
             cache: self, generation: resolved, lastCacheableDate: lastCacheable, usesRedis: usesRedis,
             usesLocal: generation != nil && local.isEnabled)
     }
+
+    /// The generation of sessions opened while Redis has never been reachable by this process:
+    /// they use only the in-process layer, under keys no Redis generation can produce.
+    public static let offlineGeneration: Int64 = -2
 
     func sessionFinished(generation: Int64) {
         let ready = state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
@@ -142,6 +189,10 @@ package final class MarketDataCache: Sendable {
         let seconds = String(max(1, options.timeToLive.components.seconds))
         let commands = [RedisCommand(mset)] + entries.map { RedisCommand("EXPIRE", $0.key, seconds) }
         // A failed write is just a write skipped; the pool has logged the outage once.
-        _ = try? await pool.pipeline(commands)
+        if (try? await pool.pipeline(commands)) != nil {
+            metrics.wrote(
+                keys: entries.count, bytes: entries.reduce(0) { $0 + $1.key.utf8.count + $1.value.count },
+                generation: session.generation)
+        }
     }
 }

@@ -67,7 +67,7 @@ package struct PurgeScheduler: Sendable {
     @discardableResult
     package func purgeNow(label: String, retry: Bool = false) async -> PurgeResult? {
         do {
-            let result = try await cache.purge()
+            let result = try await cache.purge(reason: label)
             logger.notice("Cache purged at \(label)\(retry ? " (retried)" : "") (\(result.removedEntries) entries)")
             return result
         } catch {

@@ -3,6 +3,7 @@ import BacktestCore
 import BacktestModel
 import BacktestProtocol
 import Logging
+import MarketData
 import NIOCore
 
 /// The real domain behind the wire: backtests through the `BacktestPipeline`, batches as jobs
@@ -33,7 +34,15 @@ package struct EngineBacktestService: BacktestService {
     }
 
     package func runBacktest(_ request: BacktestRequest, context: CallContext) async throws -> BacktestResult {
-        try await pipeline.runBacktest(request.strategy, settings: request.settings)
+        // Vendor fetches plan their attempts within the call's deadline.
+        try await FetchDeadline.$current.withValue(Self.fetchDeadline(context.deadline)) {
+            try await pipeline.runBacktest(request.strategy, settings: request.settings)
+        }
+    }
+
+    /// The call's deadline on the clock vendor fetches use; nil for none.
+    static func fetchDeadline(_ deadline: NIODeadline) -> ContinuousClock.Instant? {
+        deadline == .distantFuture ? nil : ContinuousClock.now + .nanoseconds((deadline - .now()).nanoseconds)
     }
 
     /// A batch outlives its connection while a client re-attaches: when the connection is lost,
@@ -50,6 +59,7 @@ package struct EngineBacktestService: BacktestService {
             deadline: context.deadline, connection: context.connection, abandonAfter: abandonAfter, logger: context.logger)
         let connection = context.connection
         let work = Task {
+            try await FetchDeadline.$current.withValue(Self.fetchDeadline(context.deadline)) {
             try await run.run { update in
                 guard !connection.isLost else { return }
                 do {
@@ -57,6 +67,7 @@ package struct EngineBacktestService: BacktestService {
                 } catch {
                     if !connection.isLost { throw error }
                 }
+            }
             }
         }
         // The server's deadline timer cancels the call only while the connection is open.
@@ -79,17 +90,20 @@ package struct EngineBacktestService: BacktestService {
     package func serverInfo() async -> ServerInfo {
         var generation: UInt64 = 0
         var connected = false
+        var figures: CacheStatsInfo?
         if let cache = pipeline.cache {
-            let session = await cache.openSession()
-            connected = session.isCaching && session.generation >= 0
+            let session = await cache.openSession(countsAsRequest: false)
+            // Connected means Redis answered; the in-process layer alone does not count.
+            connected = session.isUsingRedis
             generation = UInt64(max(0, session.generation))
             await session.finish()
+            figures = CacheStatsInfo(cache.figures())
         }
         return ServerInfo(
             serverVersion: serverVersion, dataSource: pipeline.source.name, cacheConnected: connected,
             engine: pipeline.engines.useNewEngine ? pipeline.engines.primary.name : pipeline.engines.fallback.name,
             uptimeSeconds: Double((NIODeadline.now() - startedAt).nanoseconds) / 1e9, maxParallel: maxParallel,
-            cacheGeneration: generation)
+            cacheGeneration: generation, cache: figures)
     }
 
     package func purgeCache() async throws -> PurgeCacheResult {
@@ -97,11 +111,31 @@ package struct EngineBacktestService: BacktestService {
             throw BacktestError(.failedPrecondition, "this server runs without a cache (no Redis configured)")
         }
         do {
-            let result = try await cache.purge()
+            let result = try await cache.purge(reason: "manual")
             pipeline.logger.info("Cache purged on request (\(result.removedEntries) entries)")
             return PurgeCacheResult(entriesRemoved: UInt64(result.removedEntries), generation: UInt64(max(0, result.generation)))
         } catch {
             throw BacktestError(.unavailable, "cache purge failed: \(error)")
         }
+    }
+}
+
+extension CacheStatsInfo {
+    /// The wire form of the cache's figures.
+    init(_ figures: CacheFigures) {
+        self.init()
+        hits = figures.hits
+        misses = figures.misses
+        hitRate = figures.hitRate
+        rejectedValues = figures.rejectedValues
+        generationBytes = figures.generationBytes
+        generationKeys = figures.generationKeys
+        localBytes = figures.localBytes
+        localEntries = figures.localEntries
+        lastPurgeUnixSeconds = figures.lastPurgeUnixSeconds
+        lastPurgeReason = figures.lastPurgeReason
+        lastPurgeRemoved = figures.lastPurgeRemovedEntries
+        requests = figures.sessions
+        requestsWithoutRedis = figures.sessionsWithoutRedis
     }
 }

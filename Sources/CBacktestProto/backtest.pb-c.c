@@ -997,6 +997,51 @@ void   backtest__v1__server_info__free_unpacked
   assert(message->base.descriptor == &backtest__v1__server_info__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   backtest__v1__cache_stats__init
+                     (Backtest__V1__CacheStats         *message)
+{
+  static const Backtest__V1__CacheStats init_value = BACKTEST__V1__CACHE_STATS__INIT;
+  *message = init_value;
+}
+size_t backtest__v1__cache_stats__get_packed_size
+                     (const Backtest__V1__CacheStats *message)
+{
+  assert(message->base.descriptor == &backtest__v1__cache_stats__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t backtest__v1__cache_stats__pack
+                     (const Backtest__V1__CacheStats *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &backtest__v1__cache_stats__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t backtest__v1__cache_stats__pack_to_buffer
+                     (const Backtest__V1__CacheStats *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &backtest__v1__cache_stats__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Backtest__V1__CacheStats *
+       backtest__v1__cache_stats__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Backtest__V1__CacheStats *)
+     protobuf_c_message_unpack (&backtest__v1__cache_stats__descriptor,
+                                allocator, len, data);
+}
+void   backtest__v1__cache_stats__free_unpacked
+                     (Backtest__V1__CacheStats *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &backtest__v1__cache_stats__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   backtest__v1__purge_cache_result__init
                      (Backtest__V1__PurgeCacheResult         *message)
 {
@@ -3226,7 +3271,7 @@ const ProtobufCMessageDescriptor backtest__v1__progress_update__descriptor =
   (ProtobufCMessageInit) backtest__v1__progress_update__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor backtest__v1__server_info__field_descriptors[8] =
+static const ProtobufCFieldDescriptor backtest__v1__server_info__field_descriptors[9] =
 {
   {
     "server_version",
@@ -3324,8 +3369,21 @@ static const ProtobufCFieldDescriptor backtest__v1__server_info__field_descripto
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "cache",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__ServerInfo, cache),
+    &backtest__v1__cache_stats__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned backtest__v1__server_info__field_indices_by_name[] = {
+  8,   /* field[8] = cache */
   3,   /* field[3] = cache_connected */
   7,   /* field[7] = cache_generation */
   2,   /* field[2] = data_source */
@@ -3338,7 +3396,7 @@ static const unsigned backtest__v1__server_info__field_indices_by_name[] = {
 static const ProtobufCIntRange backtest__v1__server_info__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor backtest__v1__server_info__descriptor =
 {
@@ -3348,11 +3406,205 @@ const ProtobufCMessageDescriptor backtest__v1__server_info__descriptor =
   "Backtest__V1__ServerInfo",
   "backtest.v1",
   sizeof(Backtest__V1__ServerInfo),
-  8,
+  9,
   backtest__v1__server_info__field_descriptors,
   backtest__v1__server_info__field_indices_by_name,
   1,  backtest__v1__server_info__number_ranges,
   (ProtobufCMessageInit) backtest__v1__server_info__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor backtest__v1__cache_stats__field_descriptors[13] =
+{
+  {
+    "hits",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__CacheStats, hits),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "misses",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__CacheStats, misses),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "hit_rate",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__CacheStats, hit_rate),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "rejected_values",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__CacheStats, rejected_values),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "generation_bytes",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__CacheStats, generation_bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "generation_keys",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__CacheStats, generation_keys),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "local_bytes",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__CacheStats, local_bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "local_entries",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__CacheStats, local_entries),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "last_purge_unix_seconds",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__CacheStats, last_purge_unix_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "last_purge_reason",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__CacheStats, last_purge_reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "last_purge_removed",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__CacheStats, last_purge_removed),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "requests",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__CacheStats, requests),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "requests_without_redis",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__CacheStats, requests_without_redis),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned backtest__v1__cache_stats__field_indices_by_name[] = {
+  4,   /* field[4] = generation_bytes */
+  5,   /* field[5] = generation_keys */
+  2,   /* field[2] = hit_rate */
+  0,   /* field[0] = hits */
+  9,   /* field[9] = last_purge_reason */
+  10,   /* field[10] = last_purge_removed */
+  8,   /* field[8] = last_purge_unix_seconds */
+  6,   /* field[6] = local_bytes */
+  7,   /* field[7] = local_entries */
+  1,   /* field[1] = misses */
+  3,   /* field[3] = rejected_values */
+  11,   /* field[11] = requests */
+  12,   /* field[12] = requests_without_redis */
+};
+static const ProtobufCIntRange backtest__v1__cache_stats__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 13 }
+};
+const ProtobufCMessageDescriptor backtest__v1__cache_stats__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "backtest.v1.CacheStats",
+  "CacheStats",
+  "Backtest__V1__CacheStats",
+  "backtest.v1",
+  sizeof(Backtest__V1__CacheStats),
+  13,
+  backtest__v1__cache_stats__field_descriptors,
+  backtest__v1__cache_stats__field_indices_by_name,
+  1,  backtest__v1__cache_stats__number_ranges,
+  (ProtobufCMessageInit) backtest__v1__cache_stats__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor backtest__v1__purge_cache_result__field_descriptors[2] =

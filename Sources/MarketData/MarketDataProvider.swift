@@ -59,8 +59,33 @@ package protocol MarketDataProvider: Sendable {
     /// Warnings that hold for every answer of this source (the demo source's "synthetic
     /// prices"), so that layers answering without asking it (the cache) still carry them.
     var standingWarnings: [String] { get }
+
+    /// What distinguishes this source's data from another instance's of the same kind, for
+    /// cache keys: Alpaca's base URL and feed, the files' directory, the demo's seed. Two
+    /// servers sharing one Redis share cached data only when this (and `name`) are equal.
+    /// Defaults to `name`.
+    var cacheIdentity: String { get }
+
+    /// A fingerprint of the data behind each of `symbols` (upper-case), for cache keys: the
+    /// content hash of a ticker's CSV file, so an edited file is never answered from the cache.
+    /// Symbols without one are absent from the answer (the default: none). Sources whose data
+    /// only changes by purges (Alpaca) have none.
+    func cacheFingerprints(_ symbols: [String]) async throws -> [String: String]
 }
 
 extension MarketDataProvider {
     package var standingWarnings: [String] { [] }
+    package var cacheIdentity: String { name }
+    package func cacheFingerprints(_ symbols: [String]) async throws -> [String: String] { [:] }
+}
+
+/// FNV-1a-64 as 16 hex digits: the fingerprints of `MarketDataProvider.cacheFingerprints` and
+/// of cache identities (change detection, not security).
+package enum ContentFingerprint {
+    package static func hex<C: Collection<UInt8>>(_ bytes: C) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
+        let digits = String(hash, radix: 16)
+        return String(repeating: "0", count: 16 - digits.count) + digits
+    }
 }

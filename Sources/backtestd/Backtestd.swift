@@ -1,6 +1,7 @@
 import ArgumentParser
 import BacktestProtocol
 import BacktestServer
+import BacktestService
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -55,6 +56,9 @@ struct Backtestd: AsyncParsableCommand {
     @Option(help: "Megabytes of results finished batches may keep; beyond it the oldest are dropped before their retention time (env BACKTESTD_BATCH_RETENTION_MB, default 128).")
     var batchRetentionMb: Int?
 
+    @Option(help: "Serve Prometheus metrics on http://127.0.0.1:PORT/metrics (env BACKTESTD_METRICS_PORT). Default off.")
+    var metricsPort: Int?
+
     func run() async throws {
         let environment = Environment()
         let levelName = try environment.resolve(logLevel, "BACKTESTD_LOG_LEVEL", "--log-level") { $0 } ?? "info"
@@ -81,9 +85,17 @@ struct Backtestd: AsyncParsableCommand {
             maxFramePayload: configuration.maxFramePayload, serverVersion: configuration.serverVersion,
             environment: environment.values, logger: logger)
 
-        let server = BacktestServer(configuration: configuration, service: domain.service, logger: logger)
+        var service: any BacktestService = domain.service
+        var services = domain.services
+        if let port = try environment.resolve(metricsPort, "BACKTESTD_METRICS_PORT", "--metrics-port", parse: { Int($0) }) {
+            guard (0...65535).contains(port) else { throw ValidationError("--metrics-port must be 0...65535, not \(port)") }
+            let metrics = ServerMetrics(cache: domain.service.pipeline.cache)
+            service = MeteredBacktestService(domain.service, metrics: metrics)
+            services.append(MetricsHTTPService(metrics: metrics, port: port, logger: logger))
+        }
+        let server = BacktestServer(configuration: configuration, service: service, logger: logger)
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: [.init(service: server)] + domain.services.map { .init(service: $0) },
+            services: [.init(service: server)] + services.map { .init(service: $0) },
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }

@@ -59,7 +59,7 @@ struct CachedMarketDataTests {
         }
         // Delete the Redis copies: a third run must still hit, from process memory.
         let raw = fixture.rawPool()
-        let keys = try await fixture.keys(raw, pattern: "\(fixture.prefix):v1:g*")
+        let keys = try await fixture.keys(raw, pattern: "\(fixture.prefix):v\(CacheSchema.version):g[0-9]*")
         #expect(keys.count == 3 * 243)
         _ = try await raw.execute(RedisCommand([Array("UNLINK".utf8)] + keys.map { Array($0.utf8) }))
         let session = await cache.openSession()
@@ -93,7 +93,7 @@ struct CachedMarketDataTests {
         defer { Task { await raw.shutdown() } }
         let key = CacheKeys(prefix: fixture.prefix).bars(generation: 0, source: "shared-test", adjustment: .split, symbol: symbol, month: month)
         let bytes = try #require(try await raw.execute(RedisCommand("GET", key)).bytes)
-        return try #require(MonthOfBars.decode(bytes, symbol: symbol, month: month))
+        return try #require(MonthOfBars.decode(bytes, symbol: symbol, month: month, key: key))
     }
 
     @Test func afterAWeekendOnlyTMinus1AndTodayAreFetchedAgain() async throws {
@@ -165,7 +165,7 @@ struct CachedMarketDataTests {
         }
         #expect(source.callCount == 2)
         let raw = fixture.rawPool()
-        #expect(try await fixture.keys(raw, pattern: "\(fixture.prefix):v1:g*").isEmpty)
+        #expect(try await fixture.keys(raw, pattern: "\(fixture.prefix):v\(CacheSchema.version):g[0-9]*").isEmpty)
         await raw.shutdown()
         await cache.shutdown()
     }
@@ -196,7 +196,7 @@ struct CachedMarketDataTests {
         #expect(source.queries.last?.range.lowerBound == june.firstDay)
         #expect(fixture.log.messages.contains { $0.contains("corrupt") })
         let repaired = try #require(try await raw.execute(RedisCommand("GET", key)).bytes)
-        #expect(MonthOfBars.decode(repaired, symbol: "AAPL", month: june)?.bars == (try SharedBarsProvider.expected("AAPL", june.firstDay...june.lastDay)))
+        #expect(MonthOfBars.decode(repaired, symbol: "AAPL", month: june, key: key)?.bars == (try SharedBarsProvider.expected("AAPL", june.firstDay...june.lastDay)))
         await raw.shutdown()
         await cache.shutdown()
     }
@@ -221,7 +221,7 @@ struct CachedMarketDataTests {
         for (answer, _) in answers { try expectMatchesSource(answer, query.symbols, query.range) }
         // Every stored value decodes to exactly the source's bars of its month.
         let raw = fixture.rawPool()
-        let keys = try await fixture.keys(raw, pattern: "\(fixture.prefix):v1:g*")
+        let keys = try await fixture.keys(raw, pattern: "\(fixture.prefix):v\(CacheSchema.version):g[0-9]*")
         #expect(keys.count == 3 * 180)
         for key in keys {
             let parts = key.split(separator: ":")
@@ -229,7 +229,7 @@ struct CachedMarketDataTests {
             let number = Int(parts[parts.count - 1])!
             let month = CacheMonth(year: number / 100, month: number % 100)
             let bytes = try #require(try await raw.execute(RedisCommand("GET", key)).bytes)
-            let chunk = try #require(MonthOfBars.decode(bytes, symbol: symbol, month: month))
+            let chunk = try #require(MonthOfBars.decode(bytes, symbol: symbol, month: month, key: key))
             #expect(chunk.bars == (try SharedBarsProvider.expected(symbol, month.firstDay...month.lastDay)))
         }
         await raw.shutdown()

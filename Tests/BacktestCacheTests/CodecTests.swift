@@ -13,20 +13,20 @@ struct CodecTests {
     @Test func monthOfBarsRoundTripsExactly() throws {
         let bars = try marchBars()
         let chunk = MonthOfBars(month: march, completeThrough: date("2021-03-31"), bars: bars)
-        let decoded = try #require(MonthOfBars.decode(chunk.encoded(), symbol: "AAPL", month: march))
+        let decoded = try #require(MonthOfBars.decode(chunk.encoded(key: "k"), symbol: "AAPL", month: march, key: "k"))
         #expect(decoded == chunk)
         #expect(decoded.bars.count == 23)
     }
 
     @Test func emptyMonthIsAFact() throws {
         let chunk = MonthOfBars(month: march, completeThrough: date("2021-03-31"), bars: DailyBars(symbol: "ABBV"))
-        let decoded = try #require(MonthOfBars.decode(chunk.encoded(), symbol: "ABBV", month: march))
+        let decoded = try #require(MonthOfBars.decode(chunk.encoded(key: "k"), symbol: "ABBV", month: march, key: "k"))
         #expect(decoded.bars.isEmpty)
         #expect(decoded.completeThrough == date("2021-03-31"))
     }
 
     @Test func everyDamagedValueIsRejected() throws {
-        let bytes = MonthOfBars(month: march, completeThrough: date("2021-03-31"), bars: try marchBars()).encoded()
+        let bytes = MonthOfBars(month: march, completeThrough: date("2021-03-31"), bars: try marchBars()).encoded(key: "k")
         var flipped = bytes
         flipped[bytes.count / 2] ^= 0x01
         var wrongVersion = bytes
@@ -34,30 +34,30 @@ struct CodecTests {
         var wrongMagic = bytes
         wrongMagic[0] = UInt8(ascii: "X")
         for damaged in [flipped, wrongVersion, wrongMagic, Array(bytes.dropLast(8)), Array("garbage".utf8), []] {
-            #expect(MonthOfBars.decode(damaged, symbol: "AAPL", month: march) == nil)
+            #expect(MonthOfBars.decode(damaged, symbol: "AAPL", month: march, key: "k") == nil)
         }
         // A valid chunk of another month is not this month's.
-        #expect(MonthOfBars.decode(bytes, symbol: "AAPL", month: CacheMonth(year: 2021, month: 4)) == nil)
+        #expect(MonthOfBars.decode(bytes, symbol: "AAPL", month: CacheMonth(year: 2021, month: 4), key: "k") == nil)
     }
 
     @Test func seriesKeepNaNAndCheckTheirRange() throws {
         let values: [Double] = [.nan, .nan, 1.5, -2.25, 1e300]
-        let bytes = PackedSeries.encode(values, from: date("2020-01-02"), through: date("2020-01-08"))
-        let decoded = try #require(PackedSeries.decode(bytes, from: date("2020-01-02"), through: date("2020-01-08")))
+        let bytes = PackedSeries.encode(values, from: date("2020-01-02"), through: date("2020-01-08"), key: "k")
+        let decoded = try #require(PackedSeries.decode(bytes, from: date("2020-01-02"), through: date("2020-01-08"), key: "k"))
         #expect(decoded.count == 5)
         #expect(decoded[0].isNaN && decoded[1].isNaN)
         #expect(Array(decoded[2...]) == [1.5, -2.25, 1e300])
-        #expect(PackedSeries.decode(bytes, from: date("2020-01-02"), through: date("2020-01-09")) == nil)
+        #expect(PackedSeries.decode(bytes, from: date("2020-01-02"), through: date("2020-01-09"), key: "k") == nil)
     }
 
     @Test func keysCarryPrefixSchemaAndGeneration() {
         let keys = CacheKeys(prefix: "bt[1]")
         let key = keys.bars(generation: 42, source: "alpaca", adjustment: .split, symbol: "AAPL", month: march)
-        #expect(key == "bt[1]:v1:g42:bars:alpaca:split:AAPL:202103")
+        #expect(key == "bt[1]:v\(CacheSchema.version):g42:bars:alpaca:split:AAPL:202103")
         #expect(keys.generation(ofKey: Array(key.utf8)) == 42)
-        #expect(keys.generation(ofKey: Array("bt[1]:v1:generation".utf8)) == nil)
-        #expect(keys.generation(ofKey: Array("other:v1:g42:bars".utf8)) == nil)
-        #expect(keys.dataKeyPattern == "bt\\[1\\]:v1:g*")
+        #expect(keys.generation(ofKey: Array("bt[1]:v\(CacheSchema.version):generation".utf8)) == nil)
+        #expect(keys.generation(ofKey: Array("other:v\(CacheSchema.version):g42:bars".utf8)) == nil)
+        #expect(keys.dataKeyPattern == "bt\\[1\\]:v\(CacheSchema.version):g*")
     }
 
     @Test func redisURLAndVariablesAreRead() throws {

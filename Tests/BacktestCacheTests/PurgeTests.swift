@@ -15,12 +15,12 @@ struct PurgeTests {
         let data = CachedMarketData(upstream: source, cache: cache)
         let raw = fixture.rawPool()
         // Keys the sweep must leave alone: another deployment's, and our generation counter.
-        _ = try await raw.execute(RedisCommand("SET", "other-\(fixture.prefix):v1:g0:bars:x", "keep"))
+        _ = try await raw.execute(RedisCommand("SET", "other-\(fixture.prefix):v\(CacheSchema.version):g0:bars:x", "keep"))
 
         let warmup = await cache.openSession()
         _ = try await data.dailyBars(query, session: warmup)
         await warmup.finish()
-        let oldKeys = try await fixture.keys(raw, pattern: "\(fixture.prefix):v1:g0:*")
+        let oldKeys = try await fixture.keys(raw, pattern: "\(fixture.prefix):v\(CacheSchema.version):g0:*")
         #expect(oldKeys.count == 24)
 
         // A long request opens before the purge...
@@ -44,15 +44,15 @@ struct PurgeTests {
         #expect(newSession.statistics.hits == 0, "a request after the purge sees an empty generation")
         #expect(fresh.bars["AAPL"] == (try SharedBarsProvider.expected("AAPL", query.range)))
         await newSession.finish()
-        #expect(try await fixture.keys(raw, pattern: "\(fixture.prefix):v1:g0:*").count == 24, "not swept while in use")
+        #expect(try await fixture.keys(raw, pattern: "\(fixture.prefix):v\(CacheSchema.version):g0:*").count == 24, "not swept while in use")
 
         await running.finish()
         let result = try await purge.value
         #expect(result == PurgeResult(removedEntries: 24, generation: 1))
-        #expect(try await fixture.keys(raw, pattern: "\(fixture.prefix):v1:g0:*").isEmpty)
-        #expect(try await fixture.keys(raw, pattern: "\(fixture.prefix):v1:g1:*").count == 24)
-        #expect(try await raw.execute(RedisCommand("GET", "other-\(fixture.prefix):v1:g0:bars:x")) == .bulk(Array("keep".utf8)))
-        #expect(try await raw.execute(RedisCommand("GET", "\(fixture.prefix):v1:generation")).integer == 1)
+        #expect(try await fixture.keys(raw, pattern: "\(fixture.prefix):v\(CacheSchema.version):g0:*").isEmpty)
+        #expect(try await fixture.keys(raw, pattern: "\(fixture.prefix):v\(CacheSchema.version):g1:*").count == 24)
+        #expect(try await raw.execute(RedisCommand("GET", "other-\(fixture.prefix):v\(CacheSchema.version):g0:bars:x")) == .bulk(Array("keep".utf8)))
+        #expect(try await raw.execute(RedisCommand("GET", "\(fixture.prefix):v\(CacheSchema.version):generation")).integer == 1)
         await raw.shutdown()
         await cache.shutdown()
     }
@@ -103,7 +103,7 @@ struct PurgeTests {
             "Cache purged at 4:00 PM ET (0 entries)", "Cache purged at 8:00 PM ET (0 entries)",
         ])
         let raw = fixture.rawPool()
-        #expect(try await raw.execute(RedisCommand("GET", "\(fixture.prefix):v1:generation")).integer == 4)
+        #expect(try await raw.execute(RedisCommand("GET", "\(fixture.prefix):v\(CacheSchema.version):generation")).integer == 4)
         await raw.shutdown()
         await cache.shutdown()
     }

@@ -146,6 +146,32 @@ struct MessageCodecTests {
         #expect(back == result)
     }
 
+    @Test func serverInfoRoundTripsWithAndWithoutCacheFigures() throws {
+        var figures = CacheStatsInfo()
+        figures.hits = 729
+        figures.misses = 3
+        figures.hitRate = 729.0 / 732
+        figures.rejectedValues = 1
+        figures.generationBytes = 1_300_000
+        figures.generationKeys = 1000
+        figures.localBytes = 42
+        figures.localEntries = 7
+        figures.lastPurgeUnixSeconds = 1_772_917_200
+        figures.lastPurgeReason = "4:00 PM ET"
+        figures.lastPurgeRemoved = 24
+        figures.requests = 5
+        figures.requestsWithoutRedis = 2
+        for cache in [figures, nil] {
+            let info = ServerInfo(serverVersion: "1", dataSource: "files", cacheConnected: true, engine: "v2", cacheGeneration: 9, cache: cache)
+            let decoded = try CallResponse.decode(CallResponse(result: .serverInfo(info)).encoded())
+            guard case .serverInfo(let back)? = decoded.result else {
+                Issue.record("no server info")
+                return
+            }
+            #expect(back == info)
+        }
+    }
+
     @Test func progressUpdateRoundTripsWithVariantErrors() throws {
         let update = ProgressUpdate(batchID: "b1", completed: 2, total: 5, state: .partial, results: [
             VariantResult(index: 3, outcome: .failure(.invalidArgument("bad weight", field: "variants[3].positions[0].weight"))),

@@ -54,7 +54,8 @@ struct MonthOfBars: Sendable, Equatable {
     /// Approximate heap size, for the in-process LRU's byte budget.
     var byteSize: Int { 64 + bars.count * 60 }
 
-    func encoded() -> [UInt8] {
+    /// The value to store under `key` (the key's identity is sealed into it).
+    func encoded(key: String) -> [UInt8] {
         var body: [UInt8] = []
         body.reserveCapacity(8 + bars.count * 60)
         body.appendLittleEndian(Int32(month.number))
@@ -63,12 +64,13 @@ struct MonthOfBars: Sendable, Equatable {
         for column in [bars.open, bars.high, bars.low, bars.close, bars.volume, bars.dividend, bars.splitRatio] {
             body.appendLittleEndian(column)
         }
-        return PackedValue.seal(kind: .monthOfBars, count: bars.count, body: body)
+        return PackedValue.seal(kind: .monthOfBars, count: bars.count, key: key, body: body)
     }
 
-    /// Nil for anything that is not exactly a valid chunk of `month` (corrupt, truncated, foreign).
-    static func decode(_ bytes: [UInt8], symbol: String, month: CacheMonth) -> MonthOfBars? {
-        guard let (count, body) = PackedValue.open(bytes, kind: .monthOfBars),
+    /// Nil for anything that is not exactly a valid chunk of `month` written under `key`
+    /// (corrupt, truncated, another format, or another key's value).
+    static func decode(_ bytes: [UInt8], symbol: String, month: CacheMonth, key: String) -> MonthOfBars? {
+        guard let (count, body) = PackedValue.open(bytes, kind: .monthOfBars, key: key),
               body.count == 8 + count * 4 + count * 7 * 8,
               Int(body.readLittleEndian(Int32.self, at: 0)) == month.number
         else { return nil }
@@ -96,17 +98,17 @@ struct MonthOfBars: Sendable, Equatable {
 
 /// A cached indicator series: one value per trading date of `dates` (NaN allowed, e.g. warm-up).
 struct PackedSeries {
-    static func encode(_ values: [Double], from: TradingDate, through: TradingDate) -> [UInt8] {
+    static func encode(_ values: [Double], from: TradingDate, through: TradingDate, key: String) -> [UInt8] {
         var body: [UInt8] = []
         body.reserveCapacity(8 + values.count * 8)
         body.appendLittleEndian(from.daysSinceEpoch)
         body.appendLittleEndian(through.daysSinceEpoch)
         body.appendLittleEndian(values)
-        return PackedValue.seal(kind: .series, count: values.count, body: body)
+        return PackedValue.seal(kind: .series, count: values.count, key: key, body: body)
     }
 
-    static func decode(_ bytes: [UInt8], from: TradingDate, through: TradingDate) -> [Double]? {
-        guard let (count, body) = PackedValue.open(bytes, kind: .series),
+    static func decode(_ bytes: [UInt8], from: TradingDate, through: TradingDate, key: String) -> [Double]? {
+        guard let (count, body) = PackedValue.open(bytes, kind: .series, key: key),
               body.count == 8 + count * 8,
               body.readLittleEndian(Int32.self, at: 0) == from.daysSinceEpoch,
               body.readLittleEndian(Int32.self, at: 4) == through.daysSinceEpoch

@@ -9,8 +9,11 @@ import NIOPosix
 /// Failure policy (a circuit breaker): when a call finds Redis unreachable, every idle
 /// connection is dropped and the pool is "open" for a backoff (100 ms, doubling to 10 s): calls
 /// then fail at once with `.unavailable` instead of waiting a connect timeout each, and callers
-/// treat that as a cache miss. After the backoff one call probes Redis; if it works the pool
-/// closes again and connections are re-created on demand. Each change of state is logged once.
+/// treat that as a cache miss. After the backoff the first call to arrive starts one probe
+/// (a PING in the background) and fails fast itself, like every call while the probe runs: a
+/// hung Redis costs at most one command timeout at a time, paid by the probe, never by a
+/// request. If the probe works the pool closes again and connections are re-created on demand.
+/// Each change of state is logged once.
 package final class RedisPool: Sendable {
     package let configuration: RedisConfiguration
     private let threadPool: NIOThreadPool
@@ -28,7 +31,16 @@ package final class RedisPool: Sendable {
         var idle: [RedisConnection] = []
         var breaker: Breaker = .closed
         var isShutDown = false
+        /// Calls of requests let through to Redis, and background probes started (for tests
+        /// and figures: a hung Redis must not see requests' calls while the breaker is open).
+        var admittedCalls = 0
+        var probesStarted = 0
     }
+
+    /// Calls let through to Redis so far (probes not included).
+    var admittedCalls: Int { state.withLockedValue { $0.admittedCalls } }
+    /// Background probes started so far.
+    var probesStarted: Int { state.withLockedValue { $0.probesStarted } }
 
     package init(configuration: RedisConfiguration, logger: Logger = Logger(label: "backtestd.cache.redis")) {
         self.configuration = configuration
@@ -52,6 +64,22 @@ package final class RedisPool: Sendable {
         try? await threadPool.shutdownGracefully()
     }
 
+    /// Starts the background probe: a PING on a pool thread. It closes the breaker when it works
+    /// and re-opens it with a doubled backoff when it does not.
+    private func startProbe() {
+        Task { [self] in
+            do {
+                _ = try await threadPool.runIfActive { [self] in
+                    try self.runOnThread({ connection throws(RedisFailure) in try connection.execute(RedisCommand("PING")) }, isProbe: true)
+                }
+            } catch is RedisFailure {
+                // runOnThread has re-opened the breaker with a longer backoff.
+            } catch {
+                reopen(after: .unavailable("cache shut down"), wasProbe: true)
+            }
+        }
+    }
+
     package func execute(_ command: RedisCommand) async throws(RedisFailure) -> RedisReply {
         try await withConnection { connection throws(RedisFailure) in try connection.execute(command) }
     }
@@ -66,37 +94,42 @@ package final class RedisPool: Sendable {
     func withConnection<T: Sendable>(
         _ work: @escaping @Sendable (RedisConnection) throws(RedisFailure) -> T
     ) async throws(RedisFailure) -> T {
-        let isProbe = try admit()
+        try admit()
         do {
             return try await threadPool.runIfActive { [self] in
-                try self.runOnThread(work, isProbe: isProbe)
+                try self.runOnThread(work, isProbe: false)
             }
         } catch let failure as RedisFailure {
             throw failure
         } catch {
             // The thread pool is shut down.
-            if isProbe { reopen(after: .unavailable("cache shut down"), wasProbe: true) }
             throw .unavailable("cache is shut down")
         }
     }
 
-    /// Decides, without blocking, whether a call may go to Redis; true when it is the probe.
-    private func admit() throws(RedisFailure) -> Bool {
+    /// Decides, without blocking, whether a call may go to Redis. When the backoff is over it
+    /// starts the background probe, and this call fails fast like the others.
+    private func admit() throws(RedisFailure) {
         let now = ContinuousClock.now
         let verdict: Result<Bool, RedisFailure> = state.withLockedValue { state -> Result<Bool, RedisFailure> in
             if state.isShutDown { return .failure(.unavailable("cache is shut down")) }
             switch state.breaker {
             case .closed:
+                state.admittedCalls += 1
                 return .success(false)
             case .open(let retryAt, let backoff):
                 guard now >= retryAt else { return .failure(.unavailable("Redis is down (retrying later)")) }
                 state.breaker = .probing(backoff: backoff)
+                state.probesStarted += 1
                 return .success(true)
             case .probing:
                 return .failure(.unavailable("Redis is down (a reconnect is in progress)"))
             }
         }
-        return try verdict.get()
+        if try verdict.get() {
+            startProbe()
+            throw .unavailable("Redis is down (a reconnect is in progress)")
+        }
     }
 
     private func runOnThread<T>(

@@ -15,10 +15,13 @@ public struct ServerInfo: Sendable, Hashable {
     public var uptimeSeconds: Double
     public var maxParallel: Int
     public var cacheGeneration: UInt64
+    /// The cache's figures; nil when the server runs without a cache (or is older).
+    public var cache: CacheStatsInfo?
 
     public init(serverVersion: String, protocolVersion: UInt32 = UInt32(Wire.protocolVersion), dataSource: String = "",
                 cacheConnected: Bool = false, engine: String = "", uptimeSeconds: Double = 0, maxParallel: Int = 0,
-                cacheGeneration: UInt64 = 0) {
+                cacheGeneration: UInt64 = 0, cache: CacheStatsInfo? = nil) {
+        self.cache = cache
         self.serverVersion = serverVersion
         self.protocolVersion = protocolVersion
         self.dataSource = dataSource
@@ -28,6 +31,32 @@ public struct ServerInfo: Sendable, Hashable {
         self.maxParallel = maxParallel
         self.cacheGeneration = cacheGeneration
     }
+}
+
+/// `ServerInfo.cache`: the cache's figures since the server process started (CacheStats).
+public struct CacheStatsInfo: Sendable, Hashable {
+    /// Month-of-bars and indicator lookups answered by the cache, and those that went to the source.
+    public var hits: UInt64 = 0
+    public var misses: UInt64 = 0
+    /// hits / (hits + misses); 0 before any lookup.
+    public var hitRate: Double = 0
+    /// Corrupt values, or values stored under another key, found and not served.
+    public var rejectedValues: UInt64 = 0
+    /// Bytes and keys this server wrote to Redis in the current generation.
+    public var generationBytes: UInt64 = 0
+    public var generationKeys: UInt64 = 0
+    /// Size of the in-process layer.
+    public var localBytes: UInt64 = 0
+    public var localEntries: UInt64 = 0
+    /// This server's last purge (Unix seconds; 0 when none since start), why, keys removed.
+    public var lastPurgeUnixSeconds: Int64 = 0
+    public var lastPurgeReason: String = ""
+    public var lastPurgeRemoved: UInt64 = 0
+    /// Requests that opened the cache, and of them those that found Redis unreachable.
+    public var requests: UInt64 = 0
+    public var requestsWithoutRedis: UInt64 = 0
+
+    public init() {}
 }
 
 /// PurgeCache's answer.
@@ -118,6 +147,23 @@ public struct CallResponse: WireMessage {
                 i.pointee.uptime_seconds = info.uptimeSeconds
                 i.pointee.max_parallel = UInt32(clamping: info.maxParallel)
                 i.pointee.cache_generation = info.cacheGeneration
+                if let cache = info.cache {
+                    let c = arena.message(PB.cacheStats)
+                    c.pointee.hits = cache.hits
+                    c.pointee.misses = cache.misses
+                    c.pointee.hit_rate = cache.hitRate
+                    c.pointee.rejected_values = cache.rejectedValues
+                    c.pointee.generation_bytes = cache.generationBytes
+                    c.pointee.generation_keys = cache.generationKeys
+                    c.pointee.local_bytes = cache.localBytes
+                    c.pointee.local_entries = cache.localEntries
+                    c.pointee.last_purge_unix_seconds = cache.lastPurgeUnixSeconds
+                    c.pointee.last_purge_reason = arena.cString(cache.lastPurgeReason)
+                    c.pointee.last_purge_removed = cache.lastPurgeRemoved
+                    c.pointee.requests = cache.requests
+                    c.pointee.requests_without_redis = cache.requestsWithoutRedis
+                    i.pointee.cache = c
+                }
                 m.pointee.result_case = BACKTEST__V1__CALL_RESPONSE__RESULT_SERVER_INFO
                 m.pointee.server_info = i
             case .purge(let purge)?:
@@ -137,7 +183,27 @@ extension ServerInfo {
     init(_ m: Backtest__V1__ServerInfo) {
         self.init(serverVersion: string(m.server_version), protocolVersion: m.protocol_version,
                   dataSource: string(m.data_source), cacheConnected: m.cache_connected != 0, engine: string(m.engine),
-                  uptimeSeconds: m.uptime_seconds, maxParallel: Int(m.max_parallel), cacheGeneration: m.cache_generation)
+                  uptimeSeconds: m.uptime_seconds, maxParallel: Int(m.max_parallel), cacheGeneration: m.cache_generation,
+                  cache: m.cache.map { CacheStatsInfo($0.pointee) })
+    }
+}
+
+extension CacheStatsInfo {
+    init(_ c: Backtest__V1__CacheStats) {
+        self.init()
+        hits = c.hits
+        misses = c.misses
+        hitRate = c.hit_rate
+        rejectedValues = c.rejected_values
+        generationBytes = c.generation_bytes
+        generationKeys = c.generation_keys
+        localBytes = c.local_bytes
+        localEntries = c.local_entries
+        lastPurgeUnixSeconds = c.last_purge_unix_seconds
+        lastPurgeReason = string(c.last_purge_reason)
+        lastPurgeRemoved = c.last_purge_removed
+        requests = c.requests
+        requestsWithoutRedis = c.requests_without_redis
     }
 }
 

@@ -73,6 +73,7 @@ enum PB {
     static let variantResult = ProtobufMessageType(backtest__v1__variant_result__init)
     static let progressUpdate = ProtobufMessageType(backtest__v1__progress_update__init)
     static let serverInfo = ProtobufMessageType(backtest__v1__server_info__init)
+    static let cacheStats = ProtobufMessageType(backtest__v1__cache_stats__init)
     static let purgeCacheResult = ProtobufMessageType(backtest__v1__purge_cache_result__init)
     static let requestHeader = ProtobufMessageType(backtest__v1__request_header__init)
     static let responseHeader = ProtobufMessageType(backtest__v1__response_header__init)

@@ -78,7 +78,7 @@ package struct BacktestPipeline: Sendable {
             }
         } catch {
             await session?.finish()
-            throw BacktestPipeline.dataError(error)
+            throw BacktestPipeline.dataError(error, strategies: strategies, settings: settings, fieldPrefix: fieldPrefix)
         }
         let snapshot = MarketSnapshot(bars: bars.bars, source: source.name)
         stats.dataMs = (clock.now - phase).milliseconds
@@ -103,6 +103,10 @@ package struct BacktestPipeline: Sendable {
             stats.apiCalls = bars.apiCalls
         }
         var warnings = bars.warnings
+        if let warmUp = Self.warmUpWarning(indicators, snapshot: snapshot, start: settings.start, source: source) {
+            warnings.append(warmUp)
+            logger.notice("\(warmUp)")
+        }
         if !bars.missing.isEmpty {
             warnings.append("no data from \(source.name) for \(bars.missing.joined(separator: ", ")) in \(range.lowerBound)...\(range.upperBound)")
         }
@@ -154,10 +158,61 @@ package struct BacktestPipeline: Sendable {
     }
 
     /// Errors from the data layer as the client should see them.
-    static func dataError(_ error: any Error) -> BacktestError {
-        if let error = error as? BacktestError { return error }
+    ///
+    /// A ticker the source rejects (reported with field `symbols`) is reported with the path of
+    /// the first position trading it, or of the benchmark, so the client sees which field to fix.
+    static func dataError(
+        _ error: any Error, strategies: [Strategy] = [], settings: BacktestSettings? = nil,
+        fieldPrefix: (Int) -> String = { _ in "strategy" }
+    ) -> BacktestError {
+        if var error = error as? BacktestError {
+            if error.field == "symbols", let symbol = rejectedTicker(in: error.message) {
+                for (index, strategy) in strategies.enumerated() {
+                    if let position = strategy.positions.firstIndex(where: { $0.ticker.uppercased() == symbol }) {
+                        error.field = "\(fieldPrefix(index)).positions[\(position)].ticker"
+                        return error
+                    }
+                }
+                if settings?.benchmark.uppercased() == symbol { error.field = "settings.benchmark" }
+            }
+            return error
+        }
         if error is CancellationError { return BacktestError(.cancelled, "cancelled while fetching market data") }
         return BacktestError(.unavailable, "market data could not be loaded: \(error)")
+    }
+}
+
+extension BacktestPipeline {
+    /// "invalid ticker '1ABC': …" → "1ABC" (upper-cased).
+    static func rejectedTicker(in message: String) -> String? {
+        guard let start = message.range(of: "invalid ticker '") else { return nil }
+        let rest = message[start.upperBound...]
+        guard let end = rest.firstIndex(of: "'") else { return nil }
+        return rest[..<end].uppercased()
+    }
+
+    /// A warning when the backtest window starts before some indicator has a value: its first
+    /// value comes after `start` because the source's data (from its epoch, or the ticker's
+    /// listing) is too short for the indicator's warm-up, so no signal of it is evaluated until
+    /// then. Names the binding indicator and the date; nil when every indicator is defined at
+    /// `start`.
+    static func warmUpWarning(
+        _ indicators: IndicatorStore, snapshot: MarketSnapshot, start: TradingDate, source: any MarketDataProvider
+    ) -> String? {
+        var latest: (date: TradingDate, key: IndicatorKey, firstBar: TradingDate)?
+        for (key, values) in indicators.series {
+            guard let bars = snapshot.bars[key.ticker], let firstBar = bars.firstDate, values.count == bars.count else { continue }
+            guard let index = values.firstIndex(where: { !$0.isNaN }) else { continue }
+            let date = bars.dates[index]
+            if date > start, latest.map({ date > $0.date || (date == $0.date && key < $0.key) }) ?? true {
+                latest = (date, key, firstBar)
+            }
+        }
+        guard let latest else { return nil }
+        let origin = latest.firstBar <= source.dataEpoch
+            ? "\(source.name)'s data begins \(source.dataEpoch)"
+            : "\(latest.key.ticker)'s data from \(source.name) begins \(latest.firstBar)"
+        return "indicators warm up until \(latest.date) (\(latest.key.spec.canonicalKey) of \(latest.key.ticker)): the window starts \(start) but \(origin); no signal using them is evaluated before \(latest.date)"
     }
 }
 

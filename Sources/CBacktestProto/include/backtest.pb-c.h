@@ -37,6 +37,7 @@ typedef struct Backtest__V1__BacktestResult Backtest__V1__BacktestResult;
 typedef struct Backtest__V1__VariantResult Backtest__V1__VariantResult;
 typedef struct Backtest__V1__ProgressUpdate Backtest__V1__ProgressUpdate;
 typedef struct Backtest__V1__ServerInfo Backtest__V1__ServerInfo;
+typedef struct Backtest__V1__CacheStats Backtest__V1__CacheStats;
 typedef struct Backtest__V1__PurgeCacheResult Backtest__V1__PurgeCacheResult;
 typedef struct Backtest__V1__RequestHeader Backtest__V1__RequestHeader;
 typedef struct Backtest__V1__ResponseHeader Backtest__V1__ResponseHeader;
@@ -682,10 +683,75 @@ struct  Backtest__V1__ServerInfo
   double uptime_seconds;
   uint32_t max_parallel;
   uint64_t cache_generation;
+  /*
+   * absent when the server runs without a cache
+   */
+  Backtest__V1__CacheStats *cache;
 };
 #define BACKTEST__V1__SERVER_INFO__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&backtest__v1__server_info__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0, 0, 0 }
+    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0, 0, 0, NULL }
+
+
+/*
+ * The cache's figures since the server process started.
+ */
+struct  Backtest__V1__CacheStats
+{
+  ProtobufCMessage base;
+  /*
+   * month-of-bars and indicator lookups answered by the cache
+   */
+  uint64_t hits;
+  /*
+   * lookups that went to the data source
+   */
+  uint64_t misses;
+  /*
+   * hits / (hits + misses); 0 before any lookup
+   */
+  double hit_rate;
+  /*
+   * corrupt values, or values stored under another key
+   */
+  uint64_t rejected_values;
+  /*
+   * bytes this server wrote to Redis in the current generation
+   */
+  uint64_t generation_bytes;
+  /*
+   * keys this server wrote to Redis in the current generation
+   */
+  uint64_t generation_keys;
+  /*
+   * size of the in-process layer
+   */
+  uint64_t local_bytes;
+  uint64_t local_entries;
+  /*
+   * this server's last purge; 0: none since start
+   */
+  int64_t last_purge_unix_seconds;
+  /*
+   * "4:00 PM ET", "8:00 PM ET" or "manual"
+   */
+  char *last_purge_reason;
+  /*
+   * keys its sweep deleted
+   */
+  uint64_t last_purge_removed;
+  /*
+   * requests (backtests, batches) that opened the cache
+   */
+  uint64_t requests;
+  /*
+   * of them, those that found Redis unreachable
+   */
+  uint64_t requests_without_redis;
+};
+#define BACKTEST__V1__CACHE_STATS__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&backtest__v1__cache_stats__descriptor) \
+    , 0, 0, 0, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0 }
 
 
 struct  Backtest__V1__PurgeCacheResult
@@ -1282,6 +1348,25 @@ Backtest__V1__ServerInfo *
 void   backtest__v1__server_info__free_unpacked
                      (Backtest__V1__ServerInfo *message,
                       ProtobufCAllocator *allocator);
+/* Backtest__V1__CacheStats methods */
+void   backtest__v1__cache_stats__init
+                     (Backtest__V1__CacheStats         *message);
+size_t backtest__v1__cache_stats__get_packed_size
+                     (const Backtest__V1__CacheStats   *message);
+size_t backtest__v1__cache_stats__pack
+                     (const Backtest__V1__CacheStats   *message,
+                      uint8_t             *out);
+size_t backtest__v1__cache_stats__pack_to_buffer
+                     (const Backtest__V1__CacheStats   *message,
+                      ProtobufCBuffer     *buffer);
+Backtest__V1__CacheStats *
+       backtest__v1__cache_stats__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   backtest__v1__cache_stats__free_unpacked
+                     (Backtest__V1__CacheStats *message,
+                      ProtobufCAllocator *allocator);
 /* Backtest__V1__PurgeCacheResult methods */
 void   backtest__v1__purge_cache_result__init
                      (Backtest__V1__PurgeCacheResult         *message);
@@ -1521,6 +1606,9 @@ typedef void (*Backtest__V1__ProgressUpdate_Closure)
 typedef void (*Backtest__V1__ServerInfo_Closure)
                  (const Backtest__V1__ServerInfo *message,
                   void *closure_data);
+typedef void (*Backtest__V1__CacheStats_Closure)
+                 (const Backtest__V1__CacheStats *message,
+                  void *closure_data);
 typedef void (*Backtest__V1__PurgeCacheResult_Closure)
                  (const Backtest__V1__PurgeCacheResult *message,
                   void *closure_data);
@@ -1641,6 +1729,7 @@ extern const ProtobufCMessageDescriptor backtest__v1__backtest_result__descripto
 extern const ProtobufCMessageDescriptor backtest__v1__variant_result__descriptor;
 extern const ProtobufCMessageDescriptor backtest__v1__progress_update__descriptor;
 extern const ProtobufCMessageDescriptor backtest__v1__server_info__descriptor;
+extern const ProtobufCMessageDescriptor backtest__v1__cache_stats__descriptor;
 extern const ProtobufCMessageDescriptor backtest__v1__purge_cache_result__descriptor;
 extern const ProtobufCMessageDescriptor backtest__v1__request_header__descriptor;
 extern const ProtobufCMessageDescriptor backtest__v1__response_header__descriptor;

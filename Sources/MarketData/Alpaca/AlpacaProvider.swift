@@ -12,6 +12,9 @@ package final class AlpacaProvider: MarketDataProvider {
     package let name = "alpaca"
     package let configuration: AlpacaConfiguration
     package var dataEpoch: TradingDate { configuration.dataEpoch }
+    /// Base URL and feed: a proxy or another feed may answer other bars (adjustment is part of
+    /// every cache key already).
+    package var cacheIdentity: String { "alpaca|\(configuration.baseURL)|\(configuration.feed)" }
 
     private let transport: any HTTPTransport
     private let retryEnvironment: RetryEnvironment
@@ -51,6 +54,7 @@ package final class AlpacaProvider: MarketDataProvider {
             Array(query.symbols[$0..<min($0 + chunkSize, query.symbols.count)])
         }
 
+        let budget = FetchBudget(policy: configuration.retry, deadline: FetchDeadline.current)
         var fetched: [String: [AlpacaBarsPage.Bar]] = [:]
         var requests = 0
         try await withThrowingTaskGroup(of: ([String: [AlpacaBarsPage.Bar]], Int).self) { group in
@@ -58,7 +62,7 @@ package final class AlpacaProvider: MarketDataProvider {
                 let request = AlpacaBarsRequest(
                     baseURL: configuration.baseURL, symbols: symbols, start: window.start, end: window.end,
                     adjustment: query.adjustment, feed: configuration.feed, limit: configuration.pageLimit)
-                group.addTask { try await self.fetchAllPages(request, headers: headers) }
+                group.addTask { try await self.fetchAllPages(request, headers: headers, budget: budget) }
             }
             for try await (bars, count) in group {
                 fetched.merge(bars) { $0 + $1 }
@@ -93,14 +97,14 @@ package final class AlpacaProvider: MarketDataProvider {
     /// Follows `next_page_token` to the end, appending each symbol's bars (a symbol can span
     /// pages). Returns the bars by symbol and the number of HTTP requests made.
     private func fetchAllPages(
-        _ request: AlpacaBarsRequest, headers: [(name: String, value: String)]
+        _ request: AlpacaBarsRequest, headers: [(name: String, value: String)], budget: FetchBudget
     ) async throws -> ([String: [AlpacaBarsPage.Bar]], Int) {
         var bars: [String: [AlpacaBarsPage.Bar]] = [:]
         var requests = 0
         var token: String?
         var seenTokens = Set<String>()
         repeat {
-            let (page, attempts) = try await fetchPage(request.url(pageToken: token), headers: headers)
+            let (page, attempts) = try await fetchPage(request.url(pageToken: token), headers: headers, budget: budget)
             requests += attempts
             for (symbol, list) in page.bars where request.symbols.contains(symbol) {
                 bars[symbol, default: []].append(contentsOf: list)
@@ -113,21 +117,24 @@ package final class AlpacaProvider: MarketDataProvider {
         return (bars, requests)
     }
 
-    /// One page, retried per `RetryPolicy`. Returns the page and the number of attempts.
+    /// One page, retried per `RetryPolicy` within the fetch's `budget`. Returns the page and the
+    /// number of attempts.
     private func fetchPage(
-        _ url: String, headers: [(name: String, value: String)]
+        _ url: String, headers: [(name: String, value: String)], budget: FetchBudget
     ) async throws -> (AlpacaBarsPage, Int) {
         let policy = configuration.retry
-        var waited = 0.0
         var attempt = 0
+        var lastFailure: String?
         while true {
             try Task.checkCancellation()
-            attempt += 1
             let failure: AlpacaFailure
             let paced = try await pacer.waitForSlot()
             if paced > 1 { logger.notice("alpaca: waited \(Self.format(paced)) s to stay within \(pacer.limit) requests per minute") }
+            let remaining = budget.remaining
+            guard remaining > .milliseconds(50) else { throw budget.exhausted(vendor: vendorName, attempts: attempt, lastFailure: lastFailure) }
+            attempt += 1
             do {
-                let response = try await transport.get(url, headers: headers)
+                let response = try await transport.get(url, headers: headers, timeout: min(configuration.http.requestTimeout, remaining))
                 if response.status == 200 {
                     do {
                         return (try AlpacaBarsPage.parse(response.body), attempt)
@@ -140,23 +147,29 @@ package final class AlpacaProvider: MarketDataProvider {
             } catch let error as HTTPTransportError {
                 failure = AlpacaFailure.from(error)
             }
+            lastFailure = failure.error.message
             guard failure.isRetryable else { throw failure.error }
             guard attempt < policy.maxAttempts else {
-                throw BacktestError(.unavailable, "market data unavailable after \(attempt) attempts: \(failure.error.message)")
+                throw BacktestError(.unavailable,
+                    "market data unavailable from \(vendorName) after \(attempt) attempts in \(Self.format(budget.elapsed.seconds)) s: \(failure.error.message)")
             }
             let delay = policy.delay(
                 beforeRetry: attempt, resetAt: failure.rateLimitResetAt, now: retryEnvironment.now(),
                 unitRandom: retryEnvironment.unitRandom()
             ).seconds
-            guard waited + delay <= policy.maxTotalWait.seconds else {
+            guard delay < (budget.remaining - .milliseconds(50)).seconds else {
                 throw BacktestError(.unavailable,
-                    "market data unavailable: \(failure.error.message); the next retry would wait \(Self.format(delay)) s, beyond the \(Self.format(policy.maxTotalWait.seconds)) s budget")
+                    "market data unavailable from \(vendorName): \(failure.error.message); the next retry would wait \(Self.format(delay)) s, beyond the \(budget.describe) (\(attempt) attempt\(attempt == 1 ? "" : "s") made)")
             }
             logger.warning("alpaca: \(failure.error.message); retry \(attempt)/\(policy.maxAttempts - 1) in \(Self.format(delay)) s")
+            let sleepStarted = ContinuousClock.now
             try await retryEnvironment.sleep(.seconds(delay))
-            waited += delay
+            budget.slept(.seconds(delay), measured: ContinuousClock.now - sleepStarted)
         }
     }
+
+    /// "Alpaca (https://data.alpaca.markets, feed sip)" for error messages.
+    var vendorName: String { "Alpaca (\(configuration.baseURL), feed \(configuration.feed))" }
 
     /// Bars in date order with one bar per date (the last one wins, should pages overlap).
     static func dailyBars(_ symbol: String, _ list: [AlpacaBarsPage.Bar]) -> DailyBars {
@@ -170,7 +183,7 @@ package final class AlpacaProvider: MarketDataProvider {
         return bars
     }
 
-    private static func format(_ seconds: Double) -> String {
+    static func format(_ seconds: Double) -> String {
         String(Double(Int((seconds * 10).rounded())) / 10)
     }
 }

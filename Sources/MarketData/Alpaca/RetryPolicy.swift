@@ -4,19 +4,22 @@ import Foundation
 /// exponential backoff and "full jitter" (a uniform wait in [0, min(maxDelay, base * 2^n)]),
 /// which spreads out clients that failed together. A 429 that carries `X-RateLimit-Reset`
 /// waits until that instant instead (plus up to one `baseDelay` of jitter), since retrying
-/// earlier is certain to fail. Attempts are bounded, and so is the total time spent waiting:
-/// when the next wait would exceed `maxTotalWait`, the fetch fails now with UNAVAILABLE rather
-/// than hold a backtest for minutes.
+/// earlier is certain to fail. Attempts are bounded, and so is the whole fetch: attempts and the
+/// waits between them share one budget, `maxTotalWait` (25 s by default), never longer than the
+/// call's deadline (`FetchDeadline`). Each attempt's timeout is cut to what is left of it, and
+/// when the next wait would not fit the fetch fails now with UNAVAILABLE rather than hold a
+/// backtest for minutes (a hung vendor used to cost 5 attempts × 30 s).
 package struct RetryPolicy: Sendable {
     /// Requests in all, the first included (5 = one try and up to four retries).
     package var maxAttempts: Int
     package var baseDelay: Duration
     package var maxDelay: Duration
+    /// The time budget of one fetch, across all its attempts and the waits between them.
     package var maxTotalWait: Duration
 
     package init(
         maxAttempts: Int = 5, baseDelay: Duration = .milliseconds(500), maxDelay: Duration = .seconds(20),
-        maxTotalWait: Duration = .seconds(60)
+        maxTotalWait: Duration = .seconds(25)
     ) {
         self.maxAttempts = max(1, maxAttempts)
         self.baseDelay = baseDelay

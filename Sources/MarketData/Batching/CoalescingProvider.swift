@@ -27,6 +27,11 @@ package final class CoalescingProvider: MarketDataProvider {
     package var name: String { base.name }
     package var dataEpoch: TradingDate { base.dataEpoch }
     package var standingWarnings: [String] { base.standingWarnings }
+    package var cacheIdentity: String { base.cacheIdentity }
+
+    package func cacheFingerprints(_ symbols: [String]) async throws -> [String: String] {
+        try await base.cacheFingerprints(symbols)
+    }
 
     private let flights = SingleFlight<BarQuery, BarSet>()
     private let calendar: MarketCalendar

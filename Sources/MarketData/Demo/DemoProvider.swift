@@ -13,6 +13,8 @@ import Synchronization
 /// their whole length and sliced, so a value never depends on the range asked for.
 package final class DemoProvider: MarketDataProvider {
     package let name = "demo"
+    /// The seed decides every price.
+    package var cacheIdentity: String { "demo|\(seed)" }
     package let dataEpoch = TradingDate(year: 2000, month: 1, day: 3)!
     package let seed: UInt64
 

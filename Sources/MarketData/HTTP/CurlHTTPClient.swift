@@ -12,14 +12,15 @@ import Foundation
 package final class CurlHTTPClient: HTTPTransport {
     package struct Configuration: Sendable {
         package var connectTimeout: Duration
-        /// Limit on the whole request, connect included: what makes a stalled server fail.
+        /// Limit on one request, connect included: what makes a stalled server fail. The fetch's
+        /// budget (`RetryPolicy.maxTotalWait`) shortens it for the last attempts.
         package var requestTimeout: Duration
         /// Requests that can run at once (one thread and one connection each).
         package var maxConcurrentRequests: Int
         package var userAgent: String
 
         package init(
-            connectTimeout: Duration = .seconds(10), requestTimeout: Duration = .seconds(30),
+            connectTimeout: Duration = .seconds(5), requestTimeout: Duration = .seconds(10),
             maxConcurrentRequests: Int = 4, userAgent: String = "backtestd/1.0"
         ) {
             self.connectTimeout = connectTimeout
@@ -45,7 +46,15 @@ package final class CurlHTTPClient: HTTPTransport {
     }
 
     package func get(_ url: String, headers: [(name: String, value: String)]) async throws -> HTTPResponse {
-        let configuration = self.configuration
+        try await get(url, headers: headers, timeout: configuration.requestTimeout)
+    }
+
+    /// One GET whose connect and total timeouts are at most `timeout`.
+    package func get(_ url: String, headers: [(name: String, value: String)], timeout: Duration) async throws -> HTTPResponse {
+        var bounded = self.configuration
+        bounded.requestTimeout = min(bounded.requestTimeout, max(timeout, .milliseconds(1)))
+        bounded.connectTimeout = min(bounded.connectTimeout, bounded.requestTimeout)
+        let configuration = bounded
         return try await withCheckedThrowingContinuation { continuation in
             let accepted = pool.submit { handle in
                 continuation.resume(with: Result {

@@ -46,4 +46,22 @@ package struct HTTPTransportError: Error, Sendable, CustomStringConvertible {
 /// Performs GET requests. `CurlHTTPClient` is the real one; tests may substitute their own.
 package protocol HTTPTransport: Sendable {
     func get(_ url: String, headers: [(name: String, value: String)]) async throws -> HTTPResponse
+
+    /// The same, given up after `timeout` at most (connect included) even when the client's own
+    /// timeouts are longer: what keeps a fetch inside its time budget. Throws
+    /// `HTTPTransportError(.timedOut)` then. The default ignores `timeout`.
+    func get(_ url: String, headers: [(name: String, value: String)], timeout: Duration) async throws -> HTTPResponse
+}
+
+extension HTTPTransport {
+    public func get(_ url: String, headers: [(name: String, value: String)], timeout: Duration) async throws -> HTTPResponse {
+        try await get(url, headers: headers)
+    }
+}
+
+/// The instant by which the current call must be answered (the protocol call's deadline), for
+/// fetches that run inside it: a vendor fetch never plans attempts or waits past it. Set by the
+/// server around each call; nil outside one. Unstructured tasks started inside inherit it.
+public enum FetchDeadline {
+    @TaskLocal public static var current: ContinuousClock.Instant?
 }

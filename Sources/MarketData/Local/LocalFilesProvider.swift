@@ -21,6 +21,34 @@ package final class LocalFilesProvider: MarketDataProvider {
     private struct Entry {
         var raw: DailyBars?
         var adjusted: [PriceAdjustment: DailyBars] = [:]
+        /// What the file was when read (nil: no file), to notice an edit.
+        var stamp: FileStamp?
+        /// `ContentFingerprint` of the file's bytes ("none" without a file).
+        var fingerprint: String
+    }
+
+    /// Size and modification time: a changed stamp means the file must be read again.
+    private struct FileStamp: Equatable {
+        var size: Int64
+        var modifiedSeconds: Int
+        var modifiedNanoseconds: Int
+    }
+
+    /// The canonical directory path: two servers reading different directories never share
+    /// cached bars, two reading the same one (by whatever path) do.
+    public var cacheIdentity: String { "files|\(directory.standardizedFileURL.resolvingSymlinksInPath().path)" }
+
+    /// The content fingerprint of each symbol's file ("none" when it has none). Re-reads files
+    /// whose size or modification time changed since they were read, so an edited file gets a
+    /// new fingerprint (and new cache keys) without a restart.
+    public func cacheFingerprints(_ symbols: [String]) async throws -> [String: String] {
+        try TickerSymbol.validate(symbols)
+        var result: [String: String] = [:]
+        for symbol in symbols {
+            _ = try history(symbol, nil)
+            result[symbol] = loaded.withLock { $0[symbol]?.fingerprint } ?? "none"
+        }
+        return result
     }
 
     /// Fails with FAILED_PRECONDITION when `directory` does not exist. `dataEpoch` defaults to
@@ -45,33 +73,52 @@ package final class LocalFilesProvider: MarketDataProvider {
         return result
     }
 
-    /// The whole file of `symbol`, adjusted; nil when there is no file.
-    private func history(_ symbol: String, _ adjustment: PriceAdjustment) throws(BacktestError) -> DailyBars? {
-        if let entry = loaded.withLock({ $0[symbol] }) {
+    /// The whole file of `symbol`, adjusted (raw when `adjustment` is nil); nil when there is no
+    /// file. A file changed on disk since it was read is read again.
+    private func history(_ symbol: String, _ adjustment: PriceAdjustment?) throws(BacktestError) -> DailyBars? {
+        let url = fileURL(symbol)
+        let stamp = Self.stamp(url)
+        if let entry = loaded.withLock({ $0[symbol] }), entry.stamp == stamp {
             guard let raw = entry.raw else { return nil }
+            guard let adjustment else { return raw }
             if let bars = entry.adjusted[adjustment] { return bars }
             let bars = raw.adjusted(adjustment)
             loaded.withLock { $0[symbol]?.adjusted[adjustment] = bars }
             return bars
         }
-        let url = fileURL(symbol)
         var raw: DailyBars?
-        if FileManager.default.fileExists(atPath: url.path) {
-            let text: String
+        var fingerprint = "none"
+        if stamp != nil {
+            let data: Data
             do {
-                text = try String(contentsOf: url, encoding: .utf8)
+                data = try Data(contentsOf: url)
             } catch {
                 throw BacktestError(.unavailable, "cannot read \(url.path): \(error.localizedDescription)")
             }
+            fingerprint = ContentFingerprint.hex(data)
+            guard let text = String(data: data, encoding: .utf8) else {
+                throw BacktestError(.unavailable, "cannot read \(url.path): not UTF-8 text")
+            }
             raw = try DailyBarsCSV.parse(text, symbol: symbol)
         }
-        let adjusted = raw?.adjusted(adjustment)
+        let adjusted = adjustment.flatMap { raw?.adjusted($0) }
         loaded.withLock {
-            var entry = Entry(raw: raw)
-            if let adjusted { entry.adjusted[adjustment] = adjusted }
+            var entry = Entry(raw: raw, stamp: stamp, fingerprint: fingerprint)
+            if let adjustment, let adjusted { entry.adjusted[adjustment] = adjusted }
             $0[symbol] = entry
         }
-        return adjusted
+        return adjustment == nil ? raw : adjusted
+    }
+
+    private static func stamp(_ url: URL) -> FileStamp? {
+        var info = stat()
+        guard stat(url.path, &info) == 0 else { return nil }
+        #if canImport(Darwin)
+        let modified = info.st_mtimespec
+        #else
+        let modified = info.st_mtim
+        #endif
+        return FileStamp(size: Int64(info.st_size), modifiedSeconds: Int(modified.tv_sec), modifiedNanoseconds: Int(modified.tv_nsec))
     }
 
     private func fileURL(_ symbol: String) -> URL {

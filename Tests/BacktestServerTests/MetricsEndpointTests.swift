@@ -1,0 +1,61 @@
+import BacktestCache
+import BacktestCore
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import Testing
+
+@testable import BacktestServer
+@testable import BacktestService
+
+/// `GET /metrics` serves the Prometheus text format: calls, latencies, batches and the cache's
+/// figures; other paths are 404.
+@Suite struct MetricsEndpointTests {
+    /// Reads everything the server sends after one request, until it closes.
+    final class Collector: ChannelInboundHandler, Sendable {
+        typealias InboundIn = ByteBuffer
+        let received = NIOLockedValueBox<[UInt8]>([])
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let buffer = unwrapInboundIn(data)
+            received.withLockedValue { $0 += Array(buffer.readableBytesView) }
+        }
+    }
+
+    func get(_ path: String, port: Int) async throws -> String {
+        let collector = Collector()
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelInitializer { channel in channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(collector) } }
+            .connect(host: "127.0.0.1", port: port).get()
+        try await channel.writeAndFlush(ByteBuffer(string: "GET \(path) HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"))
+        try await channel.closeFuture.get()
+        return String(decoding: collector.received.withLockedValue { $0 }, as: UTF8.self)
+    }
+
+    @Test func metricsAreServedInPrometheusTextFormat() async throws {
+        let cache = MarketDataCache(redis: nil)
+        let metrics = ServerMetrics(cache: cache)
+        metrics.recordCall(method: "RunBacktest", status: .ok, duration: .milliseconds(3))
+        metrics.recordCall(method: "RunBacktest", status: .unavailable, duration: .seconds(2))
+        metrics.recordBatch(variants: 12)
+        let port = NIOLockedValueBox<Int?>(nil)
+        let service = MetricsHTTPService(metrics: metrics, port: 0, bound: { bound in port.withLockedValue { $0 = bound } })
+        let running = Task { try await service.run() }
+        defer { running.cancel() }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while port.withLockedValue({ $0 }) == nil, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        let bound = try #require(port.withLockedValue { $0 })
+
+        let page = try await get("/metrics", port: bound)
+        #expect(page.hasPrefix("HTTP/1.1 200"))
+        #expect(page.contains("text/plain; version=0.0.4"))
+        #expect(page.contains(#"backtestd_calls_total{method="RunBacktest",code="OK"} 1"#))
+        #expect(page.contains(#"backtestd_calls_total{method="RunBacktest",code="UNAVAILABLE"} 1"#))
+        #expect(page.contains(#"backtestd_call_duration_seconds_count{method="RunBacktest"} 2"#))
+        #expect(page.contains("backtestd_batch_variants_total 12"))
+        for name in ["backtestd_cache_hits_total", "backtestd_cache_misses_total", "backtestd_cache_hit_ratio",
+                     "backtestd_cache_generation_bytes", "backtestd_cache_generation_keys", "backtestd_cache_last_purge_timestamp_seconds"] {
+            #expect(page.contains("\n\(name) "), "\(name) is exported")
+        }
+        #expect(try await get("/other", port: bound).hasPrefix("HTTP/1.1 404"))
+    }
+}
