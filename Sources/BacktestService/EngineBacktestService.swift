@@ -80,10 +80,9 @@ package struct EngineBacktestService: BacktestService {
         var generation: UInt64 = 0
         var connected = false
         if let cache = pipeline.cache {
-            let session = await cache.openSession()
-            connected = session.isCaching && session.generation >= 0
-            generation = UInt64(max(0, session.generation))
-            await session.finish()
+            (connected, generation) = await cache.withSession { session in
+                (session.isCaching && session.generation >= 0, UInt64(max(0, session.generation)))
+            }.value
         }
         return ServerInfo(
             serverVersion: serverVersion, dataSource: pipeline.source.name, cacheConnected: connected,
