@@ -100,7 +100,7 @@ package struct EngineBacktestService: BacktestService {
             pipeline.logger.info("Cache purged on request (\(result.removedEntries) entries)")
             return PurgeCacheResult(entriesRemoved: UInt64(result.removedEntries), generation: UInt64(max(0, result.generation)))
         } catch {
-            throw BacktestError(.unavailable, "cache purge failed: \(error)")
+            throw BacktestError(.unavailable, "cache purge failed", cause: error)
         }
     }
 }

@@ -104,6 +104,20 @@ import Testing
         #expect(observer.marketsPrepared == 0)
     }
 
+    @Test func anUnderlyingCauseIsLoggedNeverSentToTheClient() async throws {
+        let pipeline = try Self.pipeline(observer: CountingObserver(), source: FailingProvider(error: SecretFailure()))
+        let error = await #expect(throws: BacktestError.self) {
+            _ = try await pipeline.runBacktest(BatchFixture.smaVariants(1)[0], settings: Self.settings)
+        }
+        #expect(error?.code == .unavailable)
+        #expect(error?.message == "market data could not be loaded")
+        #expect(error?.cause is SecretFailure)
+        #expect(error?.description.contains("10.0.0.7") == false)
+        #expect(error?.logDescription.contains("10.0.0.7") == true, "the log keeps the cause")
+        let status = CallStatus(try #require(error))
+        #expect(!status.message.contains("10.0.0.7"))
+    }
+
     /// The result with every timing zeroed (they differ between any two runs).
     static func untimed(_ result: BacktestResult) -> BacktestResult {
         var result = result
@@ -141,9 +155,15 @@ actor UpdateLog {
 
 /// A source that is always down.
 struct FailingProvider: MarketDataProvider {
+    var error: any Error = BacktestError(.unavailable, "the vendor is down")
     var name: String { "failing" }
     var dataEpoch: TradingDate { TradingDate(iso: "2005-01-03")! }
     func dailyBars(_ query: BarQuery) async throws -> BarSet {
-        throw BacktestError(.unavailable, "the vendor is down")
+        throw error
     }
+}
+
+/// An internal error whose text must stay on the server.
+struct SecretFailure: Error, CustomStringConvertible {
+    var description: String { "connect to 10.0.0.7:6379 refused" }
 }

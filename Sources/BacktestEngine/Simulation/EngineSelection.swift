@@ -43,7 +43,7 @@ public struct EngineSelection: Sendable {
         validated strategy: Strategy, market: PreparedMarket, indicators: IndicatorStore, log: (String) -> Void = { _ in }
     ) throws(BacktestError) -> BacktestResult {
         let result = try select(strategy, market: market, indicators: indicators)
-        result.warnings.forEach(log)
+        result.warnings.forEach { log($0.message) }
         return result
     }
 
@@ -67,7 +67,9 @@ public struct EngineSelection: Sendable {
             return try primary.run(validated: strategy, market: market, indicators: indicators)
         } catch where error.code == .internal || error.code == .unknown {
             var result = try fallback.run(validated: strategy, market: market, indicators: indicators)
-            result.warnings.append("the \(primary.name) engine failed (\(error)); answered by the \(fallback.name) engine")
+            result.warnings.append(BacktestWarning(
+                .engineFallback,
+                message: "the \(primary.name) engine failed (\(error)); answered by the \(fallback.name) engine"))
             return result
         }
     }

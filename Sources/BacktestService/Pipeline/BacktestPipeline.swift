@@ -203,7 +203,9 @@ package struct BacktestPipeline: Sendable {
         }
         var warnings = bars.warnings
         if !bars.missing.isEmpty {
-            warnings.append("no data from \(source.name) for \(bars.missing.joined(separator: ", ")) in \(range.lowerBound)...\(range.upperBound)")
+            warnings.append(BacktestWarning(
+                .noData, tickers: bars.missing, dates: [range.lowerBound, range.upperBound],
+                message: "no data from \(source.name) for \(bars.missing.joined(separator: ", ")) in \(range.lowerBound)...\(range.upperBound)"))
         }
 
         // The calendar, aligned once for every variant. Its error (e.g. no benchmark bars) is each
@@ -232,8 +234,9 @@ package struct BacktestPipeline: Sendable {
         result.stats.barsProcessed = simulation.barsProcessed
         result.stats.totalMs = prepared.stats.analysisMs + prepared.stats.dataMs + prepared.stats.indicatorsMs + simulation.simulationMs
         result.warnings = prepared.warnings + result.warnings
-        if result.warnings.contains(where: { $0.contains("flat") }) {
-            logger.warning("backtest '\(variant.strategy.name)': \(result.warnings.filter { $0.contains("flat") }.joined(separator: "; "))")
+        let flat = result.warnings.filter { $0.kind == .benchmarkFlat }
+        if !flat.isEmpty {
+            logger.warning("backtest '\(variant.strategy.name)': \(flat.map(\.message).joined(separator: "; "))")
         }
         return result
     }
@@ -280,14 +283,14 @@ package struct BacktestPipeline: Sendable {
     static func callError(_ error: any Error) -> BacktestError {
         if let error = error as? BacktestError { return error }
         if error is CancellationError { return BacktestError(.cancelled, "backtest cancelled") }
-        return BacktestError(.internal, "backtest failed: \(error)")
+        return BacktestError(.internal, "backtest failed", cause: error)
     }
 
     /// Errors from the data layer as the client should see them.
     static func dataError(_ error: any Error) -> BacktestError {
         if let error = error as? BacktestError { return error }
-        if error is CancellationError { return BacktestError(.cancelled, "cancelled while fetching market data") }
-        return BacktestError(.unavailable, "market data could not be loaded: \(error)")
+        if error is CancellationError { return BacktestError(.cancelled, "cancelled while fetching market data", cause: error) }
+        return BacktestError(.unavailable, "market data could not be loaded", cause: error)
     }
 }
 

@@ -17,7 +17,7 @@ package struct PreparedBatch: Sendable {
     /// Analysis, data and indicator timings, cache counts and API calls of the shared phase.
     package let stats: RunStatistics
     /// What the data layer had to say (e.g. a ticker listed after the start), for every result.
-    package let warnings: [String]
+    package let warnings: [BacktestWarning]
 }
 
 /// A strategy that passed validation once (`BacktestPipeline.validate`): the only input the

@@ -61,7 +61,7 @@ package final class LocalFilesProvider: MarketDataProvider {
             do {
                 text = try String(contentsOf: url, encoding: .utf8)
             } catch {
-                throw BacktestError(.unavailable, "cannot read \(url.path): \(error.localizedDescription)")
+                throw BacktestError(.unavailable, "cannot read \(url.path)", cause: error)
             }
             raw = try DailyBarsCSV.parse(text, symbol: symbol)
         }
