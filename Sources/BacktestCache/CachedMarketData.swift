@@ -22,7 +22,7 @@ package struct CachedMarketData: MarketDataProvider {
 
     package var name: String { upstream.name }
     package var dataEpoch: TradingDate { upstream.dataEpoch }
-    package var standingWarnings: [String] { upstream.standingWarnings }
+    package var standingWarnings: [BacktestWarning] { upstream.standingWarnings }
 
     /// A one-request session of its own. Prefer `dailyBars(_:session:)` to get the counts.
     package func dailyBars(_ query: BarQuery) async throws -> BarSet {
@@ -197,7 +197,7 @@ struct SessionBoundMarketData: MarketDataProvider {
     let session: CacheSession
     var name: String { base.name }
     var dataEpoch: TradingDate { base.dataEpoch }
-    var standingWarnings: [String] { base.standingWarnings }
+    var standingWarnings: [BacktestWarning] { base.standingWarnings }
     func dailyBars(_ query: BarQuery) async throws -> BarSet { try await base.dailyBars(query, session: session) }
 }
 

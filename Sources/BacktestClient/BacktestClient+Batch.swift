@@ -124,7 +124,7 @@ extension BacktestClient {
         do {
             return try ProgressUpdate.decode(payload, limits: limits)
         } catch {
-            throw BacktestError(.internal, "malformed progress update: \(error)")
+            throw BacktestError(.internal, "malformed progress update: \(error)", cause: error)
         }
     }
 

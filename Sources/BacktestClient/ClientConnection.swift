@@ -47,7 +47,7 @@ final class ClientConnection: Sendable {
                 .connect(host: host, port: port).get()
         } catch {
             settingsPromise.fail(error)
-            throw BacktestError(.unavailable, "cannot connect to \(host):\(port): \(error)")
+            throw BacktestError(.unavailable, "cannot connect to \(host):\(port): \(error)", cause: error)
         }
         // A peer that accepts the connection but never sends SETTINGS (a stuck proxy, not a
         // backtestd) must not hold the call forever: the handshake shares the connect timeout.
@@ -61,7 +61,7 @@ final class ClientConnection: Sendable {
         } catch {
             channel.close(promise: nil)
             if let error = error as? BacktestError { throw error }
-            throw BacktestError(.unavailable, "handshake with \(host):\(port) failed: \(error)")
+            throw BacktestError(.unavailable, "handshake with \(host):\(port) failed: \(error)", cause: error)
         }
     }
 

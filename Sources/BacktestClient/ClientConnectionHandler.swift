@@ -102,7 +102,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
             do {
                 observer.onEnd(.success(try CallResponse.decode(frame.payload, limits: decodeLimits)))
             } catch {
-                observer.onEnd(.failure(BacktestError(.internal, "malformed response from the server: \(error)")))
+                observer.onEnd(.failure(BacktestError(.internal, "malformed response from the server: \(error)", cause: error)))
             }
             sendQueued()
             closeIfDone()

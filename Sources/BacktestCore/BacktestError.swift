@@ -42,17 +42,35 @@ public enum StatusCode: Int32, Sendable, CaseIterable, CustomStringConvertible {
 }
 
 /// The one error type that crosses layer boundaries: a status code for the wire, a message for a
-/// person, and the path of the request field at fault when there is one.
+/// person, the path of the request field at fault when there is one, and, for the server's log
+/// only, the error that caused it.
 public struct BacktestError: Error, Sendable, Equatable, CustomStringConvertible {
     public var code: StatusCode
     public var message: String
     /// e.g. "strategy.positions[1].weight"; empty when the error is not about one field.
     public var field: String
+    /// The underlying error (a curl, Redis, file-system or decoding error, ...) this one was made
+    /// from: for logs (`logDescription`). It is never sent to a client and never part of
+    /// `message` or `description`; `==` ignores it.
+    public var cause: (any Error)?
 
-    public init(_ code: StatusCode, _ message: String, field: String = "") {
+    public init(_ code: StatusCode, _ message: String, field: String = "", cause: (any Error)? = nil) {
         self.code = code
         self.message = message
         self.field = field
+        self.cause = cause
+    }
+
+    /// Code, field and message: the cause is for logs only.
+    public static func == (lhs: BacktestError, rhs: BacktestError) -> Bool {
+        lhs.code == rhs.code && lhs.message == rhs.message && lhs.field == rhs.field
+    }
+
+    /// `description` followed by the cause, if any: what the server logs, never what it sends.
+    public var logDescription: String {
+        guard let cause else { return description }
+        let detail = (cause as? BacktestError)?.logDescription ?? String(describing: cause)
+        return "\(description) (cause: \(detail))"
     }
 
     public static func invalidArgument(_ message: String, field: String = "") -> BacktestError {

@@ -87,7 +87,9 @@ public struct BacktestResult: Sendable, Hashable {
     public var orders: [Order]
     public var metrics: Metrics
     public var benchmarkMetrics: Metrics
-    public var warnings: [String]
+    /// What a person should know about this result (typed: check `kind`, show `message`), in
+    /// order: the data layer's, the calendar's, each ticker's, the simulation's.
+    public var warnings: [BacktestWarning]
     public var stats: RunStatistics
     public var initialCapital: Double
     public var benchmarkTicker: String
@@ -95,7 +97,7 @@ public struct BacktestResult: Sendable, Hashable {
 
     public init(
         strategyName: String, dates: [TradingDate], equity: [Double], benchmark: [Double], orders: [Order],
-        metrics: Metrics, benchmarkMetrics: Metrics, warnings: [String], stats: RunStatistics,
+        metrics: Metrics, benchmarkMetrics: Metrics, warnings: [BacktestWarning], stats: RunStatistics,
         initialCapital: Double, benchmarkTicker: String, dataSource: String
     ) {
         self.strategyName = strategyName

@@ -16,13 +16,13 @@ public struct BacktestSummary: Sendable, Hashable {
     public var initialCapital: Double
     /// Orders filled (buys and sells, rebalancing included).
     public var orderCount: Int
-    public var warnings: [String]
+    public var warnings: [BacktestWarning]
     /// Engine, data source, bars processed and simulation time of this variant.
     public var stats: RunStatistics
 
     public init(
         strategyName: String, metrics: Metrics, benchmarkMetrics: Metrics, finalEquity: Double, initialCapital: Double,
-        orderCount: Int, warnings: [String], stats: RunStatistics
+        orderCount: Int, warnings: [BacktestWarning], stats: RunStatistics
     ) {
         self.strategyName = strategyName
         self.metrics = metrics

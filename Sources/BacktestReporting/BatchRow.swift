@@ -16,7 +16,7 @@ package struct VariantSummary: Sendable, Hashable {
         metrics = result.metrics
         finalEquity = result.finalEquity
         orderCount = result.orders.count
-        warnings = result.warnings
+        warnings = result.warnings.map(\.message)
     }
 }
 

@@ -56,7 +56,7 @@ package struct HTMLReport: Sendable {
         html += "</tbody></table>\n"
         if !result.warnings.isEmpty {
             html += "<h2>Warnings</h2>\n<ul class=\"warnings\">\n"
-            html += result.warnings.map { "<li>\(HTML.escape($0))</li>\n" }.joined()
+            html += result.warnings.map { "<li>\(HTML.escape($0.message))</li>\n" }.joined()
             html += "</ul>\n"
         }
         html += ordersSection()

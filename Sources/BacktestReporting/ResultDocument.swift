@@ -105,7 +105,7 @@ package struct ResultDocument: Codable, Sendable, Equatable {
         finalEquity = finite(result.finalEquity)
         metrics = MetricsDocument(result.metrics)
         benchmarkMetrics = MetricsDocument(result.benchmarkMetrics)
-        warnings = result.warnings
+        warnings = result.warnings.map(\.message)
         orders = result.orders.map {
             OrderDocument(date: $0.date, ticker: $0.ticker, side: $0.side, quantity: $0.quantity, price: $0.price, commission: $0.commission)
         }

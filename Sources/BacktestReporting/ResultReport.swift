@@ -72,7 +72,7 @@ package struct ResultReport: Sendable {
         if !result.warnings.isEmpty {
             lines.append("")
             lines.append("warnings:")
-            lines += result.warnings.map { "  - \($0)" }
+            lines += result.warnings.map { "  - \($0.message)" }
         }
         lines.append("")
         lines.append(timing)

@@ -29,6 +29,11 @@ struct CallRunner: Sendable {
             let result = try await invoke(method, context: context)
             response = CallResponse(header: header, result: result)
         } catch let error as BacktestError {
+            // The cause (curl, Redis, files, ...) goes to the log only; the client gets code,
+            // message and field.
+            if error.cause != nil {
+                logger.warning("call failed", metadata: ["stream": "\(streamID)", "error": "\(error.logDescription)"])
+            }
             response = CallResponse(header: header, status: CallStatus(error))
         } catch is CancellationError {
             response = CallResponse(header: header, status: CallStatus(code: .cancelled, message: "call cancelled"))

@@ -1,13 +1,13 @@
 import BacktestCore
-import BacktestEngine
 import BacktestModel
 import BacktestProtocol
 import Logging
 import NIOCore
 
-/// One RunBatch call: validate each variant on its own (an invalid one reports its own error and
-/// the others go on), run the shared phase once for the valid ones, then simulate them with at
-/// most `parallelism` at a time, streaming an update the moment each finishes, and a final one.
+/// One RunBatch call through the pipeline's one execution path (`BacktestPipeline.execute`):
+/// validate each variant once (an invalid one reports its own error and the others go on), run
+/// the shared phase once for the valid ones, then simulate them with at most `parallelism` at a
+/// time, streaming an update the moment each finishes, and a final one.
 struct BatchRun {
     let request: BatchRequest
     let pipeline: BacktestPipeline
@@ -45,59 +45,21 @@ struct BatchRun {
     }
 
     private func runVariants(started: ContinuousClock.Instant, emit: @escaping @Sendable (ProgressUpdate) async throws -> Void) async throws {
-        var valid: [(index: Int, strategy: Strategy)] = []
-        for (index, variant) in request.variants.enumerated() {
-            do throws(BacktestError) {
-                try Validation.validate(variant, settings: request.settings, path: "variants[\(index)]")
-                valid.append((index, variant))
-            } catch {
-                if let update = await job.record(VariantResult(index: index, outcome: .failure(error))) { try await emit(update) }
-            }
-        }
-        guard !valid.isEmpty else {
+        let job = self.job
+        let shared = try await pipeline.execute(
+            request.variants, settings: request.settings, parallelism: parallelism, path: { "variants[\($0)]" },
+            running: { await job.noteRunning($0) },
+            rejected: { result in
+                if let update = await job.record(result) { try await emit(update) }
+            },
+            finished: { result in
+                if let update = await job.record(result) { try await emit(update) }
+                try await stopIfAbandoned()
+            })
+        guard var stats = shared else {
             try await emit(await job.finish(.final, stats: RunStatistics()))
             return
         }
-        let prepared = try await pipeline.prepare(valid.map(\.strategy), settings: request.settings, fieldPrefix: { "variants[\(valid[$0].index)]" })
-        let pipeline = self.pipeline
-        var simulationMs = 0.0
-        var barsProcessed = 0
-        let job = self.job
-        try await withThrowingTaskGroup(of: VariantResult.self) { group in
-            var next = 0
-            var running = 0
-            func startNext() {
-                guard next < valid.count else { return }
-                let (index, strategy) = valid[next]
-                next += 1
-                running += 1
-                group.addTask {
-                    try Task.checkCancellation()
-                    do throws(BacktestError) {
-                        return VariantResult(index: index, outcome: .success(try pipeline.simulate(strategy, in: prepared)))
-                    } catch {
-                        return VariantResult(index: index, outcome: .failure(error))
-                    }
-                }
-            }
-            for _ in 0..<min(parallelism, valid.count) { startNext() }
-            await job.noteRunning(running)
-            // Results are recorded and emitted here, one at a time, so counts stream in order.
-            while let result = try await group.next() {
-                running -= 1
-                if case .success(let backtest) = result.outcome {
-                    simulationMs += backtest.stats.simulationMs
-                    barsProcessed += backtest.stats.barsProcessed
-                }
-                if let update = await job.record(result) { try await emit(update) }
-                try await stopIfAbandoned()
-                startNext()
-                await job.noteRunning(running)
-            }
-        }
-        var stats = prepared.stats
-        stats.simulationMs = simulationMs
-        stats.barsProcessed = barsProcessed
         stats.totalMs = (ContinuousClock.now - started).milliseconds
         stats.variantsPerSecond = Double(request.variants.count) / max(stats.totalMs / 1000, 1e-9)
         logger.info("\(PerformanceLine(label: "batch \(job.id) (\(request.variants.count) variants)", stats: stats))")

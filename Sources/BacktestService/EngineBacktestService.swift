@@ -92,11 +92,10 @@ package struct EngineBacktestService: BacktestService {
         var connected = false
         var figures: CacheStatsInfo?
         if let cache = pipeline.cache {
-            let session = await cache.openSession(countsAsRequest: false)
             // Connected means Redis answered; the in-process layer alone does not count.
-            connected = session.isUsingRedis
-            generation = UInt64(max(0, session.generation))
-            await session.finish()
+            (connected, generation) = await cache.withSession(countsAsRequest: false) { session in
+                (session.isUsingRedis, UInt64(max(0, session.generation)))
+            }.value
             figures = CacheStatsInfo(cache.figures())
         }
         return ServerInfo(
@@ -115,7 +114,7 @@ package struct EngineBacktestService: BacktestService {
             pipeline.logger.info("Cache purged on request (\(result.removedEntries) entries)")
             return PurgeCacheResult(entriesRemoved: UInt64(result.removedEntries), generation: UInt64(max(0, result.generation)))
         } catch {
-            throw BacktestError(.unavailable, "cache purge failed: \(error)")
+            throw BacktestError(.unavailable, "cache purge failed", cause: error)
         }
     }
 }

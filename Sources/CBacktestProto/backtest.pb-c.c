@@ -817,6 +817,51 @@ void   backtest__v1__run_statistics__free_unpacked
   assert(message->base.descriptor == &backtest__v1__run_statistics__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   backtest__v1__warning__init
+                     (Backtest__V1__Warning         *message)
+{
+  static const Backtest__V1__Warning init_value = BACKTEST__V1__WARNING__INIT;
+  *message = init_value;
+}
+size_t backtest__v1__warning__get_packed_size
+                     (const Backtest__V1__Warning *message)
+{
+  assert(message->base.descriptor == &backtest__v1__warning__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t backtest__v1__warning__pack
+                     (const Backtest__V1__Warning *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &backtest__v1__warning__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t backtest__v1__warning__pack_to_buffer
+                     (const Backtest__V1__Warning *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &backtest__v1__warning__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Backtest__V1__Warning *
+       backtest__v1__warning__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Backtest__V1__Warning *)
+     protobuf_c_message_unpack (&backtest__v1__warning__descriptor,
+                                allocator, len, data);
+}
+void   backtest__v1__warning__free_unpacked
+                     (Backtest__V1__Warning *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &backtest__v1__warning__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   backtest__v1__backtest_result__init
                      (Backtest__V1__BacktestResult         *message)
 {
@@ -2884,7 +2929,84 @@ const ProtobufCMessageDescriptor backtest__v1__run_statistics__descriptor =
   (ProtobufCMessageInit) backtest__v1__run_statistics__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor backtest__v1__backtest_result__field_descriptors[13] =
+static const ProtobufCFieldDescriptor backtest__v1__warning__field_descriptors[4] =
+{
+  {
+    "kind",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__Warning, kind),
+    &backtest__v1__warning_kind__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "tickers",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Backtest__V1__Warning, n_tickers),
+    offsetof(Backtest__V1__Warning, tickers),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "dates",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_INT32,
+    offsetof(Backtest__V1__Warning, n_dates),
+    offsetof(Backtest__V1__Warning, dates),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "message",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__Warning, message),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned backtest__v1__warning__field_indices_by_name[] = {
+  2,   /* field[2] = dates */
+  0,   /* field[0] = kind */
+  3,   /* field[3] = message */
+  1,   /* field[1] = tickers */
+};
+static const ProtobufCIntRange backtest__v1__warning__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor backtest__v1__warning__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "backtest.v1.Warning",
+  "Warning",
+  "Backtest__V1__Warning",
+  "backtest.v1",
+  sizeof(Backtest__V1__Warning),
+  4,
+  backtest__v1__warning__field_descriptors,
+  backtest__v1__warning__field_indices_by_name,
+  1,  backtest__v1__warning__number_ranges,
+  (ProtobufCMessageInit) backtest__v1__warning__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor backtest__v1__backtest_result__field_descriptors[14] =
 {
   {
     "strategy_name",
@@ -3042,6 +3164,18 @@ static const ProtobufCFieldDescriptor backtest__v1__backtest_result__field_descr
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "warning_details",
+    14,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Backtest__V1__BacktestResult, n_warning_details),
+    offsetof(Backtest__V1__BacktestResult, warning_details),
+    &backtest__v1__warning__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned backtest__v1__backtest_result__field_indices_by_name[] = {
   3,   /* field[3] = benchmark */
@@ -3056,12 +3190,13 @@ static const unsigned backtest__v1__backtest_result__field_indices_by_name[] = {
   4,   /* field[4] = orders */
   8,   /* field[8] = stats */
   0,   /* field[0] = strategy_name */
+  13,   /* field[13] = warning_details */
   7,   /* field[7] = warnings */
 };
 static const ProtobufCIntRange backtest__v1__backtest_result__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 13 }
+  { 0, 14 }
 };
 const ProtobufCMessageDescriptor backtest__v1__backtest_result__descriptor =
 {
@@ -3071,7 +3206,7 @@ const ProtobufCMessageDescriptor backtest__v1__backtest_result__descriptor =
   "Backtest__V1__BacktestResult",
   "backtest.v1",
   sizeof(Backtest__V1__BacktestResult),
-  13,
+  14,
   backtest__v1__backtest_result__field_descriptors,
   backtest__v1__backtest_result__field_indices_by_name,
   1,  backtest__v1__backtest_result__number_ranges,
@@ -4479,6 +4614,54 @@ const ProtobufCEnumDescriptor backtest__v1__side__descriptor =
   backtest__v1__side__enum_values_by_name,
   1,
   backtest__v1__side__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCEnumValue backtest__v1__warning_kind__enum_values_by_number[12] =
+{
+  { "WARNING_KIND_UNSPECIFIED", "BACKTEST__V1__WARNING_KIND__WARNING_KIND_UNSPECIFIED", 0 },
+  { "WARNING_DEMO_DATA", "BACKTEST__V1__WARNING_KIND__WARNING_DEMO_DATA", 1 },
+  { "WARNING_NO_DATA_BEFORE", "BACKTEST__V1__WARNING_KIND__WARNING_NO_DATA_BEFORE", 2 },
+  { "WARNING_NO_DATA", "BACKTEST__V1__WARNING_KIND__WARNING_NO_DATA", 3 },
+  { "WARNING_BENCHMARK_RANGE", "BACKTEST__V1__WARNING_KIND__WARNING_BENCHMARK_RANGE", 4 },
+  { "WARNING_BENCHMARK_FLAT", "BACKTEST__V1__WARNING_KIND__WARNING_BENCHMARK_FLAT", 5 },
+  { "WARNING_STARTS_LATE", "BACKTEST__V1__WARNING_KIND__WARNING_STARTS_LATE", 6 },
+  { "WARNING_ENDS_EARLY", "BACKTEST__V1__WARNING_KIND__WARNING_ENDS_EARLY", 7 },
+  { "WARNING_MISSING_BARS", "BACKTEST__V1__WARNING_KIND__WARNING_MISSING_BARS", 8 },
+  { "WARNING_ORDERS_NOT_FILLED", "BACKTEST__V1__WARNING_KIND__WARNING_ORDERS_NOT_FILLED", 9 },
+  { "WARNING_ENGINE_FALLBACK", "BACKTEST__V1__WARNING_KIND__WARNING_ENGINE_FALLBACK", 10 },
+  { "WARNING_INDICATOR_WARM_UP", "BACKTEST__V1__WARNING_KIND__WARNING_INDICATOR_WARM_UP", 11 },
+};
+static const ProtobufCIntRange backtest__v1__warning_kind__value_ranges[] = {
+{0, 0},{0, 12}
+};
+static const ProtobufCEnumValueIndex backtest__v1__warning_kind__enum_values_by_name[12] =
+{
+  { "WARNING_BENCHMARK_FLAT", 5 },
+  { "WARNING_BENCHMARK_RANGE", 4 },
+  { "WARNING_DEMO_DATA", 1 },
+  { "WARNING_ENDS_EARLY", 7 },
+  { "WARNING_ENGINE_FALLBACK", 10 },
+  { "WARNING_INDICATOR_WARM_UP", 11 },
+  { "WARNING_KIND_UNSPECIFIED", 0 },
+  { "WARNING_MISSING_BARS", 8 },
+  { "WARNING_NO_DATA", 3 },
+  { "WARNING_NO_DATA_BEFORE", 2 },
+  { "WARNING_ORDERS_NOT_FILLED", 9 },
+  { "WARNING_STARTS_LATE", 6 },
+};
+const ProtobufCEnumDescriptor backtest__v1__warning_kind__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "backtest.v1.WarningKind",
+  "WarningKind",
+  "Backtest__V1__WarningKind",
+  "backtest.v1",
+  12,
+  backtest__v1__warning_kind__enum_values_by_number,
+  12,
+  backtest__v1__warning_kind__enum_values_by_name,
+  1,
+  backtest__v1__warning_kind__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
 static const ProtobufCEnumValue backtest__v1__batch_state__enum_values_by_number[5] =

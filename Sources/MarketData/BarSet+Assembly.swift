@@ -32,19 +32,18 @@ extension BarSet {
     package static func listingWarning(
         _ symbol: String, first: TradingDate, last: TradingDate, range: ClosedRange<TradingDate>,
         calendar: MarketCalendar = .nyse
-    ) -> String? {
+    ) -> BacktestWarning? {
         let firstTradingDay = calendar.isTradingDay(range.lowerBound)
             ? range.lowerBound : calendar.nextTradingDay(after: range.lowerBound)
         guard first > firstTradingDay else { return nil }
-        return "\(symbol): \(listingWarningMarker)\(first); using \(first)...\(last)"
+        return BacktestWarning(
+            .noDataBefore, tickers: [symbol], dates: [first, last], message: "\(symbol): no data before \(first); using \(first)...\(last)")
     }
 
     /// Whether `warning` is the listing warning of `symbol` (whatever its dates).
-    package static func isListingWarning(_ warning: String, of symbol: String) -> Bool {
-        warning.hasPrefix("\(symbol): \(listingWarningMarker)")
+    package static func isListingWarning(_ warning: BacktestWarning, of symbol: String) -> Bool {
+        warning.kind == .noDataBefore && warning.tickers == [symbol]
     }
-
-    private static let listingWarningMarker = "no data before "
 
     /// Folds another answer into this one (for queries split across requests or sources).
     mutating func absorb(_ other: BarSet) {

@@ -29,10 +29,11 @@ package struct BarSet: Sendable {
     package var missing: [String]
     /// Requests made to a remote vendor to answer (pages count one each); 0 for local sources.
     package var apiCalls: Int
-    /// Things a person should know, e.g. "AAPL: no data before 1999-11-01, used from there".
-    package var warnings: [String]
+    /// Things a person should know, e.g. `.noDataBefore` "AAPL: no data before 1999-11-01; using
+    /// 1999-11-01...2005-12-30".
+    package var warnings: [BacktestWarning]
 
-    package init(bars: [String: DailyBars] = [:], missing: [String] = [], apiCalls: Int = 0, warnings: [String] = []) {
+    package init(bars: [String: DailyBars] = [:], missing: [String] = [], apiCalls: Int = 0, warnings: [BacktestWarning] = []) {
         self.bars = bars
         self.missing = missing
         self.apiCalls = apiCalls
@@ -58,7 +59,7 @@ package protocol MarketDataProvider: Sendable {
 
     /// Warnings that hold for every answer of this source (the demo source's "synthetic
     /// prices"), so that layers answering without asking it (the cache) still carry them.
-    var standingWarnings: [String] { get }
+    var standingWarnings: [BacktestWarning] { get }
 
     /// What distinguishes this source's data from another instance's of the same kind, for
     /// cache keys: Alpaca's base URL and feed, the files' directory, the demo's seed. Two
@@ -74,7 +75,7 @@ package protocol MarketDataProvider: Sendable {
 }
 
 extension MarketDataProvider {
-    package var standingWarnings: [String] { [] }
+    package var standingWarnings: [BacktestWarning] { [] }
     package var cacheIdentity: String { name }
     package func cacheFingerprints(_ symbols: [String]) async throws -> [String: String] { [:] }
 }

@@ -130,7 +130,8 @@ struct CachedMarketDataTests {
         #expect(bars == (try SharedBarsProvider.expected("ABBV", range)))
         #expect(bars.firstDate.map { $0 >= date("2012-12-01") } == true)
         // The second (fully warm) answer still says the range starts before the listing.
-        #expect(answer.warnings == ["ABBV: no data before \(bars.firstDate!); using \(bars.firstDate!)...\(bars.lastDate!)"])
+        #expect(answer.warnings.map(\.message) == ["ABBV: no data before \(bars.firstDate!); using \(bars.firstDate!)...\(bars.lastDate!)"])
+        #expect(answer.warnings.map(\.kind) == [.noDataBefore])
         let (unknown, empty) = try await twoRuns(fixture, at: mondayNoon, BarQuery(symbols: ["ZZZZ"], range: range, adjustment: .split))
         #expect(unknown.count == 1)
         #expect(empty.missing == ["ZZZZ"])
@@ -148,8 +149,8 @@ struct CachedMarketDataTests {
             answers.append((try await data.dailyBars(query, session: session), await session.finish()))
         }
         #expect(answers[1].1.misses == 0, "the second answer is all from the cache")
-        #expect(answers[0].0.warnings == [demo.label])
-        #expect(answers[1].0.warnings == [demo.label])
+        #expect(answers[0].0.warnings == [BacktestWarning(.demoData, message: demo.label)])
+        #expect(answers[1].0.warnings == [BacktestWarning(.demoData, message: demo.label)])
         await cache.shutdown()
     }
 

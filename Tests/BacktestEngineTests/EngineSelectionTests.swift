@@ -54,7 +54,8 @@ struct EngineSelectionTests {
         let result = try EngineSelection().run(
             Self.strategy, settings: Self.settings, snapshot: snapshot, indicators: corrupt, log: log.append)
         #expect(result.stats.engine == "reference")
-        #expect(result.warnings.last?.contains("the v2 engine failed") == true)
+        #expect(result.warnings.last?.message.contains("the v2 engine failed") == true)
+        #expect(result.warnings.last?.kind == .engineFallback)
         #expect(log.all.contains { $0.contains("v2 engine failed") && $0.contains("INTERNAL") })
         let good = try IndicatorStore.compute([Self.smaKey], snapshot: snapshot)
         let expected = try VectorEngine().run(Self.strategy, settings: Self.settings, snapshot: snapshot, indicators: good)

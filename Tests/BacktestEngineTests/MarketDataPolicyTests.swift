@@ -17,7 +17,7 @@ struct MarketDataPolicyTests {
         let settings = BacktestSettings(start: TestData.date("2012-01-03"), end: TestData.date("2012-12-31"))
         let strategy = Strategy(positions: [Position(ticker: "FB", weight: 1, entry: Self.alwaysHold)], fill: .close)
         let result = try Self.run(strategy, settings, try TestData.snapshot(["FB", "SPY"]))
-        #expect(result.warnings.contains { $0.contains("FB has no bars before 2012-05-18") && $0.contains("2012-01-03") })
+        #expect(result.warnings.contains { $0.message.contains("FB has no bars before 2012-05-18") && $0.message.contains("2012-01-03") && $0.kind == .startsLate && $0.tickers == ["FB"] })
         #expect(result.orders.first?.date == TestData.date("2012-05-18"))
         let listing = try #require(result.dates.firstIndex(of: TestData.date("2012-05-18")))
         #expect(result.equity[..<listing].allSatisfy { $0 == settings.initialCapital })
@@ -76,7 +76,8 @@ struct MarketDataPolicyTests {
         let strategy = Strategy(positions: [Position(ticker: "MSFT", weight: 1, entry: Self.alwaysHold)], fill: .close)
         let result = try Self.run(strategy, settings, snapshot)
         #expect(result.orders.count == 1, "a missing bar must not trigger the implicit exit")
-        #expect(result.warnings.contains { $0.contains("MSFT has no bar on 2 trading day(s)") && $0.contains("2013-03-05") })
+        #expect(result.warnings.contains { $0.message.contains("MSFT has no bar on 2 trading day(s)") && $0.message.contains("2013-03-05") })
+        #expect(result.warnings.contains { $0.kind == .missingBars && $0.tickers == ["MSFT"] && $0.dates.count == 2 && $0.dates.first == TradingDate(iso: "2013-03-05") })
         let monday = try #require(result.dates.firstIndex(of: TestData.date("2013-03-04")))
         let msft = snapshot.bars["MSFT"]!
         let close = msft.close[try #require(msft.index(of: TestData.date("2013-03-04")))]
@@ -98,7 +99,7 @@ struct MarketDataPolicyTests {
             // Signal on 03-04 fills on 03-05 (no bar: dropped); 03-05 and 03-06 give no signal;
             // the signal of 03-07 fills at 03-08's open.
             #expect(result.orders.map(\.date) == [TestData.date("2013-03-08")], "\(engine.name)")
-            #expect(result.warnings.contains { $0.contains("1 MSFT order(s) not filled") && $0.contains("2013-03-05") }, "\(engine.name)")
+            #expect(result.warnings.contains { $0.message.contains("1 MSFT order(s) not filled") && $0.message.contains("2013-03-05") && $0.kind == .ordersNotFilled }, "\(engine.name)")
         }
     }
 
@@ -121,13 +122,13 @@ struct MarketDataPolicyTests {
         settings.benchmark = "FLAT"
         let strategy = Strategy(positions: [Position(ticker: "AAPL", weight: 1, entry: Self.alwaysHold)])
         let result = try Self.run(strategy, settings, snapshot)
-        #expect(result.warnings.contains { $0.contains("benchmark FLAT is flat") })
+        #expect(result.warnings.contains { $0.message.contains("benchmark FLAT is flat") && $0.kind == .benchmarkFlat })
         #expect(result.metrics.beta == 0 && result.metrics.alpha == 0)
 
         var spySettings = settings
         spySettings.benchmark = "SPY"
         let normal = try Self.run(strategy, spySettings, try TestData.snapshot(["AAPL", "SPY"]))
-        #expect(!normal.warnings.contains { $0.contains("flat") })
+        #expect(!normal.warnings.contains { $0.message.contains("flat") || $0.kind == .benchmarkFlat })
         #expect(normal.benchmark.last != normal.benchmark.first)
     }
 
@@ -137,7 +138,7 @@ struct MarketDataPolicyTests {
         let strategy = Strategy(positions: [Position(ticker: "AAPL", weight: 1, entry: Self.alwaysHold)], fill: .close)
         let result = try Self.run(strategy, settings, try TestData.snapshot(["AAPL", "SPY"]))
         #expect(result.dates.count == 1 && result.equity.count == 1)
-        #expect(result.warnings.contains { $0.contains("single day") })
+        #expect(result.warnings.contains { $0.message.contains("single day") && $0.kind == .benchmarkFlat })
     }
 
     @Test("a benchmark without bars in the range is NOT_FOUND on the dates")

@@ -137,7 +137,7 @@ struct MessageCodecTests {
         let result = BacktestResult(
             strategyName: "s", dates: [day, day.advanced(by: 1)], equity: [100, 101.5], benchmark: [100, 99],
             orders: [Order(date: day, ticker: "SPY", side: .sell, quantity: 1.5, price: 320.25, commission: 0.1)],
-            metrics: metrics, benchmarkMetrics: Metrics(), warnings: ["w"], stats: stats, initialCapital: 100,
+            metrics: metrics, benchmarkMetrics: Metrics(), warnings: [BacktestWarning(.missingBars, tickers: ["MSFT"], dates: [TradingDate(iso: "2013-03-05")!, TradingDate(iso: "2013-03-07")!], message: "w")], stats: stats, initialCapital: 100,
             benchmarkTicker: "SPY", dataSource: "demo")
         let response = CallResponse(header: ResponseHeader(requestID: "x", serverVersion: "1"), result: .backtest(result))
         let decoded = try CallResponse.decode(response.encoded())

@@ -49,7 +49,7 @@ enum Fixtures {
         metrics.profitFactor = .infinity
         return BacktestResult(
             strategyName: name, dates: dates, equity: equity, benchmark: benchmark ?? equity, orders: [],
-            metrics: metrics, benchmarkMetrics: Metrics(), warnings: ["a warning with <b>markup</b>"], stats: RunStatistics(),
+            metrics: metrics, benchmarkMetrics: Metrics(), warnings: [BacktestWarning(.unspecified, message: "a warning with <b>markup</b>")], stats: RunStatistics(),
             initialCapital: equity.first ?? 0, benchmarkTicker: "SPY", dataSource: "test")
     }
 }

@@ -93,12 +93,13 @@ import Testing
                     rhs: .series(SeriesRef(source: .indicator(IndicatorSpec(type: "sma", params: [200]))))))])
         }
         let settings = BacktestSettings(start: TradingDate(iso: "2010-01-04")!, end: TradingDate(iso: "2015-12-31")!)
-        let prepared = try await pipeline.prepare(variants, settings: settings)
+        let valid = try pipeline.validate(variants, settings: settings, path: { "variants[\($0)]" }).map { try $0.get() }
+        let prepared = try await pipeline.prepare(valid, settings: settings)
         #expect(await counting.queries.count == 1)
         #expect(await counting.queries.first?.symbols == ["MSFT", "SPY"])
         #expect(prepared.indicators.count == 3, "sma:20, sma:50, sma:200, each once")
         for (index, variant) in variants.enumerated() {
-            let batched = try pipeline.simulate(variant, in: prepared)
+            let batched = try pipeline.simulate(valid[index], in: prepared)
             let alone = try await pipeline.runBacktest(variant, settings: settings)
             #expect(batched.equity == alone.equity, "variant \(index) equals running it alone")
         }
@@ -110,9 +111,11 @@ import Testing
         var bad = good
         bad.positions[0].weight = 1.5
         let settings = BacktestSettings(start: TradingDate(iso: "2010-01-04")!, end: TradingDate(iso: "2010-12-31")!)
-        let error = await #expect(throws: BacktestError.self) {
-            _ = try await pipeline.prepare([good, bad], settings: settings, fieldPrefix: { "variants[\($0)]" })
-        }
+        let outcomes = pipeline.validate([good, bad], settings: settings, path: { "variants[\($0)]" })
+        #expect(throws: Never.self) { try outcomes[0].get() }
+        let rejection = #expect(throws: Rejection.self) { try outcomes[1].get() }
+        let error = rejection?.error
+        #expect(rejection?.index == 1)
         #expect(error?.code == .invalidArgument)
         #expect(error?.field == "variants[1].positions[0].weight")
     }

@@ -45,12 +45,14 @@ import Testing
         let pipeline = BacktestPipeline(source: LateEpochProvider(base: try LocalFilesProvider(directory: SharedData.dailyDirectory)), cache: nil)
         let early = BacktestSettings(start: TradingDate(year: 2015, month: 1, day: 2)!, end: TradingDate(year: 2017, month: 12, day: 29)!)
         let result = try await pipeline.runBacktest(strategy(["SPY"]), settings: early)
-        let warning = try #require(result.warnings.first { $0.hasPrefix("indicators warm up until 2016-10") })
-        #expect(warning.contains("sma:200 of SPY") && warning.contains("late's data begins 2016-01-04"), "\(warning)")
+        let warning = try #require(result.warnings.first { $0.kind == .indicatorWarmUp })
+        #expect(warning.tickers == ["SPY"] && warning.dates.first == early.start, "\(warning)")
+        #expect(warning.message.hasPrefix("indicators warm up until 2016-10"), "\(warning)")
+        #expect(warning.message.contains("sma:200 of SPY") && warning.message.contains("late's data begins 2016-01-04"), "\(warning)")
 
         let late = BacktestSettings(start: TradingDate(year: 2017, month: 1, day: 3)!, end: TradingDate(year: 2017, month: 12, day: 29)!)
         let settled = try await pipeline.runBacktest(strategy(["SPY"]), settings: late)
-        #expect(!settled.warnings.contains { $0.hasPrefix("indicators warm up") })
+        #expect(!settled.warnings.contains { $0.kind == .indicatorWarmUp })
     }
 
     @Test func aTickerTheVendorRejectsIsReportedAtItsPositionsPath() async throws {

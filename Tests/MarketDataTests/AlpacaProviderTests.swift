@@ -84,7 +84,10 @@ struct AlpacaProviderTests {
                 BarQuery(symbols: ["TSLA"], range: date("2005-01-03")...date("2010-12-31"), adjustment: .split))
             let bars = try #require(answer.bars["TSLA"])
             #expect(bars.firstDate == date("2010-06-29"))
-            #expect(answer.warnings == ["TSLA: no data before 2010-06-29; using 2010-06-29...2010-12-31"])
+            #expect(answer.warnings.map(\.message) == ["TSLA: no data before 2010-06-29; using 2010-06-29...2010-12-31"])
+            #expect(answer.warnings.map(\.kind) == [.noDataBefore])
+            #expect(answer.warnings.first?.tickers == ["TSLA"])
+            #expect(answer.warnings.first?.dates == [TradingDate(iso: "2010-06-29")!, TradingDate(iso: "2010-12-31")!])
         }
     }
 

@@ -38,7 +38,7 @@ struct DemoProviderTests {
         #expect(try await bars("AAPL") == bars("AAPL", .raw, again))
         #expect(try await bars("AAPL").close != bars("AAPL", .raw, other).close)
         let answer = try await demo.dailyBars(BarQuery(symbols: ["SPY"], range: everything, adjustment: .split))
-        #expect(answer.warnings.contains { $0.contains("demo data") })
+        #expect(answer.warnings.contains { $0.message.contains("demo data") && $0.kind == .demoData })
         #expect(demo.name == "demo")
     }
 
@@ -128,6 +128,6 @@ struct DemoProviderTests {
         let spy = try #require(answer.bars["SPY"])
         #expect(spy.firstDate == demo.dataEpoch)
         #expect(spy.lastDate == DemoProviderTests.end)
-        #expect(answer.warnings.contains("SPY: no data before 2000-01-03; using 2000-01-03...2024-06-28"))
+        #expect(answer.warnings.map(\.message).contains("SPY: no data before 2000-01-03; using 2000-01-03...2024-06-28"))
     }
 }

@@ -15,7 +15,8 @@ struct LocalFilesProviderTests {
             BarQuery(symbols: ["TSLA", "NOPE", "SPY"], range: date("2005-01-01")...date("2021-04-21"), adjustment: .split))
         #expect(answer.missing == ["NOPE"])
         #expect(answer.bars["TSLA"]?.firstDate == date("2010-06-29"))
-        #expect(answer.warnings == ["TSLA: no data before 2010-06-29; using 2010-06-29...2021-04-21"])
+        #expect(answer.warnings.map(\.message) == ["TSLA: no data before 2010-06-29; using 2010-06-29...2021-04-21"])
+        #expect(answer.warnings.map(\.kind) == [.noDataBefore])
         #expect(answer.bars["SPY"]?.lastDate == date("2020-08-28"))
         #expect(answer.apiCalls == 0)
     }

@@ -3,8 +3,9 @@ import BacktestModel
 
 /// Rejects what cannot be backtested with INVALID_ARGUMENT naming the field, in proto field
 /// names: "strategy.positions[1].weight", "strategy.commission_bps", "settings.end_date", ...
-/// Runs before any data is fetched; the engines run it again (it is cheap) so they never see an
-/// invalid strategy.
+/// Runs before any data is fetched, once per strategy: the service validates each variant once and
+/// hands the engines only validated strategies (`BacktestRunner.run(validated:market:indicators:)`);
+/// the engines' stand-alone entry points validate for callers that have not.
 public enum Validation {
     /// `path` names the strategy in messages: "strategy" for a single backtest, "variants[3]" in a
     /// batch.

@@ -29,11 +29,7 @@ struct ReferenceBook {
 
     var isExposed: Bool { holdings.contains { $0.shares != 0 } }
 
-    var warnings: [String] {
-        dropped.sorted { $0.key < $1.key }.map {
-            "\($0.value.count) \($0.key) order(s) not filled: no bar on the fill day (first \($0.value.first))"
-        }
-    }
+    var warnings: [BacktestWarning] { BacktestWarning.ordersNotFilled(dropped) }
 
     /// Open or close of `ticker` on calendar day `day`; nil when it has no bar then.
     func price(_ ticker: String, day: Int, useOpen: Bool) -> Double? {

@@ -14,13 +14,11 @@ public struct ReferenceEngine: BacktestRunner {
 
     public init() {}
 
-    public func run(
-        _ strategy: Strategy, settings: BacktestSettings, snapshot: MarketSnapshot, indicators _: IndicatorStore
-    ) throws(BacktestError) -> BacktestResult {
+    public func run(validated strategy: Strategy, market: PreparedMarket, indicators _: IndicatorStore) throws(BacktestError) -> BacktestResult {
         let clock = ContinuousClock()
         let started = clock.now
-        try Validation.validate(strategy, settings: settings)
-        let market = try PreparedMarket(settings: settings, snapshot: snapshot)
+        let settings = market.settings
+        let snapshot = market.snapshot
         var warnings = market.warnings
         for symbol in StrategyAnalysis.tickers(of: strategy).sorted() {
             _ = try market.ticker(symbol, field: "strategy.positions")

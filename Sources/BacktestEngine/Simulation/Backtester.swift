@@ -24,7 +24,8 @@ public struct Backtester: Sendable {
         let analyzed = clock.now
         let computed = try indicators.computeMissing(analysis.indicatorKeys, snapshot: snapshot)
         let indicatorsDone = clock.now
-        var result = try selection.run(strategy, settings: settings, snapshot: snapshot, indicators: indicators, log: log)
+        let market = try PreparedMarket(settings: settings, snapshot: snapshot)
+        var result = try selection.run(validated: strategy, market: market, indicators: indicators, log: log)
         result.stats.analysisMs = (analyzed - started).milliseconds
         result.stats.indicatorsMs = (indicatorsDone - analyzed).milliseconds
         result.stats.dataMs = dataMs

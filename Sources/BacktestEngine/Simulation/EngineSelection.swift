@@ -37,26 +37,39 @@ public struct EngineSelection: Sendable {
         }
     }
 
+    /// Runs `strategy` (already validated against `market.settings`) on the market prepared once
+    /// for its request; every warning of the result is also passed to `log`.
+    public func run(
+        validated strategy: Strategy, market: PreparedMarket, indicators: IndicatorStore, log: (String) -> Void = { _ in }
+    ) throws(BacktestError) -> BacktestResult {
+        let result = try select(strategy, market: market, indicators: indicators)
+        result.warnings.forEach { log($0.message) }
+        return result
+    }
+
+    /// The stand-alone form: validates, prepares the market from `snapshot`, then runs.
     public func run(
         _ strategy: Strategy, settings: BacktestSettings, snapshot: MarketSnapshot, indicators: IndicatorStore,
         log: (String) -> Void = { _ in }
     ) throws(BacktestError) -> BacktestResult {
-        let result = try select(strategy, settings: settings, snapshot: snapshot, indicators: indicators)
-        result.warnings.forEach(log)
-        return result
+        try Validation.validate(strategy, settings: settings)
+        let market = try PreparedMarket(settings: settings, snapshot: snapshot)
+        return try run(validated: strategy, market: market, indicators: indicators, log: log)
     }
 
     private func select(
-        _ strategy: Strategy, settings: BacktestSettings, snapshot: MarketSnapshot, indicators: IndicatorStore
+        _ strategy: Strategy, market: PreparedMarket, indicators: IndicatorStore
     ) throws(BacktestError) -> BacktestResult {
         guard useNewEngine else {
-            return try fallback.run(strategy, settings: settings, snapshot: snapshot, indicators: indicators)
+            return try fallback.run(validated: strategy, market: market, indicators: indicators)
         }
         do {
-            return try primary.run(strategy, settings: settings, snapshot: snapshot, indicators: indicators)
+            return try primary.run(validated: strategy, market: market, indicators: indicators)
         } catch where error.code == .internal || error.code == .unknown {
-            var result = try fallback.run(strategy, settings: settings, snapshot: snapshot, indicators: indicators)
-            result.warnings.append("the \(primary.name) engine failed (\(error)); answered by the \(fallback.name) engine")
+            var result = try fallback.run(validated: strategy, market: market, indicators: indicators)
+            result.warnings.append(BacktestWarning(
+                .engineFallback,
+                message: "the \(primary.name) engine failed (\(error)); answered by the \(fallback.name) engine"))
             return result
         }
     }

@@ -55,11 +55,7 @@ struct PortfolioLoop<Recorder: PortfolioRecorder> {
         exited = Array(repeating: false, count: legs.count)
     }
 
-    var warnings: [String] {
-        droppedOrders.sorted { $0.key < $1.key }.map {
-            "\($0.value.count) \($0.key) order(s) not filled: no bar on the fill day (first \($0.value.first))"
-        }
-    }
+    var warnings: [BacktestWarning] { BacktestWarning.ordersNotFilled(droppedOrders) }
 
     mutating func run() {
         let count = market.dates.count

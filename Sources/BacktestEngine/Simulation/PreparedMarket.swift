@@ -23,7 +23,7 @@ public struct PreparedMarket: Sendable {
     public let benchmarkMetrics: Metrics
     public let dataSource: String
     /// Warnings about the calendar itself (benchmark range, flat benchmark).
-    public let warnings: [String]
+    public let warnings: [BacktestWarning]
     let snapshot: MarketSnapshot
     let aligned: [String: AlignedTicker]
     /// First trading day of each week / month (index 0 excluded: nothing is held before it).
@@ -46,11 +46,12 @@ public struct PreparedMarket: Sendable {
                 "benchmark \(settings.benchmark) has no bars in \(settings.start)...\(settings.end)\(available)",
                 field: "settings.start_date")
         }
-        var warnings: [String] = []
+        var warnings: [BacktestWarning] = []
         if first > settings.start.advanced(by: 7) || last < settings.end.advanced(by: -7) {
-            warnings.append(
+            warnings.append(BacktestWarning(
+                .benchmarkRange, tickers: [settings.benchmark], dates: [first, last], message:
                 "benchmark \(settings.benchmark) has bars only for \(first)...\(last) of the requested "
-                    + "\(settings.start)...\(settings.end); simulated \(first)...\(last)")
+                    + "\(settings.start)...\(settings.end); simulated \(first)...\(last)"))
         }
         self.settings = settings
         self.snapshot = snapshot
@@ -82,13 +83,15 @@ public struct PreparedMarket: Sendable {
 
     /// The benchmark must move: a flat benchmark (zero variance of daily returns, or a single
     /// day) makes alpha, beta and every comparison meaningless, and was a bug of the old system.
-    static func flatBenchmarkWarning(_ returns: [Double], ticker: String) -> String? {
+    static func flatBenchmarkWarning(_ returns: [Double], ticker: String) -> BacktestWarning? {
         guard returns.count >= 1 else {
-            return "benchmark \(ticker) covers a single day: its returns have no variance"
+            return BacktestWarning(
+                .benchmarkFlat, tickers: [ticker], message: "benchmark \(ticker) covers a single day: its returns have no variance")
         }
         let mean = returns.reduce(0, +) / Double(returns.count)
         let variance = returns.reduce(0) { $0 + ($1 - mean) * ($1 - mean) }
-        return variance > 0 ? nil : "benchmark \(ticker) is flat over the whole range (zero variance); check its data"
+        return variance > 0 ? nil : BacktestWarning(
+            .benchmarkFlat, tickers: [ticker], message: "benchmark \(ticker) is flat over the whole range (zero variance); check its data")
     }
 
     func ticker(_ symbol: String, field: String) throws(BacktestError) -> AlignedTicker {
@@ -117,7 +120,7 @@ struct AlignedTicker: Sendable {
     let hasBar: SignalBits
     let firstCalendarIndex: Int?
     let barsRange: ClosedRange<TradingDate>?
-    let warnings: [String]
+    let warnings: [BacktestWarning]
 
     init(bars: DailyBars, calendar: [TradingDate]) {
         symbol = bars.symbol
@@ -159,21 +162,26 @@ struct AlignedTicker: Sendable {
         self.mark = mark
         hasBar = SignalBits(barIndex.map { $0 >= 0 })
         self.firstCalendarIndex = first
-        var warnings: [String] = []
+        var warnings: [BacktestWarning] = []
         if let first, let last, let start = calendar.first, let end = calendar.last {
+            let symbol = bars.symbol
             if first > 0 {
-                warnings.append(
-                    "\(bars.symbol) has no bars before \(calendar[first]) (requested start \(start)); it trades only from \(calendar[first])")
+                warnings.append(BacktestWarning(
+                    .startsLate, tickers: [symbol], dates: [calendar[first], start], message:
+                    "\(symbol) has no bars before \(calendar[first]) (requested start \(start)); it trades only from \(calendar[first])"))
             }
             let trailing = missing.filter { $0 > calendar[last] }.count
             if last < calendar.count - 1 {
-                warnings.append(
-                    "\(bars.symbol) has no bars after \(calendar[last]) (requested end \(end)); held shares are valued at its last close")
+                warnings.append(BacktestWarning(
+                    .endsEarly, tickers: [symbol], dates: [calendar[last], end], message:
+                    "\(symbol) has no bars after \(calendar[last]) (requested end \(end)); held shares are valued at its last close"))
             }
+            let gapDays = missing.filter { $0 < calendar[last] }
             let gaps = missing.count - trailing
             if gaps > 0, let firstGap = missing.first {
-                warnings.append(
-                    "\(bars.symbol) has no bar on \(gaps) trading day(s) of the benchmark's calendar (first \(firstGap)); no trading on those days, valued at the last close")
+                warnings.append(BacktestWarning(
+                    .missingBars, tickers: [symbol], dates: gapDays, message:
+                    "\(symbol) has no bar on \(gaps) trading day(s) of the benchmark's calendar (first \(firstGap)); no trading on those days, valued at the last close"))
             }
         }
         self.warnings = warnings
@@ -201,5 +209,17 @@ struct AlignedTicker: Sendable {
         let i = Int(barIndex[t])
         guard i >= 0 else { return .nan }
         return open ? bars.open[i] : bars.close[i]
+    }
+}
+
+extension BacktestWarning {
+    /// One `.ordersNotFilled` warning per ticker with dropped orders (count and first day),
+    /// sorted by ticker: what both engines report.
+    static func ordersNotFilled(_ dropped: [String: (count: Int, first: TradingDate)]) -> [BacktestWarning] {
+        dropped.sorted { $0.key < $1.key }.map {
+            BacktestWarning(
+                .ordersNotFilled, tickers: [$0.key], dates: [$0.value.first],
+                message: "\($0.value.count) \($0.key) order(s) not filled: no bar on the fill day (first \($0.value.first))")
+        }
     }
 }

@@ -3,12 +3,31 @@ import BacktestModel
 
 /// Runs one backtest; both engines conform. Implementations are stateless values, safe to share
 /// across tasks.
+///
+/// The requirement takes a strategy that already passed `Validation.validate(_:settings:path:)`
+/// and a `PreparedMarket` built once for the request's settings and snapshot (once per batch,
+/// shared by every variant): the service validates each variant once and prepares the market
+/// once, so engines do neither again. `run(_:settings:snapshot:indicators:)` is the stand-alone
+/// form that does both (tests, benchmarks).
 public protocol BacktestRunner: Sendable {
     /// "v2" or "reference", reported in `RunStatistics.engine`.
     var name: String { get }
-    func run(
+    /// Runs `strategy`, which must have passed validation against `market.settings`.
+    /// Throws NOT_FOUND naming the field when a ticker has no bars in the simulated range.
+    func run(validated strategy: Strategy, market: PreparedMarket, indicators: IndicatorStore) throws(BacktestError) -> BacktestResult
+}
+
+extension BacktestRunner {
+    /// Validates `strategy` and `settings`, prepares the market from `snapshot`, and runs.
+    /// Throws INVALID_ARGUMENT naming the field for an invalid request, NOT_FOUND / DATA_LOSS for
+    /// a benchmark without usable bars.
+    public func run(
         _ strategy: Strategy, settings: BacktestSettings, snapshot: MarketSnapshot, indicators: IndicatorStore
-    ) throws(BacktestError) -> BacktestResult
+    ) throws(BacktestError) -> BacktestResult {
+        try Validation.validate(strategy, settings: settings)
+        let market = try PreparedMarket(settings: settings, snapshot: snapshot)
+        return try run(validated: strategy, market: market, indicators: indicators)
+    }
 }
 
 /// The v2 engine: calendar alignment shared across variants (`PreparedMarket`), indicator series
@@ -19,19 +38,16 @@ public struct VectorEngine: BacktestRunner {
 
     public init() {}
 
-    public func run(
-        _ strategy: Strategy, settings: BacktestSettings, snapshot: MarketSnapshot, indicators: IndicatorStore
-    ) throws(BacktestError) -> BacktestResult {
-        try Validation.validate(strategy, settings: settings)
-        let market = try PreparedMarket(settings: settings, snapshot: snapshot)
-        return try run(strategy, market: market, indicators: indicators)
+    /// Runs on a calendar prepared once for many variants. Validates the strategy first (for
+    /// callers such as `BatchRunner` that have not).
+    public func run(_ strategy: Strategy, market: PreparedMarket, indicators: IndicatorStore) throws(BacktestError) -> BacktestResult {
+        try Validation.validate(strategy, settings: market.settings)
+        return try run(validated: strategy, market: market, indicators: indicators)
     }
 
-    /// Runs on a calendar prepared once for many variants. Validates the strategy first.
-    public func run(_ strategy: Strategy, market: PreparedMarket, indicators: IndicatorStore) throws(BacktestError) -> BacktestResult {
+    public func run(validated strategy: Strategy, market: PreparedMarket, indicators: IndicatorStore) throws(BacktestError) -> BacktestResult {
         let clock = ContinuousClock()
         let started = clock.now
-        try Validation.validate(strategy, settings: market.settings)
         let signals = SignalVectors(market: market, indicators: indicators)
         var legs: [PortfolioLeg] = []
         for (p, position) in strategy.positions.enumerated() {

@@ -31,7 +31,7 @@ struct SweepPlan: @unchecked Sendable {
         let legs: [Leg]
         /// The warnings of the calendar and of every ticker the variant reads, in the full
         /// result's order.
-        let warnings: [String]
+        let warnings: [BacktestWarning]
     }
 
     /// One comparison: operand indices and the operator.
@@ -118,7 +118,7 @@ struct SweepPlan: @unchecked Sendable {
         var comparisons: [ComparisonKey] = []
         var comparisonIndex: [ComparisonKey: Int] = [:]
         var uses: [Int] = []
-        var warningsByTickers: [[String]: [String]] = [:]
+        var warningsByTickers: [[String]: [BacktestWarning]] = [:]
 
         struct Failed: Error {}
 
@@ -136,7 +136,7 @@ struct SweepPlan: @unchecked Sendable {
                     legs.append(Leg(ticker: ticker, entry: entry, exit: exit))
                 }
                 let sorted = tickers.sorted()
-                let warnings: [String]
+                let warnings: [BacktestWarning]
                 if let known = warningsByTickers[sorted] {
                     warnings = known
                 } else {

@@ -69,6 +69,7 @@ enum PB {
     static let order = ProtobufMessageType(backtest__v1__order__init)
     static let metrics = ProtobufMessageType(backtest__v1__metrics__init)
     static let runStatistics = ProtobufMessageType(backtest__v1__run_statistics__init)
+    static let warning = ProtobufMessageType(backtest__v1__warning__init)
     static let backtestResult = ProtobufMessageType(backtest__v1__backtest_result__init)
     static let variantResult = ProtobufMessageType(backtest__v1__variant_result__init)
     static let progressUpdate = ProtobufMessageType(backtest__v1__progress_update__init)

@@ -73,13 +73,32 @@ enum ResultConversion {
         let orders = try messages(m.orders, m.n_orders) { order, index in
             try self.order(order, path: join(path, "orders[\(index)]"))
         }
-        let warnings = scalars(m.warnings, m.n_warnings).map { string($0) }
+        let warnings = try self.warnings(m, path: path)
         return BacktestResult(
             strategyName: string(m.strategy_name), dates: dates, equity: scalars(m.equity, m.n_equity),
             benchmark: scalars(m.benchmark, m.n_benchmark), orders: orders, metrics: metrics(m.metrics),
             benchmarkMetrics: metrics(m.benchmark_metrics), warnings: warnings,
             stats: m.stats.map { statistics($0) } ?? RunStatistics(), initialCapital: m.initial_capital,
             benchmarkTicker: string(m.benchmark_ticker), dataSource: string(m.data_source))
+    }
+
+    /// The typed `warning_details` when the server sent them (a kind this code does not know
+    /// reads as `.unspecified`); otherwise, from a server that sent only `warnings`, each text as
+    /// an `.unspecified` warning without tickers or dates.
+    static func warnings(_ m: Backtest__V1__BacktestResult, path: String) throws -> [BacktestWarning] {
+        guard m.n_warning_details > 0 else {
+            return scalars(m.warnings, m.n_warnings).map { BacktestWarning(.unspecified, message: string($0)) }
+        }
+        return try messages(m.warning_details, m.n_warning_details) { warning, index in
+            let w = warning.pointee
+            let field = join(path, "warning_details[\(index)]")
+            let dates = try scalars(w.dates, w.n_dates).enumerated().map { i, packed in
+                try date(packed, join(field, "dates[\(i)]"))
+            }
+            return BacktestWarning(
+                BacktestWarning.Kind(rawValue: Int32(bitPattern: w.kind.rawValue)) ?? .unspecified,
+                tickers: scalars(w.tickers, w.n_tickers).map { string($0) }, dates: dates, message: string(w.message))
+        }
     }
 
     static func status(_ c: UnsafePointer<Backtest__V1__ErrorStatus>?) -> CallStatus {

@@ -76,7 +76,18 @@ extension ScratchArena {
         m.pointee.metrics = metrics(r.metrics)
         m.pointee.benchmark_metrics = metrics(r.benchmarkMetrics)
         m.pointee.n_warnings = r.warnings.count
-        m.pointee.warnings = strings(r.warnings)
+        m.pointee.warnings = strings(r.warnings.map(\.message))
+        m.pointee.n_warning_details = r.warnings.count
+        m.pointee.warning_details = messages(r.warnings) { warning in
+            let w = message(PB.warning)
+            w.pointee.kind = Backtest__V1__WarningKind(rawValue: UInt32(bitPattern: warning.kind.rawValue))
+            w.pointee.n_tickers = warning.tickers.count
+            w.pointee.tickers = strings(warning.tickers)
+            w.pointee.n_dates = warning.dates.count
+            w.pointee.dates = array(warning.dates.map(\.yyyymmdd))
+            w.pointee.message = cString(warning.message)
+            return w
+        }
         m.pointee.stats = statistics(r.stats)
         m.pointee.initial_capital = r.initialCapital
         m.pointee.final_equity = r.finalEquity

@@ -67,7 +67,7 @@ package actor BatchJob {
         guard case .success(let backtest) = result.outcome else { return 512 }
         // Above the protobuf size too (about 20 bytes a day, 45 an order), which the bounded
         // GetBatchStatus answers rely on to fit a frame.
-        let text = backtest.warnings.reduce(backtest.strategyName.utf8.count) { $0 + $1.utf8.count + 4 }
+        let text = backtest.warnings.reduce(backtest.strategyName.utf8.count) { $0 + $1.message.utf8.count + 4 * ($1.tickers.count + $1.dates.count) + 24 }
         return 1024 + text + backtest.dates.count * 24 + backtest.orders.count * 96
     }
 

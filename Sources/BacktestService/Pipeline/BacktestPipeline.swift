@@ -5,13 +5,18 @@ import BacktestModel
 import Logging
 import MarketData
 
-/// The path every backtest takes: analysis → data → indicators → simulation.
+/// The one path every backtest takes: validation → analysis → data → indicators → market →
+/// simulation. A single backtest is a batch of one (`runBacktest` calls `execute` with one
+/// strategy), so both calls share every step:
 ///
-/// `prepare` runs the first three once for a set of strategies (one, or every variant of a
-/// batch): the analysis derives the union of tickers and unique indicator series, the data phase
-/// asks the (cached, coalesced) source for all of them in one query, and the indicator phase
-/// takes series from the indicator cache or computes and stores them. `simulate` then runs one
-/// strategy on the prepared data; it is synchronous, CPU-bound and safe to run in parallel.
+/// - `validate` checks each strategy once (an invalid one becomes its own error; the others go on)
+///   and marks the valid ones `ValidatedVariant`, the only input the later steps accept;
+/// - `prepare` runs the shared phase once for all of them: the union of tickers and unique
+///   indicator series, one data query to the (cached, coalesced) source, the indicator series
+///   from the indicator cache or computed and stored, inside one scoped cache session; and the
+///   `PreparedMarket` (calendar alignment), built once and shared by every simulation;
+/// - `simulate` runs one validated strategy on the prepared data; it is synchronous, CPU-bound
+///   and safe to run in parallel.
 package struct BacktestPipeline: Sendable {
     /// The market-data source behind the cache (coalescing, batched).
     package let source: any MarketDataProvider
@@ -19,83 +24,178 @@ package struct BacktestPipeline: Sendable {
     package let cache: MarketDataCache?
     package let engines: EngineSelection
     package let logger: Logger
+    /// Told of every validation, shared phase and cache session (tests count them).
+    package let observer: (any PipelineObserver)?
     private let cachedSource: CachedMarketData?
     private let indicatorCache: IndicatorCache?
 
     package init(
         source: any MarketDataProvider, cache: MarketDataCache?, engines: EngineSelection = EngineSelection(),
-        logger: Logger = Logger(label: "backtestd.pipeline")
+        logger: Logger = Logger(label: "backtestd.pipeline"), observer: (any PipelineObserver)? = nil
     ) {
         self.source = source
         self.cache = cache
         self.engines = engines
         self.logger = logger
+        self.observer = observer
         cachedSource = cache.map { CachedMarketData(upstream: source, cache: $0) }
         indicatorCache = cache.map { IndicatorCache(cache: $0) }
     }
 
-    /// One backtest, start to finish, with its run statistics and one log line.
+    /// One backtest, start to finish, with its run statistics and one log line: a batch of one
+    /// through `execute`, its field paths under "strategy". Throws the variant's error (e.g.
+    /// INVALID_ARGUMENT naming "strategy.positions[0].weight") or the shared phase's.
     package func runBacktest(_ strategy: Strategy, settings: BacktestSettings) async throws(BacktestError) -> BacktestResult {
         let started = ContinuousClock.now
-        let prepared = try await prepare([strategy], settings: settings)
-        var result = try simulate(strategy, in: prepared)
+        var outcome: Result<BacktestResult, BacktestError>?
+        let batch: RunStatistics?
+        do {
+            batch = try await execute(
+                [strategy], settings: settings, parallelism: 1, path: { _ in "strategy" },
+                rejected: { outcome = $0.outcome }, finished: { outcome = $0.outcome })
+        } catch {
+            throw BacktestPipeline.callError(error)
+        }
+        guard let outcome else { throw BacktestError(.internal, "the backtest ended without a result") }
+        var result = try outcome.get()
+        // The batch's simulation time includes the one calendar alignment (`PreparedMarket`).
+        if let batch { result.stats.simulationMs = batch.simulationMs }
         result.stats.totalMs = (ContinuousClock.now - started).milliseconds
         logger.info("\(PerformanceLine(label: "backtest '\(strategy.name)'", stats: result.stats))")
         return result
     }
 
-    /// The shared phase for `strategies`. Validation errors name the strategy's field path:
-    /// `fieldPrefix(i)` is "strategy" for a single backtest, "variants[i]" in a batch.
-    package func prepare(
-        _ strategies: [Strategy], settings: BacktestSettings, fieldPrefix: @escaping (Int) -> String = { _ in "strategy" }
-    ) async throws(BacktestError) -> PreparedBatch {
+    /// The shared execution of one backtest or one batch: validates every strategy once (each
+    /// invalid one is passed to `rejected` at once), runs the shared phase once for the valid ones,
+    /// then simulates them with at most `parallelism` at a time in a task group, passing each to
+    /// `finished` as it ends (one at a time, from this task) and the number still running to
+    /// `running` after each start.
+    ///
+    /// `path(i)` names strategy `i` in error fields: "strategy" for a single backtest,
+    /// "variants[i]" in a batch. Returns the shared phase's statistics with the simulations'
+    /// time (the calendar alignment included) and bars, or nil when no strategy was valid.
+    /// Throws the shared phase's `BacktestError`, what the callbacks throw, or
+    /// `CancellationError` when the task is cancelled between simulations.
+    package func execute(
+        _ strategies: [Strategy], settings: BacktestSettings, parallelism: Int,
+        path: (Int) -> String,
+        running: (Int) async -> Void = { _ in },
+        rejected: (VariantResult) async throws -> Void,
+        finished: (VariantResult) async throws -> Void
+    ) async throws -> RunStatistics? {
+        var valid: [ValidatedVariant] = []
+        for outcome in validate(strategies, settings: settings, path: path) {
+            switch outcome {
+            case .success(let variant): valid.append(variant)
+            case .failure(let rejection): try await rejected(VariantResult(index: rejection.index, outcome: .failure(rejection.error)))
+            }
+        }
+        guard !valid.isEmpty else { return nil }
+        let prepared = try await prepare(valid, settings: settings)
+        var simulationMs = prepared.marketMs
+        var barsProcessed = 0
+        try await withThrowingTaskGroup(of: VariantResult.self) { group in
+            var next = 0
+            var active = 0
+            func startNext() {
+                guard next < valid.count else { return }
+                let variant = valid[next]
+                next += 1
+                active += 1
+                group.addTask {
+                    try Task.checkCancellation()
+                    do throws(BacktestError) {
+                        return VariantResult(index: variant.index, outcome: .success(try simulate(variant, in: prepared)))
+                    } catch {
+                        return VariantResult(index: variant.index, outcome: .failure(error))
+                    }
+                }
+            }
+            for _ in 0..<min(max(1, parallelism), valid.count) { startNext() }
+            await running(active)
+            // Results are handed on here, one at a time, so counts stream in order.
+            while let result = try await group.next() {
+                active -= 1
+                if case .success(let backtest) = result.outcome {
+                    simulationMs += backtest.stats.simulationMs
+                    barsProcessed += backtest.stats.barsProcessed
+                }
+                try await finished(result)
+                startNext()
+                await running(active)
+            }
+        }
+        var stats = prepared.stats
+        stats.simulationMs = simulationMs
+        stats.barsProcessed = barsProcessed
+        return stats
+    }
+
+    /// Validates `settings` once and each strategy once, in order: the valid ones as
+    /// `ValidatedVariant`, the others with their INVALID_ARGUMENT naming the field under `path(i)`.
+    /// Invalid settings reject every strategy with the settings' error.
+    package func validate(
+        _ strategies: [Strategy], settings: BacktestSettings, path: (Int) -> String
+    ) -> [Result<ValidatedVariant, Rejection>] {
+        var settingsError: BacktestError?
+        do throws(BacktestError) { try Validation.validate(settings) } catch { settingsError = error }
+        return strategies.enumerated().map { index, strategy in
+            if let settingsError { return .failure(Rejection(index: index, error: settingsError)) }
+            let field = path(index)
+            do throws(BacktestError) {
+                try Validation.validate(strategy, path: field)
+            } catch {
+                return .failure(Rejection(index: index, error: error))
+            }
+            observer?.validated(variant: index)
+            return .success(ValidatedVariant(index: index, strategy: strategy, path: field, settings: settings))
+        }
+    }
+
+    /// The shared phase for `variants` (validated against `settings`): analysis, one data query,
+    /// indicators, inside one cache session scoped to this call, then the `PreparedMarket` once.
+    /// Throws what the analysis or the data layer throws (the field under the variant's path).
+    package func prepare(_ variants: [ValidatedVariant], settings: BacktestSettings) async throws(BacktestError) -> PreparedBatch {
         let clock = ContinuousClock()
         var stats = RunStatistics()
         stats.engine = engines.useNewEngine ? engines.primary.name : engines.fallback.name
         stats.dataSource = source.name
 
-        // Analysis: validate, then the union of tickers and unique indicator series.
+        // Analysis: the union of tickers and unique indicator series.
         var phase = clock.now
-        try Validation.validate(settings)
-        for (index, strategy) in strategies.enumerated() {
-            try Validation.validate(strategy, path: fieldPrefix(index))
-        }
-        let analysis = try StrategyAnalysis(strategies: strategies, settings: settings, fieldPrefix: fieldPrefix)
+        let analysis = try StrategyAnalysis(strategies: variants.map(\.strategy), settings: settings, fieldPrefix: { variants[$0].path })
         stats.indicatorSeries = analysis.indicatorKeys.count
         stats.analysisMs = (clock.now - phase).milliseconds
 
-        // Data: one query for every ticker, from the data epoch so indicators are canonical.
-        phase = clock.now
-        let session = await cache?.openSession()
+        // Data and indicators, in one cache session that ends with this scope however it ends.
         let range = min(source.dataEpoch, settings.start)...settings.end
         let query = BarQuery(symbols: analysis.tickers, range: range, adjustment: settings.adjustment)
-        let bars: BarSet
-        do {
-            if let cachedSource, let session {
-                bars = try await cachedSource.dailyBars(query, session: session)
-            } else {
-                bars = try await source.dailyBars(query)
+        var dataMs = 0.0
+        let (loaded, cacheStats) = try await withCacheSession { session throws(BacktestError) in
+            // Data: one query for every ticker, from the data epoch so indicators are canonical.
+            phase = clock.now
+            let bars: BarSet
+            do {
+                if let cachedSource, let session {
+                    bars = try await cachedSource.dailyBars(query, session: session)
+                } else {
+                    bars = try await source.dailyBars(query)
+                }
+            } catch {
+                throw BacktestPipeline.dataError(
+                    error, strategies: variants.map(\.strategy), settings: settings, fieldPrefix: { variants[$0].path })
             }
-        } catch {
-            await session?.finish()
-            throw BacktestPipeline.dataError(error, strategies: strategies, settings: settings, fieldPrefix: fieldPrefix)
+            let snapshot = MarketSnapshot(bars: bars.bars, source: source.name)
+            dataMs = (clock.now - phase).milliseconds
+            // Indicators: from the cache where possible, computed (and stored) otherwise.
+            phase = clock.now
+            let indicators = try await computeIndicators(analysis.indicatorKeys, snapshot: snapshot, settings: settings, session: session)
+            return (bars, snapshot, indicators)
         }
-        let snapshot = MarketSnapshot(bars: bars.bars, source: source.name)
-        stats.dataMs = (clock.now - phase).milliseconds
-
-        // Indicators: from the cache where possible, computed (and stored) otherwise.
-        phase = clock.now
-        let indicators: IndicatorStore
-        do throws(BacktestError) {
-            indicators = try await computeIndicators(analysis.indicatorKeys, snapshot: snapshot, settings: settings, session: session)
-        } catch {
-            await session?.finish()
-            throw error
-        }
+        let (bars, snapshot, indicators) = loaded
+        stats.dataMs = dataMs
         stats.indicatorsMs = (clock.now - phase).milliseconds
-
-        if let session {
-            let cacheStats = await session.finish()
+        if let cacheStats {
             stats.cacheHits = cacheStats.hits
             stats.cacheMisses = cacheStats.misses
             stats.apiCalls = max(cacheStats.apiCalls, bars.apiCalls)
@@ -108,16 +208,29 @@ package struct BacktestPipeline: Sendable {
             logger.notice("\(warmUp)")
         }
         if !bars.missing.isEmpty {
-            warnings.append("no data from \(source.name) for \(bars.missing.joined(separator: ", ")) in \(range.lowerBound)...\(range.upperBound)")
+            warnings.append(BacktestWarning(
+                .noData, tickers: bars.missing, dates: [range.lowerBound, range.upperBound],
+                message: "no data from \(source.name) for \(bars.missing.joined(separator: ", ")) in \(range.lowerBound)...\(range.upperBound)"))
         }
-        return PreparedBatch(settings: settings, snapshot: snapshot, indicators: indicators, stats: stats, warnings: warnings)
+
+        // The calendar, aligned once for every variant. Its error (e.g. no benchmark bars) is each
+        // variant's own answer, as it was when each simulation aligned its own.
+        phase = clock.now
+        let market = Result { () throws(BacktestError) in try PreparedMarket(settings: settings, snapshot: snapshot) }
+        observer?.preparedMarket()
+        let marketMs = (clock.now - phase).milliseconds
+        return PreparedBatch(
+            settings: settings, snapshot: snapshot, indicators: indicators, market: market, marketMs: marketMs,
+            stats: stats, warnings: warnings)
     }
 
-    /// Runs one strategy on prepared data (v2 engine, or the reference engine as configured) and
-    /// merges the shared phase's statistics and warnings into its result.
-    package func simulate(_ strategy: Strategy, in prepared: PreparedBatch) throws(BacktestError) -> BacktestResult {
+    /// Runs one validated strategy on prepared data (v2 engine, or the reference engine as
+    /// configured) and merges the shared phase's statistics and warnings into its result.
+    /// Throws the market's error (NOT_FOUND, DATA_LOSS about the benchmark) or the engine's.
+    package func simulate(_ variant: ValidatedVariant, in prepared: PreparedBatch) throws(BacktestError) -> BacktestResult {
+        let market = try prepared.market.get()
         var result = try engines.run(
-            strategy, settings: prepared.settings, snapshot: prepared.snapshot, indicators: prepared.indicators,
+            validated: variant.strategy, market: market, indicators: prepared.indicators,
             log: { [logger] warning in logger.warning("\(warning)") })
         let simulation = result.stats
         result.stats = prepared.stats
@@ -126,10 +239,23 @@ package struct BacktestPipeline: Sendable {
         result.stats.barsProcessed = simulation.barsProcessed
         result.stats.totalMs = prepared.stats.analysisMs + prepared.stats.dataMs + prepared.stats.indicatorsMs + simulation.simulationMs
         result.warnings = prepared.warnings + result.warnings
-        if result.warnings.contains(where: { $0.contains("flat") }) {
-            logger.warning("backtest '\(strategy.name)': \(result.warnings.filter { $0.contains("flat") }.joined(separator: "; "))")
+        let flat = result.warnings.filter { $0.kind == .benchmarkFlat }
+        if !flat.isEmpty {
+            logger.warning("backtest '\(variant.strategy.name)': \(flat.map(\.message).joined(separator: "; "))")
         }
         return result
+    }
+
+    /// Runs `body` in a cache session (nil without a cache) that is finished whether `body`
+    /// returns or throws; returns the session's counts with the value.
+    private func withCacheSession<Value>(
+        _ body: (CacheSession?) async throws(BacktestError) -> Value
+    ) async throws(BacktestError) -> (Value, CacheStatistics?) {
+        guard let cache else { return (try await body(nil), nil) }
+        observer?.cacheSession(opened: true)
+        defer { observer?.cacheSession(opened: false) }
+        let (value, statistics) = try await cache.withSession { session throws(BacktestError) in try await body(session) }
+        return (value, statistics)
     }
 
     private func computeIndicators(
@@ -157,6 +283,14 @@ package struct BacktestPipeline: Sendable {
         return store
     }
 
+    /// What the call answers for an error out of `execute`: a `BacktestError` as it is, a
+    /// cancellation as CANCELLED.
+    static func callError(_ error: any Error) -> BacktestError {
+        if let error = error as? BacktestError { return error }
+        if error is CancellationError { return BacktestError(.cancelled, "backtest cancelled") }
+        return BacktestError(.internal, "backtest failed", cause: error)
+    }
+
     /// Errors from the data layer as the client should see them.
     ///
     /// A ticker the source rejects (reported with field `symbols`) is reported with the path of
@@ -177,8 +311,8 @@ package struct BacktestPipeline: Sendable {
             }
             return error
         }
-        if error is CancellationError { return BacktestError(.cancelled, "cancelled while fetching market data") }
-        return BacktestError(.unavailable, "market data could not be loaded: \(error)")
+        if error is CancellationError { return BacktestError(.cancelled, "cancelled while fetching market data", cause: error) }
+        return BacktestError(.unavailable, "market data could not be loaded", cause: error)
     }
 }
 
@@ -198,7 +332,7 @@ extension BacktestPipeline {
     /// `start`.
     static func warmUpWarning(
         _ indicators: IndicatorStore, snapshot: MarketSnapshot, start: TradingDate, source: any MarketDataProvider
-    ) -> String? {
+    ) -> BacktestWarning? {
         var latest: (date: TradingDate, key: IndicatorKey, firstBar: TradingDate)?
         for (key, values) in indicators.series {
             guard let bars = snapshot.bars[key.ticker], let firstBar = bars.firstDate, values.count == bars.count else { continue }
@@ -212,7 +346,9 @@ extension BacktestPipeline {
         let origin = latest.firstBar <= source.dataEpoch
             ? "\(source.name)'s data begins \(source.dataEpoch)"
             : "\(latest.key.ticker)'s data from \(source.name) begins \(latest.firstBar)"
-        return "indicators warm up until \(latest.date) (\(latest.key.spec.canonicalKey) of \(latest.key.ticker)): the window starts \(start) but \(origin); no signal using them is evaluated before \(latest.date)"
+        return BacktestWarning(
+            .indicatorWarmUp, tickers: [latest.key.ticker], dates: [start, latest.date],
+            message: "indicators warm up until \(latest.date) (\(latest.key.spec.canonicalKey) of \(latest.key.ticker)): the window starts \(start) but \(origin); no signal using them is evaluated before \(latest.date)")
     }
 }
 

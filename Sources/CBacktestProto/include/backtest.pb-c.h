@@ -33,6 +33,7 @@ typedef struct Backtest__V1__PurgeCacheRequest Backtest__V1__PurgeCacheRequest;
 typedef struct Backtest__V1__Order Backtest__V1__Order;
 typedef struct Backtest__V1__Metrics Backtest__V1__Metrics;
 typedef struct Backtest__V1__RunStatistics Backtest__V1__RunStatistics;
+typedef struct Backtest__V1__Warning Backtest__V1__Warning;
 typedef struct Backtest__V1__BacktestResult Backtest__V1__BacktestResult;
 typedef struct Backtest__V1__VariantResult Backtest__V1__VariantResult;
 typedef struct Backtest__V1__ProgressUpdate Backtest__V1__ProgressUpdate;
@@ -155,6 +156,59 @@ typedef enum _Backtest__V1__Side {
   BACKTEST__V1__SIDE__SELL = 2
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(BACKTEST__V1__SIDE)
 } Backtest__V1__Side;
+/*
+ * What a warning is about. More kinds may come: a client treats a number it does not know as
+ * WARNING_KIND_UNSPECIFIED and shows the message. PROTOCOL.md ("Warnings") says which tickers and
+ * dates each kind carries.
+ */
+typedef enum _Backtest__V1__WarningKind {
+  BACKTEST__V1__WARNING_KIND__WARNING_KIND_UNSPECIFIED = 0,
+  /*
+   * synthetic prices (the demo source)
+   */
+  BACKTEST__V1__WARNING_KIND__WARNING_DEMO_DATA = 1,
+  /*
+   * a ticker's data starts after the range's first trading day
+   */
+  BACKTEST__V1__WARNING_KIND__WARNING_NO_DATA_BEFORE = 2,
+  /*
+   * the source has nothing for these tickers in the range
+   */
+  BACKTEST__V1__WARNING_KIND__WARNING_NO_DATA = 3,
+  /*
+   * the benchmark covers only part of the requested range
+   */
+  BACKTEST__V1__WARNING_KIND__WARNING_BENCHMARK_RANGE = 4,
+  /*
+   * the benchmark's returns have no variance
+   */
+  BACKTEST__V1__WARNING_KIND__WARNING_BENCHMARK_FLAT = 5,
+  /*
+   * a ticker has no bars before a day of the simulation
+   */
+  BACKTEST__V1__WARNING_KIND__WARNING_STARTS_LATE = 6,
+  /*
+   * a ticker has no bars after a day of the simulation
+   */
+  BACKTEST__V1__WARNING_KIND__WARNING_ENDS_EARLY = 7,
+  /*
+   * a ticker lacks bars on days of the benchmark's calendar
+   */
+  BACKTEST__V1__WARNING_KIND__WARNING_MISSING_BARS = 8,
+  /*
+   * orders dropped: no bar on the fill day
+   */
+  BACKTEST__V1__WARNING_KIND__WARNING_ORDERS_NOT_FILLED = 9,
+  /*
+   * the v2 engine failed; the reference engine answered
+   */
+  BACKTEST__V1__WARNING_KIND__WARNING_ENGINE_FALLBACK = 10,
+  /*
+   * the window starts before an indicator's first value
+   */
+  BACKTEST__V1__WARNING_KIND__WARNING_INDICATOR_WARM_UP = 11
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(BACKTEST__V1__WARNING_KIND)
+} Backtest__V1__WarningKind;
 typedef enum _Backtest__V1__BatchState {
   BACKTEST__V1__BATCH_STATE__BATCH_STATE_UNSPECIFIED = 0,
   /*
@@ -571,6 +625,33 @@ struct  Backtest__V1__RunStatistics
     , 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
 
 
+/*
+ * A typed warning: check `kind`, show `message`.
+ */
+struct  Backtest__V1__Warning
+{
+  ProtobufCMessage base;
+  Backtest__V1__WarningKind kind;
+  /*
+   * the tickers concerned
+   */
+  size_t n_tickers;
+  char **tickers;
+  /*
+   * YYYYMMDD, the dates concerned
+   */
+  size_t n_dates;
+  int32_t *dates;
+  /*
+   * the text for a person (the same as in `warnings`)
+   */
+  char *message;
+};
+#define BACKTEST__V1__WARNING__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&backtest__v1__warning__descriptor) \
+    , BACKTEST__V1__WARNING_KIND__WARNING_KIND_UNSPECIFIED, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string }
+
+
 struct  Backtest__V1__BacktestResult
 {
   ProtobufCMessage base;
@@ -604,10 +685,16 @@ struct  Backtest__V1__BacktestResult
    * "demo" results are on synthetic data: label them so
    */
   char *data_source;
+  /*
+   * The same warnings as `warnings` (same order, one for one), typed. `warnings` stays for
+   * clients that know only the text.
+   */
+  size_t n_warning_details;
+  Backtest__V1__Warning **warning_details;
 };
 #define BACKTEST__V1__BACKTEST_RESULT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&backtest__v1__backtest_result__descriptor) \
-    , (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL, 0,NULL, NULL, NULL, 0,NULL, NULL, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL, 0,NULL, NULL, NULL, 0,NULL, NULL, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL }
 
 
 typedef enum {
@@ -1272,6 +1359,25 @@ Backtest__V1__RunStatistics *
 void   backtest__v1__run_statistics__free_unpacked
                      (Backtest__V1__RunStatistics *message,
                       ProtobufCAllocator *allocator);
+/* Backtest__V1__Warning methods */
+void   backtest__v1__warning__init
+                     (Backtest__V1__Warning         *message);
+size_t backtest__v1__warning__get_packed_size
+                     (const Backtest__V1__Warning   *message);
+size_t backtest__v1__warning__pack
+                     (const Backtest__V1__Warning   *message,
+                      uint8_t             *out);
+size_t backtest__v1__warning__pack_to_buffer
+                     (const Backtest__V1__Warning   *message,
+                      ProtobufCBuffer     *buffer);
+Backtest__V1__Warning *
+       backtest__v1__warning__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   backtest__v1__warning__free_unpacked
+                     (Backtest__V1__Warning *message,
+                      ProtobufCAllocator *allocator);
 /* Backtest__V1__BacktestResult methods */
 void   backtest__v1__backtest_result__init
                      (Backtest__V1__BacktestResult         *message);
@@ -1594,6 +1700,9 @@ typedef void (*Backtest__V1__Metrics_Closure)
 typedef void (*Backtest__V1__RunStatistics_Closure)
                  (const Backtest__V1__RunStatistics *message,
                   void *closure_data);
+typedef void (*Backtest__V1__Warning_Closure)
+                 (const Backtest__V1__Warning *message,
+                  void *closure_data);
 typedef void (*Backtest__V1__BacktestResult_Closure)
                  (const Backtest__V1__BacktestResult *message,
                   void *closure_data);
@@ -1706,6 +1815,7 @@ extern const ProtobufCEnumDescriptor    backtest__v1__rebalance__descriptor;
 extern const ProtobufCEnumDescriptor    backtest__v1__price_field__descriptor;
 extern const ProtobufCEnumDescriptor    backtest__v1__comparison__descriptor;
 extern const ProtobufCEnumDescriptor    backtest__v1__side__descriptor;
+extern const ProtobufCEnumDescriptor    backtest__v1__warning_kind__descriptor;
 extern const ProtobufCEnumDescriptor    backtest__v1__batch_state__descriptor;
 extern const ProtobufCMessageDescriptor backtest__v1__error_status__descriptor;
 extern const ProtobufCMessageDescriptor backtest__v1__indicator_spec__descriptor;
@@ -1725,6 +1835,7 @@ extern const ProtobufCMessageDescriptor backtest__v1__purge_cache_request__descr
 extern const ProtobufCMessageDescriptor backtest__v1__order__descriptor;
 extern const ProtobufCMessageDescriptor backtest__v1__metrics__descriptor;
 extern const ProtobufCMessageDescriptor backtest__v1__run_statistics__descriptor;
+extern const ProtobufCMessageDescriptor backtest__v1__warning__descriptor;
 extern const ProtobufCMessageDescriptor backtest__v1__backtest_result__descriptor;
 extern const ProtobufCMessageDescriptor backtest__v1__variant_result__descriptor;
 extern const ProtobufCMessageDescriptor backtest__v1__progress_update__descriptor;

@@ -24,7 +24,7 @@ struct AlpacaBarsPage: Sendable {
             decoded = try JSONDecoder().decode(Wire.self, from: Data(body))
         } catch {
             let excerpt = String(decoding: body.prefix(120), as: UTF8.self)
-            throw BacktestError(.unavailable, "Alpaca sent an unreadable bars response (\(error.shortDescription)): \(excerpt)")
+            throw BacktestError(.unavailable, "Alpaca sent an unreadable bars response (\(error.shortDescription)): \(excerpt)", cause: error)
         }
         var bars: [String: [Bar]] = [:]
         for (symbol, list) in decoded.bars ?? [:] {

@@ -26,7 +26,7 @@ package final class CoalescingProvider: MarketDataProvider {
     package let base: any MarketDataProvider
     package var name: String { base.name }
     package var dataEpoch: TradingDate { base.dataEpoch }
-    package var standingWarnings: [String] { base.standingWarnings }
+    package var standingWarnings: [BacktestWarning] { base.standingWarnings }
     package var cacheIdentity: String { base.cacheIdentity }
 
     package func cacheFingerprints(_ symbols: [String]) async throws -> [String: String] {
@@ -91,7 +91,7 @@ package final class CoalescingProvider: MarketDataProvider {
 }
 
 /// Unique elements in first-seen order.
-private func uniqued(_ items: [String]) -> [String] {
-    var seen = Set<String>()
+private func uniqued(_ items: [BacktestWarning]) -> [BacktestWarning] {
+    var seen = Set<BacktestWarning>()
     return items.filter { seen.insert($0).inserted }
 }

@@ -46,11 +46,11 @@ package final class DemoProvider: MarketDataProvider {
 
     package var label: String { "demo data: synthetic prices (seed \(seed)), not real market data" }
 
-    package var standingWarnings: [String] { [label] }
+    package var standingWarnings: [BacktestWarning] { [BacktestWarning(.demoData, message: label)] }
 
     package func dailyBars(_ query: BarQuery) async throws -> BarSet {
         try TickerSymbol.validate(query.symbols)
-        var result = BarSet(warnings: [label])
+        var result = BarSet(warnings: standingWarnings)
         for symbol in query.symbols {
             result.add(symbol, history: history(symbol, query.adjustment), range: query.range, calendar: calendar)
         }

@@ -93,7 +93,7 @@ package final class LocalFilesProvider: MarketDataProvider {
             do {
                 data = try Data(contentsOf: url)
             } catch {
-                throw BacktestError(.unavailable, "cannot read \(url.path): \(error.localizedDescription)")
+                throw BacktestError(.unavailable, "cannot read \(url.path)", cause: error)
             }
             fingerprint = ContentFingerprint.hex(data)
             guard let text = String(data: data, encoding: .utf8) else {

@@ -34,11 +34,9 @@ struct ProbedEngine: BacktestRunner {
     let base = VectorEngine()
     var name: String { base.name }
 
-    func run(
-        _ strategy: Strategy, settings: BacktestSettings, snapshot: MarketSnapshot, indicators: IndicatorStore
-    ) throws(BacktestError) -> BacktestResult {
+    func run(validated strategy: Strategy, market: PreparedMarket, indicators: IndicatorStore) throws(BacktestError) -> BacktestResult {
         probe.enter(strategy.name)
         defer { probe.exit() }
-        return try base.run(strategy, settings: settings, snapshot: snapshot, indicators: indicators)
+        return try base.run(validated: strategy, market: market, indicators: indicators)
     }
 }
