@@ -1,7 +1,6 @@
 import BacktestCore
 import BacktestEngine
 import BacktestModel
-import BacktestProtocol
 import Logging
 import NIOCore
 
