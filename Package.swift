@@ -149,7 +149,8 @@ let package = Package(
                 "BacktestClient", "BacktestCommandLine", "BacktestModel", "BacktestCore", "BacktestReporting",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
-        // `backtest-bench bench` and `backtest-bench loadtest`.
+        // Benchmarks and load tests, apart from `backtest` so the user's client links no fake
+        // servers or test support.
         .executableTarget(
             name: "backtest-bench",
             dependencies: [
