@@ -3,7 +3,8 @@
 // backtestd: a backtesting service over a length-prefixed protobuf protocol.
 //
 // Dependencies point one way, from the edges to the core (arrows: "imports"; every import is a
-// declared dependency, checked by `swift build --explicit-target-dependency-import-check error`):
+// declared dependency, checked by `swift build --explicit-target-dependency-import-check error`;
+// the direct edges to BacktestModel and BacktestCore that most targets also have are left out):
 //
 //   backtestd (exe) ─▶ BacktestServer ─▶ BacktestService ─┬─▶ BacktestEngine ─────────▶ BacktestModel ─▶ BacktestCore
 //                      (NIO transport)    (application)   ├─▶ BacktestCache ─▶ MarketData ─▶ BacktestCore
