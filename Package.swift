@@ -3,7 +3,8 @@
 // backtestd: a backtesting service over a length-prefixed protobuf protocol.
 //
 // Dependencies point one way, from the edges to the core (arrows: "imports"; every import is a
-// declared dependency, checked by `swift build --explicit-target-dependency-import-check error`):
+// declared dependency, checked by `swift build --explicit-target-dependency-import-check error`;
+// the direct edges to BacktestModel and BacktestCore that most targets also have are left out):
 //
 //   backtestd (exe) ─▶ BacktestServer ─▶ BacktestService ─┬─▶ BacktestEngine ─────────▶ BacktestModel ─▶ BacktestCore
 //                      (NIO transport)    (application)   ├─▶ BacktestCache ─▶ MarketData ─▶ BacktestCore
@@ -153,7 +154,8 @@ let package = Package(
                 "BacktestClient", "BacktestCommandLine", "BacktestModel", "BacktestCore", "BacktestReporting",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
-        // `backtest-bench bench` and `backtest-bench loadtest`.
+        // Benchmarks and load tests, apart from `backtest` so the user's client links no fake
+        // servers or test support.
         .executableTarget(
             name: "backtest-bench",
             dependencies: [

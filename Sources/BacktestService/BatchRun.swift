@@ -1,6 +1,5 @@
 import BacktestCore
 import BacktestModel
-import BacktestProtocol
 import Logging
 import NIOCore
 

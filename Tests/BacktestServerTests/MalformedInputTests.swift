@@ -1,4 +1,5 @@
 import BacktestCore
+import BacktestModel
 import BacktestProtocol
 import NIOCore
 import Testing

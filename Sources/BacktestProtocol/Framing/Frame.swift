@@ -4,26 +4,26 @@ import NIOCore
 ///
 /// A struct rather than an enum so that a decoder can hand an unknown type to its owner, which
 /// ignores it (room for extensions, as in HTTP/2) instead of failing.
-public struct FrameType: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
-    public var rawValue: UInt8
-    public init(rawValue: UInt8) { self.rawValue = rawValue }
+package struct FrameType: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    package var rawValue: UInt8
+    package init(rawValue: UInt8) { self.rawValue = rawValue }
 
     /// Opens a stream; payload `CallRequest`. Client to server.
-    public static let request = FrameType(rawValue: 0x01)
+    package static let request = FrameType(rawValue: 0x01)
     /// One message of a server-streaming call (RunBatch: a `ProgressUpdate`).
-    public static let data = FrameType(rawValue: 0x02)
+    package static let data = FrameType(rawValue: 0x02)
     /// Ends a stream, exactly once; payload `CallResponse` with the status.
-    public static let response = FrameType(rawValue: 0x03)
+    package static let response = FrameType(rawValue: 0x03)
     /// Ends a stream early; payload `Cancel`. Either side; no RESPONSE follows.
-    public static let cancel = FrameType(rawValue: 0x04)
+    package static let cancel = FrameType(rawValue: 0x04)
     /// Liveness check on stream 0; payload `Ping`, answered with the ACK flag and the same payload.
-    public static let ping = FrameType(rawValue: 0x05)
+    package static let ping = FrameType(rawValue: 0x05)
     /// The sender accepts no new streams; payload `GoAway`.
-    public static let goAway = FrameType(rawValue: 0x06)
+    package static let goAway = FrameType(rawValue: 0x06)
     /// The server's limits, first frame after the preface; payload `Settings`.
-    public static let settings = FrameType(rawValue: 0x07)
+    package static let settings = FrameType(rawValue: 0x07)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .request: "REQUEST"
         case .data: "DATA"
@@ -38,30 +38,30 @@ public struct FrameType: RawRepresentable, Hashable, Sendable, CustomStringConve
 }
 
 /// Flag bits: the byte at offset 9 of the frame header. Undefined bits are ignored.
-public struct FrameFlags: OptionSet, Hashable, Sendable {
-    public var rawValue: UInt8
-    public init(rawValue: UInt8) { self.rawValue = rawValue }
+package struct FrameFlags: OptionSet, Hashable, Sendable {
+    package var rawValue: UInt8
+    package init(rawValue: UInt8) { self.rawValue = rawValue }
 
     /// On a PING: this is the answer to a PING with the same payload.
-    public static let ack = FrameFlags(rawValue: 0x01)
+    package static let ack = FrameFlags(rawValue: 0x01)
 }
 
 /// One frame: the 10-byte header's fields and the payload (a serialized protobuf message).
-public struct Frame: Sendable, Equatable, CustomStringConvertible {
-    public var type: FrameType
-    public var flags: FrameFlags
+package struct Frame: Sendable, Equatable, CustomStringConvertible {
+    package var type: FrameType
+    package var flags: FrameFlags
     /// 0 for connection control (PING, GOAWAY, SETTINGS); odd for client-opened streams.
-    public var streamID: UInt32
-    public var payload: ByteBuffer
+    package var streamID: UInt32
+    package var payload: ByteBuffer
 
-    public init(type: FrameType, flags: FrameFlags = [], streamID: UInt32, payload: ByteBuffer) {
+    package init(type: FrameType, flags: FrameFlags = [], streamID: UInt32, payload: ByteBuffer) {
         self.type = type
         self.flags = flags
         self.streamID = streamID
         self.payload = payload
     }
 
-    public var description: String {
+    package var description: String {
         "\(type) stream=\(streamID) flags=\(flags.rawValue) bytes=\(payload.readableBytes)"
     }
 }

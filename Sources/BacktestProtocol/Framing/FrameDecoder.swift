@@ -2,7 +2,7 @@ import NIOCore
 
 /// Why a byte stream could not be read as frames. Every case is a connection-level error: the
 /// receiver answers (when it can) with a GOAWAY and closes, because framing cannot resynchronise.
-public enum FrameDecodingError: Error, Equatable, Sendable, CustomStringConvertible {
+package enum FrameDecodingError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The first bytes are not "BACKTEST" (an HTTP request, a TLS ClientHello, garbage...).
     case badPreface(firstBytes: [UInt8])
     /// The preface is ours but names a version this side does not speak.
@@ -10,7 +10,7 @@ public enum FrameDecodingError: Error, Equatable, Sendable, CustomStringConverti
     /// The header announces more payload than allowed; nothing of it was buffered.
     case payloadTooLarge(length: UInt32, limit: Int)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .badPreface: "the connection does not start with the BACKTEST preface"
         case .unsupportedVersion(let version): "protocol version \(version) is not supported (this server speaks \(Wire.protocolVersion))"
@@ -20,7 +20,7 @@ public enum FrameDecodingError: Error, Equatable, Sendable, CustomStringConverti
 }
 
 /// What the decoder produces: the client's preface once, then frames.
-public enum InboundFrame: Sendable, Equatable {
+package enum InboundFrame: Sendable, Equatable {
     case preface(version: UInt16)
     case frame(Frame)
 }
@@ -31,18 +31,18 @@ public enum InboundFrame: Sendable, Equatable {
 /// A server decoder starts by expecting the connection preface; it rejects a wrong magic as soon as
 /// the first mismatching byte arrives (an HTTP client is refused after "G", not after 10 bytes).
 /// A pure value type so the fuzzer and tests can drive it without a channel.
-public struct FrameDecoder: NIOSingleStepByteToMessageDecoder {
-    public typealias InboundOut = InboundFrame
+package struct FrameDecoder: NIOSingleStepByteToMessageDecoder {
+    package typealias InboundOut = InboundFrame
 
-    public let maxPayload: Int
+    package let maxPayload: Int
     private var expectingPreface: Bool
 
-    public init(maxPayload: Int = Wire.defaultMaxFramePayload, expectPreface: Bool) {
+    package init(maxPayload: Int = Wire.defaultMaxFramePayload, expectPreface: Bool) {
         self.maxPayload = maxPayload
         self.expectingPreface = expectPreface
     }
 
-    public mutating func decode(buffer: inout ByteBuffer) throws -> InboundFrame? {
+    package mutating func decode(buffer: inout ByteBuffer) throws -> InboundFrame? {
         if expectingPreface {
             return try decodePreface(&buffer)
         }
@@ -61,7 +61,7 @@ public struct FrameDecoder: NIOSingleStepByteToMessageDecoder {
                             streamID: streamID, payload: payload))
     }
 
-    public mutating func decodeLast(buffer: inout ByteBuffer, seenEOF: Bool) throws -> InboundFrame? {
+    package mutating func decodeLast(buffer: inout ByteBuffer, seenEOF: Bool) throws -> InboundFrame? {
         try decode(buffer: &buffer)
     }
 
@@ -81,17 +81,17 @@ public struct FrameDecoder: NIOSingleStepByteToMessageDecoder {
 }
 
 /// Writes frames: header then payload. Also a `MessageToByteEncoder` for client pipelines.
-public struct FrameEncoder: MessageToByteEncoder, Sendable {
-    public typealias OutboundIn = Frame
+package struct FrameEncoder: MessageToByteEncoder, Sendable {
+    package typealias OutboundIn = Frame
 
-    public init() {}
+    package init() {}
 
-    public func encode(data frame: Frame, out: inout ByteBuffer) throws {
+    package func encode(data frame: Frame, out: inout ByteBuffer) throws {
         FrameEncoder.write(frame, into: &out)
     }
 
     /// Appends `frame` to `buffer`. The caller is responsible for the payload bound.
-    public static func write(_ frame: Frame, into buffer: inout ByteBuffer) {
+    package static func write(_ frame: Frame, into buffer: inout ByteBuffer) {
         var payload = frame.payload
         buffer.reserveCapacity(minimumWritableBytes: Wire.frameHeaderSize + payload.readableBytes)
         buffer.writeMultipleIntegers(

@@ -3,33 +3,8 @@ import BacktestModel
 import CBacktestProto
 import NIOCore
 
-/// RunBacktest's request: one strategy over a date range.
-public struct BacktestRequest: Sendable, Hashable {
-    public var strategy: Strategy
-    public var settings: BacktestSettings
-
-    public init(strategy: Strategy, settings: BacktestSettings) {
-        self.strategy = strategy
-        self.settings = settings
-    }
-}
-
-/// RunBatch's request: variants sharing settings (and therefore data and indicators).
-public struct BatchRequest: Sendable, Hashable {
-    public var variants: [Strategy]
-    public var settings: BacktestSettings
-    /// 0 = the server's default; the server never exceeds its own bound.
-    public var maxParallel: Int
-
-    public init(variants: [Strategy], settings: BacktestSettings, maxParallel: Int = 0) {
-        self.variants = variants
-        self.settings = settings
-        self.maxParallel = maxParallel
-    }
-}
-
 /// The method a REQUEST selects, with its argument.
-public enum CallMethod: Sendable, Hashable {
+package enum CallMethod: Sendable, Hashable {
     case runBacktest(BacktestRequest)
     case runBatch(BatchRequest)
     /// `knownIndices`: variants whose results the caller holds, left out of the answer.
@@ -38,7 +13,7 @@ public enum CallMethod: Sendable, Hashable {
     case purgeCache
 
     /// The method's name in the proto's `service` block, for logs and errors.
-    public var name: String {
+    package var name: String {
         switch self {
         case .runBacktest: "RunBacktest"
         case .runBatch: "RunBatch"
@@ -49,13 +24,13 @@ public enum CallMethod: Sendable, Hashable {
     }
 }
 
-public struct RequestHeader: Sendable, Hashable {
+package struct RequestHeader: Sendable, Hashable {
     /// Relative deadline in milliseconds; 0 = the server's maximum.
-    public var timeoutMs: UInt32
-    public var requestID: String
-    public var client: String
+    package var timeoutMs: UInt32
+    package var requestID: String
+    package var client: String
 
-    public init(timeoutMs: UInt32 = 0, requestID: String = "", client: String = "") {
+    package init(timeoutMs: UInt32 = 0, requestID: String = "", client: String = "") {
         self.timeoutMs = timeoutMs
         self.requestID = requestID
         self.client = client
@@ -67,16 +42,16 @@ public struct RequestHeader: Sendable, Hashable {
 /// Decoding keeps the header even when the method cannot be used, so the server can still echo
 /// the request id: `method` is a failure for an unknown method (UNIMPLEMENTED) or an invalid
 /// argument (INVALID_ARGUMENT with the field path, e.g. "run_backtest.settings.start_date").
-public struct CallRequest: WireMessage {
-    public var header: RequestHeader
-    public var method: Result<CallMethod, BacktestError>
+package struct CallRequest: WireMessage {
+    package var header: RequestHeader
+    package var method: Result<CallMethod, BacktestError>
 
-    public init(header: RequestHeader = RequestHeader(), method: CallMethod) {
+    package init(header: RequestHeader = RequestHeader(), method: CallMethod) {
         self.header = header
         self.method = .success(method)
     }
 
-    public static func decode(_ bytes: ByteBuffer, limits: DecodeLimits) throws -> CallRequest {
+    package static func decode(_ bytes: ByteBuffer, limits: DecodeLimits) throws -> CallRequest {
         try PB.callRequest.decode(bytes, limits: limits, what: "CallRequest") { c in
             let m = c.pointee
             let header = m.header.map {
@@ -130,7 +105,7 @@ public struct CallRequest: WireMessage {
         }
     }
 
-    public func encode(into buffer: inout ByteBuffer) {
+    package func encode(into buffer: inout ByteBuffer) {
         PB.callRequest.encode(into: &buffer) { m, arena in
             let header = arena.message(PB.requestHeader)
             header.pointee.timeout_ms = self.header.timeoutMs

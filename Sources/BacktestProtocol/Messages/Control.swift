@@ -48,51 +48,51 @@ public struct ConnectionSettings: WireMessage, Hashable {
 }
 
 /// PING payload; the ACK echoes it.
-public struct PingMessage: WireMessage, Hashable {
-    public var opaque: UInt64
-    public init(opaque: UInt64) { self.opaque = opaque }
+package struct PingMessage: WireMessage, Hashable {
+    package var opaque: UInt64
+    package init(opaque: UInt64) { self.opaque = opaque }
 
-    public static func decode(_ bytes: ByteBuffer, limits: DecodeLimits) throws -> PingMessage {
+    package static func decode(_ bytes: ByteBuffer, limits: DecodeLimits) throws -> PingMessage {
         try PB.ping.decode(bytes, limits: limits, what: "Ping") { PingMessage(opaque: $0.pointee.opaque) }
     }
 
-    public func encode(into buffer: inout ByteBuffer) {
+    package func encode(into buffer: inout ByteBuffer) {
         PB.ping.encode(into: &buffer) { m, _ in m.pointee.opaque = opaque }
     }
 }
 
 /// CANCEL payload.
-public struct CancelMessage: WireMessage, Hashable {
-    public var reason: String
-    public init(reason: String = "") { self.reason = reason }
+package struct CancelMessage: WireMessage, Hashable {
+    package var reason: String
+    package init(reason: String = "") { self.reason = reason }
 
-    public static func decode(_ bytes: ByteBuffer, limits: DecodeLimits) throws -> CancelMessage {
+    package static func decode(_ bytes: ByteBuffer, limits: DecodeLimits) throws -> CancelMessage {
         try PB.cancel.decode(bytes, limits: limits, what: "Cancel") { CancelMessage(reason: string($0.pointee.reason)) }
     }
 
-    public func encode(into buffer: inout ByteBuffer) {
+    package func encode(into buffer: inout ByteBuffer) {
         PB.cancel.encode(into: &buffer) { m, arena in m.pointee.reason = arena.cString(reason) }
     }
 }
 
 /// GOAWAY payload: streams up to `lastStreamID` will be finished; later ones were not processed
 /// (a client may retry them on a new connection).
-public struct GoAwayMessage: WireMessage, Hashable {
-    public var lastStreamID: UInt32
-    public var status: CallStatus
+package struct GoAwayMessage: WireMessage, Hashable {
+    package var lastStreamID: UInt32
+    package var status: CallStatus
 
-    public init(lastStreamID: UInt32, status: CallStatus) {
+    package init(lastStreamID: UInt32, status: CallStatus) {
         self.lastStreamID = lastStreamID
         self.status = status
     }
 
-    public static func decode(_ bytes: ByteBuffer, limits: DecodeLimits) throws -> GoAwayMessage {
+    package static func decode(_ bytes: ByteBuffer, limits: DecodeLimits) throws -> GoAwayMessage {
         try PB.goAway.decode(bytes, limits: limits, what: "GoAway") { c in
             GoAwayMessage(lastStreamID: c.pointee.last_stream_id, status: ResultConversion.status(c.pointee.status))
         }
     }
 
-    public func encode(into buffer: inout ByteBuffer) {
+    package func encode(into buffer: inout ByteBuffer) {
         PB.goAway.encode(into: &buffer) { m, arena in
             m.pointee.last_stream_id = lastStreamID
             m.pointee.status = arena.status(status)

@@ -72,36 +72,36 @@ public struct PurgeCacheResult: Sendable, Hashable {
 }
 
 /// The result a unary call carries in its RESPONSE.
-public enum CallResult: Sendable {
+package enum CallResult: Sendable {
     case backtest(BacktestResult)
     case batchStatus(ProgressUpdate)
     case serverInfo(ServerInfo)
     case purge(PurgeCacheResult)
 }
 
-public struct ResponseHeader: Sendable, Hashable {
-    public var requestID: String
-    public var serverVersion: String
+package struct ResponseHeader: Sendable, Hashable {
+    package var requestID: String
+    package var serverVersion: String
 
-    public init(requestID: String = "", serverVersion: String = "") {
+    package init(requestID: String = "", serverVersion: String = "") {
         self.requestID = requestID
         self.serverVersion = serverVersion
     }
 }
 
 /// The payload of a RESPONSE frame: how the call ended and, for a successful unary call, its result.
-public struct CallResponse: WireMessage {
-    public var header: ResponseHeader
-    public var status: CallStatus
-    public var result: CallResult?
+package struct CallResponse: WireMessage {
+    package var header: ResponseHeader
+    package var status: CallStatus
+    package var result: CallResult?
 
-    public init(header: ResponseHeader = ResponseHeader(), status: CallStatus = .ok, result: CallResult? = nil) {
+    package init(header: ResponseHeader = ResponseHeader(), status: CallStatus = .ok, result: CallResult? = nil) {
         self.header = header
         self.status = status
         self.result = result
     }
 
-    public static func decode(_ bytes: ByteBuffer, limits: DecodeLimits) throws -> CallResponse {
+    package static func decode(_ bytes: ByteBuffer, limits: DecodeLimits) throws -> CallResponse {
         try PB.callResponse.decode(bytes, limits: limits, what: "CallResponse") { c in
             let m = c.pointee
             let header = m.header.map {
@@ -123,7 +123,7 @@ public struct CallResponse: WireMessage {
         }
     }
 
-    public func encode(into buffer: inout ByteBuffer) {
+    package func encode(into buffer: inout ByteBuffer) {
         PB.callResponse.encode(into: &buffer) { m, arena in
             let header = arena.message(PB.responseHeader)
             header.pointee.request_id = arena.cString(self.header.requestID)
@@ -209,13 +209,13 @@ extension CacheStatsInfo {
 
 /// RunBatch streams one `ProgressUpdate` per DATA frame.
 extension ProgressUpdate: WireMessage {
-    public static func decode(_ bytes: ByteBuffer, limits: DecodeLimits) throws -> ProgressUpdate {
+    package static func decode(_ bytes: ByteBuffer, limits: DecodeLimits) throws -> ProgressUpdate {
         try PB.progressUpdate.decode(bytes, limits: limits, what: "ProgressUpdate") { c in
             try ResultConversion.progress(c, path: "")
         }
     }
 
-    public func encode(into buffer: inout ByteBuffer) {
+    package func encode(into buffer: inout ByteBuffer) {
         PB.progressUpdate.encode(into: &buffer) { m, arena in
             m.pointee = arena.progress(self).pointee
         }
