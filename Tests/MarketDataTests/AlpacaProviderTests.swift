@@ -135,7 +135,7 @@ struct AlpacaProviderTests {
             #expect(wrong?.code == .unauthenticated)
             #expect(server.requestCount == 1)
 
-            let configuration = AlpacaConfiguration.fromEnvironment(["APCA_API_DATA_URL": server.baseURL])
+            let configuration = AlpacaConfiguration(keyID: nil, secretKey: nil, baseURL: server.baseURL)
             #expect(configuration.baseURL == server.baseURL)
             #expect(!configuration.hasCredentials)
             let missing = await #expect(throws: BacktestError.self) {

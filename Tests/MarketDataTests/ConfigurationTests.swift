@@ -20,36 +20,18 @@ struct ConfigurationTests {
         }
     }
 
-    @Test("Alpaca settings come from the SDKs' environment variables")
-    func alpacaEnvironment() {
-        let configuration = AlpacaConfiguration.fromEnvironment([
-            "APCA_API_KEY_ID": "id", "APCA_API_SECRET_KEY": "secret",
-            "APCA_API_DATA_URL": "http://127.0.0.1:9999", "APCA_API_FEED": "IEX",
-        ])
-        #expect(configuration.hasCredentials)
-        #expect(configuration.baseURL == "http://127.0.0.1:9999")
-        #expect(configuration.feed == "iex")
-        #expect(configuration.dataEpoch == date("2016-01-04"))
-        let defaults = AlpacaConfiguration.fromEnvironment(["APCA_API_KEY_ID": " "])
-        #expect(!defaults.hasCredentials)
-        #expect(defaults.baseURL == "https://data.alpaca.markets")
-        #expect(defaults.feed == "sip")
-        #expect(defaults.maxSymbolsPerRequest == 100)
-        #expect(AlpacaConfiguration.fromEnvironment(["BACKTESTD_ALPACA_SYMBOLS_PER_REQUEST": "1"]).maxSymbolsPerRequest == 1)
-        #expect(AlpacaConfiguration.fromEnvironment(["BACKTESTD_ALPACA_SYMBOLS_PER_REQUEST": "0"]).maxSymbolsPerRequest == 100)
-        #expect(AlpacaConfiguration.fromEnvironment(["BACKTESTD_ALPACA_SYMBOLS_PER_REQUEST": "x"]).maxSymbolsPerRequest == 100)
-    }
+    // The Alpaca variables are parsed by backtestd's configuration reader (BacktestDaemonTests).
 
     @Test("the source option selects the provider")
     func sourceSelection() throws {
         #expect(try MarketDataSource.parse("demo").makeProvider().name == "demo")
         guard case .demo(let seed) = try MarketDataSource.parse("demo:42") else { Issue.record("not demo"); return }
         #expect(seed == 42)
-        guard case .alpaca(let configuration) = try MarketDataSource.parse("alpaca", environment: ["APCA_API_FEED": "iex"]) else {
+        guard case .alpaca(let configuration) = try MarketDataSource.parse("alpaca") else {
             Issue.record("not alpaca")
             return
         }
-        #expect(configuration.feed == "iex")
+        #expect(configuration.dataEpoch == date("2016-01-04"))
         guard case .files(let directory) = try MarketDataSource.parse("files:/data/bars") else { Issue.record("not files"); return }
         #expect(directory.path == "/data/bars")
         #expect(throws: BacktestError.self) { try MarketDataSource.parse("yahoo") }

@@ -60,10 +60,4 @@ struct RequestPacerTests {
             #expect(server.requestCount == 4, "no request was refused with 429")
         }
     }
-
-    @Test func theLimitIsReadFromTheEnvironment() {
-        #expect(AlpacaConfiguration.fromEnvironment([:]).requestsPerMinute == 200)
-        #expect(AlpacaConfiguration.fromEnvironment(["BACKTESTD_ALPACA_REQUESTS_PER_MINUTE": "50"]).requestsPerMinute == 50)
-        #expect(AlpacaConfiguration.fromEnvironment(["BACKTESTD_ALPACA_REQUESTS_PER_MINUTE": "0"]).requestsPerMinute == 0)
-    }
 }
