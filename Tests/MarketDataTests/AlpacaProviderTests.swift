@@ -115,12 +115,14 @@ struct AlpacaProviderTests {
     @Test("a ticker Alpaca rejects with 400 invalid symbol becomes INVALID_ARGUMENT naming it")
     func vendorRejectsTicker() async throws {
         try await withFakeAlpaca { server in
+            // BRK.Z follows our ticker syntax (so it reaches the vendor); Alpaca refuses it.
+            server.inject([.custom(status: 400, body: #"{"code":40010001,"message":"invalid symbol: BRK.Z"}"#)])
             let error = await #expect(throws: BacktestError.self) {
                 try await makeAlpaca(server).dailyBars(
-                    BarQuery(symbols: ["AAPL", "BTC/USD"], range: date("2020-01-01")...date("2020-02-01"), adjustment: .raw))
+                    BarQuery(symbols: ["AAPL", "BRK.Z"], range: date("2020-01-01")...date("2020-02-01"), adjustment: .raw))
             }
             #expect(error?.code == .invalidArgument)
-            #expect(error?.message.contains("'BTC/USD'") == true)
+            #expect(error?.message.contains("'BRK.Z'") == true)
             #expect(server.requestCount == 1)  // 400 is not retried
         }
     }

@@ -3,20 +3,25 @@ import Foundation
 import Testing
 @testable import MarketData
 
-@Suite("Ticker validation and configuration")
+@Suite("Ticker validation at the sources and configuration")
 struct ConfigurationTests {
-    @Test("tickers: share classes pass, lower case is upper-cased", arguments: [("aapl", "AAPL"), ("BRK.B", "BRK.B"), ("brk-b", "BRK-B"), ("BTC/USD", "BTC/USD")])
-    func validTickers(input: String, normalized: String) throws {
-        #expect(try TickerSymbol.normalized(input) == normalized)
-    }
-
-    @Test("malformed tickers are INVALID_ARGUMENT naming them", arguments: ["", "A B", ".A", "A:B", "A,B", "A&B", "ÄPPLE", String(repeating: "X", count: 22)])
-    func invalidTickers(input: String) {
-        #expect {
-            try TickerSymbol.normalized(input)
-        } throws: { error in
-            guard let error = error as? BacktestError else { return false }
-            return error.code == .invalidArgument && (input.isEmpty || error.message.contains(input))
+    // The syntax itself is BacktestCore's `Ticker` (TickerTests); here every source applies it.
+    @Test("every source rejects what is not a ticker before any I/O", arguments: ["BRK/B", "../etc/passwd", "AAPL\u{0}../../x", "aapl!", "A B"])
+    func sourcesRejectMalformedTickers(input: String) async throws {
+        let range = date("2021-01-01")...date("2021-01-31")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tickers-\(UInt64.random(in: 0...UInt64.max))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let sources: [any MarketDataProvider] = [
+            try LocalFilesProvider(directory: directory), DemoProvider(seed: 1),
+            AlpacaProvider(configuration: AlpacaConfiguration(keyID: "id", secretKey: "secret", baseURL: "http://127.0.0.1:9")),
+        ]
+        for source in sources {
+            let error = await #expect(throws: BacktestError.self, "\(source.name)") {
+                try await source.dailyBars(BarQuery(symbols: [input], range: range, adjustment: .raw))
+            }
+            #expect(error?.code == .invalidArgument && error?.field == "symbols", "\(source.name)")
+            #expect(error?.message.contains(Ticker.syntax) == true, "\(source.name)")
         }
     }
 

@@ -9,7 +9,8 @@ import Synchronization
 /// Each file is read once and kept in memory with its adjusted variants. Adjustment is applied
 /// over the whole file and the result sliced to the query, so a price on a date is the same
 /// whatever range is asked for (adjusted as of the newest row, as a vendor would).
-/// A symbol with a `/` is looked up with `_` in its place. A symbol without a file is missing.
+/// A file name is only ever made from a checked `Ticker` (`BRK.B` reads `BRK.B.csv`), so no
+/// request can name a path outside `directory`. A symbol without a file is missing.
 package final class LocalFilesProvider: MarketDataProvider {
     package let name = "files"
     package let directory: URL
@@ -36,17 +37,18 @@ package final class LocalFilesProvider: MarketDataProvider {
     }
 
     package func dailyBars(_ query: BarQuery) async throws -> BarSet {
-        try TickerSymbol.validate(query.symbols)
+        let tickers = try query.symbols.map { symbol throws(BacktestError) in try Ticker(validating: symbol, field: "symbols") }
         var result = BarSet()
-        for symbol in query.symbols {
-            result.add(symbol, history: try history(symbol, query.adjustment), range: query.range, calendar: calendar)
+        for ticker in tickers {
+            result.add(ticker.symbol, history: try history(ticker, query.adjustment), range: query.range, calendar: calendar)
         }
         result.normalize()
         return result
     }
 
     /// The whole file of `symbol`, adjusted; nil when there is no file.
-    private func history(_ symbol: String, _ adjustment: PriceAdjustment) throws(BacktestError) -> DailyBars? {
+    private func history(_ ticker: Ticker, _ adjustment: PriceAdjustment) throws(BacktestError) -> DailyBars? {
+        let symbol = ticker.symbol
         if let entry = loaded.withLock({ $0[symbol] }) {
             guard let raw = entry.raw else { return nil }
             if let bars = entry.adjusted[adjustment] { return bars }
@@ -54,7 +56,7 @@ package final class LocalFilesProvider: MarketDataProvider {
             loaded.withLock { $0[symbol]?.adjusted[adjustment] = bars }
             return bars
         }
-        let url = fileURL(symbol)
+        let url = fileURL(ticker)
         var raw: DailyBars?
         if FileManager.default.fileExists(atPath: url.path) {
             let text: String
@@ -74,8 +76,8 @@ package final class LocalFilesProvider: MarketDataProvider {
         return adjusted
     }
 
-    private func fileURL(_ symbol: String) -> URL {
-        directory.appendingPathComponent(symbol.replacingOccurrences(of: "/", with: "_") + ".csv")
+    private func fileURL(_ ticker: Ticker) -> URL {
+        directory.appendingPathComponent(ticker.symbol + ".csv")
     }
 
     /// The smallest first date over the CSV files, reading only each file's first lines.
