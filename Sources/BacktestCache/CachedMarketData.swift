@@ -13,7 +13,15 @@ import MarketData
 package struct CachedMarketData: MarketDataProvider {
     package let upstream: any MarketDataProvider
     package let cache: MarketDataCache
-    let inflight = InflightFills()
+    /// Identical upstream fetches in flight, shared; an entry stays until its months are written
+    /// back (`SingleFlight`'s settle), keyed by generation, source and query.
+    let inflight = SingleFlight<FillKey, BarSet>()
+
+    struct FillKey: Hashable, Sendable {
+        var generation: Int64
+        var source: String
+        var query: BarQuery
+    }
 
     package init(upstream: any MarketDataProvider, cache: MarketDataCache) {
         self.upstream = upstream
@@ -43,7 +51,7 @@ package struct CachedMarketData: MarketDataProvider {
         var attempt = 0
         while true {
             attempt += 1
-            let epoch = inflight.completedFills
+            let epoch = inflight.completedFlights
             let lookup = await lookUp(query, session: session)
             // The hull of uncovered days per symbol, grouped so symbols that share it share a call.
             var groups: [ClosedRange<TradingDate>: [String]] = [:]
@@ -59,7 +67,7 @@ package struct CachedMarketData: MarketDataProvider {
             do {
                 fetched = try await fetch(
                     groups, adjustment: query.adjustment, session: session, lookedUpAt: attempt < 3 ? epoch : nil)
-            } catch is InflightFills.LookAgain {
+            } catch is SingleFlight<FillKey, BarSet>.LookAgain {
                 continue
             }
             session.count(
