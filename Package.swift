@@ -71,6 +71,7 @@ let package = Package(
             dependencies: [
                 "BacktestCore", "CCurlShim",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]),
         .target(
             name: "BacktestCache",
