@@ -15,7 +15,7 @@ struct CacheMeasurements {
             let start = ContinuousClock.now
             try await body()
             let elapsed = ContinuousClock.now - start
-            samples.append(Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1e3)
+            samples.append(elapsed.milliseconds)
         }
         return samples.sorted()[samples.count / 2]
     }

@@ -1,3 +1,4 @@
+import BacktestCore
 import Foundation
 
 /// How Alpaca requests are retried: on 429, 5xx, timeouts and broken connections, with
@@ -58,11 +59,4 @@ package struct RetryEnvironment: Sendable {
         now: { Date().timeIntervalSince1970 },
         sleep: { try await Task.sleep(for: $0) },
         unitRandom: { Double.random(in: 0..<1) })
-}
-
-extension Duration {
-    var seconds: Double {
-        let (seconds, attoseconds) = components
-        return Double(seconds) + Double(attoseconds) * 1e-18
-    }
 }

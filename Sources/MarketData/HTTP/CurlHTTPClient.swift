@@ -1,3 +1,4 @@
+import BacktestCore
 import CCurlShim
 import Foundation
 import NIOPosix
@@ -185,7 +186,6 @@ final class CurlEasyHandle: @unchecked Sendable {
     }
 
     private func milliseconds(_ duration: Duration) -> Int {
-        let (seconds, attoseconds) = duration.components
-        return max(1, Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000))
+        max(1, Int(duration.wholeMilliseconds))
     }
 }
