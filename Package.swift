@@ -13,7 +13,7 @@
 //   backtest (exe) ─┬─▶ BacktestCommandLine ─▶ BacktestClient ─▶ BacktestProtocol
 //                   ├─▶ BacktestClient
 //                   └─▶ BacktestReporting (tables, charts, CSV/JSON/HTML) ─▶ BacktestModel
-//   backtest-bench (exe) ─▶ BacktestBench ─▶ BacktestClient, FakeAlpaca, BacktestTestSupport
+//   backtest-bench (exe) ─▶ BacktestBench ─▶ BacktestClient, FakeAlpaca, BacktestTestSupport, BacktestReporting
 //   engine-bench (exe)   ─▶ BacktestEngine, BacktestTestSupport
 //
 // BacktestServer knows the application only through the `BacktestService` protocol. The client
@@ -176,7 +176,7 @@ let package = Package(
         .target(
             name: "BacktestBench",
             dependencies: [
-                "BacktestClient", "BacktestModel", "BacktestCore", "BacktestTestSupport", "FakeAlpaca",
+                "BacktestClient", "BacktestModel", "BacktestCore", "BacktestReporting", "BacktestTestSupport", "FakeAlpaca",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]),
 
@@ -237,7 +237,7 @@ let package = Package(
         .testTarget(
             name: "BacktestBenchTests",
             dependencies: [
-                "BacktestBench", "BacktestModel", "BacktestCore",
+                "BacktestBench", "BacktestModel", "BacktestCore", "BacktestReporting",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]),
         .testTarget(
