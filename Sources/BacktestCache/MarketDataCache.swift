@@ -12,7 +12,7 @@ import NIOConcurrencyHelpers
 /// the caller fetches from the source. A cache failure never fails a backtest.
 package final class MarketDataCache: Sendable {
     package let options: CacheOptions
-    package let clock: any CacheClock
+    package let clock: any WallClock
     let keys: CacheKeys
     /// nil when the cache is configured off: every session then passes straight to the source.
     let pool: RedisPool?
@@ -33,7 +33,7 @@ package final class MarketDataCache: Sendable {
     ///   - redis: where Redis is; nil disables the cache (sessions count every lookup as a miss).
     ///   - clock: "today" for the T-2 rule; the purge scheduler uses the same clock.
     package init(
-        redis: RedisConfiguration?, options: CacheOptions = CacheOptions(), clock: any CacheClock = SystemCacheClock(),
+        redis: RedisConfiguration?, options: CacheOptions = CacheOptions(), clock: any WallClock = SystemWallClock(),
         logger: Logger = Logger(label: "backtestd.cache")
     ) {
         self.options = options
@@ -53,7 +53,7 @@ package final class MarketDataCache: Sendable {
     /// fixes "today", so everything the request reads and writes is from one generation and
     /// follows one T-2 boundary, even if a purge or midnight happens meanwhile.
     package func openSession() async -> CacheSession {
-        let lastCacheable = CacheHorizon.lastCacheableDate(atUnixSeconds: clock.unixSeconds())
+        let lastCacheable = CacheHorizon.lastCacheableDate(atUnixSeconds: clock.now.unixSeconds)
         var generation: Int64?
         var usesRedis = false
         if let pool {

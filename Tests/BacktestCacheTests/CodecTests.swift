@@ -1,5 +1,6 @@
 @testable import BacktestCache
 import BacktestCore
+import BacktestTestSupport
 import Testing
 
 @Suite("Packed values, keys and configuration")

@@ -1,19 +1,14 @@
 import BacktestCore
+import BacktestTestSupport
 import Synchronization
 import Testing
 @testable import MarketData
 
 /// A clock that moves only when someone sleeps on it.
-private final class VirtualClock: Sendable {
-    private let time = Mutex(1_700_000_000.0)
-    var now: Double { time.withLock { $0 } }
-
-    var environment: RetryEnvironment {
-        RetryEnvironment(
-            now: { [self] in now },
-            sleep: { [self] duration in time.withLock { $0 += duration.seconds } },
-            unitRandom: { 0.5 })
-    }
+private struct VirtualClock {
+    let clock = ManualClock(unixSeconds: 1_700_000_000, onSleep: .advanceTime)
+    var now: Double { clock.now.unixTime }
+    var environment: RetryEnvironment { RetryEnvironment(clock: clock, unitRandom: { 0.5 }) }
 }
 
 @Suite("Pacing requests under Alpaca's per-minute quota")
