@@ -22,12 +22,12 @@ struct CacheKeys: Sendable {
 
     var generation: String { "\(base):generation" }
 
-    func bars(generation: Int64, source: String, adjustment: PriceAdjustment, symbol: String, month: CacheMonth) -> String {
+    func bars(generation: Int64, source: String, adjustment: PriceAdjustment, symbol: Ticker, month: CacheMonth) -> String {
         barsPrefix(generation: generation, source: source, adjustment: adjustment, symbol: symbol) + String(month.number)
     }
 
     /// Everything of a bars key but the month, so a query builds it once per symbol.
-    func barsPrefix(generation: Int64, source: String, adjustment: PriceAdjustment, symbol: String) -> String {
+    func barsPrefix(generation: Int64, source: String, adjustment: PriceAdjustment, symbol: Ticker) -> String {
         "\(base):g\(generation):bars:\(source):\(adjustment.rawValue):\(symbol):"
     }
 

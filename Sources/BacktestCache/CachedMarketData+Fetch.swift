@@ -54,13 +54,14 @@ extension CachedMarketData {
         var entries: [(key: String, value: [UInt8])] = []
         var local: [(String, LocalValue)] = []
         for symbol in query.symbols {
+            guard let ticker = Ticker(symbol) else { continue }  // keys are made of checked tickers only
             let bars = set.bars[symbol] ?? DailyBars(symbol: symbol)
             for month in months where month.firstDay >= range.lowerBound {
                 let completeThrough = min(month.lastDay, horizon)
                 guard completeThrough <= range.upperBound else { continue }
                 let chunk = MonthOfBars(month: month, completeThrough: completeThrough, bars: bars.slice(month.firstDay...completeThrough))
                 let key = cache.keys.bars(
-                    generation: session.generation, source: upstream.name, adjustment: query.adjustment, symbol: symbol, month: month)
+                    generation: session.generation, source: upstream.name, adjustment: query.adjustment, symbol: ticker, month: month)
                 entries.append((key, chunk.encoded()))
                 local.append((key, .month(chunk)))
             }

@@ -135,15 +135,23 @@ package struct CachedMarketData: MarketDataProvider {
         var keys: [String] = []
         keys.reserveCapacity(months.count * query.symbols.count)
         let monthNumbers = months.map { String($0.number) }
-        for symbol in query.symbols {
+        // Keys are made of checked tickers only; anything else is a miss (the source rejects it).
+        let tickers = query.symbols.map(Ticker.init)
+        for ticker in tickers {
+            guard let ticker else { continue }
             let prefix = cache.keys.barsPrefix(
-                generation: session.generation, source: upstream.name, adjustment: query.adjustment, symbol: symbol)
+                generation: session.generation, source: upstream.name, adjustment: query.adjustment, symbol: ticker)
             for number in monthNumbers { keys.append(prefix + number) }
         }
         let (local, remote) = session.isCaching ? await cache.lookup(keys, in: session) : ([:], [:])
         var decoded: [(String, LocalValue)] = []
         var index = 0
-        for symbol in query.symbols {
+        for (symbol, ticker) in zip(query.symbols, tickers) {
+            guard ticker != nil else {
+                result.uncovered[symbol, default: []].append(contentsOf: months)
+                result.misses += months.count
+                continue
+            }
             for month in months {
                 let key = keys[index]
                 index += 1

@@ -3,7 +3,8 @@ import BacktestCore
 /// Identifies one indicator series: the spirit of `indicator:{ticker}:{type}:{params}:{date}`,
 /// with the whole date range instead of one date because series are read and written whole.
 package struct IndicatorCacheKey: Hashable, Sendable {
-    package var ticker: String
+    /// A checked ticker, so a key never holds what the syntax forbids (':', '*', spaces, ...).
+    package var ticker: Ticker
     /// The engine's canonical key, e.g. "sma:50" or "macd:12,26,9" (parameters included).
     package var indicator: String
     package var adjustment: PriceAdjustment
@@ -14,8 +15,8 @@ package struct IndicatorCacheKey: Hashable, Sendable {
     /// The last date of the series; must be at most the session's `lastCacheableDate` to be stored.
     package var through: TradingDate
 
-    package init(ticker: String, indicator: String, adjustment: PriceAdjustment, source: String, from: TradingDate, through: TradingDate) {
-        self.ticker = ticker.uppercased()
+    package init(ticker: Ticker, indicator: String, adjustment: PriceAdjustment, source: String, from: TradingDate, through: TradingDate) {
+        self.ticker = ticker
         self.indicator = indicator
         self.adjustment = adjustment
         self.source = source
@@ -42,7 +43,7 @@ package struct IndicatorCache: Sendable {
     /// `expectedCount` (when given), dated after T-2, or when the cache is unavailable.
     package func get(_ key: IndicatorCacheKey, expectedCount: Int? = nil, session: CacheSession) async -> [Double]? {
         guard session.isCaching, key.through <= session.lastCacheableDate, key.from <= key.through else {
-            session.count(misses: 1, symbols: [key.ticker])
+            session.count(misses: 1, symbols: [key.ticker.symbol])
             return nil
         }
         let redisKey = cache.keys.indicator(generation: session.generation, key: key)
@@ -55,10 +56,10 @@ package struct IndicatorCache: Sendable {
             cache.remember([(redisKey, .series(decoded))], in: session)
         }
         if let values, expectedCount.map({ $0 == values.count }) ?? true {
-            session.count(hits: 1, symbols: [key.ticker])
+            session.count(hits: 1, symbols: [key.ticker.symbol])
             return values
         }
-        session.count(misses: 1, symbols: [key.ticker])
+        session.count(misses: 1, symbols: [key.ticker.symbol])
         return nil
     }
 

@@ -53,7 +53,7 @@ struct CodecTests {
 
     @Test func keysCarryPrefixSchemaAndGeneration() {
         let keys = CacheKeys(prefix: "bt[1]")
-        let key = keys.bars(generation: 42, source: "alpaca", adjustment: .split, symbol: "AAPL", month: march)
+        let key = keys.bars(generation: 42, source: "alpaca", adjustment: .split, symbol: Ticker("AAPL")!, month: march)
         #expect(key == "bt[1]:v1:g42:bars:alpaca:split:AAPL:202103")
         #expect(keys.generation(ofKey: Array(key.utf8)) == 42)
         #expect(keys.generation(ofKey: Array("bt[1]:v1:generation".utf8)) == nil)

@@ -61,7 +61,7 @@ struct PurgeTests {
         let fixture = try CacheFixture("purge-local")
         let cache = fixture.makeCache(clock: ManualClock(unixSeconds: mondayNoon), localCacheBytes: 16 << 20)
         let indicators = IndicatorCache(cache: cache)
-        let key = IndicatorCacheKey(ticker: "aapl", indicator: "sma:50", adjustment: .split, source: "alpaca", from: date("1999-11-01"), through: date("2021-04-01"))
+        let key = IndicatorCacheKey(ticker: Ticker("AAPL")!, indicator: "sma:50", adjustment: .split, source: "alpaca", from: date("1999-11-01"), through: date("2021-04-01"))
         let before = await cache.openSession()
         #expect(await indicators.put(key, values: [1, 2, .nan], session: before))
         #expect(await indicators.get(key, session: before)?.count == 3)
