@@ -12,6 +12,10 @@
 /// - spaces, control characters (NUL included), any other punctuation and non-ASCII letters,
 ///   which could change the meaning of a URL, a file path or a cache key.
 ///
+/// Two conveniences upper-case before the check, so lower case never reaches it from them: the
+/// CLI's JSON strategy files (BacktestModel) and `BarQuery` (MarketData). Requests on the wire
+/// are checked as sent.
+///
 /// A ticker is therefore always safe as a file name (the files source reads `<ticker>.csv`), in
 /// a URL query and in a cache key, without escaping.
 public struct Ticker: Hashable, Comparable, Sendable, CustomStringConvertible {
