@@ -14,7 +14,7 @@
 //   backtest (exe) ─┬─▶ BacktestCommandLine ─▶ BacktestClient ─▶ BacktestProtocol
 //                   ├─▶ BacktestClient
 //                   └─▶ BacktestReporting (tables, charts, CSV/JSON/HTML) ─▶ BacktestModel
-//   backtest-bench (exe) ─▶ BacktestBench ─▶ BacktestClient, FakeAlpaca, BacktestTestSupport
+//   backtest-bench (exe) ─▶ BacktestBench ─▶ BacktestClient, FakeAlpaca, BacktestTestSupport, BacktestReporting
 //   engine-bench (exe)   ─▶ BacktestEngine, BacktestTestSupport
 //
 // BacktestServer knows the application only through the `BacktestService` protocol. The client
@@ -29,7 +29,8 @@ import PackageDescription
 
 let package = Package(
     name: "backtestd",
-    platforms: [.macOS(.v14)],
+    // macOS 15: swift-configuration's availability floor.
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "backtestd", targets: ["backtestd"]),
         .executable(name: "backtest", targets: ["backtest"]),
@@ -44,6 +45,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        // backtestd's configuration reader (flags, then environment, then defaults).
+        .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0"),
     ],
     targets: [
         // MARK: C libraries
@@ -70,6 +73,7 @@ let package = Package(
             dependencies: [
                 "BacktestCore", "CCurlShim",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]),
         .target(
             name: "BacktestCache",
@@ -137,15 +141,25 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
+        // What backtestd is made of, as a library so it is tested: the one configuration reader
+        // (every flag and BACKTESTD_* variable parsed in one place) and the domain setup.
+        .target(
+            name: "BacktestDaemon",
+            dependencies: [
+                "BacktestServer", "BacktestService", "BacktestEngine", "BacktestCore", "MarketData", "BacktestCache",
+                .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
+
         // MARK: Executables
         .executableTarget(
             name: "backtestd",
             dependencies: [
-                "BacktestServer", "BacktestService", "BacktestProtocol", "BacktestEngine", "BacktestCore", "MarketData",
-                "BacktestCache",
+                "BacktestDaemon", "BacktestServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
         .executableTarget(
@@ -168,7 +182,7 @@ let package = Package(
         .target(
             name: "BacktestBench",
             dependencies: [
-                "BacktestClient", "BacktestModel", "BacktestCore", "BacktestTestSupport", "FakeAlpaca",
+                "BacktestClient", "BacktestModel", "BacktestCore", "BacktestReporting", "BacktestTestSupport", "FakeAlpaca",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]),
 
@@ -229,8 +243,15 @@ let package = Package(
         .testTarget(
             name: "BacktestBenchTests",
             dependencies: [
-                "BacktestBench", "BacktestModel", "BacktestCore",
+                "BacktestBench", "BacktestModel", "BacktestCore", "BacktestReporting",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]),
+        .testTarget(
+            name: "BacktestDaemonTests",
+            dependencies: [
+                "BacktestDaemon", "BacktestServer", "BacktestCache", "MarketData", "BacktestCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(
             name: "BacktestServerTests",

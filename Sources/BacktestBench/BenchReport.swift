@@ -1,3 +1,4 @@
+import BacktestReporting
 import Foundation
 
 /// What `backtest-bench bench` measured: the success-metrics table of the plan, the years x tickers
@@ -62,8 +63,8 @@ package struct BenchReport: Sendable, Codable {
             out.append("Single backtest by period and portfolio size (p50 warm, median cold, over TCP):")
             var gridTable = TextTable(headers: ["Years", "Tickers", "Warm p50", "Cold", "API calls cold", "Reference path", "Speedup warm / cold"])
             for cell in grid {
-                gridTable.append(["\(cell.years)", "\(cell.tickers)", Format.ms(cell.warmP50Ms), Format.ms(cell.coldMedianMs),
-                                  "\(cell.apiCallsCold)", Format.ms(cell.referenceMedianMs),
+                gridTable.append(["\(cell.years)", "\(cell.tickers)", Format.milliseconds(cell.warmP50Ms), Format.milliseconds(cell.coldMedianMs),
+                                  "\(cell.apiCallsCold)", Format.milliseconds(cell.referenceMedianMs),
                                   "\(Format.ratio(cell.referenceMedianMs / cell.warmP50Ms)) / \(Format.ratio(cell.referenceMedianMs / cell.coldMedianMs))"])
             }
             out.append(gridTable.rendered())

@@ -1,5 +1,6 @@
 import BacktestClient
 import BacktestCore
+import BacktestReporting
 import Foundation
 
 /// Measures the plan's success-metrics table against a running stack (`BenchStack`): our server
@@ -82,21 +83,21 @@ package struct BenchRunner: Sendable {
         // The rows.
         func speedup(_ ours: Double, _ theirs: Double) -> String { Format.ratio(theirs / ours) }
         report.rows.append(.init(metric: "Single backtest, 1 year, 10 tickers, warm cache, end to end over TCP (p50)",
-                                 oldSystem: "30 s", planTarget: "3-5 s", ourTarget: "<= 5 ms", measured: Format.ms(warm),
-                                 referencePath: Format.ms(referenceSingle), speedup: speedup(warm, referenceSingle), pass: warm <= 5))
+                                 oldSystem: "30 s", planTarget: "3-5 s", ourTarget: "<= 5 ms", measured: Format.milliseconds(warm),
+                                 referencePath: Format.milliseconds(referenceSingle), speedup: speedup(warm, referenceSingle), pass: warm <= 5))
         report.rows.append(.init(metric: "Same, cold cache (median)", oldSystem: "30 s", planTarget: "3-5 s", ourTarget: "<= 400 ms",
-                                 measured: Format.ms(cold), referencePath: Format.ms(referenceSingle),
+                                 measured: Format.milliseconds(cold), referencePath: Format.milliseconds(referenceSingle),
                                  speedup: speedup(cold, referenceSingle), pass: cold <= 400))
         report.rows.append(.init(metric: "Batch of 8 variants, warm (until Final, p50)", oldSystem: "4 min", planTarget: "~20 s",
-                                 ourTarget: "<= 20 ms", measured: Format.ms(batch8), referencePath: Format.ms(referenceBatch8),
+                                 ourTarget: "<= 20 ms", measured: Format.milliseconds(batch8), referencePath: Format.milliseconds(referenceBatch8),
                                  speedup: speedup(batch8, referenceBatch8), pass: batch8 <= 20))
         report.rows.append(.init(metric: "Batch of 50 variants, 5 years, 10 tickers, warm (p50)", oldSystem: "-", planTarget: "-",
-                                 ourTarget: "<= 100 ms", measured: Format.ms(batch50),
-                                 referencePath: Format.ms(referenceFifty.elapsed.milliseconds),
+                                 ourTarget: "<= 100 ms", measured: Format.milliseconds(batch50),
+                                 referencePath: Format.milliseconds(referenceFifty.elapsed.milliseconds),
                                  speedup: speedup(batch50, referenceFifty.elapsed.milliseconds), pass: batch50 <= 100))
         let hitRate = secondRun.result.stats.cacheHitRate
         report.rows.append(.init(metric: "Cache hit rate on the second run", oldSystem: "0%", planTarget: "95%+", ourTarget: "100% of T-2 data",
-                                 measured: "\(Format.percent(hitRate)) (\(secondRun.result.stats.cacheHits) hits, \(secondRun.result.stats.cacheMisses) misses)",
+                                 measured: "\(Format.percent(hitRate, decimals: 1)) (\(secondRun.result.stats.cacheHits) hits, \(secondRun.result.stats.cacheMisses) misses)",
                                  referencePath: "0% (no cache)", speedup: "-", pass: hitRate == 1))
         let apiCold = coldRun.result.stats.apiCalls
         let apiWarm = secondRun.result.stats.apiCalls

@@ -1,3 +1,4 @@
+import BacktestCore
 import Histogram
 
 /// Latency percentiles of one set of requests, read from an HDR histogram of microseconds
@@ -32,8 +33,7 @@ package struct LatencySummary: Sendable, Hashable, Codable {
 extension Histogram where Count == UInt64 {
     /// Records a duration in microseconds (clamped to the histogram's range).
     package mutating func record(_ duration: Duration) {
-        let (seconds, attoseconds) = duration.components
-        let micros = Swift.max(1, seconds * 1_000_000 + attoseconds / 1_000_000_000_000)
+        let micros = Swift.max(1, duration.wholeMicroseconds)
         _ = record(Swift.min(UInt64(micros), highestTrackableValue))
     }
 }

@@ -1,5 +1,6 @@
 import BacktestClient
 import BacktestCore
+import BacktestReporting
 import Foundation
 
 /// `backtest-bench loadtest`: N simulated users, each on its own connection, sending a mix of single
@@ -141,7 +142,7 @@ package struct LoadTestReport: Sendable, Codable {
         targets.append(Target(name: "zero errors surfaced to users", measured: "\(surfaced)", pass: surfaced == 0))
         targets.append(Target(name: "no result lost or mixed between users", measured: "\(mismatches) mismatches", pass: mismatches == 0))
         if !chaos, let single = latency[RequestKind.single.rawValue] {
-            targets.append(Target(name: "p99 of single backtests <= 50 ms", measured: Format.ms(single.p99Ms), pass: single.p99Ms <= 50))
+            targets.append(Target(name: "p99 of single backtests <= 50 ms", measured: Format.milliseconds(single.p99Ms), pass: single.p99Ms <= 50))
         }
         if let peakRSS {
             targets.append(Target(name: "server peak RSS <= 500 MB", measured: String(format: "%.0f MB", Double(peakRSS) / 1_048_576),
@@ -158,8 +159,8 @@ package struct LoadTestReport: Sendable, Codable {
         var table = TextTable(headers: ["Requests", "Count", "p50", "p90", "p99", "max", "mean"])
         for key in ["single", "batch", "all"] {
             guard let summary = latency[key] else { continue }
-            table.append([key, "\(summary.count)", Format.ms(summary.p50Ms), Format.ms(summary.p90Ms), Format.ms(summary.p99Ms),
-                          Format.ms(summary.maxMs), Format.ms(summary.meanMs)])
+            table.append([key, "\(summary.count)", Format.milliseconds(summary.p50Ms), Format.milliseconds(summary.p90Ms), Format.milliseconds(summary.p99Ms),
+                          Format.milliseconds(summary.maxMs), Format.milliseconds(summary.meanMs)])
         }
         out.append(table.rendered())
         out.append("")

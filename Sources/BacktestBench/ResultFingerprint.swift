@@ -19,7 +19,7 @@ package struct ResultFingerprint: Sendable, Hashable, CustomStringConvertible {
         finalEquity = result.finalEquity
         orderCount = result.orders.count
         days = result.dates.count
-        var hash = FNV1a()
+        var hash = FNV1a64()
         for date in result.dates { hash.add(UInt64(bitPattern: Int64(date.daysSinceEpoch))) }
         for value in result.equity { hash.add(value.bitPattern) }
         for value in result.benchmark { hash.add(value.bitPattern) }
@@ -28,19 +28,6 @@ package struct ResultFingerprint: Sendable, Hashable, CustomStringConvertible {
 
     package var description: String {
         "'\(strategyName)' final equity \(finalEquity), \(orderCount) orders, \(days) days, curve \(String(curveHash, radix: 16))"
-    }
-}
-
-struct FNV1a {
-    private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
-
-    mutating func add(_ word: UInt64) {
-        var word = word
-        for _ in 0..<8 {
-            value ^= word & 0xff
-            value &*= 0x0000_0100_0000_01b3
-            word >>= 8
-        }
     }
 }
 

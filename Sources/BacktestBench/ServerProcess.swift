@@ -113,24 +113,6 @@ package struct BenchError: Error, CustomStringConvertible {
     package init(_ description: String) { self.description = description }
 }
 
-enum FreePort {
-    /// A port the kernel just handed out on 127.0.0.1 (bound to 0, read back, closed).
-    static func loopback() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw BenchError("socket() failed") }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-        }
-        guard bound else { throw BenchError("cannot bind a loopback port") }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
-}
-
 /// Fields of /proc/PID/status (Linux); nil elsewhere or when the process is gone.
 package enum ProcStatus {
     package static func kilobytes(_ field: String, pid: Int32) -> Int? {

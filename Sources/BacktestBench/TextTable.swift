@@ -32,21 +32,3 @@ package struct TextTable: Sendable, Hashable {
     }
 }
 
-/// Number formatting shared by the reports.
-package enum Format {
-    package static func ms(_ value: Double) -> String {
-        if value >= 1000 { return String(format: "%.2f s", value / 1000) }
-        if value >= 100 { return String(format: "%.0f ms", value) }
-        if value >= 10 { return String(format: "%.1f ms", value) }
-        return String(format: "%.2f ms", value)
-    }
-
-    package static func ratio(_ value: Double) -> String {
-        guard value.isFinite else { return "-" }
-        return value < 10 ? String(format: "%.1fx", value) : String(format: "%.0fx", value)
-    }
-
-    package static func percent(_ value: Double) -> String {
-        String(format: "%.1f%%", value * 100)
-    }
-}

@@ -26,13 +26,15 @@ struct CacheKeys: Sendable {
         barsPrefix(generation: generation, source: source, adjustment: adjustment, symbol: symbol) + String(month.number)
     }
 
-    /// Everything of a bars key but the month, so a query builds it once per symbol.
+    /// Everything of a bars key but the month, so a query builds it once per symbol. `symbol` is
+    /// a checked `Ticker`'s symbol, followed by "@" and its data's fingerprint where the source
+    /// has one (`CacheSession.keyParts`).
     func barsPrefix(generation: Int64, source: String, adjustment: PriceAdjustment, symbol: String) -> String {
         "\(base):g\(generation):bars:\(source):\(adjustment.rawValue):\(symbol):"
     }
 
     func indicator(generation: Int64, key: IndicatorCacheKey) -> String {
-        "\(base):g\(generation):ind:\(key.source):\(key.adjustment.rawValue):\(key.ticker):\(key.indicator):"
+        "\(base):g\(generation):ind:\(key.source):\(key.adjustment.rawValue):\(key.keySymbol ?? key.ticker.symbol):\(key.indicator):"
             + "\(key.from.iso):\(key.through.iso)"
     }
 

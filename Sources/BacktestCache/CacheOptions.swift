@@ -1,4 +1,5 @@
-/// Cache behaviour that is not about reaching Redis.
+/// Cache behaviour that is not about reaching Redis. backtestd fills it from `BACKTESTD_CACHE_PREFIX`,
+/// `BACKTESTD_CACHE_TTL_SECONDS` and `BACKTESTD_CACHE_LOCAL_MB`, parsed in `BacktestdConfiguration`.
 package struct CacheOptions: Sendable, Equatable {
     /// Namespace of every key ("backtestd"); several deployments can share one Redis.
     package var keyPrefix: String
@@ -19,17 +20,5 @@ package struct CacheOptions: Sendable, Equatable {
         self.timeToLive = timeToLive
         self.localCacheBytes = localCacheBytes
         self.purgeGrace = purgeGrace
-    }
-
-    /// `BACKTESTD_CACHE_PREFIX`, `BACKTESTD_CACHE_TTL_SECONDS`, `BACKTESTD_CACHE_LOCAL_MB`.
-    package init(environment: [String: String]) throws(CacheConfigurationError) {
-        self.init()
-        if let prefix = environment["BACKTESTD_CACHE_PREFIX"], !prefix.isEmpty { keyPrefix = prefix }
-        if let text = environment["BACKTESTD_CACHE_TTL_SECONDS"] {
-            timeToLive = .seconds(try RedisConfiguration.integer(text, "BACKTESTD_CACHE_TTL_SECONDS", 60...31_536_000))
-        }
-        if let text = environment["BACKTESTD_CACHE_LOCAL_MB"] {
-            localCacheBytes = try RedisConfiguration.integer(text, "BACKTESTD_CACHE_LOCAL_MB", 0...65_536) << 20
-        }
     }
 }

@@ -21,12 +21,13 @@ extension CachedMarketData {
         let answers = try await withThrowingTaskGroup(of: (BarSet, Bool).self) { group in
             for (range, symbols) in groups {
                 let query = BarQuery(symbols: symbols, range: range, adjustment: adjustment)
-                let key = InflightFills.Key(generation: session.generation, source: upstream.name, query: query)
+                let key = FillKey(generation: session.generation, source: upstream.name, query: query)
                 group.addTask {
-                    try await inflight.fill(
-                        key, lookedUpAt: epoch, fetch: { try await upstream.dailyBars(query) },
-                        writeBack: { set in await writeBack(set, for: query, parts: parts, session: session) },
-                        schedule: { session.writeBehind($0) })
+                    // The session's finish() waits for the write-back of the fills it led.
+                    try await inflight.run(
+                        key, lookedUpAt: epoch, settle: { set in await writeBack(set, for: query, parts: parts, session: session) },
+                        onLead: { flight in session.writeBehind { await flight.value } },
+                        { try await upstream.dailyBars(query) })
                 }
             }
             var answers: [(BarSet, Bool)] = []
@@ -54,6 +55,7 @@ extension CachedMarketData {
         var entries: [(key: String, value: [UInt8])] = []
         var local: [(String, LocalValue)] = []
         for symbol in query.symbols {
+            guard let ticker = Ticker(symbol) else { continue }  // keys are made of checked tickers only
             let bars = set.bars[symbol] ?? DailyBars(symbol: symbol)
             for month in months where month.firstDay >= range.lowerBound {
                 let completeThrough = min(month.lastDay, horizon)

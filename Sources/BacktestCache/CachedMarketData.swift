@@ -13,7 +13,15 @@ import MarketData
 package struct CachedMarketData: MarketDataProvider {
     package let upstream: any MarketDataProvider
     package let cache: MarketDataCache
-    let inflight = InflightFills()
+    /// Identical upstream fetches in flight, shared; an entry stays until its months are written
+    /// back (`SingleFlight`'s settle), keyed by generation, source and query.
+    let inflight = SingleFlight<FillKey, BarSet>()
+
+    struct FillKey: Hashable, Sendable {
+        var generation: Int64
+        var source: String
+        var query: BarQuery
+    }
 
     package init(upstream: any MarketDataProvider, cache: MarketDataCache) {
         self.upstream = upstream
@@ -43,7 +51,7 @@ package struct CachedMarketData: MarketDataProvider {
         var attempt = 0
         while true {
             attempt += 1
-            let epoch = inflight.completedFills
+            let epoch = inflight.completedFlights
             let parts = session.isCaching ? try await session.keyParts(for: query.symbols, upstream: upstream) : (upstream.name, [:])
             let lookup = await lookUp(query, parts: parts, session: session)
             // The hull of uncovered days per symbol, grouped so symbols that share it share a call.
@@ -60,7 +68,7 @@ package struct CachedMarketData: MarketDataProvider {
             do {
                 fetched = try await fetch(
                     groups, adjustment: query.adjustment, parts: parts, session: session, lookedUpAt: attempt < 3 ? epoch : nil)
-            } catch is InflightFills.LookAgain {
+            } catch is SingleFlight<FillKey, BarSet>.LookAgain {
                 continue
             }
             session.count(
@@ -137,15 +145,23 @@ package struct CachedMarketData: MarketDataProvider {
         var keys: [String] = []
         keys.reserveCapacity(months.count * query.symbols.count)
         let monthNumbers = months.map { String($0.number) }
-        for symbol in query.symbols {
+        // Keys are made of checked tickers only; anything else is a miss (the source rejects it).
+        let tickers = query.symbols.map(Ticker.init)
+        for ticker in tickers {
+            guard let ticker else { continue }
             let prefix = cache.keys.barsPrefix(
-                generation: session.generation, source: parts.source, adjustment: query.adjustment, symbol: parts.symbols[symbol] ?? symbol)
+                generation: session.generation, source: parts.source, adjustment: query.adjustment, symbol: parts.symbols[ticker.symbol] ?? ticker.symbol)
             for number in monthNumbers { keys.append(prefix + number) }
         }
         let (local, remote) = session.isCaching ? await cache.lookup(keys, in: session) : ([:], [:])
         var decoded: [(String, LocalValue)] = []
         var index = 0
-        for symbol in query.symbols {
+        for (symbol, ticker) in zip(query.symbols, tickers) {
+            guard ticker != nil else {
+                result.uncovered[symbol, default: []].append(contentsOf: months)
+                result.misses += months.count
+                continue
+            }
             for month in months {
                 let key = keys[index]
                 index += 1

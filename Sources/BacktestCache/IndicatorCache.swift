@@ -3,7 +3,8 @@ import BacktestCore
 /// Identifies one indicator series: the spirit of `indicator:{ticker}:{type}:{params}:{date}`,
 /// with the whole date range instead of one date because series are read and written whole.
 package struct IndicatorCacheKey: Hashable, Sendable {
-    package var ticker: String
+    /// A checked ticker, so a key never holds what the syntax forbids (':', '*', spaces, ...).
+    package var ticker: Ticker
     /// The engine's canonical key, e.g. "sma:50" or "macd:12,26,9" (parameters included).
     package var indicator: String
     package var adjustment: PriceAdjustment
@@ -13,9 +14,12 @@ package struct IndicatorCacheKey: Hashable, Sendable {
     package var from: TradingDate
     /// The last date of the series; must be at most the session's `lastCacheableDate` to be stored.
     package var through: TradingDate
+    /// The ticker's part of the Redis key when the session's bars of it carry a data fingerprint
+    /// ("AAPL@0f3c…", set by `tagged(by:)`); nil means the ticker's symbol.
+    package var keySymbol: String?
 
-    package init(ticker: String, indicator: String, adjustment: PriceAdjustment, source: String, from: TradingDate, through: TradingDate) {
-        self.ticker = ticker.uppercased()
+    package init(ticker: Ticker, indicator: String, adjustment: PriceAdjustment, source: String, from: TradingDate, through: TradingDate) {
+        self.ticker = ticker
         self.indicator = indicator
         self.adjustment = adjustment
         self.source = source
@@ -42,7 +46,7 @@ package struct IndicatorCache: Sendable {
     /// `expectedCount` (when given), dated after T-2, or when the cache is unavailable.
     package func get(_ key: IndicatorCacheKey, expectedCount: Int? = nil, session: CacheSession) async -> [Double]? {
         guard session.isCaching, key.through <= session.lastCacheableDate, key.from <= key.through else {
-            session.count(misses: 1, symbols: [key.ticker])
+            session.count(misses: 1, symbols: [key.ticker.symbol])
             return nil
         }
         let redisKey = cache.keys.indicator(generation: session.generation, key: key.tagged(by: session))
@@ -61,10 +65,10 @@ package struct IndicatorCache: Sendable {
             }
         }
         if let values, expectedCount.map({ $0 == values.count }) ?? true {
-            session.count(hits: 1, symbols: [key.ticker])
+            session.count(hits: 1, symbols: [key.ticker.symbol])
             return values
         }
-        session.count(misses: 1, symbols: [key.ticker])
+        session.count(misses: 1, symbols: [key.ticker.symbol])
         return nil
     }
 
@@ -85,10 +89,10 @@ extension IndicatorCacheKey {
     /// instance hash, file fingerprint), so a series is never read for other data than it was
     /// computed from. Unchanged when the session did not fetch the ticker's bars.
     func tagged(by session: CacheSession) -> IndicatorCacheKey {
-        guard let parts = session.recordedKeyParts(for: ticker) else { return self }
+        guard let parts = session.recordedKeyParts(for: ticker.symbol) else { return self }
         var tagged = self
         tagged.source = parts.source
-        tagged.ticker = parts.symbol
+        tagged.keySymbol = parts.symbol
         return tagged
     }
 }

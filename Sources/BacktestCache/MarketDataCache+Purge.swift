@@ -19,7 +19,7 @@ extension MarketDataCache {
         let generation = try await beginPurge()
         await waitForOlderSessions(than: generation)
         let removed = try await sweep(olderThan: generation)
-        metrics.purged(atUnixSeconds: clock.unixSeconds(), reason: reason, removed: removed)
+        metrics.purged(atUnixSeconds: clock.now.unixSeconds, reason: reason, removed: removed)
         return PurgeResult(removedEntries: removed, generation: generation)
     }
 
@@ -28,7 +28,7 @@ extension MarketDataCache {
         local.removeAll()
         guard let pool else { return state.withLockedValue { $0.latestGeneration } ?? 0 }
         let floor = state.withLockedValue { $0.latestGeneration } ?? -1
-        let reply = try await pool.execute(GenerationScripts.bump(keys.generation, floor: floor, unixSeconds: clock.unixSeconds()))
+        let reply = try await pool.execute(GenerationScripts.bump(keys.generation, floor: floor, unixSeconds: clock.now.unixSeconds))
         guard let generation = reply.integer else {
             if case .error(let message) = reply { throw .replyError(message) }
             throw .replyError("bumping \(keys.generation) returned \(reply)")

@@ -12,7 +12,7 @@ import NIOConcurrencyHelpers
 /// the caller fetches from the source. A cache failure never fails a backtest.
 package final class MarketDataCache: Sendable {
     package let options: CacheOptions
-    package let clock: any CacheClock
+    package let clock: any WallClock
     let keys: CacheKeys
     /// nil when the cache is configured off: every session then passes straight to the source.
     let pool: RedisPool?
@@ -36,7 +36,7 @@ package final class MarketDataCache: Sendable {
     ///   - redis: where Redis is; nil disables the cache (sessions count every lookup as a miss).
     ///   - clock: "today" for the T-2 rule; the purge scheduler uses the same clock.
     package init(
-        redis: RedisConfiguration?, options: CacheOptions = CacheOptions(), clock: any CacheClock = SystemCacheClock(),
+        redis: RedisConfiguration?, options: CacheOptions = CacheOptions(), clock: any WallClock = SystemWallClock(),
         logger: Logger = Logger(label: "backtestd.cache")
     ) {
         self.options = options
@@ -78,7 +78,7 @@ package final class MarketDataCache: Sendable {
     /// - Parameter countsAsRequest: false for looks at the cache that are not requests (the
     ///   server-info call), so the figures count only backtests and batches.
     package func openSession(countsAsRequest: Bool = true) async -> CacheSession {
-        let now = clock.unixSeconds()
+        let now = clock.now.unixSeconds
         let lastCacheable = CacheHorizon.lastCacheableDate(atUnixSeconds: now)
         var generation: Int64?
         var usesRedis = false

@@ -11,10 +11,10 @@ package struct PurgeScheduler: Sendable {
     package static let times: [(hour: Int, minute: Int)] = [(16, 0), (20, 0)]
 
     package let cache: MarketDataCache
-    package let clock: any CacheClock
+    package let clock: any WallClock
     let logger: Logger
 
-    package init(cache: MarketDataCache, clock: (any CacheClock)? = nil, logger: Logger = Logger(label: "backtestd.cache.purge")) {
+    package init(cache: MarketDataCache, clock: (any WallClock)? = nil, logger: Logger = Logger(label: "backtestd.cache.purge")) {
         self.cache = cache
         self.clock = clock ?? cache.clock
         self.logger = logger
@@ -49,12 +49,14 @@ package struct PurgeScheduler: Sendable {
     package func run() async {
         var missed: String?
         while !Task.isCancelled {
-            let now = clock.unixSeconds()
+            let now = clock.now.unixSeconds
             let scheduled = Self.nextPurge(after: now)
             // A retry when one is owed and comes before the next scheduled purge.
             let retry = missed.flatMap { now + Self.retryIntervalSeconds < scheduled.unixSeconds ? $0 : nil }
             do {
-                try await clock.sleep(untilUnixSeconds: retry == nil ? scheduled.unixSeconds : now + Self.retryIntervalSeconds)
+                try await clock.sleep(
+                    until: UnixInstant(unixSeconds: retry == nil ? scheduled.unixSeconds : now + Self.retryIntervalSeconds),
+                    tolerance: nil)
             } catch {
                 return
             }

@@ -114,7 +114,7 @@ public actor BacktestClient {
     static let maxAttemptsForUnprocessedCalls = 3
 
     nonisolated func request(_ method: CallMethod, timeout: Duration?) -> CallRequest {
-        let millis = timeout.map { max(1, $0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000) } ?? 0
+        let millis = timeout.map { max(1, $0.wholeMilliseconds) } ?? 0
         return CallRequest(header: RequestHeader(timeoutMs: UInt32(clamping: millis), requestID: "",
                                                  client: configuration.clientName), method: method)
     }
@@ -123,7 +123,7 @@ public actor BacktestClient {
     /// server that stopped answering.
     static func localDeadline(_ timeout: Duration?) -> TimeAmount? {
         guard let timeout else { return nil }
-        let nanos = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
+        let nanos = timeout.wholeNanoseconds
         return .nanoseconds(nanos + max(nanos / 10, 50_000_000))
     }
 

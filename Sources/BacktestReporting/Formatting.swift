@@ -1,11 +1,30 @@
 import Foundation
 
-/// How numbers look in every text the CLI prints, so the run report, the batch table and the CSV
-/// agree on what "12.34%" means.
+/// How numbers look in every text the package prints for people (the CLI's run report, batch
+/// table and CSV, and backtest-bench's reports): the one set of number formatters.
 package enum Format {
-    /// "12.34%" for 0.1234; "-" for NaN (an undefined metric), "inf%" for infinities.
-    package static func percent(_ value: Double) -> String {
-        value.isFinite ? String(format: "%.2f%%", value * 100) : (value.isNaN ? "-" : (value > 0 ? "inf" : "-inf"))
+    /// "12.34%" for 0.1234 (`decimals` digits after the point); "-" for NaN (an undefined
+    /// metric), "inf"/"-inf" for infinities.
+    package static func percent(_ value: Double, decimals: Int) -> String {
+        value.isFinite ? String(format: "%.\(decimals)f%%", value * 100) : (value.isNaN ? "-" : (value > 0 ? "inf" : "-inf"))
+    }
+
+    /// "12.34%" for 0.1234: `percent(_:decimals:)` with two decimals.
+    package static func percent(_ value: Double) -> String { percent(value, decimals: 2) }
+
+    /// A duration given in milliseconds, with the precision that matters at its size:
+    /// "1.25 s", "420 ms", "35.3 ms", "2.28 ms".
+    package static func milliseconds(_ value: Double) -> String {
+        if value >= 1000 { return String(format: "%.2f s", value / 1000) }
+        if value >= 100 { return String(format: "%.0f ms", value) }
+        if value >= 10 { return String(format: "%.1f ms", value) }
+        return String(format: "%.2f ms", value)
+    }
+
+    /// A speed-up factor: "4.8x", "137x"; "-" when not finite.
+    package static func ratio(_ value: Double) -> String {
+        guard value.isFinite else { return "-" }
+        return value < 10 ? String(format: "%.1fx", value) : String(format: "%.0fx", value)
     }
 
     /// Three decimals; "-" for NaN, "inf" for infinities (profit factor without a losing trade).

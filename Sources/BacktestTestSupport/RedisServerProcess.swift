@@ -24,7 +24,7 @@ public final class RedisServerProcess: @unchecked Sendable {
     ///     by default "`fileID` `function`" of the caller (leave those two to their defaults).
     /// - Throws: `RedisServerError` when redis-server is missing or does not answer within 10 s.
     public init(dataDirectory: URL? = nil, owner: String? = nil, fileID: String = #fileID, function: String = #function) throws {
-        self.port = try RedisServerProcess.freeLoopbackPort()
+        self.port = try FreePort.loopback()
         self.dataDirectory = dataDirectory
         self.owner = owner ?? testOwner(fileID: fileID, function: function)
         try start()
@@ -104,25 +104,6 @@ public final class RedisServerProcess: @unchecked Sendable {
 
     public func resume() {
         if let pid { kill(pid, SIGCONT) }
-    }
-
-    /// A port the kernel just handed out on 127.0.0.1 (bind to 0, read it back, close).
-    public static func freeLoopbackPort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw RedisServerError("socket() failed") }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
-                bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
-            }
-        }
-        guard bound else { throw RedisServerError("cannot bind a loopback port") }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 
     /// The port of a redis-server CI started for us (`BACKTESTD_REDIS_PORT`), if any.

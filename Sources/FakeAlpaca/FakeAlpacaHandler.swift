@@ -1,3 +1,4 @@
+import BacktestCore
 import NIOCore
 import NIOHTTP1
 
@@ -36,8 +37,7 @@ final class FakeAlpacaHandler: ChannelInboundHandler {
             guard let gate = plan.gate else { return }  // stalled: never answer
             let loop = context.eventLoop.assumeIsolated()
             gate.assumeIsolated().whenSuccess {
-                let (seconds, attoseconds) = plan.latency.components
-                let due = arrived + .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+                let due = arrived + .nanoseconds(plan.latency.wholeNanoseconds)
                 if due > .now() {
                     loop.scheduleTask(deadline: due) {
                         self.write(plan, keepAlive: head.isKeepAlive, context: context)

@@ -115,7 +115,7 @@ package final class FakeAlpacaServer: Sendable {
     /// of the period (rounded up to the second, as Alpaca sends it), the way a quota exhausted by
     /// other clients looks; scripted `inject` faults still come first.
     package func rateLimit(for duration: Duration) {
-        let until = Date().timeIntervalSince1970 + Double(duration.components.seconds) + Double(duration.components.attoseconds) * 1e-18
+        let until = Date().timeIntervalSince1970 + duration.seconds
         state.withLock { $0.rateLimitedUntil = until }
     }
 

@@ -4,7 +4,7 @@ import Logging
 
 /// Which provider the server uses, from its configuration.
 package enum MarketDataSource: Sendable {
-    /// Alpaca's API (keys and URL usually from `AlpacaConfiguration.fromEnvironment()`).
+    /// Alpaca's API (keys and URL from the environment, read by backtestd's configuration reader).
     case alpaca(AlpacaConfiguration)
     /// A directory of per-ticker CSV files.
     case files(directory: URL)
@@ -12,12 +12,11 @@ package enum MarketDataSource: Sendable {
     case demo(seed: UInt64)
 
     /// Parses the server option: "alpaca", "demo", "demo:SEED", "files:PATH" (or a bare path to
-    /// a directory). Alpaca settings come from `environment`.
-    package static func parse(
-        _ text: String, environment: [String: String] = ProcessInfo.processInfo.environment
-    ) throws(BacktestError) -> MarketDataSource {
+    /// a directory). "alpaca" comes with default settings and no keys: the caller (backtestd's
+    /// configuration reader) fills them in from the environment.
+    package static func parse(_ text: String) throws(BacktestError) -> MarketDataSource {
         let lowered = text.lowercased()
-        if lowered == "alpaca" { return .alpaca(.fromEnvironment(environment)) }
+        if lowered == "alpaca" { return .alpaca(AlpacaConfiguration(keyID: nil, secretKey: nil)) }
         if lowered == "demo" { return .demo(seed: DemoProvider.defaultSeed) }
         if lowered.hasPrefix("demo:") {
             guard let seed = UInt64(text.dropFirst(5)) else {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BacktestCore
 import BacktestCommandLine
 import BacktestProtocol
 
@@ -96,8 +97,7 @@ struct Ping: AsyncParsableCommand {
         do {
             for index in 1...max(1, count) {
                 let rtt = try await client.ping()
-                let micros = rtt.components.seconds * 1_000_000 + rtt.components.attoseconds / 1_000_000_000_000
-                print("ping \(index): \(client.host):\(client.port) \(Double(micros) / 1000) ms")
+                print("ping \(index): \(client.host):\(client.port) \(Double(rtt.wholeMicroseconds) / 1000) ms")
             }
             await client.close()
         } catch {

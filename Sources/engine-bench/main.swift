@@ -36,11 +36,6 @@ struct Options {
     }
 }
 
-func milliseconds(_ duration: Duration) -> Double {
-    let (seconds, attoseconds) = duration.components
-    return Double(seconds) * 1000 + Double(attoseconds) / 1e15
-}
-
 func median(_ values: [Double]) -> Double {
     let sorted = values.sorted()
     return sorted.isEmpty ? 0 : sorted[sorted.count / 2]
@@ -84,7 +79,7 @@ var prepare: [Double] = []
 for _ in 0..<options.runs {
     let started = clock.now
     _ = try PreparedMarket(settings: settings, snapshot: snapshot)
-    prepare.append(milliseconds(clock.now - started))
+    prepare.append((clock.now - started).milliseconds)
 }
 let store = try IndicatorStore.compute(analysis.indicatorKeys, snapshot: snapshot)
 let engine = VectorEngine()
@@ -95,7 +90,7 @@ var finalEquity = 0.0
 for _ in 0..<options.runs {
     let started = clock.now
     let result = try engine.run(portfolio, settings: settings, snapshot: snapshot, indicators: store)
-    warm.append(milliseconds(clock.now - started))
+    warm.append((clock.now - started).milliseconds)
     bars = result.stats.barsProcessed
     finalEquity = result.finalEquity
 }
@@ -103,7 +98,7 @@ for _ in 0..<max(options.runs / 10, 5) {
     let started = clock.now
     let fresh = try IndicatorStore.compute(analysis.indicatorKeys, snapshot: snapshot)
     _ = try engine.run(portfolio, settings: settings, snapshot: snapshot, indicators: fresh)
-    cold.append(milliseconds(clock.now - started))
+    cold.append((clock.now - started).milliseconds)
 }
 
 // MARK: 2. The SMA-crossover sweep
@@ -149,8 +144,8 @@ let totals = Totals()
 BatchRunner.run(variants, market: market, indicators: sweepStore, parallelism: options.parallelism) { _, outcome in
     totals.add(outcome)
 }
-let sweepMs = milliseconds(clock.now - sweepStarted)
-let indicatorMs = milliseconds(indicatorsDone - sweepStarted)
+let sweepMs = (clock.now - sweepStarted).milliseconds
+let indicatorMs = (indicatorsDone - sweepStarted).milliseconds
 
 // MARK: Report
 

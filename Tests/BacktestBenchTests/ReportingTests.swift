@@ -1,4 +1,5 @@
 import BacktestBench
+import BacktestReporting
 import Foundation
 import Histogram
 import Testing
@@ -58,10 +59,10 @@ struct ReportingTests {
         #expect(Format.ratio(1.26) == "1.3x")
         #expect(Format.ratio(349.4) == "349x")
         #expect(Format.ratio(.infinity) == "-")
-        #expect(Format.ms(0.587) == "0.59 ms")
-        #expect(Format.ms(25.34) == "25.3 ms")
-        #expect(Format.ms(4010) == "4.01 s")
-        #expect(Format.percent(1) == "100.0%")
+        #expect(Format.milliseconds(0.587) == "0.59 ms")
+        #expect(Format.milliseconds(25.34) == "25.3 ms")
+        #expect(Format.milliseconds(4010) == "4.01 s")
+        #expect(Format.percent(1, decimals: 1) == "100.0%")
     }
 
     @Test func reportTargetsFailWhenExceeded() {

@@ -91,7 +91,7 @@ struct CachedMarketDataTests {
     func storedChunk(_ fixture: CacheFixture, _ symbol: String, _ month: CacheMonth) async throws -> MonthOfBars {
         let raw = fixture.rawPool()
         defer { Task { await raw.shutdown() } }
-        let key = CacheKeys(prefix: fixture.prefix).bars(generation: 0, source: "shared-test", adjustment: .split, symbol: symbol, month: month)
+        let key = CacheKeys(prefix: fixture.prefix).bars(generation: 0, source: "shared-test", adjustment: .split, symbol: Ticker(symbol)!.symbol, month: month)
         let bytes = try #require(try await raw.execute(RedisCommand("GET", key)).bytes)
         return try #require(MonthOfBars.decode(bytes, symbol: symbol, month: month, key: key))
     }

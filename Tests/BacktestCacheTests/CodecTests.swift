@@ -1,5 +1,6 @@
 @testable import BacktestCache
 import BacktestCore
+import BacktestTestSupport
 import Testing
 
 @Suite("Packed values, keys and configuration")
@@ -60,18 +61,17 @@ struct CodecTests {
         #expect(keys.dataKeyPattern == "bt\\[1\\]:v\(CacheSchema.version):g*")
     }
 
-    @Test func redisURLAndVariablesAreRead() throws {
-        let url = try RedisConfiguration(environment: ["REDIS_URL": "redis://:secret@cache.local:6380/2"])
+    // The BACKTESTD_REDIS_* and BACKTESTD_CACHE_* variables are parsed by backtestd's
+    // configuration reader (BacktestDaemonTests); the URL form is RedisConfiguration's.
+    @Test func redisURLIsRead() throws {
+        let url = try RedisConfiguration(url: "redis://:secret@cache.local:6380/2")
         #expect(url.host == "cache.local" && url.port == 6380 && url.password == "secret" && url.database == 2)
-        let vars = try RedisConfiguration(environment: [
-            "BACKTESTD_REDIS_HOST": "10.0.0.5", "BACKTESTD_REDIS_PORT": "7000", "BACKTESTD_REDIS_POOL_SIZE": "8",
-            "BACKTESTD_REDIS_COMMAND_TIMEOUT_MS": "250",
-        ])
-        #expect(vars.host == "10.0.0.5" && vars.port == 7000 && vars.poolSize == 8 && vars.commandTimeout == .milliseconds(250))
-        #expect(throws: CacheConfigurationError.self) { try RedisConfiguration(environment: ["BACKTESTD_REDIS_PORT": "70000"]) }
-        #expect(throws: CacheConfigurationError.self) { try RedisConfiguration(environment: ["REDIS_URL": "http://x"]) }
-        let options = try CacheOptions(environment: ["BACKTESTD_CACHE_PREFIX": "bt2", "BACKTESTD_CACHE_LOCAL_MB": "0"])
-        #expect(options.keyPrefix == "bt2" && options.localCacheBytes == 0)
+        let user = try RedisConfiguration(url: "redis://app:pw@10.0.0.5")
+        #expect(user.username == "app" && user.password == "pw" && user.host == "10.0.0.5" && user.port == 6379)
+        #expect(throws: CacheConfigurationError.self) { try RedisConfiguration(url: "http://x") }
+        #expect(throws: CacheConfigurationError.self) { try RedisConfiguration(url: "redis://host:70000") }
+        let error = #expect(throws: CacheConfigurationError.self) { try RedisConfiguration(url: "redis://:hunter2@host:x") }
+        #expect(error?.message.contains("hunter2") == false, "the message does not repeat the password")
     }
 }
 
@@ -97,24 +97,13 @@ struct HorizonTests {
     }
 }
 
-@Suite("Cache from the environment")
-struct EnvironmentTests {
-    @Test func offSwitchDisablesTheCache() async throws {
-        let cache = try MarketDataCache.fromEnvironment(["BACKTESTD_CACHE": "off"], clock: ManualClock(unixSeconds: mondayNoon))
+@Suite("A cache without Redis")
+struct NoRedisTests {
+    @Test func noRedisMeansNoCaching() async throws {
+        let cache = MarketDataCache(redis: nil, options: CacheOptions(), clock: ManualClock(unixSeconds: mondayNoon))
         #expect(cache.pool == nil)
         let session = await cache.openSession()
         #expect(!session.isCaching)
         await session.finish()
-    }
-
-    @Test func variablesReachTheCache() async throws {
-        let cache = try MarketDataCache.fromEnvironment(
-            ["BACKTESTD_REDIS_PORT": "6390", "BACKTESTD_CACHE_PREFIX": "bt-env"], clock: ManualClock(unixSeconds: mondayNoon))
-        #expect(cache.pool?.configuration.port == 6390)
-        #expect(cache.options.keyPrefix == "bt-env")
-        await cache.shutdown()
-        #expect(throws: CacheConfigurationError.self) {
-            try MarketDataCache.fromEnvironment(["BACKTESTD_CACHE_TTL_SECONDS": "soon"])
-        }
     }
 }

@@ -9,7 +9,7 @@ struct IndicatorCacheTests {
     let epoch = date("1999-11-01")
 
     func key(through: TradingDate, indicator: String = "sma:50") -> IndicatorCacheKey {
-        IndicatorCacheKey(ticker: "spy", indicator: indicator, adjustment: .split, source: "files", from: epoch, through: through)
+        IndicatorCacheKey(ticker: Ticker("SPY")!, indicator: indicator, adjustment: .split, source: "files", from: epoch, through: through)
     }
 
     /// SMA(50) of SPY's closes, NaN during the warm-up, computed here as the value to cache.

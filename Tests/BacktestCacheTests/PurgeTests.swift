@@ -61,7 +61,7 @@ struct PurgeTests {
         let fixture = try CacheFixture("purge-local")
         let cache = fixture.makeCache(clock: ManualClock(unixSeconds: mondayNoon), localCacheBytes: 16 << 20)
         let indicators = IndicatorCache(cache: cache)
-        let key = IndicatorCacheKey(ticker: "aapl", indicator: "sma:50", adjustment: .split, source: "alpaca", from: date("1999-11-01"), through: date("2021-04-01"))
+        let key = IndicatorCacheKey(ticker: Ticker("AAPL")!, indicator: "sma:50", adjustment: .split, source: "alpaca", from: date("1999-11-01"), through: date("2021-04-01"))
         let before = await cache.openSession()
         #expect(await indicators.put(key, values: [1, 2, .nan], session: before))
         #expect(await indicators.get(key, session: before)?.count == 3)
@@ -89,11 +89,11 @@ struct PurgeTests {
         let running = Task { await scheduler.run() }
         var slept: [Int64] = []
         for deadline in expected {
-            let next = await clock.nextSleep()
+            let next = try await clock.nextSleepDeadline()
             slept.append(next)
-            clock.advance(to: deadline)
+            clock.advance(toUnixSeconds: deadline)
         }
-        _ = await clock.nextSleep()  // the fourth purge has finished once the fifth sleep starts
+        _ = try await clock.nextSleepDeadline()  // the fourth purge has finished once the fifth sleep starts
         clock.cancelSleepers()
         await running.value
         #expect(slept == expected)
@@ -123,12 +123,12 @@ struct PurgeTests {
         let cache = fixture.makeCache(clock: clock)
         let scheduler = PurgeScheduler(cache: cache, logger: fixture.log.logger("purge"))
         let running = Task { await scheduler.run() }
-        #expect(await clock.nextSleep() == fourPM)
+        #expect(try await clock.nextSleepDeadline() == fourPM)
         server.stop()
-        clock.advance(to: fourPM)
-        #expect(await clock.nextSleep() == fourPM + 60, "a failed purge is retried a minute later")
-        clock.advance(to: fourPM + 60)
-        #expect(await clock.nextSleep() == fourPM + 120)
+        clock.advance(toUnixSeconds: fourPM)
+        #expect(try await clock.nextSleepDeadline() == fourPM + 60, "a failed purge is retried a minute later")
+        clock.advance(toUnixSeconds: fourPM + 60)
+        #expect(try await clock.nextSleepDeadline() == fourPM + 120)
         try server.start()
         // The pool reconnects after a short real-time backoff: wait for it with real requests.
         let data = CachedMarketData(upstream: SharedBarsProvider(), cache: cache)
@@ -142,8 +142,8 @@ struct PurgeTests {
             await session.finish()
         }
         try #require(reconnected)
-        clock.advance(to: fourPM + 120)
-        #expect(await clock.nextSleep() == fourPM + 4 * 3600, "once the retry succeeded, the 8 PM purge is next")
+        clock.advance(toUnixSeconds: fourPM + 120)
+        #expect(try await clock.nextSleepDeadline() == fourPM + 4 * 3600, "once the retry succeeded, the 8 PM purge is next")
         #expect(fixture.log.messages.filter { $0.hasPrefix("Cache purge at 4:00 PM ET failed") }.count == 2)
         #expect(fixture.log.messages.contains { $0.hasPrefix("Cache purged at 4:00 PM ET (retried)") })
         clock.cancelSleepers()

@@ -21,15 +21,7 @@ struct EngineSelectionTests {
     ])
     static let smaKey = try! IndicatorKey(ticker: "AAPL", spec: IndicatorSpec(type: "sma", params: [20]))
 
-    @Test("the flag: default true, false/0/no/off select the reference engine")
-    func flag() {
-        #expect(EngineSelection.fromEnvironment([:]).useNewEngine)
-        #expect(EngineSelection.fromEnvironment(["USE_NEW_ENGINE": "true"]).useNewEngine)
-        #expect(EngineSelection.fromEnvironment(["USE_NEW_ENGINE": "garbage"]).useNewEngine)
-        for off in ["false", "FALSE", "0", "no", " off "] {
-            #expect(!EngineSelection.fromEnvironment(["USE_NEW_ENGINE": off]).useNewEngine, "\(off)")
-        }
-    }
+    // USE_NEW_ENGINE itself is parsed by backtestd's configuration reader (BacktestDaemonTests).
 
     @Test("each setting runs its engine")
     func selects() throws {

@@ -1,5 +1,6 @@
 import BacktestClient
 import BacktestCore
+import BacktestTestSupport
 import BacktestModel
 import BacktestServer
 import Testing

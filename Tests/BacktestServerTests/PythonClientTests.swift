@@ -70,7 +70,7 @@ struct PythonClientTests {
     static func demoService() throws -> EngineBacktestService {
         var logger = Logger(label: "test.python-client")
         logger.logLevel = .critical
-        let source = try MarketDataSource.parse("demo", environment: [:]).makeProvider(logger: logger)
+        let source = try MarketDataSource.parse("demo").makeProvider(logger: logger)
         let pipeline = BacktestPipeline(source: source, cache: nil, engines: EngineSelection(), logger: logger)
         return EngineBacktestService(pipeline: pipeline, jobs: BatchJobRegistry(), maxParallel: 2,
                                      serverVersion: "python-client-test")

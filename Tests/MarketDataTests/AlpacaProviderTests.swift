@@ -118,12 +118,14 @@ struct AlpacaProviderTests {
     @Test("a ticker Alpaca rejects with 400 invalid symbol becomes INVALID_ARGUMENT naming it")
     func vendorRejectsTicker() async throws {
         try await withFakeAlpaca { server in
+            // BRK.Z follows our ticker syntax (so it reaches the vendor); Alpaca refuses it.
+            server.inject([.custom(status: 400, body: #"{"code":40010001,"message":"invalid symbol: BRK.Z"}"#)])
             let error = await #expect(throws: BacktestError.self) {
                 try await makeAlpaca(server).dailyBars(
-                    BarQuery(symbols: ["AAPL", "BTC/USD"], range: date("2020-01-01")...date("2020-02-01"), adjustment: .raw))
+                    BarQuery(symbols: ["AAPL", "BRK.Z"], range: date("2020-01-01")...date("2020-02-01"), adjustment: .raw))
             }
             #expect(error?.code == .invalidArgument)
-            #expect(error?.message.contains("'BTC/USD'") == true)
+            #expect(error?.message.contains("'BRK.Z'") == true)
             #expect(server.requestCount == 1)  // 400 is not retried
         }
     }
@@ -138,7 +140,7 @@ struct AlpacaProviderTests {
             #expect(wrong?.code == .unauthenticated)
             #expect(server.requestCount == 1)
 
-            let configuration = AlpacaConfiguration.fromEnvironment(["APCA_API_DATA_URL": server.baseURL])
+            let configuration = AlpacaConfiguration(keyID: nil, secretKey: nil, baseURL: server.baseURL)
             #expect(configuration.baseURL == server.baseURL)
             #expect(!configuration.hasCredentials)
             let missing = await #expect(throws: BacktestError.self) {

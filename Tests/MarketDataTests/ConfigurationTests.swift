@@ -3,53 +3,40 @@ import Foundation
 import Testing
 @testable import MarketData
 
-@Suite("Ticker validation and configuration")
+@Suite("Ticker validation at the sources and configuration")
 struct ConfigurationTests {
-    @Test("tickers: share classes pass, lower case is upper-cased", arguments: [("aapl", "AAPL"), ("BRK.B", "BRK.B"), ("brk-b", "BRK-B"), ("BTC/USD", "BTC/USD")])
-    func validTickers(input: String, normalized: String) throws {
-        #expect(try TickerSymbol.normalized(input) == normalized)
-    }
-
-    @Test("malformed tickers are INVALID_ARGUMENT naming them", arguments: ["", "A B", ".A", "A:B", "A,B", "A&B", "ÄPPLE", String(repeating: "X", count: 22)])
-    func invalidTickers(input: String) {
-        #expect {
-            try TickerSymbol.normalized(input)
-        } throws: { error in
-            guard let error = error as? BacktestError else { return false }
-            return error.code == .invalidArgument && (input.isEmpty || error.message.contains(input))
+    // The syntax itself is BacktestCore's `Ticker` (TickerTests); here every source applies it.
+    @Test("every source rejects what is not a ticker before any I/O", arguments: ["BRK/B", "../etc/passwd", "AAPL\u{0}../../x", "aapl!", "A B"])
+    func sourcesRejectMalformedTickers(input: String) async throws {
+        let range = date("2021-01-01")...date("2021-01-31")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tickers-\(UInt64.random(in: 0...UInt64.max))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let sources: [any MarketDataProvider] = [
+            try LocalFilesProvider(directory: directory), DemoProvider(seed: 1),
+            AlpacaProvider(configuration: AlpacaConfiguration(keyID: "id", secretKey: "secret", baseURL: "http://127.0.0.1:9")),
+        ]
+        for source in sources {
+            let error = await #expect(throws: BacktestError.self, "\(source.name)") {
+                try await source.dailyBars(BarQuery(symbols: [input], range: range, adjustment: .raw))
+            }
+            #expect(error?.code == .invalidArgument && error?.field == "symbols", "\(source.name)")
+            #expect(error?.message.contains(Ticker.syntax) == true, "\(source.name)")
         }
     }
 
-    @Test("Alpaca settings come from the SDKs' environment variables")
-    func alpacaEnvironment() {
-        let configuration = AlpacaConfiguration.fromEnvironment([
-            "APCA_API_KEY_ID": "id", "APCA_API_SECRET_KEY": "secret",
-            "APCA_API_DATA_URL": "http://127.0.0.1:9999", "APCA_API_FEED": "IEX",
-        ])
-        #expect(configuration.hasCredentials)
-        #expect(configuration.baseURL == "http://127.0.0.1:9999")
-        #expect(configuration.feed == "iex")
-        #expect(configuration.dataEpoch == date("2016-01-04"))
-        let defaults = AlpacaConfiguration.fromEnvironment(["APCA_API_KEY_ID": " "])
-        #expect(!defaults.hasCredentials)
-        #expect(defaults.baseURL == "https://data.alpaca.markets")
-        #expect(defaults.feed == "sip")
-        #expect(defaults.maxSymbolsPerRequest == 100)
-        #expect(AlpacaConfiguration.fromEnvironment(["BACKTESTD_ALPACA_SYMBOLS_PER_REQUEST": "1"]).maxSymbolsPerRequest == 1)
-        #expect(AlpacaConfiguration.fromEnvironment(["BACKTESTD_ALPACA_SYMBOLS_PER_REQUEST": "0"]).maxSymbolsPerRequest == 100)
-        #expect(AlpacaConfiguration.fromEnvironment(["BACKTESTD_ALPACA_SYMBOLS_PER_REQUEST": "x"]).maxSymbolsPerRequest == 100)
-    }
+    // The Alpaca variables are parsed by backtestd's configuration reader (BacktestDaemonTests).
 
     @Test("the source option selects the provider")
     func sourceSelection() throws {
         #expect(try MarketDataSource.parse("demo").makeProvider().name == "demo")
         guard case .demo(let seed) = try MarketDataSource.parse("demo:42") else { Issue.record("not demo"); return }
         #expect(seed == 42)
-        guard case .alpaca(let configuration) = try MarketDataSource.parse("alpaca", environment: ["APCA_API_FEED": "iex"]) else {
+        guard case .alpaca(let configuration) = try MarketDataSource.parse("alpaca") else {
             Issue.record("not alpaca")
             return
         }
-        #expect(configuration.feed == "iex")
+        #expect(configuration.dataEpoch == date("2016-01-04"))
         guard case .files(let directory) = try MarketDataSource.parse("files:/data/bars") else { Issue.record("not files"); return }
         #expect(directory.path == "/data/bars")
         #expect(throws: BacktestError.self) { try MarketDataSource.parse("yahoo") }

@@ -1,19 +1,14 @@
 import BacktestCore
+import BacktestTestSupport
 import Synchronization
 import Testing
 @testable import MarketData
 
 /// A clock that moves only when someone sleeps on it.
-private final class VirtualClock: Sendable {
-    private let time = Mutex(1_700_000_000.0)
-    var now: Double { time.withLock { $0 } }
-
-    var environment: RetryEnvironment {
-        RetryEnvironment(
-            now: { [self] in now },
-            sleep: { [self] duration in time.withLock { $0 += duration.seconds } },
-            unitRandom: { 0.5 })
-    }
+private struct VirtualClock {
+    let clock = ManualClock(unixSeconds: 1_700_000_000, onSleep: .advanceTime)
+    var now: Double { clock.now.unixTime }
+    var environment: RetryEnvironment { RetryEnvironment(clock: clock, unitRandom: { 0.5 }) }
 }
 
 @Suite("Pacing requests under Alpaca's per-minute quota")
@@ -59,11 +54,5 @@ struct RequestPacerTests {
             #expect(clock.now - 1_700_000_000 >= 60, "the third request waited for the window to move")
             #expect(server.requestCount == 4, "no request was refused with 429")
         }
-    }
-
-    @Test func theLimitIsReadFromTheEnvironment() {
-        #expect(AlpacaConfiguration.fromEnvironment([:]).requestsPerMinute == 200)
-        #expect(AlpacaConfiguration.fromEnvironment(["BACKTESTD_ALPACA_REQUESTS_PER_MINUTE": "50"]).requestsPerMinute == 50)
-        #expect(AlpacaConfiguration.fromEnvironment(["BACKTESTD_ALPACA_REQUESTS_PER_MINUTE": "0"]).requestsPerMinute == 0)
     }
 }

@@ -22,22 +22,21 @@ func withFakeAlpaca<T>(
 
 /// Records the waits the retry loop asks for instead of waiting; the clock stands still at
 /// `now` and "random" is always `unitRandom`.
+/// A retry environment whose clock stands still at `now` and whose sleeps return at once,
+/// remembering their lengths (in seconds, in `recorded`).
 final class RecordingSleeper: Sendable {
     static let now = 1_700_000_000.0  // 2023-11-14T22:13:20Z
-    private let delays = Mutex<[Double]>([])
+    let clock = ManualClock(unixSeconds: Int64(RecordingSleeper.now), onSleep: .returnAtOnce)
     let unitRandom: Double
 
     init(unitRandom: Double = 0.5) {
         self.unitRandom = unitRandom
     }
 
-    var recorded: [Double] { delays.withLock { $0 } }
+    var recorded: [Double] { clock.sleeps.map(\.seconds) }
 
     var environment: RetryEnvironment {
-        RetryEnvironment(
-            now: { Self.now },
-            sleep: { [self] duration in self.delays.withLock { $0.append(duration.seconds) } },
-            unitRandom: { [unitRandom] in unitRandom })
+        RetryEnvironment(clock: clock, unitRandom: { [unitRandom] in unitRandom })
     }
 }
 

@@ -1,3 +1,5 @@
+import BacktestCore
+
 /// The binary envelope of every cached value:
 ///
 ///     offset  size  field
@@ -60,23 +62,6 @@ enum PackedValue {
         else { return false }
         return bytes.readLittleEndian(UInt64.self, at: 12) != FNV1a64.hash(key.utf8)
             && FNV1a64.hash(bytes[headerSize...]) == bytes.readLittleEndian(UInt64.self, at: 20)
-    }
-}
-
-/// FNV-1a, 64-bit: cheap, and enough to catch truncation, bit flips and foreign values (this is
-/// corruption detection, not security).
-enum FNV1a64 {
-    static func hash<C: Collection<UInt8>>(_ bytes: C) -> UInt64 {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        let done: Void? = bytes.withContiguousStorageIfAvailable { buffer in
-            for byte in buffer {
-                hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
-            }
-        }
-        if done == nil {
-            for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
-        }
-        return hash
     }
 }
 

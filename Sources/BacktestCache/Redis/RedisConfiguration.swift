@@ -1,14 +1,7 @@
 /// Where the cache's Redis is and how patient to be with it.
 ///
-/// Read from the environment by `init(environment:)` (see docs/cache.md):
-///
-/// - `REDIS_URL`: `redis://[[user]:password@]host[:port][/db]`; wins over the variables below.
-/// - `BACKTESTD_REDIS_HOST` (default 127.0.0.1), `BACKTESTD_REDIS_PORT` (6379),
-///   `BACKTESTD_REDIS_PASSWORD`, `BACKTESTD_REDIS_DB` (0).
-/// - `BACKTESTD_REDIS_POOL_SIZE` (4), `BACKTESTD_REDIS_CONNECT_TIMEOUT_MS` (500),
-///   `BACKTESTD_REDIS_COMMAND_TIMEOUT_MS` (1000), `BACKTESTD_CACHE_PREFIX` ("backtestd"),
-///   `BACKTESTD_CACHE_TTL_SECONDS` (86400), `BACKTESTD_CACHE_LOCAL_MB` (256),
-///   `BACKTESTD_CACHE` = `off` disables the cache entirely.
+/// backtestd fills it from `REDIS_URL` or the `BACKTESTD_REDIS_*` variables (docs/cache.md);
+/// they are parsed in one place, `BacktestdConfiguration` (BacktestDaemon).
 package struct RedisConfiguration: Sendable, Equatable {
     package var host: String
     package var port: Int
@@ -43,28 +36,16 @@ package struct RedisConfiguration: Sendable, Equatable {
         self.maximumBackoff = maximumBackoff
     }
 
-    /// Reads the variables listed on the type. Throws a message naming the bad variable.
-    package init(environment: [String: String]) throws(CacheConfigurationError) {
+    /// The settings of a `redis://[[user]:password@]host[:port][/db]` URL (`REDIS_URL`), the
+    /// other fields at their defaults. Throws when `url` is not of that form; the message does
+    /// not repeat the URL, which may hold a password.
+    package init(url: String) throws(CacheConfigurationError) {
         self.init()
-        if let url = environment["REDIS_URL"], !url.isEmpty {
-            try apply(url: url)
-        } else {
-            if let host = environment["BACKTESTD_REDIS_HOST"], !host.isEmpty { self.host = host }
-            if let text = environment["BACKTESTD_REDIS_PORT"] { port = try Self.integer(text, "BACKTESTD_REDIS_PORT", 1...65535) }
-            if let password = environment["BACKTESTD_REDIS_PASSWORD"], !password.isEmpty { self.password = password }
-            if let text = environment["BACKTESTD_REDIS_DB"] { database = try Self.integer(text, "BACKTESTD_REDIS_DB", 0...65535) }
-        }
-        if let text = environment["BACKTESTD_REDIS_POOL_SIZE"] { poolSize = try Self.integer(text, "BACKTESTD_REDIS_POOL_SIZE", 1...64) }
-        if let text = environment["BACKTESTD_REDIS_CONNECT_TIMEOUT_MS"] {
-            connectTimeout = .milliseconds(try Self.integer(text, "BACKTESTD_REDIS_CONNECT_TIMEOUT_MS", 1...60_000))
-        }
-        if let text = environment["BACKTESTD_REDIS_COMMAND_TIMEOUT_MS"] {
-            commandTimeout = .milliseconds(try Self.integer(text, "BACKTESTD_REDIS_COMMAND_TIMEOUT_MS", 1...60_000))
-        }
+        try apply(url: url)
     }
 
     private mutating func apply(url: String) throws(CacheConfigurationError) {
-        let bad = CacheConfigurationError("REDIS_URL '\(url)' is not redis://[[user]:password@]host[:port][/db]")
+        let bad = CacheConfigurationError("REDIS_URL is not redis://[[user]:password@]host[:port][/db] (port 1...65535, db a non-negative integer)")
         guard url.hasPrefix("redis://") else { throw bad }
         var rest = Substring(url.dropFirst("redis://".count))
         if let slash = rest.firstIndex(of: "/") {
@@ -93,13 +74,6 @@ package struct RedisConfiguration: Sendable, Equatable {
         }
         guard !rest.isEmpty else { throw bad }
         host = String(rest)
-    }
-
-    static func integer(_ text: String, _ name: String, _ range: ClosedRange<Int>) throws(CacheConfigurationError) -> Int {
-        guard let value = Int(text), range.contains(value) else {
-            throw CacheConfigurationError("\(name) '\(text)' must be an integer in \(range.lowerBound)...\(range.upperBound)")
-        }
-        return value
     }
 }
 

@@ -1,3 +1,4 @@
+import BacktestCore
 import CHiredis
 #if canImport(Glibc)
 import Glibc
@@ -143,7 +144,7 @@ final class RedisConnection: @unchecked Sendable {
     }
 
     private static func makeTimeval(_ duration: Duration) -> timeval {
-        let (seconds, attoseconds) = duration.components
-        return timeval(tv_sec: .init(seconds), tv_usec: .init(attoseconds / 1_000_000_000_000))
+        let micros = duration.wholeMicroseconds
+        return timeval(tv_sec: .init(micros / 1_000_000), tv_usec: .init(micros % 1_000_000))
     }
 }

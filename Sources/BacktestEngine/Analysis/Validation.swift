@@ -21,9 +21,7 @@ public enum Validation {
         guard settings.initialCapital.isFinite, settings.initialCapital > 0 else {
             throw .invalidArgument("initial capital must be a positive amount, got \(settings.initialCapital)", field: "settings.initial_capital")
         }
-        guard isTicker(settings.benchmark) else {
-            throw .invalidArgument("benchmark '\(settings.benchmark)' is not a ticker symbol", field: "settings.benchmark")
-        }
+        try Ticker.validate(settings.benchmark, field: "settings.benchmark")
     }
 
     public static func validate(_ strategy: Strategy, path: String = "strategy") throws(BacktestError) {
@@ -38,9 +36,7 @@ public enum Validation {
         var totalWeight = 0.0
         for (p, position) in strategy.positions.enumerated() {
             let positionPath = "\(path).positions[\(p)]"
-            guard isTicker(position.ticker) else {
-                throw .invalidArgument("'\(position.ticker)' is not a ticker symbol", field: positionPath + ".ticker")
-            }
+            try Ticker.validate(position.ticker, field: positionPath + ".ticker")
             guard position.weight.isFinite, position.weight > 0, position.weight <= 1 else {
                 throw .invalidArgument("weight must be in (0, 1], got \(position.weight)", field: positionPath + ".weight")
             }
@@ -79,18 +75,10 @@ public enum Validation {
         case .number(let value):
             guard value.isFinite else { throw .invalidArgument("number must be finite, got \(value)", field: field) }
         case .series(let series):
-            if let ticker = series.ticker, !isTicker(ticker) {
-                throw .invalidArgument("'\(ticker)' is not a ticker symbol", field: field + ".ticker")
-            }
+            if let ticker = series.ticker { try Ticker.validate(ticker, field: field + ".ticker") }
             if case .indicator(let spec) = series.source {
                 _ = try IndicatorCatalog.normalize(spec, field: field + ".indicator")
             }
         }
-    }
-
-    /// 1-16 characters of A-Z, 0-9, '.', '-' (BRK.B, BF-B).
-    public static func isTicker(_ text: String) -> Bool {
-        !text.isEmpty && text.utf8.count <= 16
-            && text.utf8.allSatisfy { ($0 >= 65 && $0 <= 90) || ($0 >= 48 && $0 <= 57) || $0 == 46 || $0 == 45 }
     }
 }

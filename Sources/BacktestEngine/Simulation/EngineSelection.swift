@@ -1,8 +1,8 @@
 import BacktestCore
 import BacktestModel
 
-/// Which engine answers a request: `USE_NEW_ENGINE=false` (or 0/no/off) selects the reference
-/// engine for every request; otherwise (the default) the v2 engine runs and, when it fails
+/// Which engine answers a request: `useNewEngine: false` (backtestd: `USE_NEW_ENGINE=false`) selects
+/// the reference engine for every request; otherwise (the default) the v2 engine runs and, when it fails
 /// unexpectedly, the request is answered by the reference engine with a warning in the result
 /// and a call to `log`.
 ///
@@ -21,20 +21,6 @@ public struct EngineSelection: Sendable {
         self.useNewEngine = useNewEngine
         self.primary = primary
         self.fallback = fallback
-    }
-
-    /// Reads `USE_NEW_ENGINE` from `environment` (pass ProcessInfo.processInfo.environment).
-    public static func fromEnvironment(_ environment: [String: String]) -> EngineSelection {
-        EngineSelection(useNewEngine: parseFlag(environment["USE_NEW_ENGINE"]) ?? true)
-    }
-
-    /// true/1/yes/on and false/0/no/off, any case; nil for anything else (the default applies).
-    public static func parseFlag(_ text: String?) -> Bool? {
-        switch text?.trimmingSpaces.lowercased() {
-        case "true", "1", "yes", "on": true
-        case "false", "0", "no", "off": false
-        default: nil
-        }
     }
 
     /// Runs `strategy` (already validated against `market.settings`) on the market prepared once
@@ -72,14 +58,5 @@ public struct EngineSelection: Sendable {
                 message: "the \(primary.name) engine failed (\(error)); answered by the \(fallback.name) engine"))
             return result
         }
-    }
-}
-
-extension String {
-    fileprivate var trimmingSpaces: String {
-        var slice = Substring(self)
-        while slice.first?.isWhitespace == true { slice.removeFirst() }
-        while slice.last?.isWhitespace == true { slice.removeLast() }
-        return String(slice)
     }
 }

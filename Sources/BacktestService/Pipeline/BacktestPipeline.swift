@@ -269,7 +269,7 @@ package struct BacktestPipeline: Sendable {
         for key in keys {
             guard let bars = snapshot.bars[key.ticker], let first = bars.firstDate, let last = bars.lastDate else { continue }
             let cacheKey = IndicatorCacheKey(
-                ticker: key.ticker, indicator: key.spec.canonicalKey, adjustment: settings.adjustment,
+                ticker: try Ticker(validating: key.ticker, field: "ticker"), indicator: key.spec.canonicalKey, adjustment: settings.adjustment,
                 source: source.name, from: first, through: last)
             if let values = await indicatorCache.get(cacheKey, expectedCount: bars.count, session: session) {
                 store.insert(values, for: key)

@@ -1,8 +1,10 @@
 import BacktestCore
 import Foundation
 
-/// Settings of the Alpaca provider. `fromEnvironment` reads the variable names Alpaca's own
-/// SDKs use, so a machine set up for them works unchanged.
+/// Settings of the Alpaca provider. backtestd reads them (in `BacktestdConfiguration`) from the
+/// variables Alpaca's own SDKs use, so a machine set up for them works unchanged:
+/// `APCA_API_KEY_ID`, `APCA_API_SECRET_KEY`, `APCA_API_DATA_URL` (base URL), `APCA_API_FEED`,
+/// and ours, `BACKTESTD_ALPACA_SYMBOLS_PER_REQUEST` and `BACKTESTD_ALPACA_REQUESTS_PER_MINUTE`.
 ///
 /// Feed: `sip` (the consolidated tape, every US exchange) by default, because backtests want
 /// the prices and volumes everyone else reports; IEX alone carries about 2 % of volume and its
@@ -50,26 +52,6 @@ package struct AlpacaConfiguration: Sendable {
         self.http = http
         self.retry = retry
         self.requestsPerMinute = max(0, requestsPerMinute)
-    }
-
-    /// Reads `APCA_API_KEY_ID`, `APCA_API_SECRET_KEY`, `APCA_API_DATA_URL` (base URL) and
-    /// `APCA_API_FEED` (ours: `sip` or `iex`); empty values count as unset.
-    /// `BACKTESTD_ALPACA_SYMBOLS_PER_REQUEST` (ours, a positive integer, default 100; other values
-    /// are ignored) caps symbols per request: `backtest-bench bench` sets 1 to measure the old
-    /// system's one-symbol-per-call fetching.
-    package static func fromEnvironment(
-        _ environment: [String: String] = ProcessInfo.processInfo.environment
-    ) -> AlpacaConfiguration {
-        func value(_ name: String) -> String? {
-            guard let text = environment[name]?.trimmingCharacters(in: .whitespaces), !text.isEmpty else { return nil }
-            return text
-        }
-        return AlpacaConfiguration(
-            keyID: value("APCA_API_KEY_ID"), secretKey: value("APCA_API_SECRET_KEY"),
-            baseURL: value("APCA_API_DATA_URL") ?? defaultBaseURL,
-            feed: value("APCA_API_FEED")?.lowercased() ?? defaultFeed,
-            maxSymbolsPerRequest: value("BACKTESTD_ALPACA_SYMBOLS_PER_REQUEST").flatMap(Int.init).flatMap { $0 > 0 ? $0 : nil } ?? 100,
-            requestsPerMinute: value("BACKTESTD_ALPACA_REQUESTS_PER_MINUTE").flatMap { Int($0) } ?? 200)
     }
 
     /// True when both keys are present; the server warns at startup when they are not.

@@ -40,7 +40,7 @@ package final class AlpacaProvider: MarketDataProvider {
     }
 
     package func dailyBars(_ query: BarQuery) async throws -> BarSet {
-        try TickerSymbol.validate(query.symbols)
+        for symbol in query.symbols { try Ticker.validate(symbol, field: "symbols") }
         guard let keyID = configuration.keyID, let secretKey = configuration.secretKey else {
             throw BacktestError(.unauthenticated,
                 "the Alpaca provider needs APCA_API_KEY_ID and APCA_API_SECRET_KEY in the environment (or choose the 'demo' or 'files' provider)")

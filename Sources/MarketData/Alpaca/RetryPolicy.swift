@@ -1,3 +1,4 @@
+import BacktestCore
 import Foundation
 
 /// How Alpaca requests are retried: on 429, 5xx, timeouts and broken connections, with
@@ -40,32 +41,25 @@ package struct RetryPolicy: Sendable {
     }
 }
 
-/// Time and chance, injectable so retry tests decide without waiting or guessing.
+/// Time and chance, injectable so retry tests decide without waiting or guessing: a `WallClock`
+/// (BacktestTestSupport's `ManualClock` in tests) and a source of uniform random numbers.
 package struct RetryEnvironment: Sendable {
-    /// Current Unix time in seconds (compared with `X-RateLimit-Reset`).
-    package var now: @Sendable () -> Double
-    package var sleep: @Sendable (Duration) async throws -> Void
+    package var clock: any WallClock
     /// Uniform in [0, 1).
     package var unitRandom: @Sendable () -> Double
 
-    package init(
-        now: @escaping @Sendable () -> Double, sleep: @escaping @Sendable (Duration) async throws -> Void,
-        unitRandom: @escaping @Sendable () -> Double
-    ) {
-        self.now = now
-        self.sleep = sleep
+    package init(clock: any WallClock = SystemWallClock(), unitRandom: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }) {
+        self.clock = clock
         self.unitRandom = unitRandom
     }
 
-    package static let live = RetryEnvironment(
-        now: { Date().timeIntervalSince1970 },
-        sleep: { try await Task.sleep(for: $0) },
-        unitRandom: { Double.random(in: 0..<1) })
-}
+    /// Current Unix time in seconds (compared with `X-RateLimit-Reset`).
+    package func now() -> Double { clock.now.unixTime }
 
-extension Duration {
-    var seconds: Double {
-        let (seconds, attoseconds) = components
-        return Double(seconds) + Double(attoseconds) * 1e-18
+    /// Waits `duration` on the clock; throws `CancellationError` when the task is cancelled.
+    package func sleep(_ duration: Duration) async throws {
+        try await clock.sleep(until: clock.now.advanced(by: duration), tolerance: nil)
     }
+
+    package static let live = RetryEnvironment()
 }

@@ -50,7 +50,7 @@ package final class CoalescingProvider: MarketDataProvider {
     /// sees the same `apiCalls` (the cost of the fetch it waited for).
     package func dailyBars(_ query: BarQuery) async throws -> BarSet {
         let base = self.base
-        return try await flights.run(query) { try await base.dailyBars(query) }
+        return try await flights.run(query) { try await base.dailyBars(query) }.value
     }
 
     /// Callers waiting for `query` right now (lets tests build a known interleaving).

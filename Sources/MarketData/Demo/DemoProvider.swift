@@ -49,7 +49,7 @@ package final class DemoProvider: MarketDataProvider {
     package var standingWarnings: [BacktestWarning] { [BacktestWarning(.demoData, message: label)] }
 
     package func dailyBars(_ query: BarQuery) async throws -> BarSet {
-        try TickerSymbol.validate(query.symbols)
+        for symbol in query.symbols { try Ticker.validate(symbol, field: "symbols") }
         var result = BarSet(warnings: standingWarnings)
         for symbol in query.symbols {
             result.add(symbol, history: history(symbol, query.adjustment), range: query.range, calendar: calendar)

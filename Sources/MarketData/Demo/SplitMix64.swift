@@ -1,3 +1,4 @@
+import BacktestCore
 import Foundation
 
 /// SplitMix64 (Steele, Lea, Flood 2014): a tiny, fast generator with good statistical quality,
@@ -12,12 +13,7 @@ struct SplitMix64: RandomNumberGenerator {
     /// A generator for one named stream: FNV-1a of the bytes of `name` mixed with `seed`.
     /// Stable across runs and machines, unlike Swift's per-process randomized `Hasher`.
     init(seed: UInt64, stream name: String) {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in name.utf8 {
-            hash ^= UInt64(byte)
-            hash = hash &* 0x0000_0100_0000_01b3
-        }
-        self.init(seed: hash ^ (seed &* 0x9E37_79B9_7F4A_7C15))
+        self.init(seed: FNV1a64.hash(name.utf8) ^ (seed &* 0x9E37_79B9_7F4A_7C15))
         _ = next()
     }
 

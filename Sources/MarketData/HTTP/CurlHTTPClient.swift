@@ -1,12 +1,17 @@
+import BacktestCore
 import CCurlShim
 import Foundation
+import NIOPosix
+import Synchronization
 
 /// HTTP GET over libcurl, for Alpaca's REST API.
 ///
 /// Why libcurl rather than URLSession: on Linux it gives us keep-alive with TLS session reuse,
 /// gzip, precise connect/total timeouts and the system's CA store, with no extra dependencies.
-/// Every blocking `curl_easy_perform` runs on a `BlockingWorkerPool` thread that owns one easy
-/// handle for life (handles are not thread-safe; reusing one keeps its connections open).
+/// Every blocking `curl_easy_perform` runs on a thread of a `NIOThreadPool` (the package's one
+/// pool for blocking C calls; hiredis runs on another instance of it), never on the cooperative
+/// pool or a NIO event loop. Easy handles are kept in a free list and each is used by one
+/// thread at a time (handles are not thread-safe; reusing one keeps its connections open).
 /// TLS peer and host verification stay on; redirects are not followed (Alpaca does not
 /// redirect, and following one would send the API keys elsewhere).
 package final class CurlHTTPClient: HTTPTransport {
@@ -31,18 +36,22 @@ package final class CurlHTTPClient: HTTPTransport {
     }
 
     package let configuration: Configuration
-    private let pool: BlockingWorkerPool<CurlEasyHandle>
+    private let pool: NIOThreadPool
+    /// Idle easy handles; at most `maxConcurrentRequests` exist, one per running request.
+    private let handles: CurlHandleList
 
     package init(configuration: Configuration = Configuration()) {
         _ = CurlGlobal.initialized
         self.configuration = configuration
-        pool = BlockingWorkerPool(
-            threadCount: configuration.maxConcurrentRequests, name: "backtestd-curl",
-            makeResource: { CurlEasyHandle() }, destroy: { $0.close() })
+        pool = NIOThreadPool(numberOfThreads: max(1, configuration.maxConcurrentRequests))
+        pool.start()
+        handles = CurlHandleList()
     }
 
     deinit {
-        pool.shutdown()
+        // Queued requests still finish; the idle handles are closed once the threads are gone.
+        let handles = self.handles
+        pool.shutdownGracefully { _ in handles.closeAll() }
     }
 
     package func get(_ url: String, headers: [(name: String, value: String)]) async throws -> HTTPResponse {
@@ -55,16 +64,35 @@ package final class CurlHTTPClient: HTTPTransport {
         bounded.requestTimeout = min(bounded.requestTimeout, max(timeout, .milliseconds(1)))
         bounded.connectTimeout = min(bounded.connectTimeout, bounded.requestTimeout)
         let configuration = bounded
-        return try await withCheckedThrowingContinuation { continuation in
-            let accepted = pool.submit { handle in
-                continuation.resume(with: Result {
-                    try handle.get(url, headers: headers, configuration: configuration)
-                })
+        let handles = self.handles
+        do {
+            return try await pool.runIfActive {
+                let handle = handles.take()
+                defer { handles.put(handle) }
+                return try handle.get(url, headers: headers, configuration: configuration)
             }
-            if !accepted {
-                continuation.resume(throwing: HTTPTransportError(.permanent, "HTTP client is shut down"))
-            }
+        } catch let error as HTTPTransportError {
+            throw error
+        } catch {
+            throw HTTPTransportError(.permanent, "HTTP client is shut down")
         }
+    }
+}
+
+/// The idle easy handles of a `CurlHTTPClient`.
+private final class CurlHandleList: Sendable {
+    private let idle = Mutex<[CurlEasyHandle]>([])
+
+    func take() -> CurlEasyHandle {
+        idle.withLock { $0.popLast() } ?? CurlEasyHandle()
+    }
+
+    func put(_ handle: CurlEasyHandle) {
+        idle.withLock { $0.append(handle) }
+    }
+
+    func closeAll() {
+        for handle in idle.withLock({ list in defer { list = [] }; return list }) { handle.close() }
     }
 }
 
@@ -74,7 +102,8 @@ enum CurlGlobal {
 }
 
 /// One libcurl easy handle, used by one thread at a time.
-final class CurlEasyHandle {
+// Unchecked: a handle is used by one thread at a time, handed over through `CurlHandleList`'s lock.
+final class CurlEasyHandle: @unchecked Sendable {
     private var handle: UnsafeMutableRawPointer?
 
     init() {
@@ -166,7 +195,6 @@ final class CurlEasyHandle {
     }
 
     private func milliseconds(_ duration: Duration) -> Int {
-        let (seconds, attoseconds) = duration.components
-        return max(1, Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000))
+        max(1, Int(duration.wholeMilliseconds))
     }
 }

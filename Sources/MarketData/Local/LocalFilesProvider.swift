@@ -9,7 +9,8 @@ import Synchronization
 /// Each file is read once and kept in memory with its adjusted variants. Adjustment is applied
 /// over the whole file and the result sliced to the query, so a price on a date is the same
 /// whatever range is asked for (adjusted as of the newest row, as a vendor would).
-/// A symbol with a `/` is looked up with `_` in its place. A symbol without a file is missing.
+/// A file name is only ever made from a checked `Ticker` (`BRK.B` reads `BRK.B.csv`), so no
+/// request can name a path outside `directory`. A symbol without a file is missing.
 package final class LocalFilesProvider: MarketDataProvider {
     package let name = "files"
     package let directory: URL
@@ -36,17 +37,17 @@ package final class LocalFilesProvider: MarketDataProvider {
 
     /// The canonical directory path: two servers reading different directories never share
     /// cached bars, two reading the same one (by whatever path) do.
-    public var cacheIdentity: String { "files|\(directory.standardizedFileURL.resolvingSymlinksInPath().path)" }
+    package var cacheIdentity: String { "files|\(directory.standardizedFileURL.resolvingSymlinksInPath().path)" }
 
     /// The content fingerprint of each symbol's file ("none" when it has none). Re-reads files
     /// whose size or modification time changed since they were read, so an edited file gets a
     /// new fingerprint (and new cache keys) without a restart.
-    public func cacheFingerprints(_ symbols: [String]) async throws -> [String: String] {
-        try TickerSymbol.validate(symbols)
+    package func cacheFingerprints(_ symbols: [String]) async throws -> [String: String] {
         var result: [String: String] = [:]
         for symbol in symbols {
-            _ = try history(symbol, nil)
-            result[symbol] = loaded.withLock { $0[symbol]?.fingerprint } ?? "none"
+            let ticker = try Ticker(validating: symbol, field: "symbols")
+            _ = try history(ticker, nil)
+            result[symbol] = loaded.withLock { $0[ticker.symbol]?.fingerprint } ?? "none"
         }
         return result
     }
@@ -64,19 +65,20 @@ package final class LocalFilesProvider: MarketDataProvider {
     }
 
     package func dailyBars(_ query: BarQuery) async throws -> BarSet {
-        try TickerSymbol.validate(query.symbols)
+        let tickers = try query.symbols.map { symbol throws(BacktestError) in try Ticker(validating: symbol, field: "symbols") }
         var result = BarSet()
-        for symbol in query.symbols {
-            result.add(symbol, history: try history(symbol, query.adjustment), range: query.range, calendar: calendar)
+        for ticker in tickers {
+            result.add(ticker.symbol, history: try history(ticker, query.adjustment), range: query.range, calendar: calendar)
         }
         result.normalize()
         return result
     }
 
-    /// The whole file of `symbol`, adjusted (raw when `adjustment` is nil); nil when there is no
+    /// The whole file of `ticker`, adjusted (raw when `adjustment` is nil); nil when there is no
     /// file. A file changed on disk since it was read is read again.
-    private func history(_ symbol: String, _ adjustment: PriceAdjustment?) throws(BacktestError) -> DailyBars? {
-        let url = fileURL(symbol)
+    private func history(_ ticker: Ticker, _ adjustment: PriceAdjustment?) throws(BacktestError) -> DailyBars? {
+        let symbol = ticker.symbol
+        let url = fileURL(ticker)
         let stamp = Self.stamp(url)
         if let entry = loaded.withLock({ $0[symbol] }), entry.stamp == stamp {
             guard let raw = entry.raw else { return nil }
@@ -121,8 +123,8 @@ package final class LocalFilesProvider: MarketDataProvider {
         return FileStamp(size: Int64(info.st_size), modifiedSeconds: Int(modified.tv_sec), modifiedNanoseconds: Int(modified.tv_nsec))
     }
 
-    private func fileURL(_ symbol: String) -> URL {
-        directory.appendingPathComponent(symbol.replacingOccurrences(of: "/", with: "_") + ".csv")
+    private func fileURL(_ ticker: Ticker) -> URL {
+        directory.appendingPathComponent(ticker.symbol + ".csv")
     }
 
     /// The smallest first date over the CSV files, reading only each file's first lines.

@@ -35,7 +35,7 @@ struct CacheFixture {
     }
 
     /// A cache client as a freshly started server process would have it.
-    func makeCache(clock: any CacheClock, localCacheBytes: Int = 0, purgeGrace: Duration = .seconds(30)) -> MarketDataCache {
+    func makeCache(clock: any WallClock, localCacheBytes: Int = 0, purgeGrace: Duration = .seconds(30)) -> MarketDataCache {
         MarketDataCache(
             redis: redis,
             options: CacheOptions(keyPrefix: prefix, localCacheBytes: localCacheBytes, purgeGrace: purgeGrace),

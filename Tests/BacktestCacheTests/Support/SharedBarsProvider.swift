@@ -22,9 +22,7 @@ final class SharedBarsProvider: MarketDataProvider, @unchecked Sendable {
         await Task.yield()
         var set = BarSet(apiCalls: 1)
         for symbol in query.symbols {
-            guard symbol.allSatisfy({ $0.isLetter || $0 == "." }) else {
-                throw BacktestError.invalidArgument("'\(symbol)' is not a ticker", field: "symbols")
-            }
+            try Ticker.validate(symbol, field: "symbols")
             guard let bars = try Self.rawBars(symbol) else {
                 set.missing.append(symbol)
                 continue

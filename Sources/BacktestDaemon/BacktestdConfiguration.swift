@@ -1,0 +1,223 @@
+import BacktestCache
+import BacktestCore
+import BacktestServer
+import Configuration
+import Logging
+import MarketData
+import NIOCore
+
+/// Everything backtestd is configured with, read once at startup by the one configuration reader:
+/// every `BacktestdSetting` is looked up through swift-configuration's provider hierarchy (the
+/// command-line flags first, then the environment, then the default) and parsed here, nowhere
+/// else. A value that cannot be used throws `BacktestdConfigurationError` naming the flag or the
+/// variable it came from and what is allowed.
+///
+/// Empty values (and values of only spaces) count as unset. Settings of a part that is off are
+/// not read: the `BACKTESTD_REDIS_*`/`BACKTESTD_CACHE_*` variables when `BACKTESTD_CACHE` is off,
+/// the Alpaca ones unless the data source is `alpaca`.
+package struct BacktestdConfiguration: Sendable {
+    /// The transport's limits and timers (BacktestServer).
+    package var server: ServerConfiguration
+    package var logLevel: Logger.Level
+    /// `--data-source`: demo, demo:SEED, alpaca or files:DIRECTORY.
+    package var dataSource: MarketDataSource
+    /// `USE_NEW_ENGINE`: false runs every request on the reference engine.
+    package var useNewEngine: Bool
+    /// Variants of a batch simulated at once.
+    package var maxParallel: Int
+    /// How long finished batches stay available to GetBatchStatus, in seconds.
+    package var batchRetentionSeconds: Int
+    /// Megabytes of results finished batches may keep.
+    package var batchRetentionMegabytes: Int
+    /// The Redis cache's settings; nil when `BACKTESTD_CACHE` turns the cache off.
+    package var cache: Cache?
+    /// The loopback port of the Prometheus `GET /metrics` endpoint; nil (the default) for none.
+    package var metricsPort: Int?
+
+    /// The cache's settings (docs/cache.md).
+    package struct Cache: Sendable, Equatable {
+        package var redis: RedisConfiguration
+        package var options: CacheOptions
+
+        package init(redis: RedisConfiguration, options: CacheOptions) {
+            self.redis = redis
+            self.options = options
+        }
+    }
+
+    /// Reads the configuration.
+    /// - Parameters:
+    ///   - flags: the command-line values given, by setting (their text as typed).
+    ///   - environment: the process environment (`ProcessInfo.processInfo.environment`).
+    /// - Throws: `BacktestdConfigurationError` for the first value that cannot be used.
+    package init(flags: [BacktestdSetting: String] = [:], environment: [String: String]) throws(BacktestdConfigurationError) {
+        let reader = SettingReader(flags: flags, environment: environment)
+        var server = ServerConfiguration()
+        server.host = reader.text(.host) ?? server.host
+        server.port = try reader.integer(.port, in: 0...65535) ?? server.port
+        server.maxFramePayload = try reader.integer(.maxFrameBytes, in: 1...Int.max) ?? server.maxFramePayload
+        server.maxConcurrentStreams = try reader.integer(.maxConcurrentStreams, in: 1...Int.max) ?? server.maxConcurrentStreams
+        server.maxConnections = try reader.integer(.maxConnections, in: 1...Int.max) ?? server.maxConnections
+        server.handshakeTimeout = try reader.timeAmount(.handshakeTimeoutMs) ?? server.handshakeTimeout
+        server.idleTimeout = try reader.timeAmount(.idleTimeoutMs) ?? server.idleTimeout
+        server.frameTimeout = try reader.timeAmount(.frameTimeoutMs) ?? server.frameTimeout
+        server.keepaliveInterval = try reader.timeAmount(.keepaliveMs) ?? server.keepaliveInterval
+        server.maxCallTimeout = try reader.timeAmount(.maxCallTimeoutMs) ?? server.maxCallTimeout
+        server.maxOutboundBuffer = try reader.integer(.maxOutputBufferBytes, in: 1...Int.max) ?? server.maxOutboundBuffer
+        server.decodeLimits.memoryBudget = try reader.integer(.decodeBudgetBytes, in: 1...Int.max) ?? server.decodeLimits.memoryBudget
+        server.drainTimeout = try reader.timeAmount(.drainTimeoutMs) ?? server.drainTimeout
+        self.server = server
+
+        logLevel = try reader.parse(.logLevel, allowed: "trace, debug, info, notice, warning, error or critical") {
+            Logger.Level(rawValue: $0.lowercased())
+        } ?? .info
+        let sourceText = reader.text(.dataSource) ?? "demo"
+        let source: MarketDataSource
+        do {
+            source = try MarketDataSource.parse(sourceText)
+        } catch {
+            throw reader.invalid(.dataSource, sourceText, allowed: "demo, demo:SEED (SEED a non-negative integer), alpaca or files:DIRECTORY")
+        }
+        if case .alpaca = source {
+            dataSource = .alpaca(try Self.alpaca(reader))
+        } else {
+            dataSource = source
+        }
+        useNewEngine = try reader.switch(.useNewEngine) ?? true
+        maxParallel = try reader.integer(.maxParallel, in: 1...Int.max) ?? 4
+        batchRetentionSeconds = try reader.integer(.batchRetentionSeconds, in: 0...Int.max) ?? 600
+        batchRetentionMegabytes = try reader.integer(.batchRetentionMb, in: 0...(Int.max >> 20)) ?? 128
+        metricsPort = try reader.integer(.metricsPort, in: 0...65535)
+
+        if try reader.switch(.cache) == false {
+            cache = nil
+        } else {
+            cache = try Self.cache(reader)
+        }
+    }
+
+    private static func cache(_ reader: SettingReader) throws(BacktestdConfigurationError) -> Cache {
+        var redis: RedisConfiguration
+        if let url = reader.text(.redisURL) {
+            do {
+                redis = try RedisConfiguration(url: url)
+            } catch {
+                throw BacktestdConfigurationError(error.message)
+            }
+        } else {
+            redis = RedisConfiguration()
+            redis.host = reader.text(.redisHost) ?? redis.host
+            redis.port = try reader.integer(.redisPort, in: 1...65535) ?? redis.port
+            redis.password = reader.text(.redisPassword) ?? redis.password
+            redis.database = try reader.integer(.redisDB, in: 0...65535) ?? redis.database
+        }
+        redis.poolSize = try reader.integer(.redisPoolSize, in: 1...64) ?? redis.poolSize
+        redis.connectTimeout = try reader.milliseconds(.redisConnectTimeoutMs, in: 1...60_000) ?? redis.connectTimeout
+        redis.commandTimeout = try reader.milliseconds(.redisCommandTimeoutMs, in: 1...60_000) ?? redis.commandTimeout
+
+        var options = CacheOptions()
+        options.keyPrefix = reader.text(.cachePrefix) ?? options.keyPrefix
+        if let seconds = try reader.integer(.cacheTTLSeconds, in: 60...31_536_000) { options.timeToLive = .seconds(seconds) }
+        if let megabytes = try reader.integer(.cacheLocalMb, in: 0...65_536) { options.localCacheBytes = megabytes << 20 }
+        return Cache(redis: redis, options: options)
+    }
+
+    private static func alpaca(_ reader: SettingReader) throws(BacktestdConfigurationError) -> AlpacaConfiguration {
+        AlpacaConfiguration(
+            keyID: reader.text(.alpacaKeyID), secretKey: reader.text(.alpacaSecretKey),
+            baseURL: reader.text(.alpacaDataURL) ?? AlpacaConfiguration.defaultBaseURL,
+            feed: reader.text(.alpacaFeed)?.lowercased() ?? AlpacaConfiguration.defaultFeed,
+            maxSymbolsPerRequest: try reader.integer(.alpacaSymbolsPerRequest, in: 1...10_000) ?? 100,
+            requestsPerMinute: try reader.integer(.alpacaRequestsPerMinute, in: 0...1_000_000) ?? 200)
+    }
+}
+
+/// A configuration value backtestd cannot use; the message names the flag or variable and what
+/// is allowed.
+package struct BacktestdConfigurationError: Error, Sendable, Equatable, CustomStringConvertible {
+    package var message: String
+    package init(_ message: String) { self.message = message }
+    package var description: String { message }
+}
+
+/// Looks settings up through swift-configuration (flags, then environment) and turns their text
+/// into values, with one error format for every setting.
+private struct SettingReader {
+    let reader: ConfigReader
+    let flags: [BacktestdSetting: String]
+
+    init(flags: [BacktestdSetting: String], environment: [String: String]) {
+        self.flags = flags
+        var values: [AbsoluteConfigKey: ConfigValue] = [:]
+        for (setting, text) in flags {
+            values[AbsoluteConfigKey(setting.key)] = ConfigValue(.string(text), isSecret: setting.isSecret)
+        }
+        let secrets = Set(BacktestdSetting.allCases.filter(\.isSecret).map(\.variable))
+        reader = ConfigReader(providers: [
+            InMemoryProvider(name: "flags", values: values),
+            EnvironmentVariablesProvider(environmentVariables: environment, secretsSpecifier: .specific(secrets)),
+        ])
+    }
+
+    /// The text of `setting`, trimmed; nil when unset or blank.
+    func text(_ setting: BacktestdSetting) -> String? {
+        guard let raw = reader.string(forKey: setting.key, isSecret: setting.isSecret) else { return nil }
+        let trimmed = raw.trimmingSpaces
+        return trimmed.isEmpty ? nil : trimmed
+    }
+
+    /// `setting` parsed by `parse`, nil when unset; throws naming `allowed` when `parse` fails.
+    func parse<T>(_ setting: BacktestdSetting, allowed: String, _ parse: (String) -> T?) throws(BacktestdConfigurationError) -> T? {
+        guard let text = text(setting) else { return nil }
+        guard let value = parse(text) else { throw invalid(setting, text, allowed: allowed) }
+        return value
+    }
+
+    func integer(_ setting: BacktestdSetting, in range: ClosedRange<Int>) throws(BacktestdConfigurationError) -> Int? {
+        let allowed =
+            range.upperBound == Int.max
+            ? (range.lowerBound == 0 ? "a non-negative integer" : "an integer of at least \(range.lowerBound)")
+            : "an integer in \(range.lowerBound)...\(range.upperBound)"
+        return try parse(setting, allowed: allowed) { text in Int(text).flatMap { range.contains($0) ? $0 : nil } }
+    }
+
+    /// Milliseconds, 0 or more, as NIO's `TimeAmount` (the server's timers).
+    func timeAmount(_ setting: BacktestdSetting) throws(BacktestdConfigurationError) -> TimeAmount? {
+        try parse(setting, allowed: "a non-negative number of milliseconds") { text in
+            Int64(text).flatMap { $0 >= 0 ? TimeAmount.milliseconds($0) : nil }
+        }
+    }
+
+    /// Milliseconds within `range`, as a `Duration`.
+    func milliseconds(_ setting: BacktestdSetting, in range: ClosedRange<Int>) throws(BacktestdConfigurationError) -> Duration? {
+        try integer(setting, in: range).map { .milliseconds($0) }
+    }
+
+    /// On/off switches: true, 1, yes, on or false, 0, no, off, in any case.
+    func `switch`(_ setting: BacktestdSetting) throws(BacktestdConfigurationError) -> Bool? {
+        try parse(setting, allowed: "true, 1, yes, on or false, 0, no, off") { text in
+            switch text.lowercased() {
+            case "true", "1", "yes", "on": true
+            case "false", "0", "no", "off": false
+            default: nil
+            }
+        }
+    }
+
+    /// The error for `text` of `setting`: names the flag when the value came from it, else the
+    /// variable; repeats at most 40 characters of the value, escaped, and never a secret.
+    func invalid(_ setting: BacktestdSetting, _ text: String, allowed: String) -> BacktestdConfigurationError {
+        let source = flags[setting] != nil ? (setting.flag ?? setting.variable) : setting.variable
+        let shown = setting.isSecret ? "" : " \(String(text.prefix(40)).debugDescription)\(text.count > 40 ? "..." : "")"
+        return BacktestdConfigurationError("\(source):\(shown) is not allowed; use \(allowed)")
+    }
+}
+
+extension String {
+    fileprivate var trimmingSpaces: String {
+        var slice = Substring(self)
+        while slice.first?.isWhitespace == true { slice.removeFirst() }
+        while slice.last?.isWhitespace == true { slice.removeLast() }
+        return String(slice)
+    }
+}

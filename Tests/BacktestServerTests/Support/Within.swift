@@ -1,0 +1,17 @@
+/// Runs `body`, failing the test instead of hanging when the event it waits for never comes
+/// (the wait must be cancellable). A safety net, not a synchronisation: tests wait on events.
+func within<T: Sendable>(_ what: String, limit: Duration = .seconds(10),
+                         _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try await Task.sleep(for: limit)
+            return nil
+        }
+        defer { group.cancelAll() }
+        guard let first = try await group.next(), let value = first else {
+            throw TestFailure("\(what) did not happen within \(limit)")
+        }
+        return value
+    }
+}
