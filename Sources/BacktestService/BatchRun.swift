@@ -32,6 +32,8 @@ struct BatchRun {
         do {
             try await runVariants(started: started, emit: emit)
         } catch {
+            // A CancelBatch ended the job already: the stream (if still open) ends with its reason.
+            if let reason = await job.cancelReason { throw reason }
             // Cancel, deadline or disconnect: remaining variants stop; the job keeps what finished.
             let completed = await job.completed
             let status = (error as? BacktestError)
@@ -45,6 +47,9 @@ struct BatchRun {
     }
 
     private func runVariants(started: ContinuousClock.Instant, emit: @escaping @Sendable (ProgressUpdate) async throws -> Void) async throws {
+        // The id goes out before anything slow (the data fetch), so the batch can be re-attached
+        // to or cancelled by id from the first moment.
+        try await emit(await job.started())
         var valid: [(index: Int, strategy: Strategy)] = []
         for (index, variant) in request.variants.enumerated() {
             do throws(BacktestError) {
@@ -55,7 +60,7 @@ struct BatchRun {
             }
         }
         guard !valid.isEmpty else {
-            try await emit(await job.finish(.final, stats: RunStatistics()))
+            try await emit(try await finalUpdate(stats: RunStatistics()))
             return
         }
         let prepared = try await pipeline.prepare(valid.map(\.strategy), settings: request.settings, fieldPrefix: { "variants[\(valid[$0].index)]" })
@@ -67,7 +72,7 @@ struct BatchRun {
             var next = 0
             var running = 0
             func startNext() {
-                guard next < valid.count else { return }
+                guard next < valid.count, !Task.isCancelled else { return }
                 let (index, strategy) = valid[next]
                 next += 1
                 running += 1
@@ -101,7 +106,14 @@ struct BatchRun {
         stats.totalMs = (ContinuousClock.now - started).milliseconds
         stats.variantsPerSecond = Double(request.variants.count) / max(stats.totalMs / 1000, 1e-9)
         logger.info("\(PerformanceLine(label: "batch \(job.id) (\(request.variants.count) variants)", stats: stats))")
-        try await emit(await job.finish(.final, stats: stats))
+        try await emit(try await finalUpdate(stats: stats))
+    }
+
+    /// The Final update, or the CancelBatch's reason when one ended the job first.
+    private func finalUpdate(stats: RunStatistics) async throws -> ProgressUpdate {
+        let update = await job.finish(.final, stats: stats)
+        if update.state != .final, let reason = await job.cancelReason { throw reason }
+        return update
     }
 
     /// A disconnect stops the remaining variants unless someone re-attached in time.
