@@ -72,7 +72,7 @@ struct BatchRun {
             var next = 0
             var running = 0
             func startNext() {
-                guard next < valid.count, !Task.isCancelled else { return }
+                guard next < valid.count else { return }
                 let (index, strategy) = valid[next]
                 next += 1
                 running += 1
