@@ -21,7 +21,7 @@ struct BatchControlTests {
             var iterator = client.runBatch(variants, settings: BatchFixture.sixYears, maxParallel: 1,
                                            reattach: ReattachPolicy(clock: clock), onBatchID: announced.set)
                 .makeAsyncIterator()
-            try await within("the batch's data fetch") { () async -> Void in await fixture.fetchGate.arrival() }
+            try await within("the batch's data fetch", limit: .seconds(30)) { () async -> Void in await fixture.fetchGate.arrival() }
             // The id was sent before the fetch started; the client has it without any result.
             try await poll { announced.id != nil }
             let id = try #require(announced.id)
@@ -100,7 +100,7 @@ struct BatchControlTests {
             let stream = client.runBatch(BatchFixture.smaVariants(3), settings: BatchFixture.sixYears,
                                          reattach: .disabled, onBatchID: announced.set)
             let following = Task { try await BatchOutcome.collect(stream) }
-            try await within("the batch's data fetch") { () async -> Void in await fixture.fetchGate.arrival() }
+            try await within("the batch's data fetch", limit: .seconds(30)) { () async -> Void in await fixture.fetchGate.arrival() }
             try await poll { announced.id != nil }
             let id = try #require(announced.id)
 
@@ -145,7 +145,7 @@ struct BatchControlTests {
             let stream = client.runBatch(BatchFixture.smaVariants(3), settings: BatchFixture.sixYears,
                                          reattach: ReattachPolicy(clock: clock), onBatchID: announced.set)
             let following = Task { try await BatchOutcome.collect(stream) }
-            try await within("the batch's data fetch") { () async -> Void in await fixture.fetchGate.arrival() }
+            try await within("the batch's data fetch", limit: .seconds(30)) { () async -> Void in await fixture.fetchGate.arrival() }
             try await poll { announced.id != nil }
             let job = try await fixture.service.jobs.job(id: try #require(announced.id))
             proxy.cutAll()
