@@ -95,7 +95,8 @@ struct AlpacaRequestPlanTests {
     /// sequential pages cost.
     @Test func packedRequestsRunConcurrentlyForNoMoreCalls() async throws {
         try await withFakeAlpaca { server in
-            let alpaca = makeAlpaca(server, threads: 4)
+            // Held answers must not time out and be retried, however slow a loaded machine is.
+            let alpaca = makeAlpaca(server, requestTimeout: .seconds(60), threads: 4)
             let query = BarQuery(symbols: Self.benchTickers, range: date("2016-01-04")...date("2020-08-28"), adjustment: .split)
             let expected = try await filesProvider().dailyBars(query)
             let totalBars = expected.bars.values.reduce(0) { $0 + $1.count }
