@@ -85,9 +85,9 @@ package struct BenchRunner: Sendable {
         report.rows.append(.init(metric: "Single backtest, 1 year, 10 tickers, warm cache, end to end over TCP (p50)",
                                  oldSystem: "30 s", planTarget: "3-5 s", ourTarget: "<= 5 ms", measured: Format.milliseconds(warm),
                                  referencePath: Format.milliseconds(referenceSingle), speedup: speedup(warm, referenceSingle), pass: warm <= 5))
-        report.rows.append(.init(metric: "Same, cold cache (median)", oldSystem: "30 s", planTarget: "3-5 s", ourTarget: "<= 400 ms",
+        report.rows.append(.init(metric: "Same, cold cache (median)", oldSystem: "30 s", planTarget: "3-5 s", ourTarget: "<= 250 ms",
                                  measured: Format.milliseconds(cold), referencePath: Format.milliseconds(referenceSingle),
-                                 speedup: speedup(cold, referenceSingle), pass: cold <= 400))
+                                 speedup: speedup(cold, referenceSingle), pass: cold <= 250))  // issue 17: one vendor round trip (150 ms) and our own work
         report.rows.append(.init(metric: "Batch of 8 variants, warm (until Final, p50)", oldSystem: "4 min", planTarget: "~20 s",
                                  ourTarget: "<= 20 ms", measured: Format.milliseconds(batch8), referencePath: Format.milliseconds(referenceBatch8),
                                  speedup: speedup(batch8, referenceBatch8), pass: batch8 <= 20))

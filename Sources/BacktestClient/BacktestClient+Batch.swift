@@ -11,18 +11,24 @@ extension BacktestClient {
     /// after which the sequence ends. A batch that fails or is cancelled on the server throws its
     /// error instead of the Final.
     ///
-    /// **Re-attach.** When the connection is lost after the server announced the batch id (with
-    /// the first update), the server keeps running the batch while a client polls for it (it stops
+    /// **Batch id.** The server announces the batch id in a first update with nothing completed,
+    /// sent before it fetches data; `onBatchID` is called with it once (that update itself is not
+    /// delivered: it carries no progress). The id is what `batchStatus(id:)` and
+    /// `cancelBatch(id:)` take.
+    ///
+    /// **Re-attach.** When the connection is lost after the server announced the batch id, the server keeps running the batch while a client polls for it (it stops
     /// a batch nobody asks about for 150 s); with `reattach` enabled (the default)
     /// this client then polls `batchStatus(id:)` on a new connection, on `reattach.schedule`, and
     /// delivers the results the stream did not, then the Final. It gives up with the last error
     /// after `reattach.giveUpAfter`; NOT_FOUND (the finished batch expired on the server) or any
     /// other error except UNAVAILABLE ends the sequence with that error. A connection lost before
-    /// the first update throws UNAVAILABLE "connection closed before the call finished": the
+    /// the id arrived throws UNAVAILABLE "connection closed before the call finished": the
     /// client cannot know the batch's id.
     ///
     /// **Cancelling** the iterating task sends CANCEL, which stops the batch on the server. While
-    /// re-attached there is no call left to cancel: cancelling stops the polling only.
+    /// re-attached there is no call left to cancel: cancelling stops the polling and sends
+    /// CancelBatch (best effort, waiting at most 5 s). To stop a batch and learn how far
+    /// it got, call `cancelBatch(id:)` instead: the sequence then ends with its CANCELLED error.
     ///
     /// **Buffering.** The sequence buffers updates the consumer has not read yet without a fixed
     /// limit, and that is deliberate: a batch has a known finite size, and only updates that carry
@@ -34,11 +40,11 @@ extension BacktestClient {
     /// the socket, not to the consumer.
     public nonisolated func runBatch(
         _ variants: [Strategy], settings: BacktestSettings, maxParallel: Int = 0, timeout: Duration? = nil,
-        reattach: ReattachPolicy = .default
+        reattach: ReattachPolicy = .default, onBatchID: (@Sendable (String) -> Void)? = nil
     ) -> AsyncThrowingStream<ProgressUpdate, any Error> {
         let request = BatchRequest(variants: variants, settings: settings, maxParallel: maxParallel)
         let (stream, continuation) = AsyncThrowingStream.makeStream(of: ProgressUpdate.self)
-        let delivery = BatchDelivery(total: variants.count, continuation: continuation)
+        let delivery = BatchDelivery(total: variants.count, continuation: continuation, onBatchID: onBatchID)
         let driver = Task {
             do {
                 try await self.streamBatch(request, timeout: timeout, delivery: delivery, reattach: reattach)
@@ -60,7 +66,12 @@ extension BacktestClient {
             if let error = response.status.error { throw error }
         case .failure(let error as BacktestError) where error.code == .unavailable && reattach.isEnabled:
             guard let id = delivery.batchID else { throw error }
-            try await poll(id, delivery: delivery, policy: reattach, lost: error)
+            do {
+                try await poll(id, delivery: delivery, policy: reattach, lost: error)
+            } catch where Task.isCancelled {
+                await cancelAbandoned(id, timeout: min(reattach.pollTimeout, .seconds(5)))
+                throw error
+            }
         case .failure(let error):
             throw error
         }
@@ -126,6 +137,12 @@ extension BacktestClient {
         } catch {
             throw BacktestError(.internal, "malformed progress update: \(error)", cause: error)
         }
+    }
+
+    /// The consumer stopped following a re-attached batch: stop it on the server too. From a task
+    /// of its own, because this one is cancelled (its calls would be cancelled at once).
+    private func cancelAbandoned(_ id: String, timeout: Duration?) async {
+        await Task { _ = try? await self.cancelBatch(id: id, timeout: timeout) }.value
     }
 
     /// Polls GetBatchStatus on the schedule until the batch ends. UNAVAILABLE (server not

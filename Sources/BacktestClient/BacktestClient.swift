@@ -56,6 +56,17 @@ public actor BacktestClient {
         return update
     }
 
+    /// Stops batch `id` on the server, whichever connection started it (CancelBatch): no variant
+    /// starts afterwards, and its RunBatch stream, if still open, ends with CANCELLED. Returns the
+    /// batch's state afterwards without results: `.cancelled` with `completed` = the variants that
+    /// finished, or the state it already ended in (`.final`, ...), which the call leaves as it is.
+    /// Throws NOT_FOUND (field `batch_id`) for an unknown or expired id.
+    public func cancelBatch(id: String, timeout: Duration? = nil) async throws -> ProgressUpdate {
+        let response = try await unary(.cancelBatch(batchID: id), timeout: timeout)
+        guard case .batchStatus(let update)? = response.result else { throw Self.missingResult("CancelBatch") }
+        return update
+    }
+
     public func serverInfo(timeout: Duration? = nil) async throws -> ServerInfo {
         let response = try await unary(.serverInfo, timeout: timeout)
         guard case .serverInfo(let info)? = response.result else { throw Self.missingResult("GetServerInfo") }

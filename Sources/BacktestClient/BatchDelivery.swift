@@ -28,10 +28,14 @@ final class BatchDelivery: Sendable {
     let total: Int
     private let continuation: AsyncThrowingStream<ProgressUpdate, any Error>.Continuation
     private let state = NIOLockedValueBox(State())
+    /// Told the batch id once, when the first update announces it.
+    private let onBatchID: (@Sendable (String) -> Void)?
 
-    init(total: Int, continuation: AsyncThrowingStream<ProgressUpdate, any Error>.Continuation) {
+    init(total: Int, continuation: AsyncThrowingStream<ProgressUpdate, any Error>.Continuation,
+         onBatchID: (@Sendable (String) -> Void)? = nil) {
         self.total = total
         self.continuation = continuation
+        self.onBatchID = onBatchID
     }
 
     /// The batch id once the server announced it; nil before the first update.
@@ -58,6 +62,12 @@ final class BatchDelivery: Sendable {
     }
 
     private func deliver(_ update: ProgressUpdate, repeatsAllowed: Bool) throws(BacktestError) -> Outcome {
+        let announced = state.withLockedValue { state in
+            guard !state.finished, state.batchID == nil else { return false }
+            state.batchID = update.batchID
+            return true
+        }
+        if announced { onBatchID?(update.batchID) }
         let outcome: Result<Outcome, BacktestError> = state.withLockedValue { state in
             guard !state.finished else { return .success(.finished) }
             if let known = state.batchID, known != update.batchID {

@@ -68,6 +68,28 @@ public struct MarketCalendar: Sendable {
         return days
     }
 
+    /// How many trading days `range` holds: `tradingDays(in:).count`, computed from the weekday
+    /// count less the closures, per year rather than per day (a 20-year range costs 20 holiday
+    /// tables, not 5,000), for callers that count often.
+    public func tradingDayCount(in range: ClosedRange<TradingDate>) -> Int {
+        let days = range.lowerBound.distance(to: range.upperBound) + 1
+        var count = days / 7 * 5
+        var date = range.lowerBound.advanced(by: days / 7 * 7)
+        while date <= range.upperBound {
+            if !date.isWeekend { count += 1 }
+            date = date.advanced(by: 1)
+        }
+        var closed = Set<TradingDate>()
+        for year in range.lowerBound.year...range.upperBound.year {
+            // `closure(on:)` reads a date's own year's table, so only that year's dates count.
+            for day in holidays(in: year).keys where day.year == year && range.contains(day) && !day.isWeekend {
+                closed.insert(day)
+            }
+        }
+        for day in MarketCalendar.oneOffClosures.keys where range.contains(day) && !day.isWeekend { closed.insert(day) }
+        return count - closed.count
+    }
+
     /// The first trading day strictly after `date`.
     public func nextTradingDay(after date: TradingDate) -> TradingDate {
         var day = date.advanced(by: 1)

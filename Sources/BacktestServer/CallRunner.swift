@@ -97,6 +97,8 @@ struct CallRunner: Sendable {
             return .serverInfo(await service.serverInfo())
         case .purgeCache:
             return .purge(try await service.purgeCache())
+        case .cancelBatch(let batchID):
+            return .batchStatus(try await service.cancelBatch(id: batchID, context: context))
         }
     }
 }

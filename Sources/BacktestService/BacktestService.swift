@@ -66,4 +66,16 @@ package protocol BacktestService: Sendable {
     func batchStatus(id: String, knownIndices: Set<Int>, context: CallContext) async throws -> ProgressUpdate
     func serverInfo() async -> ServerInfo
     func purgeCache() async throws -> PurgeCacheResult
+    /// Stops batch `id`, whichever connection started it: no variant starts afterwards and the
+    /// batch ends CANCELLED. Returns its state afterwards without results (`completed` counts the
+    /// variants that finished); a batch that already ended is returned as it is. Throws NOT_FOUND
+    /// (field `batch_id`) for an unknown or expired id.
+    func cancelBatch(id: String, context: CallContext) async throws -> ProgressUpdate
+}
+
+extension BacktestService {
+    /// A service without batch jobs has nothing to cancel.
+    package func cancelBatch(id: String, context: CallContext) async throws -> ProgressUpdate {
+        throw BacktestError(.unimplemented, "CancelBatch is not available on this server")
+    }
 }

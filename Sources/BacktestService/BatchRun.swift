@@ -31,6 +31,8 @@ struct BatchRun {
         do {
             try await runVariants(started: started, emit: emit)
         } catch {
+            // A CancelBatch ended the job already: the stream (if still open) ends with its reason.
+            if let reason = await job.cancelReason { throw reason }
             // Cancel, deadline or disconnect: remaining variants stop; the job keeps what finished.
             let completed = await job.completed
             let status = (error as? BacktestError)
@@ -44,6 +46,9 @@ struct BatchRun {
     }
 
     private func runVariants(started: ContinuousClock.Instant, emit: @escaping @Sendable (ProgressUpdate) async throws -> Void) async throws {
+        // The id goes out before anything slow (the data fetch), so the batch can be re-attached
+        // to or cancelled by id from the first moment.
+        try await emit(await job.started())
         let job = self.job
         let shared = try await pipeline.execute(
             request.variants, settings: request.settings, parallelism: parallelism, path: { "variants[\($0)]" },
@@ -56,13 +61,20 @@ struct BatchRun {
                 try await stopIfAbandoned()
             })
         guard var stats = shared else {
-            try await emit(await job.finish(.final, stats: RunStatistics()))
+            try await emit(try await finalUpdate(stats: RunStatistics()))
             return
         }
         stats.totalMs = (ContinuousClock.now - started).milliseconds
         stats.variantsPerSecond = Double(request.variants.count) / max(stats.totalMs / 1000, 1e-9)
         logger.info("\(PerformanceLine(label: "batch \(job.id) (\(request.variants.count) variants)", stats: stats))")
-        try await emit(await job.finish(.final, stats: stats))
+        try await emit(try await finalUpdate(stats: stats))
+    }
+
+    /// The Final update, or the CancelBatch's reason when one ended the job first.
+    private func finalUpdate(stats: RunStatistics) async throws -> ProgressUpdate {
+        let update = await job.finish(.final, stats: stats)
+        if update.state != .final, let reason = await job.cancelReason { throw reason }
+        return update
     }
 
     /// A disconnect stops the remaining variants unless someone re-attached in time.

@@ -53,8 +53,9 @@ package struct EngineBacktestService: BacktestService {
     package func runBatch(
         _ request: BatchRequest, context: CallContext, emit: @escaping @Sendable (ProgressUpdate) async throws -> Void
     ) async throws {
+        let job = await jobs.create(total: request.variants.count)
         let run = BatchRun(
-            request: request, pipeline: pipeline, job: await jobs.create(total: request.variants.count),
+            request: request, pipeline: pipeline, job: job,
             parallelism: request.maxParallel > 0 ? min(request.maxParallel, maxParallel) : maxParallel,
             deadline: context.deadline, connection: context.connection, abandonAfter: abandonAfter, logger: context.logger)
         let connection = context.connection
@@ -70,6 +71,7 @@ package struct EngineBacktestService: BacktestService {
             }
             }
         }
+        await job.onCancel { work.cancel() }
         // The server's deadline timer cancels the call only while the connection is open.
         let deadlineTimer = context.deadline == .distantFuture ? nil : Task {
             try await Task.sleep(for: .nanoseconds(max(0, (context.deadline - .now()).nanoseconds)))
@@ -85,6 +87,15 @@ package struct EngineBacktestService: BacktestService {
 
     package func batchStatus(id: String, knownIndices: Set<Int>, context: CallContext) async throws -> ProgressUpdate {
         try await jobs.job(id: id).snapshot(excluding: knownIndices, maxBytes: statusAnswerBytes)
+    }
+
+    /// Ends the job CANCELLED at once (what finished stays readable) and cancels its work, which
+    /// may still be fetching data: no variant starts after this returns.
+    package func cancelBatch(id: String, context: CallContext) async throws -> ProgressUpdate {
+        let job = try await jobs.job(id: id)
+        let update = await job.cancel()
+        context.logger.info("batch \(id): CancelBatch, now \(update.statusText) with \(update.completed) of \(update.total) variants finished")
+        return update
     }
 
     package func serverInfo() async -> ServerInfo {

@@ -592,6 +592,51 @@ void   backtest__v1__batch_status_request__free_unpacked
   assert(message->base.descriptor == &backtest__v1__batch_status_request__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   backtest__v1__cancel_batch_request__init
+                     (Backtest__V1__CancelBatchRequest         *message)
+{
+  static const Backtest__V1__CancelBatchRequest init_value = BACKTEST__V1__CANCEL_BATCH_REQUEST__INIT;
+  *message = init_value;
+}
+size_t backtest__v1__cancel_batch_request__get_packed_size
+                     (const Backtest__V1__CancelBatchRequest *message)
+{
+  assert(message->base.descriptor == &backtest__v1__cancel_batch_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t backtest__v1__cancel_batch_request__pack
+                     (const Backtest__V1__CancelBatchRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &backtest__v1__cancel_batch_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t backtest__v1__cancel_batch_request__pack_to_buffer
+                     (const Backtest__V1__CancelBatchRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &backtest__v1__cancel_batch_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Backtest__V1__CancelBatchRequest *
+       backtest__v1__cancel_batch_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Backtest__V1__CancelBatchRequest *)
+     protobuf_c_message_unpack (&backtest__v1__cancel_batch_request__descriptor,
+                                allocator, len, data);
+}
+void   backtest__v1__cancel_batch_request__free_unpacked
+                     (Backtest__V1__CancelBatchRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &backtest__v1__cancel_batch_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   backtest__v1__server_info_request__init
                      (Backtest__V1__ServerInfoRequest         *message)
 {
@@ -2363,6 +2408,44 @@ const ProtobufCMessageDescriptor backtest__v1__batch_status_request__descriptor 
   (ProtobufCMessageInit) backtest__v1__batch_status_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor backtest__v1__cancel_batch_request__field_descriptors[1] =
+{
+  {
+    "batch_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__CancelBatchRequest, batch_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned backtest__v1__cancel_batch_request__field_indices_by_name[] = {
+  0,   /* field[0] = batch_id */
+};
+static const ProtobufCIntRange backtest__v1__cancel_batch_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor backtest__v1__cancel_batch_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "backtest.v1.CancelBatchRequest",
+  "CancelBatchRequest",
+  "Backtest__V1__CancelBatchRequest",
+  "backtest.v1",
+  sizeof(Backtest__V1__CancelBatchRequest),
+  1,
+  backtest__v1__cancel_batch_request__field_descriptors,
+  backtest__v1__cancel_batch_request__field_indices_by_name,
+  1,  backtest__v1__cancel_batch_request__number_ranges,
+  (ProtobufCMessageInit) backtest__v1__cancel_batch_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 #define backtest__v1__server_info_request__field_descriptors NULL
 #define backtest__v1__server_info_request__field_indices_by_name NULL
 #define backtest__v1__server_info_request__number_ranges NULL
@@ -3908,7 +3991,7 @@ const ProtobufCMessageDescriptor backtest__v1__response_header__descriptor =
   (ProtobufCMessageInit) backtest__v1__response_header__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor backtest__v1__call_request__field_descriptors[6] =
+static const ProtobufCFieldDescriptor backtest__v1__call_request__field_descriptors[7] =
 {
   {
     "header",
@@ -3982,8 +4065,21 @@ static const ProtobufCFieldDescriptor backtest__v1__call_request__field_descript
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "cancel_batch",
+    15,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Backtest__V1__CallRequest, method_case),
+    offsetof(Backtest__V1__CallRequest, cancel_batch),
+    &backtest__v1__cancel_batch_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned backtest__v1__call_request__field_indices_by_name[] = {
+  6,   /* field[6] = cancel_batch */
   3,   /* field[3] = get_batch_status */
   4,   /* field[4] = get_server_info */
   0,   /* field[0] = header */
@@ -3995,7 +4091,7 @@ static const ProtobufCIntRange backtest__v1__call_request__number_ranges[2 + 1] 
 {
   { 1, 0 },
   { 10, 1 },
-  { 0, 6 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor backtest__v1__call_request__descriptor =
 {
@@ -4005,7 +4101,7 @@ const ProtobufCMessageDescriptor backtest__v1__call_request__descriptor =
   "Backtest__V1__CallRequest",
   "backtest.v1",
   sizeof(Backtest__V1__CallRequest),
-  6,
+  7,
   backtest__v1__call_request__field_descriptors,
   backtest__v1__call_request__field_indices_by_name,
   2,  backtest__v1__call_request__number_ranges,
@@ -4698,15 +4794,17 @@ const ProtobufCEnumDescriptor backtest__v1__batch_state__descriptor =
   backtest__v1__batch_state__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor backtest__v1__backtester__method_descriptors[5] =
+static const ProtobufCMethodDescriptor backtest__v1__backtester__method_descriptors[6] =
 {
   { "RunBacktest", &backtest__v1__backtest_request__descriptor, &backtest__v1__backtest_result__descriptor },
   { "RunBatch", &backtest__v1__batch_request__descriptor, &backtest__v1__progress_update__descriptor },
   { "GetBatchStatus", &backtest__v1__batch_status_request__descriptor, &backtest__v1__progress_update__descriptor },
   { "GetServerInfo", &backtest__v1__server_info_request__descriptor, &backtest__v1__server_info__descriptor },
   { "PurgeCache", &backtest__v1__purge_cache_request__descriptor, &backtest__v1__purge_cache_result__descriptor },
+  { "CancelBatch", &backtest__v1__cancel_batch_request__descriptor, &backtest__v1__progress_update__descriptor },
 };
 const unsigned backtest__v1__backtester__method_indices_by_name[] = {
+  5,        /* CancelBatch */
   2,        /* GetBatchStatus */
   3,        /* GetServerInfo */
   4,        /* PurgeCache */
@@ -4720,7 +4818,7 @@ const ProtobufCServiceDescriptor backtest__v1__backtester__descriptor =
   "Backtester",
   "Backtest__V1__Backtester",
   "backtest.v1",
-  5,
+  6,
   backtest__v1__backtester__method_descriptors,
   backtest__v1__backtester__method_indices_by_name
 };
@@ -4763,6 +4861,14 @@ void backtest__v1__backtester__purge_cache(ProtobufCService *service,
 {
   assert(service->descriptor == &backtest__v1__backtester__descriptor);
   service->invoke(service, 4, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void backtest__v1__backtester__cancel_batch(ProtobufCService *service,
+                                            const Backtest__V1__CancelBatchRequest *input,
+                                            Backtest__V1__ProgressUpdate_Closure closure,
+                                            void *closure_data)
+{
+  assert(service->descriptor == &backtest__v1__backtester__descriptor);
+  service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void backtest__v1__backtester__init (Backtest__V1__Backtester_Service *service,
                                      Backtest__V1__Backtester_ServiceDestroy destroy)

@@ -12,7 +12,8 @@ import Foundation
 /// On a terminal the table is redrawn in place ("Partial Results (3/8 complete)", "Running..."
 /// for the rest); in a pipe each update is one line, and the final table comes at the end.
 /// Sorting and `--csv` wait for the final update: a batch that ends early (cancelled, failed,
-/// connection lost) prints its partial table, writes no CSV and exits non-zero.
+/// connection lost) prints its partial table, writes no CSV and exits non-zero (130 after Ctrl-C,
+/// which cancels the batch on the server: `BatchInterrupt`).
 struct BatchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "batch",
@@ -71,19 +72,25 @@ struct BatchCommand: AsyncParsableCommand {
         }
         let metric = BatchMetric(name: sortBy) ?? .sharpe
         var redraw = LiveRedraw()
-        let table = try await stream(expanded, settings: loaded.settings, redraw: &redraw)
-        try finish(table, metric: metric, redraw: &redraw)
+        let (table, interrupted) = try await stream(expanded, settings: loaded.settings, redraw: &redraw)
+        try finish(table, metric: metric, redraw: &redraw, interrupted: interrupted)
     }
 
-    /// Follows the batch to its end, redrawing as updates arrive.
-    private func stream(_ variants: [Variant], settings: BacktestSettings, redraw: inout LiveRedraw) async throws -> BatchTable {
+    /// Follows the batch to its end, redrawing as updates arrive. Ctrl-C cancels the batch on the
+    /// server and the stream then ends CANCELLED: `interrupted` says it was pressed.
+    private func stream(
+        _ variants: [Variant], settings: BacktestSettings, redraw: inout LiveRedraw
+    ) async throws -> (table: BatchTable, interrupted: Bool) {
         var table = BatchTable(variants: variants)
         let live = !json && Terminal.stdoutIsTTY
         if live { Terminal.write(redraw.frame(Self.fitted(table.render()))) } else if !json { print(table.header) }
         let client = try connection.makeClient()
+        let interrupt = BatchInterrupt(client: client)
+        defer { interrupt.remove() }
         let updates = client.runBatch(
             variants.map(\.strategy), settings: settings, maxParallel: maxParallel,
-            timeout: timeout > 0 ? .milliseconds(Int64(timeout * 1000)) : nil)
+            timeout: timeout > 0 ? .milliseconds(Int64(timeout * 1000)) : nil,
+            onBatchID: { interrupt.announce($0) })
         do {
             for try await update in updates {
                 table.apply(update)
@@ -98,7 +105,7 @@ struct BatchCommand: AsyncParsableCommand {
             table.interrupt(error as? BacktestError ?? BacktestError(.unavailable, "\(error)"))
         }
         await client.close()
-        return table
+        return (table, interrupt.wasInterrupted)
     }
 
     /// Lines cut to the terminal's width: a wrapped line would throw off the redraw's line count.
@@ -108,7 +115,7 @@ struct BatchCommand: AsyncParsableCommand {
     }
 
     /// Sorted table and CSV when the batch is final; otherwise the partial table and exit 1.
-    private func finish(_ table: BatchTable, metric: BatchMetric, redraw: inout LiveRedraw) throws {
+    private func finish(_ table: BatchTable, metric: BatchMetric, redraw: inout LiveRedraw, interrupted: Bool) throws {
         guard let final = table.finalized(sortBy: metric) else {
             if json {
                 Terminal.write(String(decoding: try BatchDocument(unfinished: table).json(), as: UTF8.self) + "\n")
@@ -117,7 +124,7 @@ struct BatchCommand: AsyncParsableCommand {
             }
             printError("batch did not finish (\(table.header))\(csv == nil ? "" : "; no CSV written")"
                 + (table.error.map { ": \(BatchTableLayout.describe($0))" } ?? ""))
-            throw ExitCode(1)
+            throw ExitCode(interrupted ? 130 : 1)
         }
         if let csv {
             do {

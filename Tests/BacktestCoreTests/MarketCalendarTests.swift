@@ -14,6 +14,20 @@ import Testing
         #expect(Set(expected).symmetricDifference(spy.dates).sorted().map(\.iso) == [])
     }
 
+    @Test func tradingDayCountEqualsTheListedDays() {
+        var generator = SystemRandomNumberGenerator()
+        let first = TradingDate(iso: "1993-01-01")!
+        var ranges = [(first, TradingDate(iso: "2026-12-31")!), (TradingDate(iso: "2005-01-01")!, TradingDate(iso: "2005-01-01")!),
+                      (TradingDate(iso: "2021-12-31")!, TradingDate(iso: "2022-01-03")!)]
+        for _ in 0..<300 {
+            let start = first.advanced(by: Int.random(in: 0..<12_000, using: &generator))
+            ranges.append((start, start.advanced(by: Int.random(in: 0..<800, using: &generator))))
+        }
+        for (from, through) in ranges {
+            #expect(calendar.tradingDayCount(in: from...through) == calendar.tradingDays(in: from...through).count, "\(from)...\(through)")
+        }
+    }
+
     @Test func observanceRules() throws {
         func closed(_ iso: String) -> String? { calendar.closure(on: TradingDate(iso: iso)!) }
         #expect(closed("2022-01-01") == nil, "a Saturday New Year is not observed on Friday")

@@ -55,6 +55,17 @@ struct MessageCodecTests {
         #expect(try CallRequest.decode(CallRequest(method: method).encoded()).method.get() == method)
     }
 
+    @Test func cancelBatchRequestRoundTripsAndIsFieldFifteen() throws {
+        let method = CallMethod.cancelBatch(batchID: "0123456789abcdef0123456789abcdef")
+        #expect(try CallRequest.decode(CallRequest(method: method).encoded()).method.get() == method)
+        #expect(method.name == "CancelBatch")
+        // CallRequest { cancel_batch (15) { batch_id (1): "b1" } }, written by hand.
+        let bytes = ProtoBytes.field(15, ProtoBytes.string(1, "b1"))
+        var buffer = ByteBuffer()
+        buffer.writeBytes(bytes)
+        #expect(try CallRequest.decode(buffer).method.get() == .cancelBatch(batchID: "b1"))
+    }
+
     @Test func protoDefaultsBecomeModelDefaults() throws {
         // settings { start_date: "2010-01-04", end_date: "2010-02-01" } and an empty strategy.
         let settings = ProtoBytes.string(1, "2010-01-04") + ProtoBytes.string(2, "2010-02-01")

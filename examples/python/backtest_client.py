@@ -121,8 +121,32 @@ class BacktestClient:
         return self.call(run_backtest_request(strategy, settings, timeout_ms, request_id)).backtest
 
     def run_batch(self, variants, settings, max_parallel=0, timeout_ms=0, request_id=""):
-        """Yields the ProgressUpdates of a RunBatch: PARTIAL ones as variants finish, then FINAL."""
+        """Yields the ProgressUpdates of a RunBatch: a first one announcing the batch_id (completed 0,
+        sent before the server fetches data), PARTIAL ones as variants finish, then FINAL."""
         return self.stream(run_batch_request(variants, settings, max_parallel, timeout_ms, request_id))
+
+    def batch_status(self, batch_id, known_indices=(), timeout_ms=5000):
+        """The ProgressUpdate of GetBatchStatus: state and finished results not in known_indices."""
+        return self.call(batch_status_request(batch_id, known_indices, timeout_ms)).batch_status
+
+    def cancel_batch(self, batch_id, timeout_ms=5000):
+        """Stops a batch from any connection (CancelBatch); returns its ProgressUpdate afterwards."""
+        return self.call(cancel_batch_request(batch_id, timeout_ms)).batch_status
+
+
+def batch_status_request(batch_id, known_indices=(), timeout_ms=5000):
+    """The CallRequest of a GetBatchStatus (answer: CallResponse.batch_status)."""
+    request = pb.CallRequest(header=pb.RequestHeader(timeout_ms=timeout_ms))
+    request.get_batch_status.batch_id = batch_id
+    request.get_batch_status.known_indices.extend(known_indices)
+    return request
+
+
+def cancel_batch_request(batch_id, timeout_ms=5000):
+    """The CallRequest of a CancelBatch (answer: CallResponse.batch_status, without results)."""
+    request = pb.CallRequest(header=pb.RequestHeader(timeout_ms=timeout_ms))
+    request.cancel_batch.batch_id = batch_id
+    return request
 
 
 def run_backtest_request(strategy, settings, timeout_ms=0, request_id=""):

@@ -110,6 +110,17 @@ def main():
         "results": batch_results,
     }
 
+    # The batch was announced before any result (completed 0), and CancelBatch on a finished
+    # batch leaves it FINAL; an unknown id is NOT_FOUND.
+    assert updates[0].completed == 0 and not updates[0].results, updates[0]
+    after = client.cancel_batch(final.batch_id)
+    assert after.state == pb.BATCH_FINAL and after.completed == 3, after
+    try:
+        client.cancel_batch("0" * 32)
+        raise AssertionError("CancelBatch of an unknown id succeeded")
+    except CallError as error:
+        assert error.code == pb.NOT_FOUND and error.field == "batch_id", error
+
     # 5. A request naming no method is UNIMPLEMENTED, and the connection stays usable.
     try:
         client.call(pb.CallRequest(header=pb.RequestHeader(request_id="py-2")))

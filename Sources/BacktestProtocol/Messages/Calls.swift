@@ -11,6 +11,8 @@ package enum CallMethod: Sendable, Hashable {
     case batchStatus(batchID: String, knownIndices: [Int] = [])
     case serverInfo
     case purgeCache
+    /// Stops the batch `batchID` from any connection; answered with its state (`CallResult.batchStatus`).
+    case cancelBatch(batchID: String)
 
     /// The method's name in the proto's `service` block, for logs and errors.
     package var name: String {
@@ -20,6 +22,7 @@ package enum CallMethod: Sendable, Hashable {
         case .batchStatus: "GetBatchStatus"
         case .serverInfo: "GetServerInfo"
         case .purgeCache: "PurgeCache"
+        case .cancelBatch: "CancelBatch"
         }
     }
 }
@@ -95,6 +98,8 @@ package struct CallRequest: WireMessage {
                 return .serverInfo
             case BACKTEST__V1__CALL_REQUEST__METHOD_PURGE_CACHE:
                 return .purgeCache
+            case BACKTEST__V1__CALL_REQUEST__METHOD_CANCEL_BATCH:
+                return .cancelBatch(batchID: string(try required(m.cancel_batch, "cancel_batch").pointee.batch_id))
             default:
                 throw BacktestError(.unimplemented, "the request names no method this server knows")
             }
@@ -141,6 +146,11 @@ package struct CallRequest: WireMessage {
             case .purgeCache:
                 m.pointee.method_case = BACKTEST__V1__CALL_REQUEST__METHOD_PURGE_CACHE
                 m.pointee.purge_cache = arena.message(PB.purgeCacheRequest)
+            case .cancelBatch(let batchID):
+                let r = arena.message(PB.cancelBatchRequest)
+                r.pointee.batch_id = arena.cString(batchID)
+                m.pointee.method_case = BACKTEST__V1__CALL_REQUEST__METHOD_CANCEL_BATCH
+                m.pointee.cancel_batch = r
             }
         }
     }

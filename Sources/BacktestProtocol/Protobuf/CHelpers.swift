@@ -64,6 +64,7 @@ enum PB {
     static let backtestRequest = ProtobufMessageType(backtest__v1__backtest_request__init)
     static let batchRequest = ProtobufMessageType(backtest__v1__batch_request__init)
     static let batchStatusRequest = ProtobufMessageType(backtest__v1__batch_status_request__init)
+    static let cancelBatchRequest = ProtobufMessageType(backtest__v1__cancel_batch_request__init)
     static let serverInfoRequest = ProtobufMessageType(backtest__v1__server_info_request__init)
     static let purgeCacheRequest = ProtobufMessageType(backtest__v1__purge_cache_request__init)
     static let order = ProtobufMessageType(backtest__v1__order__init)

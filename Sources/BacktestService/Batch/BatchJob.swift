@@ -21,6 +21,10 @@ package actor BatchJob {
     private var results: [VariantResult] = []
     private var stats: RunStatistics?
     private var error: BacktestError?
+    /// Why a CancelBatch stopped the job; nil unless one did.
+    package private(set) var cancelReason: BacktestError?
+    /// Stops the job's work; set by whoever runs it, called once by `cancel()`.
+    private var stopWork: (@Sendable () -> Void)?
     /// Tells the registry the job finished and how many bytes of results it keeps.
     private let onFinish: @Sendable (Int) -> Void
 
@@ -38,6 +42,31 @@ package actor BatchJob {
         guard state == .partial else { return nil }
         results.append(result)
         return ProgressUpdate(batchID: id, completed: results.count, total: total, state: .partial, results: [result])
+    }
+
+    /// The first streamed update: the job exists and has its id, nothing finished yet. Sent before
+    /// the data fetch so that a client losing its connection during a slow fetch can re-attach.
+    package func started() -> ProgressUpdate {
+        ProgressUpdate(batchID: id, completed: 0, total: total, state: state)
+    }
+
+    /// Registers how to stop the job's work. A job cancelled before this is stopped at once.
+    package func onCancel(_ stop: @escaping @Sendable () -> Void) {
+        if cancelReason != nil { stop() } else { stopWork = stop }
+    }
+
+    /// CancelBatch: ends a running job CANCELLED (so results that finish later are dropped and
+    /// no variant starts) and stops its work. Returns the state afterwards, without results: a
+    /// job that already ended is left as it was.
+    package func cancel() -> ProgressUpdate {
+        if state == .partial {
+            let reason = BacktestError(.cancelled, "batch cancelled by CancelBatch after \(results.count) of \(total) variants")
+            cancelReason = reason
+            finish(.cancelled, error: reason)
+            stopWork?()
+        }
+        stopWork = nil
+        return ProgressUpdate(batchID: id, completed: results.count, total: total, state: state, stats: stats, error: error)
     }
 
     /// Notes how many variants are running now.

@@ -28,6 +28,7 @@ typedef struct Backtest__V1__BacktestSettings Backtest__V1__BacktestSettings;
 typedef struct Backtest__V1__BacktestRequest Backtest__V1__BacktestRequest;
 typedef struct Backtest__V1__BatchRequest Backtest__V1__BatchRequest;
 typedef struct Backtest__V1__BatchStatusRequest Backtest__V1__BatchStatusRequest;
+typedef struct Backtest__V1__CancelBatchRequest Backtest__V1__CancelBatchRequest;
 typedef struct Backtest__V1__ServerInfoRequest Backtest__V1__ServerInfoRequest;
 typedef struct Backtest__V1__PurgeCacheRequest Backtest__V1__PurgeCacheRequest;
 typedef struct Backtest__V1__Order Backtest__V1__Order;
@@ -491,6 +492,23 @@ struct  Backtest__V1__BatchStatusRequest
     , (char *)protobuf_c_empty_string, 0,NULL }
 
 
+/*
+ * Stops a batch, whichever connection started it: no variant starts after it, the variants already
+ * finished stay readable with GetBatchStatus, and the batch ends BATCH_CANCELLED (its RunBatch
+ * stream, if still open, ends with status CANCELLED). The answer (`CallResponse.batch_status`) is
+ * the batch's state afterwards, without results: `completed` is how many variants finished. A
+ * batch that already ended is left as it was and its state returned; an unknown id is NOT_FOUND.
+ */
+struct  Backtest__V1__CancelBatchRequest
+{
+  ProtobufCMessage base;
+  char *batch_id;
+};
+#define BACKTEST__V1__CANCEL_BATCH_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&backtest__v1__cancel_batch_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
 struct  Backtest__V1__ServerInfoRequest
 {
   ProtobufCMessage base;
@@ -893,7 +911,8 @@ typedef enum {
   BACKTEST__V1__CALL_REQUEST__METHOD_RUN_BATCH = 11,
   BACKTEST__V1__CALL_REQUEST__METHOD_GET_BATCH_STATUS = 12,
   BACKTEST__V1__CALL_REQUEST__METHOD_GET_SERVER_INFO = 13,
-  BACKTEST__V1__CALL_REQUEST__METHOD_PURGE_CACHE = 14
+  BACKTEST__V1__CALL_REQUEST__METHOD_PURGE_CACHE = 14,
+  BACKTEST__V1__CALL_REQUEST__METHOD_CANCEL_BATCH = 15
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(BACKTEST__V1__CALL_REQUEST__METHOD__CASE)
 } Backtest__V1__CallRequest__MethodCase;
 
@@ -908,6 +927,7 @@ struct  Backtest__V1__CallRequest
     Backtest__V1__BatchStatusRequest *get_batch_status;
     Backtest__V1__ServerInfoRequest *get_server_info;
     Backtest__V1__PurgeCacheRequest *purge_cache;
+    Backtest__V1__CancelBatchRequest *cancel_batch;
   };
 };
 #define BACKTEST__V1__CALL_REQUEST__INIT \
@@ -936,6 +956,9 @@ struct  Backtest__V1__CallResponse
   Backtest__V1__CallResponse__ResultCase result_case;
   union {
     Backtest__V1__BacktestResult *backtest;
+    /*
+     * GetBatchStatus and CancelBatch
+     */
     Backtest__V1__ProgressUpdate *batch_status;
     Backtest__V1__ServerInfo *server_info;
     Backtest__V1__PurgeCacheResult *purge;
@@ -1263,6 +1286,25 @@ Backtest__V1__BatchStatusRequest *
                       const uint8_t       *data);
 void   backtest__v1__batch_status_request__free_unpacked
                      (Backtest__V1__BatchStatusRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Backtest__V1__CancelBatchRequest methods */
+void   backtest__v1__cancel_batch_request__init
+                     (Backtest__V1__CancelBatchRequest         *message);
+size_t backtest__v1__cancel_batch_request__get_packed_size
+                     (const Backtest__V1__CancelBatchRequest   *message);
+size_t backtest__v1__cancel_batch_request__pack
+                     (const Backtest__V1__CancelBatchRequest   *message,
+                      uint8_t             *out);
+size_t backtest__v1__cancel_batch_request__pack_to_buffer
+                     (const Backtest__V1__CancelBatchRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Backtest__V1__CancelBatchRequest *
+       backtest__v1__cancel_batch_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   backtest__v1__cancel_batch_request__free_unpacked
+                     (Backtest__V1__CancelBatchRequest *message,
                       ProtobufCAllocator *allocator);
 /* Backtest__V1__ServerInfoRequest methods */
 void   backtest__v1__server_info_request__init
@@ -1685,6 +1727,9 @@ typedef void (*Backtest__V1__BatchRequest_Closure)
 typedef void (*Backtest__V1__BatchStatusRequest_Closure)
                  (const Backtest__V1__BatchStatusRequest *message,
                   void *closure_data);
+typedef void (*Backtest__V1__CancelBatchRequest_Closure)
+                 (const Backtest__V1__CancelBatchRequest *message,
+                  void *closure_data);
 typedef void (*Backtest__V1__ServerInfoRequest_Closure)
                  (const Backtest__V1__ServerInfoRequest *message,
                   void *closure_data);
@@ -1772,6 +1817,10 @@ struct Backtest__V1__Backtester_Service
                       const Backtest__V1__PurgeCacheRequest *input,
                       Backtest__V1__PurgeCacheResult_Closure closure,
                       void *closure_data);
+  void (*cancel_batch)(Backtest__V1__Backtester_Service *service,
+                       const Backtest__V1__CancelBatchRequest *input,
+                       Backtest__V1__ProgressUpdate_Closure closure,
+                       void *closure_data);
 };
 typedef void (*Backtest__V1__Backtester_ServiceDestroy)(Backtest__V1__Backtester_Service *);
 void backtest__v1__backtester__init (Backtest__V1__Backtester_Service *service,
@@ -1784,7 +1833,8 @@ void backtest__v1__backtester__init (Backtest__V1__Backtester_Service *service,
       function_prefix__ ## run_batch,\
       function_prefix__ ## get_batch_status,\
       function_prefix__ ## get_server_info,\
-      function_prefix__ ## purge_cache  }
+      function_prefix__ ## purge_cache,\
+      function_prefix__ ## cancel_batch  }
 void backtest__v1__backtester__run_backtest(ProtobufCService *service,
                                             const Backtest__V1__BacktestRequest *input,
                                             Backtest__V1__BacktestResult_Closure closure,
@@ -1805,6 +1855,10 @@ void backtest__v1__backtester__purge_cache(ProtobufCService *service,
                                            const Backtest__V1__PurgeCacheRequest *input,
                                            Backtest__V1__PurgeCacheResult_Closure closure,
                                            void *closure_data);
+void backtest__v1__backtester__cancel_batch(ProtobufCService *service,
+                                            const Backtest__V1__CancelBatchRequest *input,
+                                            Backtest__V1__ProgressUpdate_Closure closure,
+                                            void *closure_data);
 
 /* --- descriptors --- */
 
@@ -1830,6 +1884,7 @@ extern const ProtobufCMessageDescriptor backtest__v1__backtest_settings__descrip
 extern const ProtobufCMessageDescriptor backtest__v1__backtest_request__descriptor;
 extern const ProtobufCMessageDescriptor backtest__v1__batch_request__descriptor;
 extern const ProtobufCMessageDescriptor backtest__v1__batch_status_request__descriptor;
+extern const ProtobufCMessageDescriptor backtest__v1__cancel_batch_request__descriptor;
 extern const ProtobufCMessageDescriptor backtest__v1__server_info_request__descriptor;
 extern const ProtobufCMessageDescriptor backtest__v1__purge_cache_request__descriptor;
 extern const ProtobufCMessageDescriptor backtest__v1__order__descriptor;

@@ -3,8 +3,9 @@ import Logging
 
 /// Daily bars from Alpaca's market-data API v2, `GET /v2/stocks/bars`.
 ///
-/// One query becomes one multi-symbol request per `maxSymbolsPerRequest` symbols, followed
-/// through every `next_page_token`; adjustment is Alpaca's own (`adjustment=raw|split|all`,
+/// One query becomes multi-symbol requests packed so that each fits one page where that costs no
+/// more API calls than one request per `maxSymbolsPerRequest` symbols would (`AlpacaRequestPlan`),
+/// sent concurrently, each followed through every `next_page_token`; adjustment is Alpaca's own (`adjustment=raw|split|all`,
 /// computed server-side as of today). Symbols Alpaca has no bars for in the range are absent
 /// from its answer and reported in `BarSet.missing`. `apiCalls` counts every HTTP request made,
 /// retries included, since each one counts against the rate limit.
@@ -21,6 +22,8 @@ package final class AlpacaProvider: MarketDataProvider {
     /// Shared by every request of this provider (one per process), retries included.
     private let pacer: RequestPacer
     private let calendar: MarketCalendar
+    /// What answers showed about each symbol's bars: the request plan's bounds.
+    let spans: KnownSpans
     private let logger: Logger
 
     /// - Parameters:
@@ -36,6 +39,7 @@ package final class AlpacaProvider: MarketDataProvider {
         self.retryEnvironment = retryEnvironment
         self.pacer = RequestPacer(limit: configuration.requestsPerMinute, environment: retryEnvironment)
         self.calendar = calendar
+        self.spans = KnownSpans(calendar: calendar)
         self.logger = logger
     }
 
@@ -49,16 +53,15 @@ package final class AlpacaProvider: MarketDataProvider {
             return BarSet(missing: query.symbols)
         }
         let headers = [("APCA-API-KEY-ID", keyID), ("APCA-API-SECRET-KEY", secretKey), ("Accept", "application/json")]
-        let chunkSize = configuration.maxSymbolsPerRequest
-        let chunks = stride(from: 0, to: query.symbols.count, by: chunkSize).map {
-            Array(query.symbols[$0..<min($0 + chunkSize, query.symbols.count)])
-        }
+        let plan = AlpacaRequestPlan(
+            symbols: query.symbols, bars: { [spans] in spans.bars($0, in: query.range) },
+            pageLimit: configuration.pageLimit, maxSymbolsPerRequest: configuration.maxSymbolsPerRequest)
 
         let budget = FetchBudget(policy: configuration.retry, deadline: FetchDeadline.current)
         var fetched: [String: [AlpacaBarsPage.Bar]] = [:]
         var requests = 0
         try await withThrowingTaskGroup(of: ([String: [AlpacaBarsPage.Bar]], Int).self) { group in
-            for symbols in chunks {
+            for symbols in plan.requests {
                 let request = AlpacaBarsRequest(
                     baseURL: configuration.baseURL, symbols: symbols, start: window.start, end: window.end,
                     adjustment: query.adjustment, feed: configuration.feed, limit: configuration.pageLimit)
@@ -75,7 +78,12 @@ package final class AlpacaProvider: MarketDataProvider {
             result.add(symbol, history: fetched[symbol].map { Self.dailyBars(symbol, $0) }, range: query.range, calendar: calendar)
         }
         result.normalize()
-        logger.debug("alpaca: \(query) in \(requests) request(s); missing \(result.missing)")
+        // Learnt only up to yesterday (UTC): today's bar may not exist yet, or be held back (SIP).
+        let yesterday = TradingDate(daysSinceEpoch: Int32((retryEnvironment.now() / 86_400).rounded(.down)) - 1)
+        if query.range.lowerBound <= yesterday {
+            spans.learn(from: result, symbols: query.symbols, range: query.range.lowerBound...min(query.range.upperBound, yesterday))
+        }
+        logger.debug("alpaca: \(query) in \(requests) request(s) (\(plan.requests.count) concurrent, \(plan.expectedCalls) expected); missing \(result.missing)")
         return result
     }
 

@@ -12,17 +12,20 @@ import Testing
 
 /// The real service on the shared daily files, with a probe in the engine and a count of the
 /// queries that reach the data source. `served` is what the test server runs: the service,
-/// holding the update of variant `holdAfter` at `gate` when asked.
+/// holding the update of variant `holdAfter` at `gate` when asked, and with `holdFetch` every
+/// data fetch at `fetchGate` (a slow cold fetch, for as long as the test likes).
 struct BatchFixture {
     let service: EngineBacktestService
     let served: HeldBatchService
     let source: CountingProvider
     let probe = EngineProbe()
     let gate = HoldGate()
+    let fetchGate = HoldGate()
 
-    init(holdAfter: Int? = nil, maxParallel: Int = 4, retention: Duration = .seconds(600),
+    init(holdAfter: Int? = nil, holdFetch: Bool = false, maxParallel: Int = 4, retention: Duration = .seconds(600),
          statusAnswerBytes: Int = ServerConfiguration().maxFramePayload / 2, abandonAfter: TimeAmount = .seconds(150)) throws {
-        source = CountingProvider(base: try LocalFilesProvider(directory: SharedData.dailyDirectory))
+        let files = try LocalFilesProvider(directory: SharedData.dailyDirectory)
+        source = CountingProvider(base: holdFetch ? HeldProvider(base: files, gate: fetchGate) : files)
         var logger = Logger(label: "test.pipeline")
         logger.logLevel = .critical
         let pipeline = BacktestPipeline(source: source, cache: nil, engines: EngineSelection(primary: ProbedEngine(probe: probe)),
@@ -120,5 +123,18 @@ struct CutBatch {
     func close() async {
         await client.close()
         await proxy.stop()
+    }
+}
+
+/// A provider whose every fetch waits at `gate` first.
+struct HeldProvider: MarketDataProvider {
+    let base: any MarketDataProvider
+    let gate: HoldGate
+    var name: String { base.name }
+    var dataEpoch: TradingDate { base.dataEpoch }
+
+    func dailyBars(_ query: BarQuery) async throws -> BarSet {
+        try await gate.pass()
+        return try await base.dailyBars(query)
     }
 }

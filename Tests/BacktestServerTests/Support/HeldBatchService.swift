@@ -29,6 +29,10 @@ struct HeldBatchService: BacktestService {
         try await base.batchStatus(id: id, knownIndices: knownIndices, context: context)
     }
 
+    func cancelBatch(id: String, context: CallContext) async throws -> ProgressUpdate {
+        try await base.cancelBatch(id: id, context: context)
+    }
+
     func serverInfo() async -> ServerInfo { await base.serverInfo() }
     func purgeCache() async throws -> PurgeCacheResult { try await base.purgeCache() }
 }
