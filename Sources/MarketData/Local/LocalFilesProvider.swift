@@ -43,12 +43,30 @@ package final class LocalFilesProvider: MarketDataProvider {
     /// new fingerprint (and new cache keys) without a restart.
     public func cacheFingerprints(_ symbols: [String]) async throws -> [String: String] {
         try TickerSymbol.validate(symbols)
-        var result: [String: String] = [:]
-        for symbol in symbols {
-            _ = try history(symbol, nil)
-            result[symbol] = loaded.withLock { $0[symbol]?.fingerprint } ?? "none"
+        return try await Self.onReaderThread { [self] in
+            var result: [String: String] = [:]
+            for symbol in symbols {
+                _ = try history(symbol, nil)
+                result[symbol] = loaded.withLock { $0[symbol]?.fingerprint } ?? "none"
+            }
+            return result
         }
-        return result
+    }
+
+    /// Threads for reading and parsing files, one per core, for every provider of the process.
+    /// A first read is blocking file I/O plus parsing and adjusting decades of rows (a second or
+    /// more per ticker in a debug build): on Swift's cooperative pool (a thread per core, shared
+    /// by every task of the server) a 20-ticker query would hold it and stall every other call.
+    private static let readers = BlockingWorkerPool<Void>(
+        threadCount: ProcessInfo.processInfo.activeProcessorCount, name: "files",
+        makeResource: {}, destroy: { _ in })
+
+    /// Runs `work` on a reader thread; the calling task waits, suspended.
+    private static func onReaderThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            // The pool is never shut down, so the job always runs.
+            readers.submit { _ in continuation.resume(with: Result { try work() }) }
+        }
     }
 
     /// Fails with FAILED_PRECONDITION when `directory` does not exist. `dataEpoch` defaults to
@@ -65,12 +83,15 @@ package final class LocalFilesProvider: MarketDataProvider {
 
     package func dailyBars(_ query: BarQuery) async throws -> BarSet {
         try TickerSymbol.validate(query.symbols)
-        var result = BarSet()
-        for symbol in query.symbols {
-            result.add(symbol, history: try history(symbol, query.adjustment), range: query.range, calendar: calendar)
+        // Off the cooperative pool: files may have to be read and parsed (see `readers`).
+        return try await Self.onReaderThread { [self] in
+            var result = BarSet()
+            for symbol in query.symbols {
+                result.add(symbol, history: try history(symbol, query.adjustment), range: query.range, calendar: calendar)
+            }
+            result.normalize()
+            return result
         }
-        result.normalize()
-        return result
     }
 
     /// The whole file of `symbol`, adjusted (raw when `adjustment` is nil); nil when there is no
