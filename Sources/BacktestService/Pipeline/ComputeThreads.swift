@@ -28,7 +28,8 @@ package final class ComputeThreads: Sendable {
 
     private let pool: NIOThreadPool
 
-    /// Starts `numberOfThreads` threads (at least one) that live as long as the process.
+    /// Starts `numberOfThreads` threads (at least one). An instance other than `shared` must be
+    /// `shutdown()` before it is released.
     package init(numberOfThreads: Int) {
         pool = NIOThreadPool(numberOfThreads: max(1, numberOfThreads))
         pool.start()
@@ -42,5 +43,11 @@ package final class ComputeThreads: Sendable {
     package func run<Value: Sendable>(_ work: @escaping @Sendable () -> Value) async throws -> Value {
         try Task.checkCancellation()
         return try await pool.runIfActive(work)
+    }
+
+    /// Lets queued work finish, then stops the threads; `run` throws afterwards. Required before
+    /// an instance of one's own is released (`NIOThreadPool` checks it); `shared` is never stopped.
+    package func shutdown() async throws {
+        try await pool.shutdownGracefully()
     }
 }
