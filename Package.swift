@@ -100,6 +100,8 @@ let package = Package(
             dependencies: [
                 "BacktestCore", "BacktestModel", "BacktestEngine", "BacktestProtocol", "MarketData", "BacktestCache",
                 .product(name: "NIOCore", package: "swift-nio"),
+                // NIOThreadPool only (ComputeThreads: simulations off the cooperative pool).
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

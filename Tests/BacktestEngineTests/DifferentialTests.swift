@@ -15,7 +15,7 @@ func compare(_ lhs: Operand, _ op: Comparison, _ rhs: Operand) -> Condition {
     .compare(lhs: lhs, op: op, rhs: rhs)
 }
 
-@Suite("v2 engine against the reference engine")
+@Suite("v2 engine against the reference engine", .offCooperativePool)
 struct DifferentialTests {
     /// Short history (2011 on) keeps the quadratic reference engine fast in debug builds. MSFT
     /// loses three bars in 2013 to exercise the missing-bar policy; FB lists in May 2012, after

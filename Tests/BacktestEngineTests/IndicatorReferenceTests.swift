@@ -23,7 +23,7 @@ private struct TALibFixture: Decodable {
     var series: [String: [Double?]]
 }
 
-@Suite("Indicators against TA-Lib and the reference definitions")
+@Suite("Indicators against TA-Lib and the reference definitions", .offCooperativePool)
 struct IndicatorReferenceTests {
     @Test("every series of the shared reference files", arguments: ["AAPL", "XOM", "SPY"])
     func sharedReference(ticker: String) throws {

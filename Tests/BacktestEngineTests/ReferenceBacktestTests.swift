@@ -54,7 +54,7 @@ struct ReferenceBacktest {
     }
 }
 
-@Suite("The reference backtests of shared/reference/backtests.json")
+@Suite("The reference backtests of shared/reference/backtests.json", .offCooperativePool)
 struct ReferenceBacktestTests {
     static let tolerance = 1e-6
 

@@ -6,7 +6,7 @@ import Testing
 @testable import BacktestEngine
 
 /// SweepRunner's summaries against the full results of the same variants: equal to the bit.
-@Suite("Sweep summaries against full results")
+@Suite("Sweep summaries against full results", .offCooperativePool)
 struct SweepTests {
     /// Every number of a metrics value as its bit pattern (so -0 differs from 0, NaN equals
     /// itself), with the counts.

@@ -126,8 +126,10 @@ struct MalformedInputTests {
     }
 
     @Test func idleConnectionsAreClosedWithGoAwayOK() async throws {
-        // A connection that never made a call is idle after the longer of the two timeouts.
-        try await withServer({ $0.idleTimeout = .milliseconds(50); $0.handshakeTimeout = .seconds(1) }) { _, port in
+        // A connection that never made a call is idle after the longer of the two timeouts. The
+        // handshake timeout leaves the test's task ample time to send the preface on a loaded
+        // machine (with 1 s it sometimes found the connection already closed).
+        try await withServer({ $0.idleTimeout = .milliseconds(50); $0.handshakeTimeout = .seconds(5) }) { _, port in
             let (connection, _) = try await RawConnection.handshake(port: port)
             let goAway = try await connection.expectGoAwayAndClose()
             #expect(goAway.status.code == .ok)

@@ -41,7 +41,8 @@ import Testing
         let service = MetricsHTTPService(metrics: metrics, port: 0, bound: { bound in port.withLockedValue { $0 = bound } })
         let running = Task { try await service.run() }
         defer { running.cancel() }
-        let deadline = ContinuousClock.now + .seconds(10)
+        // A generous safety net: on a loaded machine binding can take a while to be scheduled.
+        let deadline = ContinuousClock.now + .seconds(60)
         while port.withLockedValue({ $0 }) == nil, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
         let bound = try #require(port.withLockedValue { $0 })
 

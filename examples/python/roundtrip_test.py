@@ -34,7 +34,9 @@ def main():
     import backtest_pb2 as pb
     from backtest_client import BacktestClient, CallError, run_backtest_request, run_batch_request
 
-    client = BacktestClient(args.host, args.port)
+    # The socket timeout matches the longest call deadline below (60 s): on a loaded machine a
+    # batch's first update may take longer than the client's 10 s default.
+    client = BacktestClient(args.host, args.port, timeout=60.0)
     assert client.settings.protocol_version == 1, client.settings
     assert client.settings.max_frame_payload > 0, client.settings
     report = {}

@@ -16,7 +16,8 @@ import MarketData
 ///   from the indicator cache or computed and stored, inside one scoped cache session; and the
 ///   `PreparedMarket` (calendar alignment), built once and shared by every simulation;
 /// - `simulate` runs one validated strategy on the prepared data; it is synchronous, CPU-bound
-///   and safe to run in parallel.
+///   and safe to run in parallel. `execute` runs it on `computeThreads`, never on Swift's
+///   cooperative pool, so a long batch does not starve the process's other tasks.
 package struct BacktestPipeline: Sendable {
     /// The market-data source behind the cache (coalescing, batched).
     package let source: any MarketDataProvider
@@ -26,14 +27,19 @@ package struct BacktestPipeline: Sendable {
     package let logger: Logger
     /// Told of every validation, shared phase and cache session (tests count them).
     package let observer: (any PipelineObserver)?
+    /// Where simulations run: threads of their own, not Swift's cooperative pool (see
+    /// `ComputeThreads`).
+    package let computeThreads: ComputeThreads
     private let cachedSource: CachedMarketData?
     private let indicatorCache: IndicatorCache?
 
     package init(
         source: any MarketDataProvider, cache: MarketDataCache?, engines: EngineSelection = EngineSelection(),
-        logger: Logger = Logger(label: "backtestd.pipeline"), observer: (any PipelineObserver)? = nil
+        logger: Logger = Logger(label: "backtestd.pipeline"), observer: (any PipelineObserver)? = nil,
+        computeThreads: ComputeThreads = .shared
     ) {
         self.source = source
+        self.computeThreads = computeThreads
         self.cache = cache
         self.engines = engines
         self.logger = logger
@@ -67,7 +73,8 @@ package struct BacktestPipeline: Sendable {
 
     /// The shared execution of one backtest or one batch: validates every strategy once (each
     /// invalid one is passed to `rejected` at once), runs the shared phase once for the valid ones,
-    /// then simulates them with at most `parallelism` at a time in a task group, passing each to
+    /// then simulates them with at most `parallelism` at a time in a task group, each on
+    /// `computeThreads` (the calling task only waits), passing each to
     /// `finished` as it ends (one at a time, from this task) and the number still running to
     /// `running` after each start.
     ///
@@ -103,12 +110,13 @@ package struct BacktestPipeline: Sendable {
                 next += 1
                 active += 1
                 group.addTask {
-                    try Task.checkCancellation()
-                    do throws(BacktestError) {
-                        return VariantResult(index: variant.index, outcome: .success(try simulate(variant, in: prepared)))
-                    } catch {
-                        return VariantResult(index: variant.index, outcome: .failure(error))
+                    // On a compute thread: the simulation is CPU-bound and may take seconds, and
+                    // the cooperative pool (a thread per core) must stay free for other calls'
+                    // tasks. Cancellation is checked before each variant starts.
+                    let outcome = try await computeThreads.run {
+                        Result { () throws(BacktestError) in try simulate(variant, in: prepared) }
                     }
+                    return VariantResult(index: variant.index, outcome: outcome)
                 }
             }
             for _ in 0..<min(max(1, parallelism), valid.count) { startNext() }

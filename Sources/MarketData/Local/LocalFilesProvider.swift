@@ -1,5 +1,6 @@
 import BacktestCore
 import Foundation
+import NIOPosix
 import Synchronization
 
 /// Daily bars from a directory of per-ticker CSV files (`AAPL.csv`, …) in the layouts
@@ -43,13 +44,31 @@ package final class LocalFilesProvider: MarketDataProvider {
     /// whose size or modification time changed since they were read, so an edited file gets a
     /// new fingerprint (and new cache keys) without a restart.
     package func cacheFingerprints(_ symbols: [String]) async throws -> [String: String] {
-        var result: [String: String] = [:]
-        for symbol in symbols {
-            let ticker = try Ticker(validating: symbol, field: "symbols")
-            _ = try history(ticker, nil)
-            result[symbol] = loaded.withLock { $0[ticker.symbol]?.fingerprint } ?? "none"
+        let tickers = try symbols.map { symbol throws(BacktestError) in try Ticker(validating: symbol, field: "symbols") }
+        return try await Self.onReaderThread { [self] in
+            var result: [String: String] = [:]
+            for (symbol, ticker) in zip(symbols, tickers) {
+                _ = try history(ticker, nil)
+                result[symbol] = loaded.withLock { $0[ticker.symbol]?.fingerprint } ?? "none"
+            }
+            return result
         }
-        return result
+    }
+
+    /// Threads for reading and parsing files, one per core, for every provider of the process.
+    /// A first read is blocking file I/O plus parsing and adjusting decades of rows (a second or
+    /// more per ticker in a debug build): on Swift's cooperative pool (a thread per core, shared
+    /// by every task of the server) a 20-ticker query would hold it and stall every other call.
+    private static let readers: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: ProcessInfo.processInfo.activeProcessorCount)
+        pool.start()
+        return pool
+    }()
+
+    /// Runs `work` on a reader thread; the calling task waits, suspended. The pool is never shut
+    /// down, so the work always runs.
+    private static func onReaderThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await readers.runIfActive(work)
     }
 
     /// Fails with FAILED_PRECONDITION when `directory` does not exist. `dataEpoch` defaults to
@@ -66,12 +85,15 @@ package final class LocalFilesProvider: MarketDataProvider {
 
     package func dailyBars(_ query: BarQuery) async throws -> BarSet {
         let tickers = try query.symbols.map { symbol throws(BacktestError) in try Ticker(validating: symbol, field: "symbols") }
-        var result = BarSet()
-        for ticker in tickers {
-            result.add(ticker.symbol, history: try history(ticker, query.adjustment), range: query.range, calendar: calendar)
+        // Off the cooperative pool: files may have to be read and parsed (see `readers`).
+        return try await Self.onReaderThread { [self] in
+            var result = BarSet()
+            for ticker in tickers {
+                result.add(ticker.symbol, history: try history(ticker, query.adjustment), range: query.range, calendar: calendar)
+            }
+            result.normalize()
+            return result
         }
-        result.normalize()
-        return result
     }
 
     /// The whole file of `ticker`, adjusted (raw when `adjustment` is nil); nil when there is no
