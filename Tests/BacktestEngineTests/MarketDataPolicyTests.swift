@@ -122,7 +122,9 @@ struct MarketDataPolicyTests {
         let strategy = Strategy(positions: [Position(ticker: "AAPL", weight: 1, entry: Self.alwaysHold)])
         let result = try Self.run(strategy, settings, snapshot)
         #expect(result.warnings.contains { $0.contains("benchmark FLAT is flat") })
-        #expect(result.metrics.beta == 0 && result.metrics.alpha == 0)
+        // No benchmark variance: alpha and beta are undefined (absent), with a warning (issue 14 item 7).
+        #expect(result.metrics.beta.isNaN && result.metrics.alpha.isNaN)
+        #expect(result.warnings.contains { $0.contains("alpha and beta (the benchmark's daily returns have no variance)") })
 
         var spySettings = settings
         spySettings.benchmark = "SPY"

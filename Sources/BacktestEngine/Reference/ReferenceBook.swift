@@ -100,7 +100,7 @@ struct ReferenceBook {
                 continue
             }
             let shares = position.weight * value(day: day, useOpen: useOpen) / reference
-            if buy(p, shares: shares, reference: reference, day: day) { trades.count += 1 }
+            _ = buy(p, shares: shares, reference: reference, day: day)
         }
     }
 
@@ -136,6 +136,7 @@ struct ReferenceBook {
         orders.append(Order(date: dates[day], ticker: strategy.positions[p].ticker, side: .sell, quantity: shares, price: fill, commission: commission))
         if closes {
             trades.closedProfits.append(holdings[p].received - holdings[p].paid)
+            trades.count += 1
             holdings[p] = Holding()
         }
     }

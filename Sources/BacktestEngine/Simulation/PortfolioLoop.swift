@@ -34,7 +34,7 @@ struct PortfolioLoop<Recorder: PortfolioRecorder> {
     private var tradeCost: [Double]
     private var tradeProceeds: [Double]
     var recorder: Recorder
-    /// Round trips opened, including one still open at the end.
+    /// Closed round trips (a position still open at the end is not one).
     private(set) var tradeCount = 0
     private(set) var daysExposed = 0
     /// Scratch: legs closed at the current fill point (kept to avoid an allocation per bar).
@@ -182,7 +182,7 @@ struct PortfolioLoop<Recorder: PortfolioRecorder> {
         for p in legs.indices where quantity[p] == 0 && !exited[p] && legs[p].entry[s] {
             guard let reference = price(p, t, useOpen) else { drop(p, t); continue }
             let target = legs[p].position.weight * equity(at: t, useOpen: useOpen) / reference
-            if buy(p, quantity: target, reference: reference, at: t) { tradeCount += 1 }
+            buy(p, quantity: target, reference: reference, at: t)
         }
     }
 
@@ -221,6 +221,7 @@ struct PortfolioLoop<Recorder: PortfolioRecorder> {
         quantity[p] = closing ? 0 : quantity[p] - amount
         recorder.order(leg: p, day: t, side: .sell, quantity: amount, price: fillPrice, commission: commission)
         if closing {
+            tradeCount += 1
             recorder.closedTrade(profit: tradeProceeds[p] - tradeCost[p])
             tradeProceeds[p] = 0
             tradeCost[p] = 0

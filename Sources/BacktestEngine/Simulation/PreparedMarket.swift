@@ -25,6 +25,9 @@ public struct PreparedMarket: Sendable {
     /// Warnings about the calendar itself (benchmark range, flat benchmark).
     public let warnings: [String]
     let snapshot: MarketSnapshot
+    /// The benchmark's trading day before `dates[0]` when the snapshot has it: crossings on the
+    /// first simulated day compare with it, so signals never depend on the start date.
+    let previousDate: TradingDate?
     let aligned: [String: AlignedTicker]
     /// First trading day of each week / month (index 0 excluded: nothing is held before it).
     let weekStarts: [Bool]
@@ -56,6 +59,8 @@ public struct PreparedMarket: Sendable {
         self.snapshot = snapshot
         self.dataSource = snapshot.source
         dates = calendar.dates
+        let firstIndex = benchmarkBars.lowerBound(first)
+        previousDate = firstIndex > 0 ? benchmarkBars.dates[firstIndex - 1] : nil
         let base = calendar.close[0]
         guard base > 0, base.isFinite else {
             throw BacktestError(
@@ -70,7 +75,7 @@ public struct PreparedMarket: Sendable {
         self.warnings = warnings
         var aligned: [String: AlignedTicker] = [:]
         for (ticker, bars) in snapshot.bars {
-            aligned[ticker] = AlignedTicker(bars: bars, calendar: dates)
+            aligned[ticker] = AlignedTicker(bars: bars, calendar: dates, previousDate: previousDate)
         }
         self.aligned = aligned
         weekStarts = RebalanceCalendar.days(dates, .weekly)
@@ -80,15 +85,15 @@ public struct PreparedMarket: Sendable {
             exposure: 1)
     }
 
-    /// The benchmark must move: a flat benchmark (zero variance of daily returns, or a single
-    /// day) makes alpha, beta and every comparison meaningless, and was a bug of the old system.
+    /// The benchmark must move: a flat benchmark (zero variance of daily returns up to rounding,
+    /// see `PerformanceMetrics.negligibleDeviation`, or a single day) makes alpha, beta and every comparison meaningless, and was a bug of the old system.
     static func flatBenchmarkWarning(_ returns: [Double], ticker: String) -> String? {
         guard returns.count >= 1 else {
             return "benchmark \(ticker) covers a single day: its returns have no variance"
         }
         let mean = returns.reduce(0, +) / Double(returns.count)
-        let variance = returns.reduce(0) { $0 + ($1 - mean) * ($1 - mean) }
-        return variance > 0 ? nil : "benchmark \(ticker) is flat over the whole range (zero variance); check its data"
+        let variance = returns.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(returns.count)
+        return !PerformanceMetrics.benchmarkVarianceIsNegligible(variance) ? nil : "benchmark \(ticker) is flat over the whole range (zero variance); check its data"
     }
 
     func ticker(_ symbol: String, field: String) throws(BacktestError) -> AlignedTicker {
@@ -118,9 +123,13 @@ struct AlignedTicker: Sendable {
     let firstCalendarIndex: Int?
     let barsRange: ClosedRange<TradingDate>?
     let warnings: [String]
+    /// Index into the ticker's bars of the calendar's previous day (`PreparedMarket.previousDate`);
+    /// -1 when there is no such day or the ticker has no bar then.
+    let previousBarIndex: Int
 
-    init(bars: DailyBars, calendar: [TradingDate]) {
+    init(bars: DailyBars, calendar: [TradingDate], previousDate: TradingDate? = nil) {
         symbol = bars.symbol
+        previousBarIndex = previousDate.flatMap { bars.index(of: $0) } ?? -1
         self.bars = bars
         barsRange = bars.firstDate.flatMap { first in bars.lastDate.map { first...$0 } }
         let count = calendar.count
@@ -193,6 +202,11 @@ struct AlignedTicker: Sendable {
             }
             initialized = count
         }
+    }
+
+    /// `series` (aligned with the ticker's bars) on the calendar's previous day; NaN when unknown.
+    func previous(_ series: [Double]) -> Double {
+        previousBarIndex >= 0 && previousBarIndex < series.count ? series[previousBarIndex] : .nan
     }
 
     /// Open (or close) on calendar day `t`; NaN when the ticker has no bar then.
