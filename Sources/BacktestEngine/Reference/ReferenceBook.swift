@@ -73,6 +73,21 @@ struct ReferenceBook {
         }
     }
 
+    /// Prices as traded: on each ex-date since the previous calendar day (after it, up to `day`),
+    /// held shares x the split ratio, then cash + shares x the dividend.
+    mutating func applyCorporateActions(day: Int) {
+        guard day > 0 else { return }
+        for (p, position) in strategy.positions.enumerated() where holdings[p].shares > 0 {
+            guard let bars = snapshot.bars[position.ticker] else { continue }
+            for i in bars.dates.indices where bars.dates[i] > dates[day - 1] && bars.dates[i] <= dates[day] {
+                holdings[p].shares *= bars.splitRatio[i]
+                let paid = holdings[p].shares * bars.dividend[i]
+                cash += paid
+                holdings[p].received += paid
+            }
+        }
+    }
+
     mutating func trade(day: Int, useOpen: Bool, exits: [Bool], entries: [Bool]) {
         var justSold = Set<Int>()
         for (p, position) in strategy.positions.enumerated() where holdings[p].shares > 0 && exits[p] {

@@ -35,6 +35,7 @@ public struct ReferenceEngine: BacktestRunner {
         var equity: [Double] = []
         var exposedDays = 0
         for t in 0..<dates.count {
+            if settings.adjustment == .raw { book.applyCorporateActions(day: t) }
             let signalDay: Int? = strategy.fill == .close ? t : (t > 0 ? t - 1 : nil)
             if let s = signalDay {
                 var wantsExit: [Bool] = []

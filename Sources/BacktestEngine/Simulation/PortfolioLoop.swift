@@ -74,6 +74,7 @@ struct PortfolioLoop<Recorder: PortfolioRecorder> {
         let shift = useOpen ? 1 : 0
         var t = 0
         while t < count {
+            if followsCorporateActions { applyCorporateActions(t) }
             let s = t - shift
             if s >= 0 {
                 let rebalance = rebalanceDays?[t] ?? false
@@ -96,12 +97,33 @@ struct PortfolioLoop<Recorder: PortfolioRecorder> {
             let signal = held > 0 ? legs[p].exit : (held == 0 ? legs[p].entry : nil)
             if let day = signal?.firstSet(from: t + 1 - shift).map({ $0 + shift }), day < next { next = day }
         }
+        if followsCorporateActions {
+            for p in legs.indices where quantity[p] != 0 {
+                if let day = legs[p].ticker.actions?.days.firstSet(from: t + 1), day < next { next = day }
+            }
+        }
         if let rebalanceDays {
             var day = t + 1
             while day < next && !rebalanceDays[day] { day += 1 }
             next = day
         }
         return next
+    }
+
+    /// Prices as traded (`raw`): held shares follow splits and dividends are paid in cash, as in
+    /// a brokerage account. Split- and dividend-adjusted prices already contain both.
+    private var followsCorporateActions: Bool { market.settings.adjustment == .raw }
+
+    /// Day `t`'s splits and dividends on the held legs, before the day's fills: shares x the split
+    /// ratio, then cash + shares x the dividend (counted in the round trip's proceeds).
+    private mutating func applyCorporateActions(_ t: Int) {
+        for p in legs.indices where quantity[p] != 0 {
+            guard let actions = legs[p].ticker.actions, actions.days[t] else { continue }
+            quantity[p] *= actions.splitRatio[t]
+            let paid = quantity[p] * actions.dividend[t]
+            cash += paid
+            tradeProceeds[p] += paid
+        }
     }
 
     /// Records the closing equity of `days`, between whose fill points nothing trades: cash plus

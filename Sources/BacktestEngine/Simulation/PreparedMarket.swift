@@ -17,7 +17,9 @@ import BacktestModel
 public struct PreparedMarket: Sendable {
     public let settings: BacktestSettings
     public let dates: [TradingDate]
-    /// Buy-and-hold benchmark equity: initial capital x close[t] / close[0].
+    /// Buy-and-hold benchmark equity: initial capital x close[t] / close[0] (under `raw`, when the
+    /// benchmark splits or pays dividends in the window: shares following its splits, plus its
+    /// dividends as cash).
     public let benchmark: [Double]
     public let benchmarkReturns: [Double]
     public let benchmarkMetrics: Metrics
@@ -67,7 +69,21 @@ public struct PreparedMarket: Sendable {
                 .dataLoss, "benchmark \(settings.benchmark) closes at \(base) on \(first): cannot be a base price",
                 field: "settings.benchmark")
         }
-        benchmark = calendar.close.map { settings.initialCapital * $0 / base }
+        let benchmarkActions = settings.adjustment == .raw ? AlignedTicker.actions(benchmarkBars, calendar: dates) : nil
+        if let benchmarkActions {
+            // Prices as traded: the benchmark's shares follow its splits, dividends are cash.
+            var shares = settings.initialCapital / base
+            var cash = 0.0
+            benchmark = calendar.close.indices.map { t in
+                if t > 0 && benchmarkActions.days[t] {
+                    shares *= benchmarkActions.splitRatio[t]
+                    cash += shares * benchmarkActions.dividend[t]
+                }
+                return shares * calendar.close[t] + cash
+            }
+        } else {
+            benchmark = calendar.close.map { settings.initialCapital * $0 / base }
+        }
         benchmarkReturns = PerformanceMetrics.dailyReturns(benchmark)
         if let flat = PreparedMarket.flatBenchmarkWarning(benchmarkReturns, ticker: settings.benchmark) {
             warnings.append(flat)
@@ -127,8 +143,26 @@ struct AlignedTicker: Sendable {
     /// -1 when there is no such day or the ticker has no bar then.
     let previousBarIndex: Int
 
+    /// Corporate actions per calendar day, for prices as traded (`raw`): nil when none falls in
+    /// the calendar. Day t gathers the actions of the ticker's bars dated after day t-1 up to
+    /// day t (so an ex-date the calendar lacks is not lost).
+    let actions: CorporateActions?
+
+    /// Splits and cash dividends on the calendar, as a brokerage account applies them on the
+    /// ex-date before the day's trading: held shares x `splitRatio[t]`, then cash + held shares x
+    /// `dividend[t]` (per share after that day's split).
+    struct CorporateActions: Sendable {
+        /// Product of the split ratios of day t (1: none).
+        let splitRatio: [Double]
+        /// Cash dividend per share on day t, in day t's share terms (0: none).
+        let dividend: [Double]
+        /// Days with a split or a dividend.
+        let days: SignalBits
+    }
+
     init(bars: DailyBars, calendar: [TradingDate], previousDate: TradingDate? = nil) {
         symbol = bars.symbol
+        actions = Self.actions(bars, calendar: calendar)
         previousBarIndex = previousDate.flatMap { bars.index(of: $0) } ?? -1
         self.bars = bars
         barsRange = bars.firstDate.flatMap { first in bars.lastDate.map { first...$0 } }
@@ -202,6 +236,28 @@ struct AlignedTicker: Sendable {
             }
             initialized = count
         }
+    }
+
+    static func actions(_ bars: DailyBars, calendar: [TradingDate]) -> CorporateActions? {
+        guard bars.hasCorporateActions, let first = calendar.first else { return nil }
+        var ratio = [Double](repeating: 1, count: calendar.count)
+        var dividend = [Double](repeating: 0, count: calendar.count)
+        var any = false
+        var t = 0
+        for i in bars.lowerBound(first)..<bars.count {
+            let split = bars.splitRatio[i]
+            let cash = bars.dividend[i]
+            guard split != 1 || cash != 0 else { continue }
+            while t < calendar.count && calendar[t] < bars.dates[i] { t += 1 }
+            guard t < calendar.count else { break }
+            // A dividend before a split on the same calendar day is restated in post-split terms.
+            dividend[t] = dividend[t] / split + cash
+            ratio[t] *= split
+            any = true
+        }
+        guard any else { return nil }
+        return CorporateActions(
+            splitRatio: ratio, dividend: dividend, days: SignalBits(calendar.indices.map { ratio[$0] != 1 || dividend[$0] != 0 }))
     }
 
     /// `series` (aligned with the ticker's bars) on the calendar's previous day; NaN when unknown.
