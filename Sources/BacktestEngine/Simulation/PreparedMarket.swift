@@ -12,8 +12,9 @@ import BacktestModel
 /// signal is re-evaluated on the next bar), its signals are false that day (entry and exit, so a
 /// halt does not trigger an implicit exit), its price fields and indicators are undefined, and a
 /// held position is valued at the ticker's last known close. Each such situation adds a warning
-/// to the result naming the ticker and the dates actually usable. A ticker with no bar at all in
-/// [start, end] is an error (NOT_FOUND naming the field).
+/// to the result naming the ticker and the dates actually usable. A ticker with data but no bar
+/// at all in [start, end] never trades, with a warning; one without any data (absent from the
+/// snapshot) is an error (NOT_FOUND naming the field).
 public struct PreparedMarket: Sendable {
     public let settings: BacktestSettings
     public let dates: [TradingDate]
@@ -116,11 +117,8 @@ public struct PreparedMarket: Sendable {
         guard let ticker = aligned[symbol] else {
             throw BacktestError(.notFound, "no market data for \(symbol)", field: field)
         }
-        guard ticker.firstCalendarIndex != nil else {
-            let range = ticker.barsRange.map { " (its data covers \($0.lowerBound)...\($0.upperBound))" } ?? ""
-            throw BacktestError(
-                .notFound, "\(symbol) has no bars in \(dates[0])...\(dates[dates.count - 1])\(range)", field: field)
-        }
+        // A ticker with data but no bar in the window (listed later, delisted before) is the
+        // missing-bar policy in full: it never trades, and its warning says why.
         return ticker
     }
 }
@@ -203,6 +201,11 @@ struct AlignedTicker: Sendable {
         hasBar = SignalBits(barIndex.map { $0 >= 0 })
         self.firstCalendarIndex = first
         var warnings: [String] = []
+        if first == nil, let start = calendar.first, let end = calendar.last {
+            // Warning (plain string, to become a typed BacktestWarning at merge): no bar in the window.
+            let range = barsRange.map { "its data covers \($0.lowerBound)...\($0.upperBound)" } ?? "it has no data"
+            warnings.append("\(bars.symbol) has no bars in \(start)...\(end) (\(range)); it never trades")
+        }
         if let first, let last, let start = calendar.first, let end = calendar.last {
             if first > 0 {
                 warnings.append(

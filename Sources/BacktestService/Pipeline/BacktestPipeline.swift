@@ -2,6 +2,7 @@ import BacktestCache
 import BacktestCore
 import BacktestEngine
 import BacktestModel
+import Foundation
 import Logging
 import MarketData
 
@@ -80,7 +81,27 @@ package struct BacktestPipeline: Sendable {
             await session?.finish()
             throw BacktestPipeline.dataError(error, strategies: strategies, settings: settings, fieldPrefix: fieldPrefix)
         }
-        let snapshot = MarketSnapshot(bars: bars.bars, source: source.name)
+        // Tickers without a bar in the range may still exist (listed later, delisted earlier):
+        // those get their data outside the window, so the engine applies the missing-bar policy
+        // (the position never trades, a warning says why) instead of failing the portfolio.
+        // Tickers the source has no data for at all stay absent: NOT_FOUND, as a typo should be.
+        var snapshotBars = bars.bars
+        var extraAPICalls = 0
+        var missing = bars.missing
+        let positionTickers = Set(strategies.flatMap { $0.positions.map(\.ticker) })
+        let unlisted = missing.filter { positionTickers.contains($0) && $0 != settings.benchmark }
+        if !unlisted.isEmpty {
+            let today = NewYorkTime.date(unixSeconds: Int64(Date().timeIntervalSince1970))
+            let wide = BarQuery(symbols: unlisted, range: source.dataEpoch...max(today, settings.end), adjustment: settings.adjustment)
+            if let found = try? await source.dailyBars(wide) {
+                for (symbol, history) in found.bars where !history.isEmpty {
+                    snapshotBars[symbol] = history
+                    missing.removeAll { $0 == symbol }
+                }
+                extraAPICalls = found.apiCalls
+            }
+        }
+        let snapshot = MarketSnapshot(bars: snapshotBars, source: source.name)
         stats.dataMs = (clock.now - phase).milliseconds
 
         // Indicators: from the cache where possible, computed (and stored) otherwise.
@@ -98,17 +119,17 @@ package struct BacktestPipeline: Sendable {
             let cacheStats = await session.finish()
             stats.cacheHits = cacheStats.hits
             stats.cacheMisses = cacheStats.misses
-            stats.apiCalls = max(cacheStats.apiCalls, bars.apiCalls)
+            stats.apiCalls = max(cacheStats.apiCalls, bars.apiCalls) + extraAPICalls
         } else {
-            stats.apiCalls = bars.apiCalls
+            stats.apiCalls = bars.apiCalls + extraAPICalls
         }
         var warnings = bars.warnings
         if let warmUp = Self.warmUpWarning(indicators, snapshot: snapshot, start: settings.start, source: source) {
             warnings.append(warmUp)
             logger.notice("\(warmUp)")
         }
-        if !bars.missing.isEmpty {
-            warnings.append("no data from \(source.name) for \(bars.missing.joined(separator: ", ")) in \(range.lowerBound)...\(range.upperBound)")
+        if !missing.isEmpty {
+            warnings.append("no data from \(source.name) for \(missing.joined(separator: ", ")) in \(range.lowerBound)...\(range.upperBound)")
         }
         return PreparedBatch(settings: settings, snapshot: snapshot, indicators: indicators, stats: stats, warnings: warnings)
     }
