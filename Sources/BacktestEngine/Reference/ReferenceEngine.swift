@@ -51,6 +51,14 @@ public struct ReferenceEngine: BacktestRunner {
             if book.isExposed { exposedDays += 1 }
         }
         warnings += book.warnings
+        if strategy.fill == .nextOpen, let last = dates.indices.last {
+            var unfilled: [String] = []
+            for (p, position) in strategy.positions.enumerated() {
+                let (entry, exit) = evaluator.signals(position, day: last)
+                if book.holdings[p].shares > 0 ? exit : (book.holdings[p].shares == 0 && entry) { unfilled.append(position.ticker) }
+            }
+            warnings += PortfolioLoop<FullRecorder>.unfilledAtEndWarning(unfilled, lastDay: dates.last)
+        }
         let metrics = PerformanceMetrics.compute(
             equity: equity, benchmarkReturns: market.benchmarkReturns, trades: book.trades,
             exposure: Double(exposedDays) / Double(max(dates.count, 1)))

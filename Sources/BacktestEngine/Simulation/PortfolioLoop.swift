@@ -55,10 +55,20 @@ struct PortfolioLoop<Recorder: PortfolioRecorder> {
         exited = Array(repeating: false, count: legs.count)
     }
 
+    /// Legs (in position order) whose `next_open` order was signalled on the last day.
+    private var unfilledAtEnd: [String] = []
+
     var warnings: [String] {
         droppedOrders.sorted { $0.key < $1.key }.map {
             "\($0.value.count) \($0.key) order(s) not filled: no bar on the fill day (first \($0.value.first))"
-        }
+        } + PortfolioLoop.unfilledAtEndWarning(unfilledAtEnd, lastDay: market.dates.last)
+    }
+
+    /// Warning (plain string, to become a typed BacktestWarning at merge): `next_open` orders
+    /// signalled on the last day, which no later open can fill. Shared with the reference engine.
+    static func unfilledAtEndWarning(_ tickers: [String], lastDay: TradingDate?) -> [String] {
+        guard !tickers.isEmpty, let lastDay else { return [] }
+        return ["\(tickers.joined(separator: ", ")): next_open order(s) signalled on the last day \(lastDay) not filled: the window ends before the next open"]
     }
 
     mutating func run() {
@@ -84,6 +94,13 @@ struct PortfolioLoop<Recorder: PortfolioRecorder> {
             let end = nextFillCandidate(after: t, shift: shift, rebalanceDays: rebalanceDays, count: count)
             value(t..<end)
             t = end
+        }
+        if useOpen && count > 0 {
+            let s = count - 1
+            for p in legs.indices {
+                let held = quantity[p]
+                if held > 0 ? legs[p].exit[s] : (held == 0 && legs[p].entry[s]) { unfilledAtEnd.append(legs[p].position.ticker) }
+            }
         }
     }
 

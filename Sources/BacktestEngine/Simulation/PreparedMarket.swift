@@ -46,7 +46,19 @@ public struct PreparedMarket: Sendable {
         }
         let calendar = benchmarkBars.slice(settings.start...settings.end)
         guard let first = calendar.firstDate, let last = calendar.lastDate else {
-            let available = benchmarkBars.firstDate.map { "; its data covers \($0)...\(benchmarkBars.lastDate!)" } ?? ""
+            // Say what is true of the window: no trading day at all (a weekend), or where the
+            // benchmark's data lies relative to it (the snapshot may stop at the window's end,
+            // so its last date is not the data's end unless it is before the start).
+            let available: String
+            if MarketCalendar.nyse.tradingDays(in: settings.start...settings.end).isEmpty {
+                available = "; the window has no trading day (weekend or market holiday)"
+            } else if let dataEnd = benchmarkBars.lastDate, dataEnd < settings.start {
+                available = "; its data ends \(dataEnd)"
+            } else if let dataStart = benchmarkBars.firstDate, dataStart > settings.end {
+                available = "; its data begins \(dataStart)"
+            } else {
+                available = benchmarkBars.firstDate.map { "; its data begins \($0)" } ?? ""
+            }
             throw BacktestError(
                 .notFound,
                 "benchmark \(settings.benchmark) has no bars in \(settings.start)...\(settings.end)\(available)",

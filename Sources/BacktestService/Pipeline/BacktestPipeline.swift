@@ -123,7 +123,12 @@ package struct BacktestPipeline: Sendable {
         } else {
             stats.apiCalls = bars.apiCalls + extraAPICalls
         }
-        var warnings = bars.warnings
+        // The data layer's listing warnings are measured from the query's start (the source's
+        // epoch, for indicators), not the window's; the engine says the same fact relative to the
+        // window ("X has no bars before D (requested start S)"), so only its warning is kept.
+        var warnings = bars.warnings.filter { warning in
+            !analysis.tickers.contains { BarSet.isListingWarning(warning, of: $0) }
+        }
         if let warmUp = Self.warmUpWarning(indicators, snapshot: snapshot, start: settings.start, source: source) {
             warnings.append(warmUp)
             logger.notice("\(warmUp)")
@@ -146,7 +151,9 @@ package struct BacktestPipeline: Sendable {
         result.stats.simulationMs = simulation.simulationMs
         result.stats.barsProcessed = simulation.barsProcessed
         result.stats.totalMs = prepared.stats.analysisMs + prepared.stats.dataMs + prepared.stats.indicatorsMs + simulation.simulationMs
-        result.warnings = prepared.warnings + result.warnings
+        // Each fact once, in the order first said.
+        var seen = Set<String>()
+        result.warnings = (prepared.warnings + result.warnings).filter { seen.insert($0).inserted }
         if result.warnings.contains(where: { $0.contains("flat") }) {
             logger.warning("backtest '\(strategy.name)': \(result.warnings.filter { $0.contains("flat") }.joined(separator: "; "))")
         }
