@@ -97,7 +97,8 @@ enum TALib {
     }
 }
 
-/// Neumaier's compensated summation: the running sum plus the rounding error of every addition,
+/// Compensated (Neumaier-style) summation: the running sum plus the exact rounding error of every
+/// addition (Knuth's TwoSum),
 /// so adding and later removing values (a sliding window) leaves an error of a few ulps of the
 /// current sum instead of one that grows with the number of additions.
 struct CompensatedSum {
@@ -108,12 +109,10 @@ struct CompensatedSum {
 
     @inline(__always)
     mutating func add(_ x: Double) {
+        // Knuth's branch-free TwoSum: t + error == sum + x exactly.
         let t = sum + x
-        if abs(sum) >= abs(x) {
-            compensation += (sum - t) + x
-        } else {
-            compensation += (x - t) + sum
-        }
+        let virtualX = t - sum
+        compensation += (sum - (t - virtualX)) + (x - virtualX)
         sum = t
     }
 
