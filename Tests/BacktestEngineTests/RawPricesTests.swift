@@ -69,6 +69,28 @@ struct RawPricesTests {
         }
     }
 
+    struct MetricsCase: Decodable {
+        let ticker: String
+        let start: String
+        let metrics: [String: Double]
+    }
+
+    @Test("metrics under raw equal empyrical's on the account curves (fixtures from raw_account_metrics.py)")
+    func empyricalMetrics() throws {
+        let cases = try JSONDecoder().decode([AccountCase].self, from: try TestData.fixture("edges/raw_account.json"))
+        let expected = try JSONDecoder().decode([MetricsCase].self, from: try TestData.fixture("edges/raw_account_metrics.json"))
+        for (c, e) in zip(cases, expected) {
+            let m = try Self.run(c.ticker, c.start, c.end, .raw).metrics
+            let actual: [String: Double] = [
+                "total_return": m.totalReturn, "cagr": m.cagr, "volatility": m.volatility, "sharpe": m.sharpe,
+                "sortino": m.sortino, "max_drawdown": m.maxDrawdown, "calmar": m.calmar, "alpha": m.alpha, "beta": m.beta,
+            ]
+            for (name, value) in e.metrics {
+                #expect(TestData.close(actual[name]!, value, tolerance: 1e-9), "\(c.ticker) \(c.start) \(name): \(actual[name]!) vs \(value)")
+            }
+        }
+    }
+
     @Test("AAPL 2014 through the 7:1 split: raw follows the split (no fall to 16,940), ends at split's 139,689 plus dividends")
     func aapl2014() throws {
         let raw = try Self.run("AAPL", "2014-01-02", "2014-12-31", .raw)
