@@ -47,6 +47,15 @@ public struct BacktestWarning: Sendable, Hashable, CustomStringConvertible {
         /// evaluated until then. Tickers: [the binding indicator's ticker]; dates: [the start,
         /// the indicator's first value].
         case indicatorWarmUp = 11
+        /// Ratios of the result are undefined (a zero denominator up to rounding: no variance, no
+        /// negative return, no drawdown) and reported as absent (NaN). No tickers, no dates.
+        case metricsUndefined = 12
+        /// `next_open` orders signalled on the last day, which no later open can fill. Tickers:
+        /// those; dates: [the last day].
+        case unfilledAtEnd = 13
+        /// A position's ticker has data but no bar in the window: the position never trades.
+        /// Tickers: [it]; dates: [first, last day of the window].
+        case neverTrades = 14
 
         /// The proto enum's name, e.g. "WARNING_MISSING_BARS".
         public var description: String {
@@ -63,6 +72,9 @@ public struct BacktestWarning: Sendable, Hashable, CustomStringConvertible {
             case .ordersNotFilled: "WARNING_ORDERS_NOT_FILLED"
             case .engineFallback: "WARNING_ENGINE_FALLBACK"
             case .indicatorWarmUp: "WARNING_INDICATOR_WARM_UP"
+            case .metricsUndefined: "WARNING_METRICS_UNDEFINED"
+            case .unfilledAtEnd: "WARNING_UNFILLED_AT_END"
+            case .neverTrades: "WARNING_NEVER_TRADES"
             }
         }
     }

@@ -6,7 +6,8 @@
 /// Columns are found by header name, so their order does not matter and unknown columns are
 /// ignored. `split_coefficient` 0 (some vendors' "no split") is read as 1.
 public enum DailyBarsCSV {
-    /// Parses a whole file. Errors name the line and the column at fault.
+    /// Parses a whole file. Errors name the line and the column at fault: INVALID_ARGUMENT for
+    /// text that is not a CSV of bars, DATA_LOSS for values no bar may have (see `InvalidBar`).
     public static func parse(_ text: String, symbol: String) throws(BacktestError) -> DailyBars {
         var lines = text.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true)
             .makeIterator()
@@ -29,6 +30,7 @@ public enum DailyBarsCSV {
         let splitColumn = try column("split_coefficient", required: false)
 
         var bars = DailyBars(symbol: symbol)
+        var lineNumbers: [Int] = []
         var lineNumber = 1
         while let line = lines.next() {
             lineNumber += 1
@@ -64,6 +66,14 @@ public enum DailyBarsCSV {
                 volume: try number(volumeColumn, "volume"),
                 dividend: try dividendColumn.map { (i: Int) throws(BacktestError) in try number(i, "dividend_amount") } ?? 0,
                 splitRatio: split)
+            lineNumbers.append(lineNumber)
+        }
+        // Values that parse but cannot be prices (0, negative, high < low, ...): the same rules
+        // as every source (`DailyBars.validate`), with the line.
+        if let bad = bars.firstInvalidBar() {
+            throw BacktestError(
+                .dataLoss,
+                "\(symbol): line \(lineNumbers[bad.index]) (\(bad.date)): \(bad.column) \(bad.value) \(bad.reason)")
         }
         return bars
     }

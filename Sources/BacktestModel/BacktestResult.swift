@@ -27,6 +27,10 @@ public struct Order: Sendable, Hashable {
 }
 
 /// Performance metrics with empyrical's conventions (252 periods a year, risk-free 0).
+///
+/// An undefined value (a ratio without a denominator, a trade metric without a closed round
+/// trip) is NaN; the engine's `PerformanceMetrics` documents which. Equality treats NaN as equal
+/// to NaN, field by field, so two results with the same undefined metrics compare equal.
 public struct Metrics: Sendable, Hashable {
     public var totalReturn = 0.0
     public var cagr = 0.0
@@ -46,6 +50,22 @@ public struct Metrics: Sendable, Hashable {
     public var exposure = 0.0
 
     public init() {}
+
+    private var doubles: [Double] {
+        [totalReturn, cagr, volatility, sharpe, sortino, maxDrawdown, calmar, alpha, beta, winRate, profitFactor, exposure]
+    }
+
+    public static func == (a: Metrics, b: Metrics) -> Bool {
+        a.maxDrawdownDuration == b.maxDrawdownDuration && a.tradeCount == b.tradeCount
+            && zip(a.doubles, b.doubles).allSatisfy { $0 == $1 || ($0.isNaN && $1.isNaN) }
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(maxDrawdownDuration)
+        hasher.combine(tradeCount)
+        // NaN hashes as one value and -0 as 0, as == compares them.
+        for value in doubles { hasher.combine(value.isNaN ? Double.nan.bitPattern : (value == 0 ? 0 : value.bitPattern)) }
+    }
 }
 
 /// Where the time went and what the data layer did, for one backtest or a whole batch.

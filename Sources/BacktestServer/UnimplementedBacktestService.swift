@@ -36,4 +36,8 @@ package struct UnimplementedBacktestService: BacktestService {
     package func purgeCache() async throws -> PurgeCacheResult {
         throw BacktestError(.unimplemented, "PurgeCache is not available: no cache is wired into this server yet")
     }
+
+    package func cancelBatch(id: String, context: CallContext) async throws -> ProgressUpdate {
+        throw BacktestError(.unimplemented, "CancelBatch is not available: this server has no batch jobs")
+    }
 }

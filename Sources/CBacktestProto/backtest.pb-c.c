@@ -4712,7 +4712,7 @@ const ProtobufCEnumDescriptor backtest__v1__side__descriptor =
   backtest__v1__side__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCEnumValue backtest__v1__warning_kind__enum_values_by_number[12] =
+static const ProtobufCEnumValue backtest__v1__warning_kind__enum_values_by_number[15] =
 {
   { "WARNING_KIND_UNSPECIFIED", "BACKTEST__V1__WARNING_KIND__WARNING_KIND_UNSPECIFIED", 0 },
   { "WARNING_DEMO_DATA", "BACKTEST__V1__WARNING_KIND__WARNING_DEMO_DATA", 1 },
@@ -4726,11 +4726,14 @@ static const ProtobufCEnumValue backtest__v1__warning_kind__enum_values_by_numbe
   { "WARNING_ORDERS_NOT_FILLED", "BACKTEST__V1__WARNING_KIND__WARNING_ORDERS_NOT_FILLED", 9 },
   { "WARNING_ENGINE_FALLBACK", "BACKTEST__V1__WARNING_KIND__WARNING_ENGINE_FALLBACK", 10 },
   { "WARNING_INDICATOR_WARM_UP", "BACKTEST__V1__WARNING_KIND__WARNING_INDICATOR_WARM_UP", 11 },
+  { "WARNING_METRICS_UNDEFINED", "BACKTEST__V1__WARNING_KIND__WARNING_METRICS_UNDEFINED", 12 },
+  { "WARNING_UNFILLED_AT_END", "BACKTEST__V1__WARNING_KIND__WARNING_UNFILLED_AT_END", 13 },
+  { "WARNING_NEVER_TRADES", "BACKTEST__V1__WARNING_KIND__WARNING_NEVER_TRADES", 14 },
 };
 static const ProtobufCIntRange backtest__v1__warning_kind__value_ranges[] = {
-{0, 0},{0, 12}
+{0, 0},{0, 15}
 };
-static const ProtobufCEnumValueIndex backtest__v1__warning_kind__enum_values_by_name[12] =
+static const ProtobufCEnumValueIndex backtest__v1__warning_kind__enum_values_by_name[15] =
 {
   { "WARNING_BENCHMARK_FLAT", 5 },
   { "WARNING_BENCHMARK_RANGE", 4 },
@@ -4739,11 +4742,14 @@ static const ProtobufCEnumValueIndex backtest__v1__warning_kind__enum_values_by_
   { "WARNING_ENGINE_FALLBACK", 10 },
   { "WARNING_INDICATOR_WARM_UP", 11 },
   { "WARNING_KIND_UNSPECIFIED", 0 },
+  { "WARNING_METRICS_UNDEFINED", 12 },
   { "WARNING_MISSING_BARS", 8 },
+  { "WARNING_NEVER_TRADES", 14 },
   { "WARNING_NO_DATA", 3 },
   { "WARNING_NO_DATA_BEFORE", 2 },
   { "WARNING_ORDERS_NOT_FILLED", 9 },
   { "WARNING_STARTS_LATE", 6 },
+  { "WARNING_UNFILLED_AT_END", 13 },
 };
 const ProtobufCEnumDescriptor backtest__v1__warning_kind__descriptor =
 {
@@ -4752,9 +4758,9 @@ const ProtobufCEnumDescriptor backtest__v1__warning_kind__descriptor =
   "WarningKind",
   "Backtest__V1__WarningKind",
   "backtest.v1",
-  12,
+  15,
   backtest__v1__warning_kind__enum_values_by_number,
-  12,
+  15,
   backtest__v1__warning_kind__enum_values_by_name,
   1,
   backtest__v1__warning_kind__value_ranges,

@@ -24,25 +24,24 @@ struct MarketDataPolicyTests {
         #expect(result.dates.first == settings.start)
     }
 
-    @Test("a range entirely before a ticker existed is NOT_FOUND naming the position")
+    @Test("a range entirely before a ticker existed: the position never trades, with a warning (issue 14 item 2)")
     func rangeBeforeListing() throws {
         let settings = BacktestSettings(start: TestData.date("2010-01-04"), end: TestData.date("2011-12-30"))
         let strategy = Strategy(positions: [
-            Position(ticker: "SPY", weight: 0.5, entry: Self.alwaysHold),
+            Position(ticker: "AAPL", weight: 0.5, entry: Self.alwaysHold),
             Position(ticker: "FB", weight: 0.5, entry: Self.alwaysHold),
-        ])
-        let snapshot = try TestData.snapshot(["FB", "SPY"])
-        for engine in [VectorEngine() as any BacktestRunner, ReferenceEngine()] {
-            do {
-                _ = try engine.run(strategy, settings: settings, snapshot: snapshot, indicators: IndicatorStore())
-                Issue.record("\(engine.name) ran without FB data")
-            } catch {
-                #expect(error.code == .notFound)
-                #expect(error.field.hasPrefix("strategy.positions"))
-                #expect(error.message.contains("FB has no bars in 2010-01-04...2011-12-30"), "\(error)")
-                #expect(error.message.contains("2012-05-18"))
-            }
-        }
+        ], fill: .close)
+        let snapshot = try TestData.snapshot(["AAPL", "FB", "SPY"])
+        let v2 = try VectorEngine().run(strategy, settings: settings, snapshot: snapshot, indicators: IndicatorStore())
+        let reference = try ReferenceEngine().run(strategy, settings: settings, snapshot: snapshot, indicators: IndicatorStore())
+        DifferentialTests.expectEqual(v2, reference, "late listing")
+        #expect(v2.warnings.contains { $0.message.contains("FB has no bars in 2010-01-04...2011-12-30") && $0.message.contains("2012-05-18") && $0.message.contains("never trades") }, "\(v2.warnings)")
+        #expect(v2.orders.allSatisfy { $0.ticker == "AAPL" } && v2.orders.count == 1)
+        // Day loop: half the capital in AAPL at the first close, the other half stays cash.
+        let aapl = try TestData.bars("AAPL")
+        let first = aapl.close[aapl.index(of: TestData.date("2010-01-04"))!]
+        let last = aapl.close[aapl.index(of: TestData.date("2011-12-30"))!]
+        #expect(abs(v2.equity.last! - (50_000 + 50_000 * last / first)) < 1e-6)
     }
 
     @Test("a ticker missing from the snapshot is NOT_FOUND, not a crash")
@@ -123,7 +122,9 @@ struct MarketDataPolicyTests {
         let strategy = Strategy(positions: [Position(ticker: "AAPL", weight: 1, entry: Self.alwaysHold)])
         let result = try Self.run(strategy, settings, snapshot)
         #expect(result.warnings.contains { $0.message.contains("benchmark FLAT is flat") && $0.kind == .benchmarkFlat })
-        #expect(result.metrics.beta == 0 && result.metrics.alpha == 0)
+        // No benchmark variance: alpha and beta are undefined (absent), with a warning (issue 14 item 7).
+        #expect(result.metrics.beta.isNaN && result.metrics.alpha.isNaN)
+        #expect(result.warnings.contains { $0.kind == .metricsUndefined && $0.message.contains("alpha and beta (the benchmark's daily returns have no variance)") })
 
         var spySettings = settings
         spySettings.benchmark = "SPY"

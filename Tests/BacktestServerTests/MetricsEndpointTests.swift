@@ -1,5 +1,8 @@
 import BacktestCache
 import BacktestCore
+import BacktestModel
+import BacktestProtocol
+import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
@@ -58,5 +61,33 @@ import Testing
             #expect(page.contains("\n\(name) "), "\(name) is exported")
         }
         #expect(try await get("/other", port: bound).hasPrefix("HTTP/1.1 404"))
+    }
+}
+
+/// The metered wrapper passes every call on: a CancelBatch through it reaches the service (it
+/// once fell to a protocol default that answered UNIMPLEMENTED).
+@Suite("Metered service")
+struct MeteredServiceTests {
+    struct CancellingService: BacktestService {
+        func runBacktest(_ request: BacktestRequest, context: CallContext) async throws -> BacktestResult {
+            throw BacktestError(.unimplemented, "not in this test")
+        }
+        func runBatch(_ request: BatchRequest, context: CallContext, emit: @escaping @Sendable (ProgressUpdate) async throws -> Void) async throws {
+            throw BacktestError(.unimplemented, "not in this test")
+        }
+        func batchStatus(id: String, knownIndices: Set<Int>, context: CallContext) async throws -> ProgressUpdate {
+            throw BacktestError(.unimplemented, "not in this test")
+        }
+        func serverInfo() async -> ServerInfo { ServerInfo(serverVersion: "test") }
+        func purgeCache() async throws -> PurgeCacheResult { PurgeCacheResult(entriesRemoved: 0, generation: 0) }
+        func cancelBatch(id: String, context: CallContext) async throws -> ProgressUpdate {
+            ProgressUpdate(batchID: id, completed: 3, total: 8, state: .cancelled)
+        }
+    }
+
+    @Test func cancelBatchIsForwarded() async throws {
+        let metered = MeteredBacktestService(CancellingService(), metrics: ServerMetrics(cache: nil))
+        let answer = try await metered.cancelBatch(id: "b-1", context: CallContext(streamID: 1, logger: Logger(label: "test")))
+        #expect(answer.batchID == "b-1" && answer.completed == 3 && answer.state == .cancelled)
     }
 }

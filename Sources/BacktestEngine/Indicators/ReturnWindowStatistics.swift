@@ -10,9 +10,9 @@ enum ReturnWindowStatistics {
 
     /// Mean of returns[t - period ..< t]: the returns known at the close of bar t.
     private static func windowMean(_ returns: [Double], endingBefore t: Int, period: Int) -> Double {
-        var sum = 0.0
-        for i in (t - period)..<t { sum += returns[i] }
-        return sum / Double(period)
+        var sum = CompensatedSum()
+        for i in (t - period)..<t { sum.add(returns[i]) }
+        return sum.value / Double(period)
     }
 
     /// Mean of the last `period` daily returns; defined from bar `period`.
@@ -33,9 +33,9 @@ enum ReturnWindowStatistics {
         guard close.count > period else { return out }
         for t in period..<close.count {
             let mean = windowMean(returns, endingBefore: t, period: period)
-            var squares = 0.0
-            for i in (t - period)..<t { squares += (returns[i] - mean) * (returns[i] - mean) }
-            out[t] = (squares / Double(period)).squareRoot()
+            var squares = CompensatedSum()
+            for i in (t - period)..<t { squares.addProduct(returns[i] - mean, returns[i] - mean) }
+            out[t] = (squares.value / Double(period)).squareRoot()
         }
         return out
     }
@@ -44,7 +44,9 @@ enum ReturnWindowStatistics {
     static func cumulativeReturn(_ close: [Double], period: Int) -> [Double] {
         var out = TALib.undefined(close.count)
         guard close.count > period else { return out }
-        for t in period..<close.count { out[t] = close[t] / close[t - period] - 1 }
+        // (c[t] - c[t-p]) / c[t-p]: the difference is exact for nearby prices, so the result is
+        // within an ulp of the exact return even when it is near zero (c / c' - 1 is not).
+        for t in period..<close.count { out[t] = (close[t] - close[t - period]) / close[t - period] }
         return out
     }
 

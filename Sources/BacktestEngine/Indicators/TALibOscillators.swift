@@ -41,7 +41,8 @@ extension TALib {
         guard input.count > period else { return out }
         for i in period..<input.count {
             let old = input[i - period]
-            out[i] = old != 0 ? ((input[i] / old) - 1) * 100 : 0
+            // (x - old) / old rather than TA-Lib's x / old - 1: exact to an ulp near zero.
+            out[i] = old != 0 ? (input[i] - old) / old * 100 : 0
         }
         return out
     }

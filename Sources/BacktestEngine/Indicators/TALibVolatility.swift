@@ -1,30 +1,29 @@
 // Dispersion and range indicators with TA-Lib's arithmetic (see TALibAverages.swift).
 
 extension TALib {
-    /// TA_INT_VAR: population variance from running sums of x and x²; lookback period-1.
+    /// TA_INT_VAR's values (population variance over `period` values; lookback period-1),
+    /// computed stably: the window's mean from a compensated running sum (`sma`), then the sum of
+    /// squared deviations from it over the window (two-pass). TA-Lib's running sums of x and x²
+    /// lose about (mean / stddev)² ulps to cancellation (2.8e-9 relative on real prices).
     static func variance(_ input: [Double], period: Int) -> [Double] {
         var out = undefined(input.count)
         guard input.count >= period else { return out }
-        var total1 = 0.0
-        var total2 = 0.0
-        for i in 0..<(period - 1) {
-            total1 += input[i]
-            total2 += input[i] * input[i]
-        }
-        var trailing = 0
-        let n = Double(period)
+        let means = sma(input, period: period)
         for i in (period - 1)..<input.count {
-            total1 += input[i]
-            total2 += input[i] * input[i]
-            let mean1 = total1 / n
-            let mean2 = total2 / n
-            let old = input[trailing]
-            trailing += 1
-            total1 -= old
-            total2 -= old * old
-            out[i] = mean2 - mean1 * mean1
+            out[i] = windowSquaredDeviations(input, endingAt: i, period: period, mean: means[i]) / Double(period)
         }
         return out
+    }
+
+    /// Σ (x - mean)² over input[end - period + 1 ... end], compensated.
+    @inline(__always)
+    static func windowSquaredDeviations(_ input: [Double], endingAt end: Int, period: Int, mean: Double) -> Double {
+        var squares = CompensatedSum()
+        for j in (end - period + 1)...end {
+            let deviation = input[j] - mean
+            squares.addProduct(deviation, deviation)
+        }
+        return squares.value
     }
 
     /// TA_STDDEV with nbDev 1: sqrt of `variance`, 0 where the variance is (numerically) <= 0.
@@ -32,22 +31,16 @@ extension TALib {
         variance(input, period: period).map { $0.isNaN ? .nan : (isZeroOrNegative($0) ? 0 : $0.squareRoot()) }
     }
 
-    /// TA_BBANDS with an SMA middle band and equal up/down deviations; the deviation is TA-Lib's
-    /// TA_INT_stddev_using_precalc_ma (running sum of squares minus the SMA squared).
+    /// TA_BBANDS with an SMA middle band and equal up/down deviations: the population standard
+    /// deviation around the middle band (TA-Lib's TA_INT_stddev_using_precalc_ma), computed
+    /// two-pass over each window like `variance`.
     static func bollinger(_ input: [Double], period: Int, deviations: Double) -> (upper: [Double], middle: [Double], lower: [Double]) {
         let middle = sma(input, period: period)
         var upper = undefined(input.count)
         var lower = undefined(input.count)
         guard input.count >= period else { return (upper, middle, lower) }
-        var total2 = 0.0
-        for i in 0..<(period - 1) { total2 += input[i] * input[i] }
-        var trailing = 0
         for i in (period - 1)..<input.count {
-            total2 += input[i] * input[i]
-            var meanSquare = total2 / Double(period)
-            total2 -= input[trailing] * input[trailing]
-            trailing += 1
-            meanSquare -= middle[i] * middle[i]
+            let meanSquare = windowSquaredDeviations(input, endingAt: i, period: period, mean: middle[i]) / Double(period)
             let deviation = isZeroOrNegative(meanSquare) ? 0 : meanSquare.squareRoot()
             let width = deviations == 1 ? deviation : deviation * deviations
             upper[i] = middle[i] + width

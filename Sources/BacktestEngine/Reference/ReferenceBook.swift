@@ -69,6 +69,21 @@ struct ReferenceBook {
         }
     }
 
+    /// Prices as traded: on each ex-date since the previous calendar day (after it, up to `day`),
+    /// held shares x the split ratio, then cash + shares x the dividend.
+    mutating func applyCorporateActions(day: Int) {
+        guard day > 0 else { return }
+        for (p, position) in strategy.positions.enumerated() where holdings[p].shares > 0 {
+            guard let bars = snapshot.bars[position.ticker] else { continue }
+            for i in bars.dates.indices where bars.dates[i] > dates[day - 1] && bars.dates[i] <= dates[day] {
+                holdings[p].shares *= bars.splitRatio[i]
+                let paid = holdings[p].shares * bars.dividend[i]
+                cash += paid
+                holdings[p].received += paid
+            }
+        }
+    }
+
     mutating func trade(day: Int, useOpen: Bool, exits: [Bool], entries: [Bool]) {
         var justSold = Set<Int>()
         for (p, position) in strategy.positions.enumerated() where holdings[p].shares > 0 && exits[p] {
@@ -96,7 +111,7 @@ struct ReferenceBook {
                 continue
             }
             let shares = position.weight * value(day: day, useOpen: useOpen) / reference
-            if buy(p, shares: shares, reference: reference, day: day) { trades.count += 1 }
+            _ = buy(p, shares: shares, reference: reference, day: day)
         }
     }
 
@@ -132,6 +147,7 @@ struct ReferenceBook {
         orders.append(Order(date: dates[day], ticker: strategy.positions[p].ticker, side: .sell, quantity: shares, price: fill, commission: commission))
         if closes {
             trades.closedProfits.append(holdings[p].received - holdings[p].paid)
+            trades.count += 1
             holdings[p] = Holding()
         }
     }

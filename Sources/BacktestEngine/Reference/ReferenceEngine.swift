@@ -28,11 +28,12 @@ public struct ReferenceEngine: BacktestRunner {
             _ = try market.ticker(position.ticker, field: "strategy.positions[\(p)].ticker")
         }
         var book = ReferenceBook(strategy: strategy, snapshot: snapshot, dates: market.dates, capital: settings.initialCapital)
-        let evaluator = ReferenceConditions(snapshot: snapshot, dates: market.dates)
+        let evaluator = ReferenceConditions(snapshot: snapshot, dates: market.dates, previousDate: market.previousDate)
         let dates = market.dates
         var equity: [Double] = []
         var exposedDays = 0
         for t in 0..<dates.count {
+            if settings.adjustment == .raw { book.applyCorporateActions(day: t) }
             let signalDay: Int? = strategy.fill == .close ? t : (t > 0 ? t - 1 : nil)
             if let s = signalDay {
                 var wantsExit: [Bool] = []
@@ -47,9 +48,19 @@ public struct ReferenceEngine: BacktestRunner {
             equity.append(book.value(day: t, useOpen: false))
             if book.isExposed { exposedDays += 1 }
         }
+        warnings += book.warnings
+        if strategy.fill == .nextOpen, let last = dates.indices.last {
+            var unfilled: [String] = []
+            for (p, position) in strategy.positions.enumerated() {
+                let (entry, exit) = evaluator.signals(position, day: last)
+                if book.holdings[p].shares > 0 ? exit : (book.holdings[p].shares == 0 && entry) { unfilled.append(position.ticker) }
+            }
+            warnings += PortfolioLoop<FullRecorder>.unfilledAtEndWarning(unfilled, lastDay: dates.last)
+        }
         let metrics = PerformanceMetrics.compute(
             equity: equity, benchmarkReturns: market.benchmarkReturns, trades: book.trades,
             exposure: Double(exposedDays) / Double(max(dates.count, 1)))
+        if let undefined = PerformanceMetrics.undefinedRatioWarning(metrics, dayCount: equity.count) { warnings.append(undefined) }
         var stats = RunStatistics()
         stats.engine = name
         stats.dataSource = snapshot.source
@@ -57,7 +68,7 @@ public struct ReferenceEngine: BacktestRunner {
         stats.simulationMs = (clock.now - started).milliseconds
         return BacktestResult(
             strategyName: strategy.name, dates: dates, equity: equity, benchmark: market.benchmark, orders: book.orders,
-            metrics: metrics, benchmarkMetrics: market.benchmarkMetrics, warnings: warnings + book.warnings, stats: stats,
+            metrics: metrics, benchmarkMetrics: market.benchmarkMetrics, warnings: warnings, stats: stats,
             initialCapital: settings.initialCapital, benchmarkTicker: settings.benchmark, dataSource: snapshot.source)
     }
 }
@@ -66,6 +77,13 @@ public struct ReferenceEngine: BacktestRunner {
 struct ReferenceConditions {
     let snapshot: MarketSnapshot
     let dates: [TradingDate]
+    /// The benchmark's trading day before `dates[0]` (day -1), if known.
+    let previousDate: TradingDate?
+
+    /// The date of calendar day `day`; day -1 is `previousDate`.
+    func date(_ day: Int) -> TradingDate? {
+        day >= 0 ? dates[day] : previousDate
+    }
 
     /// (entry, exit) signals of `position` on calendar day `day`, after the missing-bar rule (no
     /// bar: no signal) and the conflict rule (entry and exit both true: neither).
@@ -90,7 +108,6 @@ struct ReferenceConditions {
             case .less: return l < r
             case .lessOrEqual: return l <= r
             case .crossesAbove, .crossesBelow:
-                guard day > 0 else { return false }
                 let lPrevious = value(lhs, ticker: ticker, day: day - 1)
                 let rPrevious = value(rhs, ticker: ticker, day: day - 1)
                 return op == .crossesAbove ? (l > r && lPrevious <= rPrevious) : (l < r && lPrevious >= rPrevious)
@@ -98,14 +115,15 @@ struct ReferenceConditions {
         }
     }
 
-    /// The operand on `day`: NaN when its ticker has no bar that day or the indicator is not yet
-    /// defined. Indicators are recomputed from the first bar up to `day`, every time.
+    /// The operand on `day` (day -1: the trading day before the calendar): NaN when its ticker
+    /// has no bar that day or the indicator is not yet defined. Indicators are recomputed from
+    /// the first bar up to `day`, every time.
     func value(_ operand: Operand, ticker: String, day: Int) -> Double {
         switch operand {
         case .number(let value): return value
         case .series(let series):
             let symbol = series.ticker ?? ticker
-            guard let bars = snapshot.bars[symbol], let i = bars.index(of: dates[day]) else { return .nan }
+            guard let date = date(day), let bars = snapshot.bars[symbol], let i = bars.index(of: date) else { return .nan }
             switch series.source {
             case .field(.open): return bars.open[i]
             case .field(.high): return bars.high[i]

@@ -34,7 +34,7 @@ struct PortfolioLoop<Recorder: PortfolioRecorder> {
     private var tradeCost: [Double]
     private var tradeProceeds: [Double]
     var recorder: Recorder
-    /// Round trips opened, including one still open at the end.
+    /// Closed round trips (a position still open at the end is not one).
     private(set) var tradeCount = 0
     private(set) var daysExposed = 0
     /// Scratch: legs closed at the current fill point (kept to avoid an allocation per bar).
@@ -55,7 +55,21 @@ struct PortfolioLoop<Recorder: PortfolioRecorder> {
         exited = Array(repeating: false, count: legs.count)
     }
 
-    var warnings: [BacktestWarning] { BacktestWarning.ordersNotFilled(droppedOrders) }
+    /// Legs (in position order) whose `next_open` order was signalled on the last day.
+    private var unfilledAtEnd: [String] = []
+
+    var warnings: [BacktestWarning] {
+        BacktestWarning.ordersNotFilled(droppedOrders) + PortfolioLoop.unfilledAtEndWarning(unfilledAtEnd, lastDay: market.dates.last)
+    }
+
+    /// `next_open` orders signalled on the last day, which no later open can fill. Shared with
+    /// the reference engine.
+    static func unfilledAtEndWarning(_ tickers: [String], lastDay: TradingDate?) -> [BacktestWarning] {
+        guard !tickers.isEmpty, let lastDay else { return [] }
+        return [BacktestWarning(
+            .unfilledAtEnd, tickers: tickers, dates: [lastDay],
+            message: "\(tickers.joined(separator: ", ")): next_open order(s) signalled on the last day \(lastDay) not filled: the window ends before the next open")]
+    }
 
     mutating func run() {
         let count = market.dates.count
@@ -70,6 +84,7 @@ struct PortfolioLoop<Recorder: PortfolioRecorder> {
         let shift = useOpen ? 1 : 0
         var t = 0
         while t < count {
+            if followsCorporateActions { applyCorporateActions(t) }
             let s = t - shift
             if s >= 0 {
                 let rebalance = rebalanceDays?[t] ?? false
@@ -79,6 +94,13 @@ struct PortfolioLoop<Recorder: PortfolioRecorder> {
             let end = nextFillCandidate(after: t, shift: shift, rebalanceDays: rebalanceDays, count: count)
             value(t..<end)
             t = end
+        }
+        if useOpen && count > 0 {
+            let s = count - 1
+            for p in legs.indices {
+                let held = quantity[p]
+                if held > 0 ? legs[p].exit[s] : (held == 0 && legs[p].entry[s]) { unfilledAtEnd.append(legs[p].position.ticker) }
+            }
         }
     }
 
@@ -92,12 +114,33 @@ struct PortfolioLoop<Recorder: PortfolioRecorder> {
             let signal = held > 0 ? legs[p].exit : (held == 0 ? legs[p].entry : nil)
             if let day = signal?.firstSet(from: t + 1 - shift).map({ $0 + shift }), day < next { next = day }
         }
+        if followsCorporateActions {
+            for p in legs.indices where quantity[p] != 0 {
+                if let day = legs[p].ticker.actions?.days.firstSet(from: t + 1), day < next { next = day }
+            }
+        }
         if let rebalanceDays {
             var day = t + 1
             while day < next && !rebalanceDays[day] { day += 1 }
             next = day
         }
         return next
+    }
+
+    /// Prices as traded (`raw`): held shares follow splits and dividends are paid in cash, as in
+    /// a brokerage account. Split- and dividend-adjusted prices already contain both.
+    private var followsCorporateActions: Bool { market.settings.adjustment == .raw }
+
+    /// Day `t`'s splits and dividends on the held legs, before the day's fills: shares x the split
+    /// ratio, then cash + shares x the dividend (counted in the round trip's proceeds).
+    private mutating func applyCorporateActions(_ t: Int) {
+        for p in legs.indices where quantity[p] != 0 {
+            guard let actions = legs[p].ticker.actions, actions.days[t] else { continue }
+            quantity[p] *= actions.splitRatio[t]
+            let paid = quantity[p] * actions.dividend[t]
+            cash += paid
+            tradeProceeds[p] += paid
+        }
     }
 
     /// Records the closing equity of `days`, between whose fill points nothing trades: cash plus
@@ -178,7 +221,7 @@ struct PortfolioLoop<Recorder: PortfolioRecorder> {
         for p in legs.indices where quantity[p] == 0 && !exited[p] && legs[p].entry[s] {
             guard let reference = price(p, t, useOpen) else { drop(p, t); continue }
             let target = legs[p].position.weight * equity(at: t, useOpen: useOpen) / reference
-            if buy(p, quantity: target, reference: reference, at: t) { tradeCount += 1 }
+            buy(p, quantity: target, reference: reference, at: t)
         }
     }
 
@@ -217,6 +260,7 @@ struct PortfolioLoop<Recorder: PortfolioRecorder> {
         quantity[p] = closing ? 0 : quantity[p] - amount
         recorder.order(leg: p, day: t, side: .sell, quantity: amount, price: fillPrice, commission: commission)
         if closing {
+            tradeCount += 1
             recorder.closedTrade(profit: tradeProceeds[p] - tradeCost[p])
             tradeProceeds[p] = 0
             tradeCost[p] = 0

@@ -12,12 +12,15 @@ import BacktestModel
 /// signal is re-evaluated on the next bar), its signals are false that day (entry and exit, so a
 /// halt does not trigger an implicit exit), its price fields and indicators are undefined, and a
 /// held position is valued at the ticker's last known close. Each such situation adds a warning
-/// to the result naming the ticker and the dates actually usable. A ticker with no bar at all in
-/// [start, end] is an error (NOT_FOUND naming the field).
+/// to the result naming the ticker and the dates actually usable. A ticker with data but no bar
+/// at all in [start, end] never trades, with a warning; one without any data (absent from the
+/// snapshot) is an error (NOT_FOUND naming the field).
 public struct PreparedMarket: Sendable {
     public let settings: BacktestSettings
     public let dates: [TradingDate]
-    /// Buy-and-hold benchmark equity: initial capital x close[t] / close[0].
+    /// Buy-and-hold benchmark equity: initial capital x close[t] / close[0] (under `raw`, when the
+    /// benchmark splits or pays dividends in the window: shares following its splits, plus its
+    /// dividends as cash).
     public let benchmark: [Double]
     public let benchmarkReturns: [Double]
     public let benchmarkMetrics: Metrics
@@ -25,6 +28,9 @@ public struct PreparedMarket: Sendable {
     /// Warnings about the calendar itself (benchmark range, flat benchmark).
     public let warnings: [BacktestWarning]
     let snapshot: MarketSnapshot
+    /// The benchmark's trading day before `dates[0]` when the snapshot has it: crossings on the
+    /// first simulated day compare with it, so signals never depend on the start date.
+    let previousDate: TradingDate?
     let aligned: [String: AlignedTicker]
     /// First trading day of each week / month (index 0 excluded: nothing is held before it).
     let weekStarts: [Bool]
@@ -40,7 +46,19 @@ public struct PreparedMarket: Sendable {
         }
         let calendar = benchmarkBars.slice(settings.start...settings.end)
         guard let first = calendar.firstDate, let last = calendar.lastDate else {
-            let available = benchmarkBars.firstDate.map { "; its data covers \($0)...\(benchmarkBars.lastDate!)" } ?? ""
+            // Say what is true of the window: no trading day at all (a weekend), or where the
+            // benchmark's data lies relative to it (the snapshot may stop at the window's end,
+            // so its last date is not the data's end unless it is before the start).
+            let available: String
+            if MarketCalendar.nyse.tradingDays(in: settings.start...settings.end).isEmpty {
+                available = "; the window has no trading day (weekend or market holiday)"
+            } else if let dataEnd = benchmarkBars.lastDate, dataEnd < settings.start {
+                available = "; its data ends \(dataEnd)"
+            } else if let dataStart = benchmarkBars.firstDate, dataStart > settings.end {
+                available = "; its data begins \(dataStart)"
+            } else {
+                available = benchmarkBars.firstDate.map { "; its data begins \($0)" } ?? ""
+            }
             throw BacktestError(
                 .notFound,
                 "benchmark \(settings.benchmark) has no bars in \(settings.start)...\(settings.end)\(available)",
@@ -57,13 +75,29 @@ public struct PreparedMarket: Sendable {
         self.snapshot = snapshot
         self.dataSource = snapshot.source
         dates = calendar.dates
+        let firstIndex = benchmarkBars.lowerBound(first)
+        previousDate = firstIndex > 0 ? benchmarkBars.dates[firstIndex - 1] : nil
         let base = calendar.close[0]
         guard base > 0, base.isFinite else {
             throw BacktestError(
                 .dataLoss, "benchmark \(settings.benchmark) closes at \(base) on \(first): cannot be a base price",
                 field: "settings.benchmark")
         }
-        benchmark = calendar.close.map { settings.initialCapital * $0 / base }
+        let benchmarkActions = settings.adjustment == .raw ? AlignedTicker.actions(benchmarkBars, calendar: dates) : nil
+        if let benchmarkActions {
+            // Prices as traded: the benchmark's shares follow its splits, dividends are cash.
+            var shares = settings.initialCapital / base
+            var cash = 0.0
+            benchmark = calendar.close.indices.map { t in
+                if t > 0 && benchmarkActions.days[t] {
+                    shares *= benchmarkActions.splitRatio[t]
+                    cash += shares * benchmarkActions.dividend[t]
+                }
+                return shares * calendar.close[t] + cash
+            }
+        } else {
+            benchmark = calendar.close.map { settings.initialCapital * $0 / base }
+        }
         benchmarkReturns = PerformanceMetrics.dailyReturns(benchmark)
         if let flat = PreparedMarket.flatBenchmarkWarning(benchmarkReturns, ticker: settings.benchmark) {
             warnings.append(flat)
@@ -71,7 +105,7 @@ public struct PreparedMarket: Sendable {
         self.warnings = warnings
         var aligned: [String: AlignedTicker] = [:]
         for (ticker, bars) in snapshot.bars {
-            aligned[ticker] = AlignedTicker(bars: bars, calendar: dates)
+            aligned[ticker] = AlignedTicker(bars: bars, calendar: dates, previousDate: previousDate)
         }
         self.aligned = aligned
         weekStarts = RebalanceCalendar.days(dates, .weekly)
@@ -81,16 +115,17 @@ public struct PreparedMarket: Sendable {
             exposure: 1)
     }
 
-    /// The benchmark must move: a flat benchmark (zero variance of daily returns, or a single
-    /// day) makes alpha, beta and every comparison meaningless, and was a bug of the old system.
+    /// The benchmark must move: a flat benchmark (zero variance of daily returns up to rounding,
+    /// see `PerformanceMetrics.negligibleDeviation`, or a single day) makes alpha, beta and every
+    /// comparison meaningless, and was a bug of the old system.
     static func flatBenchmarkWarning(_ returns: [Double], ticker: String) -> BacktestWarning? {
         guard returns.count >= 1 else {
             return BacktestWarning(
                 .benchmarkFlat, tickers: [ticker], message: "benchmark \(ticker) covers a single day: its returns have no variance")
         }
         let mean = returns.reduce(0, +) / Double(returns.count)
-        let variance = returns.reduce(0) { $0 + ($1 - mean) * ($1 - mean) }
-        return variance > 0 ? nil : BacktestWarning(
+        let variance = returns.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(returns.count)
+        return !PerformanceMetrics.benchmarkVarianceIsNegligible(variance) ? nil : BacktestWarning(
             .benchmarkFlat, tickers: [ticker], message: "benchmark \(ticker) is flat over the whole range (zero variance); check its data")
     }
 
@@ -98,11 +133,8 @@ public struct PreparedMarket: Sendable {
         guard let ticker = aligned[symbol] else {
             throw BacktestError(.notFound, "no market data for \(symbol)", field: field)
         }
-        guard ticker.firstCalendarIndex != nil else {
-            let range = ticker.barsRange.map { " (its data covers \($0.lowerBound)...\($0.upperBound))" } ?? ""
-            throw BacktestError(
-                .notFound, "\(symbol) has no bars in \(dates[0])...\(dates[dates.count - 1])\(range)", field: field)
-        }
+        // A ticker with data but no bar in the window (listed later, delisted before) is the
+        // missing-bar policy in full: it never trades, and its warning says why.
         return ticker
     }
 }
@@ -121,9 +153,31 @@ struct AlignedTicker: Sendable {
     let firstCalendarIndex: Int?
     let barsRange: ClosedRange<TradingDate>?
     let warnings: [BacktestWarning]
+    /// Index into the ticker's bars of the calendar's previous day (`PreparedMarket.previousDate`);
+    /// -1 when there is no such day or the ticker has no bar then.
+    let previousBarIndex: Int
 
-    init(bars: DailyBars, calendar: [TradingDate]) {
+    /// Corporate actions per calendar day, for prices as traded (`raw`): nil when none falls in
+    /// the calendar. Day t gathers the actions of the ticker's bars dated after day t-1 up to
+    /// day t (so an ex-date the calendar lacks is not lost).
+    let actions: CorporateActions?
+
+    /// Splits and cash dividends on the calendar, as a brokerage account applies them on the
+    /// ex-date before the day's trading: held shares x `splitRatio[t]`, then cash + held shares x
+    /// `dividend[t]` (per share after that day's split).
+    struct CorporateActions: Sendable {
+        /// Product of the split ratios of day t (1: none).
+        let splitRatio: [Double]
+        /// Cash dividend per share on day t, in day t's share terms (0: none).
+        let dividend: [Double]
+        /// Days with a split or a dividend.
+        let days: SignalBits
+    }
+
+    init(bars: DailyBars, calendar: [TradingDate], previousDate: TradingDate? = nil) {
         symbol = bars.symbol
+        actions = Self.actions(bars, calendar: calendar)
+        previousBarIndex = previousDate.flatMap { bars.index(of: $0) } ?? -1
         self.bars = bars
         barsRange = bars.firstDate.flatMap { first in bars.lastDate.map { first...$0 } }
         let count = calendar.count
@@ -163,6 +217,12 @@ struct AlignedTicker: Sendable {
         hasBar = SignalBits(barIndex.map { $0 >= 0 })
         self.firstCalendarIndex = first
         var warnings: [BacktestWarning] = []
+        if first == nil, let start = calendar.first, let end = calendar.last {
+            let range = barsRange.map { "its data covers \($0.lowerBound)...\($0.upperBound)" } ?? "it has no data"
+            warnings.append(BacktestWarning(
+                .neverTrades, tickers: [bars.symbol], dates: [start, end],
+                message: "\(bars.symbol) has no bars in \(start)...\(end) (\(range)); it never trades"))
+        }
         if let first, let last, let start = calendar.first, let end = calendar.last {
             let symbol = bars.symbol
             if first > 0 {
@@ -201,6 +261,33 @@ struct AlignedTicker: Sendable {
             }
             initialized = count
         }
+    }
+
+    static func actions(_ bars: DailyBars, calendar: [TradingDate]) -> CorporateActions? {
+        guard bars.hasCorporateActions, let first = calendar.first else { return nil }
+        var ratio = [Double](repeating: 1, count: calendar.count)
+        var dividend = [Double](repeating: 0, count: calendar.count)
+        var any = false
+        var t = 0
+        for i in bars.lowerBound(first)..<bars.count {
+            let split = bars.splitRatio[i]
+            let cash = bars.dividend[i]
+            guard split != 1 || cash != 0 else { continue }
+            while t < calendar.count && calendar[t] < bars.dates[i] { t += 1 }
+            guard t < calendar.count else { break }
+            // A dividend before a split on the same calendar day is restated in post-split terms.
+            dividend[t] = dividend[t] / split + cash
+            ratio[t] *= split
+            any = true
+        }
+        guard any else { return nil }
+        return CorporateActions(
+            splitRatio: ratio, dividend: dividend, days: SignalBits(calendar.indices.map { ratio[$0] != 1 || dividend[$0] != 0 }))
+    }
+
+    /// `series` (aligned with the ticker's bars) on the calendar's previous day; NaN when unknown.
+    func previous(_ series: [Double]) -> Double {
+        previousBarIndex >= 0 && previousBarIndex < series.count ? series[previousBarIndex] : .nan
     }
 
     /// Open (or close) on calendar day `t`; NaN when the ticker has no bar then.

@@ -49,9 +49,13 @@ struct SignalBits: Sendable, Hashable {
     var bools: [Bool] { (0..<count).map { self[$0] } }
 
     /// The comparison `lhs[t] op rhs[t]` for every day (IEEE: false when either side is NaN);
-    /// crossings compare with day t-1 too and are false on day 0. Both series have `count`
-    /// values.
-    static func compare(_ lhs: UnsafeBufferPointer<Double>, _ op: Comparison, _ rhs: UnsafeBufferPointer<Double>, count: Int) -> SignalBits {
+    /// crossings compare with day t-1 too, and on day 0 with `previous` (the operands' values on
+    /// the trading day before the calendar; NaN when unknown, which makes day 0 false). Both
+    /// series have `count` values.
+    static func compare(
+        _ lhs: UnsafeBufferPointer<Double>, _ op: Comparison, _ rhs: UnsafeBufferPointer<Double>, count: Int,
+        previous: (lhs: Double, rhs: Double) = (.nan, .nan)
+    ) -> SignalBits {
         precondition(lhs.count >= count && rhs.count >= count, "series shorter than the calendar")
         guard count > 0, let l = lhs.baseAddress, let r = rhs.baseAddress else { return SignalBits(count: count) }
         switch op {
@@ -61,9 +65,11 @@ struct SignalBits: Sendable, Hashable {
         case .lessOrEqual: return pack(count) { l[$0] <= r[$0] }
         case .crossesAbove:
             // l[t] > r[t] and l[t-1] <= r[t-1]: the second vector moved one day later.
-            return pack(count) { l[$0] > r[$0] } & pack(count) { l[$0] <= r[$0] }.shiftedOneDayLater()
+            return pack(count) { l[$0] > r[$0] }
+                & pack(count) { l[$0] <= r[$0] }.shiftedOneDayLater(first: previous.lhs <= previous.rhs)
         case .crossesBelow:
-            return pack(count) { l[$0] < r[$0] } & pack(count) { l[$0] >= r[$0] }.shiftedOneDayLater()
+            return pack(count) { l[$0] < r[$0] }
+                & pack(count) { l[$0] >= r[$0] }.shiftedOneDayLater(first: previous.lhs >= previous.rhs)
         }
     }
 
@@ -91,10 +97,10 @@ struct SignalBits: Sendable, Hashable {
         return SignalBits(count: count, words: words)
     }
 
-    /// Day t takes day t-1's value; day 0 is false.
-    private func shiftedOneDayLater() -> SignalBits {
+    /// Day t takes day t-1's value; day 0 takes `first`.
+    private func shiftedOneDayLater(first: Bool) -> SignalBits {
         var words = self.words
-        var carry: UInt64 = 0
+        var carry: UInt64 = first ? 1 : 0
         for w in words.indices {
             let word = words[w]
             words[w] = word << 1 | carry

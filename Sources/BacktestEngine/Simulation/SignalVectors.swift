@@ -33,6 +33,33 @@ struct SignalVectors {
         }
     }
 
+    /// The operand's value on the calendar's previous trading day (`PreparedMarket.previousDate`),
+    /// which crossings on the first simulated day compare with; NaN when unknown.
+    func previousValue(_ operand: Operand, ticker: String, field: String) throws(BacktestError) -> Double {
+        switch operand {
+        case .number(let value):
+            return value
+        case .series(let series):
+            let symbol = series.ticker ?? ticker
+            let aligned = try market.ticker(symbol, field: field + ".ticker")
+            switch series.source {
+            case .field(let priceField):
+                let bars = aligned.bars
+                let column: [Double] = switch priceField {
+                case .open: bars.open
+                case .high: bars.high
+                case .low: bars.low
+                case .close: bars.close
+                case .volume: bars.volume
+                }
+                return aligned.previous(column)
+            case .indicator(let spec):
+                let key = try IndicatorKey(ticker: symbol, spec: spec, field: field + ".indicator")
+                return aligned.previous(try self.series(for: key))
+            }
+        }
+    }
+
     /// The stored series, or computed here when the caller did not precompute it.
     func series(for key: IndicatorKey) throws(BacktestError) -> [Double] {
         guard let bars = market.snapshot.bars[key.ticker] else {
@@ -53,8 +80,14 @@ struct SignalVectors {
         case .compare(let lhsOperand, let op, let rhsOperand):
             let lhs = try values(lhsOperand, ticker: ticker, field: field + ".lhs")
             let rhs = try values(rhsOperand, ticker: ticker, field: field + ".rhs")
+            var previous = (lhs: Double.nan, rhs: Double.nan)
+            if op == .crossesAbove || op == .crossesBelow {
+                previous = (
+                    try previousValue(lhsOperand, ticker: ticker, field: field + ".lhs"),
+                    try previousValue(rhsOperand, ticker: ticker, field: field + ".rhs"))
+            }
             return lhs.withUnsafeBufferPointer { l in
-                rhs.withUnsafeBufferPointer { r in SignalBits.compare(l, op, r, count: count) }
+                rhs.withUnsafeBufferPointer { r in SignalBits.compare(l, op, r, count: count, previous: previous) }
             }
         case .all(let members):
             var result = SignalBits(count: count, value: true)

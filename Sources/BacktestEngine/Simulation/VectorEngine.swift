@@ -73,6 +73,7 @@ public struct VectorEngine: BacktestRunner {
             equity: equity, benchmarkReturns: market.benchmarkReturns,
             trades: TradeSummary(closedProfits: loop.recorder.closedProfits, count: loop.tradeCount),
             exposure: Double(loop.daysExposed) / Double(max(market.dates.count, 1)))
+        if let undefined = PerformanceMetrics.undefinedRatioWarning(metrics, dayCount: equity.count) { warnings.append(undefined) }
         var stats = RunStatistics()
         stats.engine = name
         stats.dataSource = market.dataSource

@@ -104,7 +104,7 @@ struct MetricAccumulator: PortfolioRecorder {
                 if r < 0 { downside += r * r }
                 covariance += residuals[t - 1] * r
                 last = value
-                if value > peak {
+                if value >= peak {
                     peak = value
                     peakIndex = t
                 }
@@ -144,6 +144,9 @@ struct MetricAccumulator: PortfolioRecorder {
         guard !rest.isEmpty else { return }
         if value.isFinite && value != 0 && benchmark.residualsAreFinite {
             UnsafeMutableBufferPointer(rebasing: returns[rest.lowerBound - 1..<rest.upperBound - 1]).update(repeating: 0)
+            // A flat run at the high moves the drawdown's peak to its last day (the peak is the
+            // last day at the high), as `days` would have done day by day.
+            if value >= peak { peakIndex = rest.upperBound - 1 }
             dayCount = rest.upperBound
         } else {
             days(rest) { _ in value }
@@ -165,7 +168,7 @@ struct MetricAccumulator: PortfolioRecorder {
     }
 
     /// The metrics of the days recorded so far, as `PerformanceMetrics.compute` gives them for
-    /// the same equity curve, `tradeCount` round trips opened and `exposure`.
+    /// the same equity curve, `tradeCount` closed round trips and `exposure`.
     func metrics(tradeCount: Int, exposure: Double) -> Metrics {
         var metrics = Metrics()
         guard dayCount > 0, first != 0 else { return metrics }
@@ -173,17 +176,14 @@ struct MetricAccumulator: PortfolioRecorder {
         metrics.totalReturn = last / first - 1
         metrics.tradeCount = tradeCount
         metrics.exposure = exposure
-        if closedCount > 0 {
-            metrics.winRate = Double(winCount) / Double(closedCount)
-        }
-        let grossLoss = -lossSum
-        metrics.profitFactor = grossLoss > 0 ? grossProfit / grossLoss : (grossProfit > 0 ? .infinity : 0)
+        (metrics.winRate, metrics.profitFactor) = PerformanceMetrics.tradeRatios(
+            closed: closedCount, wins: winCount, grossProfit: grossProfit, grossLoss: -lossSum)
         let drawdown = worst < 0 ? worst : 0
         metrics.maxDrawdown = drawdown
         if worst < 0 {
             metrics.maxDrawdownDuration = (recovery >= 0 ? recovery : dayCount - 1) - worstPeakIndex
         }
-        guard n > 0 else { return metrics }
+        guard n > 0 else { return PerformanceMetrics.undefinedReturnStatistics(metrics) }
 
         let growth = last / first
         metrics.cagr = growth > 0 ? pow(growth, PerformanceMetrics.periodsPerYear / n) - 1 : -1
@@ -192,7 +192,7 @@ struct MetricAccumulator: PortfolioRecorder {
         // Beta needs only the first pass (the covariance), so the second pass over the returns
         // sums the squared deviations and alpha's residuals together, each in day order.
         let benchmarkVariance = benchmark.variance
-        let hasBeta = count == benchmark.returns.count && benchmarkVariance > 0
+        let hasBeta = count == benchmark.returns.count && !PerformanceMetrics.benchmarkVarianceIsNegligible(benchmarkVariance)
         let beta = hasBeta ? covariance / n / benchmarkVariance : 0
         var squares = 0.0
         var alphaSum = 0.0
@@ -211,14 +211,11 @@ struct MetricAccumulator: PortfolioRecorder {
                 }
             }
         }
-        if n > 1 {
-            let stddev = (squares / (n - 1)).squareRoot()
-            metrics.volatility = stddev * PerformanceMetrics.periodsPerYear.squareRoot()
-            metrics.sharpe = stddev > 0 ? mean / stddev * PerformanceMetrics.periodsPerYear.squareRoot() : 0
-        }
-        let downsideRisk = (downside / n).squareRoot() * PerformanceMetrics.periodsPerYear.squareRoot()
-        metrics.sortino = downsideRisk > 0 ? mean * PerformanceMetrics.periodsPerYear / downsideRisk : 0
-        metrics.calmar = drawdown < 0 ? metrics.cagr / -drawdown : 0
+        (metrics.volatility, metrics.sharpe) = PerformanceMetrics.volatilityAndSharpe(squares: squares, mean: mean, n: n)
+        metrics.sortino = PerformanceMetrics.sortino(downside: downside, mean: mean, n: n)
+        metrics.calmar = PerformanceMetrics.calmar(cagr: metrics.cagr, drawdown: drawdown)
+        metrics.alpha = .nan
+        metrics.beta = .nan
         if hasBeta {
             // empyrical alpha_beta_aligned, risk-free 0, as PerformanceMetrics.alphaBeta.
             metrics.alpha = pow(alphaSum / n + 1, PerformanceMetrics.periodsPerYear) - 1

@@ -45,6 +45,8 @@ struct SweepPlan: @unchecked Sendable {
     let benchmark: BenchmarkMoments
     /// Unique operands on the calendar.
     private(set) var operands: [[Double]] = []
+    /// Each operand's value on the calendar's previous trading day (crossings on day 0).
+    private(set) var previousValues: [Double] = []
     private(set) var comparisons: [ComparisonKey] = []
     /// How many condition trees use each comparison.
     private(set) var uses: [Int] = []
@@ -61,6 +63,7 @@ struct SweepPlan: @unchecked Sendable {
         var compiler = Compiler(market: market, signals: SignalVectors(market: market, indicators: indicators))
         variants = strategies.map { compiler.compile($0) }
         operands = compiler.operands
+        previousValues = compiler.previousValues
         comparisons = compiler.comparisons
         uses = compiler.uses
         shared = Array(repeating: nil, count: comparisons.count)
@@ -84,7 +87,9 @@ struct SweepPlan: @unchecked Sendable {
         let comparison = comparisons[index]
         return operands[comparison.lhs].withUnsafeBufferPointer { l in
             operands[comparison.rhs].withUnsafeBufferPointer { r in
-                SignalBits.compare(l, comparison.op, r, count: market.dates.count)
+                SignalBits.compare(
+                    l, comparison.op, r, count: market.dates.count,
+                    previous: (previousValues[comparison.lhs], previousValues[comparison.rhs]))
             }
         }
     }
@@ -112,6 +117,7 @@ struct SweepPlan: @unchecked Sendable {
         let market: PreparedMarket
         let signals: SignalVectors
         var operands: [[Double]] = []
+        var previousValues: [Double] = []
         var operandIndex: [Operand: Int] = [:]
         /// Operands that failed to materialize, with the error (variants using them fall back).
         var failedOperands: Set<Operand> = []
@@ -196,6 +202,7 @@ struct SweepPlan: @unchecked Sendable {
             }
             operandIndex[resolved] = operands.count
             operands.append(values)
+            previousValues.append((try? signals.previousValue(resolved, ticker: ticker, field: "")) ?? .nan)
             return operands.count - 1
         }
     }

@@ -78,6 +78,7 @@ public enum SweepRunner {
             tradeCount: loop.tradeCount, exposure: Double(loop.daysExposed) / Double(max(market.dates.count, 1)))
         var warnings = compiled.warnings
         warnings += loop.warnings
+        if let undefined = PerformanceMetrics.undefinedRatioWarning(metrics, dayCount: loop.recorder.dayCount) { warnings.append(undefined) }
         var stats = RunStatistics()
         stats.engine = VectorEngine().name
         stats.dataSource = market.dataSource

@@ -141,4 +141,8 @@ package struct MeteredBacktestService: BacktestService {
     package func purgeCache() async throws -> PurgeCacheResult {
         try await metered("PurgeCache") { try await base.purgeCache() }
     }
+
+    package func cancelBatch(id: String, context: CallContext) async throws -> ProgressUpdate {
+        try await metered("CancelBatch") { try await base.cancelBatch(id: id, context: context) }
+    }
 }

@@ -2,6 +2,7 @@ import BacktestCache
 import BacktestCore
 import BacktestEngine
 import BacktestModel
+import Foundation
 import Logging
 import MarketData
 
@@ -193,32 +194,58 @@ package struct BacktestPipeline: Sendable {
                 throw BacktestPipeline.dataError(
                     error, strategies: variants.map(\.strategy), settings: settings, fieldPrefix: { variants[$0].path })
             }
-            let snapshot = MarketSnapshot(bars: bars.bars, source: source.name)
+            // Tickers without a bar in the range may still exist (listed later, delisted earlier):
+            // those get their data outside the window, so the engine applies the missing-bar
+            // policy (the position never trades, a warning says why) instead of failing the
+            // portfolio. Tickers the source has no data for at all stay absent: NOT_FOUND, as a
+            // typo should be.
+            var snapshotBars = bars.bars
+            var extraAPICalls = 0
+            var missing = bars.missing
+            let positionTickers = Set(variants.flatMap { $0.strategy.positions.map(\.ticker) })
+            let unlisted = missing.filter { positionTickers.contains($0) && $0 != settings.benchmark }
+            if !unlisted.isEmpty {
+                let today = NewYorkTime.date(unixSeconds: Int64(Date().timeIntervalSince1970))
+                let wide = BarQuery(symbols: unlisted, range: source.dataEpoch...max(today, settings.end), adjustment: settings.adjustment)
+                if let found = try? await source.dailyBars(wide) {
+                    for (symbol, history) in found.bars where !history.isEmpty {
+                        snapshotBars[symbol] = history
+                        missing.removeAll { $0 == symbol }
+                    }
+                    extraAPICalls = found.apiCalls
+                }
+            }
+            let snapshot = MarketSnapshot(bars: snapshotBars, source: source.name)
             dataMs = (clock.now - phase).milliseconds
             // Indicators: from the cache where possible, computed (and stored) otherwise.
             phase = clock.now
             let indicators = try await computeIndicators(analysis.indicatorKeys, snapshot: snapshot, settings: settings, session: session)
-            return (bars, snapshot, indicators)
+            return (bars, snapshot, indicators, missing, extraAPICalls)
         }
-        let (bars, snapshot, indicators) = loaded
+        let (bars, snapshot, indicators, missing, extraAPICalls) = loaded
         stats.dataMs = dataMs
         stats.indicatorsMs = (clock.now - phase).milliseconds
         if let cacheStats {
             stats.cacheHits = cacheStats.hits
             stats.cacheMisses = cacheStats.misses
-            stats.apiCalls = max(cacheStats.apiCalls, bars.apiCalls)
+            stats.apiCalls = max(cacheStats.apiCalls, bars.apiCalls) + extraAPICalls
         } else {
-            stats.apiCalls = bars.apiCalls
+            stats.apiCalls = bars.apiCalls + extraAPICalls
         }
-        var warnings = bars.warnings
+        // The data layer's listing warnings are measured from the query's start (the source's
+        // epoch, for indicators), not the window's; the engine says the same fact relative to the
+        // window ("X has no bars before D (requested start S)"), so only its warning is kept.
+        var warnings = bars.warnings.filter { warning in
+            !analysis.tickers.contains { BarSet.isListingWarning(warning, of: $0) }
+        }
         if let warmUp = Self.warmUpWarning(indicators, snapshot: snapshot, start: settings.start, source: source) {
             warnings.append(warmUp)
             logger.notice("\(warmUp)")
         }
-        if !bars.missing.isEmpty {
+        if !missing.isEmpty {
             warnings.append(BacktestWarning(
-                .noData, tickers: bars.missing, dates: [range.lowerBound, range.upperBound],
-                message: "no data from \(source.name) for \(bars.missing.joined(separator: ", ")) in \(range.lowerBound)...\(range.upperBound)"))
+                .noData, tickers: missing, dates: [range.lowerBound, range.upperBound],
+                message: "no data from \(source.name) for \(missing.joined(separator: ", ")) in \(range.lowerBound)...\(range.upperBound)"))
         }
 
         // The calendar, aligned once for every variant. Its error (e.g. no benchmark bars) is each
@@ -246,7 +273,9 @@ package struct BacktestPipeline: Sendable {
         result.stats.simulationMs = simulation.simulationMs
         result.stats.barsProcessed = simulation.barsProcessed
         result.stats.totalMs = prepared.stats.analysisMs + prepared.stats.dataMs + prepared.stats.indicatorsMs + simulation.simulationMs
-        result.warnings = prepared.warnings + result.warnings
+        // Each fact once, in the order first said.
+        var seen = Set<BacktestWarning>()
+        result.warnings = (prepared.warnings + result.warnings).filter { seen.insert($0).inserted }
         let flat = result.warnings.filter { $0.kind == .benchmarkFlat }
         if !flat.isEmpty {
             logger.warning("backtest '\(variant.strategy.name)': \(flat.map(\.message).joined(separator: "; "))")

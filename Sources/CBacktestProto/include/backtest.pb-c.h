@@ -207,7 +207,19 @@ typedef enum _Backtest__V1__WarningKind {
   /*
    * the window starts before an indicator's first value
    */
-  BACKTEST__V1__WARNING_KIND__WARNING_INDICATOR_WARM_UP = 11
+  BACKTEST__V1__WARNING_KIND__WARNING_INDICATOR_WARM_UP = 11,
+  /*
+   * ratios with a zero denominator, reported as NaN
+   */
+  BACKTEST__V1__WARNING_KIND__WARNING_METRICS_UNDEFINED = 12,
+  /*
+   * next_open orders signalled on the last day
+   */
+  BACKTEST__V1__WARNING_KIND__WARNING_UNFILLED_AT_END = 13,
+  /*
+   * a position's ticker has no bar in the window
+   */
+  BACKTEST__V1__WARNING_KIND__WARNING_NEVER_TRADES = 14
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(BACKTEST__V1__WARNING_KIND)
 } Backtest__V1__WarningKind;
 typedef enum _Backtest__V1__BatchState {

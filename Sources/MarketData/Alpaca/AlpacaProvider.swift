@@ -75,7 +75,9 @@ package final class AlpacaProvider: MarketDataProvider {
 
         var result = BarSet(apiCalls: requests)
         for symbol in query.symbols {
-            result.add(symbol, history: fetched[symbol].map { Self.dailyBars(symbol, $0) }, range: query.range, calendar: calendar)
+            let history = fetched[symbol].map { Self.dailyBars(symbol, $0) }
+            try history?.validate(origin: vendorName)
+            result.add(symbol, history: history, range: query.range, calendar: calendar)
         }
         result.normalize()
         // Learnt only up to yesterday (UTC): today's bar may not exist yet, or be held back (SIP).

@@ -52,7 +52,9 @@ package final class DemoProvider: MarketDataProvider {
         for symbol in query.symbols { try Ticker.validate(symbol, field: "symbols") }
         var result = BarSet(warnings: standingWarnings)
         for symbol in query.symbols {
-            result.add(symbol, history: history(symbol, query.adjustment), range: query.range, calendar: calendar)
+            let bars = history(symbol, query.adjustment)
+            try bars?.validate(origin: "demo data")
+            result.add(symbol, history: bars, range: query.range, calendar: calendar)
         }
         result.normalize()
         return result

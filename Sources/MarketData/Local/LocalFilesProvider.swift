@@ -123,7 +123,12 @@ package final class LocalFilesProvider: MarketDataProvider {
             guard let text = String(data: data, encoding: .utf8) else {
                 throw BacktestError(.unavailable, "cannot read \(url.path): not UTF-8 text")
             }
-            raw = try DailyBarsCSV.parse(text, symbol: symbol)
+            do {
+                raw = try DailyBarsCSV.parse(text, symbol: symbol)
+            } catch {
+                // Name the file: "…/AAPL.csv: AAPL: line 12 (2014-01-16): close 0.0 is not …".
+                throw BacktestError(error.code, "\(url.path): \(error.message)", field: error.field)
+            }
         }
         let adjusted = adjustment.flatMap { raw?.adjusted($0) }
         loaded.withLock {

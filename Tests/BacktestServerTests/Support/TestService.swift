@@ -74,6 +74,10 @@ struct TestService: BacktestService {
         PurgeCacheResult(entriesRemoved: 0, generation: 1)
     }
 
+    func cancelBatch(id: String, context: CallContext) async throws -> ProgressUpdate {
+        throw BacktestError(.unimplemented, "CancelBatch is not available on this test service")
+    }
+
     private func blockUntilCancelled(_ name: String) async {
         // Sleeping here is the behaviour under test (work that only cancellation stops), not a wait
         // for another event.
