@@ -34,11 +34,29 @@ extension BacktestClient {
     /// the socket, not to the consumer.
     public nonisolated func runBatch(
         _ variants: [Strategy], settings: BacktestSettings, maxParallel: Int = 0, timeout: Duration? = nil,
-        reattach: ReattachPolicy = .default
+        reattach: ReattachPolicy = .default, detail: ResultDetail = .default
     ) -> AsyncThrowingStream<ProgressUpdate, any Error> {
-        let request = BatchRequest(variants: variants, settings: settings, maxParallel: maxParallel)
+        runBatch(BatchRequest(variants: variants, settings: settings, maxParallel: maxParallel, detail: detail),
+                 total: variants.count, timeout: timeout, reattach: reattach)
+    }
+
+    /// A sweep: the variants `grid` expands to (the server expands it; `Grid.count` of them),
+    /// SUMMARY results by default for more than `ResultDetail.fullUpTo` variants, each carrying
+    /// its parameter values. Delivery, re-attach and cancelling as for `runBatch(_:settings:)`.
+    /// FULL results of chosen variants afterwards: `variantResults(batchID:selection:)`.
+    public nonisolated func runSweep(
+        _ grid: Grid, settings: BacktestSettings, detail: ResultDetail = .default, maxParallel: Int = 0,
+        timeout: Duration? = nil, reattach: ReattachPolicy = .default
+    ) -> AsyncThrowingStream<ProgressUpdate, any Error> {
+        runBatch(BatchRequest(grid: grid, settings: settings, maxParallel: maxParallel, detail: detail),
+                 total: grid.count, timeout: timeout, reattach: reattach)
+    }
+
+    private nonisolated func runBatch(
+        _ request: BatchRequest, total: Int, timeout: Duration?, reattach: ReattachPolicy
+    ) -> AsyncThrowingStream<ProgressUpdate, any Error> {
         let (stream, continuation) = AsyncThrowingStream.makeStream(of: ProgressUpdate.self)
-        let delivery = BatchDelivery(total: variants.count, continuation: continuation)
+        let delivery = BatchDelivery(total: total, continuation: continuation)
         let driver = Task {
             do {
                 try await self.streamBatch(request, timeout: timeout, delivery: delivery, reattach: reattach)

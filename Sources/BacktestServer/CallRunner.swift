@@ -92,6 +92,9 @@ struct CallRunner: Sendable {
             return .serverInfo(await service.serverInfo())
         case .purgeCache:
             return .purge(try await service.purgeCache())
+        case .variantResults(let batchID, let selection):
+            return .variantResults(
+                batchID: batchID, results: try await service.variantResults(batchID: batchID, selection: selection, context: context))
         }
     }
 }

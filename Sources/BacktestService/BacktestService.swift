@@ -66,4 +66,17 @@ package protocol BacktestService: Sendable {
     func batchStatus(id: String, knownIndices: Set<Int>, context: CallContext) async throws -> ProgressUpdate
     func serverInfo() async -> ServerInfo
     func purgeCache() async throws -> PurgeCacheResult
+
+    /// GetVariantResults: the FULL results of a retained batch's variants (by index, or the
+    /// best N by a metric), recomputed from the same data. NOT_FOUND for an unknown, expired or
+    /// evicted batch; INVALID_ARGUMENT naming `get_variant_results.indices` for an index outside
+    /// the batch.
+    func variantResults(batchID: String, selection: VariantSelection, context: CallContext) async throws -> [VariantResult]
+}
+
+extension BacktestService {
+    /// Services without sweeps answer UNIMPLEMENTED.
+    package func variantResults(batchID: String, selection: VariantSelection, context: CallContext) async throws -> [VariantResult] {
+        throw BacktestError(.unimplemented, "this server does not keep batches for GetVariantResults")
+    }
 }

@@ -53,21 +53,48 @@ package struct EngineBacktestService: BacktestService {
     package func runBatch(
         _ request: BatchRequest, context: CallContext, emit: @escaping @Sendable (ProgressUpdate) async throws -> Void
     ) async throws {
-        let run = BatchRun(
-            request: request, pipeline: pipeline, job: await jobs.create(total: request.variants.count),
-            parallelism: request.maxParallel > 0 ? min(request.maxParallel, maxParallel) : maxParallel,
-            deadline: context.deadline, connection: context.connection, abandonAfter: abandonAfter, logger: context.logger)
+        // Grids are resolved here (bad axes are INVALID_ARGUMENT naming the field); the job keeps
+        // the source so GetVariantResults can recompute any variant.
+        var plan: GridPlan?
+        if let grid = request.grid { plan = try GridPlan(grid, field: "run_batch.grid") }
+        let total = plan?.count ?? request.variants.count
+        let detail = request.detail.resolved(count: total)
+        let source = BatchSource(settings: request.settings, variants: request.variants, grid: plan, detail: detail)
+        let job = try await jobs.admit(total: total, source: source, estimatedBytes: Self.estimatedBytes(source))
+        let parallelism = request.maxParallel > 0 ? min(request.maxParallel, maxParallel) : maxParallel
         let connection = context.connection
-        let work = Task {
-            try await FetchDeadline.$current.withValue(Self.fetchDeadline(context.deadline)) {
-            try await run.run { update in
-                guard !connection.isLost else { return }
-                do {
-                    try await emit(update)
-                } catch {
-                    if !connection.isLost { throw error }
+        let sink: @Sendable (ProgressUpdate) async throws -> Void = { update in
+            guard !connection.isLost else { return }
+            do {
+                try await emit(update)
+            } catch {
+                if !connection.isLost { throw error }
+            }
+        }
+        let work: Task<Void, any Error>
+        if detail == .summary, total > 0 {
+            let run = SweepBatchRun(
+                source: source, pipeline: pipeline, job: job, parallelism: parallelism, connection: context.connection,
+                abandonAfter: abandonAfter, logger: context.logger, maxUpdateBytes: statusAnswerBytes)
+            work = Task {
+                try await FetchDeadline.$current.withValue(Self.fetchDeadline(context.deadline)) {
+                    try await run.run(deadline: context.deadline, emit: sink)
                 }
             }
+        } else {
+            var listed = request
+            if let plan {
+                var expanded: [Strategy] = []
+                for index in 0..<plan.count { expanded.append(try plan.strategy(index)) }
+                listed.variants = expanded
+            }
+            let run = BatchRun(
+                request: listed, pipeline: pipeline, job: job, parallelism: parallelism,
+                deadline: context.deadline, connection: context.connection, abandonAfter: abandonAfter, logger: context.logger)
+            work = Task {
+                try await FetchDeadline.$current.withValue(Self.fetchDeadline(context.deadline)) {
+                    try await run.run(emit: sink)
+                }
             }
         }
         // The server's deadline timer cancels the call only while the connection is open.
@@ -82,6 +109,64 @@ package struct EngineBacktestService: BacktestService {
             if !connection.isLost { work.cancel() }
         }
     }
+
+    /// What a batch's kept results will cost, in `BatchJob.estimatedBytes` units: a summary
+    /// each, or for FULL results the per-day arrays over the window (about 252 trading days a
+    /// year) and a share of orders.
+    static func estimatedBytes(_ source: BatchSource) -> Int {
+        if source.detail == .summary { return source.count * SummaryStore.bytesPerSummary }
+        let days = max(1, source.settings.start.distance(to: source.settings.end) * 252 / 365)
+        return source.count * (1024 + days * 24 + days / 20 * 96)
+    }
+
+    /// FULL results recomputed from the same data: the shared phase for the chosen variants,
+    /// then each through the same engine path as the batch's FULL results.
+    package func variantResults(batchID: String, selection: VariantSelection, context: CallContext) async throws -> [VariantResult] {
+        let job = try await jobs.job(id: batchID)
+        guard let source = job.source else {
+            throw BacktestError(.failedPrecondition, "batch '\(batchID.prefix(64))' keeps no request to recompute from", field: "get_variant_results.batch_id")
+        }
+        let indices: [Int]
+        switch selection {
+        case .indices(let asked):
+            guard asked.count <= Self.maxVariantResults else {
+                throw BacktestError.invalidArgument("at most \(Self.maxVariantResults) variants per call, not \(asked.count)", field: "get_variant_results.indices")
+            }
+            indices = asked
+        case .best(let metric, let count):
+            guard count <= Self.maxVariantResults else {
+                throw BacktestError.invalidArgument("at most \(Self.maxVariantResults) variants per call, not \(count)", field: "get_variant_results.best_count")
+            }
+            let ranked: [(index: Int, value: Double)] = await job.rankable().map { ($0.index, metric.value($0.summary)) }
+            let sorted = ranked.sorted { (a: (index: Int, value: Double), b: (index: Int, value: Double)) -> Bool in
+                if a.value == b.value { return a.index < b.index }
+                return metric.ranksBefore(a.value, b.value)
+            }
+            indices = sorted.prefix(count).map { $0.index }
+        }
+        var strategies: [Strategy] = []
+        for (i, index) in indices.enumerated() {
+            strategies.append(try source.strategy(index, field: "get_variant_results.indices[\(i)]"))
+        }
+        guard !strategies.isEmpty else { return [] }
+        let chosen = indices
+        let prefix: @Sendable (Int) -> String = { (i: Int) -> String in "variants[\(chosen[i])]" }
+        let prepared: PreparedBatch = try await pipeline.prepare(strategies, settings: source.settings, fieldPrefix: prefix)
+        var answers: [VariantResult] = []
+        for (i, index) in indices.enumerated() {
+            let outcome: Result<BacktestResult, BacktestError>
+            do {
+                outcome = .success(try pipeline.simulate(strategies[i], in: prepared))
+            } catch {
+                outcome = .failure(error)
+            }
+            answers.append(VariantResult(index: index, outcome: outcome, parameters: source.grid?.parameters(of: index) ?? []))
+        }
+        return answers
+    }
+
+    /// Most FULL results one GetVariantResults call recomputes.
+    package static let maxVariantResults = 64
 
     package func batchStatus(id: String, knownIndices: Set<Int>, context: CallContext) async throws -> ProgressUpdate {
         try await jobs.job(id: id).snapshot(excluding: knownIndices, maxBytes: statusAnswerBytes)

@@ -16,16 +16,39 @@ public struct BacktestRequest: Sendable, Hashable {
 
 /// RunBatch's request: variants sharing settings (and therefore data and indicators).
 public struct BatchRequest: Sendable, Hashable {
+    /// The variants, when the batch lists them (empty when `grid` is set).
     public var variants: [Strategy]
     public var settings: BacktestSettings
     /// 0 = the server's default; the server never exceeds its own bound.
     public var maxParallel: Int
+    /// FULL or SUMMARY results; `.default` = FULL up to `ResultDetail.fullUpTo` variants.
+    public var detail: ResultDetail
+    /// Variants as a grid the server expands (instead of `variants`).
+    public var grid: Grid?
 
-    public init(variants: [Strategy], settings: BacktestSettings, maxParallel: Int = 0) {
+    public init(variants: [Strategy], settings: BacktestSettings, maxParallel: Int = 0, detail: ResultDetail = .default) {
         self.variants = variants
         self.settings = settings
         self.maxParallel = maxParallel
+        self.detail = detail
+        grid = nil
     }
+
+    /// A batch of the variants `grid` expands to.
+    public init(grid: Grid, settings: BacktestSettings, maxParallel: Int = 0, detail: ResultDetail = .default) {
+        variants = []
+        self.settings = settings
+        self.maxParallel = maxParallel
+        self.detail = detail
+        self.grid = grid
+    }
+}
+
+/// GetVariantResults' request: FULL results of some variants of a retained batch, by index or
+/// the best `count` by a metric.
+public enum VariantSelection: Sendable, Hashable {
+    case indices([Int])
+    case best(SummaryMetric, count: Int)
 }
 
 /// The method a REQUEST selects, with its argument.
@@ -36,6 +59,8 @@ public enum CallMethod: Sendable, Hashable {
     case batchStatus(batchID: String, knownIndices: [Int] = [])
     case serverInfo
     case purgeCache
+    /// GetVariantResults: FULL results of a batch's variants, recomputed on demand.
+    case variantResults(batchID: String, selection: VariantSelection)
 
     /// The method's name in the proto's `service` block, for logs and errors.
     public var name: String {
@@ -45,6 +70,7 @@ public enum CallMethod: Sendable, Hashable {
         case .batchStatus: "GetBatchStatus"
         case .serverInfo: "GetServerInfo"
         case .purgeCache: "PurgeCache"
+        case .variantResults: "GetVariantResults"
         }
     }
 }
@@ -109,10 +135,17 @@ public struct CallRequest: WireMessage {
                 let variants = try messages(r.variants, r.n_variants) { variant, index in
                     try StrategyConversion.strategy(variant, path: "run_batch.variants[\(index)]")
                 }
-                return .runBatch(BatchRequest(
+                var request = BatchRequest(
                     variants: variants,
                     settings: try StrategyConversion.settings(required(r.settings, "run_batch.settings"), path: "run_batch.settings"),
-                    maxParallel: Int(r.max_parallel)))
+                    maxParallel: Int(r.max_parallel), detail: try SweepConversion.detail(r.detail, path: "run_batch.detail"))
+                if let grid = r.grid {
+                    guard variants.isEmpty else {
+                        throw BacktestError.invalidArgument("set either variants or grid, not both", field: "run_batch.grid")
+                    }
+                    request.grid = try SweepConversion.grid(grid, path: "run_batch.grid")
+                }
+                return .runBatch(request)
             case BACKTEST__V1__CALL_REQUEST__METHOD_GET_BATCH_STATUS:
                 let r = try required(m.get_batch_status, "get_batch_status").pointee
                 return .batchStatus(batchID: string(r.batch_id), knownIndices: scalars(r.known_indices, r.n_known_indices).map(Int.init))
@@ -120,6 +153,8 @@ public struct CallRequest: WireMessage {
                 return .serverInfo
             case BACKTEST__V1__CALL_REQUEST__METHOD_PURGE_CACHE:
                 return .purgeCache
+            case BACKTEST__V1__CALL_REQUEST__METHOD_GET_VARIANT_RESULTS:
+                return try SweepConversion.variantResultsRequest(required(m.get_variant_results, "get_variant_results"))
             default:
                 throw BacktestError(.unimplemented, "the request names no method this server knows")
             }
@@ -151,6 +186,8 @@ public struct CallRequest: WireMessage {
                 r.pointee.variants = arena.messages(request.variants) { arena.strategy($0) }
                 r.pointee.settings = arena.settings(request.settings)
                 r.pointee.max_parallel = UInt32(clamping: request.maxParallel)
+                r.pointee.detail = SweepConversion.detail(request.detail)
+                r.pointee.grid = request.grid.map { arena.grid($0) }
                 m.pointee.method_case = BACKTEST__V1__CALL_REQUEST__METHOD_RUN_BATCH
                 m.pointee.run_batch = r
             case .batchStatus(let batchID, let knownIndices):
@@ -166,6 +203,9 @@ public struct CallRequest: WireMessage {
             case .purgeCache:
                 m.pointee.method_case = BACKTEST__V1__CALL_REQUEST__METHOD_PURGE_CACHE
                 m.pointee.purge_cache = arena.message(PB.purgeCacheRequest)
+            case .variantResults(let batchID, let selection):
+                m.pointee.method_case = BACKTEST__V1__CALL_REQUEST__METHOD_GET_VARIANT_RESULTS
+                m.pointee.get_variant_results = arena.variantResultsRequest(batchID: batchID, selection: selection)
             }
         }
     }

@@ -85,6 +85,46 @@ extension ScratchArena {
         return m
     }
 
+    func variantResult(_ variant: VariantResult) -> UnsafeMutablePointer<Backtest__V1__VariantResult> {
+        let v = message(PB.variantResult)
+        v.pointee.index = UInt32(clamping: variant.index)
+        switch variant.detail {
+        case .full(let result):
+            v.pointee.outcome_case = BACKTEST__V1__VARIANT_RESULT__OUTCOME_RESULT
+            v.pointee.result = self.result(result)
+        case .summary(let summary):
+            v.pointee.outcome_case = BACKTEST__V1__VARIANT_RESULT__OUTCOME_SUMMARY
+            v.pointee.summary = self.summary(summary)
+        case .failure(let error):
+            v.pointee.outcome_case = BACKTEST__V1__VARIANT_RESULT__OUTCOME_ERROR
+            v.pointee.error = status(CallStatus(error))
+        }
+        if !variant.parameters.isEmpty {
+            v.pointee.n_parameters = variant.parameters.count
+            v.pointee.parameters = messages(variant.parameters) { parameter in
+                let g = message(PB.gridParameter)
+                g.pointee.path = cString(parameter.path)
+                g.pointee.value = cString(parameter.value)
+                return g
+            }
+        }
+        return v
+    }
+
+    func summary(_ s: BacktestSummary) -> UnsafeMutablePointer<Backtest__V1__BacktestSummary> {
+        let m = message(PB.backtestSummary)
+        m.pointee.strategy_name = cString(s.strategyName)
+        m.pointee.metrics = metrics(s.metrics)
+        m.pointee.benchmark_metrics = metrics(s.benchmarkMetrics)
+        m.pointee.final_equity = s.finalEquity
+        m.pointee.initial_capital = s.initialCapital
+        m.pointee.order_count = UInt32(clamping: s.orderCount)
+        m.pointee.n_warnings = s.warnings.count
+        m.pointee.warnings = strings(s.warnings)
+        m.pointee.simulation_ms = s.stats.simulationMs
+        return m
+    }
+
     func progress(_ p: ProgressUpdate) -> UnsafeMutablePointer<Backtest__V1__ProgressUpdate> {
         let m = message(PB.progressUpdate)
         m.pointee.batch_id = cString(p.batchID)
@@ -97,19 +137,7 @@ extension ScratchArena {
         case .failed: BACKTEST__V1__BATCH_STATE__BATCH_FAILED
         }
         m.pointee.n_results = p.results.count
-        m.pointee.results = messages(p.results) { variant in
-            let v = message(PB.variantResult)
-            v.pointee.index = UInt32(clamping: variant.index)
-            switch variant.outcome {
-            case .success(let result):
-                v.pointee.outcome_case = BACKTEST__V1__VARIANT_RESULT__OUTCOME_RESULT
-                v.pointee.result = self.result(result)
-            case .failure(let error):
-                v.pointee.outcome_case = BACKTEST__V1__VARIANT_RESULT__OUTCOME_ERROR
-                v.pointee.error = status(CallStatus(error))
-            }
-            return v
-        }
+        m.pointee.results = messages(p.results) { variantResult($0) }
         m.pointee.stats = p.stats.map { statistics($0) }
         m.pointee.status_text = cString(p.statusText)
         m.pointee.error = p.error.map { status(CallStatus($0)) }
