@@ -71,11 +71,22 @@ package protocol BacktestService: Sendable {
     /// variants that finished); a batch that already ended is returned as it is. Throws NOT_FOUND
     /// (field `batch_id`) for an unknown or expired id.
     func cancelBatch(id: String, context: CallContext) async throws -> ProgressUpdate
+
+    /// GetVariantResults: the FULL results of a retained batch's variants (by index, or the
+    /// best N by a metric), recomputed from the same data. NOT_FOUND for an unknown, expired or
+    /// evicted batch; INVALID_ARGUMENT naming `get_variant_results.indices` for an index outside
+    /// the batch.
+    func variantResults(batchID: String, selection: VariantSelection, context: CallContext) async throws -> [VariantResult]
 }
 
 extension BacktestService {
     /// A service without batch jobs has nothing to cancel.
     package func cancelBatch(id: String, context: CallContext) async throws -> ProgressUpdate {
         throw BacktestError(.unimplemented, "CancelBatch is not available on this server")
+    }
+
+    /// Services without sweeps answer UNIMPLEMENTED.
+    package func variantResults(batchID: String, selection: VariantSelection, context: CallContext) async throws -> [VariantResult] {
+        throw BacktestError(.unimplemented, "this server does not keep batches for GetVariantResults")
     }
 }
