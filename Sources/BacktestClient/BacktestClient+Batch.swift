@@ -40,11 +40,33 @@ extension BacktestClient {
     /// the socket, not to the consumer.
     public nonisolated func runBatch(
         _ variants: [Strategy], settings: BacktestSettings, maxParallel: Int = 0, timeout: Duration? = nil,
-        reattach: ReattachPolicy = .default, onBatchID: (@Sendable (String) -> Void)? = nil
+        reattach: ReattachPolicy = .default, detail: ResultDetail = .default,
+        onBatchID: (@Sendable (String) -> Void)? = nil
     ) -> AsyncThrowingStream<ProgressUpdate, any Error> {
-        let request = BatchRequest(variants: variants, settings: settings, maxParallel: maxParallel)
+        runBatch(BatchRequest(variants: variants, settings: settings, maxParallel: maxParallel, detail: detail),
+                 total: variants.count, timeout: timeout, reattach: reattach, onBatchID: onBatchID)
+    }
+
+    /// A sweep: the variants `grid` expands to (the server expands it; `Grid.count` of them),
+    /// SUMMARY results by default for more than `ResultDetail.fullUpTo` variants, each carrying
+    /// its parameter values. Delivery, re-attach and cancelling as for `runBatch(_:settings:)`;
+    /// `onBatchID` is called once with the batch's id, from the first update (before the data
+    /// fetch). FULL results of chosen variants afterwards: `variantResults(batchID:selection:)`.
+    public nonisolated func runSweep(
+        _ grid: Grid, settings: BacktestSettings, detail: ResultDetail = .default, maxParallel: Int = 0,
+        timeout: Duration? = nil, reattach: ReattachPolicy = .default,
+        onBatchID: (@Sendable (String) -> Void)? = nil
+    ) -> AsyncThrowingStream<ProgressUpdate, any Error> {
+        runBatch(BatchRequest(grid: grid, settings: settings, maxParallel: maxParallel, detail: detail),
+                 total: grid.count, timeout: timeout, reattach: reattach, onBatchID: onBatchID)
+    }
+
+    private nonisolated func runBatch(
+        _ request: BatchRequest, total: Int, timeout: Duration?, reattach: ReattachPolicy,
+        onBatchID: (@Sendable (String) -> Void)?
+    ) -> AsyncThrowingStream<ProgressUpdate, any Error> {
         let (stream, continuation) = AsyncThrowingStream.makeStream(of: ProgressUpdate.self)
-        let delivery = BatchDelivery(total: variants.count, continuation: continuation, onBatchID: onBatchID)
+        let delivery = BatchDelivery(total: total, continuation: continuation, onBatchID: onBatchID)
         let driver = Task {
             do {
                 try await self.streamBatch(request, timeout: timeout, delivery: delivery, reattach: reattach)

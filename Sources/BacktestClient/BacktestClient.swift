@@ -67,6 +67,17 @@ public actor BacktestClient {
         return update
     }
 
+    /// GetVariantResults: the FULL results (curves and orders) of a finished or running batch's
+    /// variants, by index or the best N by a metric (best first), recomputed by the server from
+    /// the same data. At most 64 per call. NOT_FOUND when the batch expired or was evicted.
+    public func variantResults(batchID: String, selection: VariantSelection, timeout: Duration? = nil) async throws -> [VariantResult] {
+        let response = try await unary(.variantResults(batchID: batchID, selection: selection), timeout: timeout)
+        guard case .variantResults(_, let results)? = response.result else {
+            throw Self.missingResult("GetVariantResults")
+        }
+        return results
+    }
+
     public func serverInfo(timeout: Duration? = nil) async throws -> ServerInfo {
         let response = try await unary(.serverInfo, timeout: timeout)
         guard case .serverInfo(let info)? = response.result else { throw Self.missingResult("GetServerInfo") }

@@ -29,6 +29,9 @@ package struct BacktestdConfiguration: Sendable {
     package var batchRetentionSeconds: Int
     /// Megabytes of results finished batches may keep.
     package var batchRetentionMegabytes: Int
+    /// Megabytes of results running and finished batches may hold together (estimated at
+    /// admission); a batch that does not fit is refused with RESOURCE_EXHAUSTED.
+    package var batchBudgetMegabytes: Int
     /// The Redis cache's settings; nil when `BACKTESTD_CACHE` turns the cache off.
     package var cache: Cache?
     /// The loopback port of the Prometheus `GET /metrics` endpoint; nil (the default) for none.
@@ -87,6 +90,7 @@ package struct BacktestdConfiguration: Sendable {
         maxParallel = try reader.integer(.maxParallel, in: 1...Int.max) ?? 4
         batchRetentionSeconds = try reader.integer(.batchRetentionSeconds, in: 0...Int.max) ?? 600
         batchRetentionMegabytes = try reader.integer(.batchRetentionMb, in: 0...(Int.max >> 20)) ?? 128
+        batchBudgetMegabytes = try reader.integer(.batchBudgetMb, in: 1...(Int.max >> 20)) ?? 192
         metricsPort = try reader.integer(.metricsPort, in: 0...65535)
 
         if try reader.switch(.cache) == false {

@@ -25,6 +25,7 @@ package enum BacktestdSetting: String, CaseIterable, Sendable {
     case maxParallel = "BACKTESTD_MAX_PARALLEL"
     case batchRetentionSeconds = "BACKTESTD_BATCH_RETENTION_SECONDS"
     case batchRetentionMb = "BACKTESTD_BATCH_RETENTION_MB"
+    case batchBudgetMb = "BACKTESTD_BATCH_BUDGET_MB"
     case metricsPort = "BACKTESTD_METRICS_PORT"
 
     // Variables only.
@@ -56,7 +57,7 @@ package enum BacktestdSetting: String, CaseIterable, Sendable {
         switch self {
         case .host, .port, .maxFrameBytes, .maxConcurrentStreams, .maxConnections, .handshakeTimeoutMs, .idleTimeoutMs,
             .frameTimeoutMs, .keepaliveMs, .maxCallTimeoutMs, .maxOutputBufferBytes, .decodeBudgetBytes, .drainTimeoutMs,
-            .logLevel, .dataSource, .maxParallel, .batchRetentionSeconds, .batchRetentionMb, .metricsPort:
+            .logLevel, .dataSource, .maxParallel, .batchRetentionSeconds, .batchRetentionMb, .batchBudgetMb, .metricsPort:
             "--" + rawValue.dropFirst("BACKTESTD_".count).lowercased().replacing("_", with: "-")
         default:
             nil

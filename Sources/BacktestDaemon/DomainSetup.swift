@@ -40,7 +40,8 @@ package struct DomainSetup {
             pipeline: pipeline,
             jobs: BatchJobRegistry(
                 retention: .seconds(configuration.batchRetentionSeconds),
-                maxRetainedBytes: configuration.batchRetentionMegabytes * 1024 * 1024),
+                maxRetainedBytes: configuration.batchRetentionMegabytes * 1024 * 1024,
+                budgetBytes: configuration.batchBudgetMegabytes * 1024 * 1024),
             maxParallel: maxParallel, statusAnswerBytes: configuration.server.maxFramePayload / 2,
             serverVersion: configuration.server.serverVersion)
         logger.info(

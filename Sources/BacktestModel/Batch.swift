@@ -13,14 +13,96 @@ public enum BatchState: String, Sendable, Hashable {
     case failed
 }
 
-public struct VariantResult: Sendable {
-    /// Position of the variant in the batch request.
-    public var index: Int
-    public var outcome: Result<BacktestResult, BacktestError>
+/// How much of each variant's outcome a batch sends and keeps (`BatchRequest.detail`).
+public enum ResultDetail: String, Sendable, Hashable, CaseIterable {
+    /// FULL for batches of at most `ResultDetail.fullUpTo` variants, SUMMARY for larger ones.
+    case `default`
+    /// Metrics, final equity, order count, warnings and the variant's parameter values.
+    case summary
+    /// Curves and orders: the whole `BacktestResult`.
+    case full
 
-    public init(index: Int, outcome: Result<BacktestResult, BacktestError>) {
+    /// The largest batch that gets FULL results by default (the original plan's batch of 8 is).
+    public static let fullUpTo = 64
+
+    /// `.default` resolved for a batch of `count` variants: `.full` or `.summary`.
+    public func resolved(count: Int) -> ResultDetail {
+        self == .default ? (count <= Self.fullUpTo ? .full : .summary) : self
+    }
+}
+
+/// A variant's outcome at the detail its batch asked for.
+public enum VariantOutcome: Sendable {
+    case full(BacktestResult)
+    case summary(BacktestSummary)
+    case failure(BacktestError)
+}
+
+/// One axis value of a variant of a grid, as the grid wrote it: ("positions[0].entry.lhs", "sma:20").
+public struct GridParameter: Sendable, Hashable {
+    /// The axis's path into the strategy (the strategy file's JSON path syntax).
+    public var path: String
+    /// The value as given (JSON text, or a plain string such as `sma:20`).
+    public var value: String
+
+    public init(path: String, value: String) {
+        self.path = path
+        self.value = value
+    }
+}
+
+public struct VariantResult: Sendable {
+    /// Position of the variant in the batch request (or in the grid's expansion order).
+    public var index: Int
+    /// The result (FULL or SUMMARY) or the variant's own error.
+    public var detail: VariantOutcome
+    /// The variant's axis values when the batch is a grid, in axis order; empty otherwise.
+    public var parameters: [GridParameter]
+
+    public init(index: Int, outcome: Result<BacktestResult, BacktestError>, parameters: [GridParameter] = []) {
         self.index = index
-        self.outcome = outcome
+        switch outcome {
+        case .success(let result): detail = .full(result)
+        case .failure(let error): detail = .failure(error)
+        }
+        self.parameters = parameters
+    }
+
+    public init(index: Int, detail: VariantOutcome, parameters: [GridParameter] = []) {
+        self.index = index
+        self.detail = detail
+        self.parameters = parameters
+    }
+
+    /// The FULL result or the error. A SUMMARY reads as a result without dates, curves or
+    /// orders (`equity` holds the final equity alone so `finalEquity` is right); use `summary`
+    /// or `detail` for summaries.
+    public var outcome: Result<BacktestResult, BacktestError> {
+        switch detail {
+        case .full(let result): .success(result)
+        case .failure(let error): .failure(error)
+        case .summary(let summary):
+            .success(BacktestResult(
+                strategyName: summary.strategyName, dates: [], equity: [summary.finalEquity], benchmark: [], orders: [],
+                metrics: summary.metrics, benchmarkMetrics: summary.benchmarkMetrics, warnings: summary.warnings,
+                stats: summary.stats, initialCapital: summary.initialCapital, benchmarkTicker: "",
+                dataSource: summary.stats.dataSource))
+        }
+    }
+
+    /// The summary of the outcome (of a FULL result too); nil for an error.
+    public var summary: BacktestSummary? {
+        switch detail {
+        case .full(let result): BacktestSummary(result)
+        case .summary(let summary): summary
+        case .failure: nil
+        }
+    }
+
+    /// The error, when the variant failed.
+    public var error: BacktestError? {
+        if case .failure(let error) = detail { return error }
+        return nil
     }
 }
 

@@ -14,14 +14,37 @@ public struct BacktestRequest: Sendable, Hashable {
 
 /// RunBatch's request: variants sharing settings (and therefore data and indicators).
 public struct BatchRequest: Sendable, Hashable {
+    /// The variants, when the batch lists them (empty when `grid` is set).
     public var variants: [Strategy]
     public var settings: BacktestSettings
     /// 0 = the server's default; the server never exceeds its own bound.
     public var maxParallel: Int
+    /// FULL or SUMMARY results; `.default` = FULL up to `ResultDetail.fullUpTo` variants.
+    public var detail: ResultDetail
+    /// Variants as a grid the server expands (instead of `variants`).
+    public var grid: Grid?
 
-    public init(variants: [Strategy], settings: BacktestSettings, maxParallel: Int = 0) {
+    public init(variants: [Strategy], settings: BacktestSettings, maxParallel: Int = 0, detail: ResultDetail = .default) {
         self.variants = variants
         self.settings = settings
         self.maxParallel = maxParallel
+        self.detail = detail
+        grid = nil
     }
+
+    /// A batch of the variants `grid` expands to.
+    public init(grid: Grid, settings: BacktestSettings, maxParallel: Int = 0, detail: ResultDetail = .default) {
+        variants = []
+        self.settings = settings
+        self.maxParallel = maxParallel
+        self.detail = detail
+        self.grid = grid
+    }
+}
+
+/// GetVariantResults' request: FULL results of some variants of a retained batch, by index or
+/// the best `count` by a metric.
+public enum VariantSelection: Sendable, Hashable {
+    case indices([Int])
+    case best(SummaryMetric, count: Int)
 }

@@ -99,6 +99,9 @@ struct CallRunner: Sendable {
             return .purge(try await service.purgeCache())
         case .cancelBatch(let batchID):
             return .batchStatus(try await service.cancelBatch(id: batchID, context: context))
+        case .variantResults(let batchID, let selection):
+            return .variantResults(
+                batchID: batchID, results: try await service.variantResults(batchID: batchID, selection: selection, context: context))
         }
     }
 }

@@ -40,4 +40,8 @@ package struct UnimplementedBacktestService: BacktestService {
     package func cancelBatch(id: String, context: CallContext) async throws -> ProgressUpdate {
         throw BacktestError(.unimplemented, "CancelBatch is not available: this server has no batch jobs")
     }
+
+    package func variantResults(batchID: String, selection: VariantSelection, context: CallContext) async throws -> [VariantResult] {
+        throw BacktestError(.unimplemented, "GetVariantResults is not available: this server has no batch jobs")
+    }
 }

@@ -71,8 +71,14 @@ package protocol BacktestService: Sendable {
     /// variants that finished); a batch that already ended is returned as it is. Throws NOT_FOUND
     /// (field `batch_id`) for an unknown or expired id.
     func cancelBatch(id: String, context: CallContext) async throws -> ProgressUpdate
+
+    /// GetVariantResults: the FULL results of a retained batch's variants (by index, or the
+    /// best N by a metric), recomputed from the same data. NOT_FOUND for an unknown, expired or
+    /// evicted batch; INVALID_ARGUMENT naming `get_variant_results.indices` for an index outside
+    /// the batch.
+    func variantResults(batchID: String, selection: VariantSelection, context: CallContext) async throws -> [VariantResult]
 }
 
-// No default for `cancelBatch`: a wrapper that forgot to forward it answered UNIMPLEMENTED for a
-// server whose batches can be cancelled (MeteredBacktestService did), so every conformer says
-// what it does.
+// No defaults for `cancelBatch` and `variantResults`: a wrapper that forgot to forward one
+// answered UNIMPLEMENTED for a server that has it (MeteredBacktestService did for CancelBatch), so
+// every conformer says what it does.

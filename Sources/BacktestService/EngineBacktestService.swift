@@ -5,6 +5,7 @@ import BacktestProtocol
 import Logging
 import MarketData
 import NIOCore
+import Synchronization
 
 /// The real domain behind the wire: backtests through the `BacktestPipeline`, batches as jobs
 /// that stream each variant as it finishes, and the cache's purge.
@@ -53,22 +54,48 @@ package struct EngineBacktestService: BacktestService {
     package func runBatch(
         _ request: BatchRequest, context: CallContext, emit: @escaping @Sendable (ProgressUpdate) async throws -> Void
     ) async throws {
-        let job = await jobs.create(total: request.variants.count)
-        let run = BatchRun(
-            request: request, pipeline: pipeline, job: job,
-            parallelism: request.maxParallel > 0 ? min(request.maxParallel, maxParallel) : maxParallel,
-            deadline: context.deadline, connection: context.connection, abandonAfter: abandonAfter, logger: context.logger)
+        // Grids are resolved here (bad axes are INVALID_ARGUMENT naming the field); the job keeps
+        // the source so GetVariantResults can recompute any variant.
+        var plan: GridPlan?
+        if let grid = request.grid { plan = try GridPlan(grid, field: "run_batch.grid") }
+        let total = plan?.count ?? request.variants.count
+        let detail = request.detail.resolved(count: total)
+        let source = BatchSource(settings: request.settings, variants: request.variants, grid: plan, detail: detail)
+        let job = try await jobs.admit(total: total, source: source, estimatedBytes: Self.estimatedBytes(source))
+        let parallelism = request.maxParallel > 0 ? min(request.maxParallel, maxParallel) : maxParallel
         let connection = context.connection
-        let work = Task {
-            try await FetchDeadline.$current.withValue(Self.fetchDeadline(context.deadline)) {
-            try await run.run { update in
-                guard !connection.isLost else { return }
-                do {
-                    try await emit(update)
-                } catch {
-                    if !connection.isLost { throw error }
+        let sink: @Sendable (ProgressUpdate) async throws -> Void = { update in
+            guard !connection.isLost else { return }
+            do {
+                try await emit(update)
+            } catch {
+                if !connection.isLost { throw error }
+            }
+        }
+        let work: Task<Void, any Error>
+        if detail == .summary, total > 0 {
+            let run = SweepBatchRun(
+                source: source, pipeline: pipeline, job: job, parallelism: parallelism, connection: context.connection,
+                abandonAfter: abandonAfter, logger: context.logger, maxUpdateBytes: statusAnswerBytes)
+            work = Task {
+                try await FetchDeadline.$current.withValue(Self.fetchDeadline(context.deadline)) {
+                    try await run.run(deadline: context.deadline, emit: sink)
                 }
             }
+        } else {
+            var listed = request
+            if let plan {
+                var expanded: [Strategy] = []
+                for index in 0..<plan.count { expanded.append(try plan.strategy(index)) }
+                listed.variants = expanded
+            }
+            let run = BatchRun(
+                request: listed, pipeline: pipeline, job: job, parallelism: parallelism,
+                deadline: context.deadline, connection: context.connection, abandonAfter: abandonAfter, logger: context.logger)
+            work = Task {
+                try await FetchDeadline.$current.withValue(Self.fetchDeadline(context.deadline)) {
+                    try await run.run(emit: sink)
+                }
             }
         }
         await job.onCancel { work.cancel() }
@@ -84,6 +111,73 @@ package struct EngineBacktestService: BacktestService {
             if !connection.isLost { work.cancel() }
         }
     }
+
+    /// What a batch's kept results will cost, in `BatchJob.estimatedBytes` units: a summary
+    /// each, or for FULL results the per-day arrays over the window (about 252 trading days a
+    /// year) and a share of orders.
+    static func estimatedBytes(_ source: BatchSource) -> Int {
+        if source.detail == .summary { return source.count * SummaryStore.bytesPerSummary }
+        let days = max(1, source.settings.start.distance(to: source.settings.end) * 252 / 365)
+        return source.count * (1024 + days * 24 + days / 20 * 96)
+    }
+
+    /// FULL results recomputed from the same data: the shared phase for the chosen variants,
+    /// then each through the same engine path as the batch's FULL results.
+    package func variantResults(batchID: String, selection: VariantSelection, context: CallContext) async throws -> [VariantResult] {
+        let job = try await jobs.job(id: batchID)
+        guard let source = job.source else {
+            throw BacktestError(.failedPrecondition, "batch '\(batchID.prefix(64))' keeps no request to recompute from", field: "get_variant_results.batch_id")
+        }
+        let indices: [Int]
+        switch selection {
+        case .indices(let asked):
+            guard asked.count <= Self.maxVariantResults else {
+                throw BacktestError.invalidArgument("at most \(Self.maxVariantResults) variants per call, not \(asked.count)", field: "get_variant_results.indices")
+            }
+            indices = asked
+        case .best(let metric, let count):
+            guard count <= Self.maxVariantResults else {
+                throw BacktestError.invalidArgument("at most \(Self.maxVariantResults) variants per call, not \(count)", field: "get_variant_results.best_count")
+            }
+            let ranked: [(index: Int, value: Double)] = await job.rankable().map { ($0.index, metric.value($0.summary)) }
+            let sorted = ranked.sorted { (a: (index: Int, value: Double), b: (index: Int, value: Double)) -> Bool in
+                if a.value == b.value { return a.index < b.index }
+                return metric.ranksBefore(a.value, b.value)
+            }
+            indices = sorted.prefix(count).map { $0.index }
+        }
+        var strategies: [Strategy] = []
+        for (i, index) in indices.enumerated() {
+            strategies.append(try source.strategy(index, field: "get_variant_results.indices[\(i)]"))
+        }
+        guard !strategies.isEmpty else { return [] }
+        // The one execution path (validate once, shared phase once, simulations on the compute
+        // threads), as the batch's own FULL results took.
+        let chosen = indices
+        let found = Mutex([Int: VariantResult]())
+        let record: @Sendable (VariantResult) -> Void = { result in
+            let index = chosen[result.index]
+            var kept = result
+            kept.index = index
+            kept.parameters = source.grid?.parameters(of: index) ?? []
+            found.withLock { $0[result.index] = kept }
+        }
+        _ = try await pipeline.execute(
+            strategies, settings: source.settings, parallelism: maxParallel, path: { "variants[\(chosen[$0])]" },
+            rejected: { record($0) }, finished: { record($0) })
+        let byPosition = found.withLock { $0 }
+        var answers: [VariantResult] = []
+        for position in indices.indices {
+            guard let answer = byPosition[position] else {
+                throw BacktestError(.internal, "variant \(indices[position]) ended without a result")
+            }
+            answers.append(answer)
+        }
+        return answers
+    }
+
+    /// Most FULL results one GetVariantResults call recomputes.
+    package static let maxVariantResults = 64
 
     package func batchStatus(id: String, knownIndices: Set<Int>, context: CallContext) async throws -> ProgressUpdate {
         try await jobs.job(id: id).snapshot(excluding: knownIndices, maxBytes: statusAnswerBytes)

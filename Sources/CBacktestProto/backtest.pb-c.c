@@ -547,6 +547,276 @@ void   backtest__v1__batch_request__free_unpacked
   assert(message->base.descriptor == &backtest__v1__batch_request__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   backtest__v1__grid_axis__init
+                     (Backtest__V1__GridAxis         *message)
+{
+  static const Backtest__V1__GridAxis init_value = BACKTEST__V1__GRID_AXIS__INIT;
+  *message = init_value;
+}
+size_t backtest__v1__grid_axis__get_packed_size
+                     (const Backtest__V1__GridAxis *message)
+{
+  assert(message->base.descriptor == &backtest__v1__grid_axis__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t backtest__v1__grid_axis__pack
+                     (const Backtest__V1__GridAxis *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &backtest__v1__grid_axis__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t backtest__v1__grid_axis__pack_to_buffer
+                     (const Backtest__V1__GridAxis *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &backtest__v1__grid_axis__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Backtest__V1__GridAxis *
+       backtest__v1__grid_axis__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Backtest__V1__GridAxis *)
+     protobuf_c_message_unpack (&backtest__v1__grid_axis__descriptor,
+                                allocator, len, data);
+}
+void   backtest__v1__grid_axis__free_unpacked
+                     (Backtest__V1__GridAxis *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &backtest__v1__grid_axis__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   backtest__v1__grid__init
+                     (Backtest__V1__Grid         *message)
+{
+  static const Backtest__V1__Grid init_value = BACKTEST__V1__GRID__INIT;
+  *message = init_value;
+}
+size_t backtest__v1__grid__get_packed_size
+                     (const Backtest__V1__Grid *message)
+{
+  assert(message->base.descriptor == &backtest__v1__grid__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t backtest__v1__grid__pack
+                     (const Backtest__V1__Grid *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &backtest__v1__grid__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t backtest__v1__grid__pack_to_buffer
+                     (const Backtest__V1__Grid *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &backtest__v1__grid__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Backtest__V1__Grid *
+       backtest__v1__grid__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Backtest__V1__Grid *)
+     protobuf_c_message_unpack (&backtest__v1__grid__descriptor,
+                                allocator, len, data);
+}
+void   backtest__v1__grid__free_unpacked
+                     (Backtest__V1__Grid *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &backtest__v1__grid__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   backtest__v1__grid_parameter__init
+                     (Backtest__V1__GridParameter         *message)
+{
+  static const Backtest__V1__GridParameter init_value = BACKTEST__V1__GRID_PARAMETER__INIT;
+  *message = init_value;
+}
+size_t backtest__v1__grid_parameter__get_packed_size
+                     (const Backtest__V1__GridParameter *message)
+{
+  assert(message->base.descriptor == &backtest__v1__grid_parameter__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t backtest__v1__grid_parameter__pack
+                     (const Backtest__V1__GridParameter *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &backtest__v1__grid_parameter__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t backtest__v1__grid_parameter__pack_to_buffer
+                     (const Backtest__V1__GridParameter *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &backtest__v1__grid_parameter__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Backtest__V1__GridParameter *
+       backtest__v1__grid_parameter__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Backtest__V1__GridParameter *)
+     protobuf_c_message_unpack (&backtest__v1__grid_parameter__descriptor,
+                                allocator, len, data);
+}
+void   backtest__v1__grid_parameter__free_unpacked
+                     (Backtest__V1__GridParameter *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &backtest__v1__grid_parameter__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   backtest__v1__backtest_summary__init
+                     (Backtest__V1__BacktestSummary         *message)
+{
+  static const Backtest__V1__BacktestSummary init_value = BACKTEST__V1__BACKTEST_SUMMARY__INIT;
+  *message = init_value;
+}
+size_t backtest__v1__backtest_summary__get_packed_size
+                     (const Backtest__V1__BacktestSummary *message)
+{
+  assert(message->base.descriptor == &backtest__v1__backtest_summary__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t backtest__v1__backtest_summary__pack
+                     (const Backtest__V1__BacktestSummary *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &backtest__v1__backtest_summary__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t backtest__v1__backtest_summary__pack_to_buffer
+                     (const Backtest__V1__BacktestSummary *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &backtest__v1__backtest_summary__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Backtest__V1__BacktestSummary *
+       backtest__v1__backtest_summary__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Backtest__V1__BacktestSummary *)
+     protobuf_c_message_unpack (&backtest__v1__backtest_summary__descriptor,
+                                allocator, len, data);
+}
+void   backtest__v1__backtest_summary__free_unpacked
+                     (Backtest__V1__BacktestSummary *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &backtest__v1__backtest_summary__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   backtest__v1__variant_results_request__init
+                     (Backtest__V1__VariantResultsRequest         *message)
+{
+  static const Backtest__V1__VariantResultsRequest init_value = BACKTEST__V1__VARIANT_RESULTS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t backtest__v1__variant_results_request__get_packed_size
+                     (const Backtest__V1__VariantResultsRequest *message)
+{
+  assert(message->base.descriptor == &backtest__v1__variant_results_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t backtest__v1__variant_results_request__pack
+                     (const Backtest__V1__VariantResultsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &backtest__v1__variant_results_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t backtest__v1__variant_results_request__pack_to_buffer
+                     (const Backtest__V1__VariantResultsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &backtest__v1__variant_results_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Backtest__V1__VariantResultsRequest *
+       backtest__v1__variant_results_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Backtest__V1__VariantResultsRequest *)
+     protobuf_c_message_unpack (&backtest__v1__variant_results_request__descriptor,
+                                allocator, len, data);
+}
+void   backtest__v1__variant_results_request__free_unpacked
+                     (Backtest__V1__VariantResultsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &backtest__v1__variant_results_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   backtest__v1__variant_results__init
+                     (Backtest__V1__VariantResults         *message)
+{
+  static const Backtest__V1__VariantResults init_value = BACKTEST__V1__VARIANT_RESULTS__INIT;
+  *message = init_value;
+}
+size_t backtest__v1__variant_results__get_packed_size
+                     (const Backtest__V1__VariantResults *message)
+{
+  assert(message->base.descriptor == &backtest__v1__variant_results__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t backtest__v1__variant_results__pack
+                     (const Backtest__V1__VariantResults *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &backtest__v1__variant_results__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t backtest__v1__variant_results__pack_to_buffer
+                     (const Backtest__V1__VariantResults *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &backtest__v1__variant_results__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Backtest__V1__VariantResults *
+       backtest__v1__variant_results__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Backtest__V1__VariantResults *)
+     protobuf_c_message_unpack (&backtest__v1__variant_results__descriptor,
+                                allocator, len, data);
+}
+void   backtest__v1__variant_results__free_unpacked
+                     (Backtest__V1__VariantResults *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &backtest__v1__variant_results__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   backtest__v1__batch_status_request__init
                      (Backtest__V1__BatchStatusRequest         *message)
 {
@@ -2293,7 +2563,7 @@ const ProtobufCMessageDescriptor backtest__v1__backtest_request__descriptor =
   (ProtobufCMessageInit) backtest__v1__backtest_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor backtest__v1__batch_request__field_descriptors[3] =
+static const ProtobufCFieldDescriptor backtest__v1__batch_request__field_descriptors[5] =
 {
   {
     "variants",
@@ -2331,16 +2601,43 @@ static const ProtobufCFieldDescriptor backtest__v1__batch_request__field_descrip
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "detail",
+    20,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__BatchRequest, detail),
+    &backtest__v1__result_detail__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "grid",
+    21,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__BatchRequest, grid),
+    &backtest__v1__grid__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned backtest__v1__batch_request__field_indices_by_name[] = {
+  3,   /* field[3] = detail */
+  4,   /* field[4] = grid */
   2,   /* field[2] = max_parallel */
   1,   /* field[1] = settings */
   0,   /* field[0] = variants */
 };
-static const ProtobufCIntRange backtest__v1__batch_request__number_ranges[1 + 1] =
+static const ProtobufCIntRange backtest__v1__batch_request__number_ranges[2 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 20, 3 },
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor backtest__v1__batch_request__descriptor =
 {
@@ -2350,11 +2647,460 @@ const ProtobufCMessageDescriptor backtest__v1__batch_request__descriptor =
   "Backtest__V1__BatchRequest",
   "backtest.v1",
   sizeof(Backtest__V1__BatchRequest),
-  3,
+  5,
   backtest__v1__batch_request__field_descriptors,
   backtest__v1__batch_request__field_indices_by_name,
-  1,  backtest__v1__batch_request__number_ranges,
+  2,  backtest__v1__batch_request__number_ranges,
   (ProtobufCMessageInit) backtest__v1__batch_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor backtest__v1__grid_axis__field_descriptors[4] =
+{
+  {
+    "path",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__GridAxis, path),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "values",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Backtest__V1__GridAxis, n_values),
+    offsetof(Backtest__V1__GridAxis, values),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "range",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__GridAxis, range),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "zip_group",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__GridAxis, zip_group),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned backtest__v1__grid_axis__field_indices_by_name[] = {
+  0,   /* field[0] = path */
+  2,   /* field[2] = range */
+  1,   /* field[1] = values */
+  3,   /* field[3] = zip_group */
+};
+static const ProtobufCIntRange backtest__v1__grid_axis__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor backtest__v1__grid_axis__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "backtest.v1.GridAxis",
+  "GridAxis",
+  "Backtest__V1__GridAxis",
+  "backtest.v1",
+  sizeof(Backtest__V1__GridAxis),
+  4,
+  backtest__v1__grid_axis__field_descriptors,
+  backtest__v1__grid_axis__field_indices_by_name,
+  1,  backtest__v1__grid_axis__number_ranges,
+  (ProtobufCMessageInit) backtest__v1__grid_axis__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor backtest__v1__grid__field_descriptors[2] =
+{
+  {
+    "base_strategy",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__Grid, base_strategy),
+    &backtest__v1__strategy__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "axes",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Backtest__V1__Grid, n_axes),
+    offsetof(Backtest__V1__Grid, axes),
+    &backtest__v1__grid_axis__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned backtest__v1__grid__field_indices_by_name[] = {
+  1,   /* field[1] = axes */
+  0,   /* field[0] = base_strategy */
+};
+static const ProtobufCIntRange backtest__v1__grid__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor backtest__v1__grid__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "backtest.v1.Grid",
+  "Grid",
+  "Backtest__V1__Grid",
+  "backtest.v1",
+  sizeof(Backtest__V1__Grid),
+  2,
+  backtest__v1__grid__field_descriptors,
+  backtest__v1__grid__field_indices_by_name,
+  1,  backtest__v1__grid__number_ranges,
+  (ProtobufCMessageInit) backtest__v1__grid__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor backtest__v1__grid_parameter__field_descriptors[2] =
+{
+  {
+    "path",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__GridParameter, path),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "value",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__GridParameter, value),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned backtest__v1__grid_parameter__field_indices_by_name[] = {
+  0,   /* field[0] = path */
+  1,   /* field[1] = value */
+};
+static const ProtobufCIntRange backtest__v1__grid_parameter__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor backtest__v1__grid_parameter__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "backtest.v1.GridParameter",
+  "GridParameter",
+  "Backtest__V1__GridParameter",
+  "backtest.v1",
+  sizeof(Backtest__V1__GridParameter),
+  2,
+  backtest__v1__grid_parameter__field_descriptors,
+  backtest__v1__grid_parameter__field_indices_by_name,
+  1,  backtest__v1__grid_parameter__number_ranges,
+  (ProtobufCMessageInit) backtest__v1__grid_parameter__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor backtest__v1__backtest_summary__field_descriptors[9] =
+{
+  {
+    "strategy_name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__BacktestSummary, strategy_name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "metrics",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__BacktestSummary, metrics),
+    &backtest__v1__metrics__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "benchmark_metrics",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__BacktestSummary, benchmark_metrics),
+    &backtest__v1__metrics__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "final_equity",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__BacktestSummary, final_equity),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "initial_capital",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__BacktestSummary, initial_capital),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "order_count",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__BacktestSummary, order_count),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "warnings",
+    7,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Backtest__V1__BacktestSummary, n_warnings),
+    offsetof(Backtest__V1__BacktestSummary, warnings),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "simulation_ms",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__BacktestSummary, simulation_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "warning_details",
+    9,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Backtest__V1__BacktestSummary, n_warning_details),
+    offsetof(Backtest__V1__BacktestSummary, warning_details),
+    &backtest__v1__warning__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned backtest__v1__backtest_summary__field_indices_by_name[] = {
+  2,   /* field[2] = benchmark_metrics */
+  3,   /* field[3] = final_equity */
+  4,   /* field[4] = initial_capital */
+  1,   /* field[1] = metrics */
+  5,   /* field[5] = order_count */
+  7,   /* field[7] = simulation_ms */
+  0,   /* field[0] = strategy_name */
+  8,   /* field[8] = warning_details */
+  6,   /* field[6] = warnings */
+};
+static const ProtobufCIntRange backtest__v1__backtest_summary__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 9 }
+};
+const ProtobufCMessageDescriptor backtest__v1__backtest_summary__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "backtest.v1.BacktestSummary",
+  "BacktestSummary",
+  "Backtest__V1__BacktestSummary",
+  "backtest.v1",
+  sizeof(Backtest__V1__BacktestSummary),
+  9,
+  backtest__v1__backtest_summary__field_descriptors,
+  backtest__v1__backtest_summary__field_indices_by_name,
+  1,  backtest__v1__backtest_summary__number_ranges,
+  (ProtobufCMessageInit) backtest__v1__backtest_summary__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor backtest__v1__variant_results_request__field_descriptors[4] =
+{
+  {
+    "batch_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__VariantResultsRequest, batch_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "indices",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Backtest__V1__VariantResultsRequest, n_indices),
+    offsetof(Backtest__V1__VariantResultsRequest, indices),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "best_by",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__VariantResultsRequest, best_by),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "best_count",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__VariantResultsRequest, best_count),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned backtest__v1__variant_results_request__field_indices_by_name[] = {
+  0,   /* field[0] = batch_id */
+  2,   /* field[2] = best_by */
+  3,   /* field[3] = best_count */
+  1,   /* field[1] = indices */
+};
+static const ProtobufCIntRange backtest__v1__variant_results_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor backtest__v1__variant_results_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "backtest.v1.VariantResultsRequest",
+  "VariantResultsRequest",
+  "Backtest__V1__VariantResultsRequest",
+  "backtest.v1",
+  sizeof(Backtest__V1__VariantResultsRequest),
+  4,
+  backtest__v1__variant_results_request__field_descriptors,
+  backtest__v1__variant_results_request__field_indices_by_name,
+  1,  backtest__v1__variant_results_request__number_ranges,
+  (ProtobufCMessageInit) backtest__v1__variant_results_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor backtest__v1__variant_results__field_descriptors[2] =
+{
+  {
+    "batch_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__VariantResults, batch_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "results",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Backtest__V1__VariantResults, n_results),
+    offsetof(Backtest__V1__VariantResults, results),
+    &backtest__v1__variant_result__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned backtest__v1__variant_results__field_indices_by_name[] = {
+  0,   /* field[0] = batch_id */
+  1,   /* field[1] = results */
+};
+static const ProtobufCIntRange backtest__v1__variant_results__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor backtest__v1__variant_results__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "backtest.v1.VariantResults",
+  "VariantResults",
+  "Backtest__V1__VariantResults",
+  "backtest.v1",
+  sizeof(Backtest__V1__VariantResults),
+  2,
+  backtest__v1__variant_results__field_descriptors,
+  backtest__v1__variant_results__field_indices_by_name,
+  1,  backtest__v1__variant_results__number_ranges,
+  (ProtobufCMessageInit) backtest__v1__variant_results__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor backtest__v1__batch_status_request__field_descriptors[2] =
@@ -3296,7 +4042,7 @@ const ProtobufCMessageDescriptor backtest__v1__backtest_result__descriptor =
   (ProtobufCMessageInit) backtest__v1__backtest_result__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor backtest__v1__variant_result__field_descriptors[3] =
+static const ProtobufCFieldDescriptor backtest__v1__variant_result__field_descriptors[5] =
 {
   {
     "index",
@@ -3334,16 +4080,43 @@ static const ProtobufCFieldDescriptor backtest__v1__variant_result__field_descri
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "summary",
+    20,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Backtest__V1__VariantResult, outcome_case),
+    offsetof(Backtest__V1__VariantResult, summary),
+    &backtest__v1__backtest_summary__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "parameters",
+    21,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Backtest__V1__VariantResult, n_parameters),
+    offsetof(Backtest__V1__VariantResult, parameters),
+    &backtest__v1__grid_parameter__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned backtest__v1__variant_result__field_indices_by_name[] = {
   2,   /* field[2] = error */
   0,   /* field[0] = index */
+  4,   /* field[4] = parameters */
   1,   /* field[1] = result */
+  3,   /* field[3] = summary */
 };
-static const ProtobufCIntRange backtest__v1__variant_result__number_ranges[1 + 1] =
+static const ProtobufCIntRange backtest__v1__variant_result__number_ranges[2 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 20, 3 },
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor backtest__v1__variant_result__descriptor =
 {
@@ -3353,10 +4126,10 @@ const ProtobufCMessageDescriptor backtest__v1__variant_result__descriptor =
   "Backtest__V1__VariantResult",
   "backtest.v1",
   sizeof(Backtest__V1__VariantResult),
-  3,
+  5,
   backtest__v1__variant_result__field_descriptors,
   backtest__v1__variant_result__field_indices_by_name,
-  1,  backtest__v1__variant_result__number_ranges,
+  2,  backtest__v1__variant_result__number_ranges,
   (ProtobufCMessageInit) backtest__v1__variant_result__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
@@ -3991,7 +4764,7 @@ const ProtobufCMessageDescriptor backtest__v1__response_header__descriptor =
   (ProtobufCMessageInit) backtest__v1__response_header__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor backtest__v1__call_request__field_descriptors[7] =
+static const ProtobufCFieldDescriptor backtest__v1__call_request__field_descriptors[8] =
 {
   {
     "header",
@@ -4077,21 +4850,35 @@ static const ProtobufCFieldDescriptor backtest__v1__call_request__field_descript
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "get_variant_results",
+    20,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Backtest__V1__CallRequest, method_case),
+    offsetof(Backtest__V1__CallRequest, get_variant_results),
+    &backtest__v1__variant_results_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned backtest__v1__call_request__field_indices_by_name[] = {
   6,   /* field[6] = cancel_batch */
   3,   /* field[3] = get_batch_status */
   4,   /* field[4] = get_server_info */
+  7,   /* field[7] = get_variant_results */
   0,   /* field[0] = header */
   5,   /* field[5] = purge_cache */
   1,   /* field[1] = run_backtest */
   2,   /* field[2] = run_batch */
 };
-static const ProtobufCIntRange backtest__v1__call_request__number_ranges[2 + 1] =
+static const ProtobufCIntRange backtest__v1__call_request__number_ranges[3 + 1] =
 {
   { 1, 0 },
   { 10, 1 },
-  { 0, 7 }
+  { 20, 7 },
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor backtest__v1__call_request__descriptor =
 {
@@ -4101,14 +4888,14 @@ const ProtobufCMessageDescriptor backtest__v1__call_request__descriptor =
   "Backtest__V1__CallRequest",
   "backtest.v1",
   sizeof(Backtest__V1__CallRequest),
-  7,
+  8,
   backtest__v1__call_request__field_descriptors,
   backtest__v1__call_request__field_indices_by_name,
-  2,  backtest__v1__call_request__number_ranges,
+  3,  backtest__v1__call_request__number_ranges,
   (ProtobufCMessageInit) backtest__v1__call_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor backtest__v1__call_response__field_descriptors[6] =
+static const ProtobufCFieldDescriptor backtest__v1__call_response__field_descriptors[7] =
 {
   {
     "header",
@@ -4182,6 +4969,18 @@ static const ProtobufCFieldDescriptor backtest__v1__call_response__field_descrip
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "variant_results",
+    20,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Backtest__V1__CallResponse, result_case),
+    offsetof(Backtest__V1__CallResponse, variant_results),
+    &backtest__v1__variant_results__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned backtest__v1__call_response__field_indices_by_name[] = {
   2,   /* field[2] = backtest */
@@ -4190,13 +4989,15 @@ static const unsigned backtest__v1__call_response__field_indices_by_name[] = {
   5,   /* field[5] = purge */
   4,   /* field[4] = server_info */
   1,   /* field[1] = status */
+  6,   /* field[6] = variant_results */
 };
-static const ProtobufCIntRange backtest__v1__call_response__number_ranges[3 + 1] =
+static const ProtobufCIntRange backtest__v1__call_response__number_ranges[4 + 1] =
 {
   { 1, 0 },
   { 10, 2 },
   { 12, 3 },
-  { 0, 6 }
+  { 20, 6 },
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor backtest__v1__call_response__descriptor =
 {
@@ -4206,10 +5007,10 @@ const ProtobufCMessageDescriptor backtest__v1__call_response__descriptor =
   "Backtest__V1__CallResponse",
   "backtest.v1",
   sizeof(Backtest__V1__CallResponse),
-  6,
+  7,
   backtest__v1__call_response__field_descriptors,
   backtest__v1__call_response__field_indices_by_name,
-  3,  backtest__v1__call_response__number_ranges,
+  4,  backtest__v1__call_response__number_ranges,
   (ProtobufCMessageInit) backtest__v1__call_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
@@ -4682,6 +5483,36 @@ const ProtobufCEnumDescriptor backtest__v1__comparison__descriptor =
   backtest__v1__comparison__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
+static const ProtobufCEnumValue backtest__v1__result_detail__enum_values_by_number[3] =
+{
+  { "RESULT_DETAIL_DEFAULT", "BACKTEST__V1__RESULT_DETAIL__RESULT_DETAIL_DEFAULT", 0 },
+  { "RESULT_DETAIL_SUMMARY", "BACKTEST__V1__RESULT_DETAIL__RESULT_DETAIL_SUMMARY", 1 },
+  { "RESULT_DETAIL_FULL", "BACKTEST__V1__RESULT_DETAIL__RESULT_DETAIL_FULL", 2 },
+};
+static const ProtobufCIntRange backtest__v1__result_detail__value_ranges[] = {
+{0, 0},{0, 3}
+};
+static const ProtobufCEnumValueIndex backtest__v1__result_detail__enum_values_by_name[3] =
+{
+  { "RESULT_DETAIL_DEFAULT", 0 },
+  { "RESULT_DETAIL_FULL", 2 },
+  { "RESULT_DETAIL_SUMMARY", 1 },
+};
+const ProtobufCEnumDescriptor backtest__v1__result_detail__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "backtest.v1.ResultDetail",
+  "ResultDetail",
+  "Backtest__V1__ResultDetail",
+  "backtest.v1",
+  3,
+  backtest__v1__result_detail__enum_values_by_number,
+  3,
+  backtest__v1__result_detail__enum_values_by_name,
+  1,
+  backtest__v1__result_detail__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
 static const ProtobufCEnumValue backtest__v1__side__enum_values_by_number[3] =
 {
   { "SIDE_UNSPECIFIED", "BACKTEST__V1__SIDE__SIDE_UNSPECIFIED", 0 },
@@ -4800,7 +5631,7 @@ const ProtobufCEnumDescriptor backtest__v1__batch_state__descriptor =
   backtest__v1__batch_state__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor backtest__v1__backtester__method_descriptors[6] =
+static const ProtobufCMethodDescriptor backtest__v1__backtester__method_descriptors[7] =
 {
   { "RunBacktest", &backtest__v1__backtest_request__descriptor, &backtest__v1__backtest_result__descriptor },
   { "RunBatch", &backtest__v1__batch_request__descriptor, &backtest__v1__progress_update__descriptor },
@@ -4808,11 +5639,13 @@ static const ProtobufCMethodDescriptor backtest__v1__backtester__method_descript
   { "GetServerInfo", &backtest__v1__server_info_request__descriptor, &backtest__v1__server_info__descriptor },
   { "PurgeCache", &backtest__v1__purge_cache_request__descriptor, &backtest__v1__purge_cache_result__descriptor },
   { "CancelBatch", &backtest__v1__cancel_batch_request__descriptor, &backtest__v1__progress_update__descriptor },
+  { "GetVariantResults", &backtest__v1__variant_results_request__descriptor, &backtest__v1__variant_results__descriptor },
 };
 const unsigned backtest__v1__backtester__method_indices_by_name[] = {
   5,        /* CancelBatch */
   2,        /* GetBatchStatus */
   3,        /* GetServerInfo */
+  6,        /* GetVariantResults */
   4,        /* PurgeCache */
   0,        /* RunBacktest */
   1         /* RunBatch */
@@ -4824,7 +5657,7 @@ const ProtobufCServiceDescriptor backtest__v1__backtester__descriptor =
   "Backtester",
   "Backtest__V1__Backtester",
   "backtest.v1",
-  6,
+  7,
   backtest__v1__backtester__method_descriptors,
   backtest__v1__backtester__method_indices_by_name
 };
@@ -4875,6 +5708,14 @@ void backtest__v1__backtester__cancel_batch(ProtobufCService *service,
 {
   assert(service->descriptor == &backtest__v1__backtester__descriptor);
   service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void backtest__v1__backtester__get_variant_results(ProtobufCService *service,
+                                                   const Backtest__V1__VariantResultsRequest *input,
+                                                   Backtest__V1__VariantResults_Closure closure,
+                                                   void *closure_data)
+{
+  assert(service->descriptor == &backtest__v1__backtester__descriptor);
+  service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void backtest__v1__backtester__init (Backtest__V1__Backtester_Service *service,
                                      Backtest__V1__Backtester_ServiceDestroy destroy)

@@ -194,6 +194,30 @@ struct MessageCodecTests {
         #expect(decoded.results.first?.outcome.failureValue?.field == "variants[3].positions[0].weight")
     }
 
+    @Test func summaryResultsKeepTypedWarningsAndGridParameters() throws {
+        var metrics = Metrics()
+        metrics.sharpe = 0.5
+        var stats = RunStatistics()
+        stats.simulationMs = 1.5
+        let warnings = [
+            BacktestWarning(.startsLate, tickers: ["MSFT"], dates: [TradingDate(iso: "2013-03-05")!], message: "late"),
+            BacktestWarning(.demoData, message: "demo"),
+        ]
+        let summary = BacktestSummary(
+            strategyName: "s", metrics: metrics, benchmarkMetrics: Metrics(), finalEquity: 105, initialCapital: 100,
+            orderCount: 4, warnings: warnings, stats: stats)
+        let update = ProgressUpdate(batchID: "b2", completed: 1, total: 2, state: .partial, results: [
+            VariantResult(index: 1, detail: .summary(summary), parameters: [GridParameter(path: "commission_bps", value: "2.5")]),
+        ])
+        let decoded = try ProgressUpdate.decode(update.encoded())
+        let back = try #require(decoded.results.first)
+        #expect(back.index == 1)
+        #expect(back.parameters == [GridParameter(path: "commission_bps", value: "2.5")])
+        #expect(back.summary?.warnings == warnings, "typed warnings (warning_details) survive a SUMMARY result")
+        #expect(back.summary?.finalEquity == 105)
+        #expect(back.summary?.orderCount == 4)
+    }
+
     @Test func controlMessagesRoundTrip() throws {
         let settings = ConnectionSettings(maxFramePayload: 1, maxConcurrentStreams: 2, keepaliveIntervalMs: 3,
                                           idleTimeoutMs: 4, maxTimeoutMs: 5, serverVersion: "v")

@@ -115,6 +115,35 @@ struct BatchControlTests {
         }
     }
 
+    /// SUMMARY batches (SweepBatchRun) honour the same control: the id before the fetch, and
+    /// CancelBatch stops them before any variant.
+    @Test func cancelBatchStopsASummaryBatchDuringTheColdFetch() async throws {
+        let fixture = try BatchFixture(holdFetch: true)
+        try await withServer(service: fixture.served) { _, port in
+            let announced = Announced()
+            let client = BacktestClient(port: port)
+            let stream = client.runBatch(BatchFixture.smaVariants(3), settings: BatchFixture.sixYears,
+                                         reattach: .disabled, detail: .summary, onBatchID: announced.set)
+            let following = Task { try await BatchOutcome.collect(stream) }
+            try await within("the batch's data fetch", limit: .seconds(30)) { () async -> Void in await fixture.fetchGate.arrival() }
+            try await poll { announced.id != nil }
+            let id = try #require(announced.id)
+            let job = try await fixture.service.jobs.job(id: id)
+            #expect(await job.completed == 0)
+
+            let answer = try await BacktestClient(port: port).cancelBatch(id: id)
+            #expect(answer.state == .cancelled)
+            #expect(answer.completed == 0)
+            #expect(answer.total == 3)
+            await fixture.fetchGate.open()
+            let error = try await #require(throws: BacktestError.self) { try await following.value }
+            #expect(error.code == .cancelled)
+            #expect(await job.state == .cancelled)
+            #expect(await job.completed == 0, "no variant ran after the cancel")
+            await client.close()
+        }
+    }
+
     @Test func aFinishedBatchIsLeftAsItIsAndAnUnknownIdIsNotFound() async throws {
         let fixture = try BatchFixture()
         try await withServer(service: fixture.served) { _, port in

@@ -83,6 +83,9 @@ struct MeteredServiceTests {
         func cancelBatch(id: String, context: CallContext) async throws -> ProgressUpdate {
             ProgressUpdate(batchID: id, completed: 3, total: 8, state: .cancelled)
         }
+        func variantResults(batchID: String, selection: VariantSelection, context: CallContext) async throws -> [VariantResult] {
+            throw BacktestError(.unimplemented, "not in this test")
+        }
     }
 
     @Test func cancelBatchIsForwarded() async throws {

@@ -13,6 +13,8 @@ package enum CallMethod: Sendable, Hashable {
     case purgeCache
     /// Stops the batch `batchID` from any connection; answered with its state (`CallResult.batchStatus`).
     case cancelBatch(batchID: String)
+    /// GetVariantResults: FULL results of a batch's variants, recomputed on demand.
+    case variantResults(batchID: String, selection: VariantSelection)
 
     /// The method's name in the proto's `service` block, for logs and errors.
     package var name: String {
@@ -23,6 +25,7 @@ package enum CallMethod: Sendable, Hashable {
         case .serverInfo: "GetServerInfo"
         case .purgeCache: "PurgeCache"
         case .cancelBatch: "CancelBatch"
+        case .variantResults: "GetVariantResults"
         }
     }
 }
@@ -87,10 +90,17 @@ package struct CallRequest: WireMessage {
                 let variants = try messages(r.variants, r.n_variants) { variant, index in
                     try StrategyConversion.strategy(variant, path: "run_batch.variants[\(index)]")
                 }
-                return .runBatch(BatchRequest(
+                var request = BatchRequest(
                     variants: variants,
                     settings: try StrategyConversion.settings(required(r.settings, "run_batch.settings"), path: "run_batch.settings"),
-                    maxParallel: Int(r.max_parallel)))
+                    maxParallel: Int(r.max_parallel), detail: try SweepConversion.detail(r.detail, path: "run_batch.detail"))
+                if let grid = r.grid {
+                    guard variants.isEmpty else {
+                        throw BacktestError.invalidArgument("set either variants or grid, not both", field: "run_batch.grid")
+                    }
+                    request.grid = try SweepConversion.grid(grid, path: "run_batch.grid")
+                }
+                return .runBatch(request)
             case BACKTEST__V1__CALL_REQUEST__METHOD_GET_BATCH_STATUS:
                 let r = try required(m.get_batch_status, "get_batch_status").pointee
                 return .batchStatus(batchID: string(r.batch_id), knownIndices: scalars(r.known_indices, r.n_known_indices).map(Int.init))
@@ -100,6 +110,8 @@ package struct CallRequest: WireMessage {
                 return .purgeCache
             case BACKTEST__V1__CALL_REQUEST__METHOD_CANCEL_BATCH:
                 return .cancelBatch(batchID: string(try required(m.cancel_batch, "cancel_batch").pointee.batch_id))
+            case BACKTEST__V1__CALL_REQUEST__METHOD_GET_VARIANT_RESULTS:
+                return try SweepConversion.variantResultsRequest(required(m.get_variant_results, "get_variant_results"))
             default:
                 throw BacktestError(.unimplemented, "the request names no method this server knows")
             }
@@ -131,6 +143,8 @@ package struct CallRequest: WireMessage {
                 r.pointee.variants = arena.messages(request.variants) { arena.strategy($0) }
                 r.pointee.settings = arena.settings(request.settings)
                 r.pointee.max_parallel = UInt32(clamping: request.maxParallel)
+                r.pointee.detail = SweepConversion.detail(request.detail)
+                r.pointee.grid = request.grid.map { arena.grid($0) }
                 m.pointee.method_case = BACKTEST__V1__CALL_REQUEST__METHOD_RUN_BATCH
                 m.pointee.run_batch = r
             case .batchStatus(let batchID, let knownIndices):
@@ -151,6 +165,9 @@ package struct CallRequest: WireMessage {
                 r.pointee.batch_id = arena.cString(batchID)
                 m.pointee.method_case = BACKTEST__V1__CALL_REQUEST__METHOD_CANCEL_BATCH
                 m.pointee.cancel_batch = r
+            case .variantResults(let batchID, let selection):
+                m.pointee.method_case = BACKTEST__V1__CALL_REQUEST__METHOD_GET_VARIANT_RESULTS
+                m.pointee.get_variant_results = arena.variantResultsRequest(batchID: batchID, selection: selection)
             }
         }
     }

@@ -77,6 +77,8 @@ package enum CallResult: Sendable {
     case batchStatus(ProgressUpdate)
     case serverInfo(ServerInfo)
     case purge(PurgeCacheResult)
+    /// GetVariantResults: FULL results, in the order asked.
+    case variantResults(batchID: String, results: [VariantResult])
 }
 
 package struct ResponseHeader: Sendable, Hashable {
@@ -117,6 +119,8 @@ package struct CallResponse: WireMessage {
             case BACKTEST__V1__CALL_RESPONSE__RESULT_PURGE:
                 .purge(PurgeCacheResult(entriesRemoved: try required(m.purge, "purge").pointee.entries_removed,
                                         generation: m.purge.pointee.generation))
+            case BACKTEST__V1__CALL_RESPONSE__RESULT_VARIANT_RESULTS:
+                try SweepConversion.variantResults(required(m.variant_results, "variant_results"), path: "variant_results")
             default: nil
             }
             return CallResponse(header: header, status: ResultConversion.status(m.status), result: result)
@@ -172,6 +176,9 @@ package struct CallResponse: WireMessage {
                 p.pointee.generation = purge.generation
                 m.pointee.result_case = BACKTEST__V1__CALL_RESPONSE__RESULT_PURGE
                 m.pointee.purge = p
+            case .variantResults(let batchID, let results)?:
+                m.pointee.result_case = BACKTEST__V1__CALL_RESPONSE__RESULT_VARIANT_RESULTS
+                m.pointee.variant_results = arena.variantResults(batchID: batchID, results: results)
             case nil:
                 break
             }

@@ -85,4 +85,10 @@ enum PB {
     static let ping = ProtobufMessageType(backtest__v1__ping__init)
     static let cancel = ProtobufMessageType(backtest__v1__cancel__init)
     static let goAway = ProtobufMessageType(backtest__v1__go_away__init)
+    static let gridAxis = ProtobufMessageType(backtest__v1__grid_axis__init)
+    static let grid = ProtobufMessageType(backtest__v1__grid__init)
+    static let gridParameter = ProtobufMessageType(backtest__v1__grid_parameter__init)
+    static let backtestSummary = ProtobufMessageType(backtest__v1__backtest_summary__init)
+    static let variantResultsRequest = ProtobufMessageType(backtest__v1__variant_results_request__init)
+    static let variantResults = ProtobufMessageType(backtest__v1__variant_results__init)
 }

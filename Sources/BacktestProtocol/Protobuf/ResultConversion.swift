@@ -86,10 +86,22 @@ enum ResultConversion {
     /// reads as `.unspecified`); otherwise, from a server that sent only `warnings`, each text as
     /// an `.unspecified` warning without tickers or dates.
     static func warnings(_ m: Backtest__V1__BacktestResult, path: String) throws -> [BacktestWarning] {
-        guard m.n_warning_details > 0 else {
-            return scalars(m.warnings, m.n_warnings).map { BacktestWarning(.unspecified, message: string($0)) }
+        try warnings(m.warnings, m.n_warnings, details: m.warning_details, m.n_warning_details, path: path)
+    }
+
+    /// The same for a BacktestSummary's `warnings` and `warning_details`.
+    static func warnings(_ m: Backtest__V1__BacktestSummary, path: String) throws -> [BacktestWarning] {
+        try warnings(m.warnings, m.n_warnings, details: m.warning_details, m.n_warning_details, path: path)
+    }
+
+    private static func warnings(
+        _ texts: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, _ textCount: Int,
+        details: UnsafeMutablePointer<UnsafeMutablePointer<Backtest__V1__Warning>?>?, _ detailCount: Int, path: String
+    ) throws -> [BacktestWarning] {
+        guard detailCount > 0 else {
+            return scalars(texts, textCount).map { BacktestWarning(.unspecified, message: string($0)) }
         }
-        return try messages(m.warning_details, m.n_warning_details) { warning, index in
+        return try messages(details, detailCount) { warning, index in
             let w = warning.pointee
             let field = join(path, "warning_details[\(index)]")
             let dates = try scalars(w.dates, w.n_dates).enumerated().map { i, packed in
@@ -107,6 +119,35 @@ enum ResultConversion {
                           message: string(m.message), field: string(m.field))
     }
 
+    static func variantResult(_ variant: UnsafePointer<Backtest__V1__VariantResult>, path variantPath: String) throws -> VariantResult {
+        let v = variant.pointee
+        let detail: VariantOutcome
+        switch v.outcome_case {
+        case BACKTEST__V1__VARIANT_RESULT__OUTCOME_RESULT:
+            detail = .full(try result(required(v.result, join(variantPath, "result")), path: join(variantPath, "result")))
+        case BACKTEST__V1__VARIANT_RESULT__OUTCOME_SUMMARY:
+            detail = .summary(try summary(required(v.summary, join(variantPath, "summary")), path: join(variantPath, "summary")))
+        case BACKTEST__V1__VARIANT_RESULT__OUTCOME_ERROR:
+            detail = .failure(status(v.error).error ?? BacktestError(.unknown, "variant failed without a status"))
+        default:
+            throw BacktestError.invalidArgument("a variant result needs a result, a summary or an error", field: variantPath)
+        }
+        let parameters = messages(v.parameters, v.n_parameters) { p, _ in
+            GridParameter(path: string(p.pointee.path), value: string(p.pointee.value))
+        }
+        return VariantResult(index: Int(v.index), detail: detail, parameters: parameters)
+    }
+
+    static func summary(_ c: UnsafePointer<Backtest__V1__BacktestSummary>, path: String) throws -> BacktestSummary {
+        let m = c.pointee
+        var stats = RunStatistics()
+        stats.simulationMs = m.simulation_ms
+        return BacktestSummary(
+            strategyName: string(m.strategy_name), metrics: metrics(m.metrics), benchmarkMetrics: metrics(m.benchmark_metrics),
+            finalEquity: m.final_equity, initialCapital: m.initial_capital, orderCount: Int(m.order_count),
+            warnings: try warnings(m, path: path), stats: stats)
+    }
+
     static func progress(_ c: UnsafePointer<Backtest__V1__ProgressUpdate>, path: String) throws -> ProgressUpdate {
         let m = c.pointee
         let state: BatchState = switch m.state {
@@ -117,18 +158,7 @@ enum ResultConversion {
         default: throw unknownEnum(m.state.rawValue, join(path, "state"))
         }
         let results = try messages(m.results, m.n_results) { variant, index in
-            let variantPath = join(path, "results[\(index)]")
-            let v = variant.pointee
-            let outcome: Result<BacktestResult, BacktestError>
-            switch v.outcome_case {
-            case BACKTEST__V1__VARIANT_RESULT__OUTCOME_RESULT:
-                outcome = .success(try result(required(v.result, join(variantPath, "result")), path: join(variantPath, "result")))
-            case BACKTEST__V1__VARIANT_RESULT__OUTCOME_ERROR:
-                outcome = .failure(status(v.error).error ?? BacktestError(.unknown, "variant failed without a status"))
-            default:
-                throw BacktestError.invalidArgument("a variant result needs a result or an error", field: variantPath)
-            }
-            return VariantResult(index: Int(v.index), outcome: outcome)
+            try variantResult(variant, path: join(path, "results[\(index)]"))
         }
         return ProgressUpdate(
             batchID: string(m.batch_id), completed: Int(m.completed), total: Int(m.total), state: state,

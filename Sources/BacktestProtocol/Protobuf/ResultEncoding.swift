@@ -78,7 +78,60 @@ extension ScratchArena {
         m.pointee.n_warnings = r.warnings.count
         m.pointee.warnings = strings(r.warnings.map(\.message))
         m.pointee.n_warning_details = r.warnings.count
-        m.pointee.warning_details = messages(r.warnings) { warning in
+        m.pointee.warning_details = warningDetails(r.warnings)
+        m.pointee.stats = statistics(r.stats)
+        m.pointee.initial_capital = r.initialCapital
+        m.pointee.final_equity = r.finalEquity
+        m.pointee.benchmark_ticker = cString(r.benchmarkTicker)
+        m.pointee.data_source = cString(r.dataSource)
+        return m
+    }
+
+    func variantResult(_ variant: VariantResult) -> UnsafeMutablePointer<Backtest__V1__VariantResult> {
+        let v = message(PB.variantResult)
+        v.pointee.index = UInt32(clamping: variant.index)
+        switch variant.detail {
+        case .full(let result):
+            v.pointee.outcome_case = BACKTEST__V1__VARIANT_RESULT__OUTCOME_RESULT
+            v.pointee.result = self.result(result)
+        case .summary(let summary):
+            v.pointee.outcome_case = BACKTEST__V1__VARIANT_RESULT__OUTCOME_SUMMARY
+            v.pointee.summary = self.summary(summary)
+        case .failure(let error):
+            v.pointee.outcome_case = BACKTEST__V1__VARIANT_RESULT__OUTCOME_ERROR
+            v.pointee.error = status(CallStatus(error))
+        }
+        if !variant.parameters.isEmpty {
+            v.pointee.n_parameters = variant.parameters.count
+            v.pointee.parameters = messages(variant.parameters) { parameter in
+                let g = message(PB.gridParameter)
+                g.pointee.path = cString(parameter.path)
+                g.pointee.value = cString(parameter.value)
+                return g
+            }
+        }
+        return v
+    }
+
+    func summary(_ s: BacktestSummary) -> UnsafeMutablePointer<Backtest__V1__BacktestSummary> {
+        let m = message(PB.backtestSummary)
+        m.pointee.strategy_name = cString(s.strategyName)
+        m.pointee.metrics = metrics(s.metrics)
+        m.pointee.benchmark_metrics = metrics(s.benchmarkMetrics)
+        m.pointee.final_equity = s.finalEquity
+        m.pointee.initial_capital = s.initialCapital
+        m.pointee.order_count = UInt32(clamping: s.orderCount)
+        m.pointee.n_warnings = s.warnings.count
+        m.pointee.warnings = strings(s.warnings.map(\.message))
+        m.pointee.n_warning_details = s.warnings.count
+        m.pointee.warning_details = warningDetails(s.warnings)
+        m.pointee.simulation_ms = s.stats.simulationMs
+        return m
+    }
+
+    /// `warnings` as `Warning` messages (BacktestResult and BacktestSummary `warning_details`).
+    func warningDetails(_ warnings: [BacktestWarning]) -> UnsafeMutablePointer<UnsafeMutablePointer<Backtest__V1__Warning>?>? {
+        messages(warnings) { warning in
             let w = message(PB.warning)
             w.pointee.kind = Backtest__V1__WarningKind(rawValue: UInt32(bitPattern: warning.kind.rawValue))
             w.pointee.n_tickers = warning.tickers.count
@@ -88,12 +141,6 @@ extension ScratchArena {
             w.pointee.message = cString(warning.message)
             return w
         }
-        m.pointee.stats = statistics(r.stats)
-        m.pointee.initial_capital = r.initialCapital
-        m.pointee.final_equity = r.finalEquity
-        m.pointee.benchmark_ticker = cString(r.benchmarkTicker)
-        m.pointee.data_source = cString(r.dataSource)
-        return m
     }
 
     func progress(_ p: ProgressUpdate) -> UnsafeMutablePointer<Backtest__V1__ProgressUpdate> {
@@ -108,19 +155,7 @@ extension ScratchArena {
         case .failed: BACKTEST__V1__BATCH_STATE__BATCH_FAILED
         }
         m.pointee.n_results = p.results.count
-        m.pointee.results = messages(p.results) { variant in
-            let v = message(PB.variantResult)
-            v.pointee.index = UInt32(clamping: variant.index)
-            switch variant.outcome {
-            case .success(let result):
-                v.pointee.outcome_case = BACKTEST__V1__VARIANT_RESULT__OUTCOME_RESULT
-                v.pointee.result = self.result(result)
-            case .failure(let error):
-                v.pointee.outcome_case = BACKTEST__V1__VARIANT_RESULT__OUTCOME_ERROR
-                v.pointee.error = status(CallStatus(error))
-            }
-            return v
-        }
+        m.pointee.results = messages(p.results) { variantResult($0) }
         m.pointee.stats = p.stats.map { statistics($0) }
         m.pointee.status_text = cString(p.statusText)
         m.pointee.error = p.error.map { status(CallStatus($0)) }

@@ -26,22 +26,66 @@ package actor BatchJob {
     /// Stops the job's work; set by whoever runs it, called once by `cancel()`.
     private var stopWork: (@Sendable () -> Void)?
     /// Tells the registry the job finished and how many bytes of results it keeps.
-    private let onFinish: @Sendable (Int) -> Void
+    /// Returns true when the finished jobs are now over the registry's byte bound: the job then
+    /// keeps summaries instead of FULL results and reports its new size through `onResize`.
+    private let onFinish: @Sendable (Int) -> Bool
+    private let onResize: @Sendable (Int) -> Void
+    /// What the batch ran (settings and variants or grid), so a FULL result can be recomputed
+    /// on demand (GetVariantResults); nil for jobs made without it (tests).
+    package nonisolated let source: BatchSource?
+    /// SUMMARY results, recorded from the sweep's threads without an actor hop.
+    package nonisolated let summaries = SummaryStore()
 
-    init(id: String, total: Int, onFinish: @escaping @Sendable (Int) -> Void = { _ in }) {
+    init(id: String, total: Int, source: BatchSource? = nil, onFinish: @escaping @Sendable (Int) -> Bool = { _ in false },
+         onResize: @escaping @Sendable (Int) -> Void = { _ in }) {
         self.id = id
         self.total = total
+        self.source = source
         self.onFinish = onFinish
+        self.onResize = onResize
     }
 
-    package var completed: Int { results.count }
+    package var completed: Int { results.count + summaries.count }
 
     /// Records a finished variant and returns the streamed update announcing it. Results of a
     /// job that already ended (a straggler after a cancel) are dropped: nil.
     package func record(_ result: VariantResult) -> ProgressUpdate? {
         guard state == .partial else { return nil }
+        var result = result
+        if result.parameters.isEmpty, let plan = source?.grid { result.parameters = plan.parameters(of: result.index) }
         results.append(result)
-        return ProgressUpdate(batchID: id, completed: results.count, total: total, state: .partial, results: [result])
+        return ProgressUpdate(batchID: id, completed: completed, total: total, state: .partial, results: [result])
+    }
+
+    /// Replaces the FULL results this finished job keeps by their summaries (the registry does
+    /// this before evicting anyone over its byte bound: re-attach still sees every variant, and
+    /// GetVariantResults recomputes the FULL results). Returns the bytes it keeps now.
+    package func downgradeToSummaries() -> Int {
+        for (i, result) in results.enumerated() {
+            if case .full(let full) = result.detail {
+                results[i].detail = .summary(BacktestSummary(full))
+            }
+        }
+        return keptBytes
+    }
+
+    private static func isFull(_ result: VariantResult) -> Bool {
+        if case .full = result.detail { return true }
+        return false
+    }
+
+    /// Every successful variant's summary with its index (FULL results summarised), for ranking.
+    package func rankable() -> [(index: Int, summary: BacktestSummary)] {
+        var ranked: [(index: Int, summary: BacktestSummary)] = summaries.rankable()
+        for result in results {
+            if let summary = result.summary { ranked.append((result.index, summary)) }
+        }
+        return ranked
+    }
+
+    /// The bytes of results this job keeps (estimated, see `estimatedBytes`).
+    package var keptBytes: Int {
+        results.reduce(0) { $0 + Self.estimatedBytes($1) } + summaries.count * SummaryStore.bytesPerSummary
     }
 
     /// The first streamed update: the job exists and has its id, nothing finished yet. Sent before
@@ -60,13 +104,13 @@ package actor BatchJob {
     /// job that already ended is left as it was.
     package func cancel() -> ProgressUpdate {
         if state == .partial {
-            let reason = BacktestError(.cancelled, "batch cancelled by CancelBatch after \(results.count) of \(total) variants")
+            let reason = BacktestError(.cancelled, "batch cancelled by CancelBatch after \(completed) of \(total) variants")
             cancelReason = reason
             finish(.cancelled, error: reason)
             stopWork?()
         }
         stopWork = nil
-        return ProgressUpdate(batchID: id, completed: results.count, total: total, state: state, stats: stats, error: error)
+        return ProgressUpdate(batchID: id, completed: completed, total: total, state: state, stats: stats, error: error)
     }
 
     /// Notes how many variants are running now.
@@ -79,21 +123,29 @@ package actor BatchJob {
     @discardableResult
     package func finish(_ state: BatchState, stats: RunStatistics? = nil, error: BacktestError? = nil) -> ProgressUpdate {
         if self.state == .partial {
+            summaries.seal()
             self.state = state
             self.stats = stats
             self.error = error
             finishedAt = .now
-            onFinish(results.reduce(0) { $0 + Self.estimatedBytes($1) })
+            if onFinish(keptBytes), results.contains(where: Self.isFull) {
+                onResize(downgradeToSummaries())
+            }
         }
         return ProgressUpdate(
-            batchID: id, completed: results.count, total: total, state: self.state, stats: self.stats, error: self.error)
+            batchID: id, completed: completed, total: total, state: self.state, stats: self.stats, error: self.error)
     }
 
     /// What a kept result costs in memory, roughly: its per-day arrays (date, equity, benchmark),
     /// its orders and a fixed part for metrics, names and warnings. The registry's memory bound
     /// is in these units.
     static func estimatedBytes(_ result: VariantResult) -> Int {
-        guard case .success(let backtest) = result.outcome else { return 512 }
+        let backtest: BacktestResult
+        switch result.detail {
+        case .failure: return 512
+        case .summary(let summary): return SummaryStore.bytesPerSummary + summary.warnings.reduce(0) { $0 + $1.message.utf8.count + 4 * ($1.tickers.count + $1.dates.count) + 24 }
+        case .full(let full): backtest = full
+        }
         // Above the protobuf size too (about 20 bytes a day, 45 an order), which the bounded
         // GetBatchStatus answers rely on to fit a frame.
         let text = backtest.warnings.reduce(backtest.strategyName.utf8.count) { $0 + $1.message.utf8.count + 4 * ($1.tickers.count + $1.dates.count) + 24 }
@@ -107,13 +159,18 @@ package actor BatchJob {
         lastReadAt = .now()
         var answer: [VariantResult] = []
         var bytes = 0
-        for result in results.sorted(by: { $0.index < $1.index }) where !known.contains(result.index) {
+        var all = results
+        if !summaries.isEmpty {
+            let plan = source?.grid
+            all += summaries.results(parameters: { (index: Int) -> [GridParameter] in plan?.parameters(of: index) ?? [] })
+        }
+        for result in all.sorted(by: { $0.index < $1.index }) where !known.contains(result.index) {
             let size = Self.estimatedBytes(result)
             if !answer.isEmpty, bytes + size > maxBytes { break }
             answer.append(result)
             bytes += size
         }
         return ProgressUpdate(
-            batchID: id, completed: results.count, total: total, state: state, results: answer, stats: stats, error: error)
+            batchID: id, completed: completed, total: total, state: state, results: answer, stats: stats, error: error)
     }
 }

@@ -9,36 +9,133 @@ import Synchronization
 /// hold more than `maxRetainedBytes` of results. The byte bound is what keeps a busy server's
 /// memory flat (a load test of 80 batches a second would otherwise keep ten minutes of equity
 /// curves); under such load a job may be dropped before `retention`, and a late GetBatchStatus
-/// gets NOT_FOUND. Running jobs are never dropped.
+/// gets NOT_FOUND. Running jobs are never dropped. A job whose FULL results push the finished
+/// jobs over `maxRetainedBytes` keeps their summaries instead (GetVariantResults recomputes the
+/// FULL results), so re-attach still reads every variant; NOT_FOUND says whether a job expired or
+/// was evicted.
 ///
 /// Expiry is swept on every create and lookup, from a queue the jobs fill as they finish, so it
 /// costs nothing per job that has not expired and needs no timer.
 package actor BatchJobRegistry {
     package nonisolated let retention: Duration
     package nonisolated let maxRetainedBytes: Int
+    /// The server-wide budget for running and finished batches together, in the units of
+    /// `BatchJob.estimatedBytes`: a batch whose estimate does not fit next to the running ones
+    /// (finished ones are evicted first) is refused with RESOURCE_EXHAUSTED naming the budget.
+    package nonisolated let budgetBytes: Int
     private var jobs: [String: BatchJob] = [:]
     private let finished: FinishedJobs
+    /// Bytes reserved by running jobs (their admission estimates), by id.
+    private var reserved: [String: Int] = [:]
+    /// Why recently dropped jobs are gone, for NOT_FOUND messages (bounded, oldest forgotten).
+    private var gone: [String: Departure] = [:]
+    private var goneOrder: [String] = []
 
-    package init(retention: Duration = .seconds(600), maxRetainedBytes: Int = 128 * 1024 * 1024) {
+    enum Departure {
+        case expired
+        case evicted(bytes: Int)
+    }
+
+    package init(retention: Duration = .seconds(600), maxRetainedBytes: Int = 128 * 1024 * 1024,
+                 budgetBytes: Int = 192 * 1024 * 1024) {
         self.retention = retention
         self.maxRetainedBytes = maxRetainedBytes
+        self.budgetBytes = max(budgetBytes, 1)
         self.finished = FinishedJobs()
     }
 
+    /// Bytes reserved by running batches admitted through `admit`.
+    package var reservedBytes: Int { reserved.values.reduce(0, +) }
+
     package func create(total: Int) -> BatchJob {
         dropExpired()
+        return make(total: total, source: nil, reserving: 0)
+    }
+
+    private func make(total: Int, source: BatchSource?, reserving bytes: Int) -> BatchJob {
         var id: String
         repeat { id = BatchJobRegistry.randomID() } while jobs[id] != nil
-        let job = BatchJob(id: id, total: total, onFinish: { [finished, id] bytes in finished.add(id, bytes: bytes) })
+        let maxRetained = maxRetainedBytes
+        let job = BatchJob(id: id, total: total, source: source, onFinish: { [weak self, finished, id] kept in
+            finished.add(id, bytes: kept)
+            if let self { Task { await self.release(id) } }
+            return finished.bytes > maxRetained
+        }, onResize: { [finished, id] kept in finished.resize(id, bytes: kept) })
         jobs[id] = job
+        if bytes > 0 { reserved[id] = bytes }
         return job
     }
 
-    /// The job, or NOT_FOUND (also for expired and malformed ids: which one is not revealed).
+    /// Admits a batch estimated at `bytes` (results it will keep) within the budget: finished
+    /// jobs' FULL results are reduced to summaries, then the oldest finished jobs evicted, to make
+    /// room. RESOURCE_EXHAUSTED naming the budget when the running batches leave no room, or
+    /// the batch alone is larger than the budget.
+    package func admit(total: Int, source: BatchSource, estimatedBytes bytes: Int) async throws(BacktestError) -> BatchJob {
+        dropExpired()
+        let needed = Self.megabytes(bytes)
+        let budget = Self.megabytes(budgetBytes)
+        guard bytes <= budgetBytes else {
+            throw BacktestError(.resourceExhausted,
+                "the batch of \(total) variants needs about \(needed) of results, more than the server's batch memory budget of \(budget); ask for SUMMARY detail or split it",
+                field: "run_batch")
+        }
+        let running = reservedBytes
+        if running + finished.bytes + bytes > budgetBytes {
+            await makeRoom(budgetBytes - running - bytes)
+        }
+        guard running + bytes <= budgetBytes else {
+            throw BacktestError(.resourceExhausted,
+                "the server's batch memory budget of \(budget) is in use by \(reserved.count) running batches (\(Self.megabytes(running))); this batch needs about \(needed): retry when one finishes",
+                field: "run_batch")
+        }
+        return make(total: total, source: source, reserving: bytes)
+    }
+
+    static func megabytes(_ bytes: Int) -> String {
+        "\((bytes + 524_288) / 1_048_576) MB"
+    }
+
+    private func release(_ id: String) {
+        reserved[id] = nil
+    }
+
+    /// Shrinks finished jobs to at most `limit` bytes: FULL results become summaries, then the
+    /// oldest jobs go.
+    private func makeRoom(_ limit: Int) async {
+        for id in finished.ids() where finished.bytes > limit {
+            guard let job = jobs[id] else { continue }
+            finished.resize(id, bytes: await job.downgradeToSummaries())
+        }
+        for id in finished.removeOldest(whileAbove: max(0, limit)) {
+            note(id, .evicted(bytes: 0))
+            jobs[id] = nil
+        }
+    }
+
+    private func note(_ id: String, _ departure: Departure) {
+        if gone.updateValue(departure, forKey: id) == nil { goneOrder.append(id) }
+        if goneOrder.count > 100_000 {
+            for old in goneOrder.prefix(50_000) { gone[old] = nil }
+            goneOrder.removeFirst(50_000)
+        }
+    }
+
+    /// The job, or NOT_FOUND saying whether the id expired (finished longer than `retention`
+    /// ago), was evicted (to keep finished batches within the memory bounds), or is unknown.
     package func job(id: String) throws(BacktestError) -> BatchJob {
         dropExpired()
         guard let job = jobs[id] else {
-            throw BacktestError(.notFound, "no batch with id '\(id.prefix(64))' (unknown, or expired after \(retention))", field: "batch_id")
+            let shown = id.prefix(64)
+            switch gone[id] {
+            case .expired?:
+                throw BacktestError(.notFound, "batch '\(shown)' expired: finished batches are kept \(retention)", field: "batch_id")
+            case .evicted?:
+                throw BacktestError(.notFound,
+                    "batch '\(shown)' was evicted before its retention ended, to keep finished batches within the server's memory bounds (\(maxRetainedBytes / 1_048_576) MB retained, \(budgetBytes / 1_048_576) MB budget)",
+                    field: "batch_id")
+            case nil:
+                throw BacktestError(.notFound, "no batch with id '\(shown)' on this server (never known, or gone before it restarted)", field: "batch_id")
+            }
         }
         return job
     }
@@ -50,10 +147,12 @@ package actor BatchJobRegistry {
 
     /// Drops finished jobs older than `retention`, then the oldest while over `maxRetainedBytes`.
     package func dropExpired(now: ContinuousClock.Instant = .now) {
-        for id in finished.removeExpired(now: now, retention: retention, maxBytes: maxRetainedBytes) {
+        for (id, expired) in finished.removeExpired(now: now, retention: retention, maxBytes: maxRetainedBytes) {
+            note(id, expired ? .expired : .evicted(bytes: 0))
             jobs[id] = nil
         }
     }
+
 
     static func randomID() -> String {
         var generator = SystemRandomNumberGenerator()
@@ -91,13 +190,43 @@ final class FinishedJobs: Sendable {
         }
     }
 
-    func removeExpired(now: ContinuousClock.Instant, retention: Duration, maxBytes: Int) -> [String] {
+    /// Ids of the finished jobs still held, oldest first.
+    func ids() -> [String] {
+        state.withLock { state in state.entries[state.head...].map(\.id) }
+    }
+
+    /// Records a job's new size (after its FULL results became summaries).
+    func resize(_ id: String, bytes: Int) {
+        state.withLock { state in
+            guard let i = state.entries[state.head...].firstIndex(where: { $0.id == id }) else { return }
+            state.bytes += bytes - state.entries[i].bytes
+            state.entries[i] = Entry(id: id, at: state.entries[i].at, bytes: bytes)
+        }
+    }
+
+    /// Removes the oldest while the total is above `limit`.
+    func removeOldest(whileAbove limit: Int) -> [String] {
         state.withLock { state in
             var removed: [String] = []
+            while state.head < state.entries.count, state.bytes > limit {
+                removed.append(state.entries[state.head].id)
+                state.bytes -= state.entries[state.head].bytes
+                state.head += 1
+            }
+            return removed
+        }
+    }
+
+    /// Removes jobs past `retention` (true: expired) and then the oldest while over `maxBytes`
+    /// (false: evicted).
+    func removeExpired(now: ContinuousClock.Instant, retention: Duration, maxBytes: Int) -> [(String, Bool)] {
+        state.withLock { state in
+            var removed: [(String, Bool)] = []
             while state.head < state.entries.count {
                 let oldest = state.entries[state.head]
-                guard oldest.at.duration(to: now) > retention || state.bytes > maxBytes else { break }
-                removed.append(oldest.id)
+                let expired = oldest.at.duration(to: now) > retention
+                guard expired || state.bytes > maxBytes else { break }
+                removed.append((oldest.id, expired))
                 state.bytes -= oldest.bytes
                 state.head += 1
             }

@@ -123,7 +123,7 @@ package struct MeteredBacktestService: BacktestService {
     package func runBatch(
         _ request: BatchRequest, context: CallContext, emit: @escaping @Sendable (ProgressUpdate) async throws -> Void
     ) async throws {
-        metrics.recordBatch(variants: request.variants.count)
+        metrics.recordBatch(variants: request.grid?.count ?? request.variants.count)
         try await metered("RunBatch") { try await base.runBatch(request, context: context, emit: emit) }
     }
 
@@ -144,5 +144,9 @@ package struct MeteredBacktestService: BacktestService {
 
     package func cancelBatch(id: String, context: CallContext) async throws -> ProgressUpdate {
         try await metered("CancelBatch") { try await base.cancelBatch(id: id, context: context) }
+    }
+
+    package func variantResults(batchID: String, selection: VariantSelection, context: CallContext) async throws -> [VariantResult] {
+        try await metered("GetVariantResults") { try await base.variantResults(batchID: batchID, selection: selection, context: context) }
     }
 }

@@ -27,6 +27,12 @@ typedef struct Backtest__V1__Strategy Backtest__V1__Strategy;
 typedef struct Backtest__V1__BacktestSettings Backtest__V1__BacktestSettings;
 typedef struct Backtest__V1__BacktestRequest Backtest__V1__BacktestRequest;
 typedef struct Backtest__V1__BatchRequest Backtest__V1__BatchRequest;
+typedef struct Backtest__V1__GridAxis Backtest__V1__GridAxis;
+typedef struct Backtest__V1__Grid Backtest__V1__Grid;
+typedef struct Backtest__V1__GridParameter Backtest__V1__GridParameter;
+typedef struct Backtest__V1__BacktestSummary Backtest__V1__BacktestSummary;
+typedef struct Backtest__V1__VariantResultsRequest Backtest__V1__VariantResultsRequest;
+typedef struct Backtest__V1__VariantResults Backtest__V1__VariantResults;
 typedef struct Backtest__V1__BatchStatusRequest Backtest__V1__BatchStatusRequest;
 typedef struct Backtest__V1__CancelBatchRequest Backtest__V1__CancelBatchRequest;
 typedef struct Backtest__V1__ServerInfoRequest Backtest__V1__ServerInfoRequest;
@@ -151,6 +157,21 @@ typedef enum _Backtest__V1__Comparison {
   BACKTEST__V1__COMPARISON__CROSSES_BELOW = 6
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(BACKTEST__V1__COMPARISON)
 } Backtest__V1__Comparison;
+typedef enum _Backtest__V1__ResultDetail {
+  /*
+   * FULL for batches of at most 64 variants, SUMMARY for larger ones
+   */
+  BACKTEST__V1__RESULT_DETAIL__RESULT_DETAIL_DEFAULT = 0,
+  /*
+   * metrics, final equity, order count, warnings, parameter values
+   */
+  BACKTEST__V1__RESULT_DETAIL__RESULT_DETAIL_SUMMARY = 1,
+  /*
+   * curves and orders (BacktestResult)
+   */
+  BACKTEST__V1__RESULT_DETAIL__RESULT_DETAIL_FULL = 2
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(BACKTEST__V1__RESULT_DETAIL)
+} Backtest__V1__ResultDetail;
 typedef enum _Backtest__V1__Side {
   BACKTEST__V1__SIDE__SIDE_UNSPECIFIED = 0,
   BACKTEST__V1__SIDE__BUY = 1,
@@ -481,10 +502,149 @@ struct  Backtest__V1__BatchRequest
    * 0 = the server's default; never more than the server's bound
    */
   uint32_t max_parallel;
+  /*
+   * Sweeps (issue 11). Field numbers 20+ are this block's.
+   * What each variant's result carries; DEFAULT = FULL up to 64 variants, SUMMARY above.
+   */
+  Backtest__V1__ResultDetail detail;
+  /*
+   * Variants as a grid the server expands: set either `grid` or `variants`, not both.
+   */
+  Backtest__V1__Grid *grid;
 };
 #define BACKTEST__V1__BATCH_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&backtest__v1__batch_request__descriptor) \
-    , 0,NULL, NULL, 0 }
+    , 0,NULL, NULL, 0, BACKTEST__V1__RESULT_DETAIL__RESULT_DETAIL_DEFAULT, NULL }
+
+
+/*
+ * One axis of a grid: a path into the strategy (the strategy file's JSON paths, as for the CLI's
+ * --vary: "positions[0].entry.lhs", "commission_bps", "positions[*].weight") and its values.
+ */
+struct  Backtest__V1__GridAxis
+{
+  ProtobufCMessage base;
+  char *path;
+  /*
+   * Each value as on the command line: JSON where it parses as JSON, a plain string otherwise
+   * ("0.5", "sma:100", "{\"lhs\": \"rsi:14\", \"op\": \"<\", \"rhs\": 30}").
+   */
+  size_t n_values;
+  char **values;
+  /*
+   * Optional, appended after `values`: "A..B" or "A..B/STEP" with an optional text prefix,
+   * both ends inclusive: "sma:5..104" = sma:5, sma:6, ..., sma:104; "0.25..1/0.25".
+   */
+  char *range;
+  /*
+   * Axes with the same non-zero group advance together (zipped; equal value counts required)
+   * and form one dimension of the product, at the position of the group's first axis.
+   */
+  uint32_t zip_group;
+};
+#define BACKTEST__V1__GRID_AXIS__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&backtest__v1__grid_axis__descriptor) \
+    , (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, 0 }
+
+
+/*
+ * Variants as a cartesian product of axes over a base strategy; the first axis changes slowest.
+ * Variant i of the batch is the i-th combination in that order.
+ */
+struct  Backtest__V1__Grid
+{
+  ProtobufCMessage base;
+  /*
+   * ("base" would collide with protobuf-c's message header)
+   */
+  Backtest__V1__Strategy *base_strategy;
+  size_t n_axes;
+  Backtest__V1__GridAxis **axes;
+};
+#define BACKTEST__V1__GRID__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&backtest__v1__grid__descriptor) \
+    , NULL, 0,NULL }
+
+
+/*
+ * One axis value of a variant, as written in the grid: {"positions[0].entry.lhs", "sma:20"}.
+ */
+struct  Backtest__V1__GridParameter
+{
+  ProtobufCMessage base;
+  char *path;
+  char *value;
+};
+#define BACKTEST__V1__GRID_PARAMETER__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&backtest__v1__grid_parameter__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+/*
+ * A variant's outcome without curves or orders: same numbers as its FULL result, to the bit.
+ */
+struct  Backtest__V1__BacktestSummary
+{
+  ProtobufCMessage base;
+  char *strategy_name;
+  Backtest__V1__Metrics *metrics;
+  Backtest__V1__Metrics *benchmark_metrics;
+  double final_equity;
+  double initial_capital;
+  /*
+   * orders filled (buys and sells, rebalancing included)
+   */
+  uint32_t order_count;
+  size_t n_warnings;
+  char **warnings;
+  double simulation_ms;
+  /*
+   * The same warnings as `warnings` (same order, one for one), typed.
+   */
+  size_t n_warning_details;
+  Backtest__V1__Warning **warning_details;
+};
+#define BACKTEST__V1__BACKTEST_SUMMARY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&backtest__v1__backtest_summary__descriptor) \
+    , (char *)protobuf_c_empty_string, NULL, NULL, 0, 0, 0, 0,NULL, 0, 0,NULL }
+
+
+/*
+ * GetVariantResults: the FULL results of some variants of a batch (still retained), recomputed
+ * deterministically from the same data. Either `indices`, or the best `best_count` by `best_by`.
+ */
+struct  Backtest__V1__VariantResultsRequest
+{
+  ProtobufCMessage base;
+  char *batch_id;
+  size_t n_indices;
+  uint32_t *indices;
+  /*
+   * A metric name: total_return, cagr, volatility, sharpe, sortino, max_drawdown, calmar, alpha,
+   * beta, win_rate, profit_factor, trade_count, exposure, final_equity. Best first (highest, or
+   * lowest for volatility; max_drawdown: closest to zero).
+   */
+  char *best_by;
+  uint32_t best_count;
+};
+#define BACKTEST__V1__VARIANT_RESULTS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&backtest__v1__variant_results_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Backtest__V1__VariantResults
+{
+  ProtobufCMessage base;
+  char *batch_id;
+  /*
+   * FULL, in the order asked (best first for best_by)
+   */
+  size_t n_results;
+  Backtest__V1__VariantResult **results;
+};
+#define BACKTEST__V1__VARIANT_RESULTS__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&backtest__v1__variant_results__descriptor) \
+    , (char *)protobuf_c_empty_string, 0,NULL }
 
 
 struct  Backtest__V1__BatchStatusRequest
@@ -730,7 +890,8 @@ struct  Backtest__V1__BacktestResult
 typedef enum {
   BACKTEST__V1__VARIANT_RESULT__OUTCOME__NOT_SET = 0,
   BACKTEST__V1__VARIANT_RESULT__OUTCOME_RESULT = 2,
-  BACKTEST__V1__VARIANT_RESULT__OUTCOME_ERROR = 3
+  BACKTEST__V1__VARIANT_RESULT__OUTCOME_ERROR = 3,
+  BACKTEST__V1__VARIANT_RESULT__OUTCOME_SUMMARY = 20
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(BACKTEST__V1__VARIANT_RESULT__OUTCOME__CASE)
 } Backtest__V1__VariantResult__OutcomeCase;
 
@@ -741,15 +902,24 @@ struct  Backtest__V1__VariantResult
    * position of the variant in BatchRequest.variants
    */
   uint32_t index;
+  /*
+   * The variant's axis values when the batch is a grid, in the order of the axes.
+   */
+  size_t n_parameters;
+  Backtest__V1__GridParameter **parameters;
   Backtest__V1__VariantResult__OutcomeCase outcome_case;
   union {
     Backtest__V1__BacktestResult *result;
     Backtest__V1__ErrorStatus *error;
+    /*
+     * SUMMARY detail
+     */
+    Backtest__V1__BacktestSummary *summary;
   };
 };
 #define BACKTEST__V1__VARIANT_RESULT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&backtest__v1__variant_result__descriptor) \
-    , 0, BACKTEST__V1__VARIANT_RESULT__OUTCOME__NOT_SET, {0} }
+    , 0, 0,NULL, BACKTEST__V1__VARIANT_RESULT__OUTCOME__NOT_SET, {0} }
 
 
 /*
@@ -766,7 +936,9 @@ struct  Backtest__V1__ProgressUpdate
   uint32_t total;
   Backtest__V1__BatchState state;
   /*
-   * RunBatch: the variants that finished since the previous update.
+   * RunBatch: the variants that finished since the previous update; variants finishing within
+   * 50 ms of each other share one update (at most 4096 results, and at most about half the
+   * frame limit of bytes).
    * GetBatchStatus: every variant finished so far.
    */
   size_t n_results;
@@ -924,7 +1096,8 @@ typedef enum {
   BACKTEST__V1__CALL_REQUEST__METHOD_GET_BATCH_STATUS = 12,
   BACKTEST__V1__CALL_REQUEST__METHOD_GET_SERVER_INFO = 13,
   BACKTEST__V1__CALL_REQUEST__METHOD_PURGE_CACHE = 14,
-  BACKTEST__V1__CALL_REQUEST__METHOD_CANCEL_BATCH = 15
+  BACKTEST__V1__CALL_REQUEST__METHOD_CANCEL_BATCH = 15,
+  BACKTEST__V1__CALL_REQUEST__METHOD_GET_VARIANT_RESULTS = 20
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(BACKTEST__V1__CALL_REQUEST__METHOD__CASE)
 } Backtest__V1__CallRequest__MethodCase;
 
@@ -940,6 +1113,7 @@ struct  Backtest__V1__CallRequest
     Backtest__V1__ServerInfoRequest *get_server_info;
     Backtest__V1__PurgeCacheRequest *purge_cache;
     Backtest__V1__CancelBatchRequest *cancel_batch;
+    Backtest__V1__VariantResultsRequest *get_variant_results;
   };
 };
 #define BACKTEST__V1__CALL_REQUEST__INIT \
@@ -952,7 +1126,8 @@ typedef enum {
   BACKTEST__V1__CALL_RESPONSE__RESULT_BACKTEST = 10,
   BACKTEST__V1__CALL_RESPONSE__RESULT_BATCH_STATUS = 12,
   BACKTEST__V1__CALL_RESPONSE__RESULT_SERVER_INFO = 13,
-  BACKTEST__V1__CALL_RESPONSE__RESULT_PURGE = 14
+  BACKTEST__V1__CALL_RESPONSE__RESULT_PURGE = 14,
+  BACKTEST__V1__CALL_RESPONSE__RESULT_VARIANT_RESULTS = 20
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(BACKTEST__V1__CALL_RESPONSE__RESULT__CASE)
 } Backtest__V1__CallResponse__ResultCase;
 
@@ -974,6 +1149,7 @@ struct  Backtest__V1__CallResponse
     Backtest__V1__ProgressUpdate *batch_status;
     Backtest__V1__ServerInfo *server_info;
     Backtest__V1__PurgeCacheResult *purge;
+    Backtest__V1__VariantResults *variant_results;
   };
 };
 #define BACKTEST__V1__CALL_RESPONSE__INIT \
@@ -1279,6 +1455,120 @@ Backtest__V1__BatchRequest *
                       const uint8_t       *data);
 void   backtest__v1__batch_request__free_unpacked
                      (Backtest__V1__BatchRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Backtest__V1__GridAxis methods */
+void   backtest__v1__grid_axis__init
+                     (Backtest__V1__GridAxis         *message);
+size_t backtest__v1__grid_axis__get_packed_size
+                     (const Backtest__V1__GridAxis   *message);
+size_t backtest__v1__grid_axis__pack
+                     (const Backtest__V1__GridAxis   *message,
+                      uint8_t             *out);
+size_t backtest__v1__grid_axis__pack_to_buffer
+                     (const Backtest__V1__GridAxis   *message,
+                      ProtobufCBuffer     *buffer);
+Backtest__V1__GridAxis *
+       backtest__v1__grid_axis__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   backtest__v1__grid_axis__free_unpacked
+                     (Backtest__V1__GridAxis *message,
+                      ProtobufCAllocator *allocator);
+/* Backtest__V1__Grid methods */
+void   backtest__v1__grid__init
+                     (Backtest__V1__Grid         *message);
+size_t backtest__v1__grid__get_packed_size
+                     (const Backtest__V1__Grid   *message);
+size_t backtest__v1__grid__pack
+                     (const Backtest__V1__Grid   *message,
+                      uint8_t             *out);
+size_t backtest__v1__grid__pack_to_buffer
+                     (const Backtest__V1__Grid   *message,
+                      ProtobufCBuffer     *buffer);
+Backtest__V1__Grid *
+       backtest__v1__grid__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   backtest__v1__grid__free_unpacked
+                     (Backtest__V1__Grid *message,
+                      ProtobufCAllocator *allocator);
+/* Backtest__V1__GridParameter methods */
+void   backtest__v1__grid_parameter__init
+                     (Backtest__V1__GridParameter         *message);
+size_t backtest__v1__grid_parameter__get_packed_size
+                     (const Backtest__V1__GridParameter   *message);
+size_t backtest__v1__grid_parameter__pack
+                     (const Backtest__V1__GridParameter   *message,
+                      uint8_t             *out);
+size_t backtest__v1__grid_parameter__pack_to_buffer
+                     (const Backtest__V1__GridParameter   *message,
+                      ProtobufCBuffer     *buffer);
+Backtest__V1__GridParameter *
+       backtest__v1__grid_parameter__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   backtest__v1__grid_parameter__free_unpacked
+                     (Backtest__V1__GridParameter *message,
+                      ProtobufCAllocator *allocator);
+/* Backtest__V1__BacktestSummary methods */
+void   backtest__v1__backtest_summary__init
+                     (Backtest__V1__BacktestSummary         *message);
+size_t backtest__v1__backtest_summary__get_packed_size
+                     (const Backtest__V1__BacktestSummary   *message);
+size_t backtest__v1__backtest_summary__pack
+                     (const Backtest__V1__BacktestSummary   *message,
+                      uint8_t             *out);
+size_t backtest__v1__backtest_summary__pack_to_buffer
+                     (const Backtest__V1__BacktestSummary   *message,
+                      ProtobufCBuffer     *buffer);
+Backtest__V1__BacktestSummary *
+       backtest__v1__backtest_summary__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   backtest__v1__backtest_summary__free_unpacked
+                     (Backtest__V1__BacktestSummary *message,
+                      ProtobufCAllocator *allocator);
+/* Backtest__V1__VariantResultsRequest methods */
+void   backtest__v1__variant_results_request__init
+                     (Backtest__V1__VariantResultsRequest         *message);
+size_t backtest__v1__variant_results_request__get_packed_size
+                     (const Backtest__V1__VariantResultsRequest   *message);
+size_t backtest__v1__variant_results_request__pack
+                     (const Backtest__V1__VariantResultsRequest   *message,
+                      uint8_t             *out);
+size_t backtest__v1__variant_results_request__pack_to_buffer
+                     (const Backtest__V1__VariantResultsRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Backtest__V1__VariantResultsRequest *
+       backtest__v1__variant_results_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   backtest__v1__variant_results_request__free_unpacked
+                     (Backtest__V1__VariantResultsRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Backtest__V1__VariantResults methods */
+void   backtest__v1__variant_results__init
+                     (Backtest__V1__VariantResults         *message);
+size_t backtest__v1__variant_results__get_packed_size
+                     (const Backtest__V1__VariantResults   *message);
+size_t backtest__v1__variant_results__pack
+                     (const Backtest__V1__VariantResults   *message,
+                      uint8_t             *out);
+size_t backtest__v1__variant_results__pack_to_buffer
+                     (const Backtest__V1__VariantResults   *message,
+                      ProtobufCBuffer     *buffer);
+Backtest__V1__VariantResults *
+       backtest__v1__variant_results__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   backtest__v1__variant_results__free_unpacked
+                     (Backtest__V1__VariantResults *message,
                       ProtobufCAllocator *allocator);
 /* Backtest__V1__BatchStatusRequest methods */
 void   backtest__v1__batch_status_request__init
@@ -1736,6 +2026,24 @@ typedef void (*Backtest__V1__BacktestRequest_Closure)
 typedef void (*Backtest__V1__BatchRequest_Closure)
                  (const Backtest__V1__BatchRequest *message,
                   void *closure_data);
+typedef void (*Backtest__V1__GridAxis_Closure)
+                 (const Backtest__V1__GridAxis *message,
+                  void *closure_data);
+typedef void (*Backtest__V1__Grid_Closure)
+                 (const Backtest__V1__Grid *message,
+                  void *closure_data);
+typedef void (*Backtest__V1__GridParameter_Closure)
+                 (const Backtest__V1__GridParameter *message,
+                  void *closure_data);
+typedef void (*Backtest__V1__BacktestSummary_Closure)
+                 (const Backtest__V1__BacktestSummary *message,
+                  void *closure_data);
+typedef void (*Backtest__V1__VariantResultsRequest_Closure)
+                 (const Backtest__V1__VariantResultsRequest *message,
+                  void *closure_data);
+typedef void (*Backtest__V1__VariantResults_Closure)
+                 (const Backtest__V1__VariantResults *message,
+                  void *closure_data);
 typedef void (*Backtest__V1__BatchStatusRequest_Closure)
                  (const Backtest__V1__BatchStatusRequest *message,
                   void *closure_data);
@@ -1833,6 +2141,10 @@ struct Backtest__V1__Backtester_Service
                        const Backtest__V1__CancelBatchRequest *input,
                        Backtest__V1__ProgressUpdate_Closure closure,
                        void *closure_data);
+  void (*get_variant_results)(Backtest__V1__Backtester_Service *service,
+                              const Backtest__V1__VariantResultsRequest *input,
+                              Backtest__V1__VariantResults_Closure closure,
+                              void *closure_data);
 };
 typedef void (*Backtest__V1__Backtester_ServiceDestroy)(Backtest__V1__Backtester_Service *);
 void backtest__v1__backtester__init (Backtest__V1__Backtester_Service *service,
@@ -1846,7 +2158,8 @@ void backtest__v1__backtester__init (Backtest__V1__Backtester_Service *service,
       function_prefix__ ## get_batch_status,\
       function_prefix__ ## get_server_info,\
       function_prefix__ ## purge_cache,\
-      function_prefix__ ## cancel_batch  }
+      function_prefix__ ## cancel_batch,\
+      function_prefix__ ## get_variant_results  }
 void backtest__v1__backtester__run_backtest(ProtobufCService *service,
                                             const Backtest__V1__BacktestRequest *input,
                                             Backtest__V1__BacktestResult_Closure closure,
@@ -1871,6 +2184,10 @@ void backtest__v1__backtester__cancel_batch(ProtobufCService *service,
                                             const Backtest__V1__CancelBatchRequest *input,
                                             Backtest__V1__ProgressUpdate_Closure closure,
                                             void *closure_data);
+void backtest__v1__backtester__get_variant_results(ProtobufCService *service,
+                                                   const Backtest__V1__VariantResultsRequest *input,
+                                                   Backtest__V1__VariantResults_Closure closure,
+                                                   void *closure_data);
 
 /* --- descriptors --- */
 
@@ -1880,6 +2197,7 @@ extern const ProtobufCEnumDescriptor    backtest__v1__price_adjustment__descript
 extern const ProtobufCEnumDescriptor    backtest__v1__rebalance__descriptor;
 extern const ProtobufCEnumDescriptor    backtest__v1__price_field__descriptor;
 extern const ProtobufCEnumDescriptor    backtest__v1__comparison__descriptor;
+extern const ProtobufCEnumDescriptor    backtest__v1__result_detail__descriptor;
 extern const ProtobufCEnumDescriptor    backtest__v1__side__descriptor;
 extern const ProtobufCEnumDescriptor    backtest__v1__warning_kind__descriptor;
 extern const ProtobufCEnumDescriptor    backtest__v1__batch_state__descriptor;
@@ -1895,6 +2213,12 @@ extern const ProtobufCMessageDescriptor backtest__v1__strategy__descriptor;
 extern const ProtobufCMessageDescriptor backtest__v1__backtest_settings__descriptor;
 extern const ProtobufCMessageDescriptor backtest__v1__backtest_request__descriptor;
 extern const ProtobufCMessageDescriptor backtest__v1__batch_request__descriptor;
+extern const ProtobufCMessageDescriptor backtest__v1__grid_axis__descriptor;
+extern const ProtobufCMessageDescriptor backtest__v1__grid__descriptor;
+extern const ProtobufCMessageDescriptor backtest__v1__grid_parameter__descriptor;
+extern const ProtobufCMessageDescriptor backtest__v1__backtest_summary__descriptor;
+extern const ProtobufCMessageDescriptor backtest__v1__variant_results_request__descriptor;
+extern const ProtobufCMessageDescriptor backtest__v1__variant_results__descriptor;
 extern const ProtobufCMessageDescriptor backtest__v1__batch_status_request__descriptor;
 extern const ProtobufCMessageDescriptor backtest__v1__cancel_batch_request__descriptor;
 extern const ProtobufCMessageDescriptor backtest__v1__server_info_request__descriptor;

@@ -35,6 +35,9 @@ struct HeldBatchService: BacktestService {
 
     func serverInfo() async -> ServerInfo { await base.serverInfo() }
     func purgeCache() async throws -> PurgeCacheResult { try await base.purgeCache() }
+    func variantResults(batchID: String, selection: VariantSelection, context: CallContext) async throws -> [VariantResult] {
+        try await base.variantResults(batchID: batchID, selection: selection, context: context)
+    }
 }
 
 /// A gate whose waiters can be cancelled, and which tells the test when someone arrived.

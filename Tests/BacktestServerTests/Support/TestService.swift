@@ -78,6 +78,10 @@ struct TestService: BacktestService {
         throw BacktestError(.unimplemented, "CancelBatch is not available on this test service")
     }
 
+    func variantResults(batchID: String, selection: VariantSelection, context: CallContext) async throws -> [VariantResult] {
+        throw BacktestError(.unimplemented, "GetVariantResults is not available on this test service")
+    }
+
     private func blockUntilCancelled(_ name: String) async {
         // Sleeping here is the behaviour under test (work that only cancellation stops), not a wait
         // for another event.

@@ -63,7 +63,7 @@ package indirect enum JSONValue: Sendable, Hashable, Codable {
         }
     }
 
-    var kind: String {
+    package var kind: String {
         switch self {
         case .null: "null"
         case .bool: "a boolean"

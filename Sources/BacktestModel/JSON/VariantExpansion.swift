@@ -1,5 +1,4 @@
 import BacktestCore
-import BacktestModel
 import Foundation
 
 /// One value put at one path of the base strategy file.
@@ -40,7 +39,7 @@ package struct VaryOption: Sendable, Hashable {
     }
 
     /// Splits at the commas outside brackets, braces and strings.
-    static func split(_ text: Substring) -> [String] {
+    package static func split(_ text: Substring) -> [String] {
         var parts: [String] = []
         var current = ""
         var depth = 0
@@ -159,7 +158,7 @@ package enum VariantExpansion {
         return parts.isEmpty ? "base" : parts.joined(separator: ", ")
     }
 
-    private static func rejectSetting(_ path: JSONPath) throws(BacktestError) {
+    package static func rejectSetting(_ path: JSONPath) throws(BacktestError) {
         let settings: Set<String> = ["start", "end", "initial_capital", "adjustment", "benchmark"]
         if settings.contains(path.rootKey) {
             throw .invalidArgument(
@@ -168,7 +167,7 @@ package enum VariantExpansion {
         }
     }
 
-    private static func strategy(from document: JSONValue, label: String) throws(BacktestError) -> Strategy {
+    package static func strategy(from document: JSONValue, label: String) throws(BacktestError) -> Strategy {
         let data: Data
         do {
             data = try JSONEncoder().encode(document)

@@ -1,0 +1,548 @@
+import BacktestCore
+import Foundation
+
+/// One axis of a grid: a path into the strategy and the values it takes.
+///
+/// The path has the strategy file's JSON syntax, the same as the CLI's `--vary`
+/// (`positions[0].entry.lhs`, `commission_bps`, `positions[*].weight`); each value is JSON where
+/// it parses as JSON and a plain string otherwise (`0.5`, `sma:100`). `range` adds the values of
+/// `A..B` or `A..B/STEP` (see `GridAxis.expandRange`) after `values`.
+public struct GridAxis: Sendable, Hashable {
+    public var path: String
+    public var values: [String]
+    /// "" for none; "sma:5..104", "1..10/3", "0.25..1/0.25".
+    public var range: String
+    /// Axes with the same non-zero group advance together (zipped); 0 = an axis of its own.
+    public var zipGroup: Int
+
+    public init(path: String, values: [String] = [], range: String = "", zipGroup: Int = 0) {
+        self.path = path
+        self.values = values
+        self.range = range
+        self.zipGroup = zipGroup
+    }
+
+    /// `values` followed by the expansion of `range`. Errors name `field` + ".range".
+    public func allValues(field: String = "axis") throws(BacktestError) -> [String] {
+        guard !range.isEmpty else { return values }
+        return values + (try Self.expandRange(range, field: field + ".range"))
+    }
+
+    /// Most values one range may produce (a typo guard: `1..1e9`).
+    public static let maxRangeValues = 1_000_000
+
+    /// `PREFIX A..B[/STEP]`, both ends inclusive, STEP 1 by default: "sma:5..8" = sma:5, sma:6,
+    /// sma:7, sma:8; "0.25..1/0.25" = 0.25, 0.5, 0.75, 1. The prefix is any text before the first
+    /// number (`sma:`, `rsi:`). Numbers print without a fraction when they are whole. Throws
+    /// INVALID_ARGUMENT naming `field` for anything else (B < A, a step <= 0, too many values).
+    public static func expandRange(_ text: String, field: String) throws(BacktestError) -> [String] {
+        func fail(_ why: String) -> BacktestError {
+            .invalidArgument("range '\(text)': \(why) (expected e.g. sma:5..104, 1..10/3, 0.25..1/0.25)", field: field)
+        }
+        guard let dots = text.range(of: "..") else { throw fail("no '..'") }
+        let left = text[..<dots.lowerBound]
+        var right = text[dots.upperBound...]
+        var step = 1.0
+        if let slash = right.firstIndex(of: "/") {
+            guard let parsed = Double(right[right.index(after: slash)...]), parsed > 0, parsed.isFinite else {
+                throw fail("the step must be a positive number")
+            }
+            step = parsed
+            right = right[..<slash]
+        }
+        // The prefix ends where the trailing number of the left side starts.
+        var numberStart = left.endIndex
+        while numberStart > left.startIndex {
+            let before = left.index(before: numberStart)
+            let character = left[before]
+            guard character.isNumber || character == "." || character == "-" || character == "+" || character == "e" else { break }
+            if character == "e", !(left[left.startIndex..<before].last?.isNumber ?? false) { break }
+            numberStart = before
+        }
+        let prefix = String(left[..<numberStart])
+        guard let low = Double(left[numberStart...]), low.isFinite else { throw fail("no number before '..'") }
+        guard let high = Double(right), high.isFinite else { throw fail("no number after '..'") }
+        guard high >= low else { throw fail("the end is below the start") }
+        let count = Int(((high - low) / step + 1e-9).rounded(.down)) + 1
+        guard count <= maxRangeValues else { throw fail("\(count) values, more than \(maxRangeValues)") }
+        return (0..<count).map { i in prefix + format(low + Double(i) * step) }
+    }
+
+    /// 5 → "5", 0.25 → "0.25", 0.30000000000000004 → "0.3" (12 significant digits).
+    static func format(_ value: Double) -> String {
+        if value == value.rounded(), abs(value) < 1e15 { return String(Int64(value)) }
+        let text = String(format: "%.12g", value)
+        return text
+    }
+
+    /// `--grid path=values`: values split at commas outside brackets/braces/quotes as for
+    /// `--vary`; each item that is a range (`sma:5..104`, `1..10/2`) is expanded in place.
+    public init(parsing text: String) throws(BacktestError) {
+        guard let equals = text.firstIndex(of: "=") else {
+            throw .invalidArgument("--grid '\(text)' must be path=values (e.g. positions[0].entry.lhs=sma:5..104)")
+        }
+        let path = String(text[..<equals])
+        _ = try JSONPath(parsing: path)
+        let items = VaryOption.split(text[text.index(after: equals)...])
+        guard !items.isEmpty, !items.contains(where: \.isEmpty) else {
+            throw .invalidArgument("--grid \(path): empty value in '\(text)'", field: path)
+        }
+        var values: [String] = []
+        for item in items {
+            if Self.isRange(item) {
+                values += try Self.expandRange(item, field: path)
+            } else {
+                values.append(item)
+            }
+        }
+        self.init(path: path, values: values)
+    }
+
+    /// Whether a command-line item is a range rather than a value: it has "..", is not JSON, and
+    /// has a number on both sides.
+    static func isRange(_ item: String) -> Bool {
+        guard item.contains(".."), !item.hasPrefix("{"), !item.hasPrefix("["), !item.hasPrefix("\"") else { return false }
+        return (try? expandRange(item, field: "")) != nil
+    }
+}
+
+/// Variants as the cartesian product of axes over a base strategy, expanded by whoever runs them
+/// (`BatchRequest.grid`). The first axis (or zip group) changes slowest, like nested loops and
+/// like the CLI's `--vary`.
+public struct Grid: Sendable, Hashable {
+    public var base: Strategy
+    public var axes: [GridAxis]
+
+    public init(base: Strategy, axes: [GridAxis]) {
+        self.base = base
+        self.axes = axes
+    }
+
+    /// The number of variants (zip groups counted once, by their first axis); 0 when an axis
+    /// or range is malformed (resolving the grid says why).
+    public var count: Int {
+        var seen: Set<Int> = []
+        var total = 1
+        for axis in axes {
+            if axis.zipGroup != 0, !seen.insert(axis.zipGroup).inserted { continue }
+            guard let values = try? axis.allValues() else { return 0 }
+            total = total.multipliedReportingOverflow(by: values.count).partialValue
+        }
+        return axes.isEmpty ? 0 : total
+    }
+}
+
+/// A grid resolved once: every axis value parsed, applied to the base and decoded once
+/// (validation and analysis per axis value, not per variant), and a way to build variant `i`
+/// by assigning those decoded pieces into the base.
+///
+/// Variant `i` equals what `VariantExpansion.expand` makes of the base (as JSON) with the same
+/// axes as `--vary` options (zipped axes aside, which `--vary` has not): `GridTests`.
+package struct GridPlan: Sendable {
+    /// One dimension of the product: one axis, or a zip group of axes of equal length.
+    struct Dimension: Sendable {
+        var axes: [Int]
+        var count: Int
+    }
+
+    package let grid: Grid
+    /// `grid.base` as its JSON form decodes.
+    let base: Strategy
+    package let count: Int
+    /// Per axis, its values' texts (as given or from the range).
+    package let values: [[String]]
+    /// Per axis and value: the base with that one value applied, decoded.
+    package let axisStrategies: [[Strategy]]
+    let paths: [JSONPath]
+    let dimensions: [Dimension]
+    /// Per axis and value, the decoded piece at the axis's path; nil when the path is not one
+    /// `StrategySlot` handles (then variants are built through JSON, slower but the same).
+    let fragments: [[StrategySlot.Fragment]]?
+    let baseDocument: JSONValue
+
+    /// Most variants a grid may have.
+    package static let maxVariants = 1_000_000
+
+    /// Resolves `grid`; errors name the field below `field` ("run_batch.grid.axes[1].values[3]").
+    package init(_ grid: Grid, field: String = "grid") throws(BacktestError) {
+        self.grid = grid
+        guard !grid.axes.isEmpty else { throw .invalidArgument("a grid needs at least one axis", field: field + ".axes") }
+        let document: JSONValue
+        do {
+            document = try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(grid.base))
+        } catch {
+            throw .invalidArgument("the grid's base strategy cannot be encoded: \(error)", field: field + ".base")
+        }
+        baseDocument = document
+        // The base as its JSON decodes (what the CLI's expansion starts from), so typed
+        // assignment and the JSON path give the same variants.
+        let decodedBase = try VariantExpansion.strategy(from: document, label: "base")
+        base = decodedBase
+        var paths: [JSONPath] = []
+        var values: [[String]] = []
+        var strategies: [[Strategy]] = []
+        for (a, axis) in grid.axes.enumerated() {
+            let axisField = "\(field).axes[\(a)]"
+            let path: JSONPath
+            do throws(BacktestError) { path = try JSONPath(parsing: axis.path) } catch {
+                throw BacktestError(error.code, error.message, field: axisField + ".path")
+            }
+            try VariantExpansion.rejectSetting(path)
+            let texts = try axis.allValues(field: axisField)
+            guard !texts.isEmpty else { throw .invalidArgument("axis '\(axis.path)' has no values", field: axisField + ".values") }
+            var decoded: [Strategy] = []
+            decoded.reserveCapacity(texts.count)
+            for (v, text) in texts.enumerated() {
+                do throws(BacktestError) {
+                    let edited = try path.setting(JSONValue.commandLine(text), in: document)
+                    decoded.append(try VariantExpansion.strategy(from: edited, label: "\(axis.path)=\(text)"))
+                } catch {
+                    throw BacktestError(error.code, error.message, field: "\(axisField).values[\(v)]")
+                }
+            }
+            paths.append(path)
+            values.append(texts)
+            strategies.append(decoded)
+        }
+        // Dimensions: zip groups at their first axis's position.
+        var dimensions: [Dimension] = []
+        var groupDimension: [Int: Int] = [:]
+        for (a, axis) in grid.axes.enumerated() {
+            if axis.zipGroup != 0, let d = groupDimension[axis.zipGroup] {
+                guard dimensions[d].count == values[a].count else {
+                    throw .invalidArgument(
+                        "axis '\(axis.path)' has \(values[a].count) values but its zip group \(axis.zipGroup) has \(dimensions[d].count)",
+                        field: "\(field).axes[\(a)].zip_group")
+                }
+                dimensions[d].axes.append(a)
+            } else {
+                if axis.zipGroup != 0 { groupDimension[axis.zipGroup] = dimensions.count }
+                dimensions.append(Dimension(axes: [a], count: values[a].count))
+            }
+        }
+        var total = 1
+        for dimension in dimensions {
+            let (product, overflow) = total.multipliedReportingOverflow(by: dimension.count)
+            guard !overflow, product <= Self.maxVariants else {
+                throw .invalidArgument("the grid has more than \(Self.maxVariants) variants", field: field + ".axes")
+            }
+            total = product
+        }
+        count = total
+        self.paths = paths
+        self.values = values
+        self.dimensions = dimensions
+        axisStrategies = strategies
+        // Typed assignment when every path is a slot and no path lies inside another.
+        var fragments: [[StrategySlot.Fragment]]? = []
+        let overlapping = paths.indices.contains { i in
+            paths.indices.contains { j in i != j && Self.overlaps(paths[i], paths[j]) }
+        }
+        if !overlapping {
+            for (a, path) in paths.enumerated() {
+                guard let slot = StrategySlot(path) else { fragments = nil; break }
+                let pieces = strategies[a].compactMap { slot.read($0) }
+                guard pieces.count == strategies[a].count, slot.write(pieces[0], into: decodedBase) != nil else { fragments = nil; break }
+                fragments?.append(pieces)
+            }
+        } else {
+            fragments = nil
+        }
+        self.fragments = fragments
+    }
+
+    /// Whether one path is a prefix of the other (also through `[*]`).
+    static func overlaps(_ a: JSONPath, _ b: JSONPath) -> Bool {
+        for (x, y) in zip(a.components, b.components) {
+            switch (x, y) {
+            case (.everyIndex, .index), (.index, .everyIndex), (.everyIndex, .everyIndex): continue
+            default: if x != y { return false }
+            }
+        }
+        return true
+    }
+
+    /// The value index of each axis for variant `index`.
+    package func valueIndices(of index: Int) -> [Int] {
+        var result = [Int](repeating: 0, count: paths.count)
+        var rest = index
+        for dimension in dimensions.reversed() {
+            let value = rest % dimension.count
+            rest /= dimension.count
+            for axis in dimension.axes { result[axis] = value }
+        }
+        return result
+    }
+
+    /// The variant's axis values, in axis order.
+    package func parameters(of index: Int) -> [GridParameter] {
+        let indices = valueIndices(of: index)
+        return grid.axes.indices.map { GridParameter(path: grid.axes[$0].path, value: values[$0][indices[$0]]) }
+    }
+
+    /// Variant `index`: the base with every axis's value assigned.
+    package func strategy(_ index: Int) throws(BacktestError) -> Strategy {
+        let indices = valueIndices(of: index)
+        if let fragments {
+            var strategy = base
+            for axis in paths.indices {
+                guard let slot = StrategySlot(paths[axis]), let written = slot.write(fragments[axis][indices[axis]], into: strategy) else {
+                    break
+                }
+                strategy = written
+            }
+            return strategy
+        }
+        var document = baseDocument
+        for axis in paths.indices {
+            document = try paths[axis].setting(JSONValue.commandLine(values[axis][indices[axis]]), in: document)
+        }
+        return try VariantExpansion.strategy(from: document, label: parameters(of: index).map { "\($0.path)=\($0.value)" }.joined(separator: ", "))
+    }
+
+    /// Strategies whose analysis covers every variant: the base and the base with each axis
+    /// value applied (a variant's pieces all come from one of them).
+    package var analysisStrategies: [Strategy] {
+        [base] + axisStrategies.flatMap { $0 }
+    }
+}
+
+/// A typed place in a `Strategy` named by a JSON path: reads the decoded value there from one
+/// strategy and writes it into another, so a grid variant costs assignments, not a JSON decode.
+/// Paths inside conditions are supported down to `lhs`, `rhs` and `op` of a comparison (through
+/// `all[i]`, `any[i]` and `not`); others (`id`, a comparison's `ticker`, `[*]` other than
+/// `positions[*].weight|ticker`) make `init` return nil.
+struct StrategySlot {
+    enum Fragment: Sendable {
+        case string(String), number(Double), bool(Bool), fill(FillTiming), rebalance(Rebalance)
+        case positions([Position]), position(Position), condition(Condition?), operand(Operand), comparison(Comparison)
+    }
+
+    enum ConditionStep: Equatable { case member(all: Bool, Int), not }
+    enum Leaf: Equatable { case condition, lhs, rhs, op }
+    enum Place {
+        case name, fill, commission, slippage, rebalance, leverage, positions
+        case position(Int)
+        case ticker(Int?), weight(Int?)
+        case condition(position: Int, exit: Bool, steps: [ConditionStep], leaf: Leaf)
+    }
+
+    let place: Place
+
+    init?(_ path: JSONPath) {
+        let c = path.components
+        guard case .key(let root)? = c.first else { return nil }
+        switch (root, c.count) {
+        case ("name", 1): place = .name
+        case ("fill", 1): place = .fill
+        case ("commission_bps", 1): place = .commission
+        case ("slippage_bps", 1): place = .slippage
+        case ("rebalance", 1): place = .rebalance
+        case ("allow_leverage", 1): place = .leverage
+        case ("positions", 1): place = .positions
+        case ("positions", _):
+            var position: Int?
+            switch c[1] {
+            case .index(let i): position = i
+            case .everyIndex: position = nil
+            case .key: return nil
+            }
+            if c.count == 2 {
+                guard let position else { return nil }
+                place = .position(position)
+                return
+            }
+            guard case .key(let field) = c[2] else { return nil }
+            switch field {
+            case "ticker" where c.count == 3: place = .ticker(position)
+            case "weight" where c.count == 3: place = .weight(position)
+            case "entry", "exit":
+                guard let position else { return nil }
+                var steps: [ConditionStep] = []
+                var leaf = Leaf.condition
+                var i = 3
+                while i < c.count {
+                    guard case .key(let key) = c[i] else { return nil }
+                    switch key {
+                    case "all", "any":
+                        guard i + 1 < c.count, case .index(let member) = c[i + 1] else { return nil }
+                        steps.append(.member(all: key == "all", member))
+                        i += 2
+                        continue
+                    case "not": steps.append(.not)
+                    case "lhs", "rhs", "op":
+                        guard i == c.count - 1 else { return nil }
+                        leaf = key == "lhs" ? .lhs : key == "rhs" ? .rhs : .op
+                    default: return nil
+                    }
+                    i += 1
+                }
+                place = .condition(position: position, exit: field == "exit", steps: steps, leaf: leaf)
+            default: return nil
+            }
+        default: return nil
+        }
+    }
+
+    func read(_ s: Strategy) -> Fragment? {
+        switch place {
+        case .name: return .string(s.name)
+        case .fill: return .fill(s.fill)
+        case .commission: return .number(s.commissionBps)
+        case .slippage: return .number(s.slippageBps)
+        case .rebalance: return .rebalance(s.rebalance)
+        case .leverage: return .bool(s.allowLeverage)
+        case .positions: return .positions(s.positions)
+        case .position(let p): return s.positions.indices.contains(p) ? .position(s.positions[p]) : nil
+        case .ticker(let p): return s.positions.indices.contains(p ?? 0) ? .string(s.positions[p ?? 0].ticker) : nil
+        case .weight(let p): return s.positions.indices.contains(p ?? 0) ? .number(s.positions[p ?? 0].weight) : nil
+        case .condition(let p, let exit, let steps, let leaf):
+            guard s.positions.indices.contains(p) else { return nil }
+            guard let root = exit ? s.positions[p].exit : s.positions[p].entry else {
+                return steps.isEmpty && leaf == .condition ? .condition(nil) : nil
+            }
+            guard let node = Self.walk(root, steps) else { return nil }
+            switch (leaf, node) {
+            case (.condition, _): return .condition(node)
+            case (.lhs, .compare(let lhs, _, _)): return .operand(lhs)
+            case (.rhs, .compare(_, _, let rhs)): return .operand(rhs)
+            case (.op, .compare(_, let op, _)): return .comparison(op)
+            default: return nil
+            }
+        }
+    }
+
+    /// `s` with `fragment` at this place; nil when the place does not exist in `s` or the
+    /// fragment is of another kind.
+    func write(_ fragment: Fragment, into s: Strategy) -> Strategy? {
+        var s = s
+        switch (place, fragment) {
+        case (.name, .string(let v)): s.name = v
+        case (.fill, .fill(let v)): s.fill = v
+        case (.commission, .number(let v)): s.commissionBps = v
+        case (.slippage, .number(let v)): s.slippageBps = v
+        case (.rebalance, .rebalance(let v)): s.rebalance = v
+        case (.leverage, .bool(let v)): s.allowLeverage = v
+        case (.positions, .positions(let v)): s.positions = v
+        case (.position(let p), .position(let v)):
+            guard s.positions.indices.contains(p) else { return nil }
+            s.positions[p] = v
+        case (.ticker(let p), .string(let v)):
+            guard !s.positions.isEmpty else { return nil }
+            for i in p.map({ [$0] }) ?? Array(s.positions.indices) {
+                guard s.positions.indices.contains(i) else { return nil }
+                s.positions[i].ticker = v
+            }
+        case (.weight(let p), .number(let v)):
+            guard !s.positions.isEmpty else { return nil }
+            for i in p.map({ [$0] }) ?? Array(s.positions.indices) {
+                guard s.positions.indices.contains(i) else { return nil }
+                s.positions[i].weight = v
+            }
+        case (.condition(let p, let exit, let steps, let leaf), _):
+            guard s.positions.indices.contains(p) else { return nil }
+            let root = exit ? s.positions[p].exit : s.positions[p].entry
+            let replaced: Condition?
+            if steps.isEmpty, leaf == .condition {
+                guard case .condition(let v) = fragment else { return nil }
+                replaced = v
+            } else {
+                guard let root, let edited = Self.replace(in: root, steps[...], leaf: leaf, with: fragment) else { return nil }
+                replaced = edited
+            }
+            if exit {
+                s.positions[p].exit = replaced
+            } else {
+                guard let replaced else { return nil }
+                s.positions[p].entry = replaced
+            }
+        default: return nil
+        }
+        return s
+    }
+
+    static func walk(_ condition: Condition, _ steps: [ConditionStep]) -> Condition? {
+        var node = condition
+        for step in steps {
+            switch (step, node) {
+            case (.member(true, let i), .all(let members)), (.member(false, let i), .any(let members)):
+                guard members.indices.contains(i) else { return nil }
+                node = members[i]
+            case (.not, .not(let inner)): node = inner
+            default: return nil
+            }
+        }
+        return node
+    }
+
+    static func replace(in node: Condition, _ steps: ArraySlice<ConditionStep>, leaf: Leaf, with fragment: Fragment) -> Condition? {
+        guard let step = steps.first else {
+            switch (leaf, node, fragment) {
+            case (.condition, _, .condition(let v?)): return v
+            case (.lhs, .compare(_, let op, let rhs), .operand(let v)): return .compare(lhs: v, op: op, rhs: rhs)
+            case (.rhs, .compare(let lhs, let op, _), .operand(let v)): return .compare(lhs: lhs, op: op, rhs: v)
+            case (.op, .compare(let lhs, _, let rhs), .comparison(let v)): return .compare(lhs: lhs, op: v, rhs: rhs)
+            default: return nil
+            }
+        }
+        let rest = steps.dropFirst()
+        switch (step, node) {
+        case (.member(true, let i), .all(var members)):
+            guard members.indices.contains(i), let edited = replace(in: members[i], rest, leaf: leaf, with: fragment) else { return nil }
+            members[i] = edited
+            return .all(members)
+        case (.member(false, let i), .any(var members)):
+            guard members.indices.contains(i), let edited = replace(in: members[i], rest, leaf: leaf, with: fragment) else { return nil }
+            members[i] = edited
+            return .any(members)
+        case (.not, .not(let inner)):
+            guard let edited = replace(in: inner, rest, leaf: leaf, with: fragment) else { return nil }
+            return .not(edited)
+        default: return nil
+        }
+    }
+}
+
+/// A metric that ranks variants (`GetVariantResults.best_by`, `--sort-by`, `--heatmap`).
+public enum SummaryMetric: String, Sendable, Hashable, CaseIterable {
+    case totalReturn = "total_return", cagr, volatility, sharpe, sortino, maxDrawdown = "max_drawdown", calmar, alpha
+    case beta, winRate = "win_rate", profitFactor = "profit_factor", tradeCount = "trade_count", exposure
+    case finalEquity = "final_equity"
+
+    /// The raw value, any case, "-" for "_" ("max-drawdown", "Sharpe").
+    public init?(name: String) {
+        self.init(rawValue: name.lowercased().replacingOccurrences(of: "-", with: "_"))
+    }
+
+    /// Best first is descending for every metric but volatility (max drawdown is a negative
+    /// fraction: the shallowest is the largest).
+    public var higherIsBetter: Bool { self != .volatility }
+
+    /// The metric's value in `summary`.
+    public func value(_ summary: BacktestSummary) -> Double {
+        let m = summary.metrics
+        return switch self {
+        case .totalReturn: m.totalReturn
+        case .cagr: m.cagr
+        case .volatility: m.volatility
+        case .sharpe: m.sharpe
+        case .sortino: m.sortino
+        case .maxDrawdown: m.maxDrawdown
+        case .calmar: m.calmar
+        case .alpha: m.alpha
+        case .beta: m.beta
+        case .winRate: m.winRate
+        case .profitFactor: m.profitFactor
+        case .tradeCount: Double(m.tradeCount)
+        case .exposure: m.exposure
+        case .finalEquity: summary.finalEquity
+        }
+    }
+
+    /// Whether `a` ranks before `b`; NaN ranks last.
+    public func ranksBefore(_ a: Double, _ b: Double) -> Bool {
+        if a.isNaN { return false }
+        if b.isNaN { return true }
+        return higherIsBetter ? a > b : a < b
+    }
+}

@@ -1,0 +1,243 @@
+import BacktestCore
+import BacktestEngine
+import BacktestModel
+import BacktestProtocol
+import Logging
+import NIOCore
+import NIOConcurrencyHelpers
+
+/// A RunBatch whose results are SUMMARY: the engine's `SweepRunner` on one prepared calendar,
+/// in chunks, recording each summary in the job's `SummaryStore` from the worker threads, while
+/// a streamer sends what finished as coalesced `ProgressUpdate`s.
+///
+/// Coalescing: an update goes out at most every `window` (50 ms) with every result recorded
+/// since the previous one, up to `maxResultsPerUpdate` (4096) results and about
+/// `maxUpdateBytes` (half the frame limit) each; more waiting results go out in further updates
+/// at once. The runner never waits for the client: the job keeps every summary anyway (that is
+/// what re-attach reads), so a slow reader only makes the updates larger.
+///
+/// Validation and analysis: listed variants are validated once (`BacktestPipeline.validate`; an
+/// invalid one reports its own error); a grid's shared phase validates and analyses the base and
+/// one strategy per axis value (`GridPlan.analysisStrategies`), not every variant. The shared
+/// phase is the pipeline's `prepare` (one cache session, one `PreparedMarket`).
+///
+/// Control: the first update (0 completed) announces the id before the data fetch; CancelBatch
+/// stops the run between chunks (`BatchJob.onCancel` cancels its task) and the job keeps what
+/// finished. Chunks run on `ComputeThreads.shared`, never on the cooperative pool.
+struct SweepBatchRun {
+    let source: BatchSource
+    let pipeline: BacktestPipeline
+    let job: BatchJob
+    let parallelism: Int
+    var connection: ConnectionState?
+    var abandonAfter = TimeAmount.seconds(150)
+    let logger: Logger
+    var window: Duration = .milliseconds(50)
+    var maxResultsPerUpdate = 4096
+    var maxUpdateBytes = Wire.defaultMaxFramePayload / 2
+    /// Variants per `SweepRunner` call: the unit of cancellation and of plan memory.
+    var chunkSize = 4096
+
+    /// Runs the batch to its final update; on cancel, deadline or a failed shared phase the job
+    /// ends CANCELLED or FAILED with what finished, and the error is rethrown.
+    func run(deadline: NIODeadline, emit: @escaping @Sendable (ProgressUpdate) async throws -> Void) async throws {
+        do {
+            try await runVariants(emit: emit)
+        } catch {
+            // A CancelBatch ended the job already: the stream (if still open) ends with its reason.
+            if let reason = await job.cancelReason { throw reason }
+            let completed = await job.completed
+            let status = (error as? BacktestError)
+                ?? (NIODeadline.now() >= deadline
+                    ? BacktestError(.deadlineExceeded, "deadline exceeded after \(completed) of \(job.total) variants")
+                    : BacktestError(.cancelled, "batch cancelled after \(completed) of \(job.total) variants"))
+            let state: BatchState = status.code == .cancelled || status.code == .deadlineExceeded ? .cancelled : .failed
+            await job.finish(state, error: status)
+            throw error
+        }
+    }
+
+    private func runVariants(emit: @escaping @Sendable (ProgressUpdate) async throws -> Void) async throws {
+        let started = ContinuousClock.now
+        let total = source.count
+        // The id goes out before anything slow (the data fetch), so the batch can be re-attached
+        // to or cancelled by id from the first moment.
+        try await emit(await job.started())
+        // Variants to analyse (validated once), and listed variants that are invalid on their own.
+        var analysed: [ValidatedVariant] = []
+        var runnable: [Int]
+        if let grid = source.grid {
+            let strategies = grid.analysisStrategies
+            for outcome in pipeline.validate(strategies, settings: source.settings, path: { $0 == 0 ? "grid.base_strategy" : "grid" }) {
+                switch outcome {
+                case .success(let variant): analysed.append(variant)
+                case .failure(let rejection): throw rejection.error
+                }
+            }
+            runnable = Array(0..<total)
+        } else {
+            runnable = []
+            for outcome in pipeline.validate(source.variants, settings: source.settings, path: { "variants[\($0)]" }) {
+                switch outcome {
+                case .success(let variant):
+                    analysed.append(variant)
+                    runnable.append(variant.index)
+                case .failure(let rejection):
+                    job.summaries.append(rejection.index, .failure(rejection.error))
+                }
+            }
+        }
+        if analysed.isEmpty {
+            _ = try await stream(from: 0, emit: emit)
+            try await emit(try await finalUpdate(stats: RunStatistics()))
+            return
+        }
+        let prepared: PreparedBatch = try await pipeline.prepare(analysed, settings: source.settings)
+        // A cancel (CancelBatch, deadline) during the fetch stops the run before any variant.
+        try Task.checkCancellation()
+        let market: PreparedMarket = try prepared.market.get()
+        job.summaries.setShared(
+            benchmarkMetrics: market.benchmarkMetrics, initialCapital: source.settings.initialCapital,
+            warnings: prepared.warnings, dataSource: prepared.snapshot.source)
+
+        // The streamer: wakes every `window`, and when the runner is done.
+        let (ticks, tick) = AsyncStream<Bool>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        let job = self.job
+        let source = self.source
+        let parallelism = self.parallelism
+        let chunkSize = self.chunkSize
+        let indicators = prepared.indicators
+        let work = runnable
+        let abandon = self
+        let computeThreads = pipeline.computeThreads
+        let simulation = Task { () async throws -> Double in
+            defer {
+                tick.yield(true)
+                tick.finish()
+            }
+            var simulationMs = 0.0
+            var start = 0
+            while start < work.count {
+                try Task.checkCancellation()
+                try await abandon.stopIfAbandoned()
+                let chunk = Array(work[start..<min(work.count, start + chunkSize)])
+                start += chunk.count
+                simulationMs += try await SweepBatchRun.simulate(
+                    chunk, source: source, market: market, indicators: indicators, parallelism: parallelism,
+                    store: job.summaries, on: computeThreads)
+            }
+            return simulationMs
+        }
+        let timer = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: window)
+                tick.yield(false)
+            }
+        }
+        defer { timer.cancel() }
+        var sent = 0
+        do {
+            for await done in ticks {
+                sent = try await stream(from: sent, emit: emit)
+                if done { break }
+            }
+        } catch {
+            timer.cancel()
+            simulation.cancel()
+            _ = try? await simulation.value
+            throw error
+        }
+        let simulationMs = try await withTaskCancellationHandler {
+            try await simulation.value
+        } onCancel: {
+            simulation.cancel()
+        }
+        sent = try await stream(from: sent, emit: emit)
+        var stats = prepared.stats
+        stats.simulationMs = prepared.marketMs + simulationMs
+        stats.barsProcessed = market.dates.count * runnable.count
+        stats.totalMs = (ContinuousClock.now - started).milliseconds
+        stats.variantsPerSecond = Double(total) / max(stats.totalMs / 1000, 1e-9)
+        logger.info("\(PerformanceLine(label: "batch \(job.id) (\(total) variants, SUMMARY)", stats: stats))")
+        try await emit(try await finalUpdate(stats: stats))
+    }
+
+    /// The Final update, or the CancelBatch's reason when one ended the job first.
+    private func finalUpdate(stats: RunStatistics) async throws -> ProgressUpdate {
+        let update = await job.finish(.final, stats: stats)
+        if update.state != .final, let reason = await job.cancelReason { throw reason }
+        return update
+    }
+
+    /// Simulates `indices` on one of `computeThreads` (SweepRunner blocks its caller; never on
+    /// the cooperative pool), recording each summary; returns the summed simulation time in
+    /// milliseconds. Throws `CancellationError` when the task is cancelled before the chunk starts.
+    static func simulate(
+        _ indices: [Int], source: BatchSource, market: PreparedMarket, indicators: IndicatorStore, parallelism: Int,
+        store: SummaryStore, on computeThreads: ComputeThreads
+    ) async throws -> Double {
+        var strategies: [Strategy] = []
+        strategies.reserveCapacity(indices.count)
+        var failed: [(Int, BacktestError)] = []
+        var mapped: [Int] = []
+        for index in indices {
+            do throws(BacktestError) {
+                strategies.append(try source.strategy(index, field: "run_batch"))
+                mapped.append(index)
+            } catch {
+                failed.append((index, error))
+            }
+        }
+        for (index, error) in failed { store.append(index, .failure(error)) }
+        let variants = strategies
+        let order = mapped
+        return try await computeThreads.run {
+            let total = NIOLockedValueBox(0.0)
+            SweepRunner.run(variants, market: market, indicators: indicators, parallelism: parallelism) { i, outcome in
+                if case .success(let summary) = outcome { total.withLockedValue { $0 += summary.stats.simulationMs } }
+                store.append(order[i], outcome.mapError { (error: BacktestError) -> BacktestError in
+                    var renamed = error
+                    if renamed.field.hasPrefix("strategy") {
+                        renamed.field = "variants[\(order[i])]" + String(renamed.field.dropFirst(8))
+                    }
+                    return renamed
+                })
+            }
+            return total.withLockedValue { $0 }
+        }
+    }
+
+    /// Sends every result recorded after the first `sent`, in updates of bounded size.
+    private func stream(from sent: Int, emit: @escaping @Sendable (ProgressUpdate) async throws -> Void) async throws -> Int {
+        var sent = sent
+        while true {
+            let plan = source.grid
+            let batch = job.summaries.results(
+                from: sent, maxCount: maxResultsPerUpdate, parameters: { (index: Int) -> [GridParameter] in plan?.parameters(of: index) ?? [] })
+            guard !batch.isEmpty else { return sent }
+            var results: [VariantResult] = []
+            var bytes = 0
+            for result in batch {
+                var size = BatchJob.estimatedBytes(result)
+                for parameter in result.parameters { size += parameter.path.utf8.count + parameter.value.utf8.count + 8 }
+                if !results.isEmpty, bytes + size > maxUpdateBytes { break }
+                results.append(result)
+                bytes += size
+            }
+            sent += results.count
+            try await emit(ProgressUpdate(batchID: job.id, completed: sent, total: job.total, state: .partial, results: results))
+        }
+    }
+
+
+    func stopIfAbandoned() async throws(BacktestError) {
+        guard let lostAt = connection?.lostAt else { return }
+        let lastRead = await job.lastReadAt
+        let lastSign = max(lostAt, lastRead ?? lostAt)
+        guard NIODeadline.now() - lastSign > abandonAfter else { return }
+        let completed = job.summaries.count
+        let seconds = abandonAfter.nanoseconds / 1_000_000_000
+        throw BacktestError(.cancelled,
+            "batch stopped after \(completed) of \(job.total) variants: its connection was lost and no client re-attached within \(seconds) s")
+    }
+}

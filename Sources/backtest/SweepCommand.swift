@@ -1,0 +1,194 @@
+import ArgumentParser
+import BacktestClient
+import BacktestCommandLine
+import BacktestCore
+import BacktestModel
+import BacktestReporting
+import Foundation
+
+/// `backtest sweep strategy.json --grid positions[0].entry.lhs=sma:5..104 --grid positions[0].entry.rhs=sma:110..209`:
+/// a grid the server expands and runs as SUMMARY results, with a progress bar, the top-N table,
+/// an optional heatmap of a two-axis grid, a CSV of every summary and the FULL results of the
+/// best N.
+struct SweepCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sweep",
+        abstract: "Run a grid of variants on the server and rank their summaries.",
+        discussion: """
+            Each --grid is an axis: a path of the strategy file (as for `batch --vary`) and its
+            values, a comma list where an item may be a range: sma:5..104, 1..10/3, 0.25..1/0.25.
+            The variants are the cartesian product of the axes, the first changing slowest.
+            """)
+
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var input: StrategyInput
+
+    @Option(name: .customLong("grid"), help: ArgumentHelp("path=values (repeatable); values may be ranges like sma:5..104.", valueName: "path=values"))
+    var grid: [String] = []
+    @Option(help: ArgumentHelp("Metric to rank by: \(SummaryMetric.allCases.map(\.rawValue).joined(separator: ", ")).", valueName: "metric"))
+    var sortBy = SummaryMetric.sharpe.rawValue
+    @Option(help: "Rows of the top table.")
+    var top = 10
+    @Option(help: ArgumentHelp("Show a two-axis grid's METRIC as a heatmap.", valueName: "metric"))
+    var heatmap: String?
+    @Option(help: ArgumentHelp("Write every summary as CSV.", valueName: "file.csv"))
+    var csv: String?
+    @Option(help: "Fetch the FULL results of the best N and print their figures.")
+    var detail = 0
+    @Option(help: "Variants the server runs at once (0 = its default).")
+    var maxParallel = 0
+
+    func validate() throws {
+        guard !grid.isEmpty else { throw ValidationError("pass at least one --grid path=values") }
+        guard SummaryMetric(name: sortBy) != nil else { throw ValidationError("--sort-by '\(sortBy)' is not a metric") }
+        if let heatmap, SummaryMetric(name: heatmap) == nil { throw ValidationError("--heatmap '\(heatmap)' is not a metric") }
+        guard top >= 0, detail >= 0, detail <= 64 else { throw ValidationError("--top must be >= 0 and --detail 0...64") }
+    }
+
+    func run() async throws {
+        let loaded = try input.load()
+        let axes: [GridAxis]
+        let base: Strategy
+        do {
+            axes = try grid.map { (text: String) throws(BacktestError) -> GridAxis in try GridAxis(parsing: text) }
+            base = loaded.file.strategy
+        } catch {
+            throw reportFailure(error)
+        }
+        let sweep = Grid(base: base, axes: axes)
+        let total = sweep.count
+        let metric = SummaryMetric(name: sortBy) ?? .sharpe
+        let client = try connection.makeClient()
+        defer { Task { await client.close() } }
+        var rows: [VariantResult] = []
+        rows.reserveCapacity(total)
+        var batchID = ""
+        var stats: RunStatistics?
+        let started = ContinuousClock.now
+        let live = Terminal.stdoutIsTTY
+        var lastDraw = ContinuousClock.now - .seconds(1)
+        do {
+            for try await update in client.runSweep(sweep, settings: loaded.settings, maxParallel: maxParallel) {
+                batchID = update.batchID
+                rows += update.results
+                if update.state == .final { stats = update.stats }
+                let now = ContinuousClock.now
+                if live, now - lastDraw > .milliseconds(100) || update.state == .final {
+                    lastDraw = now
+                    Terminal.write("\r" + Self.progressBar(done: rows.count, total: total, elapsed: now - started))
+                }
+            }
+        } catch {
+            if live { Terminal.write("\n") }
+            throw reportFailure(error)
+        }
+        if live { Terminal.write("\n") }
+        let elapsed = (ContinuousClock.now - started).milliseconds
+        print("\(rows.count) variants in \(Format.milliseconds(elapsed)) (batch \(batchID))"
+            + (stats.map { ", server \(Format.milliseconds($0.totalMs)), simulation \(Format.milliseconds($0.simulationMs))" } ?? ""))
+        let ranked = Self.rank(rows, by: metric)
+        print(Self.topTable(ranked.prefix(top), metric: metric).joined(separator: "\n"))
+        if let heatmap, let heatMetric = SummaryMetric(name: heatmap) {
+            print(Self.heatmap(rows, metric: heatMetric, axes: axes).joined(separator: "\n"))
+        }
+        if let csv {
+            do {
+                try Data(Self.csv(rows, axes: axes).utf8).write(to: URL(fileURLWithPath: csv), options: .atomic)
+                print("CSV of \(rows.count) summaries written to \(csv)")
+            } catch {
+                throw reportFailure(BacktestError(.invalidArgument, "cannot write \(csv): \(error.localizedDescription)"))
+            }
+        }
+        if detail > 0 {
+            let full = try await client.variantResults(batchID: batchID, selection: .best(metric, count: detail))
+            for result in full {
+                guard case .full(let r) = result.detail else { continue }
+                let label = result.parameters.map { "\($0.path)=\($0.value)" }.joined(separator: ", ")
+                print("#\(result.index) \(label): \(r.dates.count) days, \(r.orders.count) orders, final equity \(Format.money(r.finalEquity))")
+            }
+        }
+    }
+
+    /// "[#####.....] 5000/10000  12500/s  ETA 0.4 s"
+    static func progressBar(done: Int, total: Int, elapsed: Duration) -> String {
+        let width = 30
+        let fraction = total > 0 ? Double(done) / Double(total) : 1
+        let filled = Int(fraction * Double(width))
+        let seconds = max(elapsed.milliseconds / 1000, 1e-6)
+        let rate = Double(done) / seconds
+        let eta = rate > 0 ? Double(total - done) / rate : 0
+        return "[" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled) + "] "
+            + "\(done)/\(total)  \(Int(rate.rounded()))/s  ETA \(Format.milliseconds(eta * 1000))"
+    }
+
+    static func rank(_ rows: [VariantResult], by metric: SummaryMetric) -> [(VariantResult, BacktestSummary)] {
+        var scored: [(VariantResult, BacktestSummary)] = []
+        for row in rows {
+            if let summary = row.summary { scored.append((row, summary)) }
+        }
+        return scored.sorted { (a: (VariantResult, BacktestSummary), b: (VariantResult, BacktestSummary)) -> Bool in
+            let x = metric.value(a.1)
+            let y = metric.value(b.1)
+            if x == y { return a.0.index < b.0.index }
+            return metric.ranksBefore(x, y)
+        }
+    }
+
+    static func topTable(_ ranked: ArraySlice<(VariantResult, BacktestSummary)>, metric: SummaryMetric) -> [String] {
+        var lines = ["rank  index  \(metric.rawValue)  total_return  max_drawdown  trades  parameters"]
+        for (rank, entry) in ranked.enumerated() {
+            let (row, s) = entry
+            let parameters = row.parameters.map { "\($0.path)=\($0.value)" }.joined(separator: ", ")
+            let cells = [
+                Format.padLeft("\(rank + 1)", 4), Format.padLeft("\(row.index)", 5), Format.padLeft(Format.number(metric.value(s)), 8),
+                Format.padLeft(Format.percent(s.metrics.totalReturn), 12), Format.padLeft(Format.percent(s.metrics.maxDrawdown), 12),
+                Format.padLeft("\(s.metrics.tradeCount)", 6),
+            ]
+            lines.append(cells.joined(separator: "  ") + "  " + parameters)
+        }
+        return lines
+    }
+
+    /// A two-axis grid as rows (first axis) by columns (second axis), each cell shaded by the
+    /// metric's rank among all cells (" .:-=+*#%@", low to high).
+    static func heatmap(_ rows: [VariantResult], metric: SummaryMetric, axes: [GridAxis]) -> [String] {
+        guard axes.count == 2 else { return ["(--heatmap needs a grid of exactly two axes)"] }
+        let columns = axes[1].values.count
+        let height = axes[0].values.count
+        var cells = [Double](repeating: .nan, count: height * columns)
+        for row in rows {
+            if let s = row.summary, row.index < cells.count { cells[row.index] = metric.value(s) }
+        }
+        let finite = cells.filter(\.isFinite)
+        guard let low = finite.min(), let high = finite.max() else { return ["(no values)"] }
+        let shades = Array(" .:-=+*#%@")
+        var lines = ["\(metric.rawValue): rows \(axes[0].path) \(axes[0].values.first ?? "")...\(axes[0].values.last ?? ""), columns \(axes[1].path) \(axes[1].values.first ?? "")...\(axes[1].values.last ?? ""); range \(Format.number(low))...\(Format.number(high))"]
+        for r in 0..<height {
+            var line = ""
+            for c in 0..<columns {
+                let value = cells[r * columns + c]
+                guard value.isFinite else { line.append("?"); continue }
+                let t = high > low ? (value - low) / (high - low) : 1
+                line.append(shades[min(shades.count - 1, Int(t * Double(shades.count - 1) + 0.5))])
+            }
+            lines.append(line)
+        }
+        return lines
+    }
+
+    /// One row per variant: index, each axis value, then the metrics, final equity and orders.
+    static func csv(_ rows: [VariantResult], axes: [GridAxis]) -> String {
+        let metrics = SummaryMetric.allCases
+        var text = (["index"] + axes.map(\.path) + metrics.map(\.rawValue) + ["order_count", "error"]).joined(separator: ",") + "\n"
+        for row in rows.sorted(by: { $0.index < $1.index }) {
+            var fields = [String(row.index)] + row.parameters.map { "\"\($0.value.replacingOccurrences(of: "\"", with: "\"\""))\"" }
+            if let s = row.summary {
+                fields += metrics.map { "\($0.value(s))" } + [String(s.orderCount), ""]
+            } else {
+                fields += metrics.map { _ in "" } + ["", "\"\(row.error?.message.replacingOccurrences(of: "\"", with: "\"\"") ?? "")\""]
+            }
+            text += fields.joined(separator: ",") + "\n"
+        }
+        return text
+    }
+}

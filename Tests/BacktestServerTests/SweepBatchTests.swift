@@ -1,0 +1,197 @@
+import BacktestCore
+import BacktestEngine
+import BacktestModel
+import BacktestProtocol
+@testable import BacktestService
+import BacktestTestSupport
+import Foundation
+import Logging
+import MarketData
+import Testing
+
+/// Issue 11, service side: grids expanded by the server, SUMMARY batches through SweepRunner,
+/// coalesced streaming, re-attach, FULL on demand, the memory budget and NOT_FOUND reasons.
+@Suite struct SweepBatchTests {
+    static let base = Strategy(name: "cross", positions: [Position(
+        ticker: "AAPL", weight: 1,
+        entry: .compare(lhs: .series(SeriesRef(source: .indicator(IndicatorSpec(type: "sma", params: [5])))), op: .greater,
+                        rhs: .series(SeriesRef(source: .indicator(IndicatorSpec(type: "sma", params: [110]))))))])
+
+    static func grid(fast: String = "sma:5..24", slow: String = "sma:110..129") -> Grid {
+        Grid(base: base, axes: [
+            GridAxis(path: "positions[0].entry.lhs", range: fast),
+            GridAxis(path: "positions[0].entry.rhs", range: slow),
+        ])
+    }
+
+    static func service(jobs: BatchJobRegistry = BatchJobRegistry()) throws -> EngineBacktestService {
+        var logger = Logger(label: "test.sweep")
+        logger.logLevel = .critical
+        let pipeline = BacktestPipeline(source: try LocalFilesProvider(directory: SharedData.dailyDirectory), cache: nil, logger: logger)
+        return EngineBacktestService(pipeline: pipeline, jobs: jobs, maxParallel: 2, serverVersion: "test")
+    }
+
+    /// Collects a batch's streamed updates.
+    actor Updates {
+        var all: [ProgressUpdate] = []
+        func add(_ update: ProgressUpdate) { all.append(update) }
+    }
+
+    func run(_ request: BatchRequest, on service: EngineBacktestService) async throws -> [ProgressUpdate] {
+        let updates = Updates()
+        try await service.runBatch(request, context: CallContext(streamID: 1)) { await updates.add($0) }
+        return await updates.all
+    }
+
+    @Test func serverGridExpansionEqualsTheCLIs() throws {
+        let grid = Grid(base: Self.base, axes: [
+            GridAxis(path: "positions[0].entry.lhs", values: ["sma:5", "ema:7"], range: "sma:8..9"),
+            GridAxis(path: "commission_bps", values: ["1", "2.5"]),
+            GridAxis(path: "positions[*].weight", values: ["0.5", "1"]),
+            GridAxis(path: "positions[0].entry.op", values: [">", "crosses_above"]),
+        ])
+        let plan = try GridPlan(grid)
+        let document = try JSONEncoder().encode(Self.base)
+        let cli = try VariantExpansion.expand(base: document, vary: grid.axes.map {
+            VaryOption(path: try JSONPath(parsing: $0.path), values: try $0.allValues().map(JSONValue.commandLine))
+        })
+        #expect(plan.count == cli.count)
+        #expect(plan.count == 4 * 2 * 2 * 2)
+        for index in 0..<plan.count {
+            #expect(try plan.strategy(index) == cli[index].strategy, "variant \(index)")
+        }
+        #expect(plan.parameters(of: 1).map(\.value) == ["sma:5", "1", "0.5", "crosses_above"])
+        // The same through the JSON fallback (a path StrategySlot does not handle: id).
+        let zipped = try GridPlan(Grid(base: Self.base, axes: [
+            GridAxis(path: "positions[0].entry.lhs", values: ["sma:5", "sma:6"], zipGroup: 1),
+            GridAxis(path: "positions[0].entry.rhs", values: ["sma:50", "sma:60"], zipGroup: 1),
+        ]))
+        #expect(zipped.count == 2)
+        #expect(zipped.parameters(of: 1).map(\.value) == ["sma:6", "sma:60"])
+    }
+
+    @Test func rangesAndBadAxesNameTheirField() throws {
+        #expect(try GridAxis.expandRange("sma:5..8", field: "x") == ["sma:5", "sma:6", "sma:7", "sma:8"])
+        #expect(try GridAxis.expandRange("0.25..1/0.25", field: "x") == ["0.25", "0.5", "0.75", "1"])
+        #expect(try GridAxis(parsing: "positions[0].entry.lhs=sma:5..6,ema:9").values == ["sma:5", "sma:6", "ema:9"])
+        let reversed = #expect(throws: BacktestError.self) { try GridAxis.expandRange("sma:9..5", field: "run_batch.grid.axes[0].range") }
+        #expect(reversed?.field == "run_batch.grid.axes[0].range")
+        let badValue = #expect(throws: BacktestError.self) {
+            try GridPlan(Grid(base: Self.base, axes: [GridAxis(path: "positions[0].entry.op", values: [">", "bigger"])]), field: "run_batch.grid")
+        }
+        #expect(badValue?.field == "run_batch.grid.axes[0].values[1]")
+        let setting = #expect(throws: BacktestError.self) {
+            try GridPlan(Grid(base: Self.base, axes: [GridAxis(path: "start", values: ["2010-01-04"])]))
+        }
+        #expect(setting?.code == .invalidArgument)
+    }
+
+    @Test func summaryBatchEqualsFullResultsToTheBitAndStreamsEachVariantOnceThenFinal() async throws {
+        let service = try Self.service()
+        let grid = Self.grid()  // 400 variants: SUMMARY by default
+        let updates = try await run(BatchRequest(grid: grid, settings: BatchFixture.tenYears), on: service)
+        let final = try #require(updates.last)
+        #expect(final.state == .final)
+        #expect(final.results.isEmpty)
+        let results = updates.dropLast().flatMap(\.results)
+        #expect(results.count == 400)
+        #expect(Set(results.map(\.index)) == Set(0..<400), "every variant exactly once")
+        #expect(updates.count - 1 < 400, "results finishing together share an update")
+        #expect(updates.dropLast().map(\.completed) == updates.dropLast().map(\.completed).sorted())
+
+        // FULL for a sample, through the FULL path of a listed batch.
+        let plan = try GridPlan(grid)
+        let sample = [0, 17, 211, 399]
+        let full = try await run(
+            BatchRequest(variants: try sample.map { try plan.strategy($0) }, settings: BatchFixture.tenYears, detail: .full), on: service)
+        let fullResults = full.flatMap(\.results)
+        for (position, index) in sample.enumerated() {
+            let summary = try #require(results.first { $0.index == index })
+            guard case .summary(let s) = summary.detail else { Issue.record("variant \(index) is not a summary"); continue }
+            let reference = try #require(fullResults.first { $0.index == position }).outcome.get()
+            #expect(s.metrics == reference.metrics, "variant \(index)")
+            #expect(s.benchmarkMetrics == reference.benchmarkMetrics)
+            #expect(s.finalEquity.bitPattern == reference.finalEquity.bitPattern)
+            #expect(s.orderCount == reference.orders.count)
+            #expect(s.warnings == reference.warnings)
+            #expect(summary.parameters == plan.parameters(of: index))
+        }
+
+        // FULL on demand: by index, and the best 3 by Sharpe.
+        let onDemand = try await service.variantResults(batchID: final.batchID, selection: .indices([211]), context: CallContext(streamID: 3))
+        let recomputed = try #require(onDemand.first).outcome.get()
+        let reference = try #require(fullResults.first { $0.index == 2 }).outcome.get()
+        #expect(recomputed.equity == reference.equity)
+        #expect(recomputed.orders == reference.orders)
+        #expect(onDemand.first?.parameters == plan.parameters(of: 211))
+        let best = try await service.variantResults(batchID: final.batchID, selection: .best(.sharpe, count: 3), context: CallContext(streamID: 5))
+        let sharpes = results.compactMap { $0.summary.map { ($0.metrics.sharpe, 0) } }.map(\.0).sorted(by: >)
+        #expect(best.count == 3)
+        #expect(try best.map { try $0.outcome.get().metrics.sharpe } == Array(sharpes.prefix(3)))
+    }
+
+    @Test func aLargeBatchReattachesAndReadsEverySummary() async throws {
+        let service = try Self.service()
+        let updates = try await run(BatchRequest(grid: Self.grid(fast: "sma:5..44", slow: "sma:110..159"), settings: BatchFixture.tenYears), on: service)
+        let id = try #require(updates.first?.batchID)
+        var known = Set<Int>()
+        var answers = 0
+        while true {
+            let status = try await service.batchStatus(id: id, knownIndices: known, context: CallContext(streamID: 7))
+            answers += 1
+            known.formUnion(status.results.map(\.index))
+            #expect(status.state == .final)
+            if known.count >= status.completed { break }
+            #expect(!status.results.isEmpty)
+        }
+        #expect(known == Set(0..<2000))
+        #expect(answers >= 1)
+    }
+
+    @Test func notFoundSaysExpiredEvictedOrUnknown() async throws {
+        let registry = BatchJobRegistry(retention: .seconds(60), maxRetainedBytes: 600)
+        let expired = await registry.create(total: 1)
+        _ = await expired.record(VariantResult(index: 0, outcome: .failure(BacktestError(.internal, "x"))))
+        await expired.finish(.final)
+        await registry.dropExpired(now: .now.advanced(by: .seconds(120)))
+        let e1 = await #expect(throws: BacktestError.self) { try await registry.job(id: expired.id) }
+        #expect(e1?.code == .notFound)
+        #expect(e1?.message.contains("expired") == true)
+
+        let first = await registry.create(total: 1)
+        _ = await first.record(VariantResult(index: 0, outcome: .failure(BacktestError(.internal, "x"))))
+        await first.finish(.final)
+        let second = await registry.create(total: 1)
+        _ = await second.record(VariantResult(index: 0, outcome: .failure(BacktestError(.internal, "x"))))
+        await second.finish(.final)
+        await registry.dropExpired()
+        let e2 = await #expect(throws: BacktestError.self) { try await registry.job(id: first.id) }
+        #expect(e2?.message.contains("evicted") == true)
+
+        let e3 = await #expect(throws: BacktestError.self) { try await registry.job(id: "0123456789abcdef0123456789abcdef") }
+        #expect(e3?.message.contains("no batch with id") == true)
+    }
+
+    @Test func theBudgetRefusesWhatDoesNotFitNamingIt() async throws {
+        let registry = BatchJobRegistry(budgetBytes: 1_000 * SummaryStore.bytesPerSummary)
+        let service = try Self.service(jobs: registry)
+        let tooLarge = BatchRequest(grid: Self.grid(fast: "sma:5..54", slow: "sma:110..159"), settings: BatchFixture.tenYears)
+        let error = await #expect(throws: BacktestError.self) { try await run(tooLarge, on: service) }
+        #expect(error?.code == .resourceExhausted)
+        #expect(error?.message.contains("budget") == true)
+        // A batch that fits runs, and its reservation is released when it ends.
+        let fits = try await run(BatchRequest(grid: Self.grid(), settings: BatchFixture.tenYears), on: service)
+        #expect(fits.last?.state == .final)
+    }
+
+    @Test func fullResultsOverTheRetainedBytesBecomeSummariesNotLost() async throws {
+        let registry = BatchJobRegistry(maxRetainedBytes: 64 * 1024)
+        let service = try Self.service(jobs: registry)
+        let updates = try await run(
+            BatchRequest(variants: BatchFixture.smaVariants(8), settings: BatchFixture.tenYears, detail: .full), on: service)
+        let id = try #require(updates.last?.batchID)
+        let status = try await service.batchStatus(id: id, knownIndices: [], context: CallContext(streamID: 9))
+        #expect(status.results.count == 8)
+        #expect(status.results.allSatisfy { if case .summary = $0.detail { true } else { false } })
+    }
+}
