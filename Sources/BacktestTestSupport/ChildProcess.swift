@@ -14,24 +14,24 @@ import Foundation
 ///   recorded there as a file named by the pid holding `<pid> <executable> <owner>`, and the file
 ///   is removed once the owner has seen the child exit. Whatever is left there after the run names
 ///   the test that leaked a child (scripts/test.sh checks it).
-public final class ChildProcess: @unchecked Sendable {
+package final class ChildProcess: @unchecked Sendable {
     /// The running process (its pid is the child's: setpriv execs the real executable).
-    public let process: Process
+    package let process: Process
     /// Who started it, for the leak report: usually "<file> <test function>".
-    public let owner: String
+    package let owner: String
     private let record: URL?
     private let lock = NSLock()
     private var reaped = false
 
     /// The environment variable naming the directory of launch records.
-    public static let recordDirectoryVariable = "BACKTESTD_TEST_CHILDREN"
+    package static let recordDirectoryVariable = "BACKTESTD_TEST_CHILDREN"
 
     /// Starts `process` (configured with executable, arguments, environment and standard
     /// streams, not yet running) as a child tied to this process.
     ///
     /// - Parameter owner: who starts it (the test), written to the launch record.
     /// - Throws: what `Process.run()` throws (for example a missing executable).
-    public static func launch(_ process: Process, owner: String) throws -> ChildProcess {
+    package static func launch(_ process: Process, owner: String) throws -> ChildProcess {
         guard let executable = process.executableURL else {
             throw RedisServerError("ChildProcess.launch: the process has no executableURL")
         }
@@ -58,11 +58,11 @@ public final class ChildProcess: @unchecked Sendable {
         waitUntilExit()
     }
 
-    public var pid: Int32 { process.processIdentifier }
-    public var isRunning: Bool { process.isRunning }
+    package var pid: Int32 { process.processIdentifier }
+    package var isRunning: Bool { process.isRunning }
 
     /// Blocks until the child has exited, then drops its launch record.
-    public func waitUntilExit() {
+    package func waitUntilExit() {
         process.waitUntilExit()
         let first = lock.withLock { () -> Bool in
             defer { reaped = true }
@@ -74,7 +74,7 @@ public final class ChildProcess: @unchecked Sendable {
     /// Sends `signal` (none when nil: the child was already asked to exit some other way), waits
     /// up to `grace` for the exit, then SIGKILLs and waits.
     /// A child spawned from a thread that blocks the signal may ignore SIGTERM; SIGKILL cannot be.
-    public func terminate(signal: Int32? = SIGTERM, grace: Duration = .seconds(10)) {
+    package func terminate(signal: Int32? = SIGTERM, grace: Duration = .seconds(10)) {
         if process.isRunning {
             kill(pid, SIGCONT)
             if let signal { kill(pid, signal) }
@@ -86,7 +86,7 @@ public final class ChildProcess: @unchecked Sendable {
     }
 
     /// True where children get a parent-death signal (Linux with setpriv).
-    public static var diesWithParent: Bool { parentDeathWrapper != nil }
+    package static var diesWithParent: Bool { parentDeathWrapper != nil }
 
     /// `setpriv` where it can set a parent-death signal (Linux util-linux); nil elsewhere, where
     /// children are only ended by their owners.
@@ -150,6 +150,6 @@ final class SpawnThread: @unchecked Sendable {
 }
 
 /// "<file> <function>" of a call site, the default owner of children started by tests.
-public func testOwner(fileID: String, function: String) -> String {
+package func testOwner(fileID: String, function: String) -> String {
     "\(fileID) \(function)"
 }

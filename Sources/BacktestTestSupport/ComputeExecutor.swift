@@ -11,16 +11,16 @@ import Foundation
 /// holds a cooperative thread all that time, and with two cores the server, client, cache and
 /// timer tasks of every other test wait for the other one; tests with real-time bounds then
 /// fail for want of a thread, not of CPU. Threads here are time-sliced by the OS instead.
-public final class ComputeExecutor: TaskExecutor, @unchecked Sendable {
+package final class ComputeExecutor: TaskExecutor, @unchecked Sendable {
     /// One thread per core, started on first use, living as long as the process.
-    public static let shared = ComputeExecutor(threads: ProcessInfo.processInfo.activeProcessorCount)
+    package static let shared = ComputeExecutor(threads: ProcessInfo.processInfo.activeProcessorCount)
 
     // Guards `jobs`; the threads wait on it for work.
     private let condition = NSCondition()
     private var jobs: [UnownedJob] = []
 
     /// Starts `threads` threads (at least one) that run enqueued jobs in order.
-    public init(threads: Int) {
+    package init(threads: Int) {
         for index in 0..<max(1, threads) {
             let thread = Thread { [self] in runJobs() }
             thread.name = "test-compute-\(index)"
@@ -28,7 +28,7 @@ public final class ComputeExecutor: TaskExecutor, @unchecked Sendable {
         }
     }
 
-    public func enqueue(_ job: consuming ExecutorJob) {
+    package func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)
         condition.lock()
         jobs.append(job)

@@ -6,12 +6,12 @@ import Darwin
 
 /// Free TCP ports for children that must be told their port up front (redis-server, backtestd):
 /// the one free-port helper of the tests and benchmarks. Servers of our own bind port 0 instead.
-public enum FreePort {
+package enum FreePort {
     /// A port the kernel just handed out on 127.0.0.1 (bind to 0, read it back, close). Another
     /// process could take it before the caller's child binds it; the children's start-up checks
     /// report that as a failure to start.
     /// - Throws: `FreePortError` when no socket can be bound.
-    public static func loopback() throws -> Int {
+    package static func loopback() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw FreePortError(description: "socket() failed") }
         defer { close(fd) }
@@ -31,6 +31,6 @@ public enum FreePort {
 }
 
 /// No loopback port could be had.
-public struct FreePortError: Error, CustomStringConvertible {
-    public var description: String
+package struct FreePortError: Error, CustomStringConvertible {
+    package var description: String
 }

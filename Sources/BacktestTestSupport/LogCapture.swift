@@ -2,14 +2,14 @@ import Logging
 import Synchronization
 
 /// A swift-log handler that keeps messages in memory so tests can read what was logged.
-public final class LogCapture: Sendable {
+package final class LogCapture: Sendable {
     private let lines = Mutex<[String]>([])
 
-    public init() {}
+    package init() {}
 
-    public var messages: [String] { lines.withLock { $0 } }
+    package var messages: [String] { lines.withLock { $0 } }
 
-    public func logger(_ label: String = "test") -> Logger {
+    package func logger(_ label: String = "test") -> Logger {
         Logger(label: label) { _ in Handler(capture: self) }
     }
 

@@ -9,11 +9,11 @@ import Foundation
 /// Prefer `withRedisServer { redis in ... }`, which stops the server however the body ends. The
 /// server is a `ChildProcess`: it also ends when this object is released, and (on Linux) when the
 /// test process dies.
-public final class RedisServerProcess: @unchecked Sendable {
-    public let port: Int
-    public let dataDirectory: URL?
+package final class RedisServerProcess: @unchecked Sendable {
+    package let port: Int
+    package let dataDirectory: URL?
     /// Who started it (the test), for scripts/test.sh's leak report.
-    public let owner: String
+    package let owner: String
     private let lock = NSLock()
     private var child: ChildProcess?
 
@@ -23,7 +23,7 @@ public final class RedisServerProcess: @unchecked Sendable {
     ///   - owner: the test starting it, named by scripts/test.sh should the server outlive it;
     ///     by default "`fileID` `function`" of the caller (leave those two to their defaults).
     /// - Throws: `RedisServerError` when redis-server is missing or does not answer within 10 s.
-    public init(dataDirectory: URL? = nil, owner: String? = nil, fileID: String = #fileID, function: String = #function) throws {
+    package init(dataDirectory: URL? = nil, owner: String? = nil, fileID: String = #fileID, function: String = #function) throws {
         self.port = try FreePort.loopback()
         self.dataDirectory = dataDirectory
         self.owner = owner ?? testOwner(fileID: fileID, function: function)
@@ -35,17 +35,17 @@ public final class RedisServerProcess: @unchecked Sendable {
         child = nil
     }
 
-    public var isRunning: Bool { lock.withLock { child?.isRunning ?? false } }
+    package var isRunning: Bool { lock.withLock { child?.isRunning ?? false } }
 
     /// The server's pid while it runs.
-    public var pid: Int32? { lock.withLock { child?.pid } }
+    package var pid: Int32? { lock.withLock { child?.pid } }
 
     /// Launches redis-server and waits (bounded) until it answers PING as itself.
     ///
     /// - Throws: `RedisServerError` when a server of this object is still running (`stop()` it
     ///   first: starting a second one would lose track of the first), or when the new one does not
     ///   answer within 10 s.
-    public func start() throws {
+    package func start() throws {
         if let running = lock.withLock({ () -> ChildProcess? in self.child }), running.isRunning {
             throw RedisServerError("redis-server on port \(port) is already running (pid \(running.pid)); stop() it before start()")
         }
@@ -84,7 +84,7 @@ public final class RedisServerProcess: @unchecked Sendable {
     ///
     /// SHUTDOWN goes over the protocol rather than as SIGTERM because a child spawned from a test
     /// thread can inherit a signal mask that blocks SIGTERM; SIGKILL (unblockable) is the fallback.
-    public func stop() {
+    package func stop() {
         let child = lock.withLock { () -> ChildProcess? in
             defer { self.child = nil }
             return self.child
@@ -98,21 +98,21 @@ public final class RedisServerProcess: @unchecked Sendable {
     }
 
     /// Freezes the server (SIGSTOP): connections stay open but nothing is answered.
-    public func pause() {
+    package func pause() {
         if let pid { kill(pid, SIGSTOP) }
     }
 
-    public func resume() {
+    package func resume() {
         if let pid { kill(pid, SIGCONT) }
     }
 
     /// The port of a redis-server CI started for us (`BACKTESTD_REDIS_PORT`), if any.
-    public static var externalPort: Int? {
+    package static var externalPort: Int? {
         ProcessInfo.processInfo.environment["BACKTESTD_REDIS_PORT"].flatMap(Int.init)
     }
 
     /// A key prefix no other test (or test run) uses, so tests sharing one Redis never collide.
-    public static func uniquePrefix(_ name: String) -> String {
+    package static func uniquePrefix(_ name: String) -> String {
         "test-\(name)-\(UUID().uuidString.prefix(8))"
     }
 
@@ -126,12 +126,12 @@ public final class RedisServerProcess: @unchecked Sendable {
     }
 
     /// Sends an inline PING over a plain socket; true on "+PONG".
-    public static func ping(port: Int) -> Bool {
+    package static func ping(port: Int) -> Bool {
         send("PING\r\n", port: port)?.hasPrefix("+PONG") ?? false
     }
 
     /// The `process_id` a server on `port` reports in INFO (nil when nothing answers).
-    public static func serverPID(port: Int) -> Int32? {
+    package static func serverPID(port: Int) -> Int32? {
         let reply = send("INFO server\r\n", port: port, maxBytes: 8192) { $0.range(of: #"process_id:\d+\r\n"#, options: .regularExpression) != nil }
         guard let reply, let range = reply.range(of: #"process_id:\d+"#, options: .regularExpression) else { return nil }
         return Int32(reply[range].dropFirst("process_id:".count))
@@ -176,7 +176,7 @@ public final class RedisServerProcess: @unchecked Sendable {
 ///   - owner: the test starting it, for the leak report; by default "`fileID` `function`" of the
 ///     caller (leave those two to their defaults).
 /// - Throws: `RedisServerError` when the server does not start, and whatever `body` throws.
-public func withRedisServer<R>(
+package func withRedisServer<R>(
     dataDirectory: URL? = nil, owner: String? = nil, fileID: String = #fileID, function: String = #function,
     isolation: isolated (any Actor)? = #isolation,
     _ body: (RedisServerProcess) async throws -> R
@@ -186,7 +186,7 @@ public func withRedisServer<R>(
     return try await body(redis)
 }
 
-public struct RedisServerError: Error, CustomStringConvertible {
-    public var description: String
-    public init(_ description: String) { self.description = description }
+package struct RedisServerError: Error, CustomStringConvertible {
+    package var description: String
+    package init(_ description: String) { self.description = description }
 }

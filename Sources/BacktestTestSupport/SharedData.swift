@@ -6,8 +6,8 @@ import Foundation
 /// `BACKTESTD_SHARED` wins; otherwise `../shared` next to the package root, as laid out in the
 /// developers' guide (CI clones the project beside it). Nothing from there is copied into the
 /// project.
-public enum SharedData {
-    public static let root: URL = {
+package enum SharedData {
+    package static let root: URL = {
         if let path = ProcessInfo.processInfo.environment["BACKTESTD_SHARED"], !path.isEmpty {
             return URL(fileURLWithPath: path, isDirectory: true)
         }
@@ -15,21 +15,21 @@ public enum SharedData {
     }()
 
     /// The package root, found from this file's compile-time path (Sources/BacktestTestSupport/).
-    public static let packageRoot: URL = URL(fileURLWithPath: #filePath)
+    package static let packageRoot: URL = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-    public static var dailyDirectory: URL { root.appendingPathComponent("market-data/daily", isDirectory: true) }
-    public static var referenceDirectory: URL { root.appendingPathComponent("reference", isDirectory: true) }
+    package static var dailyDirectory: URL { root.appendingPathComponent("market-data/daily", isDirectory: true) }
+    package static var referenceDirectory: URL { root.appendingPathComponent("reference", isDirectory: true) }
 
     /// Raw bars of `symbol` from market-data/daily, with their split and dividend columns.
-    public static func rawBars(_ symbol: String) throws -> DailyBars {
+    package static func rawBars(_ symbol: String) throws -> DailyBars {
         let url = dailyDirectory.appendingPathComponent("\(symbol).csv")
         let text = try String(contentsOf: url, encoding: .utf8)
         return try DailyBarsCSV.parse(text, symbol: symbol)
     }
 
     /// A JSON file under reference/, decoded.
-    public static func reference<T: Decodable>(_ path: String, as type: T.Type) throws -> T {
+    package static func reference<T: Decodable>(_ path: String, as type: T.Type) throws -> T {
         let data = try Data(contentsOf: referenceDirectory.appendingPathComponent(path))
         return try JSONDecoder().decode(T.self, from: data)
     }

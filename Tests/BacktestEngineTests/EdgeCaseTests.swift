@@ -7,7 +7,7 @@ import Testing
 /// Issue 14's engine and metric edges (items 3, 4, 5, 7), each input with its right value from
 /// a day loop written out in the comments, run through all three paths: the v2 engine (FULL),
 /// the sweep's `MetricAccumulator` (SUMMARY) and the reference engine.
-@Suite("Edges: trade counts, drawdown duration, first-day crosses, degenerate ratios")
+@Suite("Edges: trade counts, drawdown duration, first-day crosses, degenerate ratios", .offCooperativePool)
 struct EdgeCaseTests {
     /// SPY's trading days from 2019-06-03 on, `closes.count` of them.
     static func dates(_ count: Int, from iso: String = "2019-06-03") throws -> [TradingDate] {

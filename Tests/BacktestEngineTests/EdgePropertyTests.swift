@@ -9,7 +9,7 @@ import Testing
 /// Issue 14's property test: random strategies on random windows of the shared data, checking
 /// start-date independence of signals, the raw/split invariant, cash never below zero and trade
 /// counts consistent with the orders. Seeded, so a failure reproduces.
-@Suite("Edge properties on random strategies and windows")
+@Suite("Edge properties on random strategies and windows", .offCooperativePool)
 struct EdgePropertyTests {
     static let tickers = ["AAPL", "XOM", "MSFT", "JPM", "KO", "GE", "NVDA", "INTC"]
     static let indicators = ["sma:10", "sma:30", "ema:12", "wma:15", "bbands:20,2:upper", "bbands:20,2:lower", "highest:20", "lowest:20", "rsi:14"]

@@ -8,7 +8,7 @@ import Testing
 
 /// Issue 14 item 1: `raw` is prices as traded, like a brokerage account: held shares follow
 /// splits on the ex-date (reverse splits too), cash dividends are credited on the ex-date.
-@Suite("Raw prices through splits and dividends")
+@Suite("Raw prices through splits and dividends", .offCooperativePool)
 struct RawPricesTests {
     struct AccountCase: Decodable {
         let ticker: String

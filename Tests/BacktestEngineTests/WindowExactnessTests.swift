@@ -12,7 +12,7 @@ import Testing
 /// "Exact" here: window sums with `ExactSum` (Shewchuk's exact partials, Python's math.fsum),
 /// products split exactly with a fused multiply-add, maxima and minima by brute force; what is
 /// not a window sum (a daily return, a ratio of two prices) is the definition itself.
-@Suite("Windowed indicators against exact sums, every shared ticker")
+@Suite("Windowed indicators against exact sums, every shared ticker", .offCooperativePool)
 struct WindowExactnessTests {
     static let tickers: [String] = {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: SharedData.dailyDirectory.path)) ?? []

@@ -4,15 +4,15 @@ import BacktestModel
 /// What a strategy (or every variant of a batch) needs before it can run: the tickers to fetch
 /// (always including the benchmark) and the unique indicator series to compute, deduplicated by
 /// their canonical key so a series shared by many variants is computed (and cached) once.
-public struct StrategyAnalysis: Sendable, Hashable {
+package struct StrategyAnalysis: Sendable, Hashable {
     /// Sorted; includes the benchmark.
-    public var tickers: [String]
+    package var tickers: [String]
     /// Sorted by ticker, then canonical key.
-    public var indicatorKeys: [IndicatorKey]
+    package var indicatorKeys: [IndicatorKey]
 
     /// Throws INVALID_ARGUMENT for an unknown indicator or bad parameters (validate first for the
     /// full set of checks). `fieldPrefix(i)` names strategy `i` in error paths.
-    public init(
+    package init(
         strategies: [Strategy], settings: BacktestSettings,
         fieldPrefix: (Int) -> String = { _ in "strategy" }
     ) throws(BacktestError) {
@@ -33,7 +33,7 @@ public struct StrategyAnalysis: Sendable, Hashable {
         self.indicatorKeys = keys.sorted()
     }
 
-    public init(strategy: Strategy, settings: BacktestSettings) throws(BacktestError) {
+    package init(strategy: Strategy, settings: BacktestSettings) throws(BacktestError) {
         try self.init(strategies: [strategy], settings: settings)
     }
 

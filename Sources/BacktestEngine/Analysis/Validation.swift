@@ -6,15 +6,15 @@ import BacktestModel
 /// Runs before any data is fetched, once per strategy: the service validates each variant once and
 /// hands the engines only validated strategies (`BacktestRunner.run(validated:market:indicators:)`);
 /// the engines' stand-alone entry points validate for callers that have not.
-public enum Validation {
+package enum Validation {
     /// `path` names the strategy in messages: "strategy" for a single backtest, "variants[3]" in a
     /// batch.
-    public static func validate(_ strategy: Strategy, settings: BacktestSettings, path: String = "strategy") throws(BacktestError) {
+    package static func validate(_ strategy: Strategy, settings: BacktestSettings, path: String = "strategy") throws(BacktestError) {
         try validate(settings)
         try validate(strategy, path: path)
     }
 
-    public static func validate(_ settings: BacktestSettings) throws(BacktestError) {
+    package static func validate(_ settings: BacktestSettings) throws(BacktestError) {
         guard settings.start <= settings.end else {
             throw .invalidArgument("end date \(settings.end) is before start date \(settings.start)", field: "settings.end_date")
         }
@@ -24,7 +24,7 @@ public enum Validation {
         try Ticker.validate(settings.benchmark, field: "settings.benchmark")
     }
 
-    public static func validate(_ strategy: Strategy, path: String = "strategy") throws(BacktestError) {
+    package static func validate(_ strategy: Strategy, path: String = "strategy") throws(BacktestError) {
         guard !strategy.positions.isEmpty else {
             throw .invalidArgument("a strategy needs at least one position", field: path + ".positions")
         }

@@ -9,20 +9,20 @@ import BacktestModel
 /// from `IndicatorCalculator.dataEpoch` (or the ticker's first bar when it listed later) up to
 /// the backtest's end. Values on a date then never depend on the requested start, and a cached
 /// series can be extended but never needs recomputing for a different start.
-public enum IndicatorCalculator {
+package enum IndicatorCalculator {
     /// First date of the history indicators are computed over: the first day of the shared
     /// market data (and the reference results), 1999-11-01.
-    public static let dataEpoch = TradingDate(year: 1999, month: 11, day: 1)!
+    package static let dataEpoch = TradingDate(year: 1999, month: 11, day: 1)!
 
     /// One series aligned with `bars.dates`; NaN marks bars where the indicator is not yet defined
     /// (warm-up). Throws INVALID_ARGUMENT (field `field`) for an unknown type or bad parameters.
-    public static func compute(_ spec: IndicatorSpec, bars: DailyBars, field: String = "indicator") throws(BacktestError) -> [Double] {
+    package static func compute(_ spec: IndicatorSpec, bars: DailyBars, field: String = "indicator") throws(BacktestError) -> [Double] {
         let spec = try IndicatorCatalog.normalize(spec, field: field)
         return computeNormalized(spec, bars: bars)
     }
 
     /// `compute` for a spec that is already normalized (an `IndicatorKey`'s).
-    public static func compute(_ key: IndicatorKey, bars: DailyBars) -> [Double] {
+    package static func compute(_ key: IndicatorKey, bars: DailyBars) -> [Double] {
         computeNormalized(key.spec, bars: bars)
     }
 

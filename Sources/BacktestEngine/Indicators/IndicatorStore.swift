@@ -6,30 +6,30 @@ import BacktestModel
 /// The engines only read from a store; who fills it is up to the caller: `compute(_:snapshot:)`
 /// for everything, or the server's cache filling what it has and `computeMissing` the rest.
 /// A value type, so one store can be shared read-only by every variant of a batch.
-public struct IndicatorStore: Sendable {
-    public private(set) var series: [IndicatorKey: [Double]]
+package struct IndicatorStore: Sendable {
+    package private(set) var series: [IndicatorKey: [Double]]
 
-    public init(series: [IndicatorKey: [Double]] = [:]) {
+    package init(series: [IndicatorKey: [Double]] = [:]) {
         self.series = series
     }
 
-    public subscript(key: IndicatorKey) -> [Double]? { series[key] }
+    package subscript(key: IndicatorKey) -> [Double]? { series[key] }
 
-    public var count: Int { series.count }
+    package var count: Int { series.count }
 
-    public mutating func insert(_ values: [Double], for key: IndicatorKey) {
+    package mutating func insert(_ values: [Double], for key: IndicatorKey) {
         series[key] = values
     }
 
     /// The keys of `keys` that the store does not hold, in order.
-    public func missing(_ keys: some Sequence<IndicatorKey>) -> [IndicatorKey] {
+    package func missing(_ keys: some Sequence<IndicatorKey>) -> [IndicatorKey] {
         keys.filter { series[$0] == nil }
     }
 
     /// Computes and inserts every key of `keys` not yet held; returns how many were computed.
     /// Throws NOT_FOUND when a key's ticker is not in the snapshot.
     @discardableResult
-    public mutating func computeMissing(_ keys: some Sequence<IndicatorKey>, snapshot: MarketSnapshot) throws(BacktestError) -> Int {
+    package mutating func computeMissing(_ keys: some Sequence<IndicatorKey>, snapshot: MarketSnapshot) throws(BacktestError) -> Int {
         var computed = 0
         for key in missing(keys) {
             guard let bars = snapshot.bars[key.ticker] else {
@@ -42,7 +42,7 @@ public struct IndicatorStore: Sendable {
     }
 
     /// A store holding every series of `keys`.
-    public static func compute(_ keys: some Sequence<IndicatorKey>, snapshot: MarketSnapshot) throws(BacktestError) -> IndicatorStore {
+    package static func compute(_ keys: some Sequence<IndicatorKey>, snapshot: MarketSnapshot) throws(BacktestError) -> IndicatorStore {
         var store = IndicatorStore()
         try store.computeMissing(keys, snapshot: snapshot)
         return store

@@ -1,13 +1,13 @@
 import BacktestCore
 import BacktestModel
 /// Round trips of a backtest, for the trade-based metrics.
-public struct TradeSummary: Sendable, Hashable {
+package struct TradeSummary: Sendable, Hashable {
     /// Profit or loss of each closed round trip (entry to full exit), net of commissions.
-    public var closedProfits: [Double] = []
+    package var closedProfits: [Double] = []
     /// Closed round trips (a position still open at the end is not one).
-    public var count = 0
+    package var count = 0
 
-    public init(closedProfits: [Double] = [], count: Int = 0) {
+    package init(closedProfits: [Double] = [], count: Int = 0) {
         self.closedProfits = closedProfits
         self.count = count
     }
@@ -43,22 +43,22 @@ public struct TradeSummary: Sendable, Hashable {
 /// rounding (`negligibleDeviation`; volatility is then 0); Sortino without downside (same
 /// threshold); Calmar without a drawdown; alpha and beta when the benchmark's returns have no
 /// variance (same threshold) or do not line up. `undefinedRatioWarning` says which and why.
-public enum PerformanceMetrics {
-    public static let periodsPerYear = 252.0
+package enum PerformanceMetrics {
+    package static let periodsPerYear = 252.0
 
     /// A standard deviation of daily returns (or a downside deviation) at or below this is zero
     /// up to rounding: returns computed as equity[t] / equity[t-1] - 1 carry errors of about
     /// 1e-16, and a real price tick moves a daily return by more than 1e-8.
-    public static let negligibleDeviation = 1e-12
+    package static let negligibleDeviation = 1e-12
 
-    public static func dailyReturns(_ equity: [Double]) -> [Double] {
+    package static func dailyReturns(_ equity: [Double]) -> [Double] {
         guard equity.count > 1 else { return [] }
         var returns = [Double](repeating: 0, count: equity.count - 1)
         for t in 1..<equity.count { returns[t - 1] = equity[t] / equity[t - 1] - 1 }
         return returns
     }
 
-    public static func compute(equity: [Double], benchmarkReturns: [Double], trades: TradeSummary, exposure: Double) -> Metrics {
+    package static func compute(equity: [Double], benchmarkReturns: [Double], trades: TradeSummary, exposure: Double) -> Metrics {
         var metrics = Metrics()
         guard let first = equity.first, let last = equity.last, first != 0 else { return metrics }
         let returns = dailyReturns(equity)
@@ -141,7 +141,7 @@ public enum PerformanceMetrics {
     /// The one warning naming the undefined ratios of `metrics` (Sharpe, Sortino, Calmar,
     /// alpha/beta) and why; nil when all are defined or there are fewer than two daily returns.
     // Warning (plain string, to become a typed BacktestWarning at merge): undefined ratios.
-    public static func undefinedRatioWarning(_ metrics: Metrics, dayCount: Int) -> BacktestWarning? {
+    package static func undefinedRatioWarning(_ metrics: Metrics, dayCount: Int) -> BacktestWarning? {
         guard dayCount > 2 else { return nil }
         var reasons: [String] = []
         if metrics.sharpe.isNaN { reasons.append("sharpe (the daily returns have no variance)") }

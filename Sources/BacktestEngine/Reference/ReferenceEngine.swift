@@ -9,12 +9,12 @@ import BacktestModel
 ///
 /// It shares with v2 only what is not simulation: validation, the calendar and its warnings
 /// (`PreparedMarket`), and the metric formulas.
-public struct ReferenceEngine: BacktestRunner {
-    public var name: String { "reference" }
+package struct ReferenceEngine: BacktestRunner {
+    package var name: String { "reference" }
 
-    public init() {}
+    package init() {}
 
-    public func run(validated strategy: Strategy, market: PreparedMarket, indicators _: IndicatorStore) throws(BacktestError) -> BacktestResult {
+    package func run(validated strategy: Strategy, market: PreparedMarket, indicators _: IndicatorStore) throws(BacktestError) -> BacktestResult {
         let clock = ContinuousClock()
         let started = clock.now
         let settings = market.settings

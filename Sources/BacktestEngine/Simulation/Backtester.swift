@@ -4,16 +4,16 @@ import BacktestModel
 /// The whole engine side of one backtest, timed by phase: validation and analysis, the
 /// indicator series the store lacks, then the selected engine. The data phase belongs to the
 /// caller (it fetched the snapshot), which passes its duration in for the statistics.
-public struct Backtester: Sendable {
-    public var selection: EngineSelection
+package struct Backtester: Sendable {
+    package var selection: EngineSelection
 
-    public init(selection: EngineSelection = EngineSelection()) {
+    package init(selection: EngineSelection = EngineSelection()) {
         self.selection = selection
     }
 
     /// Runs `strategy`; `indicators` may hold any subset of the series (e.g. from a cache) and
     /// receives the ones computed here, so the caller can store them.
-    public func run(
+    package func run(
         _ strategy: Strategy, settings: BacktestSettings, snapshot: MarketSnapshot,
         indicators: inout IndicatorStore, dataMs: Double = 0, log: (String) -> Void = { _ in }
     ) throws(BacktestError) -> BacktestResult {

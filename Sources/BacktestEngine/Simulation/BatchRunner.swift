@@ -5,11 +5,11 @@ import Dispatch
 /// Runs many variants on one prepared calendar and one indicator store, on `parallelism`
 /// threads. Everything shared is an immutable value (`PreparedMarket`, `IndicatorStore`), so
 /// variants need no locks; each worker takes every `parallelism`-th variant.
-public enum BatchRunner {
+package enum BatchRunner {
     /// Calls `body(index, outcome)` once per variant, concurrently from up to `parallelism`
     /// threads, and returns when all are done. Blocks the calling thread: call it from a thread
     /// of your own (not a NIO event loop, not Swift's cooperative pool).
-    public static func run(
+    package static func run(
         _ variants: [Strategy], market: PreparedMarket, indicators: IndicatorStore, parallelism: Int,
         engine: VectorEngine = VectorEngine(),
         body: @Sendable (Int, Result<BacktestResult, BacktestError>) -> Void

@@ -12,12 +12,12 @@ import BacktestModel
 /// "Unexpected" means an INTERNAL or UNKNOWN error: v2's own invariants broke. Errors about the
 /// request or its data (INVALID_ARGUMENT, NOT_FOUND, ...) are the answer, whichever engine gives
 /// them, so they are rethrown without a second attempt.
-public struct EngineSelection: Sendable {
-    public var useNewEngine: Bool
-    public var primary: any BacktestRunner
-    public var fallback: any BacktestRunner
+package struct EngineSelection: Sendable {
+    package var useNewEngine: Bool
+    package var primary: any BacktestRunner
+    package var fallback: any BacktestRunner
 
-    public init(useNewEngine: Bool = true, primary: any BacktestRunner = VectorEngine(), fallback: any BacktestRunner = ReferenceEngine()) {
+    package init(useNewEngine: Bool = true, primary: any BacktestRunner = VectorEngine(), fallback: any BacktestRunner = ReferenceEngine()) {
         self.useNewEngine = useNewEngine
         self.primary = primary
         self.fallback = fallback
@@ -25,7 +25,7 @@ public struct EngineSelection: Sendable {
 
     /// Runs `strategy` (already validated against `market.settings`) on the market prepared once
     /// for its request; every warning of the result is also passed to `log`.
-    public func run(
+    package func run(
         validated strategy: Strategy, market: PreparedMarket, indicators: IndicatorStore, log: (String) -> Void = { _ in }
     ) throws(BacktestError) -> BacktestResult {
         let result = try select(strategy, market: market, indicators: indicators)
@@ -34,7 +34,7 @@ public struct EngineSelection: Sendable {
     }
 
     /// The stand-alone form: validates, prepares the market from `snapshot`, then runs.
-    public func run(
+    package func run(
         _ strategy: Strategy, settings: BacktestSettings, snapshot: MarketSnapshot, indicators: IndicatorStore,
         log: (String) -> Void = { _ in }
     ) throws(BacktestError) -> BacktestResult {

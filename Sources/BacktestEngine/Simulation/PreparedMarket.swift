@@ -15,18 +15,18 @@ import BacktestModel
 /// to the result naming the ticker and the dates actually usable. A ticker with data but no bar
 /// at all in [start, end] never trades, with a warning; one without any data (absent from the
 /// snapshot) is an error (NOT_FOUND naming the field).
-public struct PreparedMarket: Sendable {
-    public let settings: BacktestSettings
-    public let dates: [TradingDate]
+package struct PreparedMarket: Sendable {
+    package let settings: BacktestSettings
+    package let dates: [TradingDate]
     /// Buy-and-hold benchmark equity: initial capital x close[t] / close[0] (under `raw`, when the
     /// benchmark splits or pays dividends in the window: shares following its splits, plus its
     /// dividends as cash).
-    public let benchmark: [Double]
-    public let benchmarkReturns: [Double]
-    public let benchmarkMetrics: Metrics
-    public let dataSource: String
+    package let benchmark: [Double]
+    package let benchmarkReturns: [Double]
+    package let benchmarkMetrics: Metrics
+    package let dataSource: String
     /// Warnings about the calendar itself (benchmark range, flat benchmark).
-    public let warnings: [BacktestWarning]
+    package let warnings: [BacktestWarning]
     let snapshot: MarketSnapshot
     /// The benchmark's trading day before `dates[0]` when the snapshot has it: crossings on the
     /// first simulated day compare with it, so signals never depend on the start date.
@@ -36,7 +36,7 @@ public struct PreparedMarket: Sendable {
     let weekStarts: [Bool]
     let monthStarts: [Bool]
 
-    public init(settings: BacktestSettings, snapshot: MarketSnapshot) throws(BacktestError) {
+    package init(settings: BacktestSettings, snapshot: MarketSnapshot) throws(BacktestError) {
         guard settings.start <= settings.end else {
             throw .invalidArgument(
                 "end date \(settings.end) is before start date \(settings.start)", field: "settings.end_date")

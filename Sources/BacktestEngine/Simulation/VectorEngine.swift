@@ -9,7 +9,7 @@ import BacktestModel
 /// shared by every variant): the service validates each variant once and prepares the market
 /// once, so engines do neither again. `run(_:settings:snapshot:indicators:)` is the stand-alone
 /// form that does both (tests, benchmarks).
-public protocol BacktestRunner: Sendable {
+package protocol BacktestRunner: Sendable {
     /// "v2" or "reference", reported in `RunStatistics.engine`.
     var name: String { get }
     /// Runs `strategy`, which must have passed validation against `market.settings`.
@@ -21,7 +21,7 @@ extension BacktestRunner {
     /// Validates `strategy` and `settings`, prepares the market from `snapshot`, and runs.
     /// Throws INVALID_ARGUMENT naming the field for an invalid request, NOT_FOUND / DATA_LOSS for
     /// a benchmark without usable bars.
-    public func run(
+    package func run(
         _ strategy: Strategy, settings: BacktestSettings, snapshot: MarketSnapshot, indicators: IndicatorStore
     ) throws(BacktestError) -> BacktestResult {
         try Validation.validate(strategy, settings: settings)
@@ -33,19 +33,19 @@ extension BacktestRunner {
 /// The v2 engine: calendar alignment shared across variants (`PreparedMarket`), indicator series
 /// read from the store, every condition evaluated as a vector over the calendar, then one tight
 /// portfolio loop.
-public struct VectorEngine: BacktestRunner {
-    public var name: String { "v2" }
+package struct VectorEngine: BacktestRunner {
+    package var name: String { "v2" }
 
-    public init() {}
+    package init() {}
 
     /// Runs on a calendar prepared once for many variants. Validates the strategy first (for
     /// callers such as `BatchRunner` that have not).
-    public func run(_ strategy: Strategy, market: PreparedMarket, indicators: IndicatorStore) throws(BacktestError) -> BacktestResult {
+    package func run(_ strategy: Strategy, market: PreparedMarket, indicators: IndicatorStore) throws(BacktestError) -> BacktestResult {
         try Validation.validate(strategy, settings: market.settings)
         return try run(validated: strategy, market: market, indicators: indicators)
     }
 
-    public func run(validated strategy: Strategy, market: PreparedMarket, indicators: IndicatorStore) throws(BacktestError) -> BacktestResult {
+    package func run(validated strategy: Strategy, market: PreparedMarket, indicators: IndicatorStore) throws(BacktestError) -> BacktestResult {
         let clock = ContinuousClock()
         let started = clock.now
         let signals = SignalVectors(market: market, indicators: indicators)

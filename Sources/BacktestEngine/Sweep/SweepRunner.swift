@@ -15,11 +15,11 @@ import Dispatch
 ///
 /// Each summary equals `BacktestSummary(VectorEngine().run(variant, market:, indicators:))` to
 /// the bit, and a variant that fails gets the same error as that full run (`SweepTests`).
-public enum SweepRunner {
+package enum SweepRunner {
     /// Calls `body(index, outcome)` once per variant, concurrently from up to `parallelism`
     /// threads, and returns when all are done. Blocks the calling thread: call it from a thread
     /// of your own (not a NIO event loop, not Swift's cooperative pool).
-    public static func run(
+    package static func run(
         _ variants: [Strategy], market: PreparedMarket, indicators: IndicatorStore, parallelism: Int,
         body: @Sendable (Int, Result<BacktestSummary, BacktestError>) -> Void
     ) {
@@ -41,7 +41,7 @@ public enum SweepRunner {
     }
 
     /// Every variant's outcome, in order (`run` collected into an array).
-    public static func summaries(
+    package static func summaries(
         _ variants: [Strategy], market: PreparedMarket, indicators: IndicatorStore, parallelism: Int
     ) -> [Result<BacktestSummary, BacktestError>] {
         // Each index is written once, by one worker: distinct slots of one buffer need no lock.
