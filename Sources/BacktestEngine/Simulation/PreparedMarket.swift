@@ -105,7 +105,8 @@ package struct PreparedMarket: Sendable {
         self.warnings = warnings
         var aligned: [String: AlignedTicker] = [:]
         for (ticker, bars) in snapshot.bars {
-            aligned[ticker] = AlignedTicker(bars: bars, calendar: dates, previousDate: previousDate)
+            aligned[ticker] = AlignedTicker(
+                bars: bars, calendar: dates, previousDate: previousDate, asTraded: settings.adjustment == .raw)
         }
         self.aligned = aligned
         weekStarts = RebalanceCalendar.days(dates, .weekly)
@@ -174,9 +175,11 @@ struct AlignedTicker: Sendable {
         let days: SignalBits
     }
 
-    init(bars: DailyBars, calendar: [TradingDate], previousDate: TradingDate? = nil) {
+    /// `asTraded`: prices are raw, so the loop applies splits and dividends itself and needs
+    /// `actions`; adjusted prices contain them already (and the per-day arrays cost time).
+    init(bars: DailyBars, calendar: [TradingDate], previousDate: TradingDate? = nil, asTraded: Bool = false) {
         symbol = bars.symbol
-        actions = Self.actions(bars, calendar: calendar)
+        actions = asTraded ? Self.actions(bars, calendar: calendar) : nil
         previousBarIndex = previousDate.flatMap { bars.index(of: $0) } ?? -1
         self.bars = bars
         barsRange = bars.firstDate.flatMap { first in bars.lastDate.map { first...$0 } }
