@@ -78,9 +78,12 @@ package final class CacheSession: Sendable {
         }
         if first {
             cache.sessionFinished(generation: generation)
-            let rate = (statistics.hitRate * 1000).rounded() / 10
-            cache.logger.info(
-                "cache: \(statistics.hits) hits, \(statistics.misses) misses (\(rate)%) for \(symbols.sorted().joined(separator: ","))")
+            // A session that looked nothing up (server info) has nothing to say.
+            if statistics.hits + statistics.misses > 0 {
+                let rate = (statistics.hitRate * 1000).rounded() / 10
+                cache.logger.info(
+                    "cache: \(statistics.hits) hits, \(statistics.misses) misses (\(rate)%) for \(symbols.sorted().joined(separator: ","))")
+            }
         }
         return statistics
     }

@@ -212,7 +212,7 @@ package struct EngineBacktestService: BacktestService {
 
     package func purgeCache() async throws -> PurgeCacheResult {
         guard let cache = pipeline.cache else {
-            throw BacktestError(.failedPrecondition, "this server runs without a cache (no Redis configured)")
+            throw BacktestError(.failedPrecondition, "this server runs without a cache (BACKTESTD_CACHE is off)")
         }
         do {
             let result = try await cache.purge(reason: "manual")

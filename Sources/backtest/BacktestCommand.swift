@@ -34,7 +34,7 @@ struct Info: AsyncParsableCommand {
                 version         \(info.serverVersion) (protocol \(info.protocolVersion))
                 engine          \(info.engine)
                 data source     \(info.dataSource)
-                cache           \(info.cacheConnected ? "connected" : "not connected") (generation \(info.cacheGeneration))
+                cache           \(Self.cacheState(info))
                 \(info.cache.map(Self.cacheLines) ?? "")max parallel    \(info.maxParallel)
                 uptime          \(Int(info.uptimeSeconds)) s
                 limits          frame \(settings.maxFramePayload) B, \(settings.maxConcurrentStreams) streams, \
@@ -49,6 +49,14 @@ struct Info: AsyncParsableCommand {
 }
 
 extension Info {
+    /// "connected (generation N)", "not connected (generation N)" (Redis unreachable: the
+    /// in-process layer still answers), or "off" for a server running without a cache (it sends
+    /// no cache figures).
+    static func cacheState(_ info: ServerInfo) -> String {
+        guard info.cache != nil else { return "off (this server runs without a cache)" }
+        return "\(info.cacheConnected ? "connected" : "not connected") (generation \(info.cacheGeneration))"
+    }
+
     /// The cache's figures, one line each, for the info table (each line ends in a newline).
     static func cacheLines(_ cache: CacheStatsInfo) -> String {
         let rate = (cache.hitRate * 1000).rounded() / 10
