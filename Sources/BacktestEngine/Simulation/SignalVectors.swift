@@ -13,23 +13,8 @@ struct SignalVectors {
         case .number(let value):
             return [Double](repeating: value, count: market.dates.count)
         case .series(let series):
-            let symbol = series.ticker ?? ticker
-            let aligned = try market.ticker(symbol, field: field + ".ticker")
-            switch series.source {
-            case .field(let priceField):
-                let bars = aligned.bars
-                let column: [Double] = switch priceField {
-                case .open: bars.open
-                case .high: bars.high
-                case .low: bars.low
-                case .close: bars.close
-                case .volume: bars.volume
-                }
-                return aligned.align(column)
-            case .indicator(let spec):
-                let key = try IndicatorKey(ticker: symbol, spec: spec, field: field + ".indicator")
-                return aligned.align(try self.series(for: key))
-            }
+            let (aligned, column) = try resolve(series, ticker: ticker, field: field)
+            return aligned.align(column)
         }
     }
 
@@ -40,23 +25,32 @@ struct SignalVectors {
         case .number(let value):
             return value
         case .series(let series):
-            let symbol = series.ticker ?? ticker
-            let aligned = try market.ticker(symbol, field: field + ".ticker")
-            switch series.source {
-            case .field(let priceField):
-                let bars = aligned.bars
-                let column: [Double] = switch priceField {
-                case .open: bars.open
-                case .high: bars.high
-                case .low: bars.low
-                case .close: bars.close
-                case .volume: bars.volume
-                }
-                return aligned.previous(column)
-            case .indicator(let spec):
-                let key = try IndicatorKey(ticker: symbol, spec: spec, field: field + ".indicator")
-                return aligned.previous(try self.series(for: key))
+            let (aligned, column) = try resolve(series, ticker: ticker, field: field)
+            return aligned.previous(column)
+        }
+    }
+
+    /// A series operand's ticker on the calendar and its values aligned with the ticker's bars
+    /// (a price column, or the indicator series).
+    private func resolve(
+        _ series: SeriesRef, ticker: String, field: String
+    ) throws(BacktestError) -> (aligned: AlignedTicker, column: [Double]) {
+        let symbol = series.ticker ?? ticker
+        let aligned = try market.ticker(symbol, field: field + ".ticker")
+        switch series.source {
+        case .field(let priceField):
+            let bars = aligned.bars
+            let column: [Double] = switch priceField {
+            case .open: bars.open
+            case .high: bars.high
+            case .low: bars.low
+            case .close: bars.close
+            case .volume: bars.volume
             }
+            return (aligned, column)
+        case .indicator(let spec):
+            let key = try IndicatorKey(ticker: symbol, spec: spec, field: field + ".indicator")
+            return (aligned, try self.series(for: key))
         }
     }
 
