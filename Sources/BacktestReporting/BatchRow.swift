@@ -43,53 +43,14 @@ package struct BatchRow: Sendable, Equatable {
     }
 }
 
-/// A metric a final batch table can be sorted by; the raw values are the `--sort-by` names and
-/// the CSV column names.
-package enum BatchMetric: String, CaseIterable, Sendable {
-    case totalReturn = "total_return"
-    case cagr
-    case volatility
-    case sharpe
-    case sortino
-    case maxDrawdown = "max_drawdown"
-    case calmar
-    case alpha
-    case beta
-    case winRate = "win_rate"
-    case profitFactor = "profit_factor"
-    case tradeCount = "trade_count"
-    case exposure
-    case finalEquity = "final_equity"
+/// A metric a final batch table can be sorted by: the model's `SummaryMetric` (the same names,
+/// parsing and ranking direction serve `--sort-by`, `--heatmap`, GetVariantResults and the CSV
+/// column names), with what the tables add below.
+package typealias BatchMetric = SummaryMetric
 
-    /// A `--sort-by` name: the raw value, any case, with "-" for "_" ("max-drawdown", "Sharpe").
-    package init?(name: String) {
-        self.init(rawValue: name.lowercased().replacingOccurrences(of: "-", with: "_"))
-    }
-
-    /// Best first means descending for most metrics. Max drawdown is a negative fraction, so the
-    /// best (shallowest) is the largest too; only volatility is better small.
-    package var higherIsBetter: Bool {
-        self != .volatility
-    }
-
+extension SummaryMetric {
     package func value(_ summary: VariantSummary) -> Double {
-        let m = summary.metrics
-        return switch self {
-        case .totalReturn: m.totalReturn
-        case .cagr: m.cagr
-        case .volatility: m.volatility
-        case .sharpe: m.sharpe
-        case .sortino: m.sortino
-        case .maxDrawdown: m.maxDrawdown
-        case .calmar: m.calmar
-        case .alpha: m.alpha
-        case .beta: m.beta
-        case .winRate: m.winRate
-        case .profitFactor: m.profitFactor
-        case .tradeCount: Double(m.tradeCount)
-        case .exposure: m.exposure
-        case .finalEquity: summary.finalEquity
-        }
+        value(metrics: summary.metrics, finalEquity: summary.finalEquity)
     }
 
     /// The value as the tables print it.

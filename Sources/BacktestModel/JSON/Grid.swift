@@ -520,8 +520,13 @@ public enum SummaryMetric: String, Sendable, Hashable, CaseIterable {
 
     /// The metric's value in `summary`.
     public func value(_ summary: BacktestSummary) -> Double {
-        let m = summary.metrics
-        return switch self {
+        value(metrics: summary.metrics, finalEquity: summary.finalEquity)
+    }
+
+    /// The metric's value among a result's `metrics` and its final equity: the one reading of a
+    /// metric, for summaries here and for the CLI's batch tables (BacktestReporting).
+    public func value(metrics m: Metrics, finalEquity: Double) -> Double {
+        switch self {
         case .totalReturn: m.totalReturn
         case .cagr: m.cagr
         case .volatility: m.volatility
@@ -535,7 +540,7 @@ public enum SummaryMetric: String, Sendable, Hashable, CaseIterable {
         case .profitFactor: m.profitFactor
         case .tradeCount: Double(m.tradeCount)
         case .exposure: m.exposure
-        case .finalEquity: summary.finalEquity
+        case .finalEquity: finalEquity
         }
     }
 
