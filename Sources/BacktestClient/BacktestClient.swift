@@ -78,6 +78,17 @@ public actor BacktestClient {
         return results
     }
 
+    /// GetIndicators: the values of `request.series` on `request.ticker` (dates, adjusted closes,
+    /// one array per canonical key with NaN for the warm-up), computed by the server as backtests
+    /// compute them. Throws INVALID_ARGUMENT naming the field (`get_indicators.series[1]`, ...),
+    /// NOT_FOUND (`get_indicators.ticker`) for a ticker without data, RESOURCE_EXHAUSTED for an
+    /// answer over `IndicatorsRequest.maximumValues` values.
+    public func indicators(_ request: IndicatorsRequest, timeout: Duration? = nil) async throws -> IndicatorsResult {
+        let response = try await unary(.indicators(request), timeout: timeout)
+        guard case .indicators(let result)? = response.result else { throw Self.missingResult("GetIndicators") }
+        return result
+    }
+
     public func serverInfo(timeout: Duration? = nil) async throws -> ServerInfo {
         let response = try await unary(.serverInfo, timeout: timeout)
         guard case .serverInfo(let info)? = response.result else { throw Self.missingResult("GetServerInfo") }

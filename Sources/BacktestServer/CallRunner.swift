@@ -102,6 +102,8 @@ struct CallRunner: Sendable {
         case .variantResults(let batchID, let selection):
             return .variantResults(
                 batchID: batchID, results: try await service.variantResults(batchID: batchID, selection: selection, context: context))
+        case .indicators(let request):
+            return .indicators(try await service.indicators(request, context: context))
         }
     }
 }

@@ -44,4 +44,8 @@ package struct UnimplementedBacktestService: BacktestService {
     package func variantResults(batchID: String, selection: VariantSelection, context: CallContext) async throws -> [VariantResult] {
         throw BacktestError(.unimplemented, "GetVariantResults is not available: this server has no batch jobs")
     }
+
+    package func indicators(_ request: IndicatorsRequest, context: CallContext) async throws -> IndicatorsResult {
+        throw BacktestError(.unimplemented, "GetIndicators is not available: this server has no market data")
+    }
 }

@@ -77,8 +77,16 @@ package protocol BacktestService: Sendable {
     /// evicted batch; INVALID_ARGUMENT naming `get_variant_results.indices` for an index outside
     /// the batch.
     func variantResults(batchID: String, selection: VariantSelection, context: CallContext) async throws -> [VariantResult]
+
+    /// GetIndicators: the values of `request.series` on `request.ticker` over the window, from the
+    /// same data, cache and calculator as backtests. INVALID_ARGUMENT naming the field
+    /// (`get_indicators.ticker`, `get_indicators.series[i]`, `get_indicators.end_date`) for a bad
+    /// request; NOT_FOUND (`get_indicators.ticker`) for a ticker the source has no data for;
+    /// RESOURCE_EXHAUSTED (`get_indicators.series`) for an answer over
+    /// `IndicatorsRequest.maximumValues`.
+    func indicators(_ request: IndicatorsRequest, context: CallContext) async throws -> IndicatorsResult
 }
 
-// No defaults for `cancelBatch` and `variantResults`: a wrapper that forgot to forward one
+// No defaults for `cancelBatch`, `variantResults` and `indicators`: a wrapper that forgot to forward one
 // answered UNIMPLEMENTED for a server that has it (MeteredBacktestService did for CancelBatch), so
 // every conformer says what it does.

@@ -243,3 +243,13 @@ extension CacheStatsInfo {
         requestsWithoutRedis = figures.sessionsWithoutRedis
     }
 }
+
+extension EngineBacktestService {
+    /// GetIndicators through the pipeline's market-data path (`BacktestPipeline.indicators`):
+    /// the same source, cache session, indicator cache and calculator as backtests.
+    package func indicators(_ request: IndicatorsRequest, context: CallContext) async throws -> IndicatorsResult {
+        try await FetchDeadline.$current.withValue(Self.fetchDeadline(context.deadline)) {
+            try await pipeline.indicators(request)
+        }
+    }
+}

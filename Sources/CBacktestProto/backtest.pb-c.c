@@ -952,6 +952,141 @@ void   backtest__v1__server_info_request__free_unpacked
   assert(message->base.descriptor == &backtest__v1__server_info_request__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   backtest__v1__indicators_request__init
+                     (Backtest__V1__IndicatorsRequest         *message)
+{
+  static const Backtest__V1__IndicatorsRequest init_value = BACKTEST__V1__INDICATORS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t backtest__v1__indicators_request__get_packed_size
+                     (const Backtest__V1__IndicatorsRequest *message)
+{
+  assert(message->base.descriptor == &backtest__v1__indicators_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t backtest__v1__indicators_request__pack
+                     (const Backtest__V1__IndicatorsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &backtest__v1__indicators_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t backtest__v1__indicators_request__pack_to_buffer
+                     (const Backtest__V1__IndicatorsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &backtest__v1__indicators_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Backtest__V1__IndicatorsRequest *
+       backtest__v1__indicators_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Backtest__V1__IndicatorsRequest *)
+     protobuf_c_message_unpack (&backtest__v1__indicators_request__descriptor,
+                                allocator, len, data);
+}
+void   backtest__v1__indicators_request__free_unpacked
+                     (Backtest__V1__IndicatorsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &backtest__v1__indicators_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   backtest__v1__indicator_series_values__init
+                     (Backtest__V1__IndicatorSeriesValues         *message)
+{
+  static const Backtest__V1__IndicatorSeriesValues init_value = BACKTEST__V1__INDICATOR_SERIES_VALUES__INIT;
+  *message = init_value;
+}
+size_t backtest__v1__indicator_series_values__get_packed_size
+                     (const Backtest__V1__IndicatorSeriesValues *message)
+{
+  assert(message->base.descriptor == &backtest__v1__indicator_series_values__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t backtest__v1__indicator_series_values__pack
+                     (const Backtest__V1__IndicatorSeriesValues *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &backtest__v1__indicator_series_values__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t backtest__v1__indicator_series_values__pack_to_buffer
+                     (const Backtest__V1__IndicatorSeriesValues *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &backtest__v1__indicator_series_values__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Backtest__V1__IndicatorSeriesValues *
+       backtest__v1__indicator_series_values__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Backtest__V1__IndicatorSeriesValues *)
+     protobuf_c_message_unpack (&backtest__v1__indicator_series_values__descriptor,
+                                allocator, len, data);
+}
+void   backtest__v1__indicator_series_values__free_unpacked
+                     (Backtest__V1__IndicatorSeriesValues *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &backtest__v1__indicator_series_values__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   backtest__v1__indicators_result__init
+                     (Backtest__V1__IndicatorsResult         *message)
+{
+  static const Backtest__V1__IndicatorsResult init_value = BACKTEST__V1__INDICATORS_RESULT__INIT;
+  *message = init_value;
+}
+size_t backtest__v1__indicators_result__get_packed_size
+                     (const Backtest__V1__IndicatorsResult *message)
+{
+  assert(message->base.descriptor == &backtest__v1__indicators_result__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t backtest__v1__indicators_result__pack
+                     (const Backtest__V1__IndicatorsResult *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &backtest__v1__indicators_result__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t backtest__v1__indicators_result__pack_to_buffer
+                     (const Backtest__V1__IndicatorsResult *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &backtest__v1__indicators_result__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Backtest__V1__IndicatorsResult *
+       backtest__v1__indicators_result__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Backtest__V1__IndicatorsResult *)
+     protobuf_c_message_unpack (&backtest__v1__indicators_result__descriptor,
+                                allocator, len, data);
+}
+void   backtest__v1__indicators_result__free_unpacked
+                     (Backtest__V1__IndicatorsResult *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &backtest__v1__indicators_result__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   backtest__v1__purge_cache_request__init
                      (Backtest__V1__PurgeCacheRequest         *message)
 {
@@ -3210,6 +3345,263 @@ const ProtobufCMessageDescriptor backtest__v1__server_info_request__descriptor =
   (ProtobufCMessageInit) backtest__v1__server_info_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor backtest__v1__indicators_request__field_descriptors[5] =
+{
+  {
+    "ticker",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__IndicatorsRequest, ticker),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "series",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Backtest__V1__IndicatorsRequest, n_series),
+    offsetof(Backtest__V1__IndicatorsRequest, series),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "start_date",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__IndicatorsRequest, start_date),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "end_date",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__IndicatorsRequest, end_date),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "adjustment",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__IndicatorsRequest, adjustment),
+    &backtest__v1__price_adjustment__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned backtest__v1__indicators_request__field_indices_by_name[] = {
+  4,   /* field[4] = adjustment */
+  3,   /* field[3] = end_date */
+  1,   /* field[1] = series */
+  2,   /* field[2] = start_date */
+  0,   /* field[0] = ticker */
+};
+static const ProtobufCIntRange backtest__v1__indicators_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor backtest__v1__indicators_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "backtest.v1.IndicatorsRequest",
+  "IndicatorsRequest",
+  "Backtest__V1__IndicatorsRequest",
+  "backtest.v1",
+  sizeof(Backtest__V1__IndicatorsRequest),
+  5,
+  backtest__v1__indicators_request__field_descriptors,
+  backtest__v1__indicators_request__field_indices_by_name,
+  1,  backtest__v1__indicators_request__number_ranges,
+  (ProtobufCMessageInit) backtest__v1__indicators_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor backtest__v1__indicator_series_values__field_descriptors[2] =
+{
+  {
+    "key",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__IndicatorSeriesValues, key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "values",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_DOUBLE,
+    offsetof(Backtest__V1__IndicatorSeriesValues, n_values),
+    offsetof(Backtest__V1__IndicatorSeriesValues, values),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned backtest__v1__indicator_series_values__field_indices_by_name[] = {
+  0,   /* field[0] = key */
+  1,   /* field[1] = values */
+};
+static const ProtobufCIntRange backtest__v1__indicator_series_values__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor backtest__v1__indicator_series_values__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "backtest.v1.IndicatorSeriesValues",
+  "IndicatorSeriesValues",
+  "Backtest__V1__IndicatorSeriesValues",
+  "backtest.v1",
+  sizeof(Backtest__V1__IndicatorSeriesValues),
+  2,
+  backtest__v1__indicator_series_values__field_descriptors,
+  backtest__v1__indicator_series_values__field_indices_by_name,
+  1,  backtest__v1__indicator_series_values__number_ranges,
+  (ProtobufCMessageInit) backtest__v1__indicator_series_values__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor backtest__v1__indicators_result__field_descriptors[7] =
+{
+  {
+    "ticker",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__IndicatorsResult, ticker),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "adjustment",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__IndicatorsResult, adjustment),
+    &backtest__v1__price_adjustment__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "dates",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_INT32,
+    offsetof(Backtest__V1__IndicatorsResult, n_dates),
+    offsetof(Backtest__V1__IndicatorsResult, dates),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "close",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_DOUBLE,
+    offsetof(Backtest__V1__IndicatorsResult, n_close),
+    offsetof(Backtest__V1__IndicatorsResult, close),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "series",
+    5,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Backtest__V1__IndicatorsResult, n_series),
+    offsetof(Backtest__V1__IndicatorsResult, series),
+    &backtest__v1__indicator_series_values__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "data_source",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__IndicatorsResult, data_source),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "warnings",
+    7,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Backtest__V1__IndicatorsResult, n_warnings),
+    offsetof(Backtest__V1__IndicatorsResult, warnings),
+    &backtest__v1__warning__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned backtest__v1__indicators_result__field_indices_by_name[] = {
+  1,   /* field[1] = adjustment */
+  3,   /* field[3] = close */
+  5,   /* field[5] = data_source */
+  2,   /* field[2] = dates */
+  4,   /* field[4] = series */
+  0,   /* field[0] = ticker */
+  6,   /* field[6] = warnings */
+};
+static const ProtobufCIntRange backtest__v1__indicators_result__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 7 }
+};
+const ProtobufCMessageDescriptor backtest__v1__indicators_result__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "backtest.v1.IndicatorsResult",
+  "IndicatorsResult",
+  "Backtest__V1__IndicatorsResult",
+  "backtest.v1",
+  sizeof(Backtest__V1__IndicatorsResult),
+  7,
+  backtest__v1__indicators_result__field_descriptors,
+  backtest__v1__indicators_result__field_indices_by_name,
+  1,  backtest__v1__indicators_result__number_ranges,
+  (ProtobufCMessageInit) backtest__v1__indicators_result__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 #define backtest__v1__purge_cache_request__field_descriptors NULL
 #define backtest__v1__purge_cache_request__field_indices_by_name NULL
 #define backtest__v1__purge_cache_request__number_ranges NULL
@@ -4764,7 +5156,7 @@ const ProtobufCMessageDescriptor backtest__v1__response_header__descriptor =
   (ProtobufCMessageInit) backtest__v1__response_header__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor backtest__v1__call_request__field_descriptors[8] =
+static const ProtobufCFieldDescriptor backtest__v1__call_request__field_descriptors[9] =
 {
   {
     "header",
@@ -4862,10 +5254,23 @@ static const ProtobufCFieldDescriptor backtest__v1__call_request__field_descript
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "get_indicators",
+    30,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Backtest__V1__CallRequest, method_case),
+    offsetof(Backtest__V1__CallRequest, get_indicators),
+    &backtest__v1__indicators_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned backtest__v1__call_request__field_indices_by_name[] = {
   6,   /* field[6] = cancel_batch */
   3,   /* field[3] = get_batch_status */
+  8,   /* field[8] = get_indicators */
   4,   /* field[4] = get_server_info */
   7,   /* field[7] = get_variant_results */
   0,   /* field[0] = header */
@@ -4873,12 +5278,13 @@ static const unsigned backtest__v1__call_request__field_indices_by_name[] = {
   1,   /* field[1] = run_backtest */
   2,   /* field[2] = run_batch */
 };
-static const ProtobufCIntRange backtest__v1__call_request__number_ranges[3 + 1] =
+static const ProtobufCIntRange backtest__v1__call_request__number_ranges[4 + 1] =
 {
   { 1, 0 },
   { 10, 1 },
   { 20, 7 },
-  { 0, 8 }
+  { 30, 8 },
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor backtest__v1__call_request__descriptor =
 {
@@ -4888,14 +5294,14 @@ const ProtobufCMessageDescriptor backtest__v1__call_request__descriptor =
   "Backtest__V1__CallRequest",
   "backtest.v1",
   sizeof(Backtest__V1__CallRequest),
-  8,
+  9,
   backtest__v1__call_request__field_descriptors,
   backtest__v1__call_request__field_indices_by_name,
-  3,  backtest__v1__call_request__number_ranges,
+  4,  backtest__v1__call_request__number_ranges,
   (ProtobufCMessageInit) backtest__v1__call_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor backtest__v1__call_response__field_descriptors[7] =
+static const ProtobufCFieldDescriptor backtest__v1__call_response__field_descriptors[8] =
 {
   {
     "header",
@@ -4981,23 +5387,37 @@ static const ProtobufCFieldDescriptor backtest__v1__call_response__field_descrip
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "indicators",
+    30,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Backtest__V1__CallResponse, result_case),
+    offsetof(Backtest__V1__CallResponse, indicators),
+    &backtest__v1__indicators_result__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned backtest__v1__call_response__field_indices_by_name[] = {
   2,   /* field[2] = backtest */
   3,   /* field[3] = batch_status */
   0,   /* field[0] = header */
+  7,   /* field[7] = indicators */
   5,   /* field[5] = purge */
   4,   /* field[4] = server_info */
   1,   /* field[1] = status */
   6,   /* field[6] = variant_results */
 };
-static const ProtobufCIntRange backtest__v1__call_response__number_ranges[4 + 1] =
+static const ProtobufCIntRange backtest__v1__call_response__number_ranges[5 + 1] =
 {
   { 1, 0 },
   { 10, 2 },
   { 12, 3 },
   { 20, 6 },
-  { 0, 7 }
+  { 30, 7 },
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor backtest__v1__call_response__descriptor =
 {
@@ -5007,10 +5427,10 @@ const ProtobufCMessageDescriptor backtest__v1__call_response__descriptor =
   "Backtest__V1__CallResponse",
   "backtest.v1",
   sizeof(Backtest__V1__CallResponse),
-  7,
+  8,
   backtest__v1__call_response__field_descriptors,
   backtest__v1__call_response__field_indices_by_name,
-  4,  backtest__v1__call_response__number_ranges,
+  5,  backtest__v1__call_response__number_ranges,
   (ProtobufCMessageInit) backtest__v1__call_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
@@ -5631,7 +6051,7 @@ const ProtobufCEnumDescriptor backtest__v1__batch_state__descriptor =
   backtest__v1__batch_state__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor backtest__v1__backtester__method_descriptors[7] =
+static const ProtobufCMethodDescriptor backtest__v1__backtester__method_descriptors[8] =
 {
   { "RunBacktest", &backtest__v1__backtest_request__descriptor, &backtest__v1__backtest_result__descriptor },
   { "RunBatch", &backtest__v1__batch_request__descriptor, &backtest__v1__progress_update__descriptor },
@@ -5640,10 +6060,12 @@ static const ProtobufCMethodDescriptor backtest__v1__backtester__method_descript
   { "PurgeCache", &backtest__v1__purge_cache_request__descriptor, &backtest__v1__purge_cache_result__descriptor },
   { "CancelBatch", &backtest__v1__cancel_batch_request__descriptor, &backtest__v1__progress_update__descriptor },
   { "GetVariantResults", &backtest__v1__variant_results_request__descriptor, &backtest__v1__variant_results__descriptor },
+  { "GetIndicators", &backtest__v1__indicators_request__descriptor, &backtest__v1__indicators_result__descriptor },
 };
 const unsigned backtest__v1__backtester__method_indices_by_name[] = {
   5,        /* CancelBatch */
   2,        /* GetBatchStatus */
+  7,        /* GetIndicators */
   3,        /* GetServerInfo */
   6,        /* GetVariantResults */
   4,        /* PurgeCache */
@@ -5657,7 +6079,7 @@ const ProtobufCServiceDescriptor backtest__v1__backtester__descriptor =
   "Backtester",
   "Backtest__V1__Backtester",
   "backtest.v1",
-  7,
+  8,
   backtest__v1__backtester__method_descriptors,
   backtest__v1__backtester__method_indices_by_name
 };
@@ -5716,6 +6138,14 @@ void backtest__v1__backtester__get_variant_results(ProtobufCService *service,
 {
   assert(service->descriptor == &backtest__v1__backtester__descriptor);
   service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void backtest__v1__backtester__get_indicators(ProtobufCService *service,
+                                              const Backtest__V1__IndicatorsRequest *input,
+                                              Backtest__V1__IndicatorsResult_Closure closure,
+                                              void *closure_data)
+{
+  assert(service->descriptor == &backtest__v1__backtester__descriptor);
+  service->invoke(service, 7, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void backtest__v1__backtester__init (Backtest__V1__Backtester_Service *service,
                                      Backtest__V1__Backtester_ServiceDestroy destroy)

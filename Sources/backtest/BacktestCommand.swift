@@ -17,7 +17,7 @@ struct BacktestCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "backtest",
         abstract: "Client for backtestd.",
-        subcommands: [Run.self, BatchCommand.self, SweepCommand.self, Info.self, Ping.self, Purge.self])
+        subcommands: [Run.self, BatchCommand.self, SweepCommand.self, IndicatorsCommand.self, Info.self, Ping.self, Purge.self])
 }
 
 struct Info: AsyncParsableCommand {

@@ -86,6 +86,9 @@ struct MeteredServiceTests {
         func variantResults(batchID: String, selection: VariantSelection, context: CallContext) async throws -> [VariantResult] {
             throw BacktestError(.unimplemented, "not in this test")
         }
+        func indicators(_ request: IndicatorsRequest, context: CallContext) async throws -> IndicatorsResult {
+            throw BacktestError(.unimplemented, "not in this test")
+        }
     }
 
     @Test func cancelBatchIsForwarded() async throws {

@@ -62,6 +62,23 @@ struct PythonClientTests {
                 }
                 python.expectEqual(to: swift, "RunBatch variant \(index)")
             }
+
+            // GetIndicators: the same values, bit for bit (NaN for the warm-up).
+            let indicators = try #require(decoded.indicators, "the report has GetIndicators")
+            guard case .indicators(let asked) = try Self.method(of: indicators.request) else {
+                Issue.record("Python's GetIndicators request decodes to another method")
+                return
+            }
+            let values = try await client.indicators(asked)
+            #expect(indicators.result.dates == values.dates.map(\.yyyymmdd))
+            #expect(indicators.result.close.count == values.close.count
+                    && zip(indicators.result.close, values.close).allSatisfy { PythonResult.same($0, $1) })
+            #expect(Set(indicators.result.series.keys) == Set(values.series.map(\.key)))
+            for series in values.series {
+                let python = indicators.result.series[series.key] ?? []
+                #expect(python.count == series.values.count && zip(python, series.values).allSatisfy { PythonResult.same($0, $1) },
+                        "GetIndicators \(series.key)")
+            }
             await client.close()
         }
     }
@@ -126,12 +143,23 @@ struct PythonReport: Decodable {
         var updates: [Update]
         var results: [String: PythonResult]
     }
+    struct Indicators: Decodable {
+        struct Values: Decodable {
+            var dates: [Int32]
+            var close: [String]
+            var series: [String: [String]]
+        }
+        var request: String
+        var result: Values
+    }
     var runBacktest: Single
     var runBatch: Batch
+    var indicators: Indicators?
 
     enum CodingKeys: String, CodingKey {
         case runBacktest = "run_backtest"
         case runBatch = "run_batch"
+        case indicators
     }
 }
 

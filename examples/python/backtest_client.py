@@ -133,6 +133,40 @@ class BacktestClient:
         """Stops a batch from any connection (CancelBatch); returns its ProgressUpdate afterwards."""
         return self.call(cancel_batch_request(batch_id, timeout_ms)).batch_status
 
+    def indicators(self, ticker, series, start_date="", end_date="", adjustment=0, timeout_ms=0):
+        """GetIndicators: the IndicatorsResult of `series` (keys such as "sma:50",
+        "macd:12,26,9:signal") on `ticker`; empty dates = the whole data range. Values are NaN
+        during the warm-up; indicators_json() turns the answer into the CLI's JSON shape."""
+        return self.call(indicators_request(ticker, series, start_date, end_date, adjustment, timeout_ms)).indicators
+
+
+def indicators_request(ticker, series, start_date="", end_date="", adjustment=0, timeout_ms=0):
+    """The CallRequest of a GetIndicators (answer: CallResponse.indicators). adjustment is a
+    PriceAdjustment value (0 = split-adjusted)."""
+    request = pb.CallRequest(header=pb.RequestHeader(timeout_ms=timeout_ms))
+    request.get_indicators.ticker = ticker
+    request.get_indicators.series.extend(series)
+    request.get_indicators.start_date = start_date
+    request.get_indicators.end_date = end_date
+    request.get_indicators.adjustment = adjustment
+    return request
+
+
+def indicators_json(result):
+    """An IndicatorsResult as `backtest indicators --json` prints it: {"ticker", "adjustment",
+    "dates": ["YYYY-MM-DD", ...], "close": [...], "series": {KEY: [value or None]}}, None where
+    the indicator has no value (NaN on the wire: the warm-up)."""
+    def day(packed):
+        return f"{packed // 10000:04d}-{packed // 100 % 100:02d}-{packed % 100:02d}"
+    adjustment = pb.PriceAdjustment.Name(result.adjustment).replace("ADJUSTMENT_", "").lower()
+    return {
+        "ticker": result.ticker,
+        "adjustment": adjustment,
+        "dates": [day(d) for d in result.dates],
+        "close": list(result.close),
+        "series": {s.key: [None if v != v else v for v in s.values] for s in result.series},
+    }
+
 
 def batch_status_request(batch_id, known_indices=(), timeout_ms=5000):
     """The CallRequest of a GetBatchStatus (answer: CallResponse.batch_status)."""

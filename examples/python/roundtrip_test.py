@@ -32,7 +32,8 @@ def main():
     subprocess.run([os.path.join(HERE, "generate.sh"), generated], check=True, stdout=subprocess.DEVNULL)
     sys.path[:0] = [generated, HERE]
     import backtest_pb2 as pb
-    from backtest_client import BacktestClient, CallError, run_backtest_request, run_batch_request
+    from backtest_client import (BacktestClient, CallError, indicators_json, indicators_request, run_backtest_request,
+                                 run_batch_request)
 
     # The socket timeout matches the longest call deadline below (60 s): on a loaded machine a
     # batch's first update may take longer than the client's 10 s default.
@@ -123,7 +124,30 @@ def main():
     except CallError as error:
         assert error.code == pb.NOT_FOUND and error.field == "batch_id", error
 
-    # 5. A request naming no method is UNIMPLEMENTED, and the connection stays usable.
+    # 5. GetIndicators: the values behind the signals, NaN (None in JSON) during the warm-up; a bad
+    #    key is INVALID_ARGUMENT naming it.
+    request = indicators_request("AAPL", ["sma:20", "rsi:14", "macd:12,26,9:signal"], "2020-01-02", "2020-12-31",
+                                 timeout_ms=30000)
+    values = client.call(request).indicators
+    assert values.ticker == "AAPL" and len(values.dates) > 200, (values.ticker, len(values.dates))
+    assert len(values.close) == len(values.dates), len(values.close)
+    assert [s.key for s in values.series] == ["sma:20", "rsi:14", "macd:12,26,9:signal"], [s.key for s in values.series]
+    assert all(len(s.values) == len(values.dates) for s in values.series)
+    document = indicators_json(values)
+    assert document["dates"][0] >= "2020-01-02" and document["adjustment"] == "split", document["dates"][0]
+    try:
+        client.indicators("AAPL", ["sma:20", "sma:0"])
+        raise AssertionError("a zero-length SMA was accepted")
+    except CallError as error:
+        assert error.code == pb.INVALID_ARGUMENT and error.field == "get_indicators.series[1]", error
+    print(f"GetIndicators: {len(values.dates)} dates, last sma:20 {values.series[0].values[-1]!r}")
+    report["indicators"] = {
+        "request": request.SerializeToString().hex(),
+        "result": {"dates": list(values.dates), "close": [repr(v) for v in values.close],
+                   "series": {s.key: [repr(v) for v in s.values] for s in values.series}},
+    }
+
+    # 6. A request naming no method is UNIMPLEMENTED, and the connection stays usable.
     try:
         client.call(pb.CallRequest(header=pb.RequestHeader(request_id="py-2")))
         raise AssertionError("a request without a method was accepted")

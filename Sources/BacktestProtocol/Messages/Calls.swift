@@ -15,6 +15,8 @@ package enum CallMethod: Sendable, Hashable {
     case cancelBatch(batchID: String)
     /// GetVariantResults: FULL results of a batch's variants, recomputed on demand.
     case variantResults(batchID: String, selection: VariantSelection)
+    /// GetIndicators: indicator values of one ticker (issue 15).
+    case indicators(IndicatorsRequest)
 
     /// The method's name in the proto's `service` block, for logs and errors.
     package var name: String {
@@ -26,6 +28,7 @@ package enum CallMethod: Sendable, Hashable {
         case .purgeCache: "PurgeCache"
         case .cancelBatch: "CancelBatch"
         case .variantResults: "GetVariantResults"
+        case .indicators: "GetIndicators"
         }
     }
 }
@@ -112,6 +115,8 @@ package struct CallRequest: WireMessage {
                 return .cancelBatch(batchID: string(try required(m.cancel_batch, "cancel_batch").pointee.batch_id))
             case BACKTEST__V1__CALL_REQUEST__METHOD_GET_VARIANT_RESULTS:
                 return try SweepConversion.variantResultsRequest(required(m.get_variant_results, "get_variant_results"))
+            case BACKTEST__V1__CALL_REQUEST__METHOD_GET_INDICATORS:
+                return .indicators(try IndicatorConversion.request(required(m.get_indicators, "get_indicators"), path: "get_indicators"))
             default:
                 throw BacktestError(.unimplemented, "the request names no method this server knows")
             }
@@ -168,6 +173,9 @@ package struct CallRequest: WireMessage {
             case .variantResults(let batchID, let selection):
                 m.pointee.method_case = BACKTEST__V1__CALL_REQUEST__METHOD_GET_VARIANT_RESULTS
                 m.pointee.get_variant_results = arena.variantResultsRequest(batchID: batchID, selection: selection)
+            case .indicators(let request):
+                m.pointee.method_case = BACKTEST__V1__CALL_REQUEST__METHOD_GET_INDICATORS
+                m.pointee.get_indicators = arena.indicatorsRequest(request)
             }
         }
     }

@@ -79,6 +79,8 @@ package enum CallResult: Sendable {
     case purge(PurgeCacheResult)
     /// GetVariantResults: FULL results, in the order asked.
     case variantResults(batchID: String, results: [VariantResult])
+    /// GetIndicators' answer.
+    case indicators(IndicatorsResult)
 }
 
 package struct ResponseHeader: Sendable, Hashable {
@@ -121,6 +123,8 @@ package struct CallResponse: WireMessage {
                                         generation: m.purge.pointee.generation))
             case BACKTEST__V1__CALL_RESPONSE__RESULT_VARIANT_RESULTS:
                 try SweepConversion.variantResults(required(m.variant_results, "variant_results"), path: "variant_results")
+            case BACKTEST__V1__CALL_RESPONSE__RESULT_INDICATORS:
+                .indicators(try IndicatorConversion.result(required(m.indicators, "indicators"), path: "indicators"))
             default: nil
             }
             return CallResponse(header: header, status: ResultConversion.status(m.status), result: result)
@@ -179,6 +183,9 @@ package struct CallResponse: WireMessage {
             case .variantResults(let batchID, let results)?:
                 m.pointee.result_case = BACKTEST__V1__CALL_RESPONSE__RESULT_VARIANT_RESULTS
                 m.pointee.variant_results = arena.variantResults(batchID: batchID, results: results)
+            case .indicators(let result)?:
+                m.pointee.result_case = BACKTEST__V1__CALL_RESPONSE__RESULT_INDICATORS
+                m.pointee.indicators = arena.indicatorsResult(result)
             case nil:
                 break
             }

@@ -91,4 +91,7 @@ enum PB {
     static let backtestSummary = ProtobufMessageType(backtest__v1__backtest_summary__init)
     static let variantResultsRequest = ProtobufMessageType(backtest__v1__variant_results_request__init)
     static let variantResults = ProtobufMessageType(backtest__v1__variant_results__init)
+    static let indicatorsRequest = ProtobufMessageType(backtest__v1__indicators_request__init)
+    static let indicatorSeriesValues = ProtobufMessageType(backtest__v1__indicator_series_values__init)
+    static let indicatorsResult = ProtobufMessageType(backtest__v1__indicators_result__init)
 }

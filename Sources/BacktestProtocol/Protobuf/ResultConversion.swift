@@ -94,7 +94,7 @@ enum ResultConversion {
         try warnings(m.warnings, m.n_warnings, details: m.warning_details, m.n_warning_details, path: path)
     }
 
-    private static func warnings(
+    static func warnings(
         _ texts: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, _ textCount: Int,
         details: UnsafeMutablePointer<UnsafeMutablePointer<Backtest__V1__Warning>?>?, _ detailCount: Int, path: String
     ) throws -> [BacktestWarning] {

@@ -149,4 +149,8 @@ package struct MeteredBacktestService: BacktestService {
     package func variantResults(batchID: String, selection: VariantSelection, context: CallContext) async throws -> [VariantResult] {
         try await metered("GetVariantResults") { try await base.variantResults(batchID: batchID, selection: selection, context: context) }
     }
+
+    package func indicators(_ request: IndicatorsRequest, context: CallContext) async throws -> IndicatorsResult {
+        try await metered("GetIndicators") { try await base.indicators(request, context: context) }
+    }
 }

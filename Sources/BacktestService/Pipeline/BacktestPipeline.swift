@@ -31,7 +31,7 @@ package struct BacktestPipeline: Sendable {
     /// Where simulations run: threads of their own, not Swift's cooperative pool (see
     /// `ComputeThreads`).
     package let computeThreads: ComputeThreads
-    private let cachedSource: CachedMarketData?
+    let cachedSource: CachedMarketData?
     private let indicatorCache: IndicatorCache?
 
     package init(
@@ -285,7 +285,7 @@ package struct BacktestPipeline: Sendable {
 
     /// Runs `body` in a cache session (nil without a cache) that is finished whether `body`
     /// returns or throws; returns the session's counts with the value.
-    private func withCacheSession<Value>(
+    func withCacheSession<Value>(
         _ body: (CacheSession?) async throws(BacktestError) -> Value
     ) async throws(BacktestError) -> (Value, CacheStatistics?) {
         guard let cache else { return (try await body(nil), nil) }
@@ -295,7 +295,7 @@ package struct BacktestPipeline: Sendable {
         return (value, statistics)
     }
 
-    private func computeIndicators(
+    func computeIndicators(
         _ keys: [IndicatorKey], snapshot: MarketSnapshot, settings: BacktestSettings, session: CacheSession?
     ) async throws(BacktestError) -> IndicatorStore {
         var store = IndicatorStore()

@@ -36,6 +36,9 @@ typedef struct Backtest__V1__VariantResults Backtest__V1__VariantResults;
 typedef struct Backtest__V1__BatchStatusRequest Backtest__V1__BatchStatusRequest;
 typedef struct Backtest__V1__CancelBatchRequest Backtest__V1__CancelBatchRequest;
 typedef struct Backtest__V1__ServerInfoRequest Backtest__V1__ServerInfoRequest;
+typedef struct Backtest__V1__IndicatorsRequest Backtest__V1__IndicatorsRequest;
+typedef struct Backtest__V1__IndicatorSeriesValues Backtest__V1__IndicatorSeriesValues;
+typedef struct Backtest__V1__IndicatorsResult Backtest__V1__IndicatorsResult;
 typedef struct Backtest__V1__PurgeCacheRequest Backtest__V1__PurgeCacheRequest;
 typedef struct Backtest__V1__Order Backtest__V1__Order;
 typedef struct Backtest__V1__Metrics Backtest__V1__Metrics;
@@ -690,6 +693,101 @@ struct  Backtest__V1__ServerInfoRequest
      }
 
 
+/*
+ * GetIndicators (issue 15): the values of indicator series on one ticker, from the same data,
+ * cache and calculator as backtests (so a value here is the value a strategy's condition reads).
+ */
+struct  Backtest__V1__IndicatorsRequest
+{
+  ProtobufCMessage base;
+  char *ticker;
+  /*
+   * Series keys as strategies write them, "type[:p1,p2,...][:output]": "sma:50", "rsi:14",
+   * "macd:12,26,9:signal", "bbands:20,2:upper", "obv" (PROTOCOL.md lists the types). 1 to 32
+   * keys; duplicates (same canonical key) are answered once.
+   */
+  size_t n_series;
+  char **series;
+  /*
+   * "YYYY-MM-DD", inclusive; empty = the first bar of the data
+   */
+  char *start_date;
+  /*
+   * "YYYY-MM-DD", inclusive; empty = the last bar of the data
+   */
+  char *end_date;
+  Backtest__V1__PriceAdjustment adjustment;
+};
+#define BACKTEST__V1__INDICATORS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&backtest__v1__indicators_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, BACKTEST__V1__PRICE_ADJUSTMENT__ADJUSTMENT_DEFAULT }
+
+
+/*
+ * One indicator series over IndicatorsResult.dates.
+ */
+struct  Backtest__V1__IndicatorSeriesValues
+{
+  ProtobufCMessage base;
+  /*
+   * the canonical key ("rsi" asked → "rsi:14"; "macd" → "macd:12,26,9:macd")
+   */
+  char *key;
+  /*
+   * One value per date. NaN = no value on that bar: the warm-up before the indicator's first value
+   * (or, rarely, a value the definition leaves undefined, e.g. percent_b of zero-width bands).
+   */
+  size_t n_values;
+  double *values;
+};
+#define BACKTEST__V1__INDICATOR_SERIES_VALUES__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&backtest__v1__indicator_series_values__descriptor) \
+    , (char *)protobuf_c_empty_string, 0,NULL }
+
+
+/*
+ * GetIndicators' answer. Indicators are computed over the source's whole history (from its data
+ * epoch), as for backtests, then cut to [start_date, end_date]: a window's first values are not a
+ * fresh warm-up.
+ */
+struct  Backtest__V1__IndicatorsResult
+{
+  ProtobufCMessage base;
+  char *ticker;
+  /*
+   * the adjustment applied (never DEFAULT)
+   */
+  Backtest__V1__PriceAdjustment adjustment;
+  /*
+   * YYYYMMDD, the ticker's bars in the window
+   */
+  size_t n_dates;
+  int32_t *dates;
+  /*
+   * the close of each date, adjusted as asked
+   */
+  size_t n_close;
+  double *close;
+  /*
+   * in the order asked
+   */
+  size_t n_series;
+  Backtest__V1__IndicatorSeriesValues **series;
+  /*
+   * "alpaca", "files", "demo"
+   */
+  char *data_source;
+  /*
+   * e.g. WARNING_DEMO_DATA
+   */
+  size_t n_warnings;
+  Backtest__V1__Warning **warnings;
+};
+#define BACKTEST__V1__INDICATORS_RESULT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&backtest__v1__indicators_result__descriptor) \
+    , (char *)protobuf_c_empty_string, BACKTEST__V1__PRICE_ADJUSTMENT__ADJUSTMENT_DEFAULT, 0,NULL, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string, 0,NULL }
+
+
 struct  Backtest__V1__PurgeCacheRequest
 {
   ProtobufCMessage base;
@@ -1097,7 +1195,8 @@ typedef enum {
   BACKTEST__V1__CALL_REQUEST__METHOD_GET_SERVER_INFO = 13,
   BACKTEST__V1__CALL_REQUEST__METHOD_PURGE_CACHE = 14,
   BACKTEST__V1__CALL_REQUEST__METHOD_CANCEL_BATCH = 15,
-  BACKTEST__V1__CALL_REQUEST__METHOD_GET_VARIANT_RESULTS = 20
+  BACKTEST__V1__CALL_REQUEST__METHOD_GET_VARIANT_RESULTS = 20,
+  BACKTEST__V1__CALL_REQUEST__METHOD_GET_INDICATORS = 30
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(BACKTEST__V1__CALL_REQUEST__METHOD__CASE)
 } Backtest__V1__CallRequest__MethodCase;
 
@@ -1114,6 +1213,10 @@ struct  Backtest__V1__CallRequest
     Backtest__V1__PurgeCacheRequest *purge_cache;
     Backtest__V1__CancelBatchRequest *cancel_batch;
     Backtest__V1__VariantResultsRequest *get_variant_results;
+    /*
+     * issue 15
+     */
+    Backtest__V1__IndicatorsRequest *get_indicators;
   };
 };
 #define BACKTEST__V1__CALL_REQUEST__INIT \
@@ -1127,7 +1230,8 @@ typedef enum {
   BACKTEST__V1__CALL_RESPONSE__RESULT_BATCH_STATUS = 12,
   BACKTEST__V1__CALL_RESPONSE__RESULT_SERVER_INFO = 13,
   BACKTEST__V1__CALL_RESPONSE__RESULT_PURGE = 14,
-  BACKTEST__V1__CALL_RESPONSE__RESULT_VARIANT_RESULTS = 20
+  BACKTEST__V1__CALL_RESPONSE__RESULT_VARIANT_RESULTS = 20,
+  BACKTEST__V1__CALL_RESPONSE__RESULT_INDICATORS = 30
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(BACKTEST__V1__CALL_RESPONSE__RESULT__CASE)
 } Backtest__V1__CallResponse__ResultCase;
 
@@ -1150,6 +1254,10 @@ struct  Backtest__V1__CallResponse
     Backtest__V1__ServerInfo *server_info;
     Backtest__V1__PurgeCacheResult *purge;
     Backtest__V1__VariantResults *variant_results;
+    /*
+     * GetIndicators
+     */
+    Backtest__V1__IndicatorsResult *indicators;
   };
 };
 #define BACKTEST__V1__CALL_RESPONSE__INIT \
@@ -1627,6 +1735,63 @@ Backtest__V1__ServerInfoRequest *
 void   backtest__v1__server_info_request__free_unpacked
                      (Backtest__V1__ServerInfoRequest *message,
                       ProtobufCAllocator *allocator);
+/* Backtest__V1__IndicatorsRequest methods */
+void   backtest__v1__indicators_request__init
+                     (Backtest__V1__IndicatorsRequest         *message);
+size_t backtest__v1__indicators_request__get_packed_size
+                     (const Backtest__V1__IndicatorsRequest   *message);
+size_t backtest__v1__indicators_request__pack
+                     (const Backtest__V1__IndicatorsRequest   *message,
+                      uint8_t             *out);
+size_t backtest__v1__indicators_request__pack_to_buffer
+                     (const Backtest__V1__IndicatorsRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Backtest__V1__IndicatorsRequest *
+       backtest__v1__indicators_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   backtest__v1__indicators_request__free_unpacked
+                     (Backtest__V1__IndicatorsRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Backtest__V1__IndicatorSeriesValues methods */
+void   backtest__v1__indicator_series_values__init
+                     (Backtest__V1__IndicatorSeriesValues         *message);
+size_t backtest__v1__indicator_series_values__get_packed_size
+                     (const Backtest__V1__IndicatorSeriesValues   *message);
+size_t backtest__v1__indicator_series_values__pack
+                     (const Backtest__V1__IndicatorSeriesValues   *message,
+                      uint8_t             *out);
+size_t backtest__v1__indicator_series_values__pack_to_buffer
+                     (const Backtest__V1__IndicatorSeriesValues   *message,
+                      ProtobufCBuffer     *buffer);
+Backtest__V1__IndicatorSeriesValues *
+       backtest__v1__indicator_series_values__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   backtest__v1__indicator_series_values__free_unpacked
+                     (Backtest__V1__IndicatorSeriesValues *message,
+                      ProtobufCAllocator *allocator);
+/* Backtest__V1__IndicatorsResult methods */
+void   backtest__v1__indicators_result__init
+                     (Backtest__V1__IndicatorsResult         *message);
+size_t backtest__v1__indicators_result__get_packed_size
+                     (const Backtest__V1__IndicatorsResult   *message);
+size_t backtest__v1__indicators_result__pack
+                     (const Backtest__V1__IndicatorsResult   *message,
+                      uint8_t             *out);
+size_t backtest__v1__indicators_result__pack_to_buffer
+                     (const Backtest__V1__IndicatorsResult   *message,
+                      ProtobufCBuffer     *buffer);
+Backtest__V1__IndicatorsResult *
+       backtest__v1__indicators_result__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   backtest__v1__indicators_result__free_unpacked
+                     (Backtest__V1__IndicatorsResult *message,
+                      ProtobufCAllocator *allocator);
 /* Backtest__V1__PurgeCacheRequest methods */
 void   backtest__v1__purge_cache_request__init
                      (Backtest__V1__PurgeCacheRequest         *message);
@@ -2053,6 +2218,15 @@ typedef void (*Backtest__V1__CancelBatchRequest_Closure)
 typedef void (*Backtest__V1__ServerInfoRequest_Closure)
                  (const Backtest__V1__ServerInfoRequest *message,
                   void *closure_data);
+typedef void (*Backtest__V1__IndicatorsRequest_Closure)
+                 (const Backtest__V1__IndicatorsRequest *message,
+                  void *closure_data);
+typedef void (*Backtest__V1__IndicatorSeriesValues_Closure)
+                 (const Backtest__V1__IndicatorSeriesValues *message,
+                  void *closure_data);
+typedef void (*Backtest__V1__IndicatorsResult_Closure)
+                 (const Backtest__V1__IndicatorsResult *message,
+                  void *closure_data);
 typedef void (*Backtest__V1__PurgeCacheRequest_Closure)
                  (const Backtest__V1__PurgeCacheRequest *message,
                   void *closure_data);
@@ -2145,6 +2319,10 @@ struct Backtest__V1__Backtester_Service
                               const Backtest__V1__VariantResultsRequest *input,
                               Backtest__V1__VariantResults_Closure closure,
                               void *closure_data);
+  void (*get_indicators)(Backtest__V1__Backtester_Service *service,
+                         const Backtest__V1__IndicatorsRequest *input,
+                         Backtest__V1__IndicatorsResult_Closure closure,
+                         void *closure_data);
 };
 typedef void (*Backtest__V1__Backtester_ServiceDestroy)(Backtest__V1__Backtester_Service *);
 void backtest__v1__backtester__init (Backtest__V1__Backtester_Service *service,
@@ -2159,7 +2337,8 @@ void backtest__v1__backtester__init (Backtest__V1__Backtester_Service *service,
       function_prefix__ ## get_server_info,\
       function_prefix__ ## purge_cache,\
       function_prefix__ ## cancel_batch,\
-      function_prefix__ ## get_variant_results  }
+      function_prefix__ ## get_variant_results,\
+      function_prefix__ ## get_indicators  }
 void backtest__v1__backtester__run_backtest(ProtobufCService *service,
                                             const Backtest__V1__BacktestRequest *input,
                                             Backtest__V1__BacktestResult_Closure closure,
@@ -2188,6 +2367,10 @@ void backtest__v1__backtester__get_variant_results(ProtobufCService *service,
                                                    const Backtest__V1__VariantResultsRequest *input,
                                                    Backtest__V1__VariantResults_Closure closure,
                                                    void *closure_data);
+void backtest__v1__backtester__get_indicators(ProtobufCService *service,
+                                              const Backtest__V1__IndicatorsRequest *input,
+                                              Backtest__V1__IndicatorsResult_Closure closure,
+                                              void *closure_data);
 
 /* --- descriptors --- */
 
@@ -2222,6 +2405,9 @@ extern const ProtobufCMessageDescriptor backtest__v1__variant_results__descripto
 extern const ProtobufCMessageDescriptor backtest__v1__batch_status_request__descriptor;
 extern const ProtobufCMessageDescriptor backtest__v1__cancel_batch_request__descriptor;
 extern const ProtobufCMessageDescriptor backtest__v1__server_info_request__descriptor;
+extern const ProtobufCMessageDescriptor backtest__v1__indicators_request__descriptor;
+extern const ProtobufCMessageDescriptor backtest__v1__indicator_series_values__descriptor;
+extern const ProtobufCMessageDescriptor backtest__v1__indicators_result__descriptor;
 extern const ProtobufCMessageDescriptor backtest__v1__purge_cache_request__descriptor;
 extern const ProtobufCMessageDescriptor backtest__v1__order__descriptor;
 extern const ProtobufCMessageDescriptor backtest__v1__metrics__descriptor;

@@ -38,6 +38,9 @@ struct HeldBatchService: BacktestService {
     func variantResults(batchID: String, selection: VariantSelection, context: CallContext) async throws -> [VariantResult] {
         try await base.variantResults(batchID: batchID, selection: selection, context: context)
     }
+    func indicators(_ request: IndicatorsRequest, context: CallContext) async throws -> IndicatorsResult {
+        try await base.indicators(request, context: context)
+    }
 }
 
 /// A gate whose waiters can be cancelled, and which tells the test when someone arrived.

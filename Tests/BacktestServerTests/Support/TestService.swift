@@ -82,6 +82,10 @@ struct TestService: BacktestService {
         throw BacktestError(.unimplemented, "GetVariantResults is not available on this test service")
     }
 
+    func indicators(_ request: IndicatorsRequest, context: CallContext) async throws -> IndicatorsResult {
+        throw BacktestError(.unimplemented, "GetIndicators is not available on this test service")
+    }
+
     private func blockUntilCancelled(_ name: String) async {
         // Sleeping here is the behaviour under test (work that only cancellation stops), not a wait
         // for another event.

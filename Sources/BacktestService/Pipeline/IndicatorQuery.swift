@@ -1,0 +1,106 @@
+import BacktestCache
+import BacktestCore
+import BacktestEngine
+import BacktestModel
+import Foundation
+import MarketData
+
+extension BacktestPipeline {
+    /// GetIndicators: the values of indicator series on one ticker, through the backtests' own
+    /// data path: one query from the source's data epoch (so values do not depend on the window),
+    /// inside one cache session, with the series read from the indicator cache or computed by
+    /// `IndicatorCalculator` and stored, exactly as `prepare` does for a strategy's series; then
+    /// cut to [start, end].
+    ///
+    /// Throws INVALID_ARGUMENT naming `get_indicators.ticker`, `get_indicators.series[i]`,
+    /// `get_indicators.series` (none, or more than `IndicatorsRequest.maximumSeries`) or
+    /// `get_indicators.end_date` (before the start); NOT_FOUND (`get_indicators.ticker`) when the
+    /// source has no data for the ticker up to `end`; RESOURCE_EXHAUSTED (`get_indicators.series`)
+    /// when the answer would carry more than `IndicatorsRequest.maximumValues` values; the data
+    /// layer's errors as for backtests.
+    package func indicators(_ request: IndicatorsRequest) async throws(BacktestError) -> IndicatorsResult {
+        let (ticker, keys) = try Self.validate(request)
+        let today = NewYorkTime.date(unixSeconds: Int64(Date().timeIntervalSince1970))
+        let end = request.end ?? max(today, source.dataEpoch)
+        let start = request.start ?? source.dataEpoch
+        let range = min(source.dataEpoch, start)...end
+        let query = BarQuery(symbols: [ticker], range: range, adjustment: request.adjustment)
+        let settings = BacktestSettings(start: start, end: end, adjustment: request.adjustment, benchmark: ticker)
+        let ((bars, history, indicators), _) = try await withCacheSession { session throws(BacktestError) in
+            let bars: BarSet
+            do {
+                if let cachedSource, let session {
+                    bars = try await cachedSource.dailyBars(query, session: session)
+                } else {
+                    bars = try await source.dailyBars(query)
+                }
+            } catch {
+                var failure = BacktestPipeline.dataError(error)
+                if failure.field == "symbols" { failure.field = "get_indicators.ticker" }
+                throw failure
+            }
+            guard let history = bars.bars[ticker], !history.isEmpty else {
+                throw BacktestError(
+                    .notFound, "no data from \(source.name) for \(ticker) in \(range.lowerBound)...\(range.upperBound)",
+                    field: "get_indicators.ticker")
+            }
+            let snapshot = MarketSnapshot(bars: [ticker: history], source: source.name)
+            let indicators = try await computeIndicators(keys, snapshot: snapshot, settings: settings, session: session)
+            return (bars, history, indicators)
+        }
+        let lower = history.lowerBound(start)
+        let upper = max(lower, history.lowerBound(end.advanced(by: 1)))
+        let window = lower..<upper
+        let cells = window.count * (keys.count + 1)
+        guard cells <= IndicatorsRequest.maximumValues else {
+            throw BacktestError(
+                .resourceExhausted,
+                "\(window.count) dates x \(keys.count + 1) series is \(cells) values, above the limit of \(IndicatorsRequest.maximumValues); ask for fewer series or a shorter window",
+                field: "get_indicators.series")
+        }
+        var series: [IndicatorSeriesValues] = []
+        for key in keys {
+            let values = indicators[key] ?? IndicatorCalculator.compute(key, bars: history)
+            series.append(IndicatorSeriesValues(key: key.spec.canonicalKey, values: Array(values[window])))
+        }
+        let warnings = bars.warnings.filter { !BarSet.isListingWarning($0, of: ticker) }
+        return IndicatorsResult(
+            ticker: ticker, adjustment: request.adjustment, dates: Array(history.dates[window]),
+            close: Array(history.close[window]), series: series, dataSource: source.name, warnings: warnings)
+    }
+
+    /// The request's ticker and its series, normalized and without duplicates (first kept).
+    static func validate(_ request: IndicatorsRequest) throws(BacktestError) -> (String, [IndicatorKey]) {
+        let ticker = try Ticker(validating: request.ticker, field: "get_indicators.ticker").symbol
+        guard !request.series.isEmpty else {
+            throw .invalidArgument("name at least one series, e.g. sma:50", field: "get_indicators.series")
+        }
+        guard request.series.count <= IndicatorsRequest.maximumSeries else {
+            throw .invalidArgument(
+                "at most \(IndicatorsRequest.maximumSeries) series per call, not \(request.series.count)",
+                field: "get_indicators.series")
+        }
+        if let start = request.start, let end = request.end, end < start {
+            throw .invalidArgument("end date \(end) is before start date \(start)", field: "get_indicators.end_date")
+        }
+        var keys: [IndicatorKey] = []
+        var seen = Set<String>()
+        for (index, text) in request.series.enumerated() {
+            let field = "get_indicators.series[\(index)]"
+            guard text.utf8.count <= 100 else {
+                throw .invalidArgument("a series key has at most 100 characters, not \(text.utf8.count)", field: field)
+            }
+            let key: IndicatorKey
+            do throws(BacktestError) {
+                key = try IndicatorKey(ticker: ticker, key: text, field: field)
+            } catch {
+                // The key is one string: its sub-paths (".type", ".params[0]") name nothing the client sent.
+                var error = error
+                error.field = field
+                throw error
+            }
+            if seen.insert(key.spec.canonicalKey).inserted { keys.append(key) }
+        }
+        return (ticker, keys)
+    }
+}
