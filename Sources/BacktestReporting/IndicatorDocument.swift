@@ -16,11 +16,41 @@ package struct IndicatorDocument: Sendable {
         self.result = result
     }
 
-    /// The JSON document, one line.
-    package func json() throws -> Data {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.withoutEscapingSlashes]
-        return try encoder.encode(Body(result: result))
+    /// The JSON document, one line, keys in the documented order (then `source`, and `warnings`
+    /// when there are any).
+    package func json() -> Data {
+        var out = "{\"ticker\":" + Self.quoted(result.ticker) + ",\"adjustment\":" + Self.quoted(result.adjustment.rawValue)
+        out += ",\"dates\":[" + result.dates.map { "\"\($0.iso)\"" }.joined(separator: ",") + "]"
+        out += ",\"close\":[" + result.close.map(Self.jsonNumber).joined(separator: ",") + "]"
+        out += ",\"series\":{" + result.series.map { series in
+            Self.quoted(series.key) + ":[" + series.values.map(Self.jsonNumber).joined(separator: ",") + "]"
+        }.joined(separator: ",") + "}"
+        out += ",\"source\":" + Self.quoted(result.dataSource)
+        if !result.warnings.isEmpty {
+            out += ",\"warnings\":[" + result.warnings.map { Self.quoted($0.message) }.joined(separator: ",") + "]"
+        }
+        return Data((out + "}").utf8)
+    }
+
+    /// A double with the shortest digits that read back to it (Swift's `description`, valid JSON
+    /// for finite values); `null` for NaN and the infinities.
+    private static func jsonNumber(_ value: Double) -> String { value.isFinite ? "\(value)" : "null" }
+
+    /// A JSON string literal.
+    private static func quoted(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
     }
 
     /// RFC 4180 CSV: a header `date,close,KEY...` (keys holding a comma quoted), then one row per
@@ -72,35 +102,6 @@ package struct IndicatorDocument: Sendable {
 
     private static func csvField(_ text: String) -> String {
         text.contains(",") || text.contains("\"") ? "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : text
-    }
-
-    /// The JSON body, keys in the documented order.
-    private struct Body: Encodable {
-        var result: IndicatorsResult
-
-        struct Key: CodingKey {
-            var stringValue: String
-            var intValue: Int? { nil }
-            init(_ string: String) { stringValue = string }
-            init?(stringValue: String) { self.stringValue = stringValue }
-            init?(intValue: Int) { nil }
-        }
-
-        func encode(to encoder: any Encoder) throws {
-            var container = encoder.container(keyedBy: Key.self)
-            try container.encode(result.ticker, forKey: Key("ticker"))
-            try container.encode(result.adjustment.rawValue, forKey: Key("adjustment"))
-            try container.encode(result.dates.map(\.iso), forKey: Key("dates"))
-            try container.encode(result.close, forKey: Key("close"))
-            var series = container.nestedContainer(keyedBy: Key.self, forKey: Key("series"))
-            for entry in result.series {
-                try series.encode(entry.values.map { $0.isNaN ? nil : $0 }, forKey: Key(entry.key))
-            }
-            try container.encode(result.dataSource, forKey: Key("source"))
-            if !result.warnings.isEmpty {
-                try container.encode(result.warnings.map(\.message), forKey: Key("warnings"))
-            }
-        }
     }
 }
 

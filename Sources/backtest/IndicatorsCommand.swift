@@ -64,7 +64,7 @@ struct IndicatorsCommand: AsyncParsableCommand {
         }
         let document = IndicatorDocument(result)
         if json {
-            Terminal.write(String(decoding: try document.json(), as: UTF8.self) + "\n")
+            Terminal.write(String(decoding: document.json(), as: UTF8.self) + "\n")
         } else if csv {
             Terminal.write(document.csv())
         } else {

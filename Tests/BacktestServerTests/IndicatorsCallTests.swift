@@ -171,6 +171,10 @@ struct IndicatorsCallTests {
             let after = try await client.indicators(IndicatorsRequest(
                 ticker: "SPY", series: ["sma:5"], start: TradingDate(iso: "2030-01-02"), end: TradingDate(iso: "2030-12-31")))
             #expect(after.dates.isEmpty && after.series.first?.values.isEmpty == true)
+            // ... and so is one before its first bar (SPY's file starts 1999-11-01).
+            let before = try await client.indicators(IndicatorsRequest(
+                ticker: "SPY", series: ["sma:5"], start: TradingDate(iso: "1993-01-29"), end: TradingDate(iso: "1993-12-31")))
+            #expect(before.dates.isEmpty && before.series.map(\.key) == ["sma:5"])
             await client.close()
         }
     }

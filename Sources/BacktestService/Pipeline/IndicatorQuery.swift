@@ -15,7 +15,8 @@ extension BacktestPipeline {
     /// Throws INVALID_ARGUMENT naming `get_indicators.ticker`, `get_indicators.series[i]`,
     /// `get_indicators.series` (none, or more than `IndicatorsRequest.maximumSeries`) or
     /// `get_indicators.end_date` (before the start); NOT_FOUND (`get_indicators.ticker`) when the
-    /// source has no data for the ticker up to `end`; RESOURCE_EXHAUSTED (`get_indicators.series`)
+    /// source has no data for the ticker at all (a ticker with bars only outside the window gets an
+    /// empty answer); RESOURCE_EXHAUSTED (`get_indicators.series`)
     /// when the answer would carry more than `IndicatorsRequest.maximumValues` values; the data
     /// layer's errors as for backtests.
     package func indicators(_ request: IndicatorsRequest) async throws(BacktestError) -> IndicatorsResult {
@@ -26,7 +27,7 @@ extension BacktestPipeline {
         let range = min(source.dataEpoch, start)...end
         let query = BarQuery(symbols: [ticker], range: range, adjustment: request.adjustment)
         let settings = BacktestSettings(start: start, end: end, adjustment: request.adjustment, benchmark: ticker)
-        let ((bars, history, indicators), _) = try await withCacheSession { session throws(BacktestError) in
+        let ((bars, found, indicators), _) = try await withCacheSession { session throws(BacktestError) in
             let bars: BarSet
             do {
                 if let cachedSource, let session {
@@ -40,13 +41,26 @@ extension BacktestPipeline {
                 throw failure
             }
             guard let history = bars.bars[ticker], !history.isEmpty else {
+                // Listed after `end`? Then the window is simply empty; a ticker the source has no
+                // data for at all is NOT_FOUND, as a typo should be (the backtests' rule).
+                let wide = BarQuery(symbols: [ticker], range: source.dataEpoch...max(today, end), adjustment: request.adjustment)
+                if let later = try? await source.dailyBars(wide), later.bars[ticker].map({ !$0.isEmpty }) == true {
+                    return (bars, nil as DailyBars?, IndicatorStore())
+                }
                 throw BacktestError(
-                    .notFound, "no data from \(source.name) for \(ticker) in \(range.lowerBound)...\(range.upperBound)",
+                    .notFound, "no data from \(source.name) for \(ticker) up to \(range.upperBound)",
                     field: "get_indicators.ticker")
             }
             let snapshot = MarketSnapshot(bars: [ticker: history], source: source.name)
             let indicators = try await computeIndicators(keys, snapshot: snapshot, settings: settings, session: session)
-            return (bars, history, indicators)
+            return (bars, history as DailyBars?, indicators)
+        }
+        let warnings = bars.warnings.filter { !BarSet.isListingWarning($0, of: ticker) }
+        guard let history = found else {
+            return IndicatorsResult(
+                ticker: ticker, adjustment: request.adjustment, dates: [], close: [],
+                series: keys.map { IndicatorSeriesValues(key: $0.spec.canonicalKey, values: []) }, dataSource: source.name,
+                warnings: warnings)
         }
         let lower = history.lowerBound(start)
         let upper = max(lower, history.lowerBound(end.advanced(by: 1)))
@@ -63,7 +77,6 @@ extension BacktestPipeline {
             let values = indicators[key] ?? IndicatorCalculator.compute(key, bars: history)
             series.append(IndicatorSeriesValues(key: key.spec.canonicalKey, values: Array(values[window])))
         }
-        let warnings = bars.warnings.filter { !BarSet.isListingWarning($0, of: ticker) }
         return IndicatorsResult(
             ticker: ticker, adjustment: request.adjustment, dates: Array(history.dates[window]),
             close: Array(history.close[window]), series: series, dataSource: source.name, warnings: warnings)
