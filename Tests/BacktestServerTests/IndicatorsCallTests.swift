@@ -179,6 +179,20 @@ struct IndicatorsCallTests {
         }
     }
 
+    @Test func answerOverTheValueLimitIsResourceExhausted() async throws {
+        let pipeline = try Self.service().pipeline
+        let request = IndicatorsRequest(
+            ticker: "AAPL", series: ["sma:5", "ema:5"], start: TradingDate(iso: "2020-01-02"), end: TradingDate(iso: "2020-01-31"))
+        // 21 trading days x 3 arrays (close and two series).
+        #expect(try await pipeline.indicators(request, maximumValues: 63).dates.count == 21)
+        do {
+            _ = try await pipeline.indicators(request, maximumValues: 62)
+            Issue.record("an answer over the limit was sent")
+        } catch {
+            #expect(error.code == .resourceExhausted && error.field == "get_indicators.series", "\(error)")
+        }
+    }
+
     @Test func servedFromTheBacktestsCacheAndCalculator() async throws {
         try await withRedisServer { redis in
             let cache = MarketDataCache(

@@ -19,7 +19,10 @@ extension BacktestPipeline {
     /// empty answer); RESOURCE_EXHAUSTED (`get_indicators.series`)
     /// when the answer would carry more than `IndicatorsRequest.maximumValues` values; the data
     /// layer's errors as for backtests.
-    package func indicators(_ request: IndicatorsRequest) async throws(BacktestError) -> IndicatorsResult {
+    /// `maximumValues` is the answer's bound (tests lower it).
+    package func indicators(
+        _ request: IndicatorsRequest, maximumValues: Int = IndicatorsRequest.maximumValues
+    ) async throws(BacktestError) -> IndicatorsResult {
         let (ticker, keys) = try Self.validate(request)
         let today = NewYorkTime.date(unixSeconds: Int64(Date().timeIntervalSince1970))
         let end = request.end ?? max(today, source.dataEpoch)
@@ -66,10 +69,10 @@ extension BacktestPipeline {
         let upper = max(lower, history.lowerBound(end.advanced(by: 1)))
         let window = lower..<upper
         let cells = window.count * (keys.count + 1)
-        guard cells <= IndicatorsRequest.maximumValues else {
+        guard cells <= maximumValues else {
             throw BacktestError(
                 .resourceExhausted,
-                "\(window.count) dates x \(keys.count + 1) series is \(cells) values, above the limit of \(IndicatorsRequest.maximumValues); ask for fewer series or a shorter window",
+                "\(window.count) dates x \(keys.count + 1) series is \(cells) values, above the limit of \(maximumValues); ask for fewer series or a shorter window",
                 field: "get_indicators.series")
         }
         var series: [IndicatorSeriesValues] = []

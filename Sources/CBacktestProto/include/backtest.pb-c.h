@@ -1128,7 +1128,7 @@ struct  Backtest__V1__CacheStats
    */
   uint64_t last_purge_removed;
   /*
-   * requests (backtests, batches) that opened the cache
+   * requests (backtests, batches, GetIndicators) that opened the cache
    */
   uint64_t requests;
   /*
