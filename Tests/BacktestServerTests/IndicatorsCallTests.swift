@@ -175,6 +175,8 @@ struct IndicatorsCallTests {
             let before = try await client.indicators(IndicatorsRequest(
                 ticker: "SPY", series: ["sma:5"], start: TradingDate(iso: "1993-01-29"), end: TradingDate(iso: "1993-12-31")))
             #expect(before.dates.isEmpty && before.series.map(\.key) == ["sma:5"])
+            let onlyEnd = try await client.indicators(IndicatorsRequest(ticker: "SPY", series: ["sma:5"], end: TradingDate(iso: "1995-01-03")))
+            #expect(onlyEnd.dates.isEmpty)
             await client.close()
         }
     }

@@ -26,7 +26,8 @@ extension BacktestPipeline {
         let (ticker, keys) = try Self.validate(request)
         let today = NewYorkTime.date(unixSeconds: Int64(Date().timeIntervalSince1970))
         let end = request.end ?? max(today, source.dataEpoch)
-        let start = request.start ?? source.dataEpoch
+        // Without a start, from the epoch (or from `end`, when that is earlier: an empty window).
+        let start = request.start ?? min(source.dataEpoch, end)
         let range = min(source.dataEpoch, start)...end
         let query = BarQuery(symbols: [ticker], range: range, adjustment: request.adjustment)
         let settings = BacktestSettings(start: start, end: end, adjustment: request.adjustment, benchmark: ticker)
@@ -51,7 +52,7 @@ extension BacktestPipeline {
                     return (bars, nil as DailyBars?, IndicatorStore())
                 }
                 throw BacktestError(
-                    .notFound, "no data from \(source.name) for \(ticker) up to \(range.upperBound)",
+                    .notFound, "no data from \(source.name) for \(ticker)",
                     field: "get_indicators.ticker")
             }
             let snapshot = MarketSnapshot(bars: [ticker: history], source: source.name)
