@@ -87,7 +87,7 @@ struct MeteredServiceTests {
             throw BacktestError(.unimplemented, "not in this test")
         }
         func indicators(_ request: IndicatorsRequest, context: CallContext) async throws -> IndicatorsResult {
-            throw BacktestError(.unimplemented, "not in this test")
+            IndicatorsResult(ticker: request.ticker, adjustment: request.adjustment, dates: [], close: [], series: [])
         }
     }
 
@@ -95,5 +95,15 @@ struct MeteredServiceTests {
         let metered = MeteredBacktestService(CancellingService(), metrics: ServerMetrics(cache: nil))
         let answer = try await metered.cancelBatch(id: "b-1", context: CallContext(streamID: 1, logger: Logger(label: "test")))
         #expect(answer.batchID == "b-1" && answer.completed == 3 && answer.state == .cancelled)
+    }
+
+    @Test func getIndicatorsIsForwardedAndCounted() async throws {
+        let metrics = ServerMetrics(cache: nil)
+        let metered = MeteredBacktestService(CancellingService(), metrics: metrics)
+        let answer = try await metered.indicators(
+            IndicatorsRequest(ticker: "XOM", series: ["sma:5"], adjustment: .all), context: CallContext(streamID: 1, logger: Logger(label: "test")))
+        #expect(answer.ticker == "XOM" && answer.adjustment == .all)
+        let page = String(decoding: metrics.render(), as: UTF8.self)
+        #expect(page.contains(#"backtestd_calls_total{method="GetIndicators",code="OK"} 1"#))
     }
 }
