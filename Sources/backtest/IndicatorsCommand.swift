@@ -32,7 +32,7 @@ struct IndicatorsCommand: AsyncParsableCommand {
     var start: String?
     @Option(help: "Last date YYYY-MM-DD (default: the last bar of the data).")
     var end: String?
-    @Option(help: "Price adjustment: raw, split or all (default split, as for backtests).")
+    @Option(help: "Price adjustment: raw, split or all, as for backtests.")
     var adjustment: String = PriceAdjustment.default.rawValue
     @Flag(help: "Print JSON: {ticker, adjustment, dates, close, series: {KEY: [value or null]}}.")
     var json = false
