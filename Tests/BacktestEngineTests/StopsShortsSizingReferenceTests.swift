@@ -1,0 +1,147 @@
+import BacktestCore
+import BacktestModel
+import BacktestTestSupport
+import Foundation
+import Testing
+
+@testable import BacktestEngine
+
+/// One case of Fixtures/vectorbt-stops.json (scripts/generate-vectorbt-stops-fixtures.py:
+/// vectorbt 1.2 `from_signals` with OHLC stops, shorts with locked cash, sizing; empyrical
+/// metrics).
+struct StopsReferenceCase {
+    struct ExpectedOrder: Decodable {
+        var date: String
+        var ticker: String
+        var side: String
+        var quantity: Double
+        var price: Double
+        var commission: Double
+        var reason: String
+    }
+
+    struct Expected: Decodable {
+        var dates: [String]
+        var equity: [Double]
+        var final_equity: Double
+        var orders: [ExpectedOrder]
+        var metrics: [String: Double]
+        var counts: [String: Int]
+    }
+
+    var id: String
+    var file: StrategyFile
+    var expected: Expected
+
+    static let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/vectorbt-stops.json")
+
+    static func all() throws -> [StopsReferenceCase] {
+        let data = try Data(contentsOf: fixture)
+        let root = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let list = try #require(root["cases"] as? [[String: Any]])
+        return try list.map { entry in
+            let caseObject = try #require(entry["case"] as? [String: Any])
+            return StopsReferenceCase(
+                id: caseObject["id"] as? String ?? "?",
+                file: try StrategyFile.decode(try JSONSerialization.data(withJSONObject: caseObject)),
+                expected: try JSONDecoder().decode(Expected.self, from: try JSONSerialization.data(withJSONObject: try #require(entry["expected"]))))
+        }
+    }
+
+    static let ids: [String] = (try? all().map(\.id)) ?? []
+
+    var settings: BacktestSettings {
+        file.settings(defaults: BacktestSettings(start: file.start!, end: file.end!))
+    }
+}
+
+@Suite("Stops, shorts and sizing against vectorbt 1.2 (Fixtures/vectorbt-stops.json)", .offCooperativePool)
+struct StopsShortsSizingReferenceTests {
+    static let tolerance = 1e-6
+
+    @Test("the fixture covers every feature of issue 15")
+    func coverage() throws {
+        let cases = try StopsReferenceCase.all()
+        #expect(cases.count >= 16)
+        let positions = cases.flatMap(\.file.strategy.positions)
+        let fills = Set(cases.map(\.file.strategy.fill))
+        #expect(fills == [.close, .nextOpen])
+        for sizing in SizingMode.allCases { #expect(positions.contains { $0.sizing == sizing }, "sizing \(sizing)") }
+        #expect(positions.contains { $0.direction == .short })
+        #expect(cases.contains { c in Set(c.file.strategy.positions.map(\.direction)).count == 2 }, "a long/short book")
+        #expect(positions.contains { $0.exits.atrPeriod != nil })
+        let reasons = Set(cases.flatMap { $0.expected.orders.map(\.reason) })
+        #expect(reasons.isSuperset(of: ["entry", "signal", "stop_loss", "take_profit", "trailing_stop"]))
+        for reason in ["stop_loss", "take_profit", "trailing_stop"] {
+            for fill in [FillTiming.close, .nextOpen] {
+                #expect(cases.contains { c in c.file.strategy.fill == fill && c.expected.orders.contains { $0.reason == reason } }, "\(reason) with \(fill)")
+            }
+        }
+        #expect(cases.contains { $0.expected.counts["gap_fills", default: 0] > 0 }, "a gap through a stop")
+        #expect(cases.contains { $0.expected.counts["stop_and_target_bars", default: 0] > 0 }, "stop and target in one bar")
+        #expect(cases.contains { $0.file.strategy.commissionBps > 0 && $0.file.strategy.slippageBps > 0 }, "costs")
+    }
+
+    @Test("v2 and reference engines reproduce equity, orders with reasons and metrics", arguments: StopsReferenceCase.ids)
+    func reproduce(id: String) throws {
+        let reference = try #require(try StopsReferenceCase.all().first { $0.id == id })
+        let strategy = reference.file.strategy
+        let settings = reference.settings
+        let analysis = try StrategyAnalysis(strategy: strategy, settings: settings)
+        let snapshot = try TestData.snapshot(analysis.tickers)
+        let store = try IndicatorStore.compute(analysis.indicatorKeys, snapshot: snapshot)
+        let v2 = try VectorEngine().run(strategy, settings: settings, snapshot: snapshot, indicators: store)
+        try Self.check(v2, strategy: strategy, against: reference.expected, engine: "v2")
+        // The sweep's summary of the same strategy equals the full result's to the bit.
+        let market = try PreparedMarket(settings: settings, snapshot: snapshot)
+        let summary = try SweepRunner.summaries([strategy], market: market, indicators: store, parallelism: 1)[0].get()
+        #expect(summary.metrics == v2.metrics, "sweep metrics")
+        #expect(summary.finalEquity == v2.finalEquity, "sweep final equity")
+        #expect(summary.orderCount == v2.orders.count, "sweep order count")
+    }
+
+    @Test("the reference engine reproduces the first cases too", arguments: StopsReferenceCase.ids.prefix(4))
+    func referenceEngine(id: String) throws {
+        let reference = try #require(try StopsReferenceCase.all().first { $0.id == id })
+        let strategy = reference.file.strategy
+        let settings = reference.settings
+        let analysis = try StrategyAnalysis(strategy: strategy, settings: settings)
+        let snapshot = try TestData.snapshot(analysis.tickers)
+        let result = try ReferenceEngine().run(strategy, settings: settings, snapshot: snapshot, indicators: IndicatorStore())
+        try Self.check(result, strategy: strategy, against: reference.expected, engine: "reference")
+    }
+
+    static func check(_ result: BacktestResult, strategy: Strategy, against expected: StopsReferenceCase.Expected, engine: String) throws {
+        try #require(result.dates.map(\.iso) == expected.dates)
+        func near(_ a: Double, _ b: Double) -> Bool { TestData.close(a, b, tolerance: tolerance) }
+        let mismatch = zip(result.equity, expected.equity).enumerated().first { !near($0.element.0, $0.element.1) }
+        #expect(mismatch == nil, "\(engine): equity differs on \(String(describing: mismatch.map { expected.dates[$0.offset] })): \(String(describing: mismatch?.element))")
+        #expect(near(result.finalEquity, expected.final_equity))
+        // The fixture lists orders by date, then position (vectorbt executes a bar's sells
+        // first; the engine its exits first): compare in that order (at most one order per
+        // position and day).
+        let legIndex = Dictionary(uniqueKeysWithValues: strategy.positions.enumerated().map { ($1.ticker, $0) })
+        let orders = result.orders.enumerated().sorted {
+            ($0.element.date, legIndex[$0.element.ticker]!, $0.offset) < ($1.element.date, legIndex[$1.element.ticker]!, $1.offset)
+        }.map(\.element)
+        try #require(orders.count == expected.orders.count, "\(engine): \(orders.count) orders vs \(expected.orders.count)")
+        for (order, reference) in zip(orders, expected.orders) {
+            #expect(order.date.iso == reference.date && order.ticker == reference.ticker, "\(engine): order \(order) vs \(reference)")
+            #expect(order.side.rawValue == reference.side, "\(engine): side on \(reference.date)")
+            #expect(order.reason.rawValue == reference.reason, "\(engine): reason on \(reference.date): \(order.reason) vs \(reference.reason)")
+            #expect(near(order.quantity, reference.quantity), "\(engine): quantity on \(reference.date)")
+            #expect(near(order.price, reference.price), "\(engine): price on \(reference.date)")
+            #expect(TestData.close(order.commission, reference.commission, tolerance: tolerance), "\(engine): commission on \(reference.date)")
+        }
+        let m = result.metrics
+        let actual: [String: Double] = [
+            "total_return": m.totalReturn, "cagr": m.cagr, "volatility": m.volatility, "sharpe": m.sharpe,
+            "sortino": m.sortino, "max_drawdown": m.maxDrawdown, "calmar": m.calmar, "alpha": m.alpha, "beta": m.beta,
+        ]
+        for (name, value) in expected.metrics {
+            let mine = try #require(actual[name], "metric \(name) not computed")
+            #expect(near(mine, value), "\(engine): \(name): \(mine) vs \(value)")
+        }
+    }
+}
