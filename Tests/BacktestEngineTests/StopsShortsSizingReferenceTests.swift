@@ -145,3 +145,35 @@ struct StopsShortsSizingReferenceTests {
         }
     }
 }
+
+@Suite("Time exits (max_bars), which vectorbt 1.2 has no counterpart for", .offCooperativePool)
+struct TimeExitTests {
+    /// Always in the market (close > 0), leaving after 3 bars: the exit fills at the fill point
+    /// 3 bars after the entry's, and the leg re-enters at the next fill point after that.
+    @Test("exit 3 bars after the entry, at the fill point of the fill mode", arguments: [FillTiming.close, .nextOpen])
+    func maxBars(fill: FillTiming) throws {
+        let strategy = Strategy(positions: [
+            Position(ticker: "MSFT", weight: 1, entry: compare(series("close"), .greater, .number(0)), direction: .short,
+                     exits: PriceExits(maxBars: 3)),
+        ], fill: fill, commissionBps: 2)
+        let settings = BacktestSettings(start: TestData.date("2015-03-02"), end: TestData.date("2015-03-31"))
+        let snapshot = try TestData.snapshot(["MSFT", "SPY"])
+        for engine in [VectorEngine(), ReferenceEngine()] as [any BacktestRunner] {
+            let result = try engine.run(strategy, settings: settings, snapshot: snapshot, indicators: IndicatorStore())
+            let days = result.orders.map { result.dates.firstIndex(of: $0.date)! }
+            // close: in on day 0, out on 3, in on 4 (the bar after), out on 7, ...;
+            // next_open: in on 1, out on 4, in on 5, ...
+            let first = fill == .close ? 0 : 1
+            let expected = (0..<days.count).map { k in first + (k / 2) * 4 + (k % 2) * 3 }
+            #expect(days == expected, "\(engine.name) \(fill)")
+            #expect(result.orders.enumerated().allSatisfy { k, order in
+                order.reason == (k % 2 == 0 ? .entry : .time) && order.side == (k % 2 == 0 ? .sell : .buy)
+            }, "\(engine.name) \(fill)")
+            let bars = snapshot.bars["MSFT"]!
+            for order in result.orders where order.reason == .time {
+                let i = bars.index(of: order.date)!
+                #expect(order.price == (fill == .close ? bars.close[i] : bars.open[i]))
+            }
+        }
+    }
+}

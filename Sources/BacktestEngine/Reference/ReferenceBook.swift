@@ -171,6 +171,8 @@ struct ReferenceBook {
             guard let bars = snapshot.bars[position.ticker] else { continue }
             for i in bars.dates.indices where bars.dates[i] > dates[day - 1] && bars.dates[i] <= dates[day] {
                 holdings[p].shares *= bars.splitRatio[i]
+                holdings[p].entryPrice /= bars.splitRatio[i]
+                holdings[p].extreme /= bars.splitRatio[i]
                 let paid = holdings[p].shares * bars.dividend[i]
                 cash += paid
                 holdings[p].received += paid

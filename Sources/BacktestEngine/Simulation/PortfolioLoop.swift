@@ -176,6 +176,11 @@ struct PortfolioLoop<Recorder: PortfolioRecorder> {
         for p in legs.indices where quantity[p] != 0 {
             guard let actions = legs[p].ticker.actions, actions.days[t] else { continue }
             quantity[p] *= actions.splitRatio[t]
+            if advanced {
+                // Stop levels follow the split, as the prices do (a 2:1 split halves them).
+                entryPrice[p] /= actions.splitRatio[t]
+                extreme[p] /= actions.splitRatio[t]
+            }
             let paid = quantity[p] * actions.dividend[t]
             cash += paid
             tradeProceeds[p] += paid
