@@ -15,14 +15,20 @@ public struct Order: Sendable, Hashable {
     /// Fill price after slippage.
     public var price: Double
     public var commission: Double
+    /// Why the order was placed (the exit reason for an order that closes a position).
+    public var reason: OrderReason
 
-    public init(date: TradingDate, ticker: String, side: OrderSide, quantity: Double, price: Double, commission: Double) {
+    public init(
+        date: TradingDate, ticker: String, side: OrderSide, quantity: Double, price: Double, commission: Double,
+        reason: OrderReason = .entry
+    ) {
         self.date = date
         self.ticker = ticker
         self.side = side
         self.quantity = quantity
         self.price = price
         self.commission = commission
+        self.reason = reason
     }
 }
 

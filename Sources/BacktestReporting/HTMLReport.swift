@@ -67,11 +67,11 @@ package struct HTMLReport: Sendable {
     private func ordersSection() -> String {
         var html = "<h2>Orders</h2>\n"
         guard !result.orders.isEmpty else { return html + "<p>No orders.</p>\n" }
-        html += "<table class=\"orders\"><thead><tr><th>date</th><th>ticker</th><th>side</th><th>quantity</th><th>price</th><th>commission</th></tr></thead><tbody>\n"
+        html += "<table class=\"orders\"><thead><tr><th>date</th><th>ticker</th><th>side</th><th>quantity</th><th>price</th><th>commission</th><th>reason</th></tr></thead><tbody>\n"
         for order in result.orders.prefix(maxOrders) {
             html += "<tr><td>\(order.date.iso)</td><td>\(HTML.escape(order.ticker))</td><td class=\"\(order.side.rawValue)\">\(order.side.rawValue)</td>"
             html += "<td>\(String(format: "%.4f", order.quantity))</td><td>\(HTML.escape(Format.money(order.price)))</td>"
-            html += "<td>\(HTML.escape(Format.money(order.commission)))</td></tr>\n"
+            html += "<td>\(HTML.escape(Format.money(order.commission)))</td><td>\(order.reason.rawValue)</td></tr>\n"
         }
         html += "</tbody></table>\n"
         if result.orders.count > maxOrders {

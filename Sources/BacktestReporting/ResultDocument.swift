@@ -16,7 +16,7 @@ import Foundation
 ///      "benchmark_metrics": {... the same keys ...},
 ///      "warnings": ["..."],
 ///      "orders": [{"date": "2016-10-18", "ticker": "AAPL", "side": "buy", "quantity": 850.1,
-///                  "price": 117.4, "commission": 9.98}],
+///                  "price": 117.4, "commission": 9.98, "reason": "entry"}],
 ///      "equity_curve": [{"date": "2016-01-04", "equity": 100000, "benchmark": 100000}],
 ///      "stats": {"total_ms": 3.2, "analysis_ms": 0.1, "data_ms": 1.9, "indicators_ms": 0.4,
 ///                "simulation_ms": 0.8, "bars_processed": 5028, "cache_hits": 2, "cache_misses": 0,
@@ -64,6 +64,9 @@ package struct ResultDocument: Codable, Sendable, Equatable {
         package var ticker: String
         package var side: OrderSide
         package var quantity, price, commission: Double
+        /// entry, rebalance, signal, stop_loss, take_profit, trailing_stop or time; absent in
+        /// documents written before issue 15.
+        package var reason: OrderReason?
     }
 
     package struct EquityPoint: Codable, Sendable, Equatable {
@@ -107,7 +110,8 @@ package struct ResultDocument: Codable, Sendable, Equatable {
         benchmarkMetrics = MetricsDocument(result.benchmarkMetrics)
         warnings = result.warnings.map(\.message)
         orders = result.orders.map {
-            OrderDocument(date: $0.date, ticker: $0.ticker, side: $0.side, quantity: $0.quantity, price: $0.price, commission: $0.commission)
+            OrderDocument(date: $0.date, ticker: $0.ticker, side: $0.side, quantity: $0.quantity, price: $0.price, commission: $0.commission,
+                reason: $0.reason)
         }
         equityCurve = result.dates.indices.map { i in
             EquityPoint(date: result.dates[i],

@@ -2364,7 +2364,7 @@ const ProtobufCMessageDescriptor backtest__v1__condition__descriptor =
   (ProtobufCMessageInit) backtest__v1__condition__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor backtest__v1__position__field_descriptors[4] =
+static const ProtobufCFieldDescriptor backtest__v1__position__field_descriptors[12] =
 {
   {
     "ticker",
@@ -2414,17 +2414,121 @@ static const ProtobufCFieldDescriptor backtest__v1__position__field_descriptors[
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "direction",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__Position, direction),
+    &backtest__v1__direction__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "sizing",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__Position, sizing),
+    &backtest__v1__sizing__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "size",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__Position, size),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "stop_loss",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__Position, stop_loss),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "take_profit",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__Position, take_profit),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "trailing_stop",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__Position, trailing_stop),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "stop_atr_period",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__Position, stop_atr_period),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "max_bars",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__Position, max_bars),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned backtest__v1__position__field_indices_by_name[] = {
+  4,   /* field[4] = direction */
   2,   /* field[2] = entry */
   3,   /* field[3] = exit */
+  11,   /* field[11] = max_bars */
+  6,   /* field[6] = size */
+  5,   /* field[5] = sizing */
+  10,   /* field[10] = stop_atr_period */
+  7,   /* field[7] = stop_loss */
+  8,   /* field[8] = take_profit */
   0,   /* field[0] = ticker */
+  9,   /* field[9] = trailing_stop */
   1,   /* field[1] = weight */
 };
 static const ProtobufCIntRange backtest__v1__position__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 12 }
 };
 const ProtobufCMessageDescriptor backtest__v1__position__descriptor =
 {
@@ -2434,7 +2538,7 @@ const ProtobufCMessageDescriptor backtest__v1__position__descriptor =
   "Backtest__V1__Position",
   "backtest.v1",
   sizeof(Backtest__V1__Position),
-  4,
+  12,
   backtest__v1__position__field_descriptors,
   backtest__v1__position__field_indices_by_name,
   1,  backtest__v1__position__number_ranges,
@@ -3620,7 +3724,7 @@ const ProtobufCMessageDescriptor backtest__v1__purge_cache_request__descriptor =
   (ProtobufCMessageInit) backtest__v1__purge_cache_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor backtest__v1__order__field_descriptors[6] =
+static const ProtobufCFieldDescriptor backtest__v1__order__field_descriptors[7] =
 {
   {
     "date",
@@ -3694,19 +3798,32 @@ static const ProtobufCFieldDescriptor backtest__v1__order__field_descriptors[6] 
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "reason",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Backtest__V1__Order, reason),
+    &backtest__v1__order_reason__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned backtest__v1__order__field_indices_by_name[] = {
   5,   /* field[5] = commission */
   0,   /* field[0] = date */
   4,   /* field[4] = price */
   3,   /* field[3] = quantity */
+  6,   /* field[6] = reason */
   2,   /* field[2] = side */
   1,   /* field[1] = ticker */
 };
 static const ProtobufCIntRange backtest__v1__order__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor backtest__v1__order__descriptor =
 {
@@ -3716,7 +3833,7 @@ const ProtobufCMessageDescriptor backtest__v1__order__descriptor =
   "Backtest__V1__Order",
   "backtest.v1",
   sizeof(Backtest__V1__Order),
-  6,
+  7,
   backtest__v1__order__field_descriptors,
   backtest__v1__order__field_indices_by_name,
   1,  backtest__v1__order__number_ranges,
@@ -5903,6 +6020,70 @@ const ProtobufCEnumDescriptor backtest__v1__comparison__descriptor =
   backtest__v1__comparison__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
+static const ProtobufCEnumValue backtest__v1__direction__enum_values_by_number[3] =
+{
+  { "DIRECTION_DEFAULT", "BACKTEST__V1__DIRECTION__DIRECTION_DEFAULT", 0 },
+  { "DIRECTION_LONG", "BACKTEST__V1__DIRECTION__DIRECTION_LONG", 1 },
+  { "DIRECTION_SHORT", "BACKTEST__V1__DIRECTION__DIRECTION_SHORT", 2 },
+};
+static const ProtobufCIntRange backtest__v1__direction__value_ranges[] = {
+{0, 0},{0, 3}
+};
+static const ProtobufCEnumValueIndex backtest__v1__direction__enum_values_by_name[3] =
+{
+  { "DIRECTION_DEFAULT", 0 },
+  { "DIRECTION_LONG", 1 },
+  { "DIRECTION_SHORT", 2 },
+};
+const ProtobufCEnumDescriptor backtest__v1__direction__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "backtest.v1.Direction",
+  "Direction",
+  "Backtest__V1__Direction",
+  "backtest.v1",
+  3,
+  backtest__v1__direction__enum_values_by_number,
+  3,
+  backtest__v1__direction__enum_values_by_name,
+  1,
+  backtest__v1__direction__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCEnumValue backtest__v1__sizing__enum_values_by_number[5] =
+{
+  { "SIZING_DEFAULT", "BACKTEST__V1__SIZING__SIZING_DEFAULT", 0 },
+  { "SIZING_WEIGHT", "BACKTEST__V1__SIZING__SIZING_WEIGHT", 1 },
+  { "SIZING_CASH", "BACKTEST__V1__SIZING__SIZING_CASH", 2 },
+  { "SIZING_SHARES", "BACKTEST__V1__SIZING__SIZING_SHARES", 3 },
+  { "SIZING_RISK", "BACKTEST__V1__SIZING__SIZING_RISK", 4 },
+};
+static const ProtobufCIntRange backtest__v1__sizing__value_ranges[] = {
+{0, 0},{0, 5}
+};
+static const ProtobufCEnumValueIndex backtest__v1__sizing__enum_values_by_name[5] =
+{
+  { "SIZING_CASH", 2 },
+  { "SIZING_DEFAULT", 0 },
+  { "SIZING_RISK", 4 },
+  { "SIZING_SHARES", 3 },
+  { "SIZING_WEIGHT", 1 },
+};
+const ProtobufCEnumDescriptor backtest__v1__sizing__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "backtest.v1.Sizing",
+  "Sizing",
+  "Backtest__V1__Sizing",
+  "backtest.v1",
+  5,
+  backtest__v1__sizing__enum_values_by_number,
+  5,
+  backtest__v1__sizing__enum_values_by_name,
+  1,
+  backtest__v1__sizing__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
 static const ProtobufCEnumValue backtest__v1__result_detail__enum_values_by_number[3] =
 {
   { "RESULT_DETAIL_DEFAULT", "BACKTEST__V1__RESULT_DETAIL__RESULT_DETAIL_DEFAULT", 0 },
@@ -5961,6 +6142,44 @@ const ProtobufCEnumDescriptor backtest__v1__side__descriptor =
   backtest__v1__side__enum_values_by_name,
   1,
   backtest__v1__side__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCEnumValue backtest__v1__order_reason__enum_values_by_number[7] =
+{
+  { "ORDER_REASON_ENTRY", "BACKTEST__V1__ORDER_REASON__ORDER_REASON_ENTRY", 0 },
+  { "ORDER_REASON_REBALANCE", "BACKTEST__V1__ORDER_REASON__ORDER_REASON_REBALANCE", 1 },
+  { "ORDER_REASON_SIGNAL", "BACKTEST__V1__ORDER_REASON__ORDER_REASON_SIGNAL", 2 },
+  { "ORDER_REASON_STOP_LOSS", "BACKTEST__V1__ORDER_REASON__ORDER_REASON_STOP_LOSS", 3 },
+  { "ORDER_REASON_TAKE_PROFIT", "BACKTEST__V1__ORDER_REASON__ORDER_REASON_TAKE_PROFIT", 4 },
+  { "ORDER_REASON_TRAILING_STOP", "BACKTEST__V1__ORDER_REASON__ORDER_REASON_TRAILING_STOP", 5 },
+  { "ORDER_REASON_TIME", "BACKTEST__V1__ORDER_REASON__ORDER_REASON_TIME", 6 },
+};
+static const ProtobufCIntRange backtest__v1__order_reason__value_ranges[] = {
+{0, 0},{0, 7}
+};
+static const ProtobufCEnumValueIndex backtest__v1__order_reason__enum_values_by_name[7] =
+{
+  { "ORDER_REASON_ENTRY", 0 },
+  { "ORDER_REASON_REBALANCE", 1 },
+  { "ORDER_REASON_SIGNAL", 2 },
+  { "ORDER_REASON_STOP_LOSS", 3 },
+  { "ORDER_REASON_TAKE_PROFIT", 4 },
+  { "ORDER_REASON_TIME", 6 },
+  { "ORDER_REASON_TRAILING_STOP", 5 },
+};
+const ProtobufCEnumDescriptor backtest__v1__order_reason__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "backtest.v1.OrderReason",
+  "OrderReason",
+  "Backtest__V1__OrderReason",
+  "backtest.v1",
+  7,
+  backtest__v1__order_reason__enum_values_by_number,
+  7,
+  backtest__v1__order_reason__enum_values_by_name,
+  1,
+  backtest__v1__order_reason__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
 static const ProtobufCEnumValue backtest__v1__warning_kind__enum_values_by_number[15] =

@@ -98,6 +98,41 @@ struct DifferentialTests {
             Position(ticker: "AAPL", weight: 0.8, entry: compare(series("close"), .greater, series("ema:50"))),
             Position(ticker: "JPM", weight: 0.7, entry: compare(series("close"), .greater, series("ema:50"))),
         ], fill: .nextOpen, commissionBps: 5, slippageBps: 5, rebalance: .weekly, allowLeverage: true),
+        // Issue 15: exits by price and time, shorts, sizing.
+        Strategy(name: "stop loss and take profit, close", positions: [
+            Position(ticker: "AAPL", weight: 1, entry: compare(series("sma:10"), .greater, series("sma:30")),
+                     exits: PriceExits(stopLoss: 0.03, takeProfit: 0.05)),
+        ], fill: .close, commissionBps: 5, slippageBps: 3),
+        Strategy(name: "trailing stop and time exit, next open", positions: [
+            Position(ticker: "JPM", weight: 0.8, entry: compare(series("close"), .greater, series("ema:20")),
+                     exits: PriceExits(trailingStop: 0.04, maxBars: 15)),
+        ], fill: .nextOpen, slippageBps: 5),
+        Strategy(name: "ATR stops on a ticker with gaps", positions: [
+            Position(ticker: "MSFT", weight: 1, entry: compare(series("close"), .greater, series("sma:20")),
+                     exits: PriceExits(stopLoss: 2, takeProfit: 3, trailingStop: 2.5, atrPeriod: 14)),
+        ], fill: .nextOpen, commissionBps: 2),
+        Strategy(name: "short only with stops", positions: [
+            Position(ticker: "XOM", weight: 0.9, entry: compare(series("sma:10"), .less, series("sma:30")), direction: .short,
+                     exits: PriceExits(stopLoss: 0.04, takeProfit: 0.06, trailingStop: 0.05)),
+        ], fill: .close, commissionBps: 5, slippageBps: 5),
+        Strategy(name: "long short book, weekly rebalance", positions: [
+            Position(ticker: "AAPL", weight: 0.5, entry: compare(series("close"), .greater, series("sma:50"))),
+            Position(ticker: "XOM", weight: 0.5, entry: compare(series("close"), .less, series("sma:50")), direction: .short,
+                     exits: PriceExits(stopLoss: 0.05, maxBars: 20)),
+        ], fill: .nextOpen, commissionBps: 3, slippageBps: 2, rebalance: .weekly),
+        Strategy(name: "cash, shares and risk sizing", positions: [
+            Position(ticker: "AAPL", weight: 1, entry: compare(series("close"), .greater, series("sma:20")), sizing: .cash, size: 30_000,
+                     exits: PriceExits(takeProfit: 0.1)),
+            Position(ticker: "SPY", weight: 1, entry: compare(series("rsi:14"), .less, .number(45)),
+                     exit: compare(series("rsi:14"), .greater, .number(60)), sizing: .shares, size: 150),
+            Position(ticker: "JPM", weight: 1, entry: compare(series("close"), .greater, series("ema:10")), sizing: .risk, size: 0.01,
+                     exits: PriceExits(stopLoss: 0.04, trailingStop: 0.06)),
+        ], fill: .close, commissionBps: 4, slippageBps: 1),
+        Strategy(name: "risk sizing on ATR stops, short, leverage", positions: [
+            Position(ticker: "FB", weight: 1, entry: compare(series("close"), .less, series("sma:20")), direction: .short,
+                     sizing: .risk, size: 0.02, exits: PriceExits(stopLoss: 1.5, atrPeriod: 10, maxBars: 10)),
+            Position(ticker: "AAPL", weight: 0.8, entry: compare(series("close"), .greater, series("sma:20"))),
+        ], fill: .nextOpen, commissionBps: 2, slippageBps: 2, allowLeverage: true),
     ]
 
     @Test("varied strategies give equal results", arguments: strategies.indices)
@@ -114,6 +149,22 @@ struct DifferentialTests {
         Self.expectEqual(v2, reference, strategy.name)
     }
 
+    @Test("the strategies of issue 15 exercise every exit reason, shorts and every sizing")
+    func coverage() throws {
+        let snapshot = try Self.loadedSnapshot.get()
+        var reasons: Set<OrderReason> = []
+        for strategy in Self.strategies where !strategy.positions.allSatisfy(\.isPlain) {
+            let analysis = try StrategyAnalysis(strategy: strategy, settings: Self.settings)
+            let store = try IndicatorStore.compute(analysis.indicatorKeys, snapshot: snapshot)
+            let result = try VectorEngine().run(strategy, settings: Self.settings, snapshot: snapshot, indicators: store)
+            reasons.formUnion(result.orders.map(\.reason))
+        }
+        #expect(reasons == Set(OrderReason.allCases), "missing: \(Set(OrderReason.allCases).subtracting(reasons))")
+        let positions = Self.strategies.flatMap(\.positions)
+        #expect(Set(positions.map(\.sizing)) == Set(SizingMode.allCases))
+        #expect(positions.contains { $0.direction == .short && $0.exits.atrPeriod != nil })
+    }
+
     static func expectEqual(_ a: BacktestResult, _ b: BacktestResult, _ name: String) {
         func near(_ x: Double, _ y: Double) -> Bool { TestData.close(x, y, tolerance: 1e-9) }
         #expect(a.dates == b.dates, "\(name): dates")
@@ -121,7 +172,7 @@ struct DifferentialTests {
         #expect(zip(a.benchmark, b.benchmark).allSatisfy { near($0, $1) }, "\(name): benchmark")
         #expect(a.orders.count == b.orders.count, "\(name): order count \(a.orders.count) vs \(b.orders.count)")
         for (x, y) in zip(a.orders, b.orders) {
-            #expect(x.date == y.date && x.ticker == y.ticker && x.side == y.side, "\(name): order \(x) vs \(y)")
+            #expect(x.date == y.date && x.ticker == y.ticker && x.side == y.side && x.reason == y.reason, "\(name): order \(x) vs \(y)")
             #expect(near(x.quantity, y.quantity) && near(x.price, y.price) && near(x.commission, y.commission), "\(name): order \(x) vs \(y)")
         }
         let (m, n) = (a.metrics, b.metrics)

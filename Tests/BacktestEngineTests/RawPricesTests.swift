@@ -105,6 +105,22 @@ struct RawPricesTests {
         #expect(raw.orders.count == 1 && abs(raw.orders[0].price - 553.13) < 1e-9)
     }
 
+    @Test("stop levels follow a split under raw prices: a 20 % stop through AAPL's 7:1 split equals split-adjusted prices, on both engines")
+    func stopsThroughSplit() throws {
+        var strategy = Self.strategy("AAPL")
+        strategy.positions[0].exits = PriceExits(stopLoss: 0.2, trailingStop: 0.25)
+        for engine in [VectorEngine(), ReferenceEngine()] as [any BacktestRunner] {
+            func run(_ adjustment: PriceAdjustment) throws -> BacktestResult {
+                let settings = BacktestSettings(start: TestData.date("2014-01-02"), end: TestData.date("2014-12-31"), adjustment: adjustment)
+                return try engine.run(strategy, settings: settings, snapshot: try Self.snapshot(["AAPL", "SPY"], adjustment, dividends: false), indicators: IndicatorStore())
+            }
+            let raw = try run(.raw)
+            let split = try run(.split)
+            #expect(raw.orders.count == 1, "\(engine.name): no stop at the split")
+            #expect(Self.near(raw.equity, split.equity), "\(engine.name)")
+        }
+    }
+
     @Test("invariants on every shared ticker: raw without dividends = split; raw with dividends = split + dividends as cash; = all until the first dividend")
     func everyTicker() throws {
         let names = try FileManager.default.contentsOfDirectory(atPath: SharedData.dailyDirectory.path)

@@ -58,6 +58,39 @@ struct StrategyFileTests {
         #expect(try StrategyFile.decode(encoded) == file)
     }
 
+    @Test("stops, shorts and sizing decode, encode only when set, and vary on a grid")
+    func stopsShortsSizing() throws {
+        let text = """
+            {"positions": [{"ticker": "aapl", "entry": {"lhs": "close", "op": ">", "rhs": "sma:20"},
+              "direction": "short", "sizing": "risk", "size": 0.01, "stop_loss": 2, "take_profit": 3,
+              "trailing_stop": 2.5, "stop_atr_period": 14, "max_bars": 20}]}
+            """
+        let position = try StrategyFile.decode(Data(text.utf8)).strategy.positions[0]
+        #expect(position.direction == .short && position.sizing == .risk && position.size == 0.01)
+        #expect(position.exits == PriceExits(stopLoss: 2, takeProfit: 3, trailingStop: 2.5, atrPeriod: 14, maxBars: 20))
+        let file = try StrategyFile.decode(Data(text.utf8))
+        #expect(try StrategyFile.decode(try JSONEncoder().encode(file)) == file)
+        // A plain position's JSON has none of the new keys.
+        let plain = try StrategyFile.decode(Data(Self.full.utf8))
+        let encoded = String(decoding: try JSONEncoder().encode(plain), as: UTF8.self)
+        for key in ["direction", "sizing", "\"size\"", "stop_loss", "take_profit", "trailing_stop", "stop_atr_period", "max_bars"] {
+            #expect(!encoded.contains(key), "\(key) in \(encoded)")
+        }
+        #expect(throws: BacktestError.self) { try StrategyFile.decode(Data(text.replacingOccurrences(of: "\"short\"", with: "\"sideways\"").utf8)) }
+        // A stop x target grid: typed slots give what the JSON path gives.
+        let grid = Grid(base: file.strategy, axes: [
+            GridAxis(path: "positions[0].stop_loss", values: ["1", "1.5"]),
+            GridAxis(path: "positions[*].take_profit", values: ["2", "4"]),
+            GridAxis(path: "positions[0].max_bars", values: ["5", "10"]),
+        ])
+        let plan = try GridPlan(grid)
+        #expect(plan.count == 8)
+        let last = try plan.strategy(7)
+        #expect(last.positions[0].exits == PriceExits(stopLoss: 1.5, takeProfit: 4, trailingStop: 2.5, atrPeriod: 14, maxBars: 10))
+        let first = try plan.strategy(0)
+        #expect(first.positions[0].exits.stopLoss == 1 && first.positions[0].exits.takeProfit == 2 && first.positions[0].exits.maxBars == 5)
+    }
+
     @Test("a variant decodes as a Strategy; settings keys are refused there")
     func variant() throws {
         let json = #"{"name": "v1", "fill": "close", "positions": [{"ticker": "SPY", "entry": {"lhs": "close", "op": ">", "rhs": "sma:200"}}]}"#

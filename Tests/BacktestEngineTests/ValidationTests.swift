@@ -45,6 +45,39 @@ struct ValidationTests {
         #expect(Self.field(of: Strategy(positions: [ok], slippageBps: .infinity)) == "strategy.slippage_bps")
     }
 
+    @Test("invalid stops, shorts and sizing name the offending field")
+    func stopsShortsSizingPaths() {
+        let ok = Position(ticker: "AAPL", weight: 0.5, entry: Self.trend)
+        func with(_ exits: PriceExits, direction: PositionDirection = .long, sizing: SizingMode = .weight, size: Double = 0, weight: Double = 0.5) -> Strategy {
+            Strategy(positions: [ok, Position(ticker: "MSFT", weight: weight, entry: Self.trend, direction: direction, sizing: sizing, size: size, exits: exits)])
+        }
+        #expect(Self.field(of: with(PriceExits(stopLoss: 0.05, takeProfit: 0.1, trailingStop: 0.08, maxBars: 10))) == nil)
+        #expect(Self.field(of: with(PriceExits(stopLoss: -0.05))) == "strategy.positions[1].stop_loss")
+        #expect(Self.field(of: with(PriceExits(stopLoss: 1))) == "strategy.positions[1].stop_loss")
+        #expect(Self.field(of: with(PriceExits(stopLoss: 1.5), direction: .short)) == nil, "a short's stop may be above 100 %")
+        #expect(Self.field(of: with(PriceExits(takeProfit: 0))) == "strategy.positions[1].take_profit")
+        #expect(Self.field(of: with(PriceExits(takeProfit: -1))) == "strategy.positions[1].take_profit")
+        #expect(Self.field(of: with(PriceExits(takeProfit: 1), direction: .short)) == "strategy.positions[1].take_profit")
+        #expect(Self.field(of: with(PriceExits(trailingStop: .nan))) == "strategy.positions[1].trailing_stop")
+        #expect(Self.field(of: with(PriceExits(stopLoss: 2, atrPeriod: 14))) == nil, "ATR multiples above 1")
+        #expect(Self.field(of: with(PriceExits(atrPeriod: 14))) == "strategy.positions[1].stop_atr_period")
+        #expect(Self.field(of: with(PriceExits(stopLoss: 2, atrPeriod: 0))) == "strategy.positions[1].stop_atr_period")
+        #expect(Self.field(of: with(PriceExits(maxBars: 0))) == "strategy.positions[1].max_bars")
+        // A short with a weight over 1 without leverage, and shorts counting in the weight sum.
+        #expect(Self.field(of: with(PriceExits(), direction: .short, weight: 1.5)) == "strategy.positions[1].weight")
+        #expect(Self.field(of: with(PriceExits(), direction: .short, weight: 0.6)) == "strategy.positions")
+        // Sizing that cannot be filled.
+        #expect(Self.field(of: with(PriceExits(), sizing: .cash, size: 0)) == "strategy.positions[1].size")
+        #expect(Self.field(of: with(PriceExits(), sizing: .shares, size: -5)) == "strategy.positions[1].size")
+        #expect(Self.field(of: with(PriceExits(), sizing: .risk, size: 0.01)) == "strategy.positions[1].stop_loss")
+        #expect(Self.field(of: with(PriceExits(stopLoss: 0.05), sizing: .risk, size: 1.5)) == "strategy.positions[1].size")
+        #expect(Self.field(of: with(PriceExits(stopLoss: 0.05), sizing: .risk, size: 0.01)) == nil)
+        #expect(Self.field(of: with(PriceExits(), sizing: .cash, size: 100_001)) == "strategy.positions[1].size")
+        var leveraged = with(PriceExits(), sizing: .cash, size: 150_000)
+        leveraged.allowLeverage = true
+        #expect(Self.field(of: leveraged) == nil)
+    }
+
     @Test("invalid settings name the offending field")
     func settingsPaths() {
         let strategy = Strategy(positions: [Position(ticker: "AAPL", weight: 1, entry: Self.trend)])

@@ -157,6 +157,27 @@ struct MessageCodecTests {
         #expect(back == result)
     }
 
+    @Test func stopsShortsSizingAndOrderReasonsRoundTrip() throws {
+        var strategy = Self.sample
+        strategy.positions[0].direction = .short
+        strategy.positions[0].sizing = .risk
+        strategy.positions[0].size = 0.01
+        strategy.positions[0].exits = PriceExits(stopLoss: 2, takeProfit: 3, trailingStop: 2.5, atrPeriod: 14, maxBars: 20)
+        strategy.positions[1].sizing = .cash
+        strategy.positions[1].size = 25_000
+        strategy.positions[1].exits = PriceExits(takeProfit: 0.1)
+        let method = CallMethod.runBacktest(BacktestRequest(strategy: strategy, settings: Self.settings))
+        #expect(try CallRequest.decode(CallRequest(method: method).encoded()).method.get() == method)
+        let day = TradingDate(iso: "2020-01-02")!
+        let orders = OrderReason.allCases.map { Order(date: day, ticker: "SPY", side: .buy, quantity: 1, price: 2, commission: 0, reason: $0) }
+        let result = BacktestResult(
+            strategyName: "s", dates: [day], equity: [100], benchmark: [100], orders: orders, metrics: Metrics(),
+            benchmarkMetrics: Metrics(), warnings: [], stats: RunStatistics(), initialCapital: 100, benchmarkTicker: "SPY", dataSource: "demo")
+        let decoded = try CallResponse.decode(CallResponse(header: ResponseHeader(requestID: "x", serverVersion: "1"), result: .backtest(result)).encoded())
+        guard case .backtest(let back)? = decoded.result else { Issue.record("no result"); return }
+        #expect(back.orders.map(\.reason) == OrderReason.allCases)
+    }
+
     @Test func serverInfoRoundTripsWithAndWithoutCacheFigures() throws {
         var figures = CacheStatsInfo()
         figures.hits = 729

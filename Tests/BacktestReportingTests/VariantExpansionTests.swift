@@ -40,6 +40,22 @@ struct VariantExpansionTests {
         #expect(variants[1].label == "positions[0].weight=0.25, commission_bps=5")
     }
 
+    @Test("--vary reaches the stop, target, direction and sizing keys of a position")
+    func stopsAndSizing() throws {
+        let variants = try VariantExpansion.expand(base: base, vary: [
+            VaryOption(parsing: "positions[0].stop_loss=0.02,0.05"),
+            VaryOption(parsing: "positions[*].take_profit=0.1"),
+            VaryOption(parsing: "positions[0].direction=long,short"),
+        ])
+        #expect(variants.count == 4)
+        let last = variants[3].strategy.positions[0]
+        #expect(last.exits.stopLoss == 0.05 && last.exits.takeProfit == 0.1 && last.direction == .short)
+        #expect(variants[0].strategy.positions[0].exits.stopLoss == 0.02 && variants[0].strategy.positions[0].direction == .long)
+        #expect(throws: BacktestError.self) {
+            try VariantExpansion.expand(base: base, vary: [VaryOption(parsing: "positions[0].sizing=lots")])
+        }
+    }
+
     @Test("plain strings need no quotes; JSON values with commas are one value")
     func stringAndJSONValues() throws {
         let text = try #require(String(data: base, encoding: .utf8))

@@ -155,6 +155,33 @@ def main():
         assert error.code == pb.UNIMPLEMENTED, error
     assert client.server_info().protocol_version == 1
 
+    # 6. Stops, a short and sizing (Position fields 5-12): every order says why it was placed,
+    #    a short opens with a SELL, and a negative stop is INVALID_ARGUMENT naming the field.
+    stops = pb.Strategy(name="python stops", fill=pb.FILL_CLOSE, commission_bps=1, slippage_bps=2)
+    long_leg = stops.positions.add(ticker="AAPL", sizing=pb.SIZING_CASH, size=40000, stop_loss=0.02, take_profit=0.03)
+    long_leg.entry.compare.lhs.series.field = pb.CLOSE
+    long_leg.entry.compare.op = pb.GREATER
+    long_leg.entry.compare.rhs.series.indicator.type = "sma"
+    long_leg.entry.compare.rhs.series.indicator.params.append(10)
+    short_leg = stops.positions.add(ticker="MSFT", weight=0.4, direction=pb.DIRECTION_SHORT, trailing_stop=0.03, max_bars=10)
+    short_leg.entry.compare.lhs.series.field = pb.CLOSE
+    short_leg.entry.compare.op = pb.LESS
+    short_leg.entry.compare.rhs.series.indicator.type = "sma"
+    short_leg.entry.compare.rhs.series.indicator.params.append(10)
+    result = client.run_backtest(stops, settings, request_id="py-6")
+    reasons = {pb.OrderReason.Name(order.reason) for order in result.orders}
+    assert "ORDER_REASON_ENTRY" in reasons and len(reasons) > 1, reasons
+    first_short = next(order for order in result.orders if order.ticker == "MSFT")
+    assert first_short.side == pb.SELL and first_short.reason == pb.ORDER_REASON_ENTRY, first_short
+    print(f"stops and a short: {len(result.orders)} orders, reasons {sorted(reasons)}")
+    stops.positions[0].stop_loss = -0.02
+    try:
+        client.run_backtest(stops, settings, request_id="py-7")
+        raise AssertionError("a negative stop loss was accepted")
+    except CallError as error:
+        assert error.code == pb.INVALID_ARGUMENT, error
+        assert error.field == "strategy.positions[0].stop_loss", error
+
     client.close()
     if args.report:
         with open(args.report, "w") as file:

@@ -27,6 +27,12 @@ package struct StrategyAnalysis: Sendable, Hashable {
                 if let exit = position.exit {
                     try StrategyAnalysis.collect(exit, ticker: position.ticker, field: path + ".exit", tickers: &tickers, keys: &keys)
                 }
+                // Stop levels in ATR multiples read ATR(period) of the position's ticker.
+                if let period = position.exits.atrPeriod {
+                    keys.insert(try IndicatorKey(
+                        ticker: position.ticker, spec: IndicatorSpec(type: "atr", params: [Double(period)]),
+                        field: path + ".stop_atr_period"))
+                }
             }
         }
         self.tickers = tickers.sorted()

@@ -34,6 +34,7 @@ package struct ReferenceEngine: BacktestRunner {
         var exposedDays = 0
         for t in 0..<dates.count {
             if settings.adjustment == .raw { book.applyCorporateActions(day: t) }
+            book.priceAndTimeExits(day: t, useOpen: strategy.fill == .nextOpen)
             let signalDay: Int? = strategy.fill == .close ? t : (t > 0 ? t - 1 : nil)
             if let s = signalDay {
                 var wantsExit: [Bool] = []
@@ -43,7 +44,11 @@ package struct ReferenceEngine: BacktestRunner {
                     wantsEntry.append(entry)
                     wantsExit.append(exit)
                 }
-                book.trade(day: t, useOpen: strategy.fill == .nextOpen, exits: wantsExit, entries: wantsEntry)
+                book.trade(day: t, useOpen: strategy.fill == .nextOpen, exits: wantsExit, entries: wantsEntry) { p in
+                    let position = strategy.positions[p]
+                    guard let period = position.exits.atrPeriod else { return .nan }
+                    return evaluator.value(VectorEngine.atrOperand(period), ticker: position.ticker, day: s)
+                }
             }
             equity.append(book.value(day: t, useOpen: false))
             if book.isExposed { exposedDays += 1 }
@@ -53,7 +58,7 @@ package struct ReferenceEngine: BacktestRunner {
             var unfilled: [String] = []
             for (p, position) in strategy.positions.enumerated() {
                 let (entry, exit) = evaluator.signals(position, day: last)
-                if book.holdings[p].shares > 0 ? exit : (book.holdings[p].shares == 0 && entry) { unfilled.append(position.ticker) }
+                if book.holdings[p].shares != 0 ? exit : entry { unfilled.append(position.ticker) }
             }
             warnings += PortfolioLoop<FullRecorder>.unfilledAtEndWarning(unfilled, lastDay: dates.last)
         }

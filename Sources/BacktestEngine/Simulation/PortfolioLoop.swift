@@ -14,8 +14,15 @@ import BacktestModel
 ///   (fractional shares); the fill price moves against the trade by the slippage; commission is
 ///   a fraction of quantity x fill price, paid from cash; a buy that cash cannot cover is reduced
 ///   to fit, so cash never goes negative unless the strategy allows leverage;
-/// - rebalancing (when asked) re-targets held positions to their weight on every fill bar
-///   (daily), on the first trading day of a week (weekly) or of a month (monthly).
+/// - rebalancing (when asked) re-targets held weight-sized positions to their weight on every
+///   fill bar (daily), on the first trading day of a week (weekly) or of a month (monthly).
+///
+/// Issue 15's features (README "Engine semantics"), active only when some position uses them
+/// (`advanced`; a plain strategy runs the same arithmetic as before, skipping days between fill
+/// points): shorts (negative quantity; a short locks free cash equal to its entry value, so
+/// free cash = cash - 2 x the shorts' entry values, vectorbt's `debt`), sizing by cash, shares or
+/// risk, and exits by price and time checked on every bar after the entry bar, before that
+/// bar's signal fills (a stop or time exit takes the bar: no signal order for the leg then).
 ///
 /// The loop does not keep what it produces: it hands each day's equity, each order and each
 /// closed round trip to its `Recorder`, so one loop serves the full result (`FullRecorder`:
@@ -39,6 +46,24 @@ struct PortfolioLoop<Recorder: PortfolioRecorder> {
     private(set) var daysExposed = 0
     /// Scratch: legs closed at the current fill point (kept to avoid an allocation per bar).
     private var exited: [Bool]
+    /// Whether some position uses shorts, sizing other than weight, or price and time exits.
+    private let advanced: Bool
+    /// Per leg, while held (advanced only): the entry's fill price (stop levels' base), the
+    /// highest high (longs) / lowest low (shorts) of the bars after the entry bar so far (the
+    /// trailing stop's base; the entry price before any), the entry's fill day, the stop
+    /// distances as fractions of the entry price (ATR ones converted at the entry), and a short's
+    /// entry value (its locked collateral).
+    private var entryPrice: [Double] = []
+    private var extreme: [Double] = []
+    private var entryDay: [Int] = []
+    private var stopFraction: [Double] = []
+    private var trailFraction: [Double] = []
+    private var targetFraction: [Double] = []
+    private var shortValue: [Double] = []
+    /// Sum of `shortValue`.
+    private var shortValueTotal = 0.0
+    /// The day a stop or time exit closed each leg (no signal entry for it that day).
+    private var forcedExitDay: [Int] = []
     private var droppedOrders: [String: (count: Int, first: TradingDate)] = [:]
 
     init(strategy: Strategy, market: PreparedMarket, legs: [PortfolioLeg], recorder: Recorder) {
@@ -53,6 +78,17 @@ struct PortfolioLoop<Recorder: PortfolioRecorder> {
         tradeCost = Array(repeating: 0, count: legs.count)
         tradeProceeds = Array(repeating: 0, count: legs.count)
         exited = Array(repeating: false, count: legs.count)
+        advanced = !strategy.positions.allSatisfy(\.isPlain)
+        if advanced {
+            entryPrice = Array(repeating: .nan, count: legs.count)
+            extreme = entryPrice
+            stopFraction = entryPrice
+            trailFraction = entryPrice
+            targetFraction = entryPrice
+            entryDay = Array(repeating: -1, count: legs.count)
+            forcedExitDay = entryDay
+            shortValue = Array(repeating: 0, count: legs.count)
+        }
     }
 
     /// Legs (in position order) whose `next_open` order was signalled on the last day.
@@ -85,13 +121,16 @@ struct PortfolioLoop<Recorder: PortfolioRecorder> {
         var t = 0
         while t < count {
             if followsCorporateActions { applyCorporateActions(t) }
+            if advanced { exitByPriceAndTime(t, useOpen: useOpen) }
             let s = t - shift
             if s >= 0 {
                 let rebalance = rebalanceDays?[t] ?? false
                 if rebalance || hasSignal(s) { fill(signal: s, at: t, useOpen: useOpen, rebalance: rebalance) }
             }
-            // Until the next day that may fill, only prices move: value those days in one go.
-            let end = nextFillCandidate(after: t, shift: shift, rebalanceDays: rebalanceDays, count: count)
+            // Until the next day that may fill, only prices move: value those days in one go
+            // (held legs with price or time exits are checked every day).
+            let end = advanced && holdsPriceOrTimeExits
+                ? t + 1 : nextFillCandidate(after: t, shift: shift, rebalanceDays: rebalanceDays, count: count)
             value(t..<end)
             t = end
         }
@@ -99,7 +138,7 @@ struct PortfolioLoop<Recorder: PortfolioRecorder> {
             let s = count - 1
             for p in legs.indices {
                 let held = quantity[p]
-                if held > 0 ? legs[p].exit[s] : (held == 0 && legs[p].entry[s]) { unfilledAtEnd.append(legs[p].position.ticker) }
+                if held != 0 ? legs[p].exit[s] : legs[p].entry[s] { unfilledAtEnd.append(legs[p].position.ticker) }
             }
         }
     }
@@ -111,8 +150,8 @@ struct PortfolioLoop<Recorder: PortfolioRecorder> {
         var next = count
         for p in legs.indices {
             let held = quantity[p]
-            let signal = held > 0 ? legs[p].exit : (held == 0 ? legs[p].entry : nil)
-            if let day = signal?.firstSet(from: t + 1 - shift).map({ $0 + shift }), day < next { next = day }
+            let signal = held != 0 ? legs[p].exit : legs[p].entry
+            if let day = signal.firstSet(from: t + 1 - shift).map({ $0 + shift }), day < next { next = day }
         }
         if followsCorporateActions {
             for p in legs.indices where quantity[p] != 0 {
@@ -137,6 +176,11 @@ struct PortfolioLoop<Recorder: PortfolioRecorder> {
         for p in legs.indices where quantity[p] != 0 {
             guard let actions = legs[p].ticker.actions, actions.days[t] else { continue }
             quantity[p] *= actions.splitRatio[t]
+            if advanced {
+                // Stop levels follow the split, as the prices do (a 2:1 split halves them).
+                entryPrice[p] /= actions.splitRatio[t]
+                extreme[p] /= actions.splitRatio[t]
+            }
             let paid = quantity[p] * actions.dividend[t]
             cash += paid
             tradeProceeds[p] += paid
@@ -181,7 +225,7 @@ struct PortfolioLoop<Recorder: PortfolioRecorder> {
     private func hasSignal(_ s: Int) -> Bool {
         for p in 0..<legs.count {
             let held = quantity[p]
-            if held > 0 ? legs[p].exit[s] : (held == 0 && legs[p].entry[s]) { return true }
+            if held != 0 ? legs[p].exit[s] : legs[p].entry[s] { return true }
         }
         return false
     }
@@ -203,26 +247,215 @@ struct PortfolioLoop<Recorder: PortfolioRecorder> {
 
     private mutating func fill(signal s: Int, at t: Int, useOpen: Bool, rebalance: Bool) {
         for p in legs.indices { exited[p] = false }
-        for p in legs.indices where quantity[p] > 0 && legs[p].exit[s] {
+        for p in legs.indices where quantity[p] != 0 && legs[p].exit[s] {
             guard let reference = price(p, t, useOpen) else { drop(p, t); continue }
-            sell(p, quantity: quantity[p], reference: reference, at: t)
+            if quantity[p] > 0 {
+                sell(p, quantity: quantity[p], reference: reference, at: t, reason: .signal)
+            } else {
+                cover(p, quantity: -quantity[p], reference: reference, at: t, reason: .signal)
+            }
             exited[p] = true
         }
         if rebalance {
             var targets: [(Int, Double, Double)] = []
             let total = equity(at: t, useOpen: useOpen)
-            for p in legs.indices where quantity[p] > 0 && !exited[p] {
+            for p in legs.indices where quantity[p] != 0 && !exited[p] && legs[p].position.sizing == .weight {
                 guard let reference = price(p, t, useOpen) else { continue }
-                targets.append((p, legs[p].position.weight * total / reference - quantity[p], reference))
+                if quantity[p] > 0 {
+                    targets.append((p, legs[p].position.weight * total / reference - quantity[p], reference))
+                } else {
+                    targets.append((p, -(legs[p].position.weight * total / reference) - quantity[p], reference))
+                }
             }
-            for (p, delta, reference) in targets where delta < 0 { sell(p, quantity: -delta, reference: reference, at: t) }
-            for (p, delta, reference) in targets where delta > 0 { buy(p, quantity: delta, reference: reference, at: t) }
+            // Sells first (a long's reduction, a short's increase), then buys.
+            for (p, delta, reference) in targets where delta < 0 {
+                if quantity[p] > 0 {
+                    sell(p, quantity: -delta, reference: reference, at: t, reason: .rebalance)
+                } else {
+                    sellShort(p, quantity: -delta, reference: reference, at: t, reason: .rebalance)
+                }
+            }
+            for (p, delta, reference) in targets where delta > 0 {
+                if quantity[p] > 0 {
+                    buy(p, quantity: delta, reference: reference, at: t, reason: .rebalance)
+                } else {
+                    cover(p, quantity: delta, reference: reference, at: t, reason: .rebalance)
+                }
+            }
         }
         for p in legs.indices where quantity[p] == 0 && !exited[p] && legs[p].entry[s] {
             guard let reference = price(p, t, useOpen) else { drop(p, t); continue }
-            let target = legs[p].position.weight * equity(at: t, useOpen: useOpen) / reference
-            buy(p, quantity: target, reference: reference, at: t)
+            if !advanced {
+                let target = legs[p].position.weight * equity(at: t, useOpen: useOpen) / reference
+                buy(p, quantity: target, reference: reference, at: t, reason: .entry)
+                continue
+            }
+            if forcedExitDay[p] == t { continue }
+            open(p, signal: s, reference: reference, at: t, useOpen: useOpen)
         }
+    }
+
+    // MARK: Issue 15: sizing, shorts, exits by price and time (advanced only)
+
+    /// Whether a held leg has a stop, a target or a time exit (so every day must be visited).
+    private var holdsPriceOrTimeExits: Bool {
+        for p in legs.indices where quantity[p] != 0 && !legs[p].position.exits.isEmpty { return true }
+        return false
+    }
+
+    /// The stop distance `value` of leg `p` as a fraction of the entry's reference price: the
+    /// value itself, or value x ATR on the signal day / reference (NaN when the ATR is undefined:
+    /// no such exit for this trade).
+    private func fraction(_ value: Double?, _ p: Int, signal s: Int, reference: Double) -> Double {
+        guard let value else { return .nan }
+        guard let atr = legs[p].atr else { return value }
+        return value * atr[s] / reference
+    }
+
+    /// Opens leg `p` at fill day `t` with its sizing and direction, and arms its exits.
+    private mutating func open(_ p: Int, signal s: Int, reference: Double, at t: Int, useOpen: Bool) {
+        let position = legs[p].position
+        let stop = fraction(position.exits.stopLoss, p, signal: s, reference: reference)
+        let wanted: Double
+        switch position.sizing {
+        case .weight: wanted = position.weight * equity(at: t, useOpen: useOpen) / reference
+        case .cash: wanted = position.size / reference
+        case .shares: wanted = position.size
+        case .risk:
+            // The risked fraction of equity / the stop distance per share; no stop defined
+            // (ATR in warm-up): no trade.
+            guard stop > 0 else { return }
+            wanted = position.size * equity(at: t, useOpen: useOpen) / (reference * stop)
+        }
+        guard wanted > 0, wanted.isFinite else { return }
+        let opened = position.direction == .long
+            ? buy(p, quantity: wanted, reference: reference, at: t, reason: .entry)
+            : sellShort(p, quantity: wanted, reference: reference, at: t, reason: .entry)
+        guard opened else { return }
+        entryDay[p] = t
+        entryPrice[p] = reference
+        extreme[p] = reference
+        stopFraction[p] = stop
+        trailFraction[p] = fraction(position.exits.trailingStop, p, signal: s, reference: reference)
+        targetFraction[p] = fraction(position.exits.takeProfit, p, signal: s, reference: reference)
+    }
+
+    /// Day `t`'s stops, targets and time exits of the legs held since an earlier day, before the
+    /// day's signal fills. Each level is checked against the bar: a gap through it at the open
+    /// fills at the open, a touch (low/high) at the level; a stop (the tighter of stop loss and
+    /// trailing stop) wins over a target in the same bar (vectorbt 1.2). Then the trailing
+    /// extreme takes the bar's high (longs) or low (shorts). A time exit fills at the day's fill
+    /// point (open or close) `max_bars` days after the entry's.
+    private mutating func exitByPriceAndTime(_ t: Int, useOpen: Bool) {
+        for p in legs.indices where quantity[p] != 0 && entryDay[p] >= 0 && entryDay[p] < t {
+            let exits = legs[p].position.exits
+            guard !exits.isEmpty else { continue }
+            let ticker = legs[p].ticker
+            let i = Int(ticker.barIndex[t])
+            guard i >= 0 else { continue }
+            let open = ticker.bars.open[i], high = ticker.bars.high[i], low = ticker.bars.low[i]
+            let long = quantity[p] > 0
+            // The stop: the tighter of stop loss and trailing stop (NaN distances: none).
+            var level = long ? -Double.infinity : Double.infinity
+            var reason = OrderReason.stopLoss
+            let stop = entryPrice[p] * (long ? 1 - stopFraction[p] : 1 + stopFraction[p])
+            if !stop.isNaN { level = stop }
+            let trail = extreme[p] * (long ? 1 - trailFraction[p] : 1 + trailFraction[p])
+            if !trail.isNaN && (long ? trail > level : trail < level) {
+                level = trail
+                reason = .trailingStop
+            }
+            var fill = Double.nan
+            if level.isFinite {
+                if long ? open <= level : open >= level {
+                    fill = open
+                } else if long ? low <= level : high >= level {
+                    fill = level
+                }
+            }
+            let timeDue = exits.maxBars.map { t - entryDay[p] >= $0 } ?? false
+            // A time exit at the open comes before a touch later in the bar.
+            if timeDue && useOpen && fill != open { fill = .nan }
+            if fill.isNaN && !(timeDue && useOpen) {
+                let target = entryPrice[p] * (long ? 1 + targetFraction[p] : 1 - targetFraction[p])
+                if !target.isNaN {
+                    reason = .takeProfit
+                    if long ? open >= target : open <= target {
+                        fill = open
+                    } else if long ? high >= target : low <= target {
+                        fill = target
+                    }
+                }
+            }
+            if fill.isNaN, timeDue, let reference = price(p, t, useOpen) {
+                fill = reference
+                reason = .time
+            }
+            if !fill.isNaN && fill > 0 {
+                if long {
+                    sell(p, quantity: quantity[p], reference: fill, at: t, reason: reason)
+                } else {
+                    cover(p, quantity: -quantity[p], reference: fill, at: t, reason: reason)
+                }
+                forcedExitDay[p] = t
+                continue
+            }
+            if long ? high > extreme[p] : low < extreme[p] { extreme[p] = long ? high : low }
+        }
+    }
+
+    /// Cash that buys and new shorts may use: cash less twice the open shorts' entry values
+    /// (the sale's proceeds and as much again locked as collateral). Plain strategies: cash.
+    @inline(__always)
+    private var freeCash: Double { advanced ? cash - 2 * shortValueTotal : cash }
+
+    /// Sells `wanted` borrowed shares of leg `p` (opening or increasing a short): fill price
+    /// below the reference by the slippage; without leverage reduced so that its value plus
+    /// commission fits in the free cash.
+    @discardableResult
+    private mutating func sellShort(_ p: Int, quantity wanted: Double, reference: Double, at t: Int, reason: OrderReason) -> Bool {
+        let fillPrice = reference * (1 - slippage)
+        var amount = wanted
+        var proceeds = amount * fillPrice
+        var commission = proceeds * commissionRate
+        let free = freeCash
+        if !strategy.allowLeverage && proceeds + commission > free {
+            amount = max(free, 0) / (fillPrice * (1 + commissionRate))
+            proceeds = amount * fillPrice
+            commission = proceeds * commissionRate
+        }
+        guard amount > 0 else { return false }
+        cash += proceeds - commission
+        quantity[p] -= amount
+        tradeProceeds[p] += proceeds - commission
+        shortValue[p] += proceeds
+        shortValueTotal = shortValue.reduce(0, +)
+        recorder.order(leg: p, day: t, side: .sell, quantity: amount, price: fillPrice, commission: commission, reason: reason)
+        return true
+    }
+
+    /// Buys back `amount` shares of leg `p`'s short (all of it closes the round trip): fill
+    /// price above the reference by the slippage; the collateral is released in proportion.
+    private mutating func cover(_ p: Int, quantity amount: Double, reference: Double, at t: Int, reason: OrderReason) {
+        let fillPrice = reference * (1 + slippage)
+        let cost = amount * fillPrice
+        let commission = cost * commissionRate
+        cash -= cost + commission
+        tradeCost[p] += cost + commission
+        let closing = amount >= -quantity[p]
+        shortValue[p] = closing ? 0 : shortValue[p] * (1 - amount / -quantity[p])
+        shortValueTotal = shortValue.reduce(0, +)
+        quantity[p] = closing ? 0 : quantity[p] + amount
+        recorder.order(leg: p, day: t, side: .buy, quantity: amount, price: fillPrice, commission: commission, reason: reason)
+        if closing { finishTrade(p) }
+    }
+
+    private mutating func finishTrade(_ p: Int) {
+        tradeCount += 1
+        recorder.closedTrade(profit: tradeProceeds[p] - tradeCost[p])
+        tradeProceeds[p] = 0
+        tradeCost[p] = 0
+        if advanced { entryDay[p] = -1 }
     }
 
     private mutating func drop(_ p: Int, _ t: Int) {
@@ -232,13 +465,14 @@ struct PortfolioLoop<Recorder: PortfolioRecorder> {
     }
 
     @discardableResult
-    private mutating func buy(_ p: Int, quantity wanted: Double, reference: Double, at t: Int) -> Bool {
+    private mutating func buy(_ p: Int, quantity wanted: Double, reference: Double, at t: Int, reason: OrderReason) -> Bool {
         let fillPrice = reference * (1 + slippage)
         var amount = wanted
         var cost = amount * fillPrice
         var commission = cost * commissionRate
-        if !strategy.allowLeverage && cost + commission > cash {
-            amount = max(cash, 0) / (fillPrice * (1 + commissionRate))
+        let free = freeCash
+        if !strategy.allowLeverage && cost + commission > free {
+            amount = max(free, 0) / (fillPrice * (1 + commissionRate))
             cost = amount * fillPrice
             commission = cost * commissionRate
         }
@@ -246,11 +480,11 @@ struct PortfolioLoop<Recorder: PortfolioRecorder> {
         cash -= cost + commission
         quantity[p] += amount
         tradeCost[p] += cost + commission
-        recorder.order(leg: p, day: t, side: .buy, quantity: amount, price: fillPrice, commission: commission)
+        recorder.order(leg: p, day: t, side: .buy, quantity: amount, price: fillPrice, commission: commission, reason: reason)
         return true
     }
 
-    private mutating func sell(_ p: Int, quantity amount: Double, reference: Double, at t: Int) {
+    private mutating func sell(_ p: Int, quantity amount: Double, reference: Double, at t: Int, reason: OrderReason) {
         let fillPrice = reference * (1 - slippage)
         let proceeds = amount * fillPrice
         let commission = proceeds * commissionRate
@@ -258,13 +492,8 @@ struct PortfolioLoop<Recorder: PortfolioRecorder> {
         tradeProceeds[p] += proceeds - commission
         let closing = amount >= quantity[p]
         quantity[p] = closing ? 0 : quantity[p] - amount
-        recorder.order(leg: p, day: t, side: .sell, quantity: amount, price: fillPrice, commission: commission)
-        if closing {
-            tradeCount += 1
-            recorder.closedTrade(profit: tradeProceeds[p] - tradeCost[p])
-            tradeProceeds[p] = 0
-            tradeCost[p] = 0
-        }
+        recorder.order(leg: p, day: t, side: .sell, quantity: amount, price: fillPrice, commission: commission, reason: reason)
+        if closing { finishTrade(p) }
     }
 }
 
@@ -275,11 +504,15 @@ struct PortfolioLeg {
     /// Signals after the conflict and missing-bar rules.
     let entry: SignalBits
     let exit: SignalBits
+    /// ATR(stop_atr_period) on the calendar (NaN: undefined) when the position's stop levels are
+    /// ATR multiples; nil for fractions.
+    let atr: [Double]?
 
     /// `rawExit` nil: exit when the entry is false.
-    init(position: Position, ticker: AlignedTicker, entry rawEntry: SignalBits, exit rawExit: SignalBits?) {
+    init(position: Position, ticker: AlignedTicker, entry rawEntry: SignalBits, exit rawExit: SignalBits?, atr: [Double]? = nil) {
         self.position = position
         self.ticker = ticker
+        self.atr = atr
         // Per day with a bar: entry = raw entry and not explicit exit; exit = explicit exit
         // and not raw entry (both true: nothing). Days without a bar: both false.
         let explicitExit = rawExit ?? ~rawEntry
@@ -297,8 +530,9 @@ protocol PortfolioRecorder {
     mutating func days(_ days: Range<Int>, equity: (Int) -> Double)
     /// `days` with the same equity every day (nothing held: the cash).
     mutating func flatDays(_ days: Range<Int>, equity: Double)
-    /// A fill of leg `leg` on day `t`: shares (positive), fill price after slippage, commission.
-    mutating func order(leg: Int, day t: Int, side: OrderSide, quantity: Double, price: Double, commission: Double)
+    /// A fill of leg `leg` on day `t`: shares (positive), fill price after slippage, commission,
+    /// and why it was placed.
+    mutating func order(leg: Int, day t: Int, side: OrderSide, quantity: Double, price: Double, commission: Double, reason: OrderReason)
     /// A round trip closed with `profit` (net of commissions; negative for a loss).
     mutating func closedTrade(profit: Double)
 }
@@ -326,8 +560,9 @@ struct FullRecorder: PortfolioRecorder {
         equity.append(contentsOf: repeatElement(value, count: days.count))
     }
 
-    mutating func order(leg: Int, day t: Int, side: OrderSide, quantity: Double, price: Double, commission: Double) {
-        orders.append(Order(date: dates[t], ticker: tickers[leg], side: side, quantity: quantity, price: price, commission: commission))
+    mutating func order(leg: Int, day t: Int, side: OrderSide, quantity: Double, price: Double, commission: Double, reason: OrderReason) {
+        orders.append(Order(
+            date: dates[t], ticker: tickers[leg], side: side, quantity: quantity, price: price, commission: commission, reason: reason))
     }
 
     mutating func closedTrade(profit: Double) {

@@ -45,6 +45,12 @@ package struct VectorEngine: BacktestRunner {
         return try run(validated: strategy, market: market, indicators: indicators)
     }
 
+    /// The ATR series that stop levels in ATR multiples use: Wilder's ATR(`period`) of the
+    /// position's own ticker.
+    static func atrOperand(_ period: Int) -> Operand {
+        .series(SeriesRef(source: .indicator(IndicatorSpec(type: "atr", params: [Double(period)]))))
+    }
+
     package func run(validated strategy: Strategy, market: PreparedMarket, indicators: IndicatorStore) throws(BacktestError) -> BacktestResult {
         let clock = ContinuousClock()
         let started = clock.now
@@ -57,7 +63,10 @@ package struct VectorEngine: BacktestRunner {
             let exit = try position.exit.map { (c: Condition) throws(BacktestError) in
                 try signals.evaluate(c, ticker: position.ticker, field: path + ".exit")
             }
-            legs.append(PortfolioLeg(position: position, ticker: ticker, entry: entry, exit: exit))
+            let atr = try position.exits.atrPeriod.map { (period: Int) throws(BacktestError) in
+                try signals.values(Self.atrOperand(period), ticker: position.ticker, field: path + ".stop_atr_period")
+            }
+            legs.append(PortfolioLeg(position: position, ticker: ticker, entry: entry, exit: exit, atr: atr))
         }
         let recorder = FullRecorder(dates: market.dates, tickers: strategy.positions.map(\.ticker))
         var loop = PortfolioLoop(strategy: strategy, market: market, legs: legs, recorder: recorder)

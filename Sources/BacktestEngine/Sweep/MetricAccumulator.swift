@@ -153,7 +153,7 @@ struct MetricAccumulator: PortfolioRecorder {
         }
     }
 
-    mutating func order(leg: Int, day t: Int, side: OrderSide, quantity: Double, price: Double, commission: Double) {
+    mutating func order(leg: Int, day t: Int, side: OrderSide, quantity: Double, price: Double, commission: Double, reason: OrderReason) {
         orderCount += 1
     }
 

@@ -129,6 +129,10 @@ struct SweepPlan: @unchecked Sendable {
         struct Failed: Error {}
 
         mutating func compile(_ strategy: Strategy) -> Variant? {
+            // Stops in ATR multiples need the ATR series per leg, which the plan does not
+            // align: such variants take the full path (`VectorEngine`, whose summary is the
+            // answer). Every other feature of issue 15 runs in the same `PortfolioLoop` here.
+            if strategy.positions.contains(where: { $0.exits.atrPeriod != nil }) { return nil }
             do {
                 var legs: [Leg] = []
                 var tickers: Set<String> = []

@@ -311,19 +311,53 @@ package struct GridPlan: Sendable {
 /// strategy and writes it into another, so a grid variant costs assignments, not a JSON decode.
 /// Paths inside conditions are supported down to `lhs`, `rhs` and `op` of a comparison (through
 /// `all[i]`, `any[i]` and `not`); others (`id`, a comparison's `ticker`, `[*]` other than
-/// `positions[*].weight|ticker`) make `init` return nil.
+/// `positions[*].weight|ticker|size|stop_loss|take_profit|trailing_stop|max_bars`) make `init`
+/// return nil.
 struct StrategySlot {
     enum Fragment: Sendable {
         case string(String), number(Double), bool(Bool), fill(FillTiming), rebalance(Rebalance)
+        /// A position's optional number (stop levels, max_bars); nil = absent.
+        case optionalNumber(Double?)
         case positions([Position]), position(Position), condition(Condition?), operand(Operand), comparison(Comparison)
     }
 
     enum ConditionStep: Equatable { case member(all: Bool, Int), not }
     enum Leaf: Equatable { case condition, lhs, rhs, op }
+    /// A position's numeric field of issue 15 (sizing and exits), for stop x target grids.
+    enum PositionNumber: String { case size, stopLoss = "stop_loss", takeProfit = "take_profit", trailingStop = "trailing_stop", maxBars = "max_bars"
+
+        func read(_ p: Position) -> Double? {
+            switch self {
+            case .size: p.size
+            case .stopLoss: p.exits.stopLoss
+            case .takeProfit: p.exits.takeProfit
+            case .trailingStop: p.exits.trailingStop
+            case .maxBars: p.exits.maxBars.map(Double.init)
+            }
+        }
+
+        /// nil when `value` does not fit the field (size absent, max_bars not an integer).
+        func write(_ value: Double?, into p: inout Position) -> Bool {
+            switch self {
+            case .size:
+                guard let value else { return false }
+                p.size = value
+            case .stopLoss: p.exits.stopLoss = value
+            case .takeProfit: p.exits.takeProfit = value
+            case .trailingStop: p.exits.trailingStop = value
+            case .maxBars:
+                guard let value else { p.exits.maxBars = nil; return true }
+                guard let bars = Int(exactly: value) else { return false }
+                p.exits.maxBars = bars
+            }
+            return true
+        }
+    }
     enum Place {
         case name, fill, commission, slippage, rebalance, leverage, positions
         case position(Int)
         case ticker(Int?), weight(Int?)
+        case positionNumber(Int?, PositionNumber)
         case condition(position: Int, exit: Bool, steps: [ConditionStep], leaf: Leaf)
     }
 
@@ -356,6 +390,8 @@ struct StrategySlot {
             switch field {
             case "ticker" where c.count == 3: place = .ticker(position)
             case "weight" where c.count == 3: place = .weight(position)
+            case let key where c.count == 3 && PositionNumber(rawValue: key) != nil:
+                place = .positionNumber(position, PositionNumber(rawValue: key)!)
             case "entry", "exit":
                 guard let position else { return nil }
                 var steps: [ConditionStep] = []
@@ -396,6 +432,8 @@ struct StrategySlot {
         case .position(let p): return s.positions.indices.contains(p) ? .position(s.positions[p]) : nil
         case .ticker(let p): return s.positions.indices.contains(p ?? 0) ? .string(s.positions[p ?? 0].ticker) : nil
         case .weight(let p): return s.positions.indices.contains(p ?? 0) ? .number(s.positions[p ?? 0].weight) : nil
+        case .positionNumber(let p, let field):
+            return s.positions.indices.contains(p ?? 0) ? .optionalNumber(field.read(s.positions[p ?? 0])) : nil
         case .condition(let p, let exit, let steps, let leaf):
             guard s.positions.indices.contains(p) else { return nil }
             guard let root = exit ? s.positions[p].exit : s.positions[p].entry else {
@@ -438,6 +476,11 @@ struct StrategySlot {
             for i in p.map({ [$0] }) ?? Array(s.positions.indices) {
                 guard s.positions.indices.contains(i) else { return nil }
                 s.positions[i].weight = v
+            }
+        case (.positionNumber(let p, let field), .optionalNumber(let v)):
+            guard !s.positions.isEmpty else { return nil }
+            for i in p.map({ [$0] }) ?? Array(s.positions.indices) {
+                guard s.positions.indices.contains(i), field.write(v, into: &s.positions[i]) else { return nil }
             }
         case (.condition(let p, let exit, let steps, let leaf), _):
             guard s.positions.indices.contains(p) else { return nil }

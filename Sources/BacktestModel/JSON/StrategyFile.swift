@@ -4,12 +4,24 @@ import Foundation
 extension Position: Codable {
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: AnyKey.self)
-        try container.rejectUnknownKeys(["ticker", "weight", "entry", "exit"], in: "position")
+        try container.rejectUnknownKeys(
+            ["ticker", "weight", "entry", "exit", "direction", "sizing", "size", "stop_loss", "take_profit", "trailing_stop",
+             "stop_atr_period", "max_bars"],
+            in: "position")
+        func number(_ key: String) throws -> Double? { try container.decodeIfPresent(Double.self, forKey: AnyKey(key)) }
+        func integer(_ key: String) throws -> Int? { try container.decodeIfPresent(Int.self, forKey: AnyKey(key)) }
         self.init(
             ticker: try container.decode(String.self, forKey: AnyKey("ticker")).uppercased(),
-            weight: try container.decodeIfPresent(Double.self, forKey: AnyKey("weight")) ?? 1,
+            weight: try number("weight") ?? 1,
             entry: try container.decode(Condition.self, forKey: AnyKey("entry")),
-            exit: try container.decodeIfPresent(Condition.self, forKey: AnyKey("exit")))
+            exit: try container.decodeIfPresent(Condition.self, forKey: AnyKey("exit")),
+            direction: try container.decodeIfPresent(PositionDirection.self, forKey: AnyKey("direction")) ?? .default,
+            sizing: try container.decodeIfPresent(SizingMode.self, forKey: AnyKey("sizing")) ?? .default,
+            size: try number("size") ?? 0,
+            exits: PriceExits(
+                stopLoss: try number("stop_loss"), takeProfit: try number("take_profit"),
+                trailingStop: try number("trailing_stop"), atrPeriod: try integer("stop_atr_period"),
+                maxBars: try integer("max_bars")))
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -18,6 +30,15 @@ extension Position: Codable {
         try container.encode(weight, forKey: AnyKey("weight"))
         try container.encode(entry, forKey: AnyKey("entry"))
         try container.encodeIfPresent(exit, forKey: AnyKey("exit"))
+        // Issue 15's keys only when set, so a plain strategy's file is unchanged.
+        if direction != .default { try container.encode(direction, forKey: AnyKey("direction")) }
+        if sizing != .default { try container.encode(sizing, forKey: AnyKey("sizing")) }
+        if sizing != .weight || size != 0 { try container.encode(size, forKey: AnyKey("size")) }
+        try container.encodeIfPresent(exits.stopLoss, forKey: AnyKey("stop_loss"))
+        try container.encodeIfPresent(exits.takeProfit, forKey: AnyKey("take_profit"))
+        try container.encodeIfPresent(exits.trailingStop, forKey: AnyKey("trailing_stop"))
+        try container.encodeIfPresent(exits.atrPeriod, forKey: AnyKey("stop_atr_period"))
+        try container.encodeIfPresent(exits.maxBars, forKey: AnyKey("max_bars"))
     }
 }
 

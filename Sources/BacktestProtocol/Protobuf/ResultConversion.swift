@@ -21,8 +21,18 @@ enum ResultConversion {
         case BACKTEST__V1__SIDE__SELL: .sell
         default: throw unknownEnum(m.side.rawValue, join(path, "side"))
         }
+        let reason: OrderReason = switch m.reason {
+        case BACKTEST__V1__ORDER_REASON__ORDER_REASON_ENTRY: .entry
+        case BACKTEST__V1__ORDER_REASON__ORDER_REASON_REBALANCE: .rebalance
+        case BACKTEST__V1__ORDER_REASON__ORDER_REASON_SIGNAL: .signal
+        case BACKTEST__V1__ORDER_REASON__ORDER_REASON_STOP_LOSS: .stopLoss
+        case BACKTEST__V1__ORDER_REASON__ORDER_REASON_TAKE_PROFIT: .takeProfit
+        case BACKTEST__V1__ORDER_REASON__ORDER_REASON_TRAILING_STOP: .trailingStop
+        case BACKTEST__V1__ORDER_REASON__ORDER_REASON_TIME: .time
+        default: throw unknownEnum(m.reason.rawValue, join(path, "reason"))
+        }
         return Order(date: try date(m.date, join(path, "date")), ticker: string(m.ticker), side: side,
-                     quantity: m.quantity, price: m.price, commission: m.commission)
+                     quantity: m.quantity, price: m.price, commission: m.commission, reason: reason)
     }
 
     static func metrics(_ c: UnsafePointer<Backtest__V1__Metrics>?) -> Metrics {

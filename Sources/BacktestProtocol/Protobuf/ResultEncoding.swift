@@ -71,6 +71,15 @@ extension ScratchArena {
             o.pointee.quantity = order.quantity
             o.pointee.price = order.price
             o.pointee.commission = order.commission
+            o.pointee.reason = switch order.reason {
+            case .entry: BACKTEST__V1__ORDER_REASON__ORDER_REASON_ENTRY
+            case .rebalance: BACKTEST__V1__ORDER_REASON__ORDER_REASON_REBALANCE
+            case .signal: BACKTEST__V1__ORDER_REASON__ORDER_REASON_SIGNAL
+            case .stopLoss: BACKTEST__V1__ORDER_REASON__ORDER_REASON_STOP_LOSS
+            case .takeProfit: BACKTEST__V1__ORDER_REASON__ORDER_REASON_TAKE_PROFIT
+            case .trailingStop: BACKTEST__V1__ORDER_REASON__ORDER_REASON_TRAILING_STOP
+            case .time: BACKTEST__V1__ORDER_REASON__ORDER_REASON_TIME
+            }
             return o
         }
         m.pointee.metrics = metrics(r.metrics)

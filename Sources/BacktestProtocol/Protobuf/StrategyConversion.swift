@@ -36,7 +36,29 @@ enum StrategyConversion {
         let m = c.pointee
         let entry = try condition(required(m.entry, join(path, "entry")), path: join(path, "entry"))
         let exit = try m.exit.map { try condition($0, path: join(path, "exit")) }
-        return Position(ticker: string(m.ticker), weight: m.weight, entry: entry, exit: exit)
+        let direction: PositionDirection = switch m.direction {
+        case BACKTEST__V1__DIRECTION__DIRECTION_DEFAULT: .default
+        case BACKTEST__V1__DIRECTION__DIRECTION_LONG: .long
+        case BACKTEST__V1__DIRECTION__DIRECTION_SHORT: .short
+        default: throw unknownEnum(m.direction.rawValue, join(path, "direction"))
+        }
+        let sizing: SizingMode = switch m.sizing {
+        case BACKTEST__V1__SIZING__SIZING_DEFAULT: .default
+        case BACKTEST__V1__SIZING__SIZING_WEIGHT: .weight
+        case BACKTEST__V1__SIZING__SIZING_CASH: .cash
+        case BACKTEST__V1__SIZING__SIZING_SHARES: .shares
+        case BACKTEST__V1__SIZING__SIZING_RISK: .risk
+        default: throw unknownEnum(m.sizing.rawValue, join(path, "sizing"))
+        }
+        // 0 on the wire: no such exit (the validation rejects an explicit non-positive level
+        // from JSON, where absence and 0 differ; on the wire a negative value is rejected).
+        func level(_ value: Double) -> Double? { value == 0 ? nil : value }
+        let exits = PriceExits(
+            stopLoss: level(m.stop_loss), takeProfit: level(m.take_profit), trailingStop: level(m.trailing_stop),
+            atrPeriod: m.stop_atr_period == 0 ? nil : Int(m.stop_atr_period), maxBars: m.max_bars == 0 ? nil : Int(m.max_bars))
+        return Position(
+            ticker: string(m.ticker), weight: m.weight, entry: entry, exit: exit, direction: direction, sizing: sizing,
+            size: m.size, exits: exits)
     }
 
     static func condition(_ c: UnsafePointer<Backtest__V1__Condition>, path: String) throws -> Condition {

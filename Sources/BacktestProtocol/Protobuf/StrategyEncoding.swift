@@ -33,6 +33,23 @@ extension ScratchArena {
         m.pointee.weight = p.weight
         m.pointee.entry = condition(p.entry)
         m.pointee.exit = p.exit.map { condition($0) }
+        m.pointee.direction = switch p.direction {
+        // The defaults as 0 on the wire: a plain strategy encodes to the same bytes as before.
+        case .long: BACKTEST__V1__DIRECTION__DIRECTION_DEFAULT
+        case .short: BACKTEST__V1__DIRECTION__DIRECTION_SHORT
+        }
+        m.pointee.sizing = switch p.sizing {
+        case .weight: BACKTEST__V1__SIZING__SIZING_DEFAULT
+        case .cash: BACKTEST__V1__SIZING__SIZING_CASH
+        case .shares: BACKTEST__V1__SIZING__SIZING_SHARES
+        case .risk: BACKTEST__V1__SIZING__SIZING_RISK
+        }
+        m.pointee.size = p.size
+        m.pointee.stop_loss = p.exits.stopLoss ?? 0
+        m.pointee.take_profit = p.exits.takeProfit ?? 0
+        m.pointee.trailing_stop = p.exits.trailingStop ?? 0
+        m.pointee.stop_atr_period = Int32(clamping: p.exits.atrPeriod ?? 0)
+        m.pointee.max_bars = Int32(clamping: p.exits.maxBars ?? 0)
         return m
     }
 

@@ -160,6 +160,50 @@ typedef enum _Backtest__V1__Comparison {
   BACKTEST__V1__COMPARISON__CROSSES_BELOW = 6
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(BACKTEST__V1__COMPARISON)
 } Backtest__V1__Comparison;
+/*
+ * Which way a position trades (README "Engine semantics": shorts and the margin rule).
+ */
+typedef enum _Backtest__V1__Direction {
+  /*
+   * = DIRECTION_LONG
+   */
+  BACKTEST__V1__DIRECTION__DIRECTION_DEFAULT = 0,
+  /*
+   * buy to open, sell to close
+   */
+  BACKTEST__V1__DIRECTION__DIRECTION_LONG = 1,
+  /*
+   * sell borrowed shares to open, buy them back to close
+   */
+  BACKTEST__V1__DIRECTION__DIRECTION_SHORT = 2
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(BACKTEST__V1__DIRECTION)
+} Backtest__V1__Direction;
+/*
+ * How many shares an entry asks for, at the fill point's reference price.
+ */
+typedef enum _Backtest__V1__Sizing {
+  /*
+   * = SIZING_WEIGHT
+   */
+  BACKTEST__V1__SIZING__SIZING_DEFAULT = 0,
+  /*
+   * weight x total equity
+   */
+  BACKTEST__V1__SIZING__SIZING_WEIGHT = 1,
+  /*
+   * `size` in cash
+   */
+  BACKTEST__V1__SIZING__SIZING_CASH = 2,
+  /*
+   * `size` shares
+   */
+  BACKTEST__V1__SIZING__SIZING_SHARES = 3,
+  /*
+   * `size` = fraction of equity lost at the stop loss (needs stop_loss)
+   */
+  BACKTEST__V1__SIZING__SIZING_RISK = 4
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(BACKTEST__V1__SIZING)
+} Backtest__V1__Sizing;
 typedef enum _Backtest__V1__ResultDetail {
   /*
    * FULL for batches of at most 64 variants, SUMMARY for larger ones
@@ -181,6 +225,25 @@ typedef enum _Backtest__V1__Side {
   BACKTEST__V1__SIDE__SELL = 2
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(BACKTEST__V1__SIDE)
 } Backtest__V1__Side;
+/*
+ * Why an order was placed; an order that closes a position says why it exited.
+ */
+typedef enum _Backtest__V1__OrderReason {
+  BACKTEST__V1__ORDER_REASON__ORDER_REASON_ENTRY = 0,
+  BACKTEST__V1__ORDER_REASON__ORDER_REASON_REBALANCE = 1,
+  /*
+   * the exit condition (or the entry turning false)
+   */
+  BACKTEST__V1__ORDER_REASON__ORDER_REASON_SIGNAL = 2,
+  BACKTEST__V1__ORDER_REASON__ORDER_REASON_STOP_LOSS = 3,
+  BACKTEST__V1__ORDER_REASON__ORDER_REASON_TAKE_PROFIT = 4,
+  BACKTEST__V1__ORDER_REASON__ORDER_REASON_TRAILING_STOP = 5,
+  /*
+   * max_bars after the entry
+   */
+  BACKTEST__V1__ORDER_REASON__ORDER_REASON_TIME = 6
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(BACKTEST__V1__ORDER_REASON)
+} Backtest__V1__OrderReason;
 /*
  * What a warning is about. More kinds may come: a client treats a number it does not know as
  * WARNING_KIND_UNSPECIFIED and shows the message. PROTOCOL.md ("Warnings") says which tickers and
@@ -429,10 +492,32 @@ struct  Backtest__V1__Position
    * absent: exit when the entry condition turns false
    */
   Backtest__V1__Condition *exit;
+  Backtest__V1__Direction direction;
+  Backtest__V1__Sizing sizing;
+  /*
+   * cash amount, share count or risked fraction, by `sizing`
+   */
+  double size;
+  /*
+   * Exits by price, checked on every bar after the entry bar against its OHLC (0 = none):
+   * distances from the entry's fill price, as fractions of it, or with stop_atr_period > 0 as
+   * multiples of ATR(stop_atr_period) on the entry's signal bar.
+   */
+  double stop_loss;
+  double take_profit;
+  /*
+   * from the highest high since entry (longs), lowest low (shorts)
+   */
+  double trailing_stop;
+  int32_t stop_atr_period;
+  /*
+   * time exit: close max_bars bars after the entry (0 = none)
+   */
+  int32_t max_bars;
 };
 #define BACKTEST__V1__POSITION__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&backtest__v1__position__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, NULL, NULL }
+    , (char *)protobuf_c_empty_string, 0, NULL, NULL, BACKTEST__V1__DIRECTION__DIRECTION_DEFAULT, BACKTEST__V1__SIZING__SIZING_DEFAULT, 0, 0, 0, 0, 0, 0 }
 
 
 struct  Backtest__V1__Strategy
@@ -815,10 +900,11 @@ struct  Backtest__V1__Order
    */
   double price;
   double commission;
+  Backtest__V1__OrderReason reason;
 };
 #define BACKTEST__V1__ORDER__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&backtest__v1__order__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, BACKTEST__V1__SIDE__SIDE_UNSPECIFIED, 0, 0, 0 }
+    , 0, (char *)protobuf_c_empty_string, BACKTEST__V1__SIDE__SIDE_UNSPECIFIED, 0, 0, 0, BACKTEST__V1__ORDER_REASON__ORDER_REASON_ENTRY }
 
 
 /*
@@ -2380,8 +2466,11 @@ extern const ProtobufCEnumDescriptor    backtest__v1__price_adjustment__descript
 extern const ProtobufCEnumDescriptor    backtest__v1__rebalance__descriptor;
 extern const ProtobufCEnumDescriptor    backtest__v1__price_field__descriptor;
 extern const ProtobufCEnumDescriptor    backtest__v1__comparison__descriptor;
+extern const ProtobufCEnumDescriptor    backtest__v1__direction__descriptor;
+extern const ProtobufCEnumDescriptor    backtest__v1__sizing__descriptor;
 extern const ProtobufCEnumDescriptor    backtest__v1__result_detail__descriptor;
 extern const ProtobufCEnumDescriptor    backtest__v1__side__descriptor;
+extern const ProtobufCEnumDescriptor    backtest__v1__order_reason__descriptor;
 extern const ProtobufCEnumDescriptor    backtest__v1__warning_kind__descriptor;
 extern const ProtobufCEnumDescriptor    backtest__v1__batch_state__descriptor;
 extern const ProtobufCMessageDescriptor backtest__v1__error_status__descriptor;
