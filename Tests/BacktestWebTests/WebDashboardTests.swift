@@ -136,15 +136,36 @@ import FoundationNetworking
         }
     }
 
+    @Test("--variant-delay-ms: a paced batch, FULL or SUMMARY, still streams every variant once, then Final",
+          arguments: ["full", "summary"])
+    func pacedBatchDeliversEveryVariantOnce(detail: String) async throws {
+        try await withDashboard(variantDelay: .milliseconds(5)) { base in
+            let batch = #"{"strategy": \#(Self.strategy), "detail": "\#(detail)", "grid": ["positions[0].entry.lhs=sma:5,sma:10", "positions[0].entry.rhs=sma:50,sma:100"]}"#
+            let (status, _, body) = try await Self.request(base + "/api/batches", method: "POST", body: Data(batch.utf8))
+            #expect(status == 200)
+            let updates = try String(decoding: body, as: UTF8.self).components(separatedBy: "\n\n")
+                .filter { $0.hasPrefix("event: update") }
+                .map { event in
+                    try #require(try JSONSerialization.jsonObject(with: Data(event.dropFirst("event: update\ndata: ".count).utf8)) as? [String: Any])
+                }
+            let indices = updates.flatMap { ($0["results"] as? [[String: Any]]) ?? [] }.compactMap { $0["index"] as? Int }
+            #expect(indices.sorted() == [0, 1, 2, 3])
+            #expect(updates.last?["header"] as? String == "Final Results")
+        }
+    }
+
     // MARK: Harness
 
     /// Runs `body` against a dashboard on 127.0.0.1 (a free port), then shuts it down.
-    func withDashboard(maxBodyBytes: Int = WebConfiguration.defaultMaxBodyBytes, _ body: (String) async throws -> Void) async throws {
+    func withDashboard(
+        maxBodyBytes: Int = WebConfiguration.defaultMaxBodyBytes, variantDelay: Duration = .zero, _ body: (String) async throws -> Void
+    ) async throws {
         var logger = Logger(label: "test.web")
         logger.logLevel = .critical
         let source = try MarketDataSource.parse("demo").makeProvider(logger: logger)
         let pipeline = BacktestPipeline(source: source, cache: nil, engines: EngineSelection(), logger: logger)
-        let service = EngineBacktestService(pipeline: pipeline, jobs: BatchJobRegistry(), maxParallel: 2, serverVersion: "web-test")
+        let service = EngineBacktestService(
+            pipeline: pipeline, jobs: BatchJobRegistry(), maxParallel: 2, variantDelay: variantDelay, serverVersion: "web-test")
         let dashboard = WebDashboard(
             service: service, configuration: WebConfiguration(host: "127.0.0.1", port: 0, maxBodyBytes: maxBodyBytes), logger: logger)
         let (ports, portSink) = AsyncStream<Int>.makeStream()

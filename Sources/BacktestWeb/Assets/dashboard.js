@@ -29,6 +29,7 @@
     ["win_rate", "win rate", "percent"], ["profit_factor", "profit factor", "ratio"],
     ["trade_count", "trades", "count"], ["exposure", "exposure", "percent"], ["final_equity", "final equity", "money"],
   ];
+  const MAX_ROWS = 1000;
   const TABLE_METRICS = ["total_return", "cagr", "sharpe", "sortino", "max_drawdown", "trade_count", "final_equity"];
   const metricInfo = (key) => METRICS.find((m) => m[0] === key);
 
@@ -399,9 +400,14 @@
 
     let order = state.rows.map((row, index) => ({ row, index }));
     if (final) order.sort((a, b) => compareRows(a.row, b.row, state.sortKey));
+    // A sweep of thousands of variants: the table shows the first MAX_ROWS (the best, once
+    // final); the CSV has them all.
+    const shown = order.slice(0, MAX_ROWS);
+    $("batch-more").textContent = order.length > shown.length
+      ? `showing ${shown.length} of ${order.length} variants${final ? " (the best by " + metricInfo(state.sortKey)[1] + "); the CSV has all" : ""}` : "";
     const body = $("batch-rows");
     clear(body);
-    for (const { row, index } of order) {
+    for (const { row, index } of shown) {
       const tr = el("tr");
       tr.dataset.index = String(index);
       tr.appendChild(el("td", index));
@@ -435,15 +441,22 @@
     const done = state.rows.filter((r) => r && r.parameters && r.parameters.length === 2);
     if (done.length === 0) { section.hidden = true; return; }
     const axes = done[0].parameters.map((p) => p.path);
-    const down = [], across = [];
+    const downSet = new Set(), acrossSet = new Set();
     for (const r of state.rows) {
       if (!r || !r.parameters || r.parameters.length !== 2) continue;
-      if (!down.includes(r.parameters[0].value)) down.push(r.parameters[0].value);
-      if (!across.includes(r.parameters[1].value)) across.push(r.parameters[1].value);
+      downSet.add(r.parameters[0].value);
+      acrossSet.add(r.parameters[1].value);
     }
+    const down = [...downSet], across = [...acrossSet];
+    // A heatmap wider or taller than this is unreadable in a page: the CLI's --heatmap is for those.
+    if (down.length * across.length > 10000) { section.hidden = true; return; }
     const key = state.sortKey, kind = metricInfo(key)[2];
-    const values = done.map((r) => metricValue(r, key)).filter((v) => v !== null && Number.isFinite(v));
-    const lo = Math.min(...values), hi = Math.max(...values);
+    const cells = new Map(done.map((r) => [r.parameters[0].value + "\u0000" + r.parameters[1].value, r]));
+    let lo = Infinity, hi = -Infinity, count = 0;
+    for (const r of done) {
+      const v = metricValue(r, key);
+      if (v !== null && Number.isFinite(v)) { lo = Math.min(lo, v); hi = Math.max(hi, v); count++; }
+    }
     section.hidden = false;
     $("heatmap-title").textContent = `Heatmap: ${metricInfo(key)[1]} by ${axes[0]} (rows) and ${axes[1]} (columns)`;
     clear(table);
@@ -455,10 +468,10 @@
       const tr = el("tr");
       tr.appendChild(el("th", d));
       for (const a of across) {
-        const r = done.find((x) => x.parameters[0].value === d && x.parameters[1].value === a);
+        const r = cells.get(d + "\u0000" + a);
         const v = r ? metricValue(r, key) : null;
         const td = el("td", r ? format(v, kind) : "…");
-        if (v !== null && Number.isFinite(v) && values.length) {
+        if (v !== null && Number.isFinite(v) && count > 0) {
           let t = hi > lo ? (v - lo) / (hi - lo) : 0.5;
           if (key === "volatility") t = 1 - t;
           td.style.backgroundColor = `hsl(${Math.round(t * 120)}, 65%, 72%)`;
