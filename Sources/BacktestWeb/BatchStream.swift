@@ -24,8 +24,13 @@ struct BatchStream {
     let request: BatchRequest
     let context: CallContext
 
-    func response() -> Response {
+    /// The event stream once the batch started (its first update, the id, is on its way), or
+    /// the call's error as a JSON error answer when it failed before starting (an invalid grid,
+    /// a batch the server's budget does not admit), so those get an HTTP error status.
+    func response() async -> Response {
         let (events, sink) = AsyncStream<ByteBuffer>.makeStream()
+        // The first outcome: nil once the batch announced its id, or the error that ended it before.
+        let (started, startSink) = AsyncStream<BacktestError?>.makeStream(bufferingPolicy: .bufferingOldest(1))
         let connection = context.connection
         let service = self.service
         let request = self.request
@@ -37,20 +42,28 @@ struct BatchStream {
         Task {
             do {
                 try await service.runBatch(request, context: context) { update in
+                    startSink.yield(nil)
+                    startSink.finish()
                     guard !connection.isLost else { throw CancellationError() }
                     if case .terminated = sink.yield(Self.event("update", WebJSON.encode(UpdateDocument(update)))) {
                         throw CancellationError()
                     }
                 }
             } catch let error as BacktestError {
+                startSink.yield(error)
                 sink.yield(Self.event("error", WebJSON.encode(ErrorDocument(error))))
             } catch {
                 if !connection.isLost {
                     sink.yield(Self.event("error", WebJSON.encode(ErrorDocument(BacktestError(.cancelled, "the batch stopped")))))
                 }
             }
+            startSink.finish()
             sink.yield(Self.event("end", Data("{}".utf8)))
             sink.finish()
+        }
+        for await outcome in started {
+            if let error = outcome { return WebDashboard.errorResponse(error) }
+            break
         }
         var headers = HTTPFields()
         headers[.contentType] = "text/event-stream; charset=utf-8"

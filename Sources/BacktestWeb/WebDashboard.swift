@@ -37,7 +37,9 @@ package struct WebConfiguration: Sendable {
 /// - `GET /api/info`: ServerInfo.
 /// - `POST /api/backtest`: a strategy file → the result (ResultDocument's JSON).
 /// - `POST /api/batches`: a batch (grid or variants) → a `text/event-stream` of `update`
-///   events (UpdateDocument, summaries only), then `end`; an `error` event when the batch stops.
+///   events (UpdateDocument, summaries only), then `end`; an `error` event when the batch stops
+///   after it started. An error before it started (the service's validation, admission) is a
+///   JSON error answer.
 ///   A client that goes away leaves the batch running, as a lost TCP connection does: it re-attaches
 ///   with `GET /api/batches/{id}`.
 /// - `GET /api/batches/{id}?known=0-3,5`: GetBatchStatus.
@@ -94,7 +96,7 @@ package struct WebDashboard: Sendable {
             await Self.answer { () async throws -> Response in
                 let body = try await Self.body(request, limit: configuration.maxBodyBytes)
                 let batch = try WebRequests.batch(body)
-                return BatchStream(service: service, request: batch, context: Self.callContext(context, logger: logger)).response()
+                return await BatchStream(service: service, request: batch, context: Self.callContext(context, logger: logger)).response()
             }
         }
         router.get("/api/batches/:id") { request, context in

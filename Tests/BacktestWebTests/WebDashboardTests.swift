@@ -62,6 +62,15 @@ import FoundationNetworking
             let (status3, _, body3) = try await Self.request(base + "/api/batches", method: "POST", body: Data(batch.utf8))
             #expect(status3 == 400)
             #expect((try Self.error(body3)["field"] as? String)?.hasPrefix("grid[0]") == true)
+
+            // What the service finds wrong with a grid before the batch starts is a JSON error too,
+            // with the service's path, not an event stream.
+            let unknown = #"{"strategy": \#(Self.strategy), "grid": ["positions[3].weight=1,2"]}"#
+            let (status4, headers4, body4) = try await Self.request(base + "/api/batches", method: "POST", body: Data(unknown.utf8))
+            #expect(status4 == 400)
+            #expect(headers4["Content-Type"]?.hasPrefix("application/json") == true)
+            let field4 = try Self.error(body4)["field"] as? String
+            #expect(field4?.hasPrefix("run_batch.grid") == true, "field \(field4 ?? "nil")")
         }
     }
 

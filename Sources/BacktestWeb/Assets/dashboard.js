@@ -147,6 +147,13 @@
     }
   }
 
+  // Errors about the axes ("grid[1]", the service's "run_batch.grid...") belong under the axes;
+  // "grid.base_strategy..." is the strategy's.
+  function isGridField(field) {
+    const f = field || "";
+    return (f.startsWith("grid") || f.startsWith("run_batch.grid")) && !f.startsWith("grid.base_strategy");
+  }
+
   function hideError(boxId, textareaId) {
     $(boxId).hidden = true;
     clear($(boxId));
@@ -537,7 +544,7 @@
     if (!response.ok) {
       const answer = await readJSON(response);
       const error = answer.error || {};
-      if ((error.field || "").startsWith("grid")) showError("grid-error", "grid-axes", error, false);
+      if (isGridField(error.field)) showError("grid-error", "grid-axes", error, false);
       else showError("editor-error", "strategy-editor", error, true);
       $("live-status").textContent = "";
       return;
@@ -575,7 +582,7 @@
             const error = JSON.parse(data).error;
             state.error = error;
             if (!state.batchId) {
-              if ((error.field || "").startsWith("grid") || (error.field || "").startsWith("run_batch.grid")) showError("grid-error", "grid-axes", error, false);
+              if (isGridField(error.field)) showError("grid-error", "grid-axes", error, false);
               else showError("editor-error", "strategy-editor", error, true);
             }
             render();
