@@ -6,7 +6,7 @@ Run by scripts/browser-test.sh, which starts `backtestd --data-source demo --htt
 (D ms before each variant result) is what lets a browser see a batch of 8 while it is partial.
 
 Checks: the polling schedule; a single backtest (charts, metrics, orders); a validation error
-shown at the field the server names; a batch of 8 going from "Partial Results (k/8 complete)"
+shown at the field the server names (in the strategy, and in the grid's axes); a batch of 8 going from "Partial Results (k/8 complete)"
 to "Final Results" with sorting and the CSV disabled while partial and enabled at the end; the
 CSV equal to the server's summaries; a strategy named <img src=x onerror=alert(1)> rendered as
 text; a row's FULL result; the live stream killed mid-batch, the page finishing by polling; a
@@ -137,6 +137,16 @@ def check_validation_error_at_field(b):
     assert "invalid" in b.js("return document.getElementById('strategy-editor').className")
 
 
+def check_grid_error_under_the_axes(b):
+    b.set_value("strategy-editor", json.dumps(dict(STRATEGY, name="grid error"), indent=2))
+    b.set_value("grid-axes", "positions[3].weight=1,2")
+    b.driver.find_element(By.ID, "run-batch").click()
+    b.wait(lambda: b.js("return !document.getElementById('grid-error').hidden"), what="the grid error box")
+    field = b.js("return document.getElementById('grid-error').dataset.field")
+    assert field.startswith("run_batch.grid"), f"field {field!r}"
+    assert b.js("return document.getElementById('editor-error').hidden"), "the strategy is not blamed"
+
+
 def check_batch_partial_to_final(b, shared):
     b.start_batch()
     seen, partial_controls, running_rows = [], [], 0
@@ -259,6 +269,7 @@ def main():
         ("poll schedule", lambda: check_poll_schedule(b)),
         ("single backtest", lambda: check_single_backtest(b)),
         ("validation error at the field", lambda: check_validation_error_at_field(b)),
+        ("grid error under the axes", lambda: check_grid_error_under_the_axes(b)),
         ("batch partial to final", lambda: check_batch_partial_to_final(b, shared)),
         ("CSV equals the server's summaries", lambda: check_csv_equals_summaries(b, shared)),
         ("strategy name rendered as text", lambda: check_name_is_text(b)),
