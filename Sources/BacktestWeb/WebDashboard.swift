@@ -79,13 +79,13 @@ package struct WebDashboard: Sendable {
         router.get("/assets/dashboard.css") { _, _ in Self.asset(WebAssets.style, type: "text/css; charset=utf-8") }
 
         router.get("/api/info") { _, _ in
-            await Self.answer { () async throws -> Response in
+            await Self.answer(logger) { () async throws -> Response in
                 let info = await service.serverInfo()
                 return Self.json(InfoDocument(info))
             }
         }
         router.post("/api/backtest") { request, context in
-            await Self.answer { () async throws -> Response in
+            await Self.answer(logger) { () async throws -> Response in
                 let body = try await Self.body(request, limit: configuration.maxBodyBytes)
                 let backtest = try WebRequests.backtest(body)
                 let result = try await service.runBacktest(backtest, context: Self.callContext(context, logger: logger))
@@ -93,14 +93,14 @@ package struct WebDashboard: Sendable {
             }
         }
         router.post("/api/batches") { request, context in
-            await Self.answer { () async throws -> Response in
+            await Self.answer(logger) { () async throws -> Response in
                 let body = try await Self.body(request, limit: configuration.maxBodyBytes)
                 let batch = try WebRequests.batch(body)
                 return await BatchStream(service: service, request: batch, context: Self.callContext(context, logger: logger)).response()
             }
         }
         router.get("/api/batches/:id") { request, context in
-            await Self.answer { () async throws -> Response in
+            await Self.answer(logger) { () async throws -> Response in
                 let id = try Self.batchID(context)
                 let known = try WebRequests.indices(request.uri.queryParameters["known"] ?? "", limit: Self.maxIndex)
                 let update = try await service.batchStatus(id: id, knownIndices: known, context: Self.callContext(context, logger: logger))
@@ -108,7 +108,7 @@ package struct WebDashboard: Sendable {
             }
         }
         router.get("/api/batches/:id/variants/:index") { _, context in
-            await Self.answer { () async throws -> Response in
+            await Self.answer(logger) { () async throws -> Response in
                 let id = try Self.batchID(context)
                 guard let text = context.parameters.get("index"), let index = Int(text), index >= 0 else {
                     throw BacktestError.invalidArgument("expected a variant index (0 or more)", field: "index")
@@ -124,7 +124,7 @@ package struct WebDashboard: Sendable {
             }
         }
         router.get("/api/batches/:id/csv") { request, context in
-            await Self.answer { () async throws -> Response in
+            await Self.answer(logger) { () async throws -> Response in
                 let id = try Self.batchID(context)
                 let sortText = request.uri.queryParameters["sort"].map(String.init) ?? "sharpe"
                 guard let metric = BatchMetric(name: sortText) else {
@@ -140,7 +140,7 @@ package struct WebDashboard: Sendable {
             }
         }
         router.post("/api/batches/:id/cancel") { _, context in
-            await Self.answer { () async throws -> Response in
+            await Self.answer(logger) { () async throws -> Response in
                 let update = try await service.cancelBatch(id: try Self.batchID(context), context: Self.callContext(context, logger: logger))
                 return Self.json(UpdateDocument(update))
             }
@@ -153,8 +153,9 @@ package struct WebDashboard: Sendable {
 
     // MARK: Helpers
 
-    /// Runs `body`, answering a thrown error as JSON.
-    static func answer(_ body: () async throws -> Response) async -> Response {
+    /// Runs `body`, answering a thrown error as JSON: a `BacktestError` with its code, message
+    /// and field; anything else as INTERNAL with a generic message (and logged).
+    static func answer(_ logger: Logger, _ body: () async throws -> Response) async -> Response {
         do {
             return try await body()
         } catch let error as BacktestError {
@@ -164,6 +165,7 @@ package struct WebDashboard: Sendable {
         } catch is CancellationError {
             return errorResponse(BacktestError(.cancelled, "the call was cancelled"))
         } catch {
+            logger.error("web: a request failed: \(error)")
             return errorResponse(BacktestError(.internal, "internal error"))
         }
     }
