@@ -16,8 +16,9 @@
 //                   └─▶ BacktestReporting (tables, charts, CSV/JSON/HTML) ─▶ BacktestModel
 //   backtest-bench (exe) ─▶ BacktestBench ─▶ BacktestClient, FakeAlpaca, BacktestTestSupport, BacktestReporting
 //   engine-bench (exe)   ─▶ BacktestEngine, BacktestTestSupport
+//   backtestd (exe) ─▶ BacktestWeb (--http-port: dashboard, HTTP/JSON, Hummingbird) ─▶ BacktestService, BacktestReporting
 //
-// BacktestServer knows the application only through the `BacktestService` protocol. The client
+// BacktestServer and BacktestWeb know the application only through the `BacktestService` protocol. The client
 // library's closure (BacktestClient, BacktestProtocol, BacktestModel, BacktestCore, the protobuf-c
 // bridge, NIO) has no engine, cache, market data, hiredis or curl.
 //
@@ -47,6 +48,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         // backtestd's configuration reader (flags, then environment, then defaults).
         .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0"),
+        // backtestd's web dashboard (--http-port): HTTP/JSON and server-sent events.
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
     ],
     targets: [
         // MARK: C libraries
@@ -132,6 +136,23 @@ let package = Package(
                 .product(name: "Atomics", package: "swift-atomics"),
             ]),
 
+        // The web dashboard (`backtestd --http-port`): one page, a small HTTP/JSON API and a
+        // server-sent-event stream, over the same `BacktestService` the TCP server calls. The
+        // page's HTML, JS and CSS are embedded in the binary (no build step, nothing fetched).
+        .target(
+            name: "BacktestWeb",
+            dependencies: [
+                "BacktestCore", "BacktestModel", "BacktestProtocol", "BacktestService", "BacktestReporting",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            resources: [
+                .embedInCode("Assets/index.html"), .embedInCode("Assets/dashboard.js"), .embedInCode("Assets/dashboard.css"),
+            ]),
+
         // What the `backtest` CLI prints and writes (tables, charts, JSON, HTML, CSV, --vary): no
         // networking, so all of it is unit-tested without a server.
         .target(name: "BacktestReporting", dependencies: ["BacktestCore", "BacktestModel"]),
@@ -159,7 +180,7 @@ let package = Package(
         .executableTarget(
             name: "backtestd",
             dependencies: [
-                "BacktestDaemon", "BacktestServer",
+                "BacktestDaemon", "BacktestServer", "BacktestWeb",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -254,6 +275,14 @@ let package = Package(
                 "BacktestDaemon", "BacktestServer", "BacktestCache", "MarketData", "BacktestCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+            ]),
+        .testTarget(
+            name: "BacktestWebTests",
+            dependencies: [
+                "BacktestWeb", "BacktestService", "BacktestEngine", "BacktestModel", "BacktestCore", "MarketData",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
         .testTarget(
             name: "BacktestServerTests",

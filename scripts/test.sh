@@ -5,7 +5,8 @@
 #   3. starts a throw-away redis-server on a loopback port (tied to this script's life),
 #   4. builds and runs every Swift test (unit, integration against the real redis-server and a
 #      fake Alpaca server on loopback, protocol tests against a real server),
-#   5. (the Python client test runs inside the Swift suite), then the fuzzer for a bounded time.
+#   5. (the Python client test runs inside the Swift suite), then the dashboard's browser test
+#      (scripts/browser-test.sh: chromium + selenium), then the fuzzer for a bounded time.
 # It fails when a test leaves a child process (redis-server, backtestd, ...) behind, naming the
 # test, and kills what was left.
 set -euo pipefail
@@ -96,6 +97,14 @@ if ! check_children; then
   exit 1
 fi
 echo "test.sh: no test left a child process running"
+
+# The web dashboard in a real browser: Debian's chromium and chromium-driver, selenium from PyPI,
+# against a backtestd child of its own on demo data (stopped before the script returns).
+scripts/browser-test.sh
+if ! check_children; then
+  echo "test.sh: the browser test left a backtestd running" >&2
+  exit 1
+fi
 
 # libFuzzer + AddressSanitizer over the frame and message decoders, for a bounded time.
 scripts/run-fuzzer.sh "${BACKTESTD_FUZZ_SECONDS:-60}"

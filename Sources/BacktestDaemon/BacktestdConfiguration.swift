@@ -36,6 +36,13 @@ package struct BacktestdConfiguration: Sendable {
     package var cache: Cache?
     /// The loopback port of the Prometheus `GET /metrics` endpoint; nil (the default) for none.
     package var metricsPort: Int?
+    /// `--http-port`: the web dashboard's port (BacktestWeb), bound to `server.host` like the TCP
+    /// port; nil (the default) for no dashboard.
+    package var httpPort: Int?
+    /// `--variant-delay-ms`: a pause before each variant result of a batch is recorded, for demos
+    /// and browser tests that must watch a batch go from Partial to Final (a batch of 8 on demo
+    /// data otherwise ends in milliseconds). 0, the default, for none; never use it in production.
+    package var variantDelayMilliseconds: Int
 
     /// The cache's settings (docs/cache.md).
     package struct Cache: Sendable, Equatable {
@@ -92,6 +99,8 @@ package struct BacktestdConfiguration: Sendable {
         batchRetentionMegabytes = try reader.integer(.batchRetentionMb, in: 0...(Int.max >> 20)) ?? 128
         batchBudgetMegabytes = try reader.integer(.batchBudgetMb, in: 1...(Int.max >> 20)) ?? 192
         metricsPort = try reader.integer(.metricsPort, in: 0...65535)
+        httpPort = try reader.integer(.httpPort, in: 0...65535)
+        variantDelayMilliseconds = try reader.integer(.variantDelayMs, in: 0...60_000) ?? 0
 
         if try reader.switch(.cache) == false {
             cache = nil

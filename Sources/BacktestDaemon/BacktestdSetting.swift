@@ -27,6 +27,8 @@ package enum BacktestdSetting: String, CaseIterable, Sendable {
     case batchRetentionMb = "BACKTESTD_BATCH_RETENTION_MB"
     case batchBudgetMb = "BACKTESTD_BATCH_BUDGET_MB"
     case metricsPort = "BACKTESTD_METRICS_PORT"
+    case httpPort = "BACKTESTD_HTTP_PORT"
+    case variantDelayMs = "BACKTESTD_VARIANT_DELAY_MS"
 
     // Variables only.
     case useNewEngine = "USE_NEW_ENGINE"
@@ -57,7 +59,7 @@ package enum BacktestdSetting: String, CaseIterable, Sendable {
         switch self {
         case .host, .port, .maxFrameBytes, .maxConcurrentStreams, .maxConnections, .handshakeTimeoutMs, .idleTimeoutMs,
             .frameTimeoutMs, .keepaliveMs, .maxCallTimeoutMs, .maxOutputBufferBytes, .decodeBudgetBytes, .drainTimeoutMs,
-            .logLevel, .dataSource, .maxParallel, .batchRetentionSeconds, .batchRetentionMb, .batchBudgetMb, .metricsPort:
+            .logLevel, .dataSource, .maxParallel, .batchRetentionSeconds, .batchRetentionMb, .batchBudgetMb, .metricsPort, .httpPort, .variantDelayMs:
             "--" + rawValue.dropFirst("BACKTESTD_".count).lowercased().replacing("_", with: "-")
         default:
             nil

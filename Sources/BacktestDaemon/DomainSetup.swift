@@ -43,7 +43,11 @@ package struct DomainSetup {
                 maxRetainedBytes: configuration.batchRetentionMegabytes * 1024 * 1024,
                 budgetBytes: configuration.batchBudgetMegabytes * 1024 * 1024),
             maxParallel: maxParallel, statusAnswerBytes: configuration.server.maxFramePayload / 2,
+            variantDelay: .milliseconds(configuration.variantDelayMilliseconds),
             serverVersion: configuration.server.serverVersion)
+        if configuration.variantDelayMilliseconds > 0 {
+            logger.notice("--variant-delay-ms \(configuration.variantDelayMilliseconds): every batch variant result is paced (demos and tests only)")
+        }
         logger.info(
             "data source: \(source.name) (epoch \(source.dataEpoch)), engine: \(engines.useNewEngine ? "v2" : "reference"), batch parallelism \(maxParallel)")
         return DomainSetup(service: service, cache: cache, services: services)

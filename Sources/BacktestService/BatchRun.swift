@@ -21,6 +21,9 @@ struct BatchRun {
     var connection: ConnectionState?
     var abandonAfter = TimeAmount.seconds(150)
     let logger: Logger
+    /// A pause before each finished variant is recorded and streamed (`--variant-delay-ms`, for
+    /// demos and browser tests); zero for none. Cancellation ends the pause at once.
+    var variantDelay = Duration.zero
 
     func run(emit: @escaping @Sendable (ProgressUpdate) async throws -> Void) async throws {
         let started = ContinuousClock.now
@@ -56,7 +59,8 @@ struct BatchRun {
             rejected: { result in
                 if let update = await job.record(result) { try await emit(update) }
             },
-            finished: { result in
+            finished: { [variantDelay] result in
+                if variantDelay > .zero { try await Task.sleep(for: variantDelay) }
                 if let update = await job.record(result) { try await emit(update) }
                 try await stopIfAbandoned()
             })

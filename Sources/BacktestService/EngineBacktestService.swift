@@ -21,16 +21,21 @@ package struct EngineBacktestService: BacktestService {
     package let statusAnswerBytes: Int
     /// How long a batch whose connection was lost runs on without a GetBatchStatus (`BatchRun`).
     package let abandonAfter: TimeAmount
+    /// A pause before each variant result of a batch is recorded (`--variant-delay-ms`), so a
+    /// demo or a browser test can watch a short batch go from Partial to Final; zero (the
+    /// default) for none. The pause is a `Task.sleep`, so a cancelled batch stops at once.
+    package let variantDelay: Duration
     private let startedAt = NIODeadline.now()
 
     package init(pipeline: BacktestPipeline, jobs: BatchJobRegistry = BatchJobRegistry(), maxParallel: Int = 4,
                 statusAnswerBytes: Int = Wire.defaultMaxFramePayload / 2,
-                abandonAfter: TimeAmount = .seconds(150), serverVersion: String) {
+                abandonAfter: TimeAmount = .seconds(150), variantDelay: Duration = .zero, serverVersion: String) {
         self.pipeline = pipeline
         self.jobs = jobs
         self.maxParallel = max(1, maxParallel)
         self.statusAnswerBytes = statusAnswerBytes
         self.abandonAfter = abandonAfter
+        self.variantDelay = variantDelay
         self.serverVersion = serverVersion
     }
 
@@ -74,9 +79,10 @@ package struct EngineBacktestService: BacktestService {
         }
         let work: Task<Void, any Error>
         if detail == .summary, total > 0 {
-            let run = SweepBatchRun(
+            var run = SweepBatchRun(
                 source: source, pipeline: pipeline, job: job, parallelism: parallelism, connection: context.connection,
                 abandonAfter: abandonAfter, logger: context.logger, maxUpdateBytes: statusAnswerBytes)
+            run.variantDelay = variantDelay
             work = Task {
                 try await FetchDeadline.$current.withValue(Self.fetchDeadline(context.deadline)) {
                     try await run.run(deadline: context.deadline, emit: sink)
@@ -89,9 +95,10 @@ package struct EngineBacktestService: BacktestService {
                 for index in 0..<plan.count { expanded.append(try plan.strategy(index)) }
                 listed.variants = expanded
             }
-            let run = BatchRun(
+            var run = BatchRun(
                 request: listed, pipeline: pipeline, job: job, parallelism: parallelism,
                 deadline: context.deadline, connection: context.connection, abandonAfter: abandonAfter, logger: context.logger)
+            run.variantDelay = variantDelay
             work = Task {
                 try await FetchDeadline.$current.withValue(Self.fetchDeadline(context.deadline)) {
                     try await run.run(emit: sink)

@@ -2,6 +2,7 @@ import ArgumentParser
 import BacktestDaemon
 import BacktestServer
 import BacktestService
+import BacktestWeb
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -70,13 +71,20 @@ struct Backtestd: AsyncParsableCommand {
             (.maxOutputBufferBytes, maxOutputBufferBytes), (.decodeBudgetBytes, decodeBudgetBytes),
             (.drainTimeoutMs, drainTimeoutMs), (.logLevel, logLevel), (.dataSource, dataSource), (.maxParallel, maxParallel),
             (.batchRetentionSeconds, batchRetentionSeconds), (.batchRetentionMb, batchRetentionMb),
-            (.batchBudgetMb, batchBudgetMb), (.metricsPort, metricsPort),
+            (.batchBudgetMb, batchBudgetMb), (.metricsPort, metricsPort), (.httpPort, httpPort),
+            (.variantDelayMs, variantDelayMs),
         ]
         return Dictionary(uniqueKeysWithValues: given.compactMap { setting, value in value.map { (setting, $0) } })
     }
 
     @Option(help: "Serve Prometheus metrics on http://127.0.0.1:PORT/metrics (env BACKTESTD_METRICS_PORT). Default off.")
     var metricsPort: String?
+
+    @Option(help: "Serve the web dashboard on http://HOST:PORT/ (HOST as --host, loopback by default) (env BACKTESTD_HTTP_PORT). Default off.")
+    var httpPort: String?
+
+    @Option(help: "Pause before each batch variant result, ms: for demos and browser tests that watch a batch go from Partial to Final (env BACKTESTD_VARIANT_DELAY_MS). Default 0.")
+    var variantDelayMs: String?
 
     func run() async throws {
         let configuration: BacktestdConfiguration
@@ -101,8 +109,18 @@ struct Backtestd: AsyncParsableCommand {
             services.append(MetricsHTTPService(metrics: metrics, port: port, logger: logger))
         }
         let server = BacktestServer(configuration: configuration.server, service: service, logger: logger)
+        var lifecycle: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: server)] + services.map { .init(service: $0) }
+        if let port = configuration.httpPort {
+            // The dashboard calls the same service (metered too when --metrics-port is set).
+            let host = configuration.server.host
+            let web = WebDashboard(
+                service: service, configuration: WebConfiguration(host: host, port: port), logger: Logger(label: "backtestd.web"))
+            lifecycle.append(.init(service: web.application(onRunning: { bound in
+                logger.info("web dashboard on http://\(host.contains(":") ? "[\(host)]" : host):\(bound)/")
+            })))
+        }
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: [.init(service: server)] + services.map { .init(service: $0) },
+            services: lifecycle,
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }

@@ -70,6 +70,24 @@ struct BacktestdConfigurationTests {
         #expect((long?.message.count ?? 0) < 140, "the value is cut short in the message")
     }
 
+    @Test("the web dashboard is off by default; --http-port and --variant-delay-ms reach the configuration")
+    func webDashboardSettings() throws {
+        let defaults = try BacktestdConfiguration(environment: [:])
+        #expect(defaults.httpPort == nil)
+        #expect(defaults.variantDelayMilliseconds == 0)
+        let set = try BacktestdConfiguration(flags: [.httpPort: "8080"], environment: ["BACKTESTD_VARIANT_DELAY_MS": "250", "BACKTESTD_CACHE": "off"])
+        #expect(set.httpPort == 8080)
+        #expect(set.variantDelayMilliseconds == 250)
+        #expect(BacktestdSetting.httpPort.flag == "--http-port")
+        #expect(BacktestdSetting.variantDelayMs.flag == "--variant-delay-ms")
+        let error = #expect(throws: BacktestdConfigurationError.self) {
+            try BacktestdConfiguration(flags: [.variantDelayMs: "-1"], environment: [:])
+        }
+        #expect(error?.message == #"--variant-delay-ms: "-1" is not allowed; use an integer in 0...60000"#)
+        let domain = try DomainSetup.make(set, logger: Logger(label: "test"))
+        #expect(domain.service.variantDelay == .milliseconds(250))
+    }
+
     @Test("every variable's setting is reachable through its own name")
     func settingNames() {
         #expect(BacktestdSetting.maxOutputBufferBytes.flag == "--max-output-buffer-bytes")

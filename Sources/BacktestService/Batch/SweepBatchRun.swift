@@ -37,6 +37,10 @@ struct SweepBatchRun {
     var maxUpdateBytes = Wire.defaultMaxFramePayload / 2
     /// Variants per `SweepRunner` call: the unit of cancellation and of plan memory.
     var chunkSize = 4096
+    /// A pause before each variant (`--variant-delay-ms`, for demos and browser tests): with it
+    /// the variants run one per chunk, so each result is recorded a pause after the previous one.
+    /// Zero for none; cancellation ends the pause at once.
+    var variantDelay = Duration.zero
 
     /// Runs the batch to its final update; on cancel, deadline or a failed shared phase the job
     /// ends CANCELLED or FAILED with what finished, and the error is rethrown.
@@ -105,7 +109,8 @@ struct SweepBatchRun {
         let job = self.job
         let source = self.source
         let parallelism = self.parallelism
-        let chunkSize = self.chunkSize
+        let variantDelay = self.variantDelay
+        let chunkSize = variantDelay > .zero ? 1 : self.chunkSize
         let indicators = prepared.indicators
         let work = runnable
         let abandon = self
@@ -120,6 +125,7 @@ struct SweepBatchRun {
             while start < work.count {
                 try Task.checkCancellation()
                 try await abandon.stopIfAbandoned()
+                if variantDelay > .zero { try await Task.sleep(for: variantDelay) }
                 let chunk = Array(work[start..<min(work.count, start + chunkSize)])
                 start += chunk.count
                 simulationMs += try await SweepBatchRun.simulate(
