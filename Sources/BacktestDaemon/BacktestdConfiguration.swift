@@ -40,6 +40,9 @@ package struct BacktestdConfiguration: Sendable {
     /// for `bindFailure(_:)`.
     private var listenAddressSources: [BacktestdSetting: String?] = [:]
 
+    /// The smallest `--max-output-buffer-bytes`: 64 KiB.
+    package static let minimumOutputBufferBytes = 64 * 1024
+
     /// The largest value of a setting that SETTINGS carries as a u32 (bytes or milliseconds).
     package static let u32Max = Int(UInt32.max)
 
@@ -92,7 +95,12 @@ package struct BacktestdConfiguration: Sendable {
         server.keepaliveInterval = try reader.timeAmount(.keepaliveMs, in: 0...Self.u32Max) ?? server.keepaliveInterval
         // 0 would end every call at once (a call's own timeout_ms 0 means this maximum).
         server.maxCallTimeout = try reader.timeAmount(.maxCallTimeoutMs, in: 1...Self.u32Max) ?? server.maxCallTimeout
-        server.maxOutboundBuffer = try reader.integer(.maxOutputBufferBytes, in: 1...Int.max) ?? server.maxOutboundBuffer
+        // Below 64 KiB the protocol's own control frames (SETTINGS, PING answers, GOAWAY) have no
+        // room beside the streams' output, and ordinary connections would be closed as not reading.
+        server.maxOutboundBuffer = try reader.integer(
+            .maxOutputBufferBytes, in: Self.minimumOutputBufferBytes...Int.max,
+            why: "the streams' output and the control frames need room beside each other"
+        ) ?? server.maxOutboundBuffer
         server.decodeLimits.memoryBudget = try reader.integer(.decodeBudgetBytes, in: 1...Int.max) ?? server.decodeLimits.memoryBudget
         server.drainTimeout = try reader.timeAmount(.drainTimeoutMs, in: 0...Self.u32Max) ?? server.drainTimeout
         self.server = server

@@ -192,6 +192,14 @@ struct ConnectionStateMachine {
         configuration.maxOutboundBuffer - min(64 * 1024, configuration.maxOutboundBuffer / 8)
     }
 
+    /// What the channel may hold before control frames alone prove the peer is not reading:
+    /// `maxOutboundBuffer`, or more when one frame larger than `outputLimitForStreams` went out
+    /// alone (DATA and RESPONSEs never hold more than the larger of the two).
+    var controlOverflowLimit: Int {
+        max(configuration.maxOutboundBuffer,
+            Wire.frameHeaderSize + configuration.maxFramePayload + min(64 * 1024, configuration.maxOutboundBuffer / 8))
+    }
+
     /// Whether any output waits: queued in streams' queues, or handed to the channel and not yet written.
     var hasPendingOutput: Bool { !outputTurns.isEmpty || bufferedOutputBytes > 0 }
 
@@ -498,10 +506,10 @@ struct ConnectionStateMachine {
 
     /// Writes a control frame (SETTINGS, PING, PING ACK, GOAWAY, a refusal) at once, ahead of
     /// every queued frame. They are small and few, but a peer that keeps sending PINGs without
-    /// reading would grow the output without end: beyond `maxOutboundBuffer` it is not reading.
+    /// reading would grow the output without end: beyond `controlOverflowLimit` it is not reading.
     private mutating func writeControl(_ frame: Frame, _ actions: inout [Action]) {
         handOver(frame, &actions)
-        if bufferedOutputBytes > configuration.maxOutboundBuffer, phase != .closed {
+        if bufferedOutputBytes > controlOverflowLimit, phase != .closed {
             actions.append(.log(.notice, "closing: \(bufferedOutputBytes) bytes buffered for a peer that is not reading"))
             close(&actions)
         }

@@ -53,6 +53,15 @@ struct DaemonLimitsTests {
         }
     }
 
+    @Test("an output buffer with no room for control frames is refused")
+    func outputBufferMinimum() throws {
+        let error = #expect(throws: BacktestdConfigurationError.self) {
+            try BacktestdConfiguration(flags: [.maxOutputBufferBytes: "1"], environment: [:])
+        }
+        #expect(error?.message.hasPrefix(#"--max-output-buffer-bytes: "1" is not allowed; use an integer of at least 65536"#) == true)
+        #expect(try BacktestdConfiguration(flags: [.maxOutputBufferBytes: "65536"], environment: [:]).server.maxOutboundBuffer == 65536)
+    }
+
     @Test("keepalive 0 still disables the PINGs")
     func keepaliveOff() throws {
         #expect(try BacktestdConfiguration(flags: [.keepaliveMs: "0"], environment: [:]).server.keepaliveInterval == .zero)

@@ -142,6 +142,21 @@ struct OutputSchedulingTests {
         #expect(machine.handle(.timerFired(.idle), now: Self.t0 + .seconds(90)).last == .close)
     }
 
+    @Test func aFrameLargerThanTheBoundGoesAloneAndAPingAfterItIsNoOverflow() throws {
+        var configuration = Self.configuration()
+        configuration.maxFramePayload = 4096
+        var machine = Machine(configuration: configuration)
+        _ = machine.handle(.started, now: Self.t0)
+        _ = machine.handle(.prefaceReceived, now: Self.t0)
+        _ = machine.handle(.outputWritten(bytes: machine.bufferedOutputBytes), now: Self.t0)
+        _ = machine.handle(.frameReceived(ConnectionStateMachineTests.request(1)), now: Self.t0)
+        let big = ConnectionStateMachineTests.writes(machine.handle(.dataReady(streamID: 1, payload: Self.data(3000)), now: Self.t0))
+        #expect(big.count == 1)  // alone, above the 1000-byte bound
+        let ping = machine.handle(.timerFired(.keepalive), now: Self.t0 + .seconds(30))
+        #expect(ConnectionStateMachineTests.writes(ping).map(\.type) == [.ping])
+        #expect(!ping.contains(.close))
+    }
+
     @Test func aResponseAboveTheFrameLimitBecomesAShortResourceExhausted() throws {
         var configuration = Self.configuration()
         configuration.maxFramePayload = 4096
