@@ -11,7 +11,7 @@ import Testing
 /// many streams write, PING overtakes queued DATA, a slow but steady reader is never dropped and
 /// gets every message of every stream exactly once, in order, then the RESPONSE; a peer that
 /// stops reading is still closed.
-@Suite("Per-stream output backpressure on EmbeddedChannel")
+@Suite("Per-stream output backpressure on EmbeddedChannel", .offCooperativePool)
 struct OutputBackpressureTests {
     /// Streaming calls that write numbered DATA frames as fast as the handler lets them (the next
     /// one once the previous write's future completed), then end with an OK RESPONSE.
