@@ -7,8 +7,9 @@ import NIOCore
 ///
 /// It holds everything that decides what a connection does — its phase (preface, open, draining,
 /// closed), the open streams, the last stream id, the timers it has armed, keepalive and
-/// idleness bookkeeping, the frame-assembly clock and the output's writability — and nothing that
-/// does I/O. `ServerConnectionHandler` feeds it the channel's events with the event loop's time
+/// idleness bookkeeping, the frame-assembly clock, and the output: the channel's writability, the
+/// bytes it holds for the peer, each stream's queue of frames waiting for room and whose turn is
+/// next (PROTOCOL.md §2, "Output order and backpressure") — and nothing that does I/O. `ServerConnectionHandler` feeds it the channel's events with the event loop's time
 /// (`EventLoop.now`, so an `EmbeddedEventLoop` drives it with a manual clock) and performs the
 /// actions it returns, in order. The same split as grpc-swift-nio-transport's
 /// `ServerConnectionManagementHandler` and its `StateMachine`.
