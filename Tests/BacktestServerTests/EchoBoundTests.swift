@@ -11,11 +11,12 @@ import Testing
 /// strings are bounded, and an answer too large for a frame becomes a short RESOURCE_EXHAUSTED.
 @Suite("Bounded echoes and oversized answers", .timeLimit(.minutes(1)))
 struct EchoBoundTests {
-    /// Answers that are too large: a huge error message, a huge ServerInfo.
+    /// Answers that are too large for the 64 KiB frame limit the tests below use: a huge error
+    /// message, a huge ServerInfo.
     struct LoudService: BacktestService {
         let inner = UnimplementedBacktestService()
         func runBacktest(_ request: BacktestRequest, context: CallContext) async throws -> BacktestResult {
-            throw BacktestError(.invalidArgument, String(repeating: "m", count: 5 << 20), field: "run_backtest.strategy")
+            throw BacktestError(.invalidArgument, String(repeating: "m", count: 256 << 10), field: "run_backtest.strategy")
         }
         func runBatch(_ request: BatchRequest, context: CallContext,
                       emit: @escaping @Sendable (ProgressUpdate) async throws -> Void) async throws {
@@ -24,7 +25,7 @@ struct EchoBoundTests {
         func batchStatus(id: String, knownIndices: Set<Int>, context: CallContext) async throws -> ProgressUpdate {
             try await inner.batchStatus(id: id, knownIndices: knownIndices, context: context)
         }
-        func serverInfo() async -> ServerInfo { ServerInfo(serverVersion: "test", engine: String(repeating: "e", count: 5 << 20)) }
+        func serverInfo() async -> ServerInfo { ServerInfo(serverVersion: "test", engine: String(repeating: "e", count: 256 << 10)) }
         func purgeCache() async throws -> PurgeCacheResult { try await inner.purgeCache() }
         func cancelBatch(id: String, context: CallContext) async throws -> ProgressUpdate {
             try await inner.cancelBatch(id: id, context: context)
@@ -87,7 +88,7 @@ struct EchoBoundTests {
     @Test func aLongStrategyNameIsRefusedWithAShortPrefix() async throws {
         let (service, _, _) = TestService.make()
         try await withServer(service: service) { _, port in
-            let name = String(repeating: "n", count: 3 << 20)
+            let name = String(repeating: "n", count: 100_000)
             let request = CallRequest(header: RequestHeader(requestID: "r2"),
                                       method: .runBacktest(BacktestRequest(strategy: strategy(name), settings: testSettings)))
             let response = try await Self.call(request, port: port)
@@ -117,9 +118,9 @@ struct EchoBoundTests {
     }
 
     @Test func aResultTooLargeForAFrameIsAShortResourceExhausted() async throws {
-        // Echoes of the request grown past the frame limit: 300,000 equity points.
-        let (service, _, _) = TestService.make(bigPoints: 300_000)
-        try await withServer(service: service) { _, port in
+        // Echoes of the request grown past the (64 KiB) frame limit: 20,000 equity points.
+        let (service, _, _) = TestService.make(bigPoints: 20_000)
+        try await withServer({ $0.maxFramePayload = 64 << 10 }, service: service) { _, port in
             let request = CallRequest(header: RequestHeader(requestID: "big-1"),
                                       method: .runBacktest(BacktestRequest(strategy: strategy("big"), settings: testSettings)))
             let response = try await Self.call(request, port: port)
@@ -130,7 +131,7 @@ struct EchoBoundTests {
     }
 
     @Test func aHugeErrorMessageOrServerInfoIsAShortResourceExhausted() async throws {
-        try await withServer(service: LoudService()) { _, port in
+        try await withServer({ $0.maxFramePayload = 64 << 10 }, service: LoudService()) { _, port in
             let error = try await Self.call(CallRequest(header: RequestHeader(requestID: "e"),
                 method: .runBacktest(BacktestRequest(strategy: strategy("x"), settings: testSettings))), port: port)
             #expect(error.status.code == .resourceExhausted && error.status.message.count < 120)
