@@ -61,6 +61,8 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     /// Events that arrived while actions were being performed, handled next.
     private var backlog: [ConnectionStateMachine.Event] = []
     private var isPerforming = false
+    /// A writer was told to wait only because its frame went into the backlog (see `writeData`).
+    private var writerWaitsForTheBacklog = false
     /// Bytes handed to the channel and bytes whose write completed, since the connection began.
     private var handedOverBytes = 0
     private var completedBytes = 0
@@ -148,15 +150,16 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         handle(.deadlineKnown(streamID: id, deadline: deadline, requestID: requestID, timeout: timeout))
     }
 
-    /// Writes a DATA frame; the future completes once the output has room again, and fails if the
-    /// stream or the connection has ended.
-    /// The frame joins the stream's output queue (see `ConnectionStateMachine.dataWriterMustWait(on:)`).
+    /// Writes a DATA frame: it joins the stream's output queue. The future completes once the
+    /// stream may write its next one (`ConnectionStateMachine.dataWriterMustWait(on:)`), and fails
+    /// if the stream or the connection has ended.
     func writeData(_ id: UInt32, _ payload: ByteBuffer) -> EventLoopFuture<Void> {
         guard stateMachine.canSendData(on: id) else { return eventLoop.makeFailedFuture(CancellationError()) }
         handle(.dataReady(streamID: id, payload: payload))
         // Written while actions are performed (a writer resumed there writing again), the frame
         // is queued after them: the writer waits, and is resumed once they are done if it may go.
         guard isPerforming || stateMachine.dataWriterMustWait(on: id) else { return eventLoop.makeSucceededVoidFuture() }
+        if isPerforming { writerWaitsForTheBacklog = true }
         let waiter = eventLoop.makePromise(of: Void.self)
         dataWriters[id, default: []].append(waiter)
         return waiter.futureResult
@@ -192,7 +195,10 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         }
         backlog.removeAll(keepingCapacity: true)
         isPerforming = false
-        if !dataWriters.isEmpty { resumeDataWriters() }
+        if writerWaitsForTheBacklog {
+            writerWaitsForTheBacklog = false
+            resumeDataWriters()
+        }
     }
 
     /// Resumes the waiting writers whose stream may write now.
