@@ -272,9 +272,11 @@ let package = Package(
         .testTarget(
             name: "BacktestDaemonTests",
             dependencies: [
-                "BacktestDaemon", "BacktestServer", "BacktestCache", "MarketData", "BacktestCore",
+                "BacktestDaemon", "BacktestServer", "BacktestCache", "MarketData", "BacktestCore", "BacktestCommandLine",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .testTarget(
             name: "BacktestWebTests",

@@ -22,16 +22,23 @@ package struct ConnectionOptions: ParsableArguments {
     /// A client for the chosen server (not yet connected).
     /// - Throws: `ValidationError` when the port is not in 1...65535.
     package func makeClient() throws -> BacktestClient {
-        let host = host ?? environment("BACKTEST_HOST") ?? "127.0.0.1"
-        let portText = port.map(String.init) ?? environment("BACKTEST_PORT") ?? "50051"
-        guard let port = Int(portText), (1...65535).contains(port) else {
-            throw ValidationError("port must be 1...65535, not '\(portText)'")
-        }
+        let (host, port) = try endpoint { name in getenv(name).map { String(cString: $0) } }
         return BacktestClient(host: host, port: port)
     }
 
-    private func environment(_ name: String) -> String? {
-        getenv(name).map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
+    /// The host and port to use: the flags, else BACKTEST_HOST and BACKTEST_PORT (empty = unset),
+    /// else 127.0.0.1:50051.
+    /// - Throws: `ValidationError` naming `--port` or `BACKTEST_PORT` when the port is not in 1...65535.
+    package func endpoint(environment: (String) -> String?) throws -> (host: String, port: Int) {
+        func variable(_ name: String) -> String? { environment(name).flatMap { $0.isEmpty ? nil : $0 } }
+        let host = host ?? variable("BACKTEST_HOST") ?? "127.0.0.1"
+        let (portText, source): (String, String) =
+            if let port { (String(port), "--port") } else if let text = variable("BACKTEST_PORT") { (text, "BACKTEST_PORT") } else { ("50051", "port") }
+        guard let port = Int(portText), (1...65535).contains(port) else {
+            let shown = String(portText.prefix(40)).debugDescription + (portText.count > 40 ? "..." : "")
+            throw ValidationError("\(source): \(shown) is not a port; use an integer in 1...65535")
+        }
+        return (host, port)
     }
 }
 

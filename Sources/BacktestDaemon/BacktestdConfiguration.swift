@@ -43,6 +43,30 @@ package struct BacktestdConfiguration: Sendable {
     /// and browser tests that must watch a batch go from Partial to Final (a batch of 8 on demo
     /// data otherwise ends in milliseconds). 0, the default, for none; never use it in production.
     package var variantDelayMilliseconds: Int
+    /// Where the host and port came from (`--port`, `BACKTESTD_PORT`, or nil for the default),
+    /// for `bindFailure(_:)`.
+    private var listenAddressSources: [BacktestdSetting: String?] = [:]
+
+    /// The smallest `--max-output-buffer-bytes`: 64 KiB.
+    package static let minimumOutputBufferBytes = 64 * 1024
+
+    /// The largest value of a setting that SETTINGS carries as a u32 (bytes or milliseconds).
+    package static let u32Max = Int(UInt32.max)
+
+    /// The error for a listener that could not be bound, naming the flag or variable that chose
+    /// the address: `--port 7001: address already in use`, `--host 999.1.1.1: not an address
+    /// of this machine`. A value left at its default is named by both its flag and variable.
+    package func bindFailure(_ error: ServerBindError) -> BacktestdConfigurationError {
+        let setting: BacktestdSetting = error.isAboutHost ? .host : .port
+        let value = error.isAboutHost ? error.host : "\(error.port)"
+        let source: String
+        switch listenAddressSources[setting] ?? nil {
+        case let name? where name.hasPrefix("--"): source = "\(name) \(value)"
+        case let name?: source = "\(name)=\(value)"
+        case nil: source = "\(setting.flag ?? setting.variable) \(value) (the default; set \(setting.flag ?? "") or \(setting.variable))"
+        }
+        return BacktestdConfigurationError("\(source): \(error.reason)")
+    }
 
     /// The cache's settings (docs/cache.md).
     package struct Cache: Sendable, Equatable {
@@ -65,18 +89,29 @@ package struct BacktestdConfiguration: Sendable {
         var server = ServerConfiguration()
         server.host = reader.text(.host) ?? server.host
         server.port = try reader.integer(.port, in: 0...65535) ?? server.port
-        server.maxFramePayload = try reader.integer(.maxFrameBytes, in: 1...Int.max) ?? server.maxFramePayload
+        // SETTINGS carries limits and times as u32; a frame limit must fit the protocol's own frames.
+        server.maxFramePayload = try reader.integer(
+            .maxFrameBytes, in: ServerConfiguration.minimumMaxFramePayload...Self.u32Max,
+            why: "\(ServerConfiguration.minimumMaxFramePayload) is the smallest that fits the protocol's own frames: SETTINGS, GOAWAY, error RESPONSEs"
+        ) ?? server.maxFramePayload
         server.maxConcurrentStreams = try reader.integer(.maxConcurrentStreams, in: 1...Int.max) ?? server.maxConcurrentStreams
         server.maxConnections = try reader.integer(.maxConnections, in: 1...Int.max) ?? server.maxConnections
-        server.handshakeTimeout = try reader.timeAmount(.handshakeTimeoutMs) ?? server.handshakeTimeout
-        server.idleTimeout = try reader.timeAmount(.idleTimeoutMs) ?? server.idleTimeout
-        server.frameTimeout = try reader.timeAmount(.frameTimeoutMs) ?? server.frameTimeout
-        server.keepaliveInterval = try reader.timeAmount(.keepaliveMs) ?? server.keepaliveInterval
-        server.maxCallTimeout = try reader.timeAmount(.maxCallTimeoutMs) ?? server.maxCallTimeout
-        server.maxOutboundBuffer = try reader.integer(.maxOutputBufferBytes, in: 1...Int.max) ?? server.maxOutboundBuffer
+        server.handshakeTimeout = try reader.timeAmount(.handshakeTimeoutMs, in: 0...Self.u32Max) ?? server.handshakeTimeout
+        server.idleTimeout = try reader.timeAmount(.idleTimeoutMs, in: 0...Self.u32Max) ?? server.idleTimeout
+        server.frameTimeout = try reader.timeAmount(.frameTimeoutMs, in: 0...Self.u32Max) ?? server.frameTimeout
+        server.keepaliveInterval = try reader.timeAmount(.keepaliveMs, in: 0...Self.u32Max) ?? server.keepaliveInterval
+        // 0 would end every call at once (a call's own timeout_ms 0 means this maximum).
+        server.maxCallTimeout = try reader.timeAmount(.maxCallTimeoutMs, in: 1...Self.u32Max) ?? server.maxCallTimeout
+        // Below 64 KiB the protocol's own control frames (SETTINGS, PING answers, GOAWAY) have no
+        // room beside the streams' output, and ordinary connections would be closed as not reading.
+        server.maxOutboundBuffer = try reader.integer(
+            .maxOutputBufferBytes, in: Self.minimumOutputBufferBytes...Int.max,
+            why: "the streams' output and the control frames need room beside each other"
+        ) ?? server.maxOutboundBuffer
         server.decodeLimits.memoryBudget = try reader.integer(.decodeBudgetBytes, in: 1...Int.max) ?? server.decodeLimits.memoryBudget
-        server.drainTimeout = try reader.timeAmount(.drainTimeoutMs) ?? server.drainTimeout
+        server.drainTimeout = try reader.timeAmount(.drainTimeoutMs, in: 0...Self.u32Max) ?? server.drainTimeout
         self.server = server
+        listenAddressSources = [.host: reader.source(.host), .port: reader.source(.port)]
 
         logLevel = try reader.parse(.logLevel, allowed: "trace, debug, info, notice, warning, error or critical") {
             Logger.Level(rawValue: $0.lowercased())
@@ -186,19 +221,27 @@ private struct SettingReader {
         return value
     }
 
-    func integer(_ setting: BacktestdSetting, in range: ClosedRange<Int>) throws(BacktestdConfigurationError) -> Int? {
-        let allowed =
+    /// - Parameter why: said after the allowed range, when the bound needs a reason.
+    func integer(_ setting: BacktestdSetting, in range: ClosedRange<Int>, why: String? = nil) throws(BacktestdConfigurationError) -> Int? {
+        var allowed =
             range.upperBound == Int.max
             ? (range.lowerBound == 0 ? "a non-negative integer" : "an integer of at least \(range.lowerBound)")
             : "an integer in \(range.lowerBound)...\(range.upperBound)"
+        if let why { allowed += " (\(why))" }
         return try parse(setting, allowed: allowed) { text in Int(text).flatMap { range.contains($0) ? $0 : nil } }
     }
 
-    /// Milliseconds, 0 or more, as NIO's `TimeAmount` (the server's timers).
-    func timeAmount(_ setting: BacktestdSetting) throws(BacktestdConfigurationError) -> TimeAmount? {
-        try parse(setting, allowed: "a non-negative number of milliseconds") { text in
-            Int64(text).flatMap { $0 >= 0 ? TimeAmount.milliseconds($0) : nil }
+    /// Milliseconds within `range`, as NIO's `TimeAmount` (the server's timers).
+    func timeAmount(_ setting: BacktestdSetting, in range: ClosedRange<Int>) throws(BacktestdConfigurationError) -> TimeAmount? {
+        try parse(setting, allowed: "a number of milliseconds in \(range.lowerBound)...\(range.upperBound)") { text in
+            Int(text).flatMap { range.contains($0) ? TimeAmount.milliseconds(Int64($0)) : nil }
         }
+    }
+
+    /// Where `setting` was given: its flag, its variable, or nil when neither (the default).
+    func source(_ setting: BacktestdSetting) -> String? {
+        guard text(setting) != nil else { return nil }
+        return flags[setting] != nil ? (setting.flag ?? setting.variable) : setting.variable
     }
 
     /// Milliseconds within `range`, as a `Duration`.

@@ -6,6 +6,12 @@ import NIOCore
 import NIOPosix
 import ServiceLifecycle
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// The backtestd TCP server: one `ServerConnectionHandler` per connection, calls dispatched to a
 /// `BacktestService`.
 ///
@@ -50,8 +56,9 @@ package final class BacktestServer: Service, Sendable {
                 .childChannelInitializer { [self] channel in initialize(channel) }
                 .bind(host: configuration.host, port: configuration.port).get()
         } catch {
-            bound.complete(.failure(error))
-            throw error
+            let failure = ServerBindError(host: configuration.host, port: configuration.port, underlying: error)
+            bound.complete(.failure(failure))
+            throw failure
         }
         listener.withLockedValue { $0 = channel }
         if let address = channel.localAddress { bound.complete(.success(address)) }
@@ -166,4 +173,41 @@ final class BoundAddress: Sendable {
             if let ready { continuation.resume(with: ready) }
         }
     }
+}
+
+/// The listener could not be bound: the address and why, in words (`address already in use`),
+/// so that backtestd can name the flag or variable behind the address
+/// (`BacktestdConfiguration.bindFailure`).
+package struct ServerBindError: Error, CustomStringConvertible {
+    package let host: String
+    package let port: Int
+    /// Why, in words.
+    package let reason: String
+    /// Whether the host is at fault (not an address of this machine, or not an address at all)
+    /// rather than the port (in use, or privileged).
+    package let isAboutHost: Bool
+    /// NIO's error.
+    package let underlying: any Error
+
+    package init(host: String, port: Int, underlying: any Error) {
+        self.host = host
+        self.port = port
+        self.underlying = underlying
+        switch underlying {
+        case let error as IOError where error.errnoCode == EADDRINUSE:
+            (reason, isAboutHost) = ("address already in use", false)
+        case let error as IOError where error.errnoCode == EACCES:
+            (reason, isAboutHost) = ("permission denied (ports below 1024 need privileges)", false)
+        case let error as IOError where error.errnoCode == EADDRNOTAVAIL:
+            (reason, isAboutHost) = ("not an address of this machine", true)
+        case is SocketAddressError, is SocketAddressError.UnknownHost:
+            (reason, isAboutHost) = ("not an IP address or a host name that resolves", true)
+        case let error as IOError:
+            (reason, isAboutHost) = ("cannot listen: \(error.description)", false)
+        default:
+            (reason, isAboutHost) = ("cannot listen: \(underlying)", false)
+        }
+    }
+
+    package var description: String { "cannot listen on \(host):\(port): \(reason)" }
 }

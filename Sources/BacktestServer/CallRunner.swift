@@ -22,8 +22,11 @@ struct CallRunner: Sendable {
         let response: CallResponse
         do {
             let request = try CallRequest.decode(payload, limits: configuration.decodeLimits)
-            header.requestID = request.header.requestID
+            // An over-long request id is refused and not echoed (its answer could not be sent).
+            header.requestID = EchoBounds.echoable(request.header.requestID)
+            try EchoBounds.check(request.header)
             let method = try request.method.get()
+            try EchoBounds.check(method)
             let context = armDeadline(request.header)
             context.logger.debug("call started", metadata: ["method": "\(method.name)"])
             let result = try await invoke(method, context: context)
@@ -45,10 +48,12 @@ struct CallRunner: Sendable {
         logger.debug("call finished", metadata: [
             "stream": "\(streamID)", "status": "\(response.status.code)", "ms": "\(elapsedMs)",
         ])
+        // Every call ends with one RESPONSE: an answer too large for a frame becomes a short
+        // RESOURCE_EXHAUSTED (its header's echo is bounded by `EchoBounds`).
         let complete = response.encoded()
         let encoded = complete.readableBytes <= configuration.maxFramePayload ? complete
             : CallResponse(header: header, status: CallStatus(code: .resourceExhausted,
-                message: "the result is \(complete.readableBytes) bytes, above the frame limit of \(configuration.maxFramePayload)"))
+                message: "the answer is \(complete.readableBytes) bytes, above the frame limit of \(configuration.maxFramePayload)"))
                 .encoded()
         let connection = self.connection
         let id = streamID
@@ -63,7 +68,7 @@ struct CallRunner: Sendable {
         let deadline = receivedAt + timeout
         let connection = self.connection
         let id = streamID
-        let requestID = header.requestID
+        let requestID = EchoBounds.echoable(header.requestID)
         eventLoop.execute {
             connection.value.armDeadline(id, at: deadline, requestID: requestID, timeout: timeout)
         }

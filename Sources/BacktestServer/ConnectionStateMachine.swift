@@ -7,8 +7,9 @@ import NIOCore
 ///
 /// It holds everything that decides what a connection does — its phase (preface, open, draining,
 /// closed), the open streams, the last stream id, the timers it has armed, keepalive and
-/// idleness bookkeeping, the frame-assembly clock and the output's writability — and nothing that
-/// does I/O. `ServerConnectionHandler` feeds it the channel's events with the event loop's time
+/// idleness bookkeeping, the frame-assembly clock, and the output: the channel's writability, the
+/// bytes it holds for the peer, each stream's queue of frames waiting for room and whose turn is
+/// next (PROTOCOL.md §2, "Output order and backpressure") — and nothing that does I/O. `ServerConnectionHandler` feeds it the channel's events with the event loop's time
 /// (`EventLoop.now`, so an `EmbeddedEventLoop` drives it with a manual clock) and performs the
 /// actions it returns, in order. The same split as grpc-swift-nio-transport's
 /// `ServerConnectionManagementHandler` and its `StateMachine`.
@@ -62,13 +63,25 @@ struct ConnectionStateMachine {
         case timerFired(Timer)
         /// A call's request was decoded: its deadline (absolute, from the REQUEST's arrival) is known.
         case deadlineKnown(streamID: UInt32, deadline: NIODeadline, requestID: String, timeout: TimeAmount)
-        /// A call produced its RESPONSE payload (already bounded by the frame limit).
+        /// A call produced its RESPONSE payload. One above the frame limit is replaced by a short
+        /// RESOURCE_EXHAUSTED answer, so every call still ends with exactly one RESPONSE.
         case callFinished(streamID: UInt32, response: ByteBuffer)
-        /// A streaming call has a DATA payload to send (see `canSendData(on:)`).
+        /// A streaming call has a DATA payload to send (see `canSendData(on:)`): it joins the
+        /// stream's output queue and goes out when the output bound has room, in turn with the
+        /// other streams' (see `dataWriterMustWait(on:)`).
         case dataReady(streamID: UInt32, payload: ByteBuffer)
+        /// The channel finished writing frames of this many bytes (the peer's socket took them);
+        /// reported as each write completes, successfully or not.
+        case outputWritten(bytes: Int)
+        /// The peer has taken this many bytes of output in all, counting frames the socket took
+        /// only in part (the channel's own count of buffered bytes, sampled before a check of the
+        /// peer's liveness). Only increases count.
+        case outputTaken(totalBytes: Int)
         /// The channel's writability changed (its write-buffer water marks were crossed).
         case writabilityChanged(isWritable: Bool)
-        /// While the channel was not writable, this many bytes were buffered in it.
+        /// This many bytes were seen buffered in the channel: beyond `maxOutboundBuffer` the peer
+        /// is not reading and the connection is closed (a safety net: the machine's own output
+        /// scheduling keeps DATA and RESPONSE frames within the bound).
         case outboundBuffered(bytes: Int)
         /// Graceful shutdown: GOAWAY, let calls finish, then close.
         case shutdownRequested
@@ -93,7 +106,8 @@ struct ConnectionStateMachine {
         case cancelCall(streamID: UInt32)
         /// The call finished by itself: forget its work without cancelling it.
         case releaseCall(streamID: UInt32)
-        /// The output has room again: resume the streaming calls that wait for it.
+        /// The output has room again: resume the streaming calls that wait for it and may write
+        /// now (`dataWriterMustWait(on:)` is false for their stream).
         case resumeDataWriters
         /// The connection is gone: fail the streaming calls that wait for room.
         case failDataWriters
@@ -124,6 +138,26 @@ struct ConnectionStateMachine {
     private(set) var armedTimers: [Timer: NIODeadline] = [:]
     /// Mirrors the channel's writability; streaming calls wait while it is false.
     private(set) var isWritable = true
+    /// Each stream's frames waiting for room in the output bound, in order: DATA frames, then
+    /// its RESPONSE. A stream's frames stay in order; streams take turns (`outputTurns`).
+    private(set) var outputQueues: [UInt32: CircularBuffer<Frame>] = [:]
+    /// The streams with queued frames, in the order they get their next turn (round-robin: a
+    /// stream that sent a frame goes to the back).
+    private var outputTurns = CircularBuffer<UInt32>()
+    /// Bytes of every frame handed to the channel whose write has not completed: what the
+    /// connection holds for its peer. DATA and RESPONSE frames are handed over only while this
+    /// stays within `outputLimitForStreams`; control frames always, ahead of them.
+    private(set) var bufferedOutputBytes = 0
+    /// Bytes the peer has taken so far (completed writes, or the channel's count; see
+    /// `Event.outputTaken`), and its value at the last keepalive and idle checks.
+    private var outputTakenBytes = 0
+    private var outputTakenAtKeepalive = 0
+    /// When `outputTakenBytes` last grew: a peer taking output is not idle.
+    private var outputLastTakenAt: NIODeadline?
+    /// Bytes of all frames handed to the channel so far.
+    private var outputHandedOverBytes = 0
+    /// Streams whose writer was told to wait (its queue was not empty, or the channel not writable).
+    private var waitingDataWriters: Set<UInt32> = []
     /// Whether a preface or frame completed during the read being processed (see `readProcessed`).
     private var completedFrameInThisRead = false
     private var nextPingOpaque: UInt64
@@ -139,8 +173,36 @@ struct ConnectionStateMachine {
     /// Whether a DATA frame for `streamID` would be written (the stream is open and so is the connection).
     func canSendData(on streamID: UInt32) -> Bool { phase != .closed && streams[streamID] != nil }
 
-    /// Whether a streaming call that just wrote must wait for `resumeDataWriters`.
+    /// Whether streaming calls that just wrote must wait for `resumeDataWriters` because the
+    /// channel is not writable (more than half of `maxOutboundBuffer` is buffered in it).
     var dataWritersMustWait: Bool { phase != .closed && !isWritable }
+
+    /// Whether the streaming call on `streamID` must wait for `resumeDataWriters` before it
+    /// produces its next DATA frame: while a frame of its own still waits in its queue (its
+    /// queue holds at most the one frame it just wrote), or the channel is not writable. A
+    /// producer that waits can coalesce what it has into its next frame.
+    func dataWriterMustWait(on streamID: UInt32) -> Bool {
+        phase != .closed && streams[streamID] != nil && (!isWritable || outputQueues[streamID] != nil)
+    }
+
+    /// The most DATA and RESPONSE bytes the channel may hold: `maxOutboundBuffer` less a reserve
+    /// (1/8 of it, at most 64 KiB) so that control frames (PING, PING ACK, GOAWAY, refusals),
+    /// which are written at once, ahead of queued frames, still fit within the bound. A frame
+    /// larger than this goes out alone, once the channel holds nothing.
+    var outputLimitForStreams: Int {
+        configuration.maxOutboundBuffer - min(64 * 1024, configuration.maxOutboundBuffer / 8)
+    }
+
+    /// What the channel may hold before control frames alone prove the peer is not reading:
+    /// `maxOutboundBuffer`, or more when one frame larger than `outputLimitForStreams` went out
+    /// alone (DATA and RESPONSEs never hold more than the larger of the two).
+    var controlOverflowLimit: Int {
+        max(configuration.maxOutboundBuffer,
+            Wire.frameHeaderSize + configuration.maxFramePayload + min(64 * 1024, configuration.maxOutboundBuffer / 8))
+    }
+
+    /// Whether any output waits: queued in streams' queues, or handed to the channel and not yet written.
+    var hasPendingOutput: Bool { !outputTurns.isEmpty || bufferedOutputBytes > 0 }
 
     /// How long a connection may sit without a call. Until its first call it is at least the
     /// handshake timeout: a client that just connected has not had the chance to be idle, and a
@@ -164,7 +226,7 @@ struct ConnectionStateMachine {
             completedFrameInThisRead = true
             cancel(.handshake, &actions)
             phase = .open
-            actions.append(.write(Frame(type: .settings, streamID: 0, payload: configuration.connectionSettings.encoded())))
+            writeControl(Frame(type: .settings, streamID: 0, payload: configuration.connectionSettings.encoded()), &actions)
             lastActivity = now
             armIdleTimer(now: now, &actions)
         case .frameReceived(let frame):
@@ -189,10 +251,22 @@ struct ConnectionStateMachine {
             finish(id, response: response, now: now, cancelWork: false, &actions)
         case .dataReady(let id, let payload):
             guard canSendData(on: id) else { break }
-            actions.append(.write(Frame(type: .data, streamID: id, payload: payload)))
+            enqueue(Frame(type: .data, streamID: id, payload: payload), &actions)
+            if dataWriterMustWait(on: id) { waitingDataWriters.insert(id) }
+        case .outputWritten(let bytes):
+            guard phase != .closed else { break }
+            bufferedOutputBytes = max(0, bufferedOutputBytes - bytes)
+            noteOutputTaken(outputHandedOverBytes - bufferedOutputBytes, now: now)
+            sendQueuedOutput(&actions)
+            closeIfDrained(&actions)
+        case .outputTaken(let total):
+            noteOutputTaken(min(total, outputHandedOverBytes), now: now)
         case .writabilityChanged(let writable):
             isWritable = writable
-            if writable { actions.append(.resumeDataWriters) }
+            if writable {
+                waitingDataWriters = waitingDataWriters.filter { dataWriterMustWait(on: $0) }
+                actions.append(.resumeDataWriters)
+            }
         case .outboundBuffered(let bytes):
             guard phase != .closed, bytes > configuration.maxOutboundBuffer else { break }
             actions.append(.log(.notice, "closing: \(bytes) bytes buffered for a peer that is not reading"))
@@ -228,6 +302,10 @@ struct ConnectionStateMachine {
             actions.append(.log(.debug, "stream \(frame.streamID) cancelled by the client"))
             cancel(.deadline(streamID: frame.streamID), &actions)
             actions.append(.cancelCall(streamID: frame.streamID))
+            // Nothing more is written for it: its queued DATA goes, and a waiting writer is let go
+            // (its next write finds the stream gone).
+            dropQueuedOutput(of: frame.streamID)
+            if waitingDataWriters.remove(frame.streamID) != nil { actions.append(.resumeDataWriters) }
             streamEnded(now: now, &actions)
         case .ping where frame.flags.contains(.ack):
             if let opaque = try? PingMessage.decode(frame.payload, limits: configuration.decodeLimits).opaque,
@@ -235,7 +313,7 @@ struct ConnectionStateMachine {
                 unansweredPing = nil
             }
         case .ping:
-            actions.append(.write(Frame(type: .ping, flags: .ack, streamID: 0, payload: frame.payload)))
+            writeControl(Frame(type: .ping, flags: .ack, streamID: 0, payload: frame.payload), &actions)
         case .data, .response:
             failConnection(.invalidArgument, "clients do not send \(frame.type) frames", &actions)
         default:
@@ -305,22 +383,41 @@ struct ConnectionStateMachine {
             failConnection(.deadlineExceeded,
                 "a frame did not arrive whole within \(configuration.frameTimeout.nanoseconds / 1_000_000) ms", &actions)
         case .idle:
-            guard phase == .open || phase == .draining, let lastActivity else { return }
-            if streams.isEmpty, now >= lastActivity + idlePeriod {
-                failConnection(CallStatus(code: .ok, message: "idle timeout"), &actions)
-            } else {
-                if !streams.isEmpty { self.lastActivity = now }
-                armIdleTimer(now: now, &actions)
+            guard phase == .open || phase == .draining, var lastActivity else { return }
+            // A peer taking the output sent to it is not idle.
+            if let taken = outputLastTakenAt, taken > lastActivity { lastActivity = taken }
+            if !outputTurns.isEmpty {
+                // Frames still waiting are not idleness, but a peer that took none of the output
+                // for a whole idle period is not reading (with keepalive off, the only check of that).
+                if now >= lastActivity + idlePeriod { return closeNotReading(now: now, &actions) }
+            } else if streams.isEmpty, now >= lastActivity + idlePeriod {
+                return failConnection(CallStatus(code: .ok, message: "idle timeout"), &actions)
+            } else if !streams.isEmpty {
+                lastActivity = now
             }
+            self.lastActivity = lastActivity
+            armIdleTimer(now: now, &actions)
         case .keepalive:
-            guard phase == .open || phase == .draining, !streams.isEmpty else { return }
+            guard phase == .open || phase == .draining, !streams.isEmpty || !outputTurns.isEmpty else { return }
+            // More than the PING itself taken since the last check.
+            let tookOutput = outputTakenBytes - outputTakenAtKeepalive > Self.pingFrameBytes
+            outputTakenAtKeepalive = outputTakenBytes
             if unansweredPing != nil {
-                return failConnection(.unavailable, "keepalive PING not answered", &actions)
+                // A peer that is still taking output has not read the PING yet: it sits behind
+                // output in the socket's buffers (the kernel's too, which can hold megabytes the
+                // connection no longer counts). It is slow, not gone: closed only when it took
+                // nothing but the PING for a whole interval.
+                guard tookOutput else {
+                    return failConnection(.unavailable,
+                        hasPendingOutput ? "keepalive PING not answered and no output read for \(configuration.keepaliveInterval.nanoseconds / 1_000_000) ms"
+                            : "keepalive PING not answered", &actions)
+                }
+                return armKeepaliveIfNeeded(now: now, &actions)
             }
             let opaque = nextPingOpaque
             nextPingOpaque &+= 1
             unansweredPing = opaque
-            actions.append(.write(Frame(type: .ping, streamID: 0, payload: PingMessage(opaque: opaque).encoded())))
+            writeControl(Frame(type: .ping, streamID: 0, payload: PingMessage(opaque: opaque).encoded()), &actions)
             armKeepaliveIfNeeded(now: now, &actions)
         case .drain:
             guard phase == .draining else { return }
@@ -331,7 +428,7 @@ struct ConnectionStateMachine {
             let timeout = stream.timeout ?? .zero
             actions.append(.cancelCall(streamID: id))
             let response = CallResponse(
-                header: ResponseHeader(requestID: stream.requestID, serverVersion: configuration.serverVersion),
+                header: ResponseHeader(requestID: EchoBounds.echoable(stream.requestID), serverVersion: configuration.serverVersion),
                 status: CallStatus(code: .deadlineExceeded, message: "deadline of \(timeout.nanoseconds / 1_000_000) ms exceeded"))
             finish(id, response: response.encoded(), now: now, cancelWork: true, &actions)
         }
@@ -361,26 +458,119 @@ struct ConnectionStateMachine {
     // MARK: Streams
 
     /// Ends a stream with its RESPONSE, unless something else ended it first.
+    /// The RESPONSE follows the stream's queued DATA frames (a stream's frames stay in order). One
+    /// above the frame limit would never be sent: it is replaced by RESOURCE_EXHAUSTED, without
+    /// echoing anything of the request.
     private mutating func finish(_ id: UInt32, response: ByteBuffer, now: NIODeadline, cancelWork: Bool,
                                  _ actions: inout [Action]) {
         guard phase != .closed, streams.removeValue(forKey: id) != nil else { return }
         cancel(.deadline(streamID: id), &actions)
         if !cancelWork { actions.append(.releaseCall(streamID: id)) }
-        actions.append(.write(Frame(type: .response, streamID: id, payload: response)))
+        var payload = response
+        if payload.readableBytes > configuration.maxFramePayload {
+            actions.append(.log(.warning, "stream \(id): a RESPONSE of \(payload.readableBytes) bytes is above the frame limit; answering RESOURCE_EXHAUSTED"))
+            payload = CallResponse(header: ResponseHeader(serverVersion: configuration.serverVersion),
+                status: CallStatus(code: .resourceExhausted,
+                    message: "the answer is \(response.readableBytes) bytes, above the frame limit of \(configuration.maxFramePayload)")).encoded()
+        }
+        waitingDataWriters.remove(id)
+        enqueue(Frame(type: .response, streamID: id, payload: payload), &actions)
         streamEnded(now: now, &actions)
     }
 
-    private func respond(_ id: UInt32, _ status: CallStatus, _ actions: inout [Action]) {
+    /// A refusal of a REQUEST that never became a stream: a small control answer, written at once.
+    private mutating func respond(_ id: UInt32, _ status: CallStatus, _ actions: inout [Action]) {
         let response = CallResponse(header: ResponseHeader(serverVersion: configuration.serverVersion), status: status)
-        actions.append(.write(Frame(type: .response, streamID: id, payload: response.encoded())))
+        writeControl(Frame(type: .response, streamID: id, payload: response.encoded()), &actions)
     }
 
     private mutating func streamEnded(now: NIODeadline, _ actions: inout [Action]) {
         lastActivity = now
-        if phase == .draining, streams.isEmpty {
+        closeIfDrained(&actions)
+    }
+
+    /// While draining: closes once the last call ended and its frames were handed to the channel.
+    private mutating func closeIfDrained(_ actions: inout [Action]) {
+        if phase == .draining, streams.isEmpty, outputTurns.isEmpty {
             actions.append(.log(.debug, "drained: closing"))
             close(&actions)
         }
+    }
+
+    // MARK: Output
+
+    /// A keepalive PING on the wire: the header and a `Ping` with a 64-bit opaque.
+    static let pingFrameBytes = Wire.frameHeaderSize + 9
+
+    /// The bytes a frame takes on the wire.
+    private static func wireSize(_ frame: Frame) -> Int { Wire.frameHeaderSize + frame.payload.readableBytes }
+
+    /// Writes a control frame (SETTINGS, PING, PING ACK, GOAWAY, a refusal) at once, ahead of
+    /// every queued frame. They are small and few, but a peer that keeps sending PINGs without
+    /// reading would grow the output without end: beyond `controlOverflowLimit` it is not reading.
+    private mutating func writeControl(_ frame: Frame, _ actions: inout [Action]) {
+        handOver(frame, &actions)
+        if bufferedOutputBytes > controlOverflowLimit, phase != .closed {
+            actions.append(.log(.notice, "closing: \(bufferedOutputBytes) bytes buffered for a peer that is not reading"))
+            close(&actions)
+        }
+    }
+
+    private mutating func handOver(_ frame: Frame, _ actions: inout [Action]) {
+        let size = Self.wireSize(frame)
+        bufferedOutputBytes += size
+        outputHandedOverBytes += size
+        actions.append(.write(frame))
+    }
+
+    /// Queues a stream's frame behind its earlier ones and sends what fits.
+    private mutating func enqueue(_ frame: Frame, _ actions: inout [Action]) {
+        let id = frame.streamID
+        if outputQueues[id] == nil {
+            outputQueues[id] = CircularBuffer(initialCapacity: 2)
+            outputTurns.append(id)
+        }
+        outputQueues[id]!.append(frame)
+        sendQueuedOutput(&actions)
+    }
+
+    /// Hands queued frames to the channel, one per stream in turn, while they fit within
+    /// `outputLimitForStreams` (a frame goes out alone when the channel holds nothing). Writers
+    /// whose queue emptied are resumed.
+    private mutating func sendQueuedOutput(_ actions: inout [Action]) {
+        var resume = false
+        while phase != .closed, let id = outputTurns.first, let frame = outputQueues[id]?.first {
+            let size = Self.wireSize(frame)
+            guard bufferedOutputBytes == 0 || bufferedOutputBytes + size <= outputLimitForStreams else { break }
+            outputTurns.removeFirst()
+            outputQueues[id]!.removeFirst()
+            if outputQueues[id]!.isEmpty {
+                outputQueues[id] = nil
+                if isWritable, waitingDataWriters.remove(id) != nil { resume = true }
+            } else {
+                outputTurns.append(id)
+            }
+            handOver(frame, &actions)
+        }
+        if resume { actions.append(.resumeDataWriters) }
+    }
+
+    private mutating func dropQueuedOutput(of id: UInt32) {
+        guard outputQueues.removeValue(forKey: id) != nil else { return }
+        if let index = outputTurns.firstIndex(of: id) { outputTurns.remove(at: index) }
+    }
+
+    private mutating func noteOutputTaken(_ total: Int, now: NIODeadline) {
+        guard total > outputTakenBytes else { return }
+        outputTakenBytes = total
+        outputLastTakenAt = now
+    }
+
+    /// The peer took nothing of the output waiting for it for a whole idle period.
+    private mutating func closeNotReading(now: NIODeadline, _ actions: inout [Action]) {
+        actions.append(.log(.notice,
+            "closing: \(bufferedOutputBytes) bytes buffered for a peer that is not reading (none read for \(idlePeriod.nanoseconds / 1_000_000) ms)"))
+        close(&actions)
     }
 
     // MARK: Shutdown
@@ -394,9 +584,9 @@ struct ConnectionStateMachine {
             close(&actions)
         case .open:
             phase = .draining
-            actions.append(.write(Frame(type: .goAway, streamID: 0, payload: GoAwayMessage(
-                lastStreamID: lastClientStreamID, status: CallStatus(code: .ok, message: "server shutting down")).encoded())))
-            if streams.isEmpty {
+            writeControl(Frame(type: .goAway, streamID: 0, payload: GoAwayMessage(
+                lastStreamID: lastClientStreamID, status: CallStatus(code: .ok, message: "server shutting down")).encoded()), &actions)
+            if streams.isEmpty, outputTurns.isEmpty {
                 close(&actions)
             } else {
                 schedule(.drain, at: now + configuration.drainTimeout, &actions)
@@ -414,8 +604,8 @@ struct ConnectionStateMachine {
     private mutating func failConnection(_ status: CallStatus, _ actions: inout [Action]) {
         guard phase != .closed else { return }
         if status.code != .ok { actions.append(.log(.debug, "closing connection: \(status)")) }
-        actions.append(.write(Frame(type: .goAway, streamID: 0,
-                                    payload: GoAwayMessage(lastStreamID: lastClientStreamID, status: status).encoded())))
+        writeControl(Frame(type: .goAway, streamID: 0,
+                           payload: GoAwayMessage(lastStreamID: lastClientStreamID, status: status).encoded()), &actions)
         close(&actions)
     }
 
@@ -436,6 +626,9 @@ struct ConnectionStateMachine {
         }
         for id in streams.keys.sorted() { actions.append(.cancelCall(streamID: id)) }
         streams.removeAll()
+        outputQueues.removeAll()
+        outputTurns.removeAll()
+        waitingDataWriters.removeAll()
         actions.append(.failDataWriters)
     }
 }

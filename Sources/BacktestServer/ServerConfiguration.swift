@@ -10,7 +10,12 @@ package struct ServerConfiguration: Sendable {
     package var port = 50051
 
     /// Largest frame payload either side may send; checked from the header before buffering.
+    /// At least `minimumMaxFramePayload`.
     package var maxFramePayload = Wire.defaultMaxFramePayload
+    /// The smallest frame limit that still fits the protocol's own frames: SETTINGS, GOAWAY, PING
+    /// and every error RESPONSE (whose echoed strings `EchoBounds` keeps to a few hundred bytes).
+    /// A smaller limit would drop them, and calls would never end.
+    package static let minimumMaxFramePayload = 4096
     /// Calls in flight per connection; more are refused with RESOURCE_EXHAUSTED.
     package var maxConcurrentStreams = 256
     /// Open connections; more get a GOAWAY with RESOURCE_EXHAUSTED and are closed.
@@ -26,8 +31,11 @@ package struct ServerConfiguration: Sendable {
     package var keepaliveInterval = TimeAmount.seconds(30)
     /// Upper bound on a call's deadline; also the deadline of a call that sets none.
     package var maxCallTimeout = TimeAmount.minutes(10)
-    /// Bytes written to a connection but not yet taken by the socket. Streaming calls wait above
-    /// half of it; beyond it the peer is not reading and the connection is closed.
+    /// Bytes written to a connection but not yet taken by the socket, for all its streams
+    /// together. Streams' DATA and RESPONSE frames wait in per-stream queues while it is full
+    /// (control frames go ahead of them); a streaming call waits while its own frame is queued or
+    /// more than half is buffered. A peer that takes none of it for a keepalive interval (with an
+    /// unanswered PING), or an idle period, is not reading and the connection is closed.
     package var maxOutboundBuffer = 8 * 1024 * 1024
     /// Memory and nesting bounds for decoding one request.
     package var decodeLimits = DecodeLimits(memoryBudget: 64 * 1024 * 1024, maxDepth: 48)

@@ -17,16 +17,18 @@ import NIOCore
 /// each stream's one RESPONSE. Whichever of "call finished", "deadline", "cancel" happens first
 /// ends the stream; the others find it gone and do nothing.
 ///
-/// Output backpressure uses the channel's writability: the handler sets the write-buffer water
-/// marks to half of `maxOutboundBuffer` (low = high), so the channel turns unwritable once more
-/// than half of the bound is buffered and writable again once it drops below half; a streaming
-/// call whose DATA frame left the channel unwritable waits for `channelWritabilityChanged`. The
-/// hard bound (more than `maxOutboundBuffer` buffered: the peer is not reading, close) reads the
-/// channel's own count (`ChannelOptions.bufferedWritableBytes`) after each write made while the
-/// channel is unwritable; nothing is counted by hand. This keeps PROTOCOL.md §5 ("a streaming
-/// call waits while more than half is queued; beyond the whole, the peer is not reading and the
-/// connection is closed"); the only difference from counting is that waiters resume when the
-/// buffer is strictly below half rather than at exactly half.
+/// Output backpressure is the machine's (PROTOCOL.md §5): streams' DATA frames and RESPONSEs wait
+/// in per-stream queues and are handed to the channel in turn while the bytes it holds stay
+/// within `maxOutboundBuffer`; control frames go at once, ahead of them. The handler tells the
+/// machine when each write completes (a promise per frame) and, before a keepalive or idle check,
+/// how much of a large frame the socket took in part (`ChannelOptions.bufferedWritableBytes`), so
+/// a slow reader is told from one that stopped. A streaming call waits while its own frame is
+/// still queued, or while the channel is unwritable: the write-buffer water marks are half of
+/// `maxOutboundBuffer` (low = high).
+///
+/// Events that arrive while the handler is performing actions (a write completing at once, a
+/// resumed writer writing again, the channel closing) are handled after them, in order, so the
+/// machine's frames reach the channel in the order it emitted them.
 final class ServerConnectionHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -52,10 +54,18 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     private let startCall: CallStarter
     private var timers: [ConnectionStateMachine.Timer: Scheduled<Void>] = [:]
     private var calls: [UInt32: CallHandle] = [:]
-    /// Streaming calls waiting for the channel to become writable.
-    private var dataWriters: [EventLoopPromise<Void>] = []
+    /// Streaming calls waiting for room, by stream.
+    private var dataWriters: [UInt32: [EventLoopPromise<Void>]] = [:]
     /// Set once the channel's close was requested: nothing more is written.
     private var closeIssued = false
+    /// Events that arrived while actions were being performed, handled next.
+    private var backlog: [ConnectionStateMachine.Event] = []
+    private var isPerforming = false
+    /// A writer was told to wait only because its frame went into the backlog (see `writeData`).
+    private var writerWaitsForTheBacklog = false
+    /// Bytes handed to the channel and bytes whose write completed, since the connection began.
+    private var handedOverBytes = 0
+    private var completedBytes = 0
 
     convenience init(configuration: ServerConfiguration, service: any BacktestService, logger: Logger) {
         self.init(configuration: configuration, logger: logger, startCall: Self.callRunner(service))
@@ -140,14 +150,18 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         handle(.deadlineKnown(streamID: id, deadline: deadline, requestID: requestID, timeout: timeout))
     }
 
-    /// Writes a DATA frame; the future completes once the output has room again, and fails if the
-    /// stream or the connection has ended.
+    /// Writes a DATA frame: it joins the stream's output queue. The future completes once the
+    /// stream may write its next one (`ConnectionStateMachine.dataWriterMustWait(on:)`), and fails
+    /// if the stream or the connection has ended.
     func writeData(_ id: UInt32, _ payload: ByteBuffer) -> EventLoopFuture<Void> {
         guard stateMachine.canSendData(on: id) else { return eventLoop.makeFailedFuture(CancellationError()) }
         handle(.dataReady(streamID: id, payload: payload))
-        guard stateMachine.dataWritersMustWait else { return eventLoop.makeSucceededVoidFuture() }
+        // Written while actions are performed (a writer resumed there writing again), the frame
+        // is queued after them: the writer waits, and is resumed once they are done if it may go.
+        guard isPerforming || stateMachine.dataWriterMustWait(on: id) else { return eventLoop.makeSucceededVoidFuture() }
+        if isPerforming { writerWaitsForTheBacklog = true }
         let waiter = eventLoop.makePromise(of: Void.self)
-        dataWriters.append(waiter)
+        dataWriters[id, default: []].append(waiter)
         return waiter.futureResult
     }
 
@@ -169,7 +183,38 @@ final class ServerConnectionHandler: ChannelInboundHandler {
 
     private func handle(_ event: ConnectionStateMachine.Event) {
         guard let context else { return }
-        perform(stateMachine.handle(event, now: context.eventLoop.now), context)
+        backlog.append(event)
+        guard !isPerforming else { return }
+        isPerforming = true
+        defer { isPerforming = false }
+        var next = 0
+        while next < backlog.count {
+            let event = backlog[next]
+            next += 1
+            perform(stateMachine.handle(event, now: context.eventLoop.now), context)
+        }
+        backlog.removeAll(keepingCapacity: true)
+        isPerforming = false
+        if writerWaitsForTheBacklog {
+            writerWaitsForTheBacklog = false
+            resumeDataWriters()
+        }
+    }
+
+    /// Resumes the waiting writers whose stream may write now.
+    private func resumeDataWriters() {
+        for id in dataWriters.keys.sorted() where !stateMachine.dataWriterMustWait(on: id) {
+            for waiter in dataWriters.removeValue(forKey: id) ?? [] { waiter.succeed() }
+        }
+    }
+
+    /// Before a check of the peer's liveness: how many bytes it took, counting the part of a
+    /// frame the socket took so far (the channel's count, when it holds the bytes itself).
+    private func reportOutputTaken(_ context: ChannelHandlerContext) {
+        guard handedOverBytes > completedBytes,
+              let buffered = try? context.channel.syncOptions?.getOption(.bufferedWritableBytes), buffered > 0
+        else { return }
+        handle(.outputTaken(totalBytes: max(completedBytes, handedOverBytes - buffered)))
     }
 
     private func perform(_ actions: [ConnectionStateMachine.Action], _ context: ChannelHandlerContext) {
@@ -181,6 +226,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
                 timers.removeValue(forKey: timer)?.cancel()
                 timers[timer] = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
                     timers[timer] = nil
+                    if timer == .keepalive || timer == .idle { reportOutputTaken(context) }
                     handle(.timerFired(timer))
                 }
             case .cancelTimer(let timer):
@@ -192,11 +238,9 @@ final class ServerConnectionHandler: ChannelInboundHandler {
             case .releaseCall(let id):
                 calls[id] = nil
             case .resumeDataWriters:
-                let waiters = dataWriters
-                dataWriters.removeAll()
-                for waiter in waiters { waiter.succeed() }
+                resumeDataWriters()
             case .failDataWriters:
-                let waiters = dataWriters
+                let waiters = dataWriters.keys.sorted().flatMap { dataWriters[$0] ?? [] }
                 dataWriters.removeAll()
                 for waiter in waiters { waiter.fail(CancellationError()) }
             case .close:
@@ -211,18 +255,22 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     }
 
     private func write(_ frame: Frame, _ context: ChannelHandlerContext) {
+        let size = Wire.frameHeaderSize + frame.payload.readableBytes
         guard !closeIssued else { return }
         guard frame.payload.readableBytes <= configuration.maxFramePayload else {
+            // The machine replaces oversized RESPONSEs and calls refuse oversized DATA: a bug.
             logger.error("dropping a \(frame.type) frame of \(frame.payload.readableBytes) bytes above the frame limit")
+            handle(.outputWritten(bytes: size))
             return
         }
-        var buffer = context.channel.allocator.buffer(capacity: Wire.frameHeaderSize + frame.payload.readableBytes)
+        var buffer = context.channel.allocator.buffer(capacity: size)
         FrameEncoder.write(frame, into: &buffer)
-        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
-        // Above the high water mark: ask the channel how much it holds (the hard bound).
-        if !context.channel.isWritable,
-           let buffered = try? context.channel.syncOptions?.getOption(.bufferedWritableBytes) {
-            handle(.outboundBuffered(bytes: buffered))
+        handedOverBytes += size
+        let written = context.eventLoop.makePromise(of: Void.self)
+        written.futureResult.assumeIsolated().whenComplete { [self] _ in
+            completedBytes += size
+            handle(.outputWritten(bytes: size))
         }
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: written)
     }
 }

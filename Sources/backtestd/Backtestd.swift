@@ -25,7 +25,7 @@ struct Backtestd: AsyncParsableCommand {
     var host: String?
     @Option(help: "TCP port (env BACKTESTD_PORT). Default 50051; 0 picks a free port.")
     var port: String?
-    @Option(help: "Largest frame payload in bytes (env BACKTESTD_MAX_FRAME_BYTES). Default 4194304.")
+    @Option(help: "Largest frame payload in bytes, 4096...4294967295 (env BACKTESTD_MAX_FRAME_BYTES). Default 4194304.")
     var maxFrameBytes: String?
     @Option(help: "Calls in flight per connection (env BACKTESTD_MAX_CONCURRENT_STREAMS). Default 256.")
     var maxConcurrentStreams: String?
@@ -37,11 +37,11 @@ struct Backtestd: AsyncParsableCommand {
     var idleTimeoutMs: String?
     @Option(help: "Time for a started frame to arrive whole, ms (env BACKTESTD_FRAME_TIMEOUT_MS). Default 10000.")
     var frameTimeoutMs: String?
-    @Option(help: "PING interval while calls run, ms; 0 disables (env BACKTESTD_KEEPALIVE_MS). Default 30000.")
+    @Option(help: "PING interval while calls run, ms, 0...4294967295; 0 disables (env BACKTESTD_KEEPALIVE_MS). Default 30000.")
     var keepaliveMs: String?
-    @Option(help: "Upper bound of a call's deadline, ms (env BACKTESTD_MAX_CALL_TIMEOUT_MS). Default 600000.")
+    @Option(help: "Upper bound of a call's deadline, ms, 1...4294967295 (env BACKTESTD_MAX_CALL_TIMEOUT_MS). Default 600000.")
     var maxCallTimeoutMs: String?
-    @Option(help: "Output bytes buffered per connection before it is dropped (env BACKTESTD_MAX_OUTPUT_BUFFER_BYTES). Default 8388608.")
+    @Option(help: "Output bytes a connection holds for its peer, all streams together; streams wait beyond it (env BACKTESTD_MAX_OUTPUT_BUFFER_BYTES). Default 8388608.")
     var maxOutputBufferBytes: String?
     @Option(help: "Memory one request may take once decoded, bytes (env BACKTESTD_DECODE_BUDGET_BYTES). Default 67108864.")
     var decodeBudgetBytes: String?
@@ -49,7 +49,7 @@ struct Backtestd: AsyncParsableCommand {
     var drainTimeoutMs: String?
     @Option(help: "trace, debug, info, notice, warning, error or critical (env BACKTESTD_LOG_LEVEL). Default info.")
     var logLevel: String?
-    @Option(help: "Market data: demo, demo:SEED, alpaca, or files:DIRECTORY (env BACKTESTD_DATA_SOURCE). Default demo.")
+    @Option(help: "Market data: demo, demo:SEED, alpaca, or files:DIRECTORY (env BACKTESTD_DATA_SOURCE). Default demo. The APCA_API_* and BACKTESTD_ALPACA_* variables are read, and checked, only with alpaca.")
     var dataSource: String?
     @Option(help: "Variants of a batch simulated at once (env BACKTESTD_MAX_PARALLEL). Default 4.")
     var maxParallel: String?
@@ -122,6 +122,11 @@ struct Backtestd: AsyncParsableCommand {
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: lifecycle,
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        do {
+            try await group.run()
+        } catch let error as ServerBindError {
+            // Name the flag or variable that chose the address, not just NIO's errno.
+            throw ValidationError(configuration.bindFailure(error).message)
+        }
     }
 }

@@ -198,7 +198,10 @@ struct MalformedInputTests {
 
     @Test func outputBufferIsBoundedForAPeerThatNeverReads() async throws {
         let (service, _, _) = TestService.make(bigPoints: 20_000)  // ~400 KB per result
-        try await withServer({ $0.maxOutboundBuffer = 1 << 20 }, service: service) { server, port in
+        // Output beyond the bound waits in the streams' queues (PROTOCOL.md §2, "Output order and
+        // backpressure"); a peer that takes nothing is closed after a keepalive interval with its
+        // PING unanswered, which is 1 s here.
+        try await withServer({ $0.maxOutboundBuffer = 1 << 20; $0.keepaliveInterval = .seconds(1) }, service: service) { server, port in
             // A peer with no handlers and autoRead off: it never takes a byte off its socket.
             let connection = try await RawConnection(port: port, readNothing: true)
             var preface = ByteBuffer()

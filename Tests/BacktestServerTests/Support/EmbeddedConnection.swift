@@ -25,7 +25,9 @@ final class EmbeddedConnection {
 
     /// - Parameter stalledOutput: a socket that never drains: frames the handler writes stay
     ///   buffered in the channel (counted by `bufferedWritableBytes`) and never reach `frames()`.
-    init(_ configure: (inout ServerConfiguration) -> Void = { _ in }, stalledOutput: Bool = false) throws {
+    /// - Parameter throttle: a socket read at the test's pace (see `ThrottledSocket`).
+    init(_ configure: (inout ServerConfiguration) -> Void = { _ in }, stalledOutput: Bool = false,
+         throttle: ThrottledSocket? = nil) throws {
         var configuration = ServerConfiguration()
         configure(&configuration)
         var logger = Logger(label: "test.embedded-connection")
@@ -37,6 +39,7 @@ final class EmbeddedConnection {
         }
         channel = EmbeddedChannel(loop: loop)
         if stalledOutput { try channel.pipeline.syncOperations.addHandler(StalledSocket()) }
+        if let throttle { try channel.pipeline.syncOperations.addHandler(throttle) }
         try channel.pipeline.syncOperations.addHandler(handler)
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 50051)).wait()
     }

@@ -1,3 +1,4 @@
+import Foundation
 import BacktestCore
 import BacktestProtocol
 import BacktestServer
@@ -17,7 +18,8 @@ func withServer<R: Sendable>(
     configuration.port = 0
     configure(&configuration)
     var logger = Logger(label: "test.server")
-    logger.logLevel = .critical
+    // BT_DEBUG=1 swift test ... shows the server's debug log (why a connection was closed).
+    logger.logLevel = ProcessInfo.processInfo.environment["BT_DEBUG"] != nil ? .debug : .critical
     let server = BacktestServer(configuration: configuration, service: service, logger: logger)
     let running = Task { try await server.run() }
     let port = try await server.boundAddress.port ?? 0
