@@ -55,6 +55,9 @@ struct PortfolioLoop<Recorder: PortfolioRecorder> {
         exited = Array(repeating: false, count: legs.count)
     }
 
+    /// Leg-days valued between two cancellation checks (see `run`).
+    static var valuationStride: Int { 1 << 20 }
+
     /// Legs (in position order) whose `next_open` order was signalled on the last day.
     private var unfilledAtEnd: [String] = []
 
@@ -71,8 +74,14 @@ struct PortfolioLoop<Recorder: PortfolioRecorder> {
             message: "\(tickers.joined(separator: ", ")): next_open order(s) signalled on the last day \(lastDay) not filled: the window ends before the next open")]
     }
 
-    mutating func run() {
+    /// Runs the loop over the whole calendar. Checks `cancellation` once per fill point and
+    /// every `valuationStride` leg-days of valuation, so a large portfolio stops within
+    /// milliseconds of a cancel; throws CANCELLED then (what was recorded so far is incomplete).
+    mutating func run(cancellation: CancellationFlag? = nil) throws(BacktestError) {
         let count = market.dates.count
+        // Days valued per call between checks: about `valuationStride` leg-days, so a check
+        // comes every millisecond or so however many legs there are (with few legs: one call).
+        let valuationDays = max(1, PortfolioLoop.valuationStride / max(legs.count, 1))
         let rebalanceDays: [Bool]? = switch strategy.rebalance {
         case .none: nil
         case .daily: RebalanceCalendar.days(market.dates, .daily)
@@ -84,6 +93,7 @@ struct PortfolioLoop<Recorder: PortfolioRecorder> {
         let shift = useOpen ? 1 : 0
         var t = 0
         while t < count {
+            try cancellation.check()
             if followsCorporateActions { applyCorporateActions(t) }
             let s = t - shift
             if s >= 0 {
@@ -92,7 +102,13 @@ struct PortfolioLoop<Recorder: PortfolioRecorder> {
             }
             // Until the next day that may fill, only prices move: value those days in one go.
             let end = nextFillCandidate(after: t, shift: shift, rebalanceDays: rebalanceDays, count: count)
-            value(t..<end)
+            var from = t
+            while end - from > valuationDays {
+                value(from..<(from + valuationDays))
+                from += valuationDays
+                try cancellation.check()
+            }
+            value(from..<end)
             t = end
         }
         if useOpen && count > 0 {
@@ -218,10 +234,20 @@ struct PortfolioLoop<Recorder: PortfolioRecorder> {
             for (p, delta, reference) in targets where delta < 0 { sell(p, quantity: -delta, reference: reference, at: t) }
             for (p, delta, reference) in targets where delta > 0 { buy(p, quantity: delta, reference: reference, at: t) }
         }
+        // Each entry is sized on the equity after the entries before it. The equity is summed
+        // over the held legs once, at the first entry, then carried forward: a buy of `amount`
+        // at `reference` changes it by amount x reference (the leg, valued at the price the
+        // order was sized at) minus what the buy cost (cost and commission). Summing it again
+        // for every entry made a day with many entries quadratic in the number of positions.
+        var equity: Double?
         for p in legs.indices where quantity[p] == 0 && !exited[p] && legs[p].entry[s] {
             guard let reference = price(p, t, useOpen) else { drop(p, t); continue }
-            let target = legs[p].position.weight * equity(at: t, useOpen: useOpen) / reference
-            buy(p, quantity: target, reference: reference, at: t)
+            let total = equity ?? self.equity(at: t, useOpen: useOpen)
+            let target = legs[p].position.weight * total / reference
+            let cashBefore = cash
+            equity = buy(p, quantity: target, reference: reference, at: t)
+                ? total + quantity[p] * reference - (cashBefore - cash)
+                : total
         }
     }
 
