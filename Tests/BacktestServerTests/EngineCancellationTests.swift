@@ -62,20 +62,20 @@ struct EngineCancellationTests {
         let threads = ComputeThreads(numberOfThreads: 1)
         try await withServer(service: try Self.service(threads)) { _, port in
             let (connection, _) = try await RawConnection.handshake(port: port)
-            // The deadline: long enough for the shared phase (data, validation and analysis of
-            // 20,000 positions take seconds in a debug build on a loaded machine), far shorter
-            // than the simulation.
-            try await connection.sendRequest(1, Self.runBacktest(Self.heavy(), timeoutMs: ending == .deadline ? 15_000 : 0))
+            // The deadline: long enough for the shared phase (decoding, validating and analysing
+            // 20,000 positions takes 15 s and more in a debug build on a loaded machine), far
+            // shorter than the simulation (minutes in a debug build).
+            try await connection.sendRequest(1, Self.runBacktest(Self.heavy(), timeoutMs: ending == .deadline ? 40_000 : 0))
             switch ending {
             case .deadline:
                 let frame = try #require(await connection.nextFrame(where: { $0.type == .response }))
                 #expect(try CallResponse.decode(frame.payload).status.code == .deadlineExceeded)
                 #expect(threads.counts.started == 1, "the simulation was running when the deadline fired")
             case .cancel:
-                try await poll(timeout: .seconds(60)) { threads.counts.started == 1 }
+                try await poll(timeout: .seconds(120)) { threads.counts.started == 1 }
                 try await connection.send(Frame(type: .cancel, streamID: 1, payload: CancelMessage().encoded()))
             case .disconnect:
-                try await poll(timeout: .seconds(60)) { threads.counts.started == 1 }
+                try await poll(timeout: .seconds(120)) { threads.counts.started == 1 }
                 await connection.close()
             }
             // The engine saw the call end and stopped midway (uncancelled it would run on for
@@ -108,7 +108,7 @@ struct EngineCancellationTests {
         }
         var iterator = ids.makeAsyncIterator()
         let id = try #require(await iterator.next())
-        try await poll(timeout: .seconds(60)) { threads.counts.started == 1 }
+        try await poll(timeout: .seconds(120)) { threads.counts.started == 1 }
         let cancelled = try await service.cancelBatch(id: id, context: CallContext(streamID: 3))
         #expect(cancelled.state == .cancelled)
         try await poll(timeout: .seconds(60)) { threads.counts.finished == 1 }
