@@ -10,14 +10,19 @@ import MarketData
 import NIOCore
 import Testing
 
-/// Issue 12, failure 2: work that outlived its call. A heavy single RunBacktest (20,000
-/// positions over ten years, rebalanced daily: a minute or more of CPU uncancelled in a debug build) whose call ends
+/// Issue 12, failure 2: work that outlived its call. A heavy single RunBacktest (2,000
+/// positions over ten years, rebalanced daily: a minute or more of CPU uncancelled in a debug
+/// build, while its shared phase is short) whose call ends
 /// by its deadline, by CANCEL or by the client closing the socket must stop computing: the engine
 /// sees its `CancellationFlag` and ends early (`ComputeThreads.counts.stoppedEarly`), and the one
 /// compute thread is free, so the next call completes. The same for a SUMMARY sweep stopped by
 /// CancelBatch in the middle of its only chunk (issue 11). No timing is asserted: the checks are
 /// the engine's own report and a next call that completes.
-@Suite("The engine stops when its call ends", .timeLimit(.minutes(5)))
+///
+/// Serialized: the server decodes, validates and analyses each request on its call's task (the
+/// cooperative pool), seconds for thousands of positions in a debug build; one at a time leaves
+/// the pool to the other suites running in parallel.
+@Suite("The engine stops when its call ends", .serialized, .timeLimit(.minutes(5)))
 struct EngineCancellationTests {
     static let settings = BacktestSettings(start: TradingDate(iso: "2010-01-04")!, end: TradingDate(iso: "2019-12-31")!)
     static let tickers = ["AAPL", "MSFT", "XOM", "JPM", "JNJ", "PG", "KO", "INTC", "CSCO", "WMT"]
@@ -26,7 +31,7 @@ struct EngineCancellationTests {
         .series(SeriesRef(source: .indicator(try! IndicatorSpec(parsing: key))))
     }
 
-    static func heavy(positions: Int = 20_000, name: String = "heavy") -> Strategy {
+    static func heavy(positions: Int = 2_000, name: String = "heavy") -> Strategy {
         Strategy(
             name: name,
             positions: (0..<positions).map { p in
@@ -62,10 +67,10 @@ struct EngineCancellationTests {
         let threads = ComputeThreads(numberOfThreads: 1)
         try await withServer(service: try Self.service(threads)) { _, port in
             let (connection, _) = try await RawConnection.handshake(port: port)
-            // The deadline: long enough for the shared phase (decoding, validating and analysing
-            // 20,000 positions takes 15 s and more in a debug build on a loaded machine), far
-            // shorter than the simulation (minutes in a debug build).
-            try await connection.sendRequest(1, Self.runBacktest(Self.heavy(), timeoutMs: ending == .deadline ? 40_000 : 0))
+            // The deadline: long enough for the shared phase (data, validation and analysis take a
+            // few seconds in a debug build on a loaded machine), far shorter than the simulation
+            // (a minute or more in a debug build).
+            try await connection.sendRequest(1, Self.runBacktest(Self.heavy(), timeoutMs: ending == .deadline ? 15_000 : 0))
             switch ending {
             case .deadline:
                 let frame = try #require(await connection.nextFrame(where: { $0.type == .response }))
@@ -97,7 +102,7 @@ struct EngineCancellationTests {
     @Test func cancelBatchStopsASweepWithinItsChunk() async throws {
         let threads = ComputeThreads(numberOfThreads: 1)
         let service = try Self.service(threads)
-        let variants = (0..<40).map { Self.heavy(positions: 2_000, name: "variant \($0)") }
+        let variants = (0..<10).map { Self.heavy(positions: 1_000, name: "variant \($0)") }
         let (ids, announce) = AsyncStream<String>.makeStream()
         let batch = Task {
             try await service.runBatch(
@@ -116,7 +121,7 @@ struct EngineCancellationTests {
         _ = await batch.result
         let status = try await service.batchStatus(id: id, knownIndices: [], context: CallContext(streamID: 5))
         #expect(status.state == .cancelled)
-        #expect(status.completed < variants.count, "the chunk of 40 stopped early: \(status.completed) finished")
+        #expect(status.completed < variants.count, "the chunk of 10 stopped early: \(status.completed) finished")
         try await threads.shutdown()
     }
 }

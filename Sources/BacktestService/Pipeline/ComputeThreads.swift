@@ -156,19 +156,26 @@ package final class ComputeThreads: Sendable {
         }
     }
 
-    /// A thread became free: starts the next tenant's oldest work, if any.
+    /// A thread became free: starts the next tenant's oldest work, if any. Work whose task was
+    /// cancelled just now (its flag set, its cancellation handler not yet through) is skipped.
     private func dispatchNext() {
-        let (next, waiters) = state.withLockedValue { scheduler -> (Job?, [CheckedContinuation<Void, Never>]) in
+        let (next, skipped, waiters) = state.withLockedValue { scheduler -> (Job?, [Job], [CheckedContinuation<Void, Never>]) in
             scheduler.running -= 1
-            let next = scheduler.next()
+            var skipped: [Job] = []
+            var next = scheduler.next()
+            while let job = next, job.flag.isCancelled {
+                skipped.append(job)
+                next = scheduler.next()
+            }
             if next != nil {
                 scheduler.running += 1
                 scheduler.started += 1
             }
             var waiters: [CheckedContinuation<Void, Never>] = []
             if scheduler.isIdle { swap(&waiters, &scheduler.idleWaiters) }
-            return (next, waiters)
+            return (next, skipped, waiters)
         }
+        for job in skipped { job.abandon(CancellationError()) }
         if let next { start(next) }
         for waiter in waiters { waiter.resume() }
     }
