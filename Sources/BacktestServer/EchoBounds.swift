@@ -50,6 +50,11 @@ enum EchoBounds {
             try check(batchID, max: maxBatchIDBytes, field: "cancel_batch.batch_id")
         case .variantResults(let batchID, _):
             try check(batchID, max: maxBatchIDBytes, field: "get_variant_results.batch_id")
+        case .indicators(let request):
+            // Series keys are echoed in their errors; a key is short (`macd:12,26,9:signal`).
+            for (index, key) in request.series.enumerated() {
+                try check(key, max: maxStrategyNameBytes, field: "get_indicators.series[\(index)]")
+            }
         case .serverInfo, .purgeCache:
             break
         }

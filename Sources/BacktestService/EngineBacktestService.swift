@@ -40,9 +40,12 @@ package struct EngineBacktestService: BacktestService {
     }
 
     package func runBacktest(_ request: BacktestRequest, context: CallContext) async throws -> BacktestResult {
-        // Vendor fetches plan their attempts within the call's deadline.
+        // Vendor fetches plan their attempts within the call's deadline; CPU work is admitted
+        // fairly between connections (`ComputeThreads`).
         try await FetchDeadline.$current.withValue(Self.fetchDeadline(context.deadline)) {
-            try await pipeline.runBacktest(request.strategy, settings: request.settings)
+            try await ComputeThreads.$tenant.withValue(ComputeTenant(context.connection)) {
+                try await pipeline.runBacktest(request.strategy, settings: request.settings)
+            }
         }
     }
 
@@ -85,7 +88,9 @@ package struct EngineBacktestService: BacktestService {
             run.variantDelay = variantDelay
             work = Task {
                 try await FetchDeadline.$current.withValue(Self.fetchDeadline(context.deadline)) {
-                    try await run.run(deadline: context.deadline, emit: sink)
+                    try await ComputeThreads.$tenant.withValue(ComputeTenant(connection)) {
+                        try await run.run(deadline: context.deadline, emit: sink)
+                    }
                 }
             }
         } else {
@@ -101,7 +106,9 @@ package struct EngineBacktestService: BacktestService {
             run.variantDelay = variantDelay
             work = Task {
                 try await FetchDeadline.$current.withValue(Self.fetchDeadline(context.deadline)) {
-                    try await run.run(emit: sink)
+                    try await ComputeThreads.$tenant.withValue(ComputeTenant(connection)) {
+                        try await run.run(emit: sink)
+                    }
                 }
             }
         }
@@ -169,9 +176,11 @@ package struct EngineBacktestService: BacktestService {
             kept.parameters = source.grid?.parameters(of: index) ?? []
             found.withLock { $0[result.index] = kept }
         }
-        _ = try await pipeline.execute(
-            strategies, settings: source.settings, parallelism: maxParallel, path: { "variants[\(chosen[$0])]" },
-            rejected: { record($0) }, finished: { record($0) })
+        _ = try await ComputeThreads.$tenant.withValue(ComputeTenant(context.connection)) {
+            try await pipeline.execute(
+                strategies, settings: source.settings, parallelism: maxParallel, path: { "variants[\(chosen[$0])]" },
+                rejected: { record($0) }, finished: { record($0) })
+        }
         let byPosition = found.withLock { $0 }
         var answers: [VariantResult] = []
         for position in indices.indices {

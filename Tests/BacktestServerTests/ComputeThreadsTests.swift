@@ -1,5 +1,7 @@
+import BacktestCore
 import BacktestService
 import Dispatch
+import Foundation
 import NIOConcurrencyHelpers
 import Testing
 
@@ -41,5 +43,97 @@ struct ComputeThreadsTests {
         await #expect(throws: CancellationError.self) { try await task.value }
         try await threads.shutdown()
         #expect(!ran.withLockedValue { $0 })
+    }
+
+    /// Issue 12: work already running is told through its flag when its task is cancelled, and
+    /// stops; the thread is then free for the next piece of work.
+    @Test func runningWorkSeesItsTaskCancelled() async throws {
+        let threads = ComputeThreads(numberOfThreads: 1)
+        let (started, didStart) = AsyncStream<Void>.makeStream()
+        let spins = NIOLockedValueBox(0)
+        let running = Task {
+            try await threads.run(cancellable: { flag in
+                didStart.yield()
+                // Without the flag this would spin for about a minute (the suite's time limit).
+                for _ in 0..<60_000 {
+                    if flag.isCancelled { break }
+                    spins.withLockedValue { $0 += 1 }
+                    usleep(1_000)
+                }
+                return (try? flag.check()) == nil
+            })
+        }
+        for await _ in started { break }
+        running.cancel()
+        #expect(try await running.value, "the work saw its flag and stopped early")
+        #expect(threads.counts.stoppedEarly == 1)
+        #expect(spins.withLockedValue { $0 } < 60_000)
+        #expect(try await threads.run { 42 } == 42, "the thread is free again")
+        #expect(threads.counts == ComputeThreads.Counts(started: 2, finished: 2, stoppedEarly: 1, queued: 0))
+        try await threads.shutdown()
+    }
+
+    /// Issue 12: fair admission. With the only thread held, connection A queues five pieces of
+    /// work, then B and C one each: a freed thread serves the tenants in turn (A, B, C, A, ...),
+    /// so B and C wait for one of A's, not for all five. Deterministic: the order is decided by
+    /// the queues, not by timing.
+    @Test func queuedWorkIsServedRoundRobinAcrossTenants() async throws {
+        let threads = ComputeThreads(numberOfThreads: 1)
+        let gate = DispatchSemaphore(value: 0)
+        let (started, didStart) = AsyncStream<Void>.makeStream()
+        let busy = Task { try await threads.run { didStart.yield(); gate.wait() } }
+        for await _ in started { break }
+        let order = NIOLockedValueBox<[String]>([])
+        let a = ConnectionState(), b = ConnectionState(), c = ConnectionState()
+        var tasks: [Task<Void, any Error>] = []
+        func submit(_ label: String, _ tenant: ConnectionState, queuedBefore: Int) async throws {
+            tasks.append(Task {
+                try await ComputeThreads.$tenant.withValue(ComputeTenant(tenant)) {
+                    try await threads.run { order.withLockedValue { $0.append(label) } }
+                }
+            })
+            // Each piece is in its queue before the next is submitted, so the arrival order is fixed.
+            try await poll { threads.counts.queued > queuedBefore }
+        }
+        for i in 1...5 { try await submit("A\(i)", a, queuedBefore: i - 1) }
+        try await submit("B1", b, queuedBefore: 5)
+        try await submit("C1", c, queuedBefore: 6)
+        try await submit("B2", b, queuedBefore: 7)
+        gate.signal()
+        try await busy.value
+        for task in tasks { try await task.value }
+        #expect(order.withLockedValue { $0 } == ["A1", "B1", "C1", "A2", "B2", "A3", "A4", "A5"])
+        try await threads.shutdown()
+        withExtendedLifetime((a, b, c)) {}
+    }
+
+    /// A queued piece cancelled in the middle of the queues leaves the others' turns unchanged.
+    @Test func cancellingQueuedWorkKeepsTheOthersInTurn() async throws {
+        let threads = ComputeThreads(numberOfThreads: 1)
+        let gate = DispatchSemaphore(value: 0)
+        let (started, didStart) = AsyncStream<Void>.makeStream()
+        let busy = Task { try await threads.run { didStart.yield(); gate.wait() } }
+        for await _ in started { break }
+        let order = NIOLockedValueBox<[String]>([])
+        let a = ConnectionState(), b = ConnectionState()
+        var tasks: [String: Task<Void, any Error>] = [:]
+        for (label, tenant) in [("A1", a), ("A2", a), ("B1", b), ("B2", b)] {
+            let queued = threads.counts.queued
+            tasks[label] = Task {
+                try await ComputeThreads.$tenant.withValue(ComputeTenant(tenant)) {
+                    try await threads.run { order.withLockedValue { $0.append(label) } }
+                }
+            }
+            try await poll { threads.counts.queued > queued }
+        }
+        tasks["B1"]!.cancel()
+        await #expect(throws: CancellationError.self) { try await tasks["B1"]!.value }
+        #expect(threads.counts.queued == 3)
+        gate.signal()
+        try await busy.value
+        for (label, task) in tasks where label != "B1" { try await task.value }
+        #expect(order.withLockedValue { $0 } == ["A1", "B2", "A2"])
+        try await threads.shutdown()
+        withExtendedLifetime((a, b)) {}
     }
 }

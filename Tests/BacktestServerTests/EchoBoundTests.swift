@@ -33,6 +33,9 @@ struct EchoBoundTests {
         func variantResults(batchID: String, selection: VariantSelection, context: CallContext) async throws -> [VariantResult] {
             try await inner.variantResults(batchID: batchID, selection: selection, context: context)
         }
+        func indicators(_ request: IndicatorsRequest, context: CallContext) async throws -> IndicatorsResult {
+            try await inner.indicators(request, context: context)
+        }
     }
 
     /// Sends one call on stream 1 and returns its RESPONSE (the connection must stay open).

@@ -12,15 +12,17 @@ package struct StrategyAnalysis: Sendable, Hashable {
 
     /// Throws INVALID_ARGUMENT for an unknown indicator or bad parameters (validate first for the
     /// full set of checks). `fieldPrefix(i)` names strategy `i` in error paths.
+    /// Checks `cancellation` per position: CANCELLED once it is set.
     package init(
         strategies: [Strategy], settings: BacktestSettings,
-        fieldPrefix: (Int) -> String = { _ in "strategy" }
+        fieldPrefix: (Int) -> String = { _ in "strategy" }, cancellation: CancellationFlag? = nil
     ) throws(BacktestError) {
         var tickers: Set<String> = [settings.benchmark]
         var keys: Set<IndicatorKey> = []
         for (index, strategy) in strategies.enumerated() {
             let prefix = fieldPrefix(index)
             for (p, position) in strategy.positions.enumerated() {
+                try cancellation.check()
                 tickers.insert(position.ticker)
                 let path = "\(prefix).positions[\(p)]"
                 try StrategyAnalysis.collect(position.entry, ticker: position.ticker, field: path + ".entry", tickers: &tickers, keys: &keys)
@@ -39,8 +41,8 @@ package struct StrategyAnalysis: Sendable, Hashable {
         self.indicatorKeys = keys.sorted()
     }
 
-    package init(strategy: Strategy, settings: BacktestSettings) throws(BacktestError) {
-        try self.init(strategies: [strategy], settings: settings)
+    package init(strategy: Strategy, settings: BacktestSettings, cancellation: CancellationFlag? = nil) throws(BacktestError) {
+        try self.init(strategies: [strategy], settings: settings, cancellation: cancellation)
     }
 
     /// Tickers a single strategy reads (positions and conditions), without the benchmark.

@@ -36,7 +36,10 @@ package enum Validation {
         try Ticker.validate(settings.benchmark, field: "settings.benchmark")
     }
 
-    package static func validate(_ strategy: Strategy, path: String = "strategy") throws(BacktestError) {
+    /// Checks `cancellation` per position (a strategy may have 100,000): CANCELLED once it is set.
+    package static func validate(
+        _ strategy: Strategy, path: String = "strategy", cancellation: CancellationFlag? = nil
+    ) throws(BacktestError) {
         guard !strategy.positions.isEmpty else {
             throw .invalidArgument("a strategy needs at least one position", field: path + ".positions")
         }
@@ -47,6 +50,7 @@ package enum Validation {
         }
         var totalWeight = 0.0
         for (p, position) in strategy.positions.enumerated() {
+            try cancellation.check()
             let positionPath = "\(path).positions[\(p)]"
             try Ticker.validate(position.ticker, field: positionPath + ".ticker")
             // The weight sizes (and rebalances) weight-sized positions only; other sizings ignore it.

@@ -29,9 +29,12 @@ package struct IndicatorStore: Sendable {
     /// Computes and inserts every key of `keys` not yet held; returns how many were computed.
     /// Throws NOT_FOUND when a key's ticker is not in the snapshot.
     @discardableResult
-    package mutating func computeMissing(_ keys: some Sequence<IndicatorKey>, snapshot: MarketSnapshot) throws(BacktestError) -> Int {
+    package mutating func computeMissing(
+        _ keys: some Sequence<IndicatorKey>, snapshot: MarketSnapshot, cancellation: CancellationFlag? = nil
+    ) throws(BacktestError) -> Int {
         var computed = 0
         for key in missing(keys) {
+            try cancellation.check()
             guard let bars = snapshot.bars[key.ticker] else {
                 throw BacktestError(.notFound, "no bars for \(key.ticker), needed by indicator \(key.spec.canonicalKey)")
             }

@@ -14,7 +14,10 @@ package struct ReferenceEngine: BacktestRunner {
 
     package init() {}
 
-    package func run(validated strategy: Strategy, market: PreparedMarket, indicators _: IndicatorStore) throws(BacktestError) -> BacktestResult {
+    /// Checks `cancellation` once per position and day.
+    package func run(
+        validated strategy: Strategy, market: PreparedMarket, indicators _: IndicatorStore, cancellation: CancellationFlag?
+    ) throws(BacktestError) -> BacktestResult {
         let clock = ContinuousClock()
         let started = clock.now
         let settings = market.settings
@@ -33,6 +36,7 @@ package struct ReferenceEngine: BacktestRunner {
         var equity: [Double] = []
         var exposedDays = 0
         for t in 0..<dates.count {
+            try cancellation.check()
             if settings.adjustment == .raw { book.applyCorporateActions(day: t) }
             book.priceAndTimeExits(day: t, useOpen: strategy.fill == .nextOpen)
             let signalDay: Int? = strategy.fill == .close ? t : (t > 0 ? t - 1 : nil)
@@ -40,6 +44,7 @@ package struct ReferenceEngine: BacktestRunner {
                 var wantsExit: [Bool] = []
                 var wantsEntry: [Bool] = []
                 for position in strategy.positions {
+                    try cancellation.check()
                     let (entry, exit) = evaluator.signals(position, day: s)
                     wantsEntry.append(entry)
                     wantsExit.append(exit)

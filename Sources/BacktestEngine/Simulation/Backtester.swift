@@ -12,20 +12,23 @@ package struct Backtester: Sendable {
     }
 
     /// Runs `strategy`; `indicators` may hold any subset of the series (e.g. from a cache) and
-    /// receives the ones computed here, so the caller can store them.
+    /// receives the ones computed here, so the caller can store them. Throws CANCELLED soon
+    /// after `cancellation` is set (checked per indicator series and inside the engine).
     package func run(
         _ strategy: Strategy, settings: BacktestSettings, snapshot: MarketSnapshot,
-        indicators: inout IndicatorStore, dataMs: Double = 0, log: (String) -> Void = { _ in }
+        indicators: inout IndicatorStore, dataMs: Double = 0, cancellation: CancellationFlag? = nil,
+        log: (String) -> Void = { _ in }
     ) throws(BacktestError) -> BacktestResult {
         let clock = ContinuousClock()
         let started = clock.now
-        try Validation.validate(strategy, settings: settings)
-        let analysis = try StrategyAnalysis(strategy: strategy, settings: settings)
+        try Validation.validate(settings)
+        try Validation.validate(strategy, cancellation: cancellation)
+        let analysis = try StrategyAnalysis(strategy: strategy, settings: settings, cancellation: cancellation)
         let analyzed = clock.now
-        let computed = try indicators.computeMissing(analysis.indicatorKeys, snapshot: snapshot)
+        let computed = try indicators.computeMissing(analysis.indicatorKeys, snapshot: snapshot, cancellation: cancellation)
         let indicatorsDone = clock.now
         let market = try PreparedMarket(settings: settings, snapshot: snapshot)
-        var result = try selection.run(validated: strategy, market: market, indicators: indicators, log: log)
+        var result = try selection.run(validated: strategy, market: market, indicators: indicators, cancellation: cancellation, log: log)
         result.stats.analysisMs = (analyzed - started).milliseconds
         result.stats.indicatorsMs = (indicatorsDone - analyzed).milliseconds
         result.stats.dataMs = dataMs

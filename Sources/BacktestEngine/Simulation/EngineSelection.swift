@@ -25,10 +25,13 @@ package struct EngineSelection: Sendable {
 
     /// Runs `strategy` (already validated against `market.settings`) on the market prepared once
     /// for its request; every warning of the result is also passed to `log`.
+    /// Throws CANCELLED soon after `cancellation` is set (the engines check it as they go); a
+    /// cancelled run never falls back.
     package func run(
-        validated strategy: Strategy, market: PreparedMarket, indicators: IndicatorStore, log: (String) -> Void = { _ in }
+        validated strategy: Strategy, market: PreparedMarket, indicators: IndicatorStore,
+        cancellation: CancellationFlag? = nil, log: (String) -> Void = { _ in }
     ) throws(BacktestError) -> BacktestResult {
-        let result = try select(strategy, market: market, indicators: indicators)
+        let result = try select(strategy, market: market, indicators: indicators, cancellation: cancellation)
         result.warnings.forEach { log($0.message) }
         return result
     }
@@ -44,15 +47,15 @@ package struct EngineSelection: Sendable {
     }
 
     private func select(
-        _ strategy: Strategy, market: PreparedMarket, indicators: IndicatorStore
+        _ strategy: Strategy, market: PreparedMarket, indicators: IndicatorStore, cancellation: CancellationFlag?
     ) throws(BacktestError) -> BacktestResult {
         guard useNewEngine else {
-            return try fallback.run(validated: strategy, market: market, indicators: indicators)
+            return try fallback.run(validated: strategy, market: market, indicators: indicators, cancellation: cancellation)
         }
         do {
-            return try primary.run(validated: strategy, market: market, indicators: indicators)
+            return try primary.run(validated: strategy, market: market, indicators: indicators, cancellation: cancellation)
         } catch where error.code == .internal || error.code == .unknown {
-            var result = try fallback.run(validated: strategy, market: market, indicators: indicators)
+            var result = try fallback.run(validated: strategy, market: market, indicators: indicators, cancellation: cancellation)
             result.warnings.append(BacktestWarning(
                 .engineFallback,
                 message: "the \(primary.name) engine failed (\(error)); answered by the \(fallback.name) engine"))

@@ -91,6 +91,9 @@ struct PortfolioLoop<Recorder: PortfolioRecorder> {
         }
     }
 
+    /// Leg-days valued between two cancellation checks (see `run`).
+    static var valuationStride: Int { 1 << 20 }
+
     /// Legs (in position order) whose `next_open` order was signalled on the last day.
     private var unfilledAtEnd: [String] = []
 
@@ -107,8 +110,14 @@ struct PortfolioLoop<Recorder: PortfolioRecorder> {
             message: "\(tickers.joined(separator: ", ")): next_open order(s) signalled on the last day \(lastDay) not filled: the window ends before the next open")]
     }
 
-    mutating func run() {
+    /// Runs the loop over the whole calendar. Checks `cancellation` once per fill point and
+    /// every `valuationStride` leg-days of valuation, so a large portfolio stops within
+    /// milliseconds of a cancel; throws CANCELLED then (what was recorded so far is incomplete).
+    mutating func run(cancellation: CancellationFlag? = nil) throws(BacktestError) {
         let count = market.dates.count
+        // Days valued per call between checks: about `valuationStride` leg-days, so a check
+        // comes every millisecond or so however many legs there are (with few legs: one call).
+        let valuationDays = max(1, PortfolioLoop.valuationStride / max(legs.count, 1))
         let rebalanceDays: [Bool]? = switch strategy.rebalance {
         case .none: nil
         case .daily: RebalanceCalendar.days(market.dates, .daily)
@@ -120,6 +129,7 @@ struct PortfolioLoop<Recorder: PortfolioRecorder> {
         let shift = useOpen ? 1 : 0
         var t = 0
         while t < count {
+            try cancellation.check()
             if followsCorporateActions { applyCorporateActions(t) }
             if advanced { exitByPriceAndTime(t, useOpen: useOpen) }
             let s = t - shift
@@ -131,7 +141,13 @@ struct PortfolioLoop<Recorder: PortfolioRecorder> {
             // (held legs with price or time exits are checked every day).
             let end = advanced && holdsPriceOrTimeExits
                 ? t + 1 : nextFillCandidate(after: t, shift: shift, rebalanceDays: rebalanceDays, count: count)
-            value(t..<end)
+            var from = t
+            while end - from > valuationDays {
+                value(from..<(from + valuationDays))
+                from += valuationDays
+                try cancellation.check()
+            }
+            value(from..<end)
             t = end
         }
         if useOpen && count > 0 {
@@ -283,11 +299,21 @@ struct PortfolioLoop<Recorder: PortfolioRecorder> {
                 }
             }
         }
+        // Each entry is sized on the equity after the entries before it. The equity is summed
+        // over the held legs once, at the first entry, then carried forward: a buy of `amount`
+        // at `reference` changes it by amount x reference (the leg, valued at the price the
+        // order was sized at) minus what the buy cost (cost and commission). Summing it again
+        // for every entry made a day with many entries quadratic in the number of positions.
+        var equity: Double?
         for p in legs.indices where quantity[p] == 0 && !exited[p] && legs[p].entry[s] {
             guard let reference = price(p, t, useOpen) else { drop(p, t); continue }
             if !advanced {
-                let target = legs[p].position.weight * equity(at: t, useOpen: useOpen) / reference
-                buy(p, quantity: target, reference: reference, at: t, reason: .entry)
+                let total = equity ?? self.equity(at: t, useOpen: useOpen)
+                let target = legs[p].position.weight * total / reference
+                let cashBefore = cash
+                equity = buy(p, quantity: target, reference: reference, at: t, reason: .entry)
+                    ? total + quantity[p] * reference - (cashBefore - cash)
+                    : total
                 continue
             }
             if forcedExitDay[p] == t { continue }

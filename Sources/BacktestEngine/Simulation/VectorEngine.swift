@@ -13,11 +13,20 @@ package protocol BacktestRunner: Sendable {
     /// "v2" or "reference", reported in `RunStatistics.engine`.
     var name: String { get }
     /// Runs `strategy`, which must have passed validation against `market.settings`.
-    /// Throws NOT_FOUND naming the field when a ticker has no bars in the simulated range.
-    func run(validated strategy: Strategy, market: PreparedMarket, indicators: IndicatorStore) throws(BacktestError) -> BacktestResult
+    /// Throws NOT_FOUND naming the field when a ticker has no bars in the simulated range, and
+    /// CANCELLED ("computation cancelled") soon after `cancellation` is set: implementations
+    /// check it every few milliseconds of work (per position, per fill point, per day).
+    func run(
+        validated strategy: Strategy, market: PreparedMarket, indicators: IndicatorStore, cancellation: CancellationFlag?
+    ) throws(BacktestError) -> BacktestResult
 }
 
 extension BacktestRunner {
+    /// `run(validated:market:indicators:cancellation:)` that cannot be cancelled.
+    package func run(validated strategy: Strategy, market: PreparedMarket, indicators: IndicatorStore) throws(BacktestError) -> BacktestResult {
+        try run(validated: strategy, market: market, indicators: indicators, cancellation: nil)
+    }
+
     /// Validates `strategy` and `settings`, prepares the market from `snapshot`, and runs.
     /// Throws INVALID_ARGUMENT naming the field for an invalid request, NOT_FOUND / DATA_LOSS for
     /// a benchmark without usable bars.
@@ -40,9 +49,12 @@ package struct VectorEngine: BacktestRunner {
 
     /// Runs on a calendar prepared once for many variants. Validates the strategy first (for
     /// callers such as `BatchRunner` that have not).
-    package func run(_ strategy: Strategy, market: PreparedMarket, indicators: IndicatorStore) throws(BacktestError) -> BacktestResult {
-        try Validation.validate(strategy, settings: market.settings)
-        return try run(validated: strategy, market: market, indicators: indicators)
+    package func run(
+        _ strategy: Strategy, market: PreparedMarket, indicators: IndicatorStore, cancellation: CancellationFlag? = nil
+    ) throws(BacktestError) -> BacktestResult {
+        try Validation.validate(market.settings)
+        try Validation.validate(strategy, cancellation: cancellation)
+        return try run(validated: strategy, market: market, indicators: indicators, cancellation: cancellation)
     }
 
     /// The ATR series that stop levels in ATR multiples use: Wilder's ATR(`period`) of the
@@ -51,12 +63,19 @@ package struct VectorEngine: BacktestRunner {
         .series(SeriesRef(source: .indicator(IndicatorSpec(type: "atr", params: [Double(period)]))))
     }
 
-    package func run(validated strategy: Strategy, market: PreparedMarket, indicators: IndicatorStore) throws(BacktestError) -> BacktestResult {
+
+    /// Checks `cancellation` per position while evaluating signals and per fill point in the
+    /// portfolio loop (`PortfolioLoop.run`).
+    package func run(
+        validated strategy: Strategy, market: PreparedMarket, indicators: IndicatorStore, cancellation: CancellationFlag?
+    ) throws(BacktestError) -> BacktestResult {
         let clock = ContinuousClock()
         let started = clock.now
         let signals = SignalVectors(market: market, indicators: indicators)
         var legs: [PortfolioLeg] = []
+        legs.reserveCapacity(strategy.positions.count)
         for (p, position) in strategy.positions.enumerated() {
+            try cancellation.check()
             let path = "strategy.positions[\(p)]"
             let ticker = try market.ticker(position.ticker, field: path + ".ticker")
             let entry = try signals.evaluate(position.entry, ticker: position.ticker, field: path + ".entry")
@@ -70,7 +89,7 @@ package struct VectorEngine: BacktestRunner {
         }
         let recorder = FullRecorder(dates: market.dates, tickers: strategy.positions.map(\.ticker))
         var loop = PortfolioLoop(strategy: strategy, market: market, legs: legs, recorder: recorder)
-        loop.run()
+        try loop.run(cancellation: cancellation)
 
         var warnings = market.warnings
         for symbol in StrategyAnalysis.tickers(of: strategy).sorted() {

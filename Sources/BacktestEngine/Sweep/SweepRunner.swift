@@ -19,8 +19,13 @@ package enum SweepRunner {
     /// Calls `body(index, outcome)` once per variant, concurrently from up to `parallelism`
     /// threads, and returns when all are done. Blocks the calling thread: call it from a thread
     /// of your own (not a NIO event loop, not Swift's cooperative pool).
+    ///
+    /// Cancellation: once `cancellation` is set, each worker stops at its next check (before a
+    /// variant, and within the running variant's portfolio loop) and `run` returns; variants not
+    /// finished by then get no `body` call (a variant stopped midway is not reported as failed).
     package static func run(
         _ variants: [Strategy], market: PreparedMarket, indicators: IndicatorStore, parallelism: Int,
+        cancellation: CancellationFlag? = nil,
         body: @Sendable (Int, Result<BacktestSummary, BacktestError>) -> Void
     ) {
         guard !variants.isEmpty else { return }
@@ -31,9 +36,13 @@ package enum SweepRunner {
             defer { returns.deallocate() }
             var index = worker
             while index < variants.count {
+                do { try cancellation.check() } catch { return }
                 let outcome = Result { () throws(BacktestError) -> BacktestSummary in
-                    try summary(variants[index], compiled: plan.variants[index], plan: plan, indicators: indicators, returns: returns)
+                    try summary(
+                        variants[index], compiled: plan.variants[index], plan: plan, indicators: indicators, returns: returns,
+                        cancellation: cancellation)
                 }
+                if case .failure(let error) = outcome, error.code == .cancelled, cancellation?.isCancelled == true { return }
                 body(index, outcome)
                 index += workers
             }
@@ -54,13 +63,13 @@ package enum SweepRunner {
 
     private static func summary(
         _ strategy: Strategy, compiled: SweepPlan.Variant?, plan: SweepPlan, indicators: IndicatorStore,
-        returns: UnsafeMutableBufferPointer<Double>
+        returns: UnsafeMutableBufferPointer<Double>, cancellation: CancellationFlag?
     ) throws(BacktestError) -> BacktestSummary {
         let market = plan.market
         guard let compiled else {
             // The plan could not compile it: the full engine says why (or, if it can run after
             // all, its summary is the answer).
-            return BacktestSummary(try VectorEngine().run(strategy, market: market, indicators: indicators))
+            return BacktestSummary(try VectorEngine().run(strategy, market: market, indicators: indicators, cancellation: cancellation))
         }
         let clock = ContinuousClock()
         let started = clock.now
@@ -73,7 +82,7 @@ package enum SweepRunner {
         }
         let recorder = MetricAccumulator(benchmark: plan.benchmark, returns: returns)
         var loop = PortfolioLoop(strategy: strategy, market: market, legs: legs, recorder: recorder)
-        loop.run()
+        try loop.run(cancellation: cancellation)
         let metrics = loop.recorder.metrics(
             tradeCount: loop.tradeCount, exposure: Double(loop.daysExposed) / Double(max(market.dates.count, 1)))
         var warnings = compiled.warnings

@@ -21,8 +21,10 @@ import NIOConcurrencyHelpers
 /// one strategy per axis value (`GridPlan.analysisStrategies`), not every variant. The shared
 /// phase is the pipeline's `prepare` (one cache session, one `PreparedMarket`).
 ///
-/// Control: the first update (0 completed) announces the id before the data fetch; CancelBatch
-/// stops the run between chunks (`BatchJob.onCancel` cancels its task) and the job keeps what
+/// Control: the first update (0 completed) announces the id before the data fetch; CancelBatch,
+/// the deadline or a cancelled call (`BatchJob.onCancel` cancels its task) stop the run within
+/// milliseconds: the running chunk's `SweepRunner` sees its `CancellationFlag` before each
+/// variant and inside the running ones, and no further chunk starts. The job keeps what
 /// finished. Chunks run on `ComputeThreads.shared`, never on the cooperative pool.
 struct SweepBatchRun {
     let source: BatchSource
@@ -177,7 +179,8 @@ struct SweepBatchRun {
 
     /// Simulates `indices` on one of `computeThreads` (SweepRunner blocks its caller; never on
     /// the cooperative pool), recording each summary; returns the summed simulation time in
-    /// milliseconds. Throws `CancellationError` when the task is cancelled before the chunk starts.
+    /// milliseconds. Throws `CancellationError` when the task is cancelled before the chunk starts;
+    /// cancelled while it runs, the chunk stops early (variants not finished are not recorded).
     static func simulate(
         _ indices: [Int], source: BatchSource, market: PreparedMarket, indicators: IndicatorStore, parallelism: Int,
         store: SummaryStore, on computeThreads: ComputeThreads
@@ -197,9 +200,11 @@ struct SweepBatchRun {
         for (index, error) in failed { store.append(index, .failure(error)) }
         let variants = strategies
         let order = mapped
-        return try await computeThreads.run {
+        return try await computeThreads.run(cancellable: { cancellation in
             let total = NIOLockedValueBox(0.0)
-            SweepRunner.run(variants, market: market, indicators: indicators, parallelism: parallelism) { i, outcome in
+            SweepRunner.run(
+                variants, market: market, indicators: indicators, parallelism: parallelism, cancellation: cancellation
+            ) { i, outcome in
                 if case .success(let summary) = outcome { total.withLockedValue { $0 += summary.stats.simulationMs } }
                 store.append(order[i], outcome.mapError { (error: BacktestError) -> BacktestError in
                     var renamed = error
@@ -210,7 +215,7 @@ struct SweepBatchRun {
                 })
             }
             return total.withLockedValue { $0 }
-        }
+        })
     }
 
     /// Sends every result recorded after the first `sent`, in updates of bounded size.

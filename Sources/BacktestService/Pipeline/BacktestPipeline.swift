@@ -92,7 +92,16 @@ package struct BacktestPipeline: Sendable {
         finished: (VariantResult) async throws -> Void
     ) async throws -> RunStatistics? {
         var valid: [ValidatedVariant] = []
-        for outcome in validate(strategies, settings: settings, path: path) {
+        // Validation is CPU work on this task (a strategy may have 100,000 positions): it checks a
+        // flag that this task's cancellation sets.
+        let flag = CancellationFlag()
+        let outcomes = await withTaskCancellationHandler {
+            validate(strategies, settings: settings, path: path, cancellation: flag)
+        } onCancel: {
+            flag.cancel()
+        }
+        if flag.isCancelled { throw CancellationError() }
+        for outcome in outcomes {
             switch outcome {
             case .success(let variant): valid.append(variant)
             case .failure(let rejection): try await rejected(VariantResult(index: rejection.index, outcome: .failure(rejection.error)))
@@ -113,10 +122,12 @@ package struct BacktestPipeline: Sendable {
                 group.addTask {
                     // On a compute thread: the simulation is CPU-bound and may take seconds, and
                     // the cooperative pool (a thread per core) must stay free for other calls'
-                    // tasks. Cancellation is checked before each variant starts.
-                    let outcome = try await computeThreads.run {
-                        Result { () throws(BacktestError) in try simulate(variant, in: prepared) }
-                    }
+                    // tasks. A variant not started yet never starts after a cancel; the running
+                    // one sees its flag within milliseconds and ends CANCELLED.
+                    let outcome = try await computeThreads.run(cancellable: { cancellation in
+                        Result { () throws(BacktestError) in try simulate(variant, in: prepared, cancellation: cancellation) }
+                    })
+                    if case .failure(let error) = outcome, error.code == .cancelled { throw CancellationError() }
                     return VariantResult(index: variant.index, outcome: outcome)
                 }
             }
@@ -143,8 +154,9 @@ package struct BacktestPipeline: Sendable {
     /// Validates `settings` once and each strategy once, in order: the valid ones as
     /// `ValidatedVariant`, the others with their INVALID_ARGUMENT naming the field under `path(i)`.
     /// Invalid settings reject every strategy with the settings' error.
+    /// Stops validating (CANCELLED for the rest) once `cancellation` is set.
     package func validate(
-        _ strategies: [Strategy], settings: BacktestSettings, path: (Int) -> String
+        _ strategies: [Strategy], settings: BacktestSettings, path: (Int) -> String, cancellation: CancellationFlag? = nil
     ) -> [Result<ValidatedVariant, Rejection>] {
         var settingsError: BacktestError?
         do throws(BacktestError) { try Validation.validate(settings) } catch { settingsError = error }
@@ -152,7 +164,7 @@ package struct BacktestPipeline: Sendable {
             if let settingsError { return .failure(Rejection(index: index, error: settingsError)) }
             let field = path(index)
             do throws(BacktestError) {
-                try Validation.validate(strategy, path: field)
+                try Validation.validate(strategy, path: field, cancellation: cancellation)
             } catch {
                 return .failure(Rejection(index: index, error: error))
             }
@@ -172,7 +184,15 @@ package struct BacktestPipeline: Sendable {
 
         // Analysis: the union of tickers and unique indicator series.
         var phase = clock.now
-        let analysis = try StrategyAnalysis(strategies: variants.map(\.strategy), settings: settings, fieldPrefix: { variants[$0].path })
+        let flag = CancellationFlag()
+        let analysis = try await withTaskCancellationHandler {
+            Result { () throws(BacktestError) in
+                try StrategyAnalysis(
+                    strategies: variants.map(\.strategy), settings: settings, fieldPrefix: { variants[$0].path }, cancellation: flag)
+            }
+        } onCancel: {
+            flag.cancel()
+        }.get()
         stats.indicatorSeries = analysis.indicatorKeys.count
         stats.analysisMs = (clock.now - phase).milliseconds
 
@@ -261,11 +281,14 @@ package struct BacktestPipeline: Sendable {
 
     /// Runs one validated strategy on prepared data (v2 engine, or the reference engine as
     /// configured) and merges the shared phase's statistics and warnings into its result.
-    /// Throws the market's error (NOT_FOUND, DATA_LOSS about the benchmark) or the engine's.
-    package func simulate(_ variant: ValidatedVariant, in prepared: PreparedBatch) throws(BacktestError) -> BacktestResult {
+    /// Throws the market's error (NOT_FOUND, DATA_LOSS about the benchmark) or the engine's,
+    /// and CANCELLED soon after `cancellation` is set.
+    package func simulate(
+        _ variant: ValidatedVariant, in prepared: PreparedBatch, cancellation: CancellationFlag? = nil
+    ) throws(BacktestError) -> BacktestResult {
         let market = try prepared.market.get()
         var result = try engines.run(
-            validated: variant.strategy, market: market, indicators: prepared.indicators,
+            validated: variant.strategy, market: market, indicators: prepared.indicators, cancellation: cancellation,
             log: { [logger] warning in logger.warning("\(warning)") })
         let simulation = result.stats
         result.stats = prepared.stats
@@ -298,12 +321,17 @@ package struct BacktestPipeline: Sendable {
     func computeIndicators(
         _ keys: [IndicatorKey], snapshot: MarketSnapshot, settings: BacktestSettings, session: CacheSession?
     ) async throws(BacktestError) -> IndicatorStore {
+        // Computed here, on the call's task: checked for cancellation between series.
         var store = IndicatorStore()
         guard let indicatorCache, let session else {
-            try store.computeMissing(keys, snapshot: snapshot)
+            for key in keys {
+                if Task.isCancelled { throw BacktestError(.cancelled, "computation cancelled") }
+                try store.computeMissing([key], snapshot: snapshot)
+            }
             return store
         }
         for key in keys {
+            if Task.isCancelled { throw BacktestError(.cancelled, "computation cancelled") }
             guard let bars = snapshot.bars[key.ticker], let first = bars.firstDate, let last = bars.lastDate else { continue }
             let cacheKey = IndicatorCacheKey(
                 ticker: try Ticker(validating: key.ticker, field: "ticker"), indicator: key.spec.canonicalKey, adjustment: settings.adjustment,

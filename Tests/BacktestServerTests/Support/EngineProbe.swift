@@ -34,9 +34,11 @@ struct ProbedEngine: BacktestRunner {
     let base = VectorEngine()
     var name: String { base.name }
 
-    func run(validated strategy: Strategy, market: PreparedMarket, indicators: IndicatorStore) throws(BacktestError) -> BacktestResult {
+    func run(
+        validated strategy: Strategy, market: PreparedMarket, indicators: IndicatorStore, cancellation: CancellationFlag?
+    ) throws(BacktestError) -> BacktestResult {
         probe.enter(strategy.name)
         defer { probe.exit() }
-        return try base.run(validated: strategy, market: market, indicators: indicators)
+        return try base.run(validated: strategy, market: market, indicators: indicators, cancellation: cancellation)
     }
 }

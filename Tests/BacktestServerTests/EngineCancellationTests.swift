@@ -1,0 +1,133 @@
+import BacktestCore
+import BacktestEngine
+import BacktestModel
+import BacktestProtocol
+@testable import BacktestService
+import BacktestTestSupport
+import Foundation
+import Logging
+import MarketData
+import NIOCore
+import Testing
+
+/// Issue 12, failure 2: work that outlived its call. A heavy single RunBacktest (2,000
+/// positions over ten years, rebalanced daily: a minute or more of CPU uncancelled in a debug
+/// build, while its shared phase is short) whose call ends
+/// by its deadline, by CANCEL or by the client closing the socket must stop computing: the engine
+/// sees its `CancellationFlag` and ends early (`ComputeThreads.counts.stoppedEarly`), and the one
+/// compute thread is free, so the next call completes. The same for a SUMMARY sweep stopped by
+/// CancelBatch in the middle of its only chunk (issue 11). No timing is asserted: the checks are
+/// the engine's own report and a next call that completes.
+///
+/// Serialized: the server decodes, validates and analyses each request on its call's task (the
+/// cooperative pool), seconds for thousands of positions in a debug build; one at a time leaves
+/// the pool to the other suites running in parallel.
+@Suite("The engine stops when its call ends", .serialized, .timeLimit(.minutes(5)))
+struct EngineCancellationTests {
+    static let settings = BacktestSettings(start: TradingDate(iso: "2010-01-04")!, end: TradingDate(iso: "2019-12-31")!)
+    static let tickers = ["AAPL", "MSFT", "XOM", "JPM", "JNJ", "PG", "KO", "INTC", "CSCO", "WMT"]
+
+    static func indicator(_ key: String) -> Operand {
+        .series(SeriesRef(source: .indicator(try! IndicatorSpec(parsing: key))))
+    }
+
+    static func heavy(positions: Int = 2_000, name: String = "heavy") -> Strategy {
+        Strategy(
+            name: name,
+            positions: (0..<positions).map { p in
+                Position(
+                    ticker: tickers[p % tickers.count], weight: 1 / Double(positions),
+                    entry: .compare(lhs: indicator("sma:20"), op: .greater, rhs: indicator("sma:50")),
+                    exit: .compare(lhs: indicator("rsi:14"), op: .greater, rhs: .number(70)))
+            },
+            fill: .nextOpen, commissionBps: 1, slippageBps: 1, rebalance: .daily)
+    }
+
+    static let light = Strategy(name: "light", positions: [Position(
+        ticker: "AAPL", weight: 1, entry: .compare(lhs: indicator("sma:20"), op: .greater, rhs: indicator("sma:50")))])
+
+    /// A service on local files whose simulations run on `threads` (one thread, counted).
+    static func service(_ threads: ComputeThreads) throws -> EngineBacktestService {
+        var logger = Logger(label: "test.cancellation")
+        logger.logLevel = .critical
+        let pipeline = BacktestPipeline(
+            source: try LocalFilesProvider(directory: SharedData.dailyDirectory), cache: nil, logger: logger,
+            computeThreads: threads)
+        return EngineBacktestService(pipeline: pipeline, maxParallel: 1, serverVersion: "test")
+    }
+
+    static func runBacktest(_ strategy: Strategy, timeoutMs: UInt32 = 0) -> CallRequest {
+        CallRequest(header: RequestHeader(timeoutMs: timeoutMs), method: .runBacktest(BacktestRequest(strategy: strategy, settings: settings)))
+    }
+
+    enum Ending: String, CaseIterable, Sendable { case deadline, cancel, disconnect }
+
+    @Test(arguments: Ending.allCases)
+    func aHeavyBacktestStopsWhenItsCallEnds(_ ending: Ending) async throws {
+        let threads = ComputeThreads(numberOfThreads: 1)
+        try await withServer(service: try Self.service(threads)) { _, port in
+            let (connection, _) = try await RawConnection.handshake(port: port)
+            // The deadline: long enough for the shared phase (data, validation and analysis take a
+            // few seconds in a debug build), far shorter than the simulation (a minute or more in
+            // a debug build). On a machine loaded enough that the shared phase outlasts it, the
+            // call stops there instead and its simulation must never start (checked below).
+            try await connection.sendRequest(1, Self.runBacktest(Self.heavy(), timeoutMs: ending == .deadline ? 20_000 : 0))
+            var simulationStarted = true
+            switch ending {
+            case .deadline:
+                let frame = try #require(await connection.nextFrame(where: { $0.type == .response }))
+                #expect(try CallResponse.decode(frame.payload).status.code == .deadlineExceeded)
+                simulationStarted = threads.counts.started == 1
+            case .cancel:
+                try await poll(timeout: .seconds(120)) { threads.counts.started == 1 }
+                try await connection.send(Frame(type: .cancel, streamID: 1, payload: CancelMessage().encoded()))
+            case .disconnect:
+                try await poll(timeout: .seconds(120)) { threads.counts.started == 1 }
+                await connection.close()
+            }
+            // The engine saw the call end and stopped midway (uncancelled it would run on for
+            // tens of seconds; the suite's limit would fail it).
+            if simulationStarted {
+                try await poll(timeout: .seconds(60)) { threads.counts.finished == 1 }
+                #expect(threads.counts.stoppedEarly == 1, "the engine observed the cancellation: \(threads.counts)")
+            }
+            let before = threads.counts.started
+            // The compute thread is free: the next call, on a connection, completes.
+            let next = ending == .disconnect ? try await RawConnection.handshake(port: port).0 : connection
+            try await next.sendRequest(3, Self.runBacktest(Self.light))
+            let frame = try #require(await next.nextFrame(where: { $0.type == .response && $0.streamID == 3 }))
+            #expect(try CallResponse.decode(frame.payload).status.code == .ok)
+            // Only the next call ran since: a heavy call stopped in its shared phase never simulates.
+            #expect(threads.counts.started == before + 1 && threads.counts.finished == threads.counts.started)
+            await next.close()
+        }
+        try await threads.shutdown()
+    }
+
+    /// Issue 11: CancelBatch stops a SUMMARY sweep inside its running chunk, not after it.
+    @Test func cancelBatchStopsASweepWithinItsChunk() async throws {
+        let threads = ComputeThreads(numberOfThreads: 1)
+        let service = try Self.service(threads)
+        let variants = (0..<10).map { Self.heavy(positions: 1_000, name: "variant \($0)") }
+        let (ids, announce) = AsyncStream<String>.makeStream()
+        let batch = Task {
+            try await service.runBatch(
+                BatchRequest(variants: variants, settings: Self.settings, detail: .summary), context: CallContext(streamID: 1)
+            ) { update in
+                if update.completed == 0 && !update.batchID.isEmpty { announce.yield(update.batchID) }
+            }
+        }
+        var iterator = ids.makeAsyncIterator()
+        let id = try #require(await iterator.next())
+        try await poll(timeout: .seconds(120)) { threads.counts.started == 1 }
+        let cancelled = try await service.cancelBatch(id: id, context: CallContext(streamID: 3))
+        #expect(cancelled.state == .cancelled)
+        try await poll(timeout: .seconds(60)) { threads.counts.finished == 1 }
+        #expect(threads.counts.stoppedEarly == 1, "the sweep observed the cancel inside its chunk: \(threads.counts)")
+        _ = await batch.result
+        let status = try await service.batchStatus(id: id, knownIndices: [], context: CallContext(streamID: 5))
+        #expect(status.state == .cancelled)
+        #expect(status.completed < variants.count, "the chunk of 10 stopped early: \(status.completed) finished")
+        try await threads.shutdown()
+    }
+}
