@@ -51,11 +51,11 @@ package struct VectorEngine: BacktestRunner {
         let signals = SignalVectors(market: market, indicators: indicators)
         var legs: [PortfolioLeg] = []
         for (p, position) in strategy.positions.enumerated() {
-            let path = "strategy.positions[\(p)]"
-            let ticker = try market.ticker(position.ticker, field: path + ".ticker")
-            let entry = try signals.evaluate(position.entry, ticker: position.ticker, field: path + ".entry")
+            let path = FieldPath.strategy.position(p)
+            let ticker = try market.ticker(position.ticker, field: path.child("ticker").description)
+            let entry = try signals.evaluate(position.entry, ticker: position.ticker, field: path.child("entry"))
             let exit = try position.exit.map { (c: Condition) throws(BacktestError) in
-                try signals.evaluate(c, ticker: position.ticker, field: path + ".exit")
+                try signals.evaluate(c, ticker: position.ticker, field: path.child("exit"))
             }
             legs.append(PortfolioLeg(position: position, ticker: ticker, entry: entry, exit: exit))
         }

@@ -19,7 +19,7 @@ enum ResultConversion {
         let side: OrderSide = switch m.side {
         case BACKTEST__V1__SIDE__BUY: .buy
         case BACKTEST__V1__SIDE__SELL: .sell
-        default: throw unknownEnum(m.side.rawValue, join(path, "side"))
+        default: throw unknownEnum(m.side.rawValue, join(path, "side"), backtest__v1__side__descriptor)
         }
         return Order(date: try date(m.date, join(path, "date")), ticker: string(m.ticker), side: side,
                      quantity: m.quantity, price: m.price, commission: m.commission)
@@ -155,7 +155,7 @@ enum ResultConversion {
         case BACKTEST__V1__BATCH_STATE__BATCH_FINAL: .final
         case BACKTEST__V1__BATCH_STATE__BATCH_CANCELLED: .cancelled
         case BACKTEST__V1__BATCH_STATE__BATCH_FAILED: .failed
-        default: throw unknownEnum(m.state.rawValue, join(path, "state"))
+        default: throw unknownEnum(m.state.rawValue, join(path, "state"), backtest__v1__batch_state__descriptor)
         }
         let results = try messages(m.results, m.n_results) { variant, index in
             try variantResult(variant, path: join(path, "results[\(index)]"))

@@ -68,7 +68,7 @@ struct SweepBatchRun {
         var runnable: [Int]
         if let grid = source.grid {
             let strategies = grid.analysisStrategies
-            for outcome in pipeline.validate(strategies, settings: source.settings, path: { $0 == 0 ? "grid.base_strategy" : "grid" }) {
+            for outcome in pipeline.validate(strategies, settings: source.settings, paths: .gridAnalysis) {
                 switch outcome {
                 case .success(let variant): analysed.append(variant)
                 case .failure(let rejection): throw rejection.error
@@ -77,7 +77,7 @@ struct SweepBatchRun {
             runnable = Array(0..<total)
         } else {
             runnable = []
-            for outcome in pipeline.validate(source.variants, settings: source.settings, path: { "variants[\($0)]" }) {
+            for outcome in pipeline.validate(source.variants, settings: source.settings, paths: .runBatch, invalid: source.invalidVariants) {
                 switch outcome {
                 case .success(let variant):
                     analysed.append(variant)
@@ -95,7 +95,7 @@ struct SweepBatchRun {
         let prepared: PreparedBatch = try await pipeline.prepare(analysed, settings: source.settings)
         // A cancel (CancelBatch, deadline) during the fetch stops the run before any variant.
         try Task.checkCancellation()
-        let market: PreparedMarket = try prepared.market.get()
+        let market: PreparedMarket = try prepared.market.mapError { CallPaths.runBatch.placeShared($0) }.get()
         job.summaries.setShared(
             benchmarkMetrics: market.benchmarkMetrics, initialCapital: source.settings.initialCapital,
             warnings: prepared.warnings, dataSource: prepared.snapshot.source)
@@ -196,11 +196,7 @@ struct SweepBatchRun {
             SweepRunner.run(variants, market: market, indicators: indicators, parallelism: parallelism) { i, outcome in
                 if case .success(let summary) = outcome { total.withLockedValue { $0 += summary.stats.simulationMs } }
                 store.append(order[i], outcome.mapError { (error: BacktestError) -> BacktestError in
-                    var renamed = error
-                    if renamed.field.hasPrefix("strategy") {
-                        renamed.field = "variants[\(order[i])]" + String(renamed.field.dropFirst(8))
-                    }
-                    return renamed
+                    CallPaths.runBatch.place(error, strategy: order[i])
                 })
             }
             return total.withLockedValue { $0 }
