@@ -218,4 +218,24 @@ struct RequestDecodingErrorTests {
         let response = CallResponse(status: CallStatus(code: .notFound, message: "a\tb"))
         #expect(try CallResponse.decode(response.encoded()).status.message == "a\tb")
     }
+
+    /// protoc-c 1.4.1 cannot generate proto3 `optional` fields, so an undefined metric travels as
+    /// NaN, which PROTOCOL.md defines as "absent": it must arrive as NaN, not 0.
+    @Test func undefinedMetricsTravelAsNaN() throws {
+        var metrics = Metrics()
+        metrics.winRate = .nan
+        metrics.profitFactor = .nan
+        metrics.sharpe = .nan
+        metrics.totalReturn = 0.25
+        let result = BacktestResult(
+            strategyName: "b&h", dates: [], equity: [], benchmark: [], orders: [], metrics: metrics, benchmarkMetrics: metrics,
+            warnings: [], stats: RunStatistics(), initialCapital: 100_000, benchmarkTicker: "SPY", dataSource: "files")
+        let response = CallResponse(status: .ok, result: .backtest(result))
+        guard case .backtest(let decoded)? = try CallResponse.decode(response.encoded()).result else {
+            Issue.record("no result"); return
+        }
+        #expect(decoded.metrics.winRate.isNaN && decoded.metrics.profitFactor.isNaN && decoded.metrics.sharpe.isNaN)
+        #expect(decoded.metrics.totalReturn == 0.25)
+        #expect(decoded.metrics == metrics)
+    }
 }
