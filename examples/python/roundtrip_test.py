@@ -121,7 +121,7 @@ def main():
         client.cancel_batch("0" * 32)
         raise AssertionError("CancelBatch of an unknown id succeeded")
     except CallError as error:
-        assert error.code == pb.NOT_FOUND and error.field == "batch_id", error
+        assert error.code == pb.NOT_FOUND and error.field == "cancel_batch.batch_id", error
 
     # 5. A request naming no method is UNIMPLEMENTED, and the connection stays usable.
     try:
