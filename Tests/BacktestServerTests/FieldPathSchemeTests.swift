@@ -129,6 +129,39 @@ struct FieldPathSchemeTests {
         }
     }
 
+    /// Issue #12 failure 8: PROTOCOL.md's 48 levels of conditions are the enforced limit, through
+    /// the client, the decoder, validation and the engine.
+    @Test func fortyEightLevelsOfConditionsRunAndFortyNineNameTheField() async throws {
+        let fixture = try BatchFixture()
+        func nested(_ levels: Int) -> Strategy {
+            // close < 0, negated 23 times on the way up: close >= 0, always true.
+            var condition = Condition.compare(lhs: Self.close, op: .less, rhs: .number(0))
+            for level in 1..<levels { condition = level % 2 == 0 ? .not(condition) : .all([condition]) }
+            return Strategy(name: "deep", positions: [Position(ticker: "AAPL", weight: 1, entry: condition)])
+        }
+        func levels(_ condition: Condition) -> Int {
+            switch condition {
+            case .compare: 1
+            case .all(let members), .any(let members): 1 + members.map(levels).max()!
+            case .not(let inner): 1 + levels(inner)
+            }
+        }
+        let deepest = nested(48)
+        #expect(levels(deepest.positions[0].entry) == 48)
+        var tooDeep = deepest
+        tooDeep.positions[0].entry = .not(deepest.positions[0].entry)
+        try await withServer(service: fixture.served) { _, port in
+            let client = BacktestClient(port: port)
+            let result = try await client.runBacktest(deepest, settings: Self.settings)
+            #expect(result.orders.count == 1, "always true: buys once and holds")
+            let error = await #expect(throws: BacktestError.self) { _ = try await client.runBacktest(tooDeep, settings: Self.settings) }
+            #expect(error?.code == .invalidArgument)
+            #expect(error?.field == "run_backtest.strategy.positions[0].entry.not" + String(repeating: ".all.conditions[0].not", count: 23) + ".all.conditions[0]")
+            #expect(error?.message.hasPrefix("conditions nest deeper than 48 levels") == true)
+            await client.close()
+        }
+    }
+
     /// The request's bytes with the first `marker` byte after `occurrence - 1` others replaced.
     static func patched(_ request: CallRequest, _ from: [UInt8], _ to: [UInt8], occurrence: Int = 1) throws -> ByteBuffer {
         var bytes = Array(request.encoded().readableBytesView)
