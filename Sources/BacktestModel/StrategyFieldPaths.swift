@@ -25,3 +25,31 @@ extension FieldPath {
     /// The series of the operand at this path: `series`.
     public var series: FieldPath { child("series") }
 }
+
+extension Strategy {
+    /// Every indicator the strategy's conditions read, with its path under `root`
+    /// (`root.positions[0].entry.compare.lhs.series.indicator`), in order.
+    public func indicatorSpecs(root: FieldPath) -> [(spec: IndicatorSpec, path: FieldPath)] {
+        var found: [(spec: IndicatorSpec, path: FieldPath)] = []
+        func walk(_ condition: Condition, _ path: FieldPath) {
+            switch condition {
+            case .compare(let lhs, _, let rhs):
+                for (operand, isLHS) in [(lhs, true), (rhs, false)] {
+                    if case .series(let series) = operand, case .indicator(let spec) = series.source {
+                        found.append((spec, path.compareOperand(lhs: isLHS).series.child("indicator")))
+                    }
+                }
+            case .all(let members), .any(let members):
+                let isAll = if case .all = condition { true } else { false }
+                for (i, member) in members.enumerated() { walk(member, path.member(i, ofAll: isAll)) }
+            case .not(let inner):
+                walk(inner, path.negated)
+            }
+        }
+        for (p, position) in positions.enumerated() {
+            walk(position.entry, root.position(p).child("entry"))
+            if let exit = position.exit { walk(exit, root.position(p).child("exit")) }
+        }
+        return found
+    }
+}

@@ -129,6 +129,33 @@ struct FieldPathSchemeTests {
         }
     }
 
+    @Test func gridErrorsNameTheBaseOrTheVariantOrTheAxisValue() async throws {
+        let fixture = try BatchFixture()
+        try await withServer(service: fixture.served) { _, port in
+            let client = BacktestClient(port: port)
+            func run(_ grid: Grid, _ detail: ResultDetail) async -> (BatchOutcome?, BacktestError?) {
+                do {
+                    return (try await BatchOutcome.collect(client.runSweep(grid, settings: Self.settings, detail: detail)), nil)
+                } catch {
+                    return (nil, error as? BacktestError)
+                }
+            }
+            let weights = GridAxis(path: "positions[0].weight", values: ["0.5", "2"])
+            let grid = Grid(base: Self.strategy(), axes: [GridAxis(path: "commission_bps", values: ["1"]), weights])
+            // FULL results: each expanded variant runs (or fails) alone, as run_batch.variants[i].
+            let (full, _) = await run(grid, .full)
+            let failures = (full?.updates ?? []).flatMap(\.results).compactMap { $0.outcome.failureValue }
+            #expect(failures == [.invalidArgument("weight must be in (0, 1], got 2.0", field: "run_batch.variants[1].positions[0].weight")])
+            // SUMMARY results: axis values are checked once, up front; the value at fault is named.
+            let (_, summary) = await run(grid, .summary)
+            #expect(summary == .invalidArgument("positions[0].weight: weight must be in (0, 1], got 2.0", field: "run_batch.grid.axes[1].values[1]"))
+            // An indicator without parameters in the base is not the CLI's shorthand.
+            let (_, base) = await run(Grid(base: Self.strategy(rhs: Self.indicator("sma", [])), axes: [weights]), .full)
+            #expect(base?.field == "run_batch.grid.base_strategy.positions[0].entry.compare.rhs.series.indicator.params")
+            await client.close()
+        }
+    }
+
     /// Issue #12 failure 8: PROTOCOL.md's 48 levels of conditions are the enforced limit, through
     /// the client, the decoder, validation and the engine.
     @Test func fortyEightLevelsOfConditionsRunAndFortyNineNameTheField() async throws {

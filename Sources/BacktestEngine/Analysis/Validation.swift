@@ -95,21 +95,10 @@ package enum Validation {
             if let ticker = series.ticker { try Ticker.validate(ticker, field: path.series.child("ticker").description) }
             if case .indicator(let spec) = series.source {
                 let indicatorPath = path.series.child("indicator")
-                try requireParameters(spec, path: indicatorPath)
+                try IndicatorCatalog.requireParameters(spec, field: indicatorPath.description)
                 _ = try IndicatorCatalog.normalize(spec, field: indicatorPath.description)
             }
         }
     }
 
-    /// A request names every parameter of an indicator: `sma` without a period is an error, not
-    /// `sma:30` (the catalog's defaults serve the CLI's key shorthand only, e.g. "rsi").
-    static func requireParameters(_ spec: IndicatorSpec, path: FieldPath) throws(BacktestError) {
-        guard let definition = IndicatorCatalog.definition(spec.type), spec.params.count < definition.parameters.count else { return }
-        let missing = definition.parameters[spec.params.count...].map(\.name)
-        let type = definition.type
-        let example = IndicatorCatalog.example(definition)
-        throw .invalidArgument(
-            "\(type) needs \(definition.parameters.count) parameter(s) (\(definition.parameters.map(\.name).joined(separator: ", "))), got \(spec.params.count): \(missing.joined(separator: ", ")) missing; e.g. params \(example)",
-            at: path.child("params"))
-    }
 }

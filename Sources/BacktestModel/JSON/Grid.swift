@@ -167,6 +167,11 @@ package struct GridPlan: Sendable {
     package init(_ grid: Grid, field: String = "grid") throws(BacktestError) {
         self.grid = grid
         guard !grid.axes.isEmpty else { throw .invalidArgument("a grid needs at least one axis", field: field + ".axes") }
+        // The base goes through its JSON form, where an indicator without parameters would read
+        // as the CLI's key shorthand ("sma" = sma:30): a request names every parameter.
+        for (spec, path) in grid.base.indicatorSpecs(root: FieldPath(field).child("base_strategy")) {
+            try IndicatorCatalog.requireParameters(spec, field: path.description)
+        }
         let document: JSONValue
         do {
             document = try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(grid.base))

@@ -68,10 +68,11 @@ struct SweepBatchRun {
         var runnable: [Int]
         if let grid = source.grid {
             let strategies = grid.analysisStrategies
-            for outcome in pipeline.validate(strategies, settings: source.settings, paths: .gridAnalysis) {
+            let paths = CallPaths.gridAnalysis(valueCounts: grid.axisStrategies.map(\.count))
+            for outcome in pipeline.validate(strategies, settings: source.settings, paths: paths) {
                 switch outcome {
                 case .success(let variant): analysed.append(variant)
-                case .failure(let rejection): throw rejection.error
+                case .failure(let rejection): throw paths.gridValueError(rejection.error)
                 }
             }
             runnable = Array(0..<total)
@@ -92,7 +93,13 @@ struct SweepBatchRun {
             try await emit(try await finalUpdate(stats: RunStatistics()))
             return
         }
-        let prepared: PreparedBatch = try await pipeline.prepare(analysed, settings: source.settings)
+        let prepared: PreparedBatch
+        do {
+            prepared = try await pipeline.prepare(analysed, settings: source.settings)
+        } catch {
+            // An unknown ticker in a grid value names that value.
+            throw CallPaths.gridAnalysis(valueCounts: source.grid?.axisStrategies.map(\.count) ?? []).gridValueError(error)
+        }
         // A cancel (CancelBatch, deadline) during the fetch stops the run before any variant.
         try Task.checkCancellation()
         let market: PreparedMarket = try prepared.market.mapError { CallPaths.runBatch.placeShared($0) }.get()
