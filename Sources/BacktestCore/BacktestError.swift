@@ -44,7 +44,7 @@ public enum StatusCode: Int32, Sendable, CaseIterable, CustomStringConvertible {
 /// The one error type that crosses layer boundaries: a status code for the wire, a message for a
 /// person, the path of the request field at fault when there is one, and, for the server's log
 /// only, the error that caused it.
-public struct BacktestError: Error, Sendable, Equatable, CustomStringConvertible {
+public struct BacktestError: Error, Sendable, Hashable, CustomStringConvertible {
     public var code: StatusCode
     public var message: String
     /// e.g. "strategy.positions[1].weight"; empty when the error is not about one field.
@@ -64,6 +64,13 @@ public struct BacktestError: Error, Sendable, Equatable, CustomStringConvertible
     /// Code, field and message: the cause is for logs only.
     public static func == (lhs: BacktestError, rhs: BacktestError) -> Bool {
         lhs.code == rhs.code && lhs.message == rhs.message && lhs.field == rhs.field
+    }
+
+    /// Code, field and message, as `==`.
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(code)
+        hasher.combine(message)
+        hasher.combine(field)
     }
 
     /// `description` followed by the cause, if any: what the server logs, never what it sends.

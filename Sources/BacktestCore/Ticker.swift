@@ -83,13 +83,5 @@ public struct Ticker: Hashable, Comparable, Sendable, CustomStringConvertible {
 
     /// At most 16 characters of `text`, quoted, with control and non-ASCII characters escaped
     /// (`"AAPL\u{0}../../x"` shows as `'AAPL\u{0}../../x'`).
-    static func quoted(_ text: String) -> String {
-        let limit = 16
-        var shown = ""
-        for scalar in text.unicodeScalars.prefix(limit) {
-            shown += scalar.isASCII && scalar.value >= 0x20 && scalar.value != 0x7F && scalar != "'" && scalar != "\\"
-                ? String(scalar) : scalar.escaped(asASCII: true)
-        }
-        return "'\(shown)'" + (text.unicodeScalars.count > limit ? "..." : "")
-    }
+    static func quoted(_ text: String) -> String { quotedInput(text) }
 }

@@ -131,7 +131,7 @@ extension TradingDate: Codable {
         let text = try container.decode(String.self)
         guard let date = TradingDate(iso: text) else {
             throw DecodingError.dataCorruptedError(
-                in: container, debugDescription: "'\(text)' is not a date of the form YYYY-MM-DD")
+                in: container, debugDescription: "\(quotedInput(text, limit: 40)) is not a date of the form YYYY-MM-DD")
         }
         self = date
     }

@@ -1,3 +1,5 @@
+import BacktestCore
+
 // The requests of RunBacktest and RunBatch, as the service sees them (BacktestProtocol converts
 // them from and to the wire).
 
@@ -23,6 +25,12 @@ public struct BatchRequest: Sendable, Hashable {
     public var detail: ResultDetail
     /// Variants as a grid the server expands (instead of `variants`).
     public var grid: Grid?
+    /// Variants that could not be decoded from the wire (an unknown enum value, a string with a
+    /// control character, conditions nested too deep, ...), by index, with their INVALID_ARGUMENT
+    /// naming the field (`run_batch.variants[i]...`); `variants[i]` is an empty placeholder for
+    /// each. Each fails alone, as a variant failing validation does; the others run. Set by the
+    /// decoder only: it is not encoded.
+    public var invalidVariants: [Int: BacktestError] = [:]
 
     public init(variants: [Strategy], settings: BacktestSettings, maxParallel: Int = 0, detail: ResultDetail = .default) {
         self.variants = variants

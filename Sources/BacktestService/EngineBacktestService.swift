@@ -68,7 +68,7 @@ package struct EngineBacktestService: BacktestService {
         if let grid = request.grid { plan = try GridPlan(grid, field: "run_batch.grid") }
         let total = plan?.count ?? request.variants.count
         let detail = request.detail.resolved(count: total)
-        let source = BatchSource(settings: request.settings, variants: request.variants, grid: plan, detail: detail)
+        let source = BatchSource(settings: request.settings, variants: request.variants, invalidVariants: request.invalidVariants, grid: plan, detail: detail)
         let job = try await jobs.admit(total: total, source: source, estimatedBytes: Self.estimatedBytes(source))
         let parallelism = request.maxParallel > 0 ? min(request.maxParallel, maxParallel) : maxParallel
         let connection = context.connection
@@ -138,9 +138,9 @@ package struct EngineBacktestService: BacktestService {
     /// FULL results recomputed from the same data: the shared phase for the chosen variants,
     /// then each through the same engine path as the batch's FULL results.
     package func variantResults(batchID: String, selection: VariantSelection, context: CallContext) async throws -> [VariantResult] {
-        let job = try await jobs.job(id: batchID)
+        let job = try await jobs.job(id: batchID, field: "get_variant_results.batch_id")
         guard let source = job.source else {
-            throw BacktestError(.failedPrecondition, "batch '\(batchID.prefix(64))' keeps no request to recompute from", field: "get_variant_results.batch_id")
+            throw BacktestError(.failedPrecondition, "batch \(quotedInput(batchID, limit: 64)) keeps no request to recompute from", field: "get_variant_results.batch_id")
         }
         let indices: [Int]
         switch selection {
@@ -178,7 +178,7 @@ package struct EngineBacktestService: BacktestService {
         }
         _ = try await ComputeThreads.$tenant.withValue(ComputeTenant(context.connection)) {
             try await pipeline.execute(
-                strategies, settings: source.settings, parallelism: maxParallel, path: { "variants[\(chosen[$0])]" },
+                strategies, settings: source.settings, parallelism: maxParallel, paths: .runBatch(variants: chosen),
                 rejected: { record($0) }, finished: { record($0) })
         }
         let byPosition = found.withLock { $0 }
@@ -196,13 +196,13 @@ package struct EngineBacktestService: BacktestService {
     package static let maxVariantResults = 64
 
     package func batchStatus(id: String, knownIndices: Set<Int>, context: CallContext) async throws -> ProgressUpdate {
-        try await jobs.job(id: id).snapshot(excluding: knownIndices, maxBytes: statusAnswerBytes)
+        try await jobs.job(id: id, field: "get_batch_status.batch_id").snapshot(excluding: knownIndices, maxBytes: statusAnswerBytes)
     }
 
     /// Ends the job CANCELLED at once (what finished stays readable) and cancels its work, which
     /// may still be fetching data: no variant starts after this returns.
     package func cancelBatch(id: String, context: CallContext) async throws -> ProgressUpdate {
-        let job = try await jobs.job(id: id)
+        let job = try await jobs.job(id: id, field: "cancel_batch.batch_id")
         let update = await job.cancel()
         context.logger.info("batch \(id): CancelBatch, now \(update.statusText) with \(update.completed) of \(update.total) variants finished")
         return update

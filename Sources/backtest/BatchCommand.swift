@@ -62,9 +62,7 @@ struct BatchCommand: AsyncParsableCommand {
         do {
             let options = try vary.map { text throws(BacktestError) in try VaryOption(parsing: text) }
             let variantsData = try variants.map { path in
-                do { return try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-                    throw BacktestError.invalidArgument("cannot read \(path): \(error.localizedDescription)")
-                }
+                try InputFile.read(path)
             }
             expanded = try VariantExpansion.expand(base: loaded.data, vary: options, variantsFile: variantsData)
         } catch {

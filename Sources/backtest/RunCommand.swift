@@ -75,9 +75,9 @@ struct StrategyInput: ParsableArguments {
     func load() throws -> Loaded {
         let data: Data
         do {
-            data = try Data(contentsOf: URL(fileURLWithPath: file))
+            data = try InputFile.read(file)
         } catch {
-            throw ValidationError("cannot read \(file): \(error.localizedDescription)")
+            throw ValidationError(error.message)
         }
         let strategyFile: StrategyFile
         do {

@@ -35,12 +35,12 @@ struct ValidationTests {
         leveraged.allowLeverage = true
         #expect(Self.field(of: leveraged) == nil)
         let unknown = compare(.series(SeriesRef(source: .indicator(IndicatorSpec(type: "smaa", params: [5])))), .greater, .number(1))
-        #expect(Self.field(of: with(Position(ticker: "MSFT", weight: 0.5, entry: unknown))) == "strategy.positions[1].entry.lhs.indicator.type")
+        #expect(Self.field(of: with(Position(ticker: "MSFT", weight: 0.5, entry: unknown))) == "strategy.positions[1].entry.compare.lhs.series.indicator.type")
         let nested = Condition.all([Self.trend, .not(compare(series("close"), .less, .series(SeriesRef(source: .indicator(IndicatorSpec(type: "ema", params: [-3]))))))])
         #expect(Self.field(of: with(Position(ticker: "MSFT", weight: 0.5, entry: Self.trend, exit: nested)))
-            == "strategy.positions[1].exit.all[1].not.rhs.indicator.params[0]")
-        #expect(Self.field(of: with(Position(ticker: "MSFT", weight: 0.5, entry: .any([])))) == "strategy.positions[1].entry.any")
-        #expect(Self.field(of: with(Position(ticker: "MSFT", weight: 0.5, entry: compare(.number(1), .less, .number(2))))) == "strategy.positions[1].entry")
+            == "strategy.positions[1].exit.all.conditions[1].not.compare.rhs.series.indicator.params[0]")
+        #expect(Self.field(of: with(Position(ticker: "MSFT", weight: 0.5, entry: .any([])))) == "strategy.positions[1].entry.any.conditions")
+        #expect(Self.field(of: with(Position(ticker: "MSFT", weight: 0.5, entry: compare(.number(1), .less, .number(2))))) == "strategy.positions[1].entry.compare")
         #expect(Self.field(of: Strategy(positions: [ok], commissionBps: -1)) == "strategy.commission_bps")
         #expect(Self.field(of: Strategy(positions: [ok], slippageBps: .infinity)) == "strategy.slippage_bps")
     }
@@ -124,12 +124,12 @@ struct ValidationTests {
         let bad = Strategy(positions: [Position(ticker: "AAPL", weight: 1, entry: compare(series("close"), .greater,
             .series(SeriesRef(source: .indicator(IndicatorSpec(type: "rsi", params: [1]))))))])
         #expect(throws: BacktestError.self) {
-            try StrategyAnalysis(strategies: [bad], settings: Self.settings, fieldPrefix: { "variants[\($0)]" })
+            try StrategyAnalysis(strategies: [bad], settings: Self.settings, fieldPrefix: { FieldPath("variants[\($0)]") })
         }
         do {
-            _ = try StrategyAnalysis(strategies: [bad], settings: Self.settings, fieldPrefix: { "variants[\($0)]" })
+            _ = try StrategyAnalysis(strategies: [bad], settings: Self.settings, fieldPrefix: { FieldPath("variants[\($0)]") })
         } catch {
-            #expect(error.field == "variants[0].positions[0].entry.rhs.indicator.params[0]")
+            #expect((error as? BacktestError)?.field == "variants[0].positions[0].entry.compare.rhs.series.indicator.params[0]")
         }
     }
 }

@@ -93,7 +93,7 @@ import Testing
                     rhs: .series(SeriesRef(source: .indicator(IndicatorSpec(type: "sma", params: [200]))))))])
         }
         let settings = BacktestSettings(start: TradingDate(iso: "2010-01-04")!, end: TradingDate(iso: "2015-12-31")!)
-        let valid = try pipeline.validate(variants, settings: settings, path: { "variants[\($0)]" }).map { try $0.get() }
+        let valid = try pipeline.validate(variants, settings: settings, paths: .runBatch).map { try $0.get() }
         let prepared = try await pipeline.prepare(valid, settings: settings)
         #expect(await counting.queries.count == 1)
         #expect(await counting.queries.first?.symbols == ["MSFT", "SPY"])
@@ -111,13 +111,13 @@ import Testing
         var bad = good
         bad.positions[0].weight = 1.5
         let settings = BacktestSettings(start: TradingDate(iso: "2010-01-04")!, end: TradingDate(iso: "2010-12-31")!)
-        let outcomes = pipeline.validate([good, bad], settings: settings, path: { "variants[\($0)]" })
+        let outcomes = pipeline.validate([good, bad], settings: settings, paths: .runBatch)
         #expect(throws: Never.self) { try outcomes[0].get() }
         let rejection = #expect(throws: Rejection.self) { try outcomes[1].get() }
         let error = rejection?.error
         #expect(rejection?.index == 1)
         #expect(error?.code == .invalidArgument)
-        #expect(error?.field == "variants[1].positions[0].weight")
+        #expect(error?.field == "run_batch.variants[1].positions[0].weight")
     }
 
     @Test func anUnknownTickerIsNotFoundNamingIt() async throws {

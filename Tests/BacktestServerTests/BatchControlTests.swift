@@ -158,7 +158,7 @@ struct BatchControlTests {
                 try await client.cancelBatch(id: "0123456789abcdef0123456789abcdef")
             }
             #expect(error.code == .notFound)
-            #expect(error.field == "batch_id")
+            #expect(error.field == "cancel_batch.batch_id")
             await client.close()
         }
     }

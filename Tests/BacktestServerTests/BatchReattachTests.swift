@@ -114,7 +114,7 @@ struct BatchReattachTests {
                 while try await batch.updates.next() != nil {}
             }
             #expect(error.code == .notFound)
-            #expect(error.field == "batch_id")
+            #expect(error.field == "get_batch_status.batch_id")
             await batch.close()
         }
     }

@@ -80,7 +80,7 @@ import Testing
         strategy.positions[1].weight = 0
         let error = await #expect(throws: BacktestError.self) { _ = try await pipeline.runBacktest(strategy, settings: Self.settings) }
         #expect(error?.code == .invalidArgument)
-        #expect(error?.field == "strategy.positions[1].weight")
+        #expect(error?.field == "run_backtest.strategy.positions[1].weight")
         #expect(observer.marketsPrepared == 0 && observer.validations.isEmpty)
 
         var late = Self.settings
@@ -88,7 +88,7 @@ import Testing
         let settingsError = await #expect(throws: BacktestError.self) {
             _ = try await pipeline.runBacktest(BatchFixture.smaVariants(1)[0], settings: late)
         }
-        #expect(settingsError?.field == "settings.end_date")
+        #expect(settingsError?.field == "run_backtest.settings.end_date")
     }
 
     @Test func theCacheSessionEndsWhenTheDataPhaseThrows() async throws {

@@ -60,6 +60,6 @@ import Testing
         let settings = BacktestSettings(start: TradingDate(year: 2017, month: 1, day: 3)!, end: TradingDate(year: 2017, month: 12, day: 29)!)
         let error = await #expect(throws: BacktestError.self) { try await pipeline.runBacktest(strategy(["AAPL", "1abc"]), settings: settings) }
         #expect(error?.code == .invalidArgument)
-        #expect(error?.field == "strategy.positions[1].ticker")
+        #expect(error?.field == "run_backtest.strategy.positions[1].ticker")
     }
 }

@@ -122,7 +122,7 @@ def main():
         client.cancel_batch("0" * 32)
         raise AssertionError("CancelBatch of an unknown id succeeded")
     except CallError as error:
-        assert error.code == pb.NOT_FOUND and error.field == "batch_id", error
+        assert error.code == pb.NOT_FOUND and error.field == "cancel_batch.batch_id", error
 
     # 5. GetIndicators: the values behind the signals, NaN (None in JSON) during the warm-up; a bad
     #    key is INVALID_ARGUMENT naming it.

@@ -15,7 +15,7 @@ package struct StrategyAnalysis: Sendable, Hashable {
     /// Checks `cancellation` per position: CANCELLED once it is set.
     package init(
         strategies: [Strategy], settings: BacktestSettings,
-        fieldPrefix: (Int) -> String = { _ in "strategy" }, cancellation: CancellationFlag? = nil
+        fieldPrefix: (Int) -> FieldPath = { _ in .strategy }, cancellation: CancellationFlag? = nil
     ) throws(BacktestError) {
         var tickers: Set<String> = [settings.benchmark]
         var keys: Set<IndicatorKey> = []
@@ -24,16 +24,16 @@ package struct StrategyAnalysis: Sendable, Hashable {
             for (p, position) in strategy.positions.enumerated() {
                 try cancellation.check()
                 tickers.insert(position.ticker)
-                let path = "\(prefix).positions[\(p)]"
-                try StrategyAnalysis.collect(position.entry, ticker: position.ticker, field: path + ".entry", tickers: &tickers, keys: &keys)
+                let path = prefix.position(p)
+                try StrategyAnalysis.collect(position.entry, ticker: position.ticker, field: path.child("entry"), tickers: &tickers, keys: &keys)
                 if let exit = position.exit {
-                    try StrategyAnalysis.collect(exit, ticker: position.ticker, field: path + ".exit", tickers: &tickers, keys: &keys)
+                    try StrategyAnalysis.collect(exit, ticker: position.ticker, field: path.child("exit"), tickers: &tickers, keys: &keys)
                 }
                 // Stop levels in ATR multiples read ATR(period) of the position's ticker.
                 if let period = position.exits.atrPeriod {
                     keys.insert(try IndicatorKey(
                         ticker: position.ticker, spec: IndicatorSpec(type: "atr", params: [Double(period)]),
-                        field: path + ".stop_atr_period"))
+                        field: path.child("stop_atr_period").description))
                 }
             }
         }
@@ -59,31 +59,63 @@ package struct StrategyAnalysis: Sendable, Hashable {
         return tickers
     }
 
+    /// Where `symbol` first appears in `strategy` (under `root`): a position's `ticker`, else the
+    /// `series.ticker` of the first condition operand naming it; nil when it does not.
+    package static func firstPath(of symbol: String, in strategy: Strategy, root: FieldPath = .strategy) -> FieldPath? {
+        if let p = strategy.positions.firstIndex(where: { $0.ticker == symbol }) {
+            return root.position(p).child("ticker")
+        }
+        func find(_ condition: Condition, _ path: FieldPath) -> FieldPath? {
+            switch condition {
+            case .compare(let lhs, _, let rhs):
+                for (operand, isLHS) in [(lhs, true), (rhs, false)] {
+                    if case .series(let series) = operand, series.ticker == symbol {
+                        return path.compareOperand(lhs: isLHS).series.child("ticker")
+                    }
+                }
+                return nil
+            case .all(let members), .any(let members):
+                let isAll = if case .all = condition { true } else { false }
+                for (i, member) in members.enumerated() {
+                    if let found = find(member, path.member(i, ofAll: isAll)) { return found }
+                }
+                return nil
+            case .not(let inner):
+                return find(inner, path.negated)
+            }
+        }
+        for (p, position) in strategy.positions.enumerated() {
+            if let found = find(position.entry, root.position(p).child("entry")) { return found }
+            if let exit = position.exit, let found = find(exit, root.position(p).child("exit")) { return found }
+        }
+        return nil
+    }
+
     private static func collect(
-        _ condition: Condition, ticker: String, field: String, tickers: inout Set<String>, keys: inout Set<IndicatorKey>
+        _ condition: Condition, ticker: String, field: FieldPath, tickers: inout Set<String>, keys: inout Set<IndicatorKey>
     ) throws(BacktestError) {
-        func operand(_ operand: Operand, _ path: String) throws(BacktestError) {
+        func operand(_ operand: Operand, _ path: FieldPath) throws(BacktestError) {
             guard case .series(let series) = operand else { return }
             let symbol = series.ticker ?? ticker
             tickers.insert(symbol)
             if case .indicator(let spec) = series.source {
-                keys.insert(try IndicatorKey(ticker: symbol, spec: spec, field: path + ".indicator"))
+                keys.insert(try IndicatorKey(ticker: symbol, spec: spec, field: path.series.child("indicator").description))
             }
         }
         switch condition {
         case .compare(let lhs, _, let rhs):
-            try operand(lhs, field + ".lhs")
-            try operand(rhs, field + ".rhs")
+            try operand(lhs, field.compareOperand(lhs: true))
+            try operand(rhs, field.compareOperand(lhs: false))
         case .all(let members):
             for (i, member) in members.enumerated() {
-                try collect(member, ticker: ticker, field: "\(field).all[\(i)]", tickers: &tickers, keys: &keys)
+                try collect(member, ticker: ticker, field: field.member(i, ofAll: true), tickers: &tickers, keys: &keys)
             }
         case .any(let members):
             for (i, member) in members.enumerated() {
-                try collect(member, ticker: ticker, field: "\(field).any[\(i)]", tickers: &tickers, keys: &keys)
+                try collect(member, ticker: ticker, field: field.member(i, ofAll: false), tickers: &tickers, keys: &keys)
             }
         case .not(let inner):
-            try collect(inner, ticker: ticker, field: field + ".not", tickers: &tickers, keys: &keys)
+            try collect(inner, ticker: ticker, field: field.negated, tickers: &tickers, keys: &keys)
         }
     }
 }

@@ -1,16 +1,19 @@
 import BacktestCore
 import BacktestModel
 
-/// Rejects what cannot be backtested with INVALID_ARGUMENT naming the field, in proto field
-/// names: "strategy.positions[1].weight", "strategy.commission_bps", "settings.end_date", ...
+/// Rejects what cannot be backtested with INVALID_ARGUMENT naming the field by its proto path
+/// (`FieldPath`): "strategy.positions[1].weight", "settings.end_date",
+/// "strategy.positions[0].entry.compare.lhs.series.indicator.params[0]". Paths start at the roots
+/// given (`strategy` and `settings` by default; the service passes the call's own, e.g.
+/// `run_batch.variants[3]` and `run_batch.settings`).
 /// Runs before any data is fetched, once per strategy: the service validates each variant once and
 /// hands the engines only validated strategies (`BacktestRunner.run(validated:market:indicators:)`);
 /// the engines' stand-alone entry points validate for callers that have not.
 package enum Validation {
-    /// `path` names the strategy in messages: "strategy" for a single backtest, "variants[3]" in a
-    /// batch.
-    package static func validate(_ strategy: Strategy, settings: BacktestSettings, path: String = "strategy") throws(BacktestError) {
-        try validate(settings)
+    package static func validate(
+        _ strategy: Strategy, settings: BacktestSettings, path: FieldPath = .strategy, settingsPath: FieldPath = .settings
+    ) throws(BacktestError) {
+        try validate(settings, path: settingsPath)
         try validate(strategy, path: path)
         // Sizing that the account cannot fill (only the capital is known before the run).
         if !strategy.allowLeverage {
@@ -26,66 +29,68 @@ package enum Validation {
         }
     }
 
-    package static func validate(_ settings: BacktestSettings) throws(BacktestError) {
+    package static func validate(_ settings: BacktestSettings, path: FieldPath = .settings) throws(BacktestError) {
         guard settings.start <= settings.end else {
-            throw .invalidArgument("end date \(settings.end) is before start date \(settings.start)", field: "settings.end_date")
+            throw .invalidArgument("end date \(settings.end) is before start date \(settings.start)", at: path.child("end_date"))
         }
         guard settings.initialCapital.isFinite, settings.initialCapital > 0 else {
-            throw .invalidArgument("initial capital must be a positive amount, got \(settings.initialCapital)", field: "settings.initial_capital")
+            throw .invalidArgument(
+                "initial capital must be a positive amount (0 = 100000), got \(settings.initialCapital)",
+                at: path.child("initial_capital"))
         }
-        try Ticker.validate(settings.benchmark, field: "settings.benchmark")
+        try Ticker.validate(settings.benchmark, field: path.child("benchmark").description)
     }
 
     /// Checks `cancellation` per position (a strategy may have 100,000): CANCELLED once it is set.
     package static func validate(
-        _ strategy: Strategy, path: String = "strategy", cancellation: CancellationFlag? = nil
+        _ strategy: Strategy, path: FieldPath = .strategy, cancellation: CancellationFlag? = nil
     ) throws(BacktestError) {
         guard !strategy.positions.isEmpty else {
-            throw .invalidArgument("a strategy needs at least one position", field: path + ".positions")
+            throw .invalidArgument("a strategy needs at least one position", at: path.child("positions"))
         }
         for (name, value) in [("commission_bps", strategy.commissionBps), ("slippage_bps", strategy.slippageBps)] {
             guard value.isFinite, value >= 0, value < 10_000 else {
-                throw .invalidArgument("\(name) must be in [0, 10000) basis points, got \(value)", field: "\(path).\(name)")
+                throw .invalidArgument("\(name) must be in [0, 10000) basis points, got \(value)", at: path.child(name))
             }
         }
         var totalWeight = 0.0
         for (p, position) in strategy.positions.enumerated() {
             try cancellation.check()
-            let positionPath = "\(path).positions[\(p)]"
-            try Ticker.validate(position.ticker, field: positionPath + ".ticker")
+            let positionPath = path.position(p)
+            try Ticker.validate(position.ticker, field: positionPath.child("ticker").description)
             // The weight sizes (and rebalances) weight-sized positions only; other sizings ignore it.
             if position.sizing == .weight {
                 guard position.weight.isFinite, position.weight > 0, position.weight <= 1 else {
-                    throw .invalidArgument("weight must be in (0, 1], got \(position.weight)", field: positionPath + ".weight")
+                    throw .invalidArgument("weight must be in (0, 1], got \(position.weight)", at: positionPath.child("weight"))
                 }
                 totalWeight += position.weight
             }
             if !position.isPlain { try validateSizingAndExits(position, path: positionPath) }
-            try validate(position.entry, field: positionPath + ".entry")
-            if let exit = position.exit { try validate(exit, field: positionPath + ".exit") }
+            try validate(position.entry, path: positionPath.child("entry"))
+            if let exit = position.exit { try validate(exit, path: positionPath.child("exit")) }
         }
         if !strategy.allowLeverage && totalWeight > 1 + 1e-9 {
             throw .invalidArgument(
                 "position weights sum to \(totalWeight), above 1; set allow_leverage to buy on margin",
-                field: path + ".positions")
+                at: path.child("positions"))
         }
     }
 
     /// Issue 15's fields of one position: sizing, stop levels, ATR period and time exit.
-    static func validateSizingAndExits(_ position: Position, path: String) throws(BacktestError) {
+    static func validateSizingAndExits(_ position: Position, path: FieldPath) throws(BacktestError) {
         let exits = position.exits
         switch position.sizing {
         case .weight: break
         case .cash, .shares:
             guard position.size.isFinite, position.size > 0 else {
-                throw .invalidArgument("size must be a positive \(position.sizing == .cash ? "cash amount" : "share count") for sizing \(position.sizing.rawValue), got \(position.size)", field: path + ".size")
+                throw .invalidArgument("size must be a positive \(position.sizing == .cash ? "cash amount" : "share count") for sizing \(position.sizing.rawValue), got \(position.size)", at: path.child("size"))
             }
         case .risk:
             guard position.size.isFinite, position.size > 0, position.size <= 1 else {
-                throw .invalidArgument("size must be the fraction of equity risked, in (0, 1], got \(position.size)", field: path + ".size")
+                throw .invalidArgument("size must be the fraction of equity risked, in (0, 1], got \(position.size)", at: path.child("size"))
             }
             guard exits.stopLoss != nil else {
-                throw .invalidArgument("risk sizing needs a stop_loss (the risk is the distance to it)", field: path + ".stop_loss")
+                throw .invalidArgument("risk sizing needs a stop_loss (the risk is the distance to it)", at: path.child("stop_loss"))
             }
         }
         // A fraction of the entry price at or above 1 puts a long's stop (a short's target) at or
@@ -97,55 +102,70 @@ package enum Validation {
         ] {
             guard let value else { continue }
             guard value.isFinite, value > 0 else {
-                throw .invalidArgument("\(name) must be a positive distance, got \(value)", field: "\(path).\(name)")
+                throw .invalidArgument("\(name) must be a positive distance, got \(value)", at: path.child(name))
             }
             if fractions && boundedForLong && value >= 1 {
                 throw .invalidArgument(
                     "\(name) must be below 1 (a fraction of the entry price) for a \(position.direction.rawValue) position, got \(value)",
-                    field: "\(path).\(name)")
+                    at: path.child(name))
             }
         }
         if let period = exits.atrPeriod {
             guard (1...10_000).contains(period) else {
-                throw .invalidArgument("stop_atr_period must be in 1...10000 bars, got \(period)", field: path + ".stop_atr_period")
+                throw .invalidArgument("stop_atr_period must be in 1...10000 bars, got \(period)", at: path.child("stop_atr_period"))
             }
             guard exits.hasPriceLevel else {
-                throw .invalidArgument("stop_atr_period needs a stop_loss, take_profit or trailing_stop", field: path + ".stop_atr_period")
+                throw .invalidArgument("stop_atr_period needs a stop_loss, take_profit or trailing_stop", at: path.child("stop_atr_period"))
             }
         }
         if let bars = exits.maxBars, bars < 1 {
-            throw .invalidArgument("max_bars must be at least 1, got \(bars)", field: path + ".max_bars")
+            throw .invalidArgument("max_bars must be at least 1, got \(bars)", at: path.child("max_bars"))
         }
     }
 
-    static func validate(_ condition: Condition, field: String) throws(BacktestError) {
+    /// The deepest nesting of conditions accepted: a position's `entry` is level 1, each `all`,
+    /// `any` or `not` inside adds one. The wire decoder enforces the same bound before protobuf-c
+    /// unpacks (PROTOCOL.md, "Limits").
+    package static let maxConditionDepth = 48
+
+    static func validate(_ condition: Condition, path: FieldPath, depth: Int = 1) throws(BacktestError) {
+        guard depth <= maxConditionDepth else {
+            throw .invalidArgument("conditions nest deeper than \(maxConditionDepth) levels", at: path)
+        }
         switch condition {
         case .compare(let lhs, _, let rhs):
             if case .number = lhs, case .number = rhs {
-                throw .invalidArgument("a comparison needs at least one series (price field or indicator)", field: field)
+                throw .invalidArgument("a comparison needs at least one series (price field or indicator)", at: path.child("compare"))
             }
-            try validate(lhs, field: field + ".lhs")
-            try validate(rhs, field: field + ".rhs")
+            try validate(lhs, path: path.compareOperand(lhs: true))
+            try validate(rhs, path: path.compareOperand(lhs: false))
         case .all(let members), .any(let members):
-            let kind = if case .all = condition { "all" } else { "any" }
+            let isAll = if case .all = condition { true } else { false }
             guard !members.isEmpty else {
-                throw .invalidArgument("'\(kind)' needs at least one condition", field: "\(field).\(kind)")
+                throw .invalidArgument(
+                    "'\(isAll ? "all" : "any")' needs at least one condition",
+                    at: path.child(isAll ? "all" : "any").child("conditions"))
             }
-            for (i, member) in members.enumerated() { try validate(member, field: "\(field).\(kind)[\(i)]") }
+            for (i, member) in members.enumerated() {
+                try validate(member, path: path.member(i, ofAll: isAll), depth: depth + 1)
+            }
         case .not(let inner):
-            try validate(inner, field: field + ".not")
+            try validate(inner, path: path.negated, depth: depth + 1)
         }
     }
 
-    static func validate(_ operand: Operand, field: String) throws(BacktestError) {
+    static func validate(_ operand: Operand, path: FieldPath) throws(BacktestError) {
         switch operand {
         case .number(let value):
-            guard value.isFinite else { throw .invalidArgument("number must be finite, got \(value)", field: field) }
+            guard value.isFinite else { throw .invalidArgument("number must be finite, got \(value)", at: path.child("number")) }
         case .series(let series):
-            if let ticker = series.ticker { try Ticker.validate(ticker, field: field + ".ticker") }
+            if let ticker = series.ticker { try Ticker.validate(ticker, field: path.series.child("ticker").description) }
             if case .indicator(let spec) = series.source {
-                _ = try IndicatorCatalog.normalize(spec, field: field + ".indicator")
+                let indicatorPath = path.series.child("indicator")
+                try IndicatorCatalog.requireParameters(spec, field: indicatorPath.description)
+                _ = try IndicatorCatalog.normalize(spec, field: indicatorPath.description)
             }
         }
     }
+
 }

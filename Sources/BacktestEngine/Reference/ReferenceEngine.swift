@@ -23,12 +23,13 @@ package struct ReferenceEngine: BacktestRunner {
         let settings = market.settings
         let snapshot = market.snapshot
         var warnings = market.warnings
-        for symbol in StrategyAnalysis.tickers(of: strategy).sorted() {
-            _ = try market.ticker(symbol, field: "strategy.positions")
-            warnings += market.aligned[symbol]?.warnings ?? []
-        }
         for (p, position) in strategy.positions.enumerated() {
-            _ = try market.ticker(position.ticker, field: "strategy.positions[\(p)].ticker")
+            _ = try market.ticker(position.ticker, field: FieldPath.strategy.position(p).child("ticker").description)
+        }
+        for symbol in StrategyAnalysis.tickers(of: strategy).sorted() {
+            let path = StrategyAnalysis.firstPath(of: symbol, in: strategy) ?? FieldPath.strategy.child("positions")
+            _ = try market.ticker(symbol, field: path.description)
+            warnings += market.aligned[symbol]?.warnings ?? []
         }
         var book = ReferenceBook(strategy: strategy, snapshot: snapshot, dates: market.dates, capital: settings.initialCapital)
         let evaluator = ReferenceConditions(snapshot: snapshot, dates: market.dates, previousDate: market.previousDate)

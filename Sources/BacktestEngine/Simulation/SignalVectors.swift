@@ -8,7 +8,7 @@ struct SignalVectors {
     let indicators: IndicatorStore
 
     /// The operand's values on the calendar (NaN = undefined), `ticker` being the position's.
-    func values(_ operand: Operand, ticker: String, field: String) throws(BacktestError) -> [Double] {
+    func values(_ operand: Operand, ticker: String, field: FieldPath) throws(BacktestError) -> [Double] {
         switch operand {
         case .number(let value):
             return [Double](repeating: value, count: market.dates.count)
@@ -20,7 +20,7 @@ struct SignalVectors {
 
     /// The operand's value on the calendar's previous trading day (`PreparedMarket.previousDate`),
     /// which crossings on the first simulated day compare with; NaN when unknown.
-    func previousValue(_ operand: Operand, ticker: String, field: String) throws(BacktestError) -> Double {
+    func previousValue(_ operand: Operand, ticker: String, field: FieldPath) throws(BacktestError) -> Double {
         switch operand {
         case .number(let value):
             return value
@@ -33,10 +33,10 @@ struct SignalVectors {
     /// A series operand's ticker on the calendar and its values aligned with the ticker's bars
     /// (a price column, or the indicator series).
     private func resolve(
-        _ series: SeriesRef, ticker: String, field: String
+        _ series: SeriesRef, ticker: String, field: FieldPath
     ) throws(BacktestError) -> (aligned: AlignedTicker, column: [Double]) {
         let symbol = series.ticker ?? ticker
-        let aligned = try market.ticker(symbol, field: field + ".ticker")
+        let aligned = try market.ticker(symbol, field: field.series.child("ticker").description)
         switch series.source {
         case .field(let priceField):
             let bars = aligned.bars
@@ -49,7 +49,7 @@ struct SignalVectors {
             }
             return (aligned, column)
         case .indicator(let spec):
-            let key = try IndicatorKey(ticker: symbol, spec: spec, field: field + ".indicator")
+            let key = try IndicatorKey(ticker: symbol, spec: spec, field: field.series.child("indicator").description)
             return (aligned, try self.series(for: key))
         }
     }
@@ -68,17 +68,17 @@ struct SignalVectors {
     }
 
     /// The condition's signal on every calendar day, `ticker` being the position's.
-    func evaluate(_ condition: Condition, ticker: String, field: String) throws(BacktestError) -> SignalBits {
+    func evaluate(_ condition: Condition, ticker: String, field: FieldPath) throws(BacktestError) -> SignalBits {
         let count = market.dates.count
         switch condition {
         case .compare(let lhsOperand, let op, let rhsOperand):
-            let lhs = try values(lhsOperand, ticker: ticker, field: field + ".lhs")
-            let rhs = try values(rhsOperand, ticker: ticker, field: field + ".rhs")
+            let lhs = try values(lhsOperand, ticker: ticker, field: field.compareOperand(lhs: true))
+            let rhs = try values(rhsOperand, ticker: ticker, field: field.compareOperand(lhs: false))
             var previous = (lhs: Double.nan, rhs: Double.nan)
             if op == .crossesAbove || op == .crossesBelow {
                 previous = (
-                    try previousValue(lhsOperand, ticker: ticker, field: field + ".lhs"),
-                    try previousValue(rhsOperand, ticker: ticker, field: field + ".rhs"))
+                    try previousValue(lhsOperand, ticker: ticker, field: field.compareOperand(lhs: true)),
+                    try previousValue(rhsOperand, ticker: ticker, field: field.compareOperand(lhs: false)))
             }
             return lhs.withUnsafeBufferPointer { l in
                 rhs.withUnsafeBufferPointer { r in SignalBits.compare(l, op, r, count: count, previous: previous) }
@@ -86,17 +86,17 @@ struct SignalVectors {
         case .all(let members):
             var result = SignalBits(count: count, value: true)
             for (i, member) in members.enumerated() {
-                result = result & (try evaluate(member, ticker: ticker, field: "\(field).all[\(i)]"))
+                result = result & (try evaluate(member, ticker: ticker, field: field.member(i, ofAll: true)))
             }
             return result
         case .any(let members):
             var result = SignalBits(count: count)
             for (i, member) in members.enumerated() {
-                result = result | (try evaluate(member, ticker: ticker, field: "\(field).any[\(i)]"))
+                result = result | (try evaluate(member, ticker: ticker, field: field.member(i, ofAll: false)))
             }
             return result
         case .not(let inner):
-            return ~(try evaluate(inner, ticker: ticker, field: field + ".not"))
+            return ~(try evaluate(inner, ticker: ticker, field: field.negated))
         }
     }
 }

@@ -76,14 +76,14 @@ package struct VectorEngine: BacktestRunner {
         legs.reserveCapacity(strategy.positions.count)
         for (p, position) in strategy.positions.enumerated() {
             try cancellation.check()
-            let path = "strategy.positions[\(p)]"
-            let ticker = try market.ticker(position.ticker, field: path + ".ticker")
-            let entry = try signals.evaluate(position.entry, ticker: position.ticker, field: path + ".entry")
+            let path = FieldPath.strategy.position(p)
+            let ticker = try market.ticker(position.ticker, field: path.child("ticker").description)
+            let entry = try signals.evaluate(position.entry, ticker: position.ticker, field: path.child("entry"))
             let exit = try position.exit.map { (c: Condition) throws(BacktestError) in
-                try signals.evaluate(c, ticker: position.ticker, field: path + ".exit")
+                try signals.evaluate(c, ticker: position.ticker, field: path.child("exit"))
             }
             let atr = try position.exits.atrPeriod.map { (period: Int) throws(BacktestError) in
-                try signals.values(Self.atrOperand(period), ticker: position.ticker, field: path + ".stop_atr_period")
+                try signals.values(Self.atrOperand(period), ticker: position.ticker, field: path.child("stop_atr_period"))
             }
             legs.append(PortfolioLeg(position: position, ticker: ticker, entry: entry, exit: exit, atr: atr))
         }

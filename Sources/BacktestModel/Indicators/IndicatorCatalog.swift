@@ -83,7 +83,7 @@ public enum IndicatorCatalog {
         let type = spec.type.lowercased()
         guard let definition = definitions[type] else {
             let known = definitions.keys.sorted().joined(separator: ", ")
-            throw .invalidArgument("unknown indicator '\(spec.type)' (known: \(known))", field: field + ".type")
+            throw .invalidArgument("unknown indicator \(quotedInput(spec.type)) (known: \(known))", field: field + ".type")
         }
         guard spec.params.count <= definition.parameters.count else {
             throw .invalidArgument(
@@ -114,10 +114,27 @@ public enum IndicatorCatalog {
         let output = spec.output.isEmpty ? definition.outputs[0] : spec.output.lowercased()
         guard definition.outputs.contains(output) else {
             throw .invalidArgument(
-                "\(type) has no output '\(spec.output)' (outputs: \(definition.outputs.joined(separator: ", ")))",
+                "\(type) has no output \(quotedInput(spec.output)) (outputs: \(definition.outputs.joined(separator: ", ")))",
                 field: field + ".output")
         }
         return IndicatorSpec(type: type, params: params, output: output)
+    }
+
+    /// A request names every parameter of an indicator: `sma` without a period is an error, not
+    /// `sma:30` (the defaults serve the CLI's key shorthand only, e.g. "rsi" = rsi:14).
+    /// - Throws: INVALID_ARGUMENT on `field.params` saying which parameters are missing.
+    public static func requireParameters(_ spec: IndicatorSpec, field: String) throws(BacktestError) {
+        guard let definition = definition(spec.type), spec.params.count < definition.parameters.count else { return }
+        let missing = definition.parameters[spec.params.count...].map(\.name)
+        throw .invalidArgument(
+            "\(definition.type) needs \(definition.parameters.count) parameter(s) (\(definition.parameters.map(\.name).joined(separator: ", "))), got \(spec.params.count): \(missing.joined(separator: ", ")) missing; e.g. params \(example(definition))",
+            field: field + ".params")
+    }
+
+    /// The parameters of `definition` with their usual values, as a request would list them:
+    /// "[12, 26, 9]" for macd, "[]" for obv (error messages show it as an example).
+    public static func example(_ definition: IndicatorDefinition) -> String {
+        "[" + definition.parameters.map { format($0.defaultValue) }.joined(separator: ", ") + "]"
     }
 
     /// A number as it appears in canonical keys: no trailing ".0" ("20", "2.5").

@@ -21,7 +21,7 @@ extension IndicatorSpec {
             $0.trimmingCharacters(in: " ")
         }
         guard let type = parts.first, !type.isEmpty, parts.count <= 3 else {
-            throw .invalidArgument("'\(text)' is not an indicator key of the form type:params[:output]", field: field)
+            throw .invalidArgument("\(quotedInput(text, limit: 40)) is not an indicator key of the form type:params[:output]", field: field)
         }
         var params: [Double] = []
         var output = ""
@@ -31,7 +31,7 @@ extension IndicatorSpec {
             if looksNumeric {
                 for item in second.split(separator: ",", omittingEmptySubsequences: false) {
                     guard let value = Double(item.trimmingCharacters(in: " ")) else {
-                        throw .invalidArgument("'\(text)': parameter '\(item)' is not a number", field: field)
+                        throw .invalidArgument("\(quotedInput(text, limit: 40)): parameter \(quotedInput(item, limit: 40)) is not a number", field: field)
                     }
                     params.append(value)
                 }
@@ -39,7 +39,7 @@ extension IndicatorSpec {
             } else if parts.count == 2 {
                 output = second
             } else {
-                throw .invalidArgument("'\(text)': parameters must be numbers", field: field)
+                throw .invalidArgument("\(quotedInput(text, limit: 40)): parameters must be numbers", field: field)
             }
         }
         self = try IndicatorCatalog.normalize(IndicatorSpec(type: type, params: params, output: output), field: field)

@@ -25,7 +25,7 @@ extension KeyedDecodingContainer where Key == AnyKey {
         for key in allKeys where !allowed.contains(key.stringValue) {
             throw DecodingError.dataCorruptedError(
                 forKey: key, in: self,
-                debugDescription: "unknown key '\(key.stringValue)' in \(what) (expected one of: \(allowed.sorted().joined(separator: ", ")))")
+                debugDescription: "unknown key \(quotedInput(key.stringValue, limit: 40)) in \(what) (expected one of: \(allowed.sorted().joined(separator: ", ")))")
         }
     }
 }
@@ -65,7 +65,7 @@ extension Condition: Codable {
             guard let op = Comparison(json: opText) else {
                 throw DecodingError.dataCorruptedError(
                     forKey: AnyKey("op"), in: container,
-                    debugDescription: "unknown operator '\(opText)' (expected >, >=, <, <=, crosses_above, crosses_below)")
+                    debugDescription: "unknown operator \(quotedInput(opText, limit: 40)) (expected >, >=, <, <=, crosses_above, crosses_below)")
             }
             let ticker = try container.decodeIfPresent(String.self, forKey: AnyKey("ticker"))?.uppercased()
             var lhs = try container.decode(Operand.self, forKey: AnyKey("lhs"))
@@ -163,7 +163,7 @@ extension SeriesSource {
         } catch {
             throw DecodingError.dataCorrupted(
                 .init(codingPath: codingPath,
-                      debugDescription: "'\(text)' is neither a price field (open, high, low, close, volume) nor a valid indicator key: \(error.message)"))
+                      debugDescription: "\(quotedInput(text, limit: 40)) is neither a price field (open, high, low, close, volume) nor a valid indicator key: \(error.message)"))
         }
     }
 

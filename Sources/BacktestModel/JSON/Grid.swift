@@ -37,7 +37,7 @@ public struct GridAxis: Sendable, Hashable {
     /// INVALID_ARGUMENT naming `field` for anything else (B < A, a step <= 0, too many values).
     public static func expandRange(_ text: String, field: String) throws(BacktestError) -> [String] {
         func fail(_ why: String) -> BacktestError {
-            .invalidArgument("range '\(text)': \(why) (expected e.g. sma:5..104, 1..10/3, 0.25..1/0.25)", field: field)
+            .invalidArgument("range \(quotedInput(text, limit: 40)): \(why) (expected e.g. sma:5..104, 1..10/3, 0.25..1/0.25)", field: field)
         }
         guard let dots = text.range(of: "..") else { throw fail("no '..'") }
         let left = text[..<dots.lowerBound]
@@ -79,13 +79,13 @@ public struct GridAxis: Sendable, Hashable {
     /// `--vary`; each item that is a range (`sma:5..104`, `1..10/2`) is expanded in place.
     public init(parsing text: String) throws(BacktestError) {
         guard let equals = text.firstIndex(of: "=") else {
-            throw .invalidArgument("--grid '\(text)' must be path=values (e.g. positions[0].entry.lhs=sma:5..104)")
+            throw .invalidArgument("--grid \(quotedInput(text, limit: 40)) must be path=values (e.g. positions[0].entry.lhs=sma:5..104)")
         }
         let path = String(text[..<equals])
         _ = try JSONPath(parsing: path)
         let items = VaryOption.split(text[text.index(after: equals)...])
         guard !items.isEmpty, !items.contains(where: \.isEmpty) else {
-            throw .invalidArgument("--grid \(path): empty value in '\(text)'", field: path)
+            throw .invalidArgument("--grid \(path): empty value in \(quotedInput(text, limit: 40))", field: path)
         }
         var values: [String] = []
         for item in items {
@@ -167,11 +167,16 @@ package struct GridPlan: Sendable {
     package init(_ grid: Grid, field: String = "grid") throws(BacktestError) {
         self.grid = grid
         guard !grid.axes.isEmpty else { throw .invalidArgument("a grid needs at least one axis", field: field + ".axes") }
+        // The base goes through its JSON form, where an indicator without parameters would read
+        // as the CLI's key shorthand ("sma" = sma:30): a request names every parameter.
+        for (spec, path) in grid.base.indicatorSpecs(root: FieldPath(field).child("base_strategy")) {
+            try IndicatorCatalog.requireParameters(spec, field: path.description)
+        }
         let document: JSONValue
         do {
             document = try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(grid.base))
         } catch {
-            throw .invalidArgument("the grid's base strategy cannot be encoded: \(error)", field: field + ".base")
+            throw .invalidArgument("the grid's base strategy cannot be encoded: \(error)", field: field + ".base_strategy")
         }
         baseDocument = document
         // The base as its JSON decodes (what the CLI's expansion starts from), so typed
@@ -187,9 +192,11 @@ package struct GridPlan: Sendable {
             do throws(BacktestError) { path = try JSONPath(parsing: axis.path) } catch {
                 throw BacktestError(error.code, error.message, field: axisField + ".path")
             }
-            try VariantExpansion.rejectSetting(path)
+            do throws(BacktestError) { try VariantExpansion.rejectSetting(path) } catch {
+                throw BacktestError(error.code, error.message, field: axisField + ".path")
+            }
             let texts = try axis.allValues(field: axisField)
-            guard !texts.isEmpty else { throw .invalidArgument("axis '\(axis.path)' has no values", field: axisField + ".values") }
+            guard !texts.isEmpty else { throw .invalidArgument("axis \(quotedInput(axis.path, limit: 40)) has no values", field: axisField + ".values") }
             var decoded: [Strategy] = []
             decoded.reserveCapacity(texts.count)
             for (v, text) in texts.enumerated() {
@@ -211,7 +218,7 @@ package struct GridPlan: Sendable {
             if axis.zipGroup != 0, let d = groupDimension[axis.zipGroup] {
                 guard dimensions[d].count == values[a].count else {
                     throw .invalidArgument(
-                        "axis '\(axis.path)' has \(values[a].count) values but its zip group \(axis.zipGroup) has \(dimensions[d].count)",
+                        "axis \(quotedInput(axis.path, limit: 40)) has \(values[a].count) values but its zip group \(axis.zipGroup) has \(dimensions[d].count)",
                         field: "\(field).axes[\(a)].zip_group")
                 }
                 dimensions[d].axes.append(a)

@@ -17,7 +17,7 @@ package struct JSONPath: Sendable, Hashable, CustomStringConvertible {
     /// Parses `text`; a malformed path is INVALID_ARGUMENT naming it.
     package init(parsing text: String) throws(BacktestError) {
         func fail(_ why: String) -> BacktestError {
-            .invalidArgument("bad path '\(text)': \(why)", field: text)
+            .invalidArgument("bad path \(quotedInput(text, limit: 40)): \(why)", field: text)
         }
         var components: [Component] = []
         var rest = Substring(text)
@@ -70,11 +70,11 @@ package struct JSONPath: Sendable, Hashable, CustomStringConvertible {
     private func set(_ value: JSONValue, in node: JSONValue, at rest: ArraySlice<Component>, walked: String) throws(BacktestError) -> JSONValue {
         guard let step = rest.first else { return value }
         let remaining = rest.dropFirst()
-        let here = walked.isEmpty ? "the strategy" : "'\(walked)'"
+        let here = walked.isEmpty ? "the strategy" : "\(quotedInput(walked, limit: 40))"
         switch step {
         case .key(let key):
             guard case .object(var object) = node else {
-                throw fail("\(here) is \(node.kind), not an object with key '\(key)'")
+                throw fail("\(here) is \(node.kind), not an object with key \(quotedInput(key, limit: 40))")
             }
             let path = walked.isEmpty ? key : walked + "." + key
             if let child = object[key] {
@@ -83,7 +83,7 @@ package struct JSONPath: Sendable, Hashable, CustomStringConvertible {
                 object[key] = value
             } else {
                 let known = object.keys.sorted().joined(separator: ", ")
-                throw fail("\(here) has no key '\(key)' (it has: \(known))")
+                throw fail("\(here) has no key \(quotedInput(key, limit: 40)) (it has: \(known))")
             }
             return .object(object)
         case .index(let index):
@@ -104,6 +104,6 @@ package struct JSONPath: Sendable, Hashable, CustomStringConvertible {
     }
 
     private func fail(_ why: String) -> BacktestError {
-        .invalidArgument("path '\(description)': \(why)", field: description)
+        .invalidArgument("path \(quotedInput(description, limit: 40)): \(why)", field: description)
     }
 }

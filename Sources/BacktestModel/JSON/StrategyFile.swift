@@ -105,7 +105,7 @@ public struct StrategyFile: Sendable, Hashable, Codable {
             guard let value = T(rawValue: text.lowercased()) else {
                 throw DecodingError.dataCorruptedError(
                     forKey: AnyKey(key), in: container,
-                    debugDescription: "'\(text)' is not a valid \(key) (expected one of: \(allowed.joined(separator: ", ")))")
+                    debugDescription: "\(quotedInput(text, limit: 40)) is not a valid \(key) (expected one of: \(allowed.joined(separator: ", ")))")
             }
             return value
         }

@@ -61,14 +61,14 @@ package struct CallRequest: WireMessage {
     }
 
     package static func decode(_ bytes: ByteBuffer, limits: DecodeLimits) throws -> CallRequest {
-        try PB.callRequest.decode(bytes, limits: limits, what: "CallRequest") { c in
+        try PB.callRequest.decodeRequest(bytes, limits: limits, what: "CallRequest") { c, invalidVariants in
             let m = c.pointee
             let header = m.header.map {
                 RequestHeader(timeoutMs: $0.pointee.timeout_ms, requestID: string($0.pointee.request_id),
                               client: string($0.pointee.client))
             } ?? RequestHeader()
             do throws(BacktestError) {
-                return CallRequest(header: header, method: .success(try method(of: m)))
+                return CallRequest(header: header, method: .success(try method(of: m, invalidVariants: invalidVariants)))
             } catch {
                 return CallRequest(header: header, method: .failure(error))
             }
@@ -80,7 +80,8 @@ package struct CallRequest: WireMessage {
         self.method = method
     }
 
-    private static func method(of m: Backtest__V1__CallRequest) throws(BacktestError) -> CallMethod {
+    /// `invalidVariants`: RunBatch variants the wire check already failed (by index).
+    private static func method(of m: Backtest__V1__CallRequest, invalidVariants: [Int: BacktestError]) throws(BacktestError) -> CallMethod {
         do {
             switch m.method_case {
             case BACKTEST__V1__CALL_REQUEST__METHOD_RUN_BACKTEST:
@@ -90,13 +91,23 @@ package struct CallRequest: WireMessage {
                     settings: try StrategyConversion.settings(required(r.settings, "run_backtest.settings"), path: "run_backtest.settings")))
             case BACKTEST__V1__CALL_REQUEST__METHOD_RUN_BATCH:
                 let r = try required(m.run_batch, "run_batch").pointee
-                let variants = try messages(r.variants, r.n_variants) { variant, index in
-                    try StrategyConversion.strategy(variant, path: "run_batch.variants[\(index)]")
+                // Each variant decodes on its own: one that cannot (an unknown enum value, a bad
+                // string, nesting) fails alone, as one failing validation does.
+                var invalid = invalidVariants
+                let variants = messages(r.variants, r.n_variants) { variant, index in
+                    guard invalid[index] == nil else { return Strategy(positions: []) }
+                    do {
+                        return try StrategyConversion.strategy(variant, path: FieldPath("run_batch").child("variants", index: index).description)
+                    } catch {
+                        invalid[index] = (error as? BacktestError) ?? BacktestError(.internal, "unexpected decoding error")
+                        return Strategy(positions: [])
+                    }
                 }
                 var request = BatchRequest(
                     variants: variants,
                     settings: try StrategyConversion.settings(required(r.settings, "run_batch.settings"), path: "run_batch.settings"),
                     maxParallel: Int(r.max_parallel), detail: try SweepConversion.detail(r.detail, path: "run_batch.detail"))
+                request.invalidVariants = invalid
                 if let grid = r.grid {
                     guard variants.isEmpty else {
                         throw BacktestError.invalidArgument("set either variants or grid, not both", field: "run_batch.grid")

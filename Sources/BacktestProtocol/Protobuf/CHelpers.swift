@@ -39,8 +39,22 @@ func required<CMessage>(_ pointer: UnsafeMutablePointer<CMessage>?, _ path: Stri
     return UnsafePointer(pointer)
 }
 
-func unknownEnum(_ raw: UInt32, _ path: String) -> BacktestError {
-    BacktestError.invalidArgument("unknown enum value \(raw)", field: path)
+/// An enum field holding a number its enum does not define: INVALID_ARGUMENT naming `path`,
+/// showing the number as sent (protobuf-c keeps the low 32 bits: -1 arrives as 4294967295 and is
+/// shown as -1) and listing the allowed values from the enum's descriptor (its `*_UNSPECIFIED`
+/// placeholder left out).
+func unknownEnum(_ raw: UInt32, _ path: String, _ descriptor: ProtobufCEnumDescriptor) -> BacktestError {
+    let field = path.split(separator: ".").last.map(String.init) ?? path
+    var allowed: [String] = []
+    if let values = descriptor.values {
+        for i in 0..<Int(descriptor.n_values) {
+            let name = String(cString: values[i].name)
+            if !name.hasSuffix("_UNSPECIFIED") { allowed.append("\(name) (\(values[i].value))") }
+        }
+    }
+    return BacktestError.invalidArgument(
+        "\(field) \(Int32(bitPattern: raw)) is not a \(String(cString: descriptor.short_name)) value; allowed: \(allowed.joined(separator: ", "))",
+        field: path)
 }
 
 /// Appends a child to a field path: "strategy" + "positions[1]" = "strategy.positions[1]".

@@ -12,7 +12,7 @@ enum IndicatorConversion {
         case BACKTEST__V1__PRICE_ADJUSTMENT__ADJUSTMENT_RAW: .raw
         case BACKTEST__V1__PRICE_ADJUSTMENT__ADJUSTMENT_SPLIT: .split
         case BACKTEST__V1__PRICE_ADJUSTMENT__ADJUSTMENT_ALL: .all
-        default: throw unknownEnum(c.rawValue, path)
+        default: throw unknownEnum(c.rawValue, path, backtest__v1__price_adjustment__descriptor)
         }
     }
 

@@ -7,8 +7,10 @@ import NIOCore
 public struct DecodeLimits: Sendable, Hashable {
     /// Bytes protobuf-c may allocate for the unpacked message (its in-memory expansion).
     public var memoryBudget: Int
-    /// Deepest nesting of sub-messages (conditions nest). protobuf-c unpacks recursively on the C
-    /// stack, so depth is checked on the wire bytes before protobuf-c sees them.
+    /// Deepest nesting of conditions (PROTOCOL.md, "Limits"): a position's `entry` or `exit` is
+    /// level 1, each `all`, `any` or `not` inside adds one. protobuf-c unpacks recursively on the C
+    /// stack, so depth is checked on the wire bytes before protobuf-c sees them; other messages
+    /// may nest at most `2 * maxDepth + 16` levels (room for the longest path to a condition).
     public var maxDepth: Int
 
     public init(memoryBudget: Int = 64 * 1024 * 1024, maxDepth: Int = 48) {
@@ -38,21 +40,52 @@ struct ProtobufMessageType<CMessage>: @unchecked Sendable {
     /// Unpacks `bytes`, hands the C struct to `convert`, and frees it with the same allocator.
     func decode<R>(_ bytes: ByteBuffer, limits: DecodeLimits, what: String,
                    _ convert: (UnsafePointer<CMessage>) throws -> R) throws -> R {
+        try decode(bytes, limits: limits, what: what, request: false) { message, _ in try convert(message) }
+    }
+
+    /// Unpacks a request: `decode`, and also rejects string fields that are not UTF-8 or hold
+    /// control characters (`WireCheck`), each error naming its field path. Faults inside one
+    /// `run_batch.variants[i]` are handed to `convert` (by variant index) instead of failing the
+    /// whole request; such a variant reaches `convert` as an empty message when its fault was
+    /// nesting (which protobuf-c must not unpack).
+    func decodeRequest<R>(_ bytes: ByteBuffer, limits: DecodeLimits, what: String,
+                          _ convert: (UnsafePointer<CMessage>, [Int: BacktestError]) throws -> R) throws -> R {
+        try decode(bytes, limits: limits, what: what, request: true, convert)
+    }
+
+    private func decode<R>(_ bytes: ByteBuffer, limits: DecodeLimits, what: String, request: Bool,
+                           _ convert: (UnsafePointer<CMessage>, [Int: BacktestError]) throws -> R) throws -> R {
         try bytes.withUnsafeReadableBytes { raw in
-            try WireDepthCheck.check(raw, descriptor: descriptor, maxDepth: limits.maxDepth, what: what)
-            let budget = DecodeBudget(limit: limits.memoryBudget)
-            return try budget.withAllocator { allocator in
-                let base = raw.baseAddress?.assumingMemoryBound(to: UInt8.self)
-                guard let message = protobuf_c_message_unpack(descriptor, allocator, raw.count, base) else {
-                    if budget.exceeded {
-                        throw BacktestError(.resourceExhausted,
-                            "\(what) needs more than the decode memory budget of \(limits.memoryBudget) bytes")
-                    }
-                    throw BacktestError.invalidArgument("\(what) is not a valid protobuf message")
-                }
-                defer { protobuf_c_message_free_unpacked(message, allocator) }
-                return try convert(UnsafeRawPointer(message).assumingMemoryBound(to: CMessage.self))
+            let check = WireCheck(
+                maxConditionDepth: limits.maxDepth, checkStrings: request, what: what,
+                condition: PB.condition.descriptor, isolated: request ? ("run_batch", "variants") : nil)
+            let faults = try check.check(raw, descriptor: descriptor)
+            var isolated: [Int: BacktestError] = [:]
+            for fault in faults where isolated[fault.index] == nil { isolated[fault.index] = fault.error }
+            guard faults.contains(where: \.mustBlank) else { return try unpack(raw, limits: limits, what: what) { try convert($0, isolated) } }
+            guard let blanked = WireCheck.blanking(raw, faults) else {
+                throw faults.first(where: \.mustBlank)!.error
             }
+            return try blanked.withUnsafeBytes { copy in
+                try unpack(copy, limits: limits, what: what) { try convert($0, isolated) }
+            }
+        }
+    }
+
+    private func unpack<R>(_ raw: UnsafeRawBufferPointer, limits: DecodeLimits, what: String,
+                           _ convert: (UnsafePointer<CMessage>) throws -> R) throws -> R {
+        let budget = DecodeBudget(limit: limits.memoryBudget)
+        return try budget.withAllocator { allocator in
+            let base = raw.baseAddress?.assumingMemoryBound(to: UInt8.self)
+            guard let message = protobuf_c_message_unpack(descriptor, allocator, raw.count, base) else {
+                if budget.exceeded {
+                    throw BacktestError(.resourceExhausted,
+                        "\(what) needs more than the decode memory budget of \(limits.memoryBudget) bytes")
+                }
+                throw BacktestError.invalidArgument("\(what) is not a valid protobuf message")
+            }
+            defer { protobuf_c_message_free_unpacked(message, allocator) }
+            return try convert(UnsafeRawPointer(message).assumingMemoryBound(to: CMessage.self))
         }
     }
 

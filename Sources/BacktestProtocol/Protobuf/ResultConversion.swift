@@ -19,7 +19,7 @@ enum ResultConversion {
         let side: OrderSide = switch m.side {
         case BACKTEST__V1__SIDE__BUY: .buy
         case BACKTEST__V1__SIDE__SELL: .sell
-        default: throw unknownEnum(m.side.rawValue, join(path, "side"))
+        default: throw unknownEnum(m.side.rawValue, join(path, "side"), backtest__v1__side__descriptor)
         }
         let reason: OrderReason = switch m.reason {
         case BACKTEST__V1__ORDER_REASON__ORDER_REASON_ENTRY: .entry
@@ -29,7 +29,7 @@ enum ResultConversion {
         case BACKTEST__V1__ORDER_REASON__ORDER_REASON_TAKE_PROFIT: .takeProfit
         case BACKTEST__V1__ORDER_REASON__ORDER_REASON_TRAILING_STOP: .trailingStop
         case BACKTEST__V1__ORDER_REASON__ORDER_REASON_TIME: .time
-        default: throw unknownEnum(m.reason.rawValue, join(path, "reason"))
+        default: throw unknownEnum(m.reason.rawValue, join(path, "reason"), backtest__v1__order_reason__descriptor)
         }
         return Order(date: try date(m.date, join(path, "date")), ticker: string(m.ticker), side: side,
                      quantity: m.quantity, price: m.price, commission: m.commission, reason: reason)
@@ -165,7 +165,7 @@ enum ResultConversion {
         case BACKTEST__V1__BATCH_STATE__BATCH_FINAL: .final
         case BACKTEST__V1__BATCH_STATE__BATCH_CANCELLED: .cancelled
         case BACKTEST__V1__BATCH_STATE__BATCH_FAILED: .failed
-        default: throw unknownEnum(m.state.rawValue, join(path, "state"))
+        default: throw unknownEnum(m.state.rawValue, join(path, "state"), backtest__v1__batch_state__descriptor)
         }
         let results = try messages(m.results, m.n_results) { variant, index in
             try variantResult(variant, path: join(path, "results[\(index)]"))

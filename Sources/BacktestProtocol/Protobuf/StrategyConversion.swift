@@ -19,14 +19,14 @@ enum StrategyConversion {
         case BACKTEST__V1__FILL_TIMING__FILL_TIMING_DEFAULT: .default
         case BACKTEST__V1__FILL_TIMING__FILL_NEXT_OPEN: .nextOpen
         case BACKTEST__V1__FILL_TIMING__FILL_CLOSE: .close
-        default: throw unknownEnum(m.fill.rawValue, join(path, "fill"))
+        default: throw unknownEnum(m.fill.rawValue, join(path, "fill"), backtest__v1__fill_timing__descriptor)
         }
         let rebalance: Rebalance = switch m.rebalance {
         case BACKTEST__V1__REBALANCE__REBALANCE_NONE: .none
         case BACKTEST__V1__REBALANCE__REBALANCE_DAILY: .daily
         case BACKTEST__V1__REBALANCE__REBALANCE_WEEKLY: .weekly
         case BACKTEST__V1__REBALANCE__REBALANCE_MONTHLY: .monthly
-        default: throw unknownEnum(m.rebalance.rawValue, join(path, "rebalance"))
+        default: throw unknownEnum(m.rebalance.rawValue, join(path, "rebalance"), backtest__v1__rebalance__descriptor)
         }
         return Strategy(name: string(m.name), positions: positions, fill: fill, commissionBps: m.commission_bps,
                         slippageBps: m.slippage_bps, rebalance: rebalance, allowLeverage: m.allow_leverage != 0)
@@ -40,7 +40,7 @@ enum StrategyConversion {
         case BACKTEST__V1__DIRECTION__DIRECTION_DEFAULT: .default
         case BACKTEST__V1__DIRECTION__DIRECTION_LONG: .long
         case BACKTEST__V1__DIRECTION__DIRECTION_SHORT: .short
-        default: throw unknownEnum(m.direction.rawValue, join(path, "direction"))
+        default: throw unknownEnum(m.direction.rawValue, join(path, "direction"), backtest__v1__direction__descriptor)
         }
         let sizing: SizingMode = switch m.sizing {
         case BACKTEST__V1__SIZING__SIZING_DEFAULT: .default
@@ -48,7 +48,7 @@ enum StrategyConversion {
         case BACKTEST__V1__SIZING__SIZING_CASH: .cash
         case BACKTEST__V1__SIZING__SIZING_SHARES: .shares
         case BACKTEST__V1__SIZING__SIZING_RISK: .risk
-        default: throw unknownEnum(m.sizing.rawValue, join(path, "sizing"))
+        default: throw unknownEnum(m.sizing.rawValue, join(path, "sizing"), backtest__v1__sizing__descriptor)
         }
         // 0 on the wire: no such exit (the validation rejects an explicit non-positive level
         // from JSON, where absence and 0 differ; on the wire a negative value is rejected).
@@ -76,7 +76,7 @@ enum StrategyConversion {
             case BACKTEST__V1__COMPARISON__CROSSES_BELOW: .crossesBelow
             case BACKTEST__V1__COMPARISON__COMPARISON_UNSPECIFIED:
                 throw BacktestError.invalidArgument("a comparison operator is required", field: join(comparePath, "op"))
-            default: throw unknownEnum(compare.op.rawValue, join(comparePath, "op"))
+            default: throw unknownEnum(compare.op.rawValue, join(comparePath, "op"), backtest__v1__comparison__descriptor)
             }
             return .compare(
                 lhs: try operand(required(compare.lhs, join(comparePath, "lhs")), path: join(comparePath, "lhs")),
@@ -127,7 +127,7 @@ enum StrategyConversion {
             case BACKTEST__V1__PRICE_FIELD__VOLUME: .volume
             case BACKTEST__V1__PRICE_FIELD__PRICE_FIELD_UNSPECIFIED:
                 throw BacktestError.invalidArgument("a price field is required", field: join(path, "field"))
-            default: throw unknownEnum(m.field.rawValue, join(path, "field"))
+            default: throw unknownEnum(m.field.rawValue, join(path, "field"), backtest__v1__price_field__descriptor)
             }
             return SeriesRef(ticker: ticker.isEmpty ? nil : ticker, source: .field(field))
         case BACKTEST__V1__SERIES__SOURCE_INDICATOR:
@@ -146,7 +146,7 @@ enum StrategyConversion {
             let text = string(pointer)
             guard let date = TradingDate(iso: text) else {
                 throw BacktestError.invalidArgument(
-                    text.isEmpty ? "a date YYYY-MM-DD is required" : "'\(text)' is not a date of the form YYYY-MM-DD",
+                    text.isEmpty ? "a date YYYY-MM-DD is required" : "\(quotedInput(text)) is not a date of the form YYYY-MM-DD",
                     field: join(path, name))
             }
             return date
@@ -156,7 +156,7 @@ enum StrategyConversion {
         case BACKTEST__V1__PRICE_ADJUSTMENT__ADJUSTMENT_RAW: .raw
         case BACKTEST__V1__PRICE_ADJUSTMENT__ADJUSTMENT_SPLIT: .split
         case BACKTEST__V1__PRICE_ADJUSTMENT__ADJUSTMENT_ALL: .all
-        default: throw unknownEnum(m.adjustment.rawValue, join(path, "adjustment"))
+        default: throw unknownEnum(m.adjustment.rawValue, join(path, "adjustment"), backtest__v1__price_adjustment__descriptor)
         }
         let benchmark = string(m.benchmark)
         return BacktestSettings(

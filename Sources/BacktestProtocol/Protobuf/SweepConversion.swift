@@ -11,7 +11,7 @@ enum SweepConversion {
         case BACKTEST__V1__RESULT_DETAIL__RESULT_DETAIL_DEFAULT: .default
         case BACKTEST__V1__RESULT_DETAIL__RESULT_DETAIL_SUMMARY: .summary
         case BACKTEST__V1__RESULT_DETAIL__RESULT_DETAIL_FULL: .full
-        default: throw unknownEnum(c.rawValue, path)
+        default: throw unknownEnum(c.rawValue, path, backtest__v1__result_detail__descriptor)
         }
     }
 
@@ -49,7 +49,7 @@ enum SweepConversion {
         }
         guard let metric = SummaryMetric(name: bestBy) else {
             throw BacktestError.invalidArgument(
-                "'\(bestBy)' is not a metric; use one of: \(SummaryMetric.allCases.map(\.rawValue).joined(separator: ", "))",
+                "\(quotedInput(bestBy)) is not a metric; use one of: \(SummaryMetric.allCases.map(\.rawValue).joined(separator: ", "))",
                 field: "get_variant_results.best_by")
         }
         guard m.best_count > 0 else {

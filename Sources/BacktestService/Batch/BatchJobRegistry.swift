@@ -122,19 +122,20 @@ package actor BatchJobRegistry {
 
     /// The job, or NOT_FOUND saying whether the id expired (finished longer than `retention`
     /// ago), was evicted (to keep finished batches within the memory bounds), or is unknown.
-    package func job(id: String) throws(BacktestError) -> BatchJob {
+    /// `field` names the id in the call ("get_batch_status.batch_id", "cancel_batch.batch_id", ...).
+    package func job(id: String, field: String = "batch_id") throws(BacktestError) -> BatchJob {
         dropExpired()
         guard let job = jobs[id] else {
-            let shown = id.prefix(64)
+            let shown = quotedInput(id, limit: 64)
             switch gone[id] {
             case .expired?:
-                throw BacktestError(.notFound, "batch '\(shown)' expired: finished batches are kept \(retention)", field: "batch_id")
+                throw BacktestError(.notFound, "batch \(shown) expired: finished batches are kept \(retention)", field: field)
             case .evicted?:
                 throw BacktestError(.notFound,
-                    "batch '\(shown)' was evicted before its retention ended, to keep finished batches within the server's memory bounds (\(maxRetainedBytes / 1_048_576) MB retained, \(budgetBytes / 1_048_576) MB budget)",
-                    field: "batch_id")
+                    "batch \(shown) was evicted before its retention ended, to keep finished batches within the server's memory bounds (\(maxRetainedBytes / 1_048_576) MB retained, \(budgetBytes / 1_048_576) MB budget)",
+                    field: field)
             case nil:
-                throw BacktestError(.notFound, "no batch with id '\(shown)' on this server (never known, or gone before it restarted)", field: "batch_id")
+                throw BacktestError(.notFound, "no batch with id \(shown) on this server (never known, or gone before it restarted)", field: field)
             }
         }
         return job

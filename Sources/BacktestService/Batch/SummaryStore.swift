@@ -7,12 +7,18 @@ import Synchronization
 package struct BatchSource: Sendable {
     package let settings: BacktestSettings
     package let variants: [Strategy]
+    /// Listed variants the wire decoder could not decode, with their errors.
+    package let invalidVariants: [Int: BacktestError]
     package let grid: GridPlan?
     package let detail: ResultDetail
 
-    package init(settings: BacktestSettings, variants: [Strategy], grid: GridPlan?, detail: ResultDetail) {
+    package init(
+        settings: BacktestSettings, variants: [Strategy], invalidVariants: [Int: BacktestError] = [:], grid: GridPlan?,
+        detail: ResultDetail
+    ) {
         self.settings = settings
         self.variants = variants
+        self.invalidVariants = invalidVariants
         self.grid = grid
         self.detail = detail
     }
@@ -25,6 +31,7 @@ package struct BatchSource: Sendable {
             throw .invalidArgument("variant \(index) is outside the batch of \(count)", field: field)
         }
         if let grid { return try grid.strategy(index) }
+        if let error = invalidVariants[index] { throw error }
         return variants[index]
     }
 }

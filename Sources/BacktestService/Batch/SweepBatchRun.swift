@@ -74,16 +74,17 @@ struct SweepBatchRun {
         var runnable: [Int]
         if let grid = source.grid {
             let strategies = grid.analysisStrategies
-            for outcome in pipeline.validate(strategies, settings: source.settings, path: { $0 == 0 ? "grid.base_strategy" : "grid" }) {
+            let paths = CallPaths.gridAnalysis(valueCounts: grid.axisStrategies.map(\.count))
+            for outcome in pipeline.validate(strategies, settings: source.settings, paths: paths) {
                 switch outcome {
                 case .success(let variant): analysed.append(variant)
-                case .failure(let rejection): throw rejection.error
+                case .failure(let rejection): throw paths.gridValueError(rejection.error)
                 }
             }
             runnable = Array(0..<total)
         } else {
             runnable = []
-            for outcome in pipeline.validate(source.variants, settings: source.settings, path: { "variants[\($0)]" }) {
+            for outcome in pipeline.validate(source.variants, settings: source.settings, paths: .runBatch, invalid: source.invalidVariants) {
                 switch outcome {
                 case .success(let variant):
                     analysed.append(variant)
@@ -98,10 +99,16 @@ struct SweepBatchRun {
             try await emit(try await finalUpdate(stats: RunStatistics()))
             return
         }
-        let prepared: PreparedBatch = try await pipeline.prepare(analysed, settings: source.settings)
+        let prepared: PreparedBatch
+        do {
+            prepared = try await pipeline.prepare(analysed, settings: source.settings)
+        } catch {
+            // An unknown ticker in a grid value names that value.
+            throw CallPaths.gridAnalysis(valueCounts: source.grid?.axisStrategies.map(\.count) ?? []).gridValueError(error)
+        }
         // A cancel (CancelBatch, deadline) during the fetch stops the run before any variant.
         try Task.checkCancellation()
-        let market: PreparedMarket = try prepared.market.get()
+        let market: PreparedMarket = try prepared.market.mapError { CallPaths.runBatch.placeShared($0) }.get()
         job.summaries.setShared(
             benchmarkMetrics: market.benchmarkMetrics, initialCapital: source.settings.initialCapital,
             warnings: prepared.warnings, dataSource: prepared.snapshot.source)
@@ -207,11 +214,7 @@ struct SweepBatchRun {
             ) { i, outcome in
                 if case .success(let summary) = outcome { total.withLockedValue { $0 += summary.stats.simulationMs } }
                 store.append(order[i], outcome.mapError { (error: BacktestError) -> BacktestError in
-                    var renamed = error
-                    if renamed.field.hasPrefix("strategy") {
-                        renamed.field = "variants[\(order[i])]" + String(renamed.field.dropFirst(8))
-                    }
-                    return renamed
+                    CallPaths.runBatch.place(error, strategy: order[i])
                 })
             }
             return total.withLockedValue { $0 }

@@ -50,15 +50,15 @@ package struct BacktestPipeline: Sendable {
     }
 
     /// One backtest, start to finish, with its run statistics and one log line: a batch of one
-    /// through `execute`, its field paths under "strategy". Throws the variant's error (e.g.
-    /// INVALID_ARGUMENT naming "strategy.positions[0].weight") or the shared phase's.
+    /// through `execute`, its field paths under `run_backtest`. Throws the variant's error (e.g.
+    /// INVALID_ARGUMENT naming "run_backtest.strategy.positions[0].weight") or the shared phase's.
     package func runBacktest(_ strategy: Strategy, settings: BacktestSettings) async throws(BacktestError) -> BacktestResult {
         let started = ContinuousClock.now
         var outcome: Result<BacktestResult, BacktestError>?
         let batch: RunStatistics?
         do {
             batch = try await execute(
-                [strategy], settings: settings, parallelism: 1, path: { _ in "strategy" },
+                [strategy], settings: settings, parallelism: 1, paths: .runBacktest,
                 rejected: { outcome = $0.outcome }, finished: { outcome = $0.outcome })
         } catch {
             throw BacktestPipeline.callError(error)
@@ -79,14 +79,15 @@ package struct BacktestPipeline: Sendable {
     /// `finished` as it ends (one at a time, from this task) and the number still running to
     /// `running` after each start.
     ///
-    /// `path(i)` names strategy `i` in error fields: "strategy" for a single backtest,
-    /// "variants[i]" in a batch. Returns the shared phase's statistics with the simulations'
+    /// `paths` places every error's field in the call (`CallPaths`: "run_backtest.strategy…",
+    /// "run_batch.variants[i]…", "run_batch.settings…"). Returns the shared phase's statistics with the simulations'
     /// time (the calendar alignment included) and bars, or nil when no strategy was valid.
     /// Throws the shared phase's `BacktestError`, what the callbacks throw, or
     /// `CancellationError` when the task is cancelled between simulations.
     package func execute(
         _ strategies: [Strategy], settings: BacktestSettings, parallelism: Int,
-        path: (Int) -> String,
+        paths: CallPaths,
+        invalid: [Int: BacktestError] = [:],
         running: (Int) async -> Void = { _ in },
         rejected: (VariantResult) async throws -> Void,
         finished: (VariantResult) async throws -> Void
@@ -96,7 +97,7 @@ package struct BacktestPipeline: Sendable {
         // flag that this task's cancellation sets.
         let flag = CancellationFlag()
         let outcomes = await withTaskCancellationHandler {
-            validate(strategies, settings: settings, path: path, cancellation: flag)
+            validate(strategies, settings: settings, paths: paths, invalid: invalid, cancellation: flag)
         } onCancel: {
             flag.cancel()
         }
@@ -152,24 +153,27 @@ package struct BacktestPipeline: Sendable {
     }
 
     /// Validates `settings` once and each strategy once, in order: the valid ones as
-    /// `ValidatedVariant`, the others with their INVALID_ARGUMENT naming the field under `path(i)`.
-    /// Invalid settings reject every strategy with the settings' error.
+    /// `ValidatedVariant`, the others with their INVALID_ARGUMENT naming the field placed by
+    /// `paths`. Invalid settings reject every strategy with the settings' error. Strategies in
+    /// `invalid` (those the wire decoder could not decode, `BatchRequest.invalidVariants`) are
+    /// rejected with their own error, exactly as one failing validation.
     /// Stops validating (CANCELLED for the rest) once `cancellation` is set.
     package func validate(
-        _ strategies: [Strategy], settings: BacktestSettings, path: (Int) -> String, cancellation: CancellationFlag? = nil
+        _ strategies: [Strategy], settings: BacktestSettings, paths: CallPaths, invalid: [Int: BacktestError] = [:], cancellation: CancellationFlag? = nil
     ) -> [Result<ValidatedVariant, Rejection>] {
         var settingsError: BacktestError?
-        do throws(BacktestError) { try Validation.validate(settings) } catch { settingsError = error }
+        do throws(BacktestError) { try Validation.validate(settings, path: paths.settings) } catch { settingsError = error }
         return strategies.enumerated().map { index, strategy in
+            if let error = invalid[index] { return .failure(Rejection(index: index, error: error)) }
             if let settingsError { return .failure(Rejection(index: index, error: settingsError)) }
-            let field = path(index)
+            let field = paths.strategy(index)
             do throws(BacktestError) {
                 try Validation.validate(strategy, path: field, cancellation: cancellation)
             } catch {
                 return .failure(Rejection(index: index, error: error))
             }
             observer?.validated(variant: index)
-            return .success(ValidatedVariant(index: index, strategy: strategy, path: field, settings: settings))
+            return .success(ValidatedVariant(index: index, strategy: strategy, path: field, settingsPath: paths.settings, settings: settings))
         }
     }
 
@@ -212,7 +216,8 @@ package struct BacktestPipeline: Sendable {
                 }
             } catch {
                 throw BacktestPipeline.dataError(
-                    error, strategies: variants.map(\.strategy), settings: settings, fieldPrefix: { variants[$0].path })
+                    error, strategies: variants.map(\.strategy), settings: settings, fieldPrefix: { variants[$0].path },
+                    settingsPath: variants.first?.settingsPath ?? .settings)
             }
             // Tickers without a bar in the range may still exist (listed later, delisted earlier):
             // those get their data outside the window, so the engine applies the missing-bar
@@ -286,10 +291,16 @@ package struct BacktestPipeline: Sendable {
     package func simulate(
         _ variant: ValidatedVariant, in prepared: PreparedBatch, cancellation: CancellationFlag? = nil
     ) throws(BacktestError) -> BacktestResult {
-        let market = try prepared.market.get()
-        var result = try engines.run(
-            validated: variant.strategy, market: market, indicators: prepared.indicators, cancellation: cancellation,
-            log: { [logger] warning in logger.warning("\(warning)") })
+        var result: BacktestResult
+        do throws(BacktestError) {
+            let market = try prepared.market.get()
+            result = try engines.run(
+                validated: variant.strategy, market: market, indicators: prepared.indicators, cancellation: cancellation,
+                log: { [logger] warning in logger.warning("\(warning)") })
+        } catch {
+            // The engine names fields under `strategy` / `settings`: place them in the call.
+            throw error.rerooted(strategy: variant.path, settings: variant.settingsPath)
+        }
         let simulation = result.stats
         result.stats = prepared.stats
         result.stats.engine = simulation.engine
@@ -362,17 +373,17 @@ package struct BacktestPipeline: Sendable {
     /// the first position trading it, or of the benchmark, so the client sees which field to fix.
     static func dataError(
         _ error: any Error, strategies: [Strategy] = [], settings: BacktestSettings? = nil,
-        fieldPrefix: (Int) -> String = { _ in "strategy" }
+        fieldPrefix: (Int) -> FieldPath = { _ in .strategy }, settingsPath: FieldPath = .settings
     ) -> BacktestError {
         if var error = error as? BacktestError {
             if error.field == "symbols", let symbol = rejectedTicker(in: error.message) {
                 for (index, strategy) in strategies.enumerated() {
-                    if let position = strategy.positions.firstIndex(where: { $0.ticker.uppercased() == symbol }) {
-                        error.field = "\(fieldPrefix(index)).positions[\(position)].ticker"
+                    if let path = StrategyAnalysis.firstPath(of: symbol, in: strategy, root: fieldPrefix(index)) {
+                        error.field = path.description
                         return error
                     }
                 }
-                if settings?.benchmark.uppercased() == symbol { error.field = "settings.benchmark" }
+                if settings?.benchmark.uppercased() == symbol { error.field = settingsPath.child("benchmark").description }
             }
             return error
         }

@@ -26,8 +26,11 @@ package struct ValidatedVariant: Sendable {
     /// Its position in the request (0 for a single backtest).
     package let index: Int
     package let strategy: Strategy
-    /// How error fields name it: "strategy" for a single backtest, "variants[i]" in a batch.
-    package let path: String
+    /// Where it sits in the call, for error fields: `run_backtest.strategy`,
+    /// `run_batch.variants[i]` (`CallPaths`).
+    package let path: FieldPath
+    /// Where the call's settings sit: `run_backtest.settings`, `run_batch.settings`.
+    package let settingsPath: FieldPath
     /// The settings it was validated against.
     package let settings: BacktestSettings
 }

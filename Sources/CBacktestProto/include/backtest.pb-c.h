@@ -341,8 +341,10 @@ struct  Backtest__V1__ErrorStatus
   Backtest__V1__StatusCode code;
   char *message;
   /*
-   * Path of the offending request field when the error is about one, e.g.
-   * "strategy.positions[1].weight". Empty otherwise.
+   * Path of the offending request field when the error is about one, from the method and in
+   * this file's field names, e.g. "run_backtest.strategy.positions[1].weight",
+   * "run_batch.variants[2].positions[0].entry.compare.op" (PROTOCOL.md, "Field paths"). Empty
+   * otherwise.
    */
   char *field;
 };
@@ -909,6 +911,8 @@ struct  Backtest__V1__Order
 
 /*
  * Performance metrics, empyrical conventions (README): 252 periods a year, risk-free 0.
+ * An undefined value is absent, written as NaN (protoc-c 1.4.1 has no proto3 `optional`):
+ * win_rate and profit_factor without a closed trade, ratios without a denominator (PROTOCOL.md).
  */
 struct  Backtest__V1__Metrics
 {

@@ -1,0 +1,80 @@
+/// The path of a request field, as `ErrorStatus.field` names it: the proto's field names level
+/// by level from the call's method, repeated fields with their index in brackets:
+/// `run_backtest.settings.start_date`, `run_batch.variants[2].positions[0].entry.compare.op`.
+///
+/// Paths are built one level at a time with `child` (`path.child("weight")`) or, for an element
+/// of a repeated field, `child(_:index:)` (`path.child("positions", index: 0)`), so a new field
+/// slots in by its proto name. Engine code below the service builds paths relative to the roots
+/// `strategy` and `settings` (the roots a stand-alone backtest uses); the service moves them under
+/// the call with `rerooted(_:)`. PROTOCOL.md ("Field paths") states the scheme.
+public struct FieldPath: Sendable, Hashable, CustomStringConvertible, ExpressibleByStringLiteral {
+    /// The path as text ("" for no field).
+    public let description: String
+
+    public init(_ text: String) { description = text }
+    public init(stringLiteral text: String) { description = text }
+
+    /// The field `name` of the message at this path.
+    public func child(_ name: String) -> FieldPath {
+        FieldPath(description.isEmpty ? name : "\(description).\(name)")
+    }
+
+    /// Element `index` of the repeated field `name`.
+    public func child(_ name: String, index: Int) -> FieldPath {
+        child("\(name)[\(index)]")
+    }
+
+    /// Whether this path is `root` or lies below it ("strategy.positions[0]" is under "strategy";
+    /// "strategy_name" is not).
+    public func isUnder(_ root: FieldPath) -> Bool {
+        let text = description, prefix = root.description
+        guard text.hasPrefix(prefix) else { return false }
+        let rest = text.dropFirst(prefix.count)
+        return rest.isEmpty || rest.first == "." || rest.first == "["
+    }
+
+    /// This path with the leading `root` replaced by `newRoot`; nil when it is not under `root`.
+    public func replacingRoot(_ root: FieldPath, with newRoot: FieldPath) -> FieldPath? {
+        guard isUnder(root) else { return nil }
+        return FieldPath(newRoot.description + description.dropFirst(root.description.count))
+    }
+
+    // MARK: Roots
+
+    /// The strategy of a stand-alone backtest (engine code); the service re-roots it.
+    public static let strategy: FieldPath = "strategy"
+    /// The settings of a stand-alone backtest (engine code); the service re-roots it.
+    public static let settings: FieldPath = "settings"
+}
+
+extension BacktestError {
+    /// INVALID_ARGUMENT about the field at `path`.
+    public static func invalidArgument(_ message: String, at path: FieldPath) -> BacktestError {
+        BacktestError(.invalidArgument, message, field: path.description)
+    }
+
+    /// This error with its field moved from the stand-alone roots (`strategy`, `settings`) to where
+    /// they sit in the call (`strategy` → e.g. `run_batch.variants[3]`, `settings` →
+    /// `run_batch.settings`). Fields under neither root, and errors without a field, are left as
+    /// they are.
+    public func rerooted(strategy: FieldPath, settings: FieldPath) -> BacktestError {
+        var error = self
+        let field = FieldPath(self.field)
+        if let moved = field.replacingRoot(.strategy, with: strategy) ?? field.replacingRoot(.settings, with: settings) {
+            error.field = moved.description
+        }
+        return error
+    }
+}
+
+/// Text from a request as error messages show it: at most `limit` characters, quoted, with
+/// control, quote, backslash and non-ASCII characters escaped, and "..." when cut. A message never
+/// echoes more of what a client sent (a 4 MB ticker is shown as its first 16 characters).
+public func quotedInput(_ text: some StringProtocol, limit: Int = 16) -> String {
+    var shown = ""
+    for scalar in text.unicodeScalars.prefix(limit) {
+        shown += scalar.isASCII && scalar.value >= 0x20 && scalar.value != 0x7F && scalar != "'" && scalar != "\\"
+            ? String(scalar) : scalar.escaped(asASCII: true)
+    }
+    return "'\(shown)'" + (text.unicodeScalars.count > limit ? "..." : "")
+}
