@@ -33,6 +33,8 @@ struct SweepCommand: AsyncParsableCommand {
     var heatmap: String?
     @Option(help: ArgumentHelp("Write every summary as CSV.", valueName: "file.csv"))
     var csv: String?
+    @Option(help: ArgumentHelp("Also write a self-contained HTML report: the top table and, for a two-axis grid, the heatmap of --heatmap's metric (default: --sort-by's).", valueName: "out.html"))
+    var report: String?
     @Option(help: "Fetch the FULL results of the best N and print their figures.")
     var detail = 0
     @Option(help: "Variants the server runs at once (0 = its default).")
@@ -90,6 +92,18 @@ struct SweepCommand: AsyncParsableCommand {
         print(Self.topTable(ranked.prefix(top), metric: metric).joined(separator: "\n"))
         if let heatmap, let heatMetric = SummaryMetric(name: heatmap) {
             print(Self.heatmap(rows, metric: heatMetric, axes: axes).joined(separator: "\n"))
+        }
+        if let report {
+            var page = SweepHTMLReport(
+                title: loaded.file.strategy.name.isEmpty ? "Sweep" : loaded.file.strategy.name, rows: rows, axes: axes,
+                rankBy: metric, heatmapMetric: heatmap.flatMap { SummaryMetric(name: $0) } ?? metric)
+            page.meta = "batch \(batchID), \(Format.milliseconds(elapsed))"
+            do {
+                try Data(page.render().utf8).write(to: URL(fileURLWithPath: report), options: .atomic)
+                print("HTML report written to \(report)")
+            } catch {
+                throw reportFailure(BacktestError(.invalidArgument, "cannot write \(report): \(error.localizedDescription)"))
+            }
         }
         if let csv {
             do {
@@ -150,30 +164,10 @@ struct SweepCommand: AsyncParsableCommand {
     }
 
     /// A two-axis grid as rows (first axis) by columns (second axis), each cell shaded by the
-    /// metric's rank among all cells (" .:-=+*#%@", low to high).
+    /// metric's place between its worst and best value (`SweepHeatmap`).
     static func heatmap(_ rows: [VariantResult], metric: SummaryMetric, axes: [GridAxis]) -> [String] {
-        guard axes.count == 2 else { return ["(--heatmap needs a grid of exactly two axes)"] }
-        let columns = axes[1].values.count
-        let height = axes[0].values.count
-        var cells = [Double](repeating: .nan, count: height * columns)
-        for row in rows {
-            if let s = row.summary, row.index < cells.count { cells[row.index] = metric.value(s) }
-        }
-        let finite = cells.filter(\.isFinite)
-        guard let low = finite.min(), let high = finite.max() else { return ["(no values)"] }
-        let shades = Array(" .:-=+*#%@")
-        var lines = ["\(metric.rawValue): rows \(axes[0].path) \(axes[0].values.first ?? "")...\(axes[0].values.last ?? ""), columns \(axes[1].path) \(axes[1].values.first ?? "")...\(axes[1].values.last ?? ""); range \(Format.number(low))...\(Format.number(high))"]
-        for r in 0..<height {
-            var line = ""
-            for c in 0..<columns {
-                let value = cells[r * columns + c]
-                guard value.isFinite else { line.append("?"); continue }
-                let t = high > low ? (value - low) / (high - low) : 1
-                line.append(shades[min(shades.count - 1, Int(t * Double(shades.count - 1) + 0.5))])
-            }
-            lines.append(line)
-        }
-        return lines
+        guard let map = SweepHeatmap(rows, metric: metric, axes: axes) else { return ["(--heatmap needs a grid of exactly two axes)"] }
+        return map.terminalLines()
     }
 
     /// One row per variant: index, each axis value, then the metrics, final equity and orders.
