@@ -3,7 +3,8 @@ language works. Usage: python3 roundtrip_test.py --port PORT [--report FILE]
 
 Generates backtest_pb2.py into a temporary directory with protoc, then checks real answers of the
 server (no mocks): server info, a field-path error, a RunBacktest result, a RunBatch of 3 variants
-streamed to its Final update, and an unknown method. Exit status 0 when every check passed.
+streamed to its Final update, a grid batch with SUMMARY results and GetVariantResults, and an
+unknown method. Exit status 0 when every check passed.
 
 The server must run the engine on data that has the tickers used here (AAPL, MSFT, SPY) over 2020,
 for example `backtestd --data-source demo`. With --report, what Python decoded (and the requests it
@@ -122,6 +123,36 @@ def main():
         raise AssertionError("CancelBatch of an unknown id succeeded")
     except CallError as error:
         assert error.code == pb.NOT_FOUND and error.field == "batch_id", error
+
+    # 6. A grid the server expands (3 x 2 = 6 variants), SUMMARY results with their parameters,
+    #    rows a pandas DataFrame takes, then the FULL results on demand: the best 2 by sharpe and
+    #    one by index, each equal to its summary.
+    base = sma_strategy(pb, "py-grid", {"AAPL": 20})
+    axes = [("positions[0].entry.rhs", [], "sma:10..30/10"), ("commission_bps", ["1", "5"])]
+    seen = []
+    batch_id, rows = client.sweep(base, axes, settings, timeout_ms=60000, on_update=seen.append)
+    assert seen[-1].state == pb.BATCH_FINAL and seen[-1].total == 6, seen[-1]
+    assert [row["index"] for row in rows] == list(range(6)), rows
+    assert [(row["positions[0].entry.rhs"], row["commission_bps"]) for row in rows] == [
+        (f"sma:{n}", c) for n in (10, 20, 30) for c in ("1", "5")], rows
+    assert all(not row["error"] and row["final_equity"] > 0 for row in rows), rows
+    assert all(variant.WhichOneof("outcome") == "summary" for u in seen for variant in u.results)
+    best = client.variant_results(batch_id, best_by="sharpe", best_count=2)
+    assert len(best) == 2 and best[0].result.metrics.sharpe >= best[1].result.metrics.sharpe, best
+    by_index = {row["index"]: row for row in rows}
+    for variant in best + client.variant_results(batch_id, indices=[3]):
+        assert variant.WhichOneof("outcome") == "result", variant
+        assert variant.result.final_equity == by_index[variant.index]["final_equity"], variant.index
+        assert variant.result.metrics.sharpe == by_index[variant.index]["sharpe"], variant.index
+    try:
+        import pandas
+        frame = pandas.DataFrame(rows)
+        assert frame.shape[0] == 6 and "sharpe" in frame.columns
+    except ImportError:
+        pass
+    print(f"grid: {len(rows)} SUMMARY rows in {len(seen)} updates; best by sharpe "
+          f"{[variant.index for variant in best]}, FULL results equal to their summaries")
+    report["grid"] = {"final_equities": [repr(row["final_equity"]) for row in rows]}
 
     # 5. A request naming no method is UNIMPLEMENTED, and the connection stays usable.
     try:
