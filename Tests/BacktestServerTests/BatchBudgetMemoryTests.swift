@@ -26,7 +26,7 @@ struct BatchBudgetMemoryTests {
     }
 
     @Test func sixtyFourFullBatchesOnOneConnectionStayWithinTheBudget() async throws {
-        let budgetMB = 40
+        let budgetMB = 16
         let daemon = try await SpawnedDaemon(
             arguments: ["--batch-budget-mb", "\(budgetMB)", "--batch-queue", "4", "--batch-retention-mb", "8", "--max-parallel", "2"],
             owner: "BatchBudgetMemoryTests")
