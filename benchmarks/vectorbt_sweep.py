@@ -40,11 +40,18 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import talib
-import vectorbt as vbt
-from vectorbt._engine import is_rust_available
 
-TALIB_SMA = vbt.IndicatorFactory.from_talib("SMA")
+# vectorbt and TA-Lib are imported by load_vectorbt() (not needed with --skip-vectorbt).
+talib = vbt = is_rust_available = TALIB_SMA = None
+
+
+def load_vectorbt():
+    global talib, vbt, is_rust_available, TALIB_SMA
+    import talib as talib_module
+    import vectorbt as vbt_module
+    from vectorbt._engine import is_rust_available as rust_check
+    talib, vbt, is_rust_available = talib_module, vbt_module, rust_check
+    TALIB_SMA = vbt.IndicatorFactory.from_talib("SMA")
 
 SHARED = Path(os.environ.get("BACKTESTD_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 DAILY = SHARED / "market-data" / "daily"
@@ -164,6 +171,8 @@ def main():
                         help="JSON written by `engine-bench sweep --json` (repeat for other thread counts)")
     parser.add_argument("--runs", type=int, default=4, help="vectorbt runs per engine: 1 cold (JIT) + warm ones")
     parser.add_argument("--tolerance", type=float, default=0.01, help="max |difference| of final equity, dollars")
+    parser.add_argument("--e2e", help="JSON of the end-to-end runs (backtest sweep over TCP), from vectorbt-sweep.sh")
+    parser.add_argument("--skip-vectorbt", action="store_true", help="only the backtestd figures")
     args = parser.parse_args()
     reports = [json.loads(Path(path).read_text()) for path in args.backtestd]
     ours = reports[0]
@@ -176,6 +185,16 @@ def main():
     if len(expected) != len(grid):
         sys.exit("backtestd's variants are not a full fast x slow grid")
 
+    e2e = json.loads(Path(args.e2e).read_text()) if args.e2e else None
+    failed = False
+    if e2e:
+        failed = check_e2e_csv(e2e["csv"], grid, expected, args.tolerance)
+    if args.skip_vectorbt:
+        print(f"\nmachine: {machine()}")
+        print_backtestd(reports, e2e, {})
+        return 1 if failed else 0
+    load_vectorbt()
+
     case, worst = check_reference_case()
     print(f"vectorbt {vbt.__version__} (numpy {np.__version__}, pandas {pd.__version__}, TA-Lib "
           f"{talib.__version__}, Python {platform.python_version()}) reproduces reference case {case}: "
@@ -184,7 +203,6 @@ def main():
     market = Market(args.ticker, args.start, args.end)
     engines = ["numba"] + (["rust"] if is_rust_available() else [])
     timings = {}
-    failed = False
     for engine in engines:
         times, final = timed_runs(market, fast, slow, args, engine, max(args.runs, 2))
         timings[engine] = times
@@ -230,11 +248,47 @@ def main():
         warm[engine] = statistics.median(times[1:])
         print(f"{'vectorbt (' + engine + ' engine)':<34} first {times[0]:>8.0f} ms   warm {warm[engine]:>8.0f} ms   "
               f"runs {[round(t) for t in times]}")
+    print_backtestd(reports, e2e, warm)
+    return 1 if failed else 0
+
+
+def print_backtestd(reports, e2e, warm):
+    """backtestd's lines: engine-bench per thread count, then end to end with the ratios."""
     for report in reports:
         label = f"backtestd ({report['parallelism']} thread{'s' if report['parallelism'] > 1 else ''})"
         ratios = ", ".join(f"vectorbt {e} warm / backtestd warm = {w / report['warm_median_ms']:.2f}x" for e, w in warm.items())
         print(f"{label:<34} first {report['first_ms']:>8.0f} ms   warm {report['warm_median_ms']:>8.0f} ms   {ratios}")
-    return 1 if failed else 0
+    if not e2e:
+        return
+    engine = reports[0]["warm_median_ms"]
+    median = e2e["median_ms"]
+    print(f"{'backtestd end to end (CLI, TCP)':<34} median {median:>7.0f} ms   runs {[round(t) for t in e2e['runs_ms']]}")
+    print(f"  = {median / engine:.2f}x engine-bench's {reports[0]['parallelism']}-thread sweep in this run "
+          f"({engine:.0f} ms; the ratio shows how much of the end-to-end time is the engine, whatever the load)")
+    for engine_name, w in warm.items():
+        print(f"  vectorbt {engine_name} warm / backtestd end to end = {w / median:.2f}x (target >= 10x)")
+    peak = e2e.get("peak_rss_kb")
+    print(f"  end to end {median:.0f} ms (target <= 400 ms); server peak RSS (VmHWM) "
+          f"{peak / 1024 if peak else float('nan'):.0f} MiB (target <= 200 MB), RSS at the end "
+          f"{e2e.get('rss_kb', 0) / 1024:.0f} MiB")
+
+
+def check_e2e_csv(path, grid, expected, tolerance):
+    """The CLI's CSV (index, axis values, metrics..., final_equity) against engine-bench's final
+    equities: True when any variant is missing or differs by more than `tolerance`."""
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    axes = [name for name in rows[0] if name.startswith("positions[0].entry.")] if rows else []
+    got = {}
+    for row in rows:
+        fast, slow = (int(row[a].split(":")[1]) for a in axes)
+        got[(fast, slow)] = float(row["final_equity"]) if row["final_equity"] else float("nan")
+    missing = [key for key in grid if key not in got]
+    worst = max((abs(got[key] - expected[key]) for key in grid if key in got), default=float("nan"))
+    bad = [key for key in grid if key in got and not abs(got[key] - expected[key]) <= tolerance]
+    print(f"backtestd end to end (backtest sweep --csv): {len(rows)} rows, {len(missing)} missing, "
+          f"{len(bad)} final equities off engine-bench's by more than ${tolerance} (largest ${worst:.2e})")
+    return bool(missing or bad or len(rows) != len(grid))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ package struct BacktestdConfiguration: Sendable {
     /// Megabytes of results running and finished batches may hold together (estimated at
     /// admission); a batch that does not fit is refused with RESOURCE_EXHAUSTED.
     package var batchBudgetMegabytes: Int
+    /// `--batch-queue`: batches that may wait for room in the batch memory budget at once.
+    package var batchQueue: Int
     /// The Redis cache's settings; nil when `BACKTESTD_CACHE` turns the cache off.
     package var cache: Cache?
     /// The loopback port of the Prometheus `GET /metrics` endpoint; nil (the default) for none.
@@ -133,6 +135,7 @@ package struct BacktestdConfiguration: Sendable {
         batchRetentionSeconds = try reader.integer(.batchRetentionSeconds, in: 0...Int.max) ?? 600
         batchRetentionMegabytes = try reader.integer(.batchRetentionMb, in: 0...(Int.max >> 20)) ?? 128
         batchBudgetMegabytes = try reader.integer(.batchBudgetMb, in: 1...(Int.max >> 20)) ?? 192
+        batchQueue = try reader.integer(.batchQueue, in: 0...100_000) ?? 64
         metricsPort = try reader.integer(.metricsPort, in: 0...65535)
         httpPort = try reader.integer(.httpPort, in: 0...65535)
         variantDelayMilliseconds = try reader.integer(.variantDelayMs, in: 0...60_000) ?? 0

@@ -26,6 +26,7 @@ package enum BacktestdSetting: String, CaseIterable, Sendable {
     case batchRetentionSeconds = "BACKTESTD_BATCH_RETENTION_SECONDS"
     case batchRetentionMb = "BACKTESTD_BATCH_RETENTION_MB"
     case batchBudgetMb = "BACKTESTD_BATCH_BUDGET_MB"
+    case batchQueue = "BACKTESTD_BATCH_QUEUE"
     case metricsPort = "BACKTESTD_METRICS_PORT"
     case httpPort = "BACKTESTD_HTTP_PORT"
     case variantDelayMs = "BACKTESTD_VARIANT_DELAY_MS"
@@ -59,7 +60,7 @@ package enum BacktestdSetting: String, CaseIterable, Sendable {
         switch self {
         case .host, .port, .maxFrameBytes, .maxConcurrentStreams, .maxConnections, .handshakeTimeoutMs, .idleTimeoutMs,
             .frameTimeoutMs, .keepaliveMs, .maxCallTimeoutMs, .maxOutputBufferBytes, .decodeBudgetBytes, .drainTimeoutMs,
-            .logLevel, .dataSource, .maxParallel, .batchRetentionSeconds, .batchRetentionMb, .batchBudgetMb, .metricsPort, .httpPort, .variantDelayMs:
+            .logLevel, .dataSource, .maxParallel, .batchRetentionSeconds, .batchRetentionMb, .batchBudgetMb, .batchQueue, .metricsPort, .httpPort, .variantDelayMs:
             "--" + rawValue.dropFirst("BACKTESTD_".count).lowercased().replacing("_", with: "-")
         default:
             nil

@@ -41,7 +41,7 @@ package struct DomainSetup {
             jobs: BatchJobRegistry(
                 retention: .seconds(configuration.batchRetentionSeconds),
                 maxRetainedBytes: configuration.batchRetentionMegabytes * 1024 * 1024,
-                budgetBytes: configuration.batchBudgetMegabytes * 1024 * 1024),
+                budgetBytes: configuration.batchBudgetMegabytes * 1024 * 1024, maxQueued: configuration.batchQueue),
             maxParallel: maxParallel, statusAnswerBytes: configuration.server.maxFramePayload / 2,
             variantDelay: .milliseconds(configuration.variantDelayMilliseconds),
             serverVersion: configuration.server.serverVersion)

@@ -7,5 +7,5 @@ struct BacktestBenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "backtest-bench",
         abstract: "Benchmarks and load tests for backtestd.",
-        subcommands: [Bench.self, Loadtest.self])
+        subcommands: [Bench.self, Loadtest.self, SweepTargetsCommand.self])
 }

@@ -59,8 +59,10 @@ struct Backtestd: AsyncParsableCommand {
     @Option(help: "Megabytes of results finished batches may keep; beyond it the oldest are dropped before their retention time (env BACKTESTD_BATCH_RETENTION_MB, default 128).")
     var batchRetentionMb: String?
 
-    @Option(help: "Megabytes of results running and finished batches may hold together; a batch that does not fit is refused with RESOURCE_EXHAUSTED (env BACKTESTD_BATCH_BUDGET_MB, default 192).")
+    @Option(help: "Megabytes of results running and finished batches may hold together; a batch that does not fit waits for room up to its deadline, one larger than the budget is refused with RESOURCE_EXHAUSTED (env BACKTESTD_BATCH_BUDGET_MB, default 192).")
     var batchBudgetMb: String?
+    @Option(help: "Batches that may wait for room in the batch memory budget at once; one more is refused with RESOURCE_EXHAUSTED (env BACKTESTD_BATCH_QUEUE, default 64).")
+    var batchQueue: String?
 
     /// The flags given, by setting; `BacktestdConfiguration` parses them (and the environment).
     var flags: [BacktestdSetting: String] {
@@ -71,7 +73,7 @@ struct Backtestd: AsyncParsableCommand {
             (.maxOutputBufferBytes, maxOutputBufferBytes), (.decodeBudgetBytes, decodeBudgetBytes),
             (.drainTimeoutMs, drainTimeoutMs), (.logLevel, logLevel), (.dataSource, dataSource), (.maxParallel, maxParallel),
             (.batchRetentionSeconds, batchRetentionSeconds), (.batchRetentionMb, batchRetentionMb),
-            (.batchBudgetMb, batchBudgetMb), (.metricsPort, metricsPort), (.httpPort, httpPort),
+            (.batchBudgetMb, batchBudgetMb), (.batchQueue, batchQueue), (.metricsPort, metricsPort), (.httpPort, httpPort),
             (.variantDelayMs, variantDelayMs),
         ]
         return Dictionary(uniqueKeysWithValues: given.compactMap { setting, value in value.map { (setting, $0) } })

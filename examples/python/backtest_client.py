@@ -140,6 +140,34 @@ class BacktestClient:
         return self.call(indicators_request(ticker, series, start_date, end_date, adjustment, timeout_ms)).indicators
 
 
+    def run_grid(self, base_strategy, axes, settings, detail=None, max_parallel=0, timeout_ms=0, request_id=""):
+        """Yields the ProgressUpdates of a RunBatch whose variants the server expands from a grid:
+        `axes` is a list of (path, values) or (path, values, range) or GridAxis messages, e.g.
+        [("positions[0].entry.lhs", [], "sma:5..104"), ("commission_bps", ["1", "2.5"])].
+        `detail` defaults to SUMMARY (pb.RESULT_DETAIL_SUMMARY); results finishing close together
+        share one update."""
+        return self.stream(run_grid_request(base_strategy, axes, settings, detail, max_parallel, timeout_ms, request_id))
+
+    def sweep(self, base_strategy, axes, settings, max_parallel=0, timeout_ms=0, on_update=None):
+        """Runs a grid with SUMMARY detail to its Final update; returns (batch_id, rows), one row
+        (a dict, see summary_row) per variant in index order: `pandas.DataFrame(rows)` takes it.
+        `on_update(update)` is called for each streamed ProgressUpdate (a progress bar)."""
+        batch_id, rows = "", []
+        for update in self.run_grid(base_strategy, axes, settings, pb.RESULT_DETAIL_SUMMARY, max_parallel, timeout_ms):
+            batch_id = update.batch_id
+            rows.extend(summary_row(variant) for variant in update.results)
+            if on_update:
+                on_update(update)
+        rows.sort(key=lambda row: row["index"])
+        return batch_id, rows
+
+    def variant_results(self, batch_id, indices=(), best_by="", best_count=0, timeout_ms=60000):
+        """GetVariantResults: the FULL results (VariantResult with `result`) of a retained batch's
+        variants, by index, or the best `best_count` by the metric `best_by` (best first)."""
+        return list(self.call(variant_results_request(batch_id, indices, best_by, best_count, timeout_ms))
+                    .variant_results.results)
+
+
 def indicators_request(ticker, series, start_date="", end_date="", adjustment=0, timeout_ms=0):
     """The CallRequest of a GetIndicators (answer: CallResponse.indicators). adjustment is a
     PriceAdjustment value (0 = split-adjusted)."""
@@ -168,6 +196,27 @@ def indicators_json(result):
     }
 
 
+def summary_row(variant):
+    """One variant of a SUMMARY (or FULL) batch as a flat dict: index, each grid parameter by its
+    path, the strategy's metrics, final_equity, order_count and error ("" when it ran)."""
+    row = {"index": variant.index}
+    for parameter in variant.parameters:
+        row[parameter.path] = parameter.value
+    outcome = variant.WhichOneof("outcome")
+    if outcome == "summary":
+        metrics, final, orders = variant.summary.metrics, variant.summary.final_equity, variant.summary.order_count
+    elif outcome == "result":
+        metrics, final, orders = variant.result.metrics, variant.result.final_equity, len(variant.result.orders)
+    else:
+        metrics, final, orders = None, float("nan"), 0
+    for field in pb.Metrics.DESCRIPTOR.fields:
+        row[field.name] = getattr(metrics, field.name) if metrics is not None else float("nan")
+    row["final_equity"] = final
+    row["order_count"] = orders
+    row["error"] = variant.error.message if outcome == "error" else ""
+    return row
+
+
 def batch_status_request(batch_id, known_indices=(), timeout_ms=5000):
     """The CallRequest of a GetBatchStatus (answer: CallResponse.batch_status)."""
     request = pb.CallRequest(header=pb.RequestHeader(timeout_ms=timeout_ms))
@@ -188,6 +237,33 @@ def run_backtest_request(strategy, settings, timeout_ms=0, request_id=""):
     request = pb.CallRequest(header=pb.RequestHeader(timeout_ms=timeout_ms, request_id=request_id))
     request.run_backtest.strategy.CopyFrom(strategy)
     request.run_backtest.settings.CopyFrom(settings)
+    return request
+
+
+def run_grid_request(base_strategy, axes, settings, detail=None, max_parallel=0, timeout_ms=0, request_id=""):
+    """The CallRequest of a RunBatch over a grid (see BacktestClient.run_grid)."""
+    request = pb.CallRequest(header=pb.RequestHeader(timeout_ms=timeout_ms, request_id=request_id))
+    batch = request.run_batch
+    batch.grid.base_strategy.CopyFrom(base_strategy)
+    for axis in axes:
+        if isinstance(axis, pb.GridAxis):
+            batch.grid.axes.append(axis)
+            continue
+        path, values, *rest = axis
+        batch.grid.axes.add(path=path, values=[str(value) for value in values], range=rest[0] if rest else "")
+    batch.settings.CopyFrom(settings)
+    batch.max_parallel = max_parallel
+    batch.detail = pb.RESULT_DETAIL_SUMMARY if detail is None else detail
+    return request
+
+
+def variant_results_request(batch_id, indices=(), best_by="", best_count=0, timeout_ms=60000):
+    """The CallRequest of a GetVariantResults (answer: CallResponse.variant_results)."""
+    request = pb.CallRequest(header=pb.RequestHeader(timeout_ms=timeout_ms))
+    request.get_variant_results.batch_id = batch_id
+    request.get_variant_results.indices.extend(indices)
+    request.get_variant_results.best_by = best_by
+    request.get_variant_results.best_count = best_count
     return request
 
 

@@ -3,7 +3,8 @@ language works. Usage: python3 roundtrip_test.py --port PORT [--report FILE]
 
 Generates backtest_pb2.py into a temporary directory with protoc, then checks real answers of the
 server (no mocks): server info, a field-path error, a RunBacktest result, a RunBatch of 3 variants
-streamed to its Final update, and an unknown method. Exit status 0 when every check passed.
+streamed to its Final update, a grid batch with SUMMARY results and GetVariantResults, and an
+unknown method. Exit status 0 when every check passed.
 
 The server must run the engine on data that has the tickers used here (AAPL, MSFT, SPY) over 2020,
 for example `backtestd --data-source demo`. With --report, what Python decoded (and the requests it
@@ -147,7 +148,37 @@ def main():
                    "series": {s.key: [repr(v) for v in s.values] for s in values.series}},
     }
 
-    # 6. A request naming no method is UNIMPLEMENTED, and the connection stays usable.
+    # 6. A grid the server expands (3 x 2 = 6 variants), SUMMARY results with their parameters,
+    #    rows a pandas DataFrame takes, then the FULL results on demand: the best 2 by sharpe and
+    #    one by index, each equal to its summary.
+    base = sma_strategy(pb, "py-grid", {"AAPL": 20})
+    axes = [("positions[0].entry.rhs", [], "sma:10..30/10"), ("commission_bps", ["1", "5"])]
+    seen = []
+    batch_id, rows = client.sweep(base, axes, settings, timeout_ms=60000, on_update=seen.append)
+    assert seen[-1].state == pb.BATCH_FINAL and seen[-1].total == 6, seen[-1]
+    assert [row["index"] for row in rows] == list(range(6)), rows
+    assert [(row["positions[0].entry.rhs"], row["commission_bps"]) for row in rows] == [
+        (f"sma:{n}", c) for n in (10, 20, 30) for c in ("1", "5")], rows
+    assert all(not row["error"] and row["final_equity"] > 0 for row in rows), rows
+    assert all(variant.WhichOneof("outcome") == "summary" for u in seen for variant in u.results)
+    best = client.variant_results(batch_id, best_by="sharpe", best_count=2)
+    assert len(best) == 2 and best[0].result.metrics.sharpe >= best[1].result.metrics.sharpe, best
+    by_index = {row["index"]: row for row in rows}
+    for variant in best + client.variant_results(batch_id, indices=[3]):
+        assert variant.WhichOneof("outcome") == "result", variant
+        assert variant.result.final_equity == by_index[variant.index]["final_equity"], variant.index
+        assert variant.result.metrics.sharpe == by_index[variant.index]["sharpe"], variant.index
+    try:
+        import pandas
+        frame = pandas.DataFrame(rows)
+        assert frame.shape[0] == 6 and "sharpe" in frame.columns
+    except ImportError:
+        pass
+    print(f"grid: {len(rows)} SUMMARY rows in {len(seen)} updates; best by sharpe "
+          f"{[variant.index for variant in best]}, FULL results equal to their summaries")
+    report["grid"] = {"final_equities": [repr(row["final_equity"]) for row in rows]}
+
+    # 7. A request naming no method is UNIMPLEMENTED, and the connection stays usable.
     try:
         client.call(pb.CallRequest(header=pb.RequestHeader(request_id="py-2")))
         raise AssertionError("a request without a method was accepted")
@@ -155,7 +186,7 @@ def main():
         assert error.code == pb.UNIMPLEMENTED, error
     assert client.server_info().protocol_version == 1
 
-    # 6. Stops, a short and sizing (Position fields 5-12): every order says why it was placed,
+    # 8. Stops, a short and sizing (Position fields 5-12): every order says why it was placed,
     #    a short opens with a SELL, and a negative stop is INVALID_ARGUMENT naming the field.
     stops = pb.Strategy(name="python stops", fill=pb.FILL_CLOSE, commission_bps=1, slippage_bps=2)
     long_leg = stops.positions.add(ticker="AAPL", sizing=pb.SIZING_CASH, size=40000, stop_loss=0.02, take_profit=0.03)
@@ -180,7 +211,7 @@ def main():
         raise AssertionError("a negative stop loss was accepted")
     except CallError as error:
         assert error.code == pb.INVALID_ARGUMENT, error
-        assert error.field == "strategy.positions[0].stop_loss", error
+        assert error.field == "run_backtest.strategy.positions[0].stop_loss", error
 
     client.close()
     if args.report:

@@ -1,4 +1,5 @@
 import BacktestCore
+import NIOCore
 import Synchronization
 
 /// Batch jobs by id. Ids are 128 random bits from the system's CSPRNG, so a job is visible only
@@ -21,8 +22,28 @@ package actor BatchJobRegistry {
     package nonisolated let maxRetainedBytes: Int
     /// The server-wide budget for running and finished batches together, in the units of
     /// `BatchJob.estimatedBytes`: a batch whose estimate does not fit next to the running ones
-    /// (finished ones are evicted first) is refused with RESOURCE_EXHAUSTED naming the budget.
+    /// (finished ones are reduced to summaries and evicted first) waits in the admission queue
+    /// until running batches finish; one larger than the whole budget is refused at once with
+    /// RESOURCE_EXHAUSTED naming the budget.
     package nonisolated let budgetBytes: Int
+    /// How many batches may wait for room at once; one more is refused with RESOURCE_EXHAUSTED.
+    package nonisolated let maxQueued: Int
+    /// Batches waiting for room, first come first served (a small batch never overtakes a large
+    /// one that waits longer, so none starves).
+    private var queue: [Waiter] = []
+    /// Tickets of `admit` calls that wait or are about to, and those cancelled before their
+    /// waiter was queued (a cancel racing the wait).
+    private var liveTickets: Set<UInt64> = []
+    private var cancelledTickets: Set<UInt64> = []
+    private var nextTicket: UInt64 = 0
+
+    private struct Waiter {
+        let ticket: UInt64
+        let total: Int
+        let source: BatchSource
+        let bytes: Int
+        let continuation: CheckedContinuation<BatchJob, any Error>
+    }
     private var jobs: [String: BatchJob] = [:]
     private let finished: FinishedJobs
     /// Bytes reserved by running jobs (their admission estimates), by id.
@@ -37,10 +58,11 @@ package actor BatchJobRegistry {
     }
 
     package init(retention: Duration = .seconds(600), maxRetainedBytes: Int = 128 * 1024 * 1024,
-                 budgetBytes: Int = 192 * 1024 * 1024) {
+                 budgetBytes: Int = 192 * 1024 * 1024, maxQueued: Int = 64) {
         self.retention = retention
         self.maxRetainedBytes = maxRetainedBytes
         self.budgetBytes = max(budgetBytes, 1)
+        self.maxQueued = max(0, maxQueued)
         self.finished = FinishedJobs()
     }
 
@@ -68,9 +90,15 @@ package actor BatchJobRegistry {
 
     /// Admits a batch estimated at `bytes` (results it will keep) within the budget: finished
     /// jobs' FULL results are reduced to summaries, then the oldest finished jobs evicted, to make
-    /// room. RESOURCE_EXHAUSTED naming the budget when the running batches leave no room, or
-    /// the batch alone is larger than the budget.
-    package func admit(total: Int, source: BatchSource, estimatedBytes bytes: Int) async throws(BacktestError) -> BatchJob {
+    /// room. When the running batches leave no room the batch waits in a first-come queue until
+    /// enough of them finish, at most until `deadline`.
+    ///
+    /// - Throws: RESOURCE_EXHAUSTED naming the budget (field `run_batch`) when the batch alone is
+    ///   larger than the budget, when `maxQueued` batches already wait, or when `deadline` passes
+    ///   while it waits; CANCELLED when the call is cancelled (CANCEL, a lost connection) while it
+    ///   waits: a waiting batch has no id yet, so nobody could re-attach to it.
+    package func admit(total: Int, source: BatchSource, estimatedBytes bytes: Int,
+                       deadline: NIODeadline = .distantFuture) async throws(BacktestError) -> BatchJob {
         dropExpired()
         let needed = Self.megabytes(bytes)
         let budget = Self.megabytes(budgetBytes)
@@ -79,24 +107,94 @@ package actor BatchJobRegistry {
                 "the batch of \(total) variants needs about \(needed) of results, more than the server's batch memory budget of \(budget); ask for SUMMARY detail or split it",
                 field: "run_batch")
         }
-        let running = reservedBytes
-        if running + finished.bytes + bytes > budgetBytes {
-            await makeRoom(budgetBytes - running - bytes)
+        if queue.isEmpty, await fits(bytes) {
+            return make(total: total, source: source, reserving: bytes)
         }
-        guard running + bytes <= budgetBytes else {
+        guard queue.count < maxQueued else {
             throw BacktestError(.resourceExhausted,
-                "the server's batch memory budget of \(budget) is in use by \(reserved.count) running batches (\(Self.megabytes(running))); this batch needs about \(needed): retry when one finishes",
+                "the server's batch memory budget of \(budget) is in use by \(reserved.count) running batches (\(Self.megabytes(reservedBytes))) and \(queue.count) batches already wait for room (the queue's limit); this batch needs about \(needed): retry later",
                 field: "run_batch")
         }
-        return make(total: total, source: source, reserving: bytes)
+        nextTicket += 1
+        let ticket = nextTicket
+        liveTickets.insert(ticket)
+        defer { liveTickets.remove(ticket) }
+        let timer: Task<Void, Never>? = deadline == .distantFuture ? nil : Task { [weak self] in
+            try? await Task.sleep(for: .nanoseconds(max(0, (deadline - .now()).nanoseconds)))
+            guard !Task.isCancelled else { return }
+            await self?.expireWaiter(ticket, needed: needed)
+        }
+        defer {
+            timer?.cancel()
+            cancelledTickets.remove(ticket)
+        }
+        do {
+            return try await withTaskCancellationHandler {
+                try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<BatchJob, any Error>) in
+                    if cancelledTickets.remove(ticket) != nil {
+                        continuation.resume(throwing: BacktestError(.cancelled, "the batch was cancelled while it waited for the server's batch memory budget", field: "run_batch"))
+                        return
+                    }
+                    queue.append(Waiter(ticket: ticket, total: total, source: source, bytes: bytes, continuation: continuation))
+                }
+            } onCancel: {
+                Task { [weak self] in await self?.cancelWaiter(ticket) }
+            }
+        } catch let error as BacktestError {
+            throw error
+        } catch {
+            throw BacktestError(.cancelled, "the batch was cancelled while it waited for the server's batch memory budget", field: "run_batch")
+        }
+    }
+
+    /// Batches waiting for room in the budget.
+    package var queuedCount: Int { queue.count }
+
+    /// Whether `bytes` fit next to the running batches once finished ones made room.
+    private func fits(_ bytes: Int) async -> Bool {
+        if reservedBytes + finished.bytes + bytes > budgetBytes {
+            await makeRoom(budgetBytes - reservedBytes - bytes)
+        }
+        return reservedBytes + bytes <= budgetBytes
+    }
+
+    /// Admits waiting batches, oldest first, while the head fits.
+    private func admitWaiting() async {
+        while let head = queue.first {
+            guard await fits(head.bytes) else { return }
+            // The head may have been cancelled while `fits` waited on a job.
+            guard let first = queue.first, first.ticket == head.ticket else { continue }
+            queue.removeFirst()
+            head.continuation.resume(returning: make(total: head.total, source: head.source, reserving: head.bytes))
+        }
+    }
+
+    private func cancelWaiter(_ ticket: UInt64) {
+        guard let i = queue.firstIndex(where: { $0.ticket == ticket }) else {
+            if liveTickets.contains(ticket) { cancelledTickets.insert(ticket) }
+            return
+        }
+        queue.remove(at: i).continuation.resume(throwing: BacktestError(.cancelled,
+            "the batch was cancelled while it waited for the server's batch memory budget", field: "run_batch"))
+        Task { await admitWaiting() }
+    }
+
+    private func expireWaiter(_ ticket: UInt64, needed: String) {
+        guard let i = queue.firstIndex(where: { $0.ticket == ticket }) else { return }
+        let waiter = queue.remove(at: i)
+        waiter.continuation.resume(throwing: BacktestError(.resourceExhausted,
+            "the batch waited until its deadline for room in the server's batch memory budget of \(Self.megabytes(budgetBytes)) (\(reserved.count) running batches hold \(Self.megabytes(reservedBytes)); this batch needs about \(needed))",
+            field: "run_batch"))
+        Task { await admitWaiting() }
     }
 
     static func megabytes(_ bytes: Int) -> String {
         "\((bytes + 524_288) / 1_048_576) MB"
     }
 
-    private func release(_ id: String) {
+    private func release(_ id: String) async {
         reserved[id] = nil
+        if !queue.isEmpty { await admitWaiting() }
     }
 
     /// Shrinks finished jobs to at most `limit` bytes: FULL results become summaries, then the

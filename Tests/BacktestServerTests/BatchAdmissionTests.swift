@@ -1,0 +1,90 @@
+import BacktestCore
+import BacktestModel
+@testable import BacktestService
+import NIOCore
+import Testing
+
+/// The batch memory budget's admission queue (issue 11 item 5): a batch that does not fit next to
+/// the running ones waits for room (first come, first served) up to its deadline; one larger than
+/// the budget, or one more than the queue holds, is refused with RESOURCE_EXHAUSTED naming the
+/// budget; a cancelled waiter leaves the queue.
+@Suite struct BatchAdmissionTests {
+    static let source = BatchSource(settings: BatchFixture.tenYears, variants: [], grid: nil, detail: .summary)
+
+    /// Polls (bounded, 10 s) until `condition` holds.
+    func eventually(_ condition: () async -> Bool) async throws -> Bool {
+        for _ in 0..<1000 {
+            if await condition() { return true }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        return await condition()
+    }
+
+    @Test func aBatchThatDoesNotFitWaitsUntilARunningOneFinishes() async throws {
+        let registry = BatchJobRegistry(maxRetainedBytes: 0, budgetBytes: 1000)
+        let first = try await registry.admit(total: 1, source: Self.source, estimatedBytes: 600)
+        let second = Task { try await registry.admit(total: 1, source: Self.source, estimatedBytes: 600) }
+        #expect(try await eventually { await registry.queuedCount == 1 })
+        #expect(await registry.reservedBytes == 600)
+        _ = await first.finish(.final)
+        let admitted = try await second.value
+        #expect(admitted.id != first.id)
+        #expect(await registry.queuedCount == 0)
+        #expect(await registry.reservedBytes == 600)
+    }
+
+    @Test func waitersAreAdmittedInArrivalOrder() async throws {
+        let registry = BatchJobRegistry(maxRetainedBytes: 0, budgetBytes: 1000)
+        let running = try await registry.admit(total: 1, source: Self.source, estimatedBytes: 1000)
+        let large = Task { try await registry.admit(total: 2, source: Self.source, estimatedBytes: 900) }
+        #expect(try await eventually { await registry.queuedCount == 1 })
+        let small = Task { try await registry.admit(total: 3, source: Self.source, estimatedBytes: 100) }
+        #expect(try await eventually { await registry.queuedCount == 2 })
+        _ = await running.finish(.final)
+        #expect(try await large.value.total == 2)
+        #expect(try await small.value.total == 3)
+    }
+
+    @Test func aBatchLargerThanTheBudgetOrOneMoreThanTheQueueIsRefusedNamingTheBudget() async throws {
+        let registry = BatchJobRegistry(budgetBytes: 1000, maxQueued: 1)
+        let tooLarge = await #expect(throws: BacktestError.self) {
+            try await registry.admit(total: 5, source: Self.source, estimatedBytes: 1001)
+        }
+        #expect(tooLarge?.code == .resourceExhausted)
+        #expect(tooLarge?.field == "run_batch")
+        #expect(tooLarge?.message.contains("batch memory budget") == true)
+
+        let running = try await registry.admit(total: 1, source: Self.source, estimatedBytes: 800)
+        let waiting = Task { try await registry.admit(total: 1, source: Self.source, estimatedBytes: 800) }
+        #expect(try await eventually { await registry.queuedCount == 1 })
+        let full = await #expect(throws: BacktestError.self) {
+            try await registry.admit(total: 1, source: Self.source, estimatedBytes: 800)
+        }
+        #expect(full?.code == .resourceExhausted)
+        #expect(full?.message.contains("batch memory budget") == true)
+        #expect(full?.message.contains("wait") == true)
+        _ = await running.finish(.final)
+        _ = try await waiting.value
+    }
+
+    @Test func aWaiterPastItsDeadlineIsRefusedAndACancelledOneLeavesTheQueue() async throws {
+        let registry = BatchJobRegistry(budgetBytes: 1000)
+        let running = try await registry.admit(total: 1, source: Self.source, estimatedBytes: 1000)
+        let late = await #expect(throws: BacktestError.self) {
+            try await registry.admit(total: 1, source: Self.source, estimatedBytes: 10, deadline: .now() + .milliseconds(50))
+        }
+        #expect(late?.code == .resourceExhausted)
+        #expect(late?.message.contains("deadline") == true)
+        #expect(await registry.queuedCount == 0)
+
+        let cancelled = Task { try await registry.admit(total: 1, source: Self.source, estimatedBytes: 10) }
+        #expect(try await eventually { await registry.queuedCount == 1 })
+        cancelled.cancel()
+        let error = await #expect(throws: BacktestError.self) { try await cancelled.value }
+        #expect(error?.code == .cancelled)
+        #expect(await registry.queuedCount == 0)
+        #expect(await registry.reservedBytes == 1000)
+        _ = await running.finish(.final)
+        #expect(try await eventually { await registry.reservedBytes == 0 })
+    }
+}

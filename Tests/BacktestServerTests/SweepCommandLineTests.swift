@@ -1,0 +1,71 @@
+import BacktestClient
+import BacktestCore
+import BacktestModel
+import BacktestTestSupport
+import Foundation
+import Testing
+
+/// `backtest sweep` through the real executables (issue 11 item 6): a spawned backtestd on the
+/// shared CSV files and the CLI as a user runs it: the top-N table, --csv with one row per
+/// variant, --heatmap, --detail N and --report.
+@Suite("backtest sweep, real executables", .serialized, .timeLimit(.minutes(5)))
+struct SweepCommandLineTests {
+    static let grid = ["--grid", "positions[0].entry.lhs=sma:5..9", "--grid", "positions[0].entry.rhs=sma:110..115"]
+
+    @Test func sweepPrintsTheTopTableCSVHeatmapDetailAndReport() async throws {
+        let daemon = try await SpawnedDaemon(owner: "SweepCommandLineTests top table")
+        defer { daemon.stop() }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sweep-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let csv = directory.appendingPathComponent("all.csv"), html = directory.appendingPathComponent("sweep.html")
+        let run = try await daemon.runCLI(
+            ["sweep", "benchmarks/sweep-aapl-sma.json"] + Self.grid
+                + ["--top", "4", "--sort-by", "sharpe", "--heatmap", "sharpe", "--detail", "2", "--csv", csv.path, "--report", html.path],
+            owner: "SweepCommandLineTests top table")
+        #expect(run.status == 0, "\(run.output)\n\(run.errors)")
+        let lines = run.output.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        // "30 variants in ... (batch <id>)"
+        let summaryLine = try #require(lines.first { $0.hasPrefix("30 variants in ") }, "\(run.output)")
+        let batchID = try #require(summaryLine.split(separator: "(batch ").last?.prefix(32))
+        #expect(batchID.count == 32)
+        // The top table: a header and 4 ranked rows, best sharpe first.
+        let header = try #require(lines.firstIndex { $0.hasPrefix("rank  index  sharpe") }, "\(run.output)")
+        let top = lines[(header + 1)...(header + 4)]
+        #expect(top.enumerated().allSatisfy { $1.trimmingCharacters(in: .whitespaces).hasPrefix("\($0 + 1) ") }, "\(top)")
+        #expect(top.allSatisfy { $0.contains("positions[0].entry.lhs=sma:") && $0.contains("positions[0].entry.rhs=sma:") })
+        let sharpes = top.map { Double($0.split(separator: " ", omittingEmptySubsequences: true)[2]) ?? .nan }
+        #expect(sharpes == sharpes.sorted(by: >), "\(sharpes)")
+        // The heatmap: its header, then 5 rows (sma:5...9) of 6 cells (sma:110...115).
+        let heat = try #require(lines.firstIndex { $0.hasPrefix("sharpe: rows positions[0].entry.lhs sma:5...sma:9") }, "\(run.output)")
+        #expect(lines[(heat + 1)...(heat + 5)].allSatisfy { $0.count == 6 }, "\(lines[(heat + 1)...(heat + 5)])")
+        // --csv: a header and one row per variant, in index order, each with its two axis values.
+        let rows = try String(contentsOf: csv, encoding: .utf8).split(separator: "\n").map(String.init)
+        #expect(rows.count == 1 + 30)
+        #expect(rows.first?.hasPrefix("index,positions[0].entry.lhs,positions[0].entry.rhs,") == true)
+        #expect(rows.dropFirst().enumerated().allSatisfy { $1.hasPrefix("\($0),") })
+        #expect(rows[1].hasPrefix("0,\"sma:5\",\"sma:110\","), "\(rows[1])")
+        #expect(rows[30].hasPrefix("29,\"sma:9\",\"sma:115\","), "\(rows[30])")
+        // --detail 2: the FULL results of the best two, with their days and orders.
+        let detail = lines.filter { $0.hasPrefix("#") && $0.contains(" days, ") && $0.contains(" orders, final equity ") }
+        #expect(detail.count == 2, "\(run.output)")
+        // --report: a self-contained page with the heatmap's 30 cells and the top table.
+        let page = try String(contentsOf: html, encoding: .utf8)
+        #expect(page.hasPrefix("<!DOCTYPE html>"))
+        #expect(page.contains("<svg class=\"heatmap\""))
+        #expect(page.components(separatedBy: "<rect x=").count - 1 >= 30)
+        #expect(!page.contains("<script"))
+    }
+
+    @Test func aBadGridIsAClearErrorNamingTheAxis() async throws {
+        let daemon = try await SpawnedDaemon(owner: "SweepCommandLineTests bad grid")
+        defer { daemon.stop() }
+        let run = try await daemon.runCLI(
+            ["sweep", "benchmarks/sweep-aapl-sma.json", "--grid", "positions[0].entry.lhs=sma:9..5"],
+            owner: "SweepCommandLineTests bad grid")
+        #expect(run.status != 0)
+        // Not a range (the end is below the start), so a value the server cannot read, named by its axis.
+        let text = run.output + run.errors
+        #expect(text.contains("INVALID_ARGUMENT") && text.contains("'sma:9..5'") && text.contains("run_batch.grid.axes[0]"), "\(text)")
+    }
+}
