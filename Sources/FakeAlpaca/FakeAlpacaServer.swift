@@ -39,6 +39,9 @@ package final class FakeAlpacaServer: Sendable {
         case serverError(status: Int = 500, body: String = "{\"code\":50010000,\"message\":\"internal server error occurred\"}")
         /// Reads the request and never answers (the client's timeout must fire).
         case stall
+        /// The normal answer, written `by` after the request arrived (instead of after `latency`):
+        /// a vendor that is slow but not stalled, e.g. slower than the client's request timeout.
+        case delayed(by: Duration)
         /// Any status and body, e.g. 403 with the SIP-subscription message.
         case custom(status: Int, body: String)
     }
@@ -173,7 +176,7 @@ package final class FakeAlpacaServer: Sendable {
     func plan(uri: String, headers: HTTPHeadersLike, on eventLoop: any EventLoop) -> Plan {
         let (path, query) = Self.split(uri)
         let now = Date().timeIntervalSince1970
-        let (fault, latency, gate, waiters) = state.withLock { state in
+        let (fault, plannedLatency, gate, waiters) = state.withLock { state in
             state.requestCount += 1
             state.queries.append(query)
             let count = state.requestCount
@@ -197,6 +200,7 @@ package final class FakeAlpacaServer: Sendable {
             return (fault, state.latency, gate, ready)
         }
         for waiter in waiters { waiter.resume() }
+        var latency = plannedLatency
         let rateHeaders = [("X-RateLimit-Limit", "200"), ("X-RateLimit-Remaining", "199"),
                            ("X-RateLimit-Reset", String(Int(Date().timeIntervalSince1970) + 60))]
         func answer(_ status: Int, _ body: String, _ extra: [(String, String)] = rateHeaders) -> Plan {
@@ -212,6 +216,8 @@ package final class FakeAlpacaServer: Sendable {
             return answer(status, body)
         case .stall:
             return Plan(status: 0, headers: [], body: "", latency: latency, gate: nil)
+        case .delayed(let delay):
+            latency = delay
         case nil:
             break
         }

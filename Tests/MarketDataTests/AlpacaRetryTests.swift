@@ -1,5 +1,6 @@
 import BacktestCore
 import FakeAlpaca
+import Synchronization
 import Testing
 @testable import MarketData
 
@@ -100,6 +101,44 @@ struct AlpacaRetryTests {
         }
     }
 
+    /// The cause of exact call counts that grew on a loaded machine (two or three requests where
+    /// one was expected): the fake vendor, building its pages on that machine's CPU, answered
+    /// after the tests' request timeout (then 5 s), so the client gave up on the answer and asked
+    /// again. That is the right thing to do with a vendor that does not answer in time; the delay
+    /// is injected here, so it happens on every machine. Only the first request has the short
+    /// timeout, so the retry cannot time out as well, however loaded the machine.
+    @Test("an answer slower than the request timeout costs one more vendor call")
+    func slowAnswerIsAskedAgain() async throws {
+        try await withFakeAlpaca { server in
+            let sleeper = RecordingSleeper()
+            let configuration = makeAlpaca(server).configuration
+            let transport = ShortFirstTimeout(CurlHTTPClient(configuration: configuration.http), first: .seconds(1))
+            let alpaca = AlpacaProvider(configuration: configuration, transport: transport, retryEnvironment: sleeper.environment)
+            server.inject([.delayed(by: .seconds(30))])
+            let answer = try await alpaca.dailyBars(query)
+            #expect(answer.bars.count == 2)
+            #expect(answer.apiCalls == 2, "the slow answer was given up and asked again")
+            #expect(server.requestCount == 2)
+            #expect(sleeper.recorded.count == 1)
+        }
+    }
+
+    /// The tests' client (`makeAlpaca`) waits for an answer slower than the old 5 s request
+    /// timeout: one call, so the call counts other tests check hold on a slow machine too.
+    @Test("the tests' client waits out a slow answer: one vendor call")
+    func slowAnswerWithinTheTimeoutIsOneCall() async throws {
+        try await withFakeAlpaca { server in
+            let sleeper = RecordingSleeper()
+            let alpaca = makeAlpaca(server, sleeper: sleeper)
+            server.inject([.delayed(by: .milliseconds(5_500))])
+            let answer = try await alpaca.dailyBars(query)
+            #expect(answer.bars.count == 2)
+            #expect(answer.apiCalls == 1)
+            #expect(server.requestCount == 1)
+            #expect(sleeper.recorded.isEmpty)
+        }
+    }
+
     @Test("client errors are not retried")
     func noRetryOnClientError() async throws {
         try await withFakeAlpaca { server in
@@ -111,5 +150,30 @@ struct AlpacaRetryTests {
             #expect(error?.message.contains("invalid timeframe") == true)
             #expect(server.requestCount == 1)
         }
+    }
+}
+
+/// The real client, but the first request gives up after `first` (later ones keep the timeout
+/// the provider asks for).
+private final class ShortFirstTimeout: HTTPTransport {
+    private let client: CurlHTTPClient
+    private let first: Duration
+    private let requests = Mutex(0)
+
+    init(_ client: CurlHTTPClient, first: Duration) {
+        self.client = client
+        self.first = first
+    }
+
+    func get(_ url: String, headers: [(name: String, value: String)]) async throws -> HTTPResponse {
+        try await get(url, headers: headers, timeout: client.configuration.requestTimeout)
+    }
+
+    func get(_ url: String, headers: [(name: String, value: String)], timeout: Duration) async throws -> HTTPResponse {
+        let isFirst = requests.withLock { count in
+            count += 1
+            return count == 1
+        }
+        return try await client.get(url, headers: headers, timeout: isFirst ? min(first, timeout) : timeout)
     }
 }

@@ -40,9 +40,17 @@ final class RecordingSleeper: Sendable {
     }
 }
 
+/// An Alpaca provider pointed at `server`, with a clock that stands still (`sleeper`).
+///
+/// `requestTimeout` is long by default (a minute; the fetch budget, 25 s, still bounds each
+/// attempt) so that no test's call count depends on how fast this machine is: the fake vendor
+/// runs in the test process and builds its pages on the test machine's CPU, which other builds
+/// may be loading heavily, and a page slower than the request timeout is timed out and asked
+/// again — one more vendor call, as it should be for a stalled vendor ("an answer slower than the
+/// request timeout costs one more vendor call"). Tests of timeouts pass their own, short one.
 func makeAlpaca(
     _ server: FakeAlpacaServer, pageLimit: Int = 10_000, feed: String = "iex",
-    retry: RetryPolicy = RetryPolicy(), requestTimeout: Duration = .seconds(5),
+    retry: RetryPolicy = RetryPolicy(), requestTimeout: Duration = .seconds(60),
     keyID: String? = nil, secretKey: String? = nil, threads: Int = 2, sleeper: RecordingSleeper = RecordingSleeper()
 ) -> AlpacaProvider {
     let configuration = AlpacaConfiguration(
