@@ -27,12 +27,17 @@ struct SweepReattachOverTCPTests {
         let client = BacktestClient(host: "127.0.0.1", port: daemon.port)
         var batchID = ""
         var seen = 0
-        for try await update in client.runSweep(grid, settings: settings, reattach: .disabled) {
-            batchID = update.batchID
-            seen += update.results.count
-            if seen >= 3 { break }
+        // A disconnect, not a CANCEL: leaving the loop would cancel the call (the client sends
+        // CANCEL when its consumer stops), so the connection is closed under the running stream.
+        do {
+            for try await update in client.runSweep(grid, settings: settings, reattach: .disabled) {
+                batchID = update.batchID
+                seen += update.results.count
+                if seen >= 3 { await client.close() }
+            }
+        } catch {
+            // The stream ends with the connection.
         }
-        await client.close()
         #expect(batchID.count == 32)
 
         let reader = BacktestClient(host: "127.0.0.1", port: daemon.port)
@@ -54,5 +59,39 @@ struct SweepReattachOverTCPTests {
         }
         #expect(known == Set(0..<2000))
         #expect(summaries == 2000)
+    }
+
+    /// The neighbour: a CANCEL (the consumer leaves the stream) stops the sweep, and the batch
+    /// then reads CANCELLED with what finished, never FINAL with variants missing.
+    @Test func aCancelledSweepEndsCancelledNotFinal() async throws {
+        let daemon = try await SpawnedDaemon(owner: "SweepReattachOverTCPTests")
+        defer { daemon.stop() }
+        let grid = Grid(base: Self.base, axes: [
+            GridAxis(path: "positions[0].entry.lhs", range: "sma:5..44"),
+            GridAxis(path: "positions[0].entry.rhs", range: "sma:110..159"),
+        ])
+        let settings = BacktestSettings(start: TradingDate(iso: "2000-01-03")!, end: TradingDate(iso: "2019-12-31")!)
+        let client = BacktestClient(host: "127.0.0.1", port: daemon.port)
+        var batchID = ""
+        var seen = 0
+        for try await update in client.runSweep(grid, settings: settings, reattach: .disabled) {
+            batchID = update.batchID
+            seen += update.results.count
+            if seen >= 3 { break }
+        }
+        let reader = BacktestClient(host: "127.0.0.1", port: daemon.port)
+        defer { Task { await client.close(); await reader.close() } }
+        let deadline = ContinuousClock.now + .seconds(120)
+        var status = try await reader.batchStatus(id: batchID)
+        while status.state == .partial, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+            status = try await reader.batchStatus(id: batchID)
+        }
+        if status.state == .final {
+            #expect(status.completed == 2000, "FINAL with \(status.completed) of 2000 variants")
+        } else {
+            #expect(status.state == .cancelled, "\(status.state)")
+        }
+        #expect(status.results.count == status.completed)
     }
 }

@@ -186,8 +186,8 @@ struct SweepBatchRun {
 
     /// Simulates `indices` on one of `computeThreads` (SweepRunner blocks its caller; never on
     /// the cooperative pool), recording each summary; returns the summed simulation time in
-    /// milliseconds. Throws `CancellationError` when the task is cancelled before the chunk starts;
-    /// cancelled while it runs, the chunk stops early (variants not finished are not recorded).
+    /// milliseconds. Throws `CancellationError` when the task is cancelled before the chunk starts
+    /// or while it runs (the chunk then stops early; variants not finished are not recorded).
     static func simulate(
         _ indices: [Int], source: BatchSource, market: PreparedMarket, indicators: IndicatorStore, parallelism: Int,
         store: SummaryStore, on computeThreads: ComputeThreads
@@ -207,7 +207,7 @@ struct SweepBatchRun {
         for (index, error) in failed { store.append(index, .failure(error)) }
         let variants = strategies
         let order = mapped
-        return try await computeThreads.run(cancellable: { cancellation in
+        let simulationMs = try await computeThreads.run(cancellable: { cancellation in
             let total = NIOLockedValueBox(0.0)
             SweepRunner.run(
                 variants, market: market, indicators: indicators, parallelism: parallelism, cancellation: cancellation
@@ -219,6 +219,10 @@ struct SweepBatchRun {
             }
             return total.withLockedValue { $0 }
         })
+        // A chunk that saw its cancellation flag returns early without an error: the batch must
+        // end CANCELLED, never FINAL with the variants that did not run missing.
+        try Task.checkCancellation()
+        return simulationMs
     }
 
     /// Sends every result recorded after the first `sent`, in updates of bounded size.
