@@ -55,7 +55,7 @@ import FoundationNetworking
             let negative = Self.strategy.replacingOccurrences(of: #""weight": 1"#, with: #""weight": -1"#)
             let (status2, _, body2) = try await Self.request(base + "/api/backtest", method: "POST", body: Data(negative.utf8))
             #expect(status2 == 400)
-            #expect((try Self.error(body2)["field"] as? String)?.hasPrefix("strategy.positions[0]") == true)
+            #expect((try Self.error(body2)["field"] as? String)?.hasPrefix("run_backtest.strategy.positions[0]") == true)
 
             // A grid axis the batch cannot expand names the grid line.
             let batch = #"{"strategy": \#(Self.strategy), "grid": ["positions[0].entry.lhs"]}"#
@@ -141,7 +141,7 @@ import FoundationNetworking
 
             let (missing, _, missingBody) = try await Self.request(base + "/api/batches/no-such-batch")
             #expect(missing == 404)
-            #expect(try Self.error(missingBody)["field"] as? String == "batch_id")
+            #expect(try Self.error(missingBody)["field"] as? String == "get_batch_status.batch_id")
         }
     }
 

@@ -116,7 +116,7 @@
   // (the service's name for a single backtest), "variants[3].positions..." and "positions[0]"
   // (a JSON error in the file itself) all point into the strategy.
   function editorPath(field) {
-    return field.replace(/^strategy\.?/, "").replace(/^variants\[\d+\]\.?/, "").replace(/^grid\.base_strategy\.?/, "");
+    return withoutCall(field).replace(/^strategy\.?/, "").replace(/^variants\[\d+\]\.?/, "").replace(/^grid\.base_strategy\.?/, "");
   }
 
   function showError(boxId, textareaId, error, locate) {
@@ -150,8 +150,14 @@
   // Errors about the axes ("grid[1]", the service's "run_batch.grid...") belong under the axes;
   // "grid.base_strategy..." is the strategy's.
   function isGridField(field) {
-    const f = field || "";
-    return (f.startsWith("grid") || f.startsWith("run_batch.grid")) && !f.startsWith("grid.base_strategy");
+    const f = withoutCall(field || "");
+    return f.startsWith("grid") && !f.startsWith("grid.base_strategy");
+  }
+
+  // The service's paths start with the call ("run_backtest.", "run_batch.", PROTOCOL.md "Field
+  // paths"); the editor's text starts at the strategy.
+  function withoutCall(field) {
+    return field.replace(/^(run_backtest|run_batch)\./, "");
   }
 
   function hideError(boxId, textareaId) {
