@@ -27,7 +27,7 @@ log=.build/browser/backtestd.log
 tie=()
 command -v setpriv >/dev/null && tie=(setpriv --pdeathsig KILL --)
 BACKTESTD_CACHE=off "${tie[@]}" "$binary" --data-source demo --host 127.0.0.1 --port "$tcp_port" \
-  --http-port "$http_port" --variant-delay-ms "${BACKTESTD_BROWSER_DELAY_MS:-250}" >"$log" 2>&1 &
+  --http-port "$http_port" --variant-delay-ms "${BACKTESTD_BROWSER_DELAY_MS:-500}" >"$log" 2>&1 &
 server_pid=$!
 stop_server() {
   kill -TERM "$server_pid" 2>/dev/null || true

@@ -231,7 +231,7 @@ def check_stream_killed_finishes_by_polling(b):
     b.start_batch(name="poll test")
     b.wait(lambda: (header_count(b.text("batch-header")) or 0) >= 1, what="a partial batch")
     assert b.js("return window.BacktestDashboard.breakLiveStream()") is True, "no live stream to break"
-    b.wait(lambda: b.js("return window.BacktestDashboard.state.mode") == "polling", timeout=5, what="polling")
+    b.wait(lambda: b.js("return window.BacktestDashboard.state.mode") == "polling", timeout=30, what="polling")
     assert header_count(b.text("batch-header")) is not None, "still partial when the stream broke"
     b.wait(lambda: b.text("batch-header") == "Final Results", timeout=60, what="Final Results by polling")
     polls = b.js("return window.BacktestDashboard.state.polls")
