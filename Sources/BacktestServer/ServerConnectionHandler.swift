@@ -110,7 +110,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
             handle(.framingFailed(error))
         } catch {
             handle(.internalError)
-            logger.error("unexpected error while reading frames: \(error)")
+            logger.error("unexpected error while reading frames: \(LogText("\(error)", limit: LogText.messageLimit))")
         }
         handle(.readProcessed(partialFrameBuffered: processor.unprocessedBytes > 0))
     }
@@ -127,7 +127,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        logger.debug("connection error: \(error)")
+        logger.debug("connection error: \(LogText("\(error)", limit: LogText.messageLimit))")
         handle(.closeRequested)
     }
 

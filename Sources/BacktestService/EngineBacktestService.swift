@@ -163,7 +163,8 @@ package struct EngineBacktestService: BacktestService {
             found.withLock { $0[result.index] = kept }
         }
         _ = try await pipeline.execute(
-            strategies, settings: source.settings, parallelism: maxParallel, path: { "variants[\(chosen[$0])]" },
+            strategies, settings: source.settings, parallelism: maxParallel, label: "batch \(LogText(batchID)) GetVariantResults",
+            path: { "variants[\(chosen[$0])]" },
             rejected: { record($0) }, finished: { record($0) })
         let byPosition = found.withLock { $0 }
         var answers: [VariantResult] = []
@@ -188,7 +189,7 @@ package struct EngineBacktestService: BacktestService {
     package func cancelBatch(id: String, context: CallContext) async throws -> ProgressUpdate {
         let job = try await jobs.job(id: id)
         let update = await job.cancel()
-        context.logger.info("batch \(id): CancelBatch, now \(update.statusText) with \(update.completed) of \(update.total) variants finished")
+        context.logger.info("batch \(LogText(id)): CancelBatch, now \(update.statusText) with \(update.completed) of \(update.total) variants finished")
         return update
     }
 

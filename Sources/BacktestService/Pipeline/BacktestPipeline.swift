@@ -58,7 +58,7 @@ package struct BacktestPipeline: Sendable {
         let batch: RunStatistics?
         do {
             batch = try await execute(
-                [strategy], settings: settings, parallelism: 1, path: { _ in "strategy" },
+                [strategy], settings: settings, parallelism: 1, label: "backtest '\(LogText(strategy.name))'", path: { _ in "strategy" },
                 rejected: { outcome = $0.outcome }, finished: { outcome = $0.outcome })
         } catch {
             throw BacktestPipeline.callError(error)
@@ -68,7 +68,7 @@ package struct BacktestPipeline: Sendable {
         // The batch's simulation time includes the one calendar alignment (`PreparedMarket`).
         if let batch { result.stats.simulationMs = batch.simulationMs }
         result.stats.totalMs = (ContinuousClock.now - started).milliseconds
-        logger.info("\(PerformanceLine(label: "backtest '\(strategy.name)'", stats: result.stats))")
+        logger.info("\(PerformanceLine(label: "backtest '\(LogText(strategy.name))'", stats: result.stats))")
         return result
     }
 
@@ -80,12 +80,14 @@ package struct BacktestPipeline: Sendable {
     /// `running` after each start.
     ///
     /// `path(i)` names strategy `i` in error fields: "strategy" for a single backtest,
-    /// "variants[i]" in a batch. Returns the shared phase's statistics with the simulations'
+    /// "variants[i]" in a batch. The simulations' warnings are logged once, as one line headed by
+    /// `label` (see `WarningTally`; client data in `label` must be wrapped in `LogText`). Returns the shared phase's statistics with the simulations'
     /// time (the calendar alignment included) and bars, or nil when no strategy was valid.
     /// Throws the shared phase's `BacktestError`, what the callbacks throw, or
     /// `CancellationError` when the task is cancelled between simulations.
     package func execute(
         _ strategies: [Strategy], settings: BacktestSettings, parallelism: Int,
+        label: String = "batch",
         path: (Int) -> String,
         running: (Int) async -> Void = { _ in },
         rejected: (VariantResult) async throws -> Void,
@@ -102,6 +104,8 @@ package struct BacktestPipeline: Sendable {
         let prepared = try await prepare(valid, settings: settings)
         var simulationMs = prepared.marketMs
         var barsProcessed = 0
+        let warnings = WarningTally()
+        defer { warnings.log(to: logger, label: label) }
         try await withThrowingTaskGroup(of: VariantResult.self) { group in
             var next = 0
             var active = 0
@@ -115,7 +119,7 @@ package struct BacktestPipeline: Sendable {
                     // the cooperative pool (a thread per core) must stay free for other calls'
                     // tasks. Cancellation is checked before each variant starts.
                     let outcome = try await computeThreads.run {
-                        Result { () throws(BacktestError) in try simulate(variant, in: prepared) }
+                        Result { () throws(BacktestError) in try simulate(variant, in: prepared, warnings: warnings) }
                     }
                     return VariantResult(index: variant.index, outcome: outcome)
                 }
@@ -240,7 +244,7 @@ package struct BacktestPipeline: Sendable {
         }
         if let warmUp = Self.warmUpWarning(indicators, snapshot: snapshot, start: settings.start, source: source) {
             warnings.append(warmUp)
-            logger.notice("\(warmUp)")
+            logger.notice("\(LogText(warmUp.description, limit: LogText.messageLimit))")
         }
         if !missing.isEmpty {
             warnings.append(BacktestWarning(
@@ -260,13 +264,15 @@ package struct BacktestPipeline: Sendable {
     }
 
     /// Runs one validated strategy on prepared data (v2 engine, or the reference engine as
-    /// configured) and merges the shared phase's statistics and warnings into its result.
+    /// configured) and merges the shared phase's statistics and warnings into its result. The
+    /// engine's warnings are counted in `warnings`, which the caller logs once for all variants.
     /// Throws the market's error (NOT_FOUND, DATA_LOSS about the benchmark) or the engine's.
-    package func simulate(_ variant: ValidatedVariant, in prepared: PreparedBatch) throws(BacktestError) -> BacktestResult {
+    package func simulate(
+        _ variant: ValidatedVariant, in prepared: PreparedBatch, warnings: WarningTally = WarningTally()
+    ) throws(BacktestError) -> BacktestResult {
         let market = try prepared.market.get()
-        var result = try engines.run(
-            validated: variant.strategy, market: market, indicators: prepared.indicators,
-            log: { [logger] warning in logger.warning("\(warning)") })
+        var result = try engines.run(validated: variant.strategy, market: market, indicators: prepared.indicators)
+        warnings.note(result.warnings)
         let simulation = result.stats
         result.stats = prepared.stats
         result.stats.engine = simulation.engine
@@ -276,10 +282,6 @@ package struct BacktestPipeline: Sendable {
         // Each fact once, in the order first said.
         var seen = Set<BacktestWarning>()
         result.warnings = (prepared.warnings + result.warnings).filter { seen.insert($0).inserted }
-        let flat = result.warnings.filter { $0.kind == .benchmarkFlat }
-        if !flat.isEmpty {
-            logger.warning("backtest '\(variant.strategy.name)': \(flat.map(\.message).joined(separator: "; "))")
-        }
         return result
     }
 
