@@ -183,7 +183,7 @@ package struct HostileClients: Sendable {
                 await connection.close()
                 return "disconnected"
             case .rechunkedWrites:
-                return try await rechunked(on: connection)
+                return try await rechunked(on: connection, maxInFlight: Int(settings?.maxConcurrentStreams ?? 100))
             case .controlCharacters:
                 return try await single(Self.strategy(name: "control", ticker: "AAPL\u{0}../../x"), on: connection)
             case .forgedLogName:
@@ -236,8 +236,11 @@ package struct HostileClients: Sendable {
     }
 
     /// GetServerInfo requests of 1-3 KB written as one byte stream in 4 KiB pieces every 10 ms for
-    /// 12 s, the answers read meanwhile: "OK" when every request was answered OK.
-    private func rechunked(on connection: HostileConnection) async throws -> String {
+    /// 12 s, the answers read meanwhile: "OK" when every request was answered OK. Like a correct
+    /// client it holds new requests while `maxInFlight` (SETTINGS' max_concurrent_streams, at
+    /// most 256) are unanswered, so only the frame timeout is on trial.
+    private func rechunked(on connection: HostileConnection, maxInFlight: Int) async throws -> String {
+        let maxInFlight = max(1, min(maxInFlight, 256))
         var random = SystemRandomNumberGenerator()
         var pending = ByteBuffer()
         var nextStream: UInt32 = 1
@@ -248,14 +251,16 @@ package struct HostileClients: Sendable {
         var writing = true
         while writing || answered < sent {
             if writing, ContinuousClock.now >= nextWrite {
-                while pending.readableBytes < 4096 {
+                while pending.readableBytes < 4096, sent - answered < maxInFlight {
                     let id = String(repeating: "r", count: Int.random(in: 1000...3000, using: &random))
                     let request = CallRequest(header: RequestHeader(requestID: id), method: .serverInfo)
                     FrameEncoder.write(Frame(type: .request, streamID: nextStream, payload: request.encoded()), into: &pending)
                     nextStream += 2
                     sent += 1
                 }
-                try await connection.send(pending.readSlice(length: 4096)!)
+                if let piece = pending.readSlice(length: min(4096, pending.readableBytes)), piece.readableBytes > 0 {
+                    try await connection.send(piece)
+                }
                 nextWrite += .milliseconds(10)
                 if ContinuousClock.now - started >= .seconds(12) {
                     // The rest of the last frame, so every request begun is whole and answered.
