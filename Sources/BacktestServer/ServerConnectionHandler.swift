@@ -205,7 +205,8 @@ final class ServerConnectionHandler: ChannelInboundHandler {
                 connectionState.markLost()
                 context.close(promise: nil)
             case .log(let level, let message):
-                logger.log(level: level, "\(message)")
+                // The state machine's messages may quote the peer (its first bytes): escaped, bounded.
+                logger.log(level: level, "\(LogText(message, limit: LogText.messageLimit))")
             }
         }
     }
