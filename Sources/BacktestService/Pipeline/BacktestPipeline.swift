@@ -81,8 +81,9 @@ package struct BacktestPipeline: Sendable {
     ///
     /// `path(i)` names strategy `i` in error fields: "strategy" for a single backtest,
     /// "variants[i]" in a batch. The simulations' warnings are logged once, as one line headed by
-    /// `label` (see `WarningTally`; client data in `label` must be wrapped in `LogText`). Returns the shared phase's statistics with the simulations'
-    /// time (the calendar alignment included) and bars, or nil when no strategy was valid.
+    /// `label` (see `WarningTally`; client data in `label` must be wrapped in `LogText`).
+    /// Returns the shared phase's statistics with the simulations' time (the calendar alignment
+    /// included) and bars, or nil when no strategy was valid.
     /// Throws the shared phase's `BacktestError`, what the callbacks throw, or
     /// `CancellationError` when the task is cancelled between simulations.
     package func execute(
@@ -265,7 +266,8 @@ package struct BacktestPipeline: Sendable {
 
     /// Runs one validated strategy on prepared data (v2 engine, or the reference engine as
     /// configured) and merges the shared phase's statistics and warnings into its result. The
-    /// engine's warnings are counted in `warnings`, which the caller logs once for all variants.
+    /// engine's warnings are counted in `warnings`, which the caller logs once for all variants
+    /// (`execute` does; the default tally is not logged).
     /// Throws the market's error (NOT_FOUND, DATA_LOSS about the benchmark) or the engine's.
     package func simulate(
         _ variant: ValidatedVariant, in prepared: PreparedBatch, warnings: WarningTally = WarningTally()
