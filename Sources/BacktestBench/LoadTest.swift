@@ -261,6 +261,8 @@ package struct LoadTestReport: Sendable, Codable {
         if let idle = cpuAfterClientsStop {
             out.append(String(format: "server CPU after the clients stopped: %.0f ms in the first second, %.0f ms in the second",
                               idle.firstSecondMs, idle.secondSecondMs))
+        } else if hostile != nil {
+            out.append("server CPU after the clients stopped: n/a (server not spawned)")
         }
         out.append("")
         var targetTable = TextTable(headers: ["Target", "Measured", "Pass"])
