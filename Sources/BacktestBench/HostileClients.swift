@@ -88,7 +88,9 @@ package struct HostileClients: Sendable {
     }
 
     /// Runs the connections until `deadline`; a case under way then is cut short (its
-    /// connection closed). Returns when every connection has stopped.
+    /// connection closed), and each connection ends by sending one more heavy backtest and
+    /// closing its socket 200 ms later (counted under "heavy backtest, disconnect"). Returns when
+    /// every connection has stopped.
     package func run(until deadline: ContinuousClock.Instant) async -> HostileTally {
         let heavy = Self.heavyStrategy(positions: options.heavyPositions)
         return await withTaskGroup(of: HostileTally.self) { group in
@@ -96,12 +98,17 @@ package struct HostileClients: Sendable {
                 group.addTask {
                     var tally = HostileTally()
                     var next = worker  // connections start on different cases
-                    while ContinuousClock.now < deadline {
+                    while ContinuousClock.now < deadline, !Task.isCancelled {
                         let kind = HostileCase.allCases[next % HostileCase.allCases.count]
                         next += 1
                         let outcome = await self.play(kind, heavy: heavy, deadline: deadline)
                         tally.record(kind, outcome)
                         try? await Task.sleep(for: options.pause)
+                    }
+                    // A parting shot: a heavy backtest abandoned as the connection stops, so the
+                    // server's CPU after the clients stop shows whether abandoned work goes on.
+                    if !Task.isCancelled {
+                        tally.record(.heavyDisconnect, await self.play(.heavyDisconnect, heavy: heavy, deadline: .now + .seconds(5)))
                     }
                     return tally
                 }
