@@ -5,8 +5,8 @@ import Testing
 /// `backtest-bench loadtest --hostile N`: hostile connections run beside the normal users, whose
 /// figures they must not touch, and the report keeps them apart.
 @Suite struct HostileLoadTests {
-    /// A 2-second run against a demo backtestd: 3 users, 2 hostile connections with a light heavy
-    /// backtest (the debug engine is slow). Outcomes of the hostile cases are reported, not
+    /// A 2-second run against a demo backtestd: 3 users, 2 hostile connections whose "heavy"
+    /// backtest is light (50 positions). Outcomes of the hostile cases are reported, not
     /// asserted: fixes for some of them land elsewhere.
     @Test func theUsersSeeNoErrorsAndTheReportHasAHostileSection() async throws {
         try await ServerProcess.with(
@@ -23,7 +23,9 @@ import Testing
             options.thinkMs = 20...50
             var hostile = HostileClients.Options()
             hostile.connections = 2
-            hostile.heavyPositions = 2_000
+            // Light: the debug server's heavy backtests would take both cores from the tests
+            // running beside this one (timing-sensitive server tests in the same process).
+            hostile.heavyPositions = 50
             let pid = server.pid
             let run = try await LoadTest(options: options, host: "127.0.0.1", port: server.port, requests: requests)
                 .run(hostile: hostile, serverCPU: { ProcessCPU.seconds(pid: pid) })
