@@ -14,7 +14,7 @@
 //   backtest (exe) ─┬─▶ BacktestCommandLine ─▶ BacktestClient ─▶ BacktestProtocol
 //                   ├─▶ BacktestClient
 //                   └─▶ BacktestReporting (tables, charts, CSV/JSON/HTML) ─▶ BacktestModel
-//   backtest-bench (exe) ─▶ BacktestBench ─▶ BacktestClient, FakeAlpaca, BacktestTestSupport, BacktestReporting
+//   backtest-bench (exe) ─▶ BacktestBench ─▶ BacktestClient, BacktestProtocol, FakeAlpaca, BacktestTestSupport, BacktestReporting
 //   engine-bench (exe)   ─▶ BacktestEngine, BacktestTestSupport
 //   backtestd (exe) ─▶ BacktestWeb (--http-port: dashboard, HTTP/JSON, Hummingbird) ─▶ BacktestService, BacktestReporting
 //
@@ -202,11 +202,16 @@ let package = Package(
 
         // `backtest-bench bench` and `backtest-bench loadtest`: orchestration (fake Alpaca,
         // redis-server, backtestd children), workloads, result checking and reports.
+        // `loadtest --hostile` speaks the protocol itself (raw frames, BacktestProtocol) to send what
+        // the client library never would.
         .target(
             name: "BacktestBench",
             dependencies: [
                 "BacktestClient", "BacktestModel", "BacktestCore", "BacktestReporting", "BacktestTestSupport", "FakeAlpaca",
+                "BacktestProtocol",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]),
 
         // Measures the engine alone on shared data in memory: `swift run -c release engine-bench`.

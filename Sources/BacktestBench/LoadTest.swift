@@ -54,6 +54,27 @@ package struct LoadTest: Sendable {
         return (tally, ContinuousClock.now - started)
     }
 
+    /// Runs the users and, with `hostile`, that many hostile connections beside them until the
+    /// same deadline (`HostileClients`), then, when `serverCPU` reads the server's CPU seconds
+    /// (a spawned server), measures whether the server goes idle once every client has stopped.
+    package func run(hostile: HostileClients.Options?, serverCPU: (@Sendable () -> Double?)?) async throws -> LoadRun {
+        let deadline = ContinuousClock.now + options.duration
+        let hostileRun = hostile.map { hostileOptions in
+            Task { await HostileClients(options: hostileOptions, host: host, port: port).run(until: deadline) }
+        }
+        let users: (LoadTally, Duration)
+        do {
+            users = try await run()
+        } catch {
+            hostileRun?.cancel()
+            _ = await hostileRun?.value
+            throw error
+        }
+        let hostileTally = await hostileRun?.value
+        let idle: IdleCheck? = if let serverCPU { await IdleCheck.measure(cpuSeconds: serverCPU) } else { nil }
+        return LoadRun(tally: users.0, elapsed: users.1, hostile: hostileTally, idle: idle)
+    }
+
     private func simulateUser(_ user: Int, until deadline: ContinuousClock.Instant) async -> LoadTally {
         var tally = LoadTally()
         var random = SystemRandomNumberGenerator()
@@ -91,6 +112,44 @@ package struct LoadTest: Sendable {
     }
 }
 
+/// What `LoadTest.run(hostile:serverCPU:)` measured: the normal users' tally, the hostile
+/// connections' (nil without them), and the server's CPU after every client stopped (nil when
+/// the server was not spawned).
+package struct LoadRun: Sendable {
+    package var tally: LoadTally
+    package var elapsed: Duration
+    package var hostile: HostileTally?
+    package var idle: IdleCheck?
+}
+
+/// The hostile connections' part of the report, apart from the normal users' figures.
+package struct HostileReport: Sendable, Codable {
+    package struct Row: Sendable, Codable {
+        package var name: String
+        package var calls: Int
+        /// Outcome ("INVALID_ARGUMENT", "GOAWAY DEADLINE_EXCEEDED", "closed", ...) -> count.
+        package var outcomes: [String: Int]
+        /// What a correct server answers (`HostileCase.expected`).
+        package var expected: [String]
+    }
+
+    package var connections: Int
+    package var calls: Int
+    package var cases: [Row]
+    /// "case: outcome xN" for every outcome not expected (cases cut short by the end excluded).
+    package var unexpected: [String]
+
+    package init(_ tally: HostileTally, connections: Int) {
+        self.connections = connections
+        calls = tally.calls
+        cases = HostileCase.allCases.map { kind in
+            let outcomes = tally.outcomes[kind] ?? [:]
+            return Row(name: kind.rawValue, calls: outcomes.values.reduce(0, +), outcomes: outcomes, expected: kind.expected.sorted())
+        }
+        unexpected = tally.unexpected
+    }
+}
+
 /// The load test's outcome against its targets.
 package struct LoadTestReport: Sendable, Codable {
     package var machine: String
@@ -109,6 +168,10 @@ package struct LoadTestReport: Sendable, Codable {
     package var mismatchSamples: [String]
     package var serverPeakRSSBytes: Int?
     package var chaosEvents: [String] = []
+    /// The hostile connections (`--hostile N`); nil without them.
+    package var hostile: HostileReport?
+    /// The server's CPU after every client stopped; nil when the server was not spawned.
+    package var cpuAfterClientsStop: IdleCheck?
     package var targets: [Target] = []
 
     package struct Target: Sendable, Codable {
@@ -118,7 +181,7 @@ package struct LoadTestReport: Sendable, Codable {
     }
 
     package init(tally: LoadTally, elapsed: Duration, options: LoadTest.Options, chaos: Bool, machine: String, command: String,
-                peakRSS: Int?, chaosEvents: [String]) {
+                peakRSS: Int?, chaosEvents: [String], hostile: HostileReport? = nil, idle: IdleCheck? = nil) {
         self.machine = machine
         self.command = command
         users = options.users
@@ -137,6 +200,8 @@ package struct LoadTestReport: Sendable, Codable {
         mismatchSamples = Array(tally.mismatches.prefix(10))
         serverPeakRSSBytes = peakRSS
         self.chaosEvents = chaosEvents
+        self.hostile = hostile
+        cpuAfterClientsStop = idle
 
         let surfaced = tally.errors.values.reduce(0, +)
         targets.append(Target(name: "zero errors surfaced to users", measured: "\(surfaced)", pass: surfaced == 0))
@@ -148,6 +213,11 @@ package struct LoadTestReport: Sendable, Codable {
             targets.append(Target(name: "server peak RSS <= 500 MB", measured: String(format: "%.0f MB", Double(peakRSS) / 1_048_576),
                                   pass: peakRSS <= 500 * 1_048_576))
         }
+        if let idle {
+            targets.append(Target(
+                name: "server CPU back to idle within 1 s after the clients stop",
+                measured: String(format: "%.0f ms CPU in the 2nd second", idle.secondSecondMs), pass: idle.idleWithinOneSecond))
+        }
     }
 
     package var passed: Bool { targets.allSatisfy(\.pass) }
@@ -156,6 +226,7 @@ package struct LoadTestReport: Sendable, Codable {
         var out = ["backtest-bench loadtest on \(machine)", "command: \(command)",
                    String(format: "%d users, %.1f s, mix %@, think %@ ms%@: %d requests, %.1f requests/s",
                           users, durationSeconds, mix, thinkMs, chaos ? ", CHAOS" : "", requests, requestsPerSecond), ""]
+        if hostile != nil { out.append("normal users (the hostile connections are counted apart, below):") }
         var table = TextTable(headers: ["Requests", "Count", "p50", "p90", "p99", "max", "mean"])
         for key in ["single", "batch", "all"] {
             guard let summary = latency[key] else { continue }
@@ -175,6 +246,23 @@ package struct LoadTestReport: Sendable, Codable {
         if !chaosEvents.isEmpty {
             out.append("chaos events:")
             out += chaosEvents.map { "  \($0)" }
+        }
+        if let hostile {
+            out.append("")
+            out.append("hostile clients: \(hostile.connections) connections, \(hostile.calls) cases played")
+            var cases = TextTable(headers: ["Case", "Calls", "Outcomes", "Expected"])
+            for row in hostile.cases {
+                cases.append([row.name, "\(row.calls)", counts(row.outcomes), row.expected.joined(separator: " or ")])
+            }
+            out.append(cases.rendered())
+            out.append("unexpected hostile outcomes" + (hostile.unexpected.isEmpty ? ": none" : " (not yet handled as issue 12 asks):"))
+            out += hostile.unexpected.map { "  \($0)" }
+        }
+        if let idle = cpuAfterClientsStop {
+            out.append(String(format: "server CPU after the clients stopped: %.0f ms in the first second, %.0f ms in the second",
+                              idle.firstSecondMs, idle.secondSecondMs))
+        } else if hostile != nil {
+            out.append("server CPU after the clients stopped: n/a (server not spawned)")
         }
         out.append("")
         var targetTable = TextTable(headers: ["Target", "Measured", "Pass"])

@@ -82,7 +82,7 @@ package final class CacheSession: Sendable {
             if statistics.hits + statistics.misses > 0 {
                 let rate = (statistics.hitRate * 1000).rounded() / 10
                 cache.logger.info(
-                    "cache: \(statistics.hits) hits, \(statistics.misses) misses (\(rate)%) for \(symbols.sorted().joined(separator: ","))")
+                    "cache: \(statistics.hits) hits, \(statistics.misses) misses (\(rate)%) for \(LogText(symbols.sorted().joined(separator: ","), limit: LogText.messageLimit))")
             }
         }
         return statistics

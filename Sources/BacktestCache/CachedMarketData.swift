@@ -78,10 +78,10 @@ package struct CachedMarketData: MarketDataProvider {
                 cache.metrics.rejected(lookup.corrupt + lookup.foreign)
                 if lookup.foreign > 0 {
                     cache.logger.warning(
-                        "cache: \(lookup.foreign) values stored under another key's name ignored for \(query); they will be overwritten")
+                        "cache: \(lookup.foreign) values stored under another key's name ignored for \(LogText("\(query)", limit: LogText.messageLimit)); they will be overwritten")
                 }
                 if lookup.corrupt > 0 {
-                    cache.logger.warning("cache: \(lookup.corrupt) corrupt or outdated values ignored for \(query); they will be overwritten")
+                    cache.logger.warning("cache: \(lookup.corrupt) corrupt or outdated values ignored for \(LogText("\(query)", limit: LogText.messageLimit)); they will be overwritten")
                 }
             }
             return assemble(query, lookup: lookup, fetched: fetched, horizon: horizon)

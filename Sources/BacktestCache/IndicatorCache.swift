@@ -61,7 +61,7 @@ package struct IndicatorCache: Sendable {
             } else {
                 cache.metrics.rejected(1)
                 cache.logger.warning(
-                    "cache: \(PackedValue.isForeign(bytes, key: redisKey) ? "a value stored under another key's name" : "a corrupt value") ignored for \(redisKey); it will be overwritten")
+                    "cache: \(PackedValue.isForeign(bytes, key: redisKey) ? "a value stored under another key's name" : "a corrupt value") ignored for \(LogText(redisKey, limit: LogText.messageLimit)); it will be overwritten")
             }
         }
         if let values, expectedCount.map({ $0 == values.count }) ?? true {

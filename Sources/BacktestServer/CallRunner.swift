@@ -35,13 +35,13 @@ struct CallRunner: Sendable {
             // The cause (curl, Redis, files, ...) goes to the log only; the client gets code,
             // message and field.
             if error.cause != nil {
-                logger.warning("call failed", metadata: ["stream": "\(streamID)", "error": "\(error.logDescription)"])
+                logger.warning("call failed", metadata: ["stream": "\(streamID)", "error": "\(LogText(error.logDescription, limit: LogText.messageLimit))"])
             }
             response = CallResponse(header: header, status: CallStatus(error))
         } catch is CancellationError {
             response = CallResponse(header: header, status: CallStatus(code: .cancelled, message: "call cancelled"))
         } catch {
-            logger.error("call failed with an unexpected error", metadata: ["stream": "\(streamID)", "error": "\(error)"])
+            logger.error("call failed with an unexpected error", metadata: ["stream": "\(streamID)", "error": "\(LogText(String(describing: error), limit: LogText.messageLimit))"])
             response = CallResponse(header: header, status: CallStatus(code: .internal, message: "internal error"))
         }
         let elapsedMs = Double((NIODeadline.now() - receivedAt).nanoseconds) / 1e6

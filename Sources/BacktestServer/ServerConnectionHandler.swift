@@ -120,7 +120,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
             handle(.framingFailed(error))
         } catch {
             handle(.internalError)
-            logger.error("unexpected error while reading frames: \(error)")
+            logger.error("unexpected error while reading frames: \(LogText("\(error)", limit: LogText.messageLimit))")
         }
         handle(.readProcessed(partialFrameBuffered: processor.unprocessedBytes > 0))
     }
@@ -137,7 +137,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        logger.debug("connection error: \(error)")
+        logger.debug("connection error: \(LogText("\(error)", limit: LogText.messageLimit))")
         handle(.closeRequested)
     }
 
@@ -249,7 +249,8 @@ final class ServerConnectionHandler: ChannelInboundHandler {
                 connectionState.markLost()
                 context.close(promise: nil)
             case .log(let level, let message):
-                logger.log(level: level, "\(message)")
+                // The state machine's messages may quote the peer (its first bytes): escaped, bounded.
+                logger.log(level: level, "\(LogText(message, limit: LogText.messageLimit))")
             }
         }
     }

@@ -54,7 +54,8 @@ struct BatchRun {
         try await emit(await job.started())
         let job = self.job
         let shared = try await pipeline.execute(
-            request.variants, settings: request.settings, parallelism: parallelism, paths: .runBatch, invalid: request.invalidVariants,
+            request.variants, settings: request.settings, parallelism: parallelism, label: "batch \(job.id)",
+            paths: .runBatch, invalid: request.invalidVariants,
             running: { await job.noteRunning($0) },
             rejected: { result in
                 if let update = await job.record(result) { try await emit(update) }

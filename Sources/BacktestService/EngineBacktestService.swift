@@ -179,7 +179,8 @@ package struct EngineBacktestService: BacktestService {
         }
         _ = try await ComputeThreads.$tenant.withValue(ComputeTenant(context.connection)) {
             try await pipeline.execute(
-                strategies, settings: source.settings, parallelism: maxParallel, paths: .runBatch(variants: chosen),
+                strategies, settings: source.settings, parallelism: maxParallel, label: "batch \(LogText(batchID)) GetVariantResults",
+                paths: .runBatch(variants: chosen),
                 rejected: { record($0) }, finished: { record($0) })
         }
         let byPosition = found.withLock { $0 }
@@ -205,7 +206,7 @@ package struct EngineBacktestService: BacktestService {
     package func cancelBatch(id: String, context: CallContext) async throws -> ProgressUpdate {
         let job = try await jobs.job(id: id, field: "cancel_batch.batch_id")
         let update = await job.cancel()
-        context.logger.info("batch \(id): CancelBatch, now \(update.statusText) with \(update.completed) of \(update.total) variants finished")
+        context.logger.info("batch \(LogText(id)): CancelBatch, now \(update.statusText) with \(update.completed) of \(update.total) variants finished")
         return update
     }
 

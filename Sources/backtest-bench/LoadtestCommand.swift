@@ -11,8 +11,13 @@ struct Loadtest: AsyncParsableCommand {
         discussion: """
             Against --host/--port, or with --spawn against a backtestd child backed by a fake Alpaca (150 ms) and \
             its own redis-server. --chaos (needs --spawn) restarts Redis and rate-limits the fake Alpaca during the \
-            run. Exits with status 1 when a target is missed (errors surfaced, results lost or mixed, p99 of single \
-            backtests over 50 ms without chaos, server RSS over 500 MB).
+            run. --hostile N adds N hostile connections cycling through issue 12's hostile inputs (huge request_id, \
+            heavy backtests cancelled, timed out or abandoned, re-chunked slow writes, control characters, forged-log \
+            and 3 MB names, a 4 MB ticker, deep nesting, an undecodable batch variant, slowloris, a bad preface); their \
+            outcomes are reported apart from the users' figures, unexpected ones flagged, and with --spawn the \
+            server's CPU is measured after every client stops. Exits with status 1 when a target is missed (errors \
+            surfaced, results lost or mixed, p99 of single backtests over 50 ms without chaos, server RSS over \
+            500 MB, server CPU not idle within 1 s after the clients stop).
             """)
 
     @OptionGroup var connection: ConnectionOptions
@@ -30,6 +35,10 @@ struct Loadtest: AsyncParsableCommand {
     var chaos = false
     @Option(help: "Seconds between chaos rounds.")
     var chaosInterval = 10
+    @Option(help: "Hostile connections beside the users (0: none).")
+    var hostile = 0
+    @Option(help: "Positions of the hostile connections' heavy backtest.")
+    var hostilePositions = 40_000
     @Option(help: "Batch parallelism of the spawned server.")
     var maxParallel = 2
     @OptionGroup var stackOptions: StackOptions
@@ -45,6 +54,7 @@ struct Loadtest: AsyncParsableCommand {
             throw ValidationError("\(error)")
         }
         guard users > 0, duration > 0, chaosInterval > 0 else { throw ValidationError("--users, --duration and --chaos-interval must be positive") }
+        guard hostile >= 0, hostilePositions > 0 else { throw ValidationError("--hostile must be 0 or more and --hostile-positions positive") }
         guard !chaos || spawn else { throw ValidationError("--chaos needs --spawn: it controls the fake Alpaca and redis-server it starts") }
         options.users = users
         options.duration = .seconds(duration)
@@ -74,7 +84,7 @@ struct Loadtest: AsyncParsableCommand {
             printError("loadtest: baseline (each request twice) on \(host):\(port)")
             let control = BacktestClient(host: host, port: port)
             let requests = try await LoadRequests.baseline(Probe(client: control))
-            printError("loadtest: \(users) users for \(duration) s, mix \(options.mix)\(chaos ? ", chaos" : "")")
+            printError("loadtest: \(users) users for \(duration) s, mix \(options.mix)\(chaos ? ", chaos" : "")\(hostile > 0 ? ", \(hostile) hostile connections" : "")")
             let loadTest = LoadTest(options: options, host: host, port: port, requests: requests)
             var chaosRun: Task<[String], Never>?
             if chaos, let stack {
@@ -83,13 +93,26 @@ struct Loadtest: AsyncParsableCommand {
                 let deadline = ContinuousClock.now + options.duration
                 chaosRun = Task { await monkey.run(stack: stack, control: control, until: deadline) }
             }
-            let (tally, elapsed) = try await loadTest.run()
+            var hostileOptions: HostileClients.Options?
+            if hostile > 0 {
+                hostileOptions = HostileClients.Options()
+                hostileOptions?.connections = hostile
+                hostileOptions?.heavyPositions = hostilePositions
+            }
+            // Whether work outlives hostile calls: the spawned server's CPU once every client stopped.
+            var serverCPU: (@Sendable () -> Double?)?
+            if hostile > 0, let pid = server?.pid {
+                serverCPU = { ProcessCPU.seconds(pid: pid) }
+            }
+            let loadRun = try await loadTest.run(hostile: hostileOptions, serverCPU: serverCPU)
+            let (tally, elapsed) = (loadRun.tally, loadRun.elapsed)
             let events = await chaosRun?.value ?? []
             await control.close()
             let report = LoadTestReport(
                 tally: tally, elapsed: elapsed, options: options, chaos: chaos, machine: machineDescription(),
                 command: "backtest-bench " + CommandLine.arguments.dropFirst().joined(separator: " "),
-                peakRSS: server?.peakResidentBytes, chaosEvents: events)
+                peakRSS: server?.peakResidentBytes, chaosEvents: events,
+                hostile: loadRun.hostile.map { HostileReport($0, connections: hostile) }, idle: loadRun.idle)
             await stack?.shutdown()
             print(json ? try report.json() : report.rendered())
             if !report.passed { throw ExitCode(1) }

@@ -88,7 +88,21 @@ struct StrategyInput: ParsableArguments {
         guard let start = try date(start, strategyFile.start, "start"), let end = try date(end, strategyFile.end, "end") else {
             throw ValidationError("\(file) names no start/end date: add \"start\" and \"end\" or pass --start/--end")
         }
-        return Loaded(data: data, file: strategyFile, settings: strategyFile.settings(defaults: BacktestSettings(start: start, end: end)))
+        guard start <= end else {
+            throw ValidationError(
+                "the start \(start) (\(origin(of: self.start, "start"))) is after the end \(end) (\(origin(of: self.end, "end"))): "
+                    + "the start must be on or before the end")
+        }
+        // The flags override the file's dates (the file's other settings stay).
+        var settings = strategyFile.settings(defaults: BacktestSettings(start: start, end: end))
+        settings.start = start
+        settings.end = end
+        return Loaded(data: data, file: strategyFile, settings: settings)
+    }
+
+    /// Where a date came from, for messages: "--start" or the file's "start".
+    private func origin(of flag: String?, _ name: String) -> String {
+        flag == nil ? "\"\(name)\" in \(file)" : "--\(name)"
     }
 
     private func date(_ flag: String?, _ fromFile: TradingDate?, _ name: String) throws -> TradingDate? {

@@ -141,8 +141,11 @@ public struct StrategyFile: Sendable, Hashable, Codable {
     }
 
     /// Decodes a file; errors are INVALID_ARGUMENT with the JSON path of the fault as `field`
-    /// ("positions[0].entry.op") and a message saying what was wrong there.
+    /// ("positions[0].entry.op") and a message saying what was wrong there. A key written twice in
+    /// one object is an error too (field: its path, "positions[0].weight"), where JSON decoders
+    /// would silently keep one of the values.
     public static func decode(_ data: Data) throws(BacktestError) -> StrategyFile {
+        try JSONDuplicateKeys.reject(in: data, document: "the strategy file")
         do {
             return try JSONDecoder().decode(StrategyFile.self, from: data)
         } catch let error as DecodingError {

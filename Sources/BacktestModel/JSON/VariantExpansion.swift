@@ -130,6 +130,7 @@ package enum VariantExpansion {
         } catch {
             throw .invalidArgument("variants file must be a JSON array of objects: \(error)")
         }
+        try JSONDuplicateKeys.reject(in: data, document: "the variants file")
         guard !entries.isEmpty else { throw .invalidArgument("variants file has no variants") }
         var sets: [[Override]] = []
         for (index, entry) in entries.enumerated() {

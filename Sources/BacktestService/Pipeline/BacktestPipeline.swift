@@ -58,7 +58,7 @@ package struct BacktestPipeline: Sendable {
         let batch: RunStatistics?
         do {
             batch = try await execute(
-                [strategy], settings: settings, parallelism: 1, paths: .runBacktest,
+                [strategy], settings: settings, parallelism: 1, label: "backtest '\(LogText(strategy.name))'", paths: .runBacktest,
                 rejected: { outcome = $0.outcome }, finished: { outcome = $0.outcome })
         } catch {
             throw BacktestPipeline.callError(error)
@@ -68,7 +68,7 @@ package struct BacktestPipeline: Sendable {
         // The batch's simulation time includes the one calendar alignment (`PreparedMarket`).
         if let batch { result.stats.simulationMs = batch.simulationMs }
         result.stats.totalMs = (ContinuousClock.now - started).milliseconds
-        logger.info("\(PerformanceLine(label: "backtest '\(strategy.name)'", stats: result.stats))")
+        logger.info("\(PerformanceLine(label: "backtest '\(LogText(strategy.name))'", stats: result.stats))")
         return result
     }
 
@@ -80,12 +80,15 @@ package struct BacktestPipeline: Sendable {
     /// `running` after each start.
     ///
     /// `paths` places every error's field in the call (`CallPaths`: "run_backtest.strategy…",
-    /// "run_batch.variants[i]…", "run_batch.settings…"). Returns the shared phase's statistics with the simulations'
-    /// time (the calendar alignment included) and bars, or nil when no strategy was valid.
+    /// "run_batch.variants[i]…", "run_batch.settings…"). The simulations' warnings are logged
+    /// once, as one line headed by `label` (see `WarningTally`; client data in `label` must be
+    /// wrapped in `LogText`). Returns the shared phase's statistics with the simulations' time
+    /// (the calendar alignment included) and bars, or nil when no strategy was valid.
     /// Throws the shared phase's `BacktestError`, what the callbacks throw, or
     /// `CancellationError` when the task is cancelled between simulations.
     package func execute(
         _ strategies: [Strategy], settings: BacktestSettings, parallelism: Int,
+        label: String = "batch",
         paths: CallPaths,
         invalid: [Int: BacktestError] = [:],
         running: (Int) async -> Void = { _ in },
@@ -112,6 +115,8 @@ package struct BacktestPipeline: Sendable {
         let prepared = try await prepare(valid, settings: settings)
         var simulationMs = prepared.marketMs
         var barsProcessed = 0
+        let warnings = WarningTally()
+        defer { warnings.log(to: logger, label: label) }
         try await withThrowingTaskGroup(of: VariantResult.self) { group in
             var next = 0
             var active = 0
@@ -126,7 +131,9 @@ package struct BacktestPipeline: Sendable {
                     // tasks. A variant not started yet never starts after a cancel; the running
                     // one sees its flag within milliseconds and ends CANCELLED.
                     let outcome = try await computeThreads.run(cancellable: { cancellation in
-                        Result { () throws(BacktestError) in try simulate(variant, in: prepared, cancellation: cancellation) }
+                        Result { () throws(BacktestError) in
+                            try simulate(variant, in: prepared, warnings: warnings, cancellation: cancellation)
+                        }
                     })
                     if case .failure(let error) = outcome, error.code == .cancelled { throw CancellationError() }
                     return VariantResult(index: variant.index, outcome: outcome)
@@ -265,7 +272,7 @@ package struct BacktestPipeline: Sendable {
         }
         if let warmUp = Self.warmUpWarning(indicators, snapshot: snapshot, start: settings.start, source: source) {
             warnings.append(warmUp)
-            logger.notice("\(warmUp)")
+            logger.notice("\(LogText(warmUp.description, limit: LogText.messageLimit))")
         }
         if !missing.isEmpty {
             warnings.append(BacktestWarning(
@@ -285,22 +292,25 @@ package struct BacktestPipeline: Sendable {
     }
 
     /// Runs one validated strategy on prepared data (v2 engine, or the reference engine as
-    /// configured) and merges the shared phase's statistics and warnings into its result.
+    /// configured) and merges the shared phase's statistics and warnings into its result. The
+    /// engine's warnings are counted in `warnings`, which the caller logs once for all variants
+    /// (`execute` does; the default tally is not logged).
     /// Throws the market's error (NOT_FOUND, DATA_LOSS about the benchmark) or the engine's,
     /// and CANCELLED soon after `cancellation` is set.
     package func simulate(
-        _ variant: ValidatedVariant, in prepared: PreparedBatch, cancellation: CancellationFlag? = nil
+        _ variant: ValidatedVariant, in prepared: PreparedBatch, warnings: WarningTally = WarningTally(),
+        cancellation: CancellationFlag? = nil
     ) throws(BacktestError) -> BacktestResult {
         var result: BacktestResult
         do throws(BacktestError) {
             let market = try prepared.market.get()
             result = try engines.run(
-                validated: variant.strategy, market: market, indicators: prepared.indicators, cancellation: cancellation,
-                log: { [logger] warning in logger.warning("\(warning)") })
+                validated: variant.strategy, market: market, indicators: prepared.indicators, cancellation: cancellation)
         } catch {
             // The engine names fields under `strategy` / `settings`: place them in the call.
             throw error.rerooted(strategy: variant.path, settings: variant.settingsPath)
         }
+        warnings.note(result.warnings)
         let simulation = result.stats
         result.stats = prepared.stats
         result.stats.engine = simulation.engine
@@ -310,10 +320,6 @@ package struct BacktestPipeline: Sendable {
         // Each fact once, in the order first said.
         var seen = Set<BacktestWarning>()
         result.warnings = (prepared.warnings + result.warnings).filter { seen.insert($0).inserted }
-        let flat = result.warnings.filter { $0.kind == .benchmarkFlat }
-        if !flat.isEmpty {
-            logger.warning("backtest '\(variant.strategy.name)': \(flat.map(\.message).joined(separator: "; "))")
-        }
         return result
     }
 

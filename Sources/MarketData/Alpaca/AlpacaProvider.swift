@@ -85,7 +85,7 @@ package final class AlpacaProvider: MarketDataProvider {
         if query.range.lowerBound <= yesterday {
             spans.learn(from: result, symbols: query.symbols, range: query.range.lowerBound...min(query.range.upperBound, yesterday))
         }
-        logger.debug("alpaca: \(query) in \(requests) request(s) (\(plan.requests.count) concurrent, \(plan.expectedCalls) expected); missing \(result.missing)")
+        logger.debug("alpaca: \(LogText("\(query)", limit: LogText.messageLimit)) in \(requests) request(s) (\(plan.requests.count) concurrent, \(plan.expectedCalls) expected); missing \(result.missing)")
         return result
     }
 
@@ -171,7 +171,7 @@ package final class AlpacaProvider: MarketDataProvider {
                 throw BacktestError(.unavailable,
                     "market data unavailable from \(vendorName): \(failure.error.message); the next retry would wait \(Self.format(delay)) s, beyond the \(budget.describe) (\(attempt) attempt\(attempt == 1 ? "" : "s") made)")
             }
-            logger.warning("alpaca: \(failure.error.message); retry \(attempt)/\(policy.maxAttempts - 1) in \(Self.format(delay)) s")
+            logger.warning("alpaca: \(LogText(failure.error.message, limit: LogText.messageLimit)); retry \(attempt)/\(policy.maxAttempts - 1) in \(Self.format(delay)) s")
             let sleepStarted = ContinuousClock.now
             try await retryEnvironment.sleep(.seconds(delay))
             budget.slept(.seconds(delay), measured: ContinuousClock.now - sleepStarted)

@@ -1,0 +1,76 @@
+import BacktestBench
+import Foundation
+import Testing
+
+/// `backtest-bench loadtest --hostile N`: hostile connections run beside the normal users, whose
+/// figures they must not touch, and the report keeps them apart.
+@Suite struct HostileLoadTests {
+    /// A 2-second run against a demo backtestd: 3 users, 2 hostile connections whose "heavy"
+    /// backtest is light (50 positions). Outcomes of the hostile cases are reported, not
+    /// asserted: fixes for some of them land elsewhere.
+    @Test func theUsersSeeNoErrorsAndTheReportHasAHostileSection() async throws {
+        try await ServerProcess.with(
+            binary: BenchStack.Options.defaultServerBinary(),
+            environment: ["BACKTESTD_DATA_SOURCE": "demo", "BACKTESTD_CACHE": "off", "BACKTESTD_LOG_LEVEL": "warning"],
+            removing: ["REDIS_URL"], label: "hostile"
+        ) { server in
+            let control = server.makeClient()
+            let requests = try await LoadRequests.baseline(Probe(client: control))
+            await control.close()
+            var options = LoadTest.Options()
+            options.users = 3
+            options.duration = .seconds(2)
+            options.thinkMs = 20...50
+            var hostile = HostileClients.Options()
+            hostile.connections = 2
+            // Light: the debug server's heavy backtests would take both cores from the tests
+            // running beside this one (timing-sensitive server tests in the same process).
+            hostile.heavyPositions = 50
+            let pid = server.pid
+            let run = try await LoadTest(options: options, host: "127.0.0.1", port: server.port, requests: requests)
+                .run(hostile: hostile, serverCPU: { ProcessCPU.seconds(pid: pid) })
+
+            #expect(run.tally.errors.isEmpty, "\(run.tally.errors)")
+            #expect(run.tally.mismatches.isEmpty, "\(run.tally.mismatches.prefix(3))")
+            #expect(run.tally.completed > 0)
+            let tally = try #require(run.hostile)
+            #expect(tally.calls >= 2, "each connection played at least one case")
+            #expect(run.idle != nil, "the spawned server's CPU was read")
+
+            let report = LoadTestReport(
+                tally: run.tally, elapsed: run.elapsed, options: options, chaos: false, machine: "test", command: "test",
+                peakRSS: server.peakResidentBytes, chaosEvents: [],
+                hostile: HostileReport(tally, connections: hostile.connections), idle: run.idle)
+            let text = report.rendered()
+            #expect(text.contains("normal users (the hostile connections are counted apart, below):"))
+            #expect(text.contains("hostile clients: 2 connections"))
+            for kind in HostileCase.allCases { #expect(text.contains(kind.rawValue)) }
+            #expect(text.contains("server CPU after the clients stopped"))
+            #expect(report.targets.contains { $0.name == "zero errors surfaced to users" && $0.pass })
+            #expect(report.targets.contains { $0.name.hasPrefix("server CPU back to idle") })
+            let json = try report.json()
+            #expect(json.contains("\"hostile\"") && json.contains("\"cpuAfterClientsStop\""))
+        }
+    }
+
+    @Test func unexpectedOutcomesAreFlaggedButNotCutShortOnes() {
+        var tally = HostileTally()
+        tally.record(.controlCharacters, "INVALID_ARGUMENT")
+        tally.record(.controlCharacters, "OK")
+        tally.record(.slowloris, HostileCase.cutShort)
+        tally.record(.hugeRequestID, "no answer in 10 s")
+        #expect(tally.calls == 4)
+        #expect(tally.unexpected == ["huge request_id: no answer in 10 s x1", "control characters: OK x1"])
+        let report = HostileReport(tally, connections: 1)
+        #expect(report.cases.count == HostileCase.allCases.count)
+        #expect(report.cases.first { $0.name == "control characters" }?.expected == ["INVALID_ARGUMENT"])
+    }
+
+    @Test func cpuTimeIsReadFromProcStat() {
+        // utime 250 and stime 50 ticks at 100 per second; the name holds ") " to mislead a naive split.
+        let stat = "4242 (back) td) S 1 4242 4242 0 -1 4194560 900 0 0 0 250 50 0 0 20 0 9 0 100 200000000 5000"
+        #expect(ProcessCPU.parse(stat, ticksPerSecond: 100) == 3.0)
+        #expect(ProcessCPU.parse("garbage", ticksPerSecond: 100) == nil)
+        #expect(ProcessCPU.seconds(pid: getpid()) != nil)
+    }
+}

@@ -1,0 +1,47 @@
+import BacktestCore
+import BacktestModel
+import Foundation
+import Testing
+
+/// A key written twice in one object of a strategy or variants file is an error naming it (issue
+/// 12, failure 7): JSON decoders would keep one of the values without a word.
+@Suite struct DuplicateKeysTests {
+    func first(_ json: String) -> (key: String, path: String)? {
+        JSONDuplicateKeys.first(in: Data(json.utf8))
+    }
+
+    @Test func findsTheFirstDuplicateWithItsPath() {
+        #expect(first(#"{"a": 1, "b": 2, "a": 3}"#)! == ("a", ""))
+        #expect(first(#"{"p": [{"x": 1}, {"y": {"z": 1, "z": 2}}]}"#)! == ("z", "p[1].y"))
+        #expect(first(#"[{"k": 1}, {"k": 2, "k": 3}]"#)! == ("k", "[1]"))
+    }
+
+    @Test func theSameKeyInDifferentObjectsOrAsAValueIsFine() {
+        #expect(first(#"{"a": {"a": 1}, "b": [{"a": 1}, {"a": 2}], "c": "a"}"#) == nil)
+        #expect(first(#"{"s": "quote \" and brace } inside", "t": "{\"s\": 1, \"s\": 2}"}"#) == nil)
+        #expect(first(#"{"n": -1.5e3, "t": true, "f": false, "z": null, "e": [], "o": {}}"#) == nil)
+    }
+
+    @Test func keysAreComparedAfterTheirEscapes() {
+        #expect(first(#"{"op": 1, "\u006fp": 2}"#)! == ("op", ""))
+        #expect(first(#"{"a\"b": 1, "a\u0022b": 2}"#)! == ("a\"b", ""))
+    }
+
+    @Test func aStrategyFileWithADuplicateIsRejectedNamingIt() {
+        let json = """
+            {"name": "dup", "positions": [{"ticker": "AAPL", "weight": 1.0, "weight": 0.5,
+              "entry": {"lhs": "close", "op": ">", "rhs": "sma:20"}}]}
+            """
+        let error = #expect(throws: BacktestError.self) { try StrategyFile.decode(Data(json.utf8)) }
+        #expect(error?.code == .invalidArgument)
+        #expect(error?.field == "positions[0].weight")
+        #expect(error?.message.contains("'weight' twice in positions[0]") == true, "\(String(describing: error))")
+    }
+
+    @Test func aVariantsFileWithADuplicateIsRejected() {
+        let error = #expect(throws: BacktestError.self) {
+            try VariantExpansion.overrideSets(Data(#"[{"commission_bps": 1, "commission_bps": 2}]"#.utf8))
+        }
+        #expect(error?.field == "[0].commission_bps")
+    }
+}
