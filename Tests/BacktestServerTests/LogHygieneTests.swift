@@ -76,7 +76,7 @@ import Testing
         let variants = (0..<16).map { strategy("v\($0)", tickers: tickers) }
         let results = Mutex<[VariantResult]>([])
         _ = try await pipeline.execute(
-            variants, settings: Self.settings, parallelism: 4, label: "batch test", path: { "variants[\($0)]" },
+            variants, settings: Self.settings, parallelism: 4, label: "batch test", paths: .runBatch,
             rejected: { result in results.withLock { $0.append(result) } },
             finished: { result in results.withLock { $0.append(result) } })
         try await threads.shutdown()
