@@ -17,7 +17,9 @@ struct FetchBudgetTests {
             // The production request timeout: without the deadline one attempt alone would hang 30 s.
             let alpaca = makeAlpaca(server, requestTimeout: .seconds(30))
             let error = await #expect(throws: BacktestError.self) {
-                try await FetchDeadline.$current.withValue(ContinuousClock.now + .seconds(2)) {
+                // 5 s: far below the 30 s one attempt would take, and long enough for the fake
+                // to have received the request on a loaded machine (it counts arrivals).
+                try await FetchDeadline.$current.withValue(ContinuousClock.now + .seconds(5)) {
                     try await alpaca.dailyBars(query)
                 }
             }
