@@ -199,6 +199,8 @@ struct SweepBatchRun {
     /// the cooperative pool), recording each summary; returns the summed simulation time in
     /// milliseconds. Throws `CancellationError` when the task is cancelled before the chunk starts
     /// or while it runs (the chunk then stops early; variants not finished are not recorded).
+    /// A listed variant reading a ticker outside `known` (the tickers with data) is recorded as
+    /// NOT_FOUND naming where it reads it, and not simulated.
     static func simulate(
         _ indices: [Int], source: BatchSource, market: PreparedMarket, indicators: IndicatorStore, known: Set<String>, parallelism: Int,
         store: SummaryStore, on computeThreads: ComputeThreads
