@@ -52,7 +52,10 @@ struct SweepCommand: AsyncParsableCommand {
         let axes: [GridAxis]
         let base: Strategy
         do {
-            axes = try grid.map { (text: String) throws(BacktestError) -> GridAxis in try GridAxis(parsing: text) }
+            axes = try grid.enumerated().map { (i, text) throws(BacktestError) -> GridAxis in
+                // The i-th --grid is the call's run_batch.grid.axes[i].
+                try GridAxis(parsing: text, field: FieldPath("run_batch.grid").child("axes", index: i).description)
+            }
             base = loaded.file.strategy
         } catch {
             throw reportFailure(error)

@@ -109,6 +109,14 @@ struct StrategyFileTests {
         #expect(file.start == nil && file.initialCapital == nil)
     }
 
+    @Test("exit levels: present and positive, or absent (none)")
+    func exitLevelsPresentOrAbsent() throws {
+        let set = try StrategyFile.decode(Data(#"{"positions": [{"ticker": "A", "stop_loss": 0.05, "take_profit": 0.1, "trailing_stop": 0.02, "max_bars": 1, "entry": {"lhs": "close", "op": ">", "rhs": 1}}]}"#.utf8))
+        #expect(set.strategy.positions[0].exits == PriceExits(stopLoss: 0.05, takeProfit: 0.1, trailingStop: 0.02, maxBars: 1))
+        let absent = try StrategyFile.decode(Data(#"{"positions": [{"ticker": "A", "entry": {"lhs": "close", "op": ">", "rhs": 1}}]}"#.utf8))
+        #expect(absent.strategy.positions[0].exits == PriceExits())
+    }
+
     @Test("errors say what and where", arguments: [
         (#"{"positions": [{"ticker": "A", "entry": {"lhs": "close", "op": "=>", "rhs": 1}}]}"#, "positions[0].entry.op", "unknown operator"),
         (#"{"comission_bps": 5, "positions": []}"#, "comission_bps", "unknown key"),
@@ -121,6 +129,12 @@ struct StrategyFileTests {
         (#"{"positions": [{"ticker": "A", "entry": {"lhs": "close", "rhs": 1}}]}"#, "positions[0].entry", "'op'"),
         (#"{"positions": [{"ticker": "A", "entry": {"any": [{"lhs": "close", "op": ">", "rhs": true}]}}]}"#, "positions[0].entry.any[0].rhs", ""),
         (#"not json"#, "", ""),
+        // In a file, 0 is not "none" (the wire's proto3 default): leaving the key out is.
+        (#"{"positions": [{"ticker": "A", "take_profit": 0, "entry": {"lhs": "close", "op": ">", "rhs": 1}}]}"#, "positions[0].take_profit", "take_profit must be a positive distance, got 0.0"),
+        (#"{"positions": [{"ticker": "A", "entry": {"lhs": "close", "op": ">", "rhs": 1}}, {"ticker": "B", "stop_loss": 0, "entry": {"lhs": "close", "op": ">", "rhs": 1}}]}"#, "positions[1].stop_loss", "leave the key out for none"),
+        (#"{"positions": [{"ticker": "A", "trailing_stop": -0.1, "entry": {"lhs": "close", "op": ">", "rhs": 1}}]}"#, "positions[0].trailing_stop", "got -0.1"),
+        (#"{"positions": [{"ticker": "A", "max_bars": 0, "entry": {"lhs": "close", "op": ">", "rhs": 1}}]}"#, "positions[0].max_bars", "at least 1"),
+        (#"{"positions": [{"ticker": "A", "stop_loss": 0.1, "stop_atr_period": 0, "entry": {"lhs": "close", "op": ">", "rhs": 1}}]}"#, "positions[0].stop_atr_period", "at least 1"),
     ])
     func errors(json: String, field: String, fragment: String) {
         do {

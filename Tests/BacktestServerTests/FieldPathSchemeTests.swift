@@ -26,6 +26,43 @@ struct FieldPathSchemeTests {
 
     static let tickerRule = "a ticker is \(Ticker.syntax)"
 
+    /// AAPL, always in, sized by `sizing` with `size`.
+    static func sized(_ sizing: SizingMode, _ size: Double, leverage: Bool = false) -> Strategy {
+        Strategy(
+            name: "s", positions: [Position(ticker: "AAPL", weight: 1, entry: .compare(lhs: close, op: .greater, rhs: .number(0)), sizing: sizing, size: size)],
+            allowLeverage: leverage)
+    }
+
+    /// The neighbours of the cases above run: cash equal to the capital, cash above it with
+    /// allow_leverage, a capital of 1e12 (no false "flat benchmark"), a second position and a
+    /// series ticker with data.
+    @Test func theNeighboursOfTheBoundsRun() async throws {
+        let fixture = try BatchFixture()
+        var richest = Self.settings
+        richest.initialCapital = 1e12
+        let cross = Condition.compare(lhs: Self.indicator("sma", [5]), op: .greater, rhs: Self.indicator("sma", [10]))
+        let cases: [(String, Strategy, BacktestSettings)] = [
+            ("cash = capital", Self.sized(.cash, 100_000), Self.settings),
+            ("cash above the capital with leverage", Self.sized(.cash, 150_000, leverage: true), Self.settings),
+            ("1e12 shares with leverage", Self.sized(.shares, 1e12, leverage: true), richest),
+            ("capital 1e12", Self.strategy(), richest),
+            ("two known positions", Strategy(name: "s", positions: [
+                Position(ticker: "AAPL", weight: 0.5, entry: cross), Position(ticker: "MSFT", weight: 0.5, entry: cross),
+            ]), Self.settings),
+            ("a known series ticker", Self.strategy(
+                lhs: .series(SeriesRef(ticker: "MSFT", source: .indicator(IndicatorSpec(type: "sma", params: [5]))))), Self.settings),
+        ]
+        try await withServer(service: fixture.served) { _, port in
+            let client = BacktestClient(port: port)
+            for (what, strategy, settings) in cases {
+                let result = try await client.runBacktest(strategy, settings: settings)
+                #expect(!result.orders.isEmpty, "\(what)")
+                #expect(!result.warnings.contains { $0.kind == .benchmarkFlat }, "\(what): \(result.warnings)")
+            }
+            await client.close()
+        }
+    }
+
     /// (what, strategy, settings, code, field, message) for RunBacktest.
     static let backtestCases: [(String, Strategy, BacktestSettings, StatusCode, String, String)] = {
         var backwards = settings
@@ -34,6 +71,14 @@ struct FieldPathSchemeTests {
         lowerBenchmark.benchmark = "spy"
         var noCapital = settings
         noCapital.initialCapital = -5
+        var hugeCapital = settings
+        hugeCapital.initialCapital = 1e308
+        let smaCross = Condition.compare(lhs: indicator("sma", [5]), op: .greater, rhs: indicator("sma", [10]))
+        let unknownSecond = Strategy(name: "s", positions: [
+            Position(ticker: "AAPL", weight: 0.5, entry: smaCross), Position(ticker: "QQQQ", weight: 0.5, entry: smaCross),
+        ])
+        let unknownIndicatorSeries = strategy(
+            lhs: .series(SeriesRef(ticker: "ZZZZ", source: .indicator(IndicatorSpec(type: "sma", params: [5])))))
         return [
             ("weight 0", strategy(weight: 0), settings, .invalidArgument,
              "run_backtest.strategy.positions[0].weight", "weight must be in (0, 1], got 0.0"),
@@ -64,6 +109,19 @@ struct FieldPathSchemeTests {
              "run_backtest.strategy.positions[0].ticker", "no market data for NOSUCH"),
             ("an unknown series ticker", strategy(rhs: .series(SeriesRef(ticker: "NOSUCH", source: .field(.close)))), settings, .notFound,
              "run_backtest.strategy.positions[0].entry.compare.rhs.series.ticker", "no market data for NOSUCH"),
+            // An unknown ticker read only through indicators is named too (it was field '').
+            ("an unknown second position read by indicators", unknownSecond, settings, .notFound,
+             "run_backtest.strategy.positions[1].ticker", "no market data for QQQQ"),
+            ("an unknown series ticker of an indicator", unknownIndicatorSeries, settings, .notFound,
+             "run_backtest.strategy.positions[0].entry.compare.lhs.series.ticker", "no market data for ZZZZ"),
+            // PROTOCOL.md §6: cash sizes above the capital need allow_leverage.
+            ("cash above the capital", Self.sized(.cash, 1e9), settings, .invalidArgument,
+             "run_backtest.strategy.positions[0].size",
+             "cash sizes sum to 1000000000.0, above the initial capital 100000.0; set allow_leverage to buy on margin"),
+            ("a share count above 1e12", Self.sized(.shares, 1e13, leverage: true), settings, .invalidArgument,
+             "run_backtest.strategy.positions[0].size", "size must be a positive share count of at most 1e12 for sizing shares, got 10000000000000.0"),
+            ("capital 1e308", strategy(), hugeCapital, .invalidArgument,
+             "run_backtest.settings.initial_capital", "initial capital must be at most 1e12, got 1e+308"),
         ]
     }()
 
@@ -115,6 +173,28 @@ struct FieldPathSchemeTests {
             #expect(errors[3] == BacktestError(.notFound, "no market data for NOPE", field: "run_batch.variants[3].positions[0].entry.compare.rhs.series.ticker"))
             #expect(errors[4]?.field == "run_batch.variants[4].positions[0].entry.compare.rhs.series.indicator.params")
 
+            // An unknown ticker read by an indicator, or cash above the capital, fails its variant
+            // alone, FULL and SUMMARY alike; the others run.
+            let unknownSeries = Self.strategy(
+                lhs: .series(SeriesRef(ticker: "ZZZZ", source: .indicator(IndicatorSpec(type: "sma", params: [5])))))
+            for detail in [ResultDetail.full, .summary] {
+                let mixed = try await BatchOutcome.collect(client.runBatch(
+                    [Self.strategy(), unknownSeries, Self.sized(.cash, 1e9), Self.sized(.cash, 1e5)], settings: Self.settings, detail: detail))
+                var failures: [Int: BacktestError] = [:]
+                var ran: Set<Int> = []
+                for result in mixed.updates.flatMap(\.results) {
+                    switch result.outcome {
+                    case .success: ran.insert(result.index)
+                    case .failure(let error): failures[result.index] = error
+                    }
+                }
+                #expect(ran == [0, 3], "\(detail)")
+                #expect(failures[1] == BacktestError(
+                    .notFound, "no market data for ZZZZ", field: "run_batch.variants[1].positions[0].entry.compare.lhs.series.ticker"), "\(detail)")
+                #expect(failures[2]?.code == .invalidArgument, "\(detail)")
+                #expect(failures[2]?.field == "run_batch.variants[2].positions[0].size", "\(detail)")
+            }
+
             // Settings are the batch's: every variant fails naming them.
             var backwards = Self.settings
             backwards.end = backwards.start.advanced(by: -1)
@@ -149,6 +229,22 @@ struct FieldPathSchemeTests {
             // SUMMARY results: axis values are checked once, up front; the value at fault is named.
             let (_, summary) = await run(grid, .summary)
             #expect(summary == .invalidArgument("positions[0].weight: weight must be in (0, 1], got 2.0", field: "run_batch.grid.axes[1].values[1]"))
+            // An unknown ticker or cash above the capital in an axis value: FULL fails that
+            // variant alone; SUMMARY names the value.
+            for (axis, field, message) in [
+                (GridAxis(path: "positions[0].ticker", values: ["AAPL", "ZZZZ"]), "positions[0].ticker", "no market data for ZZZZ"),
+                (GridAxis(path: "positions[0].size", values: ["1000", "1e9"]), "positions[0].size",
+                 "cash sizes sum to 1000000000.0, above the initial capital 100000.0; set allow_leverage to buy on margin"),
+            ] {
+                let sizedGrid = Grid(base: Self.sized(.cash, 1000), axes: [axis])
+                let (fullRun, _) = await run(sizedGrid, .full)
+                let results = (fullRun?.updates ?? []).flatMap(\.results)
+                #expect(results.filter { $0.outcome.failureValue == nil }.map(\.index) == [0], "\(axis.path)")
+                #expect(results.compactMap { $0.outcome.failureValue }.map(\.field) == ["run_batch.variants[1].\(field)"], "\(axis.path)")
+                let (_, summaryError) = await run(sizedGrid, .summary)
+                #expect(summaryError?.field == "run_batch.grid.axes[0].values[1]", "\(axis.path)")
+                #expect(summaryError?.message == "\(field): \(message)", "\(axis.path)")
+            }
             // An indicator without parameters in the base is not the CLI's shorthand.
             let (_, base) = await run(Grid(base: Self.strategy(rhs: Self.indicator("sma", [])), axes: [weights]), .full)
             #expect(base?.field == "run_batch.grid.base_strategy.positions[0].entry.compare.rhs.series.indicator.params")

@@ -86,6 +86,43 @@ import Testing
         #expect(setting?.code == .invalidArgument)
     }
 
+    /// A range-shaped item with a bad size, order or step says which (it used to fall through to
+    /// "parameter '5..2000000' is not a number"), naming the axis; its neighbours still expand.
+    @Test(arguments: [
+        ("sma:5..2000000", "too large: 1999996 values, more than the limit of 1000000"),
+        ("1..1e300", "more than the limit of 1000000"),
+        ("sma:10..1", "the end 1 is before the start 10"),
+        ("sma:1..10/0", "the step must be positive (it is 0)"),
+        ("sma:1..10/-2", "the step must be positive (it is -2)"),
+        ("sma:1..10/x", "the step 'x' is not a number"),
+    ])
+    func aBadRangeSaysWhatIsWrongNamingTheAxis(range: String, why: String) throws {
+        let cli = #expect(throws: BacktestError.self) {
+            try GridAxis(parsing: "positions[0].entry.lhs=\(range)", field: "run_batch.grid.axes[1]")
+        }
+        #expect(cli?.code == .invalidArgument)
+        #expect(cli?.field == "run_batch.grid.axes[1]")
+        #expect(cli?.message.contains(why) == true, "\(cli?.message ?? "")")
+        #expect(cli?.message.contains("not a number") == (why.contains("not a number")), "\(cli?.message ?? "")")
+        #expect(cli?.message.hasPrefix("--grid 'positions[0].entry.lhs': range ") == true, "\(cli?.message ?? "")")
+        let withoutField = #expect(throws: BacktestError.self) { try GridAxis(parsing: "positions[0].entry.lhs=\(range)") }
+        #expect(withoutField?.field == "positions[0].entry.lhs")
+        let server = #expect(throws: BacktestError.self) {
+            try GridPlan(Grid(base: Self.base, axes: [GridAxis(path: "positions[0].entry.lhs", range: range)]), field: "run_batch.grid")
+        }
+        #expect(server?.field == "run_batch.grid.axes[0].range")
+        #expect(server?.message.contains(why) == true, "\(server?.message ?? "")")
+    }
+
+    /// Neighbours: the largest range, a fractional step and a one-value range expand; a text that
+    /// only looks like a range (no numbers) stays a value.
+    @Test func rangesAtTheirLimitsExpand() throws {
+        #expect(try GridAxis.expandRange("1..1000000", field: "x").count == GridAxis.maxRangeValues)
+        #expect(try GridAxis.expandRange("sma:7..7", field: "x") == ["sma:7"])
+        #expect(try GridAxis(parsing: "positions[0].entry.lhs=sma:1..2/0.5").values == ["sma:1", "sma:1.5", "sma:2"])
+        #expect(try GridAxis(parsing: "name=a..b").values == ["a..b"])
+    }
+
     @Test func summaryBatchEqualsFullResultsToTheBitAndStreamsEachVariantOnceThenFinal() async throws {
         let service = try Self.service()
         let grid = Self.grid()  // 400 variants: SUMMARY by default

@@ -64,7 +64,7 @@ struct SweepCommandLineTests {
             ["sweep", "benchmarks/sweep-aapl-sma.json", "--grid", "positions[0].entry.lhs=sma:9..5"],
             owner: "SweepCommandLineTests bad grid")
         #expect(run.status != 0)
-        // Not a range (the end is below the start), so a value the server cannot read, named by its axis.
+        // The end is below the start: the CLI says so before sending, naming the axis as the call will.
         let text = run.output + run.errors
         #expect(text.contains("INVALID_ARGUMENT") && text.contains("'sma:9..5'") && text.contains("run_batch.grid.axes[0]"), "\(text)")
     }

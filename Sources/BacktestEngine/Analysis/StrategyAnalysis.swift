@@ -59,6 +59,19 @@ package struct StrategyAnalysis: Sendable, Hashable {
         return tickers
     }
 
+    /// NOT_FOUND "no market data for X" naming where `strategy` (under `root`) first reads X
+    /// (`firstPath(of:in:root:)`), X being the first, in sorted order, of the tickers it reads
+    /// that `hasData` says the data layer has no bars for at all; nil when every one has data.
+    /// A ticker with data only outside the window is not unknown: the engine's missing-bar policy
+    /// applies (the position never trades, a warning says why).
+    package static func unknownTickerError(
+        in strategy: Strategy, root: FieldPath, hasData: (String) -> Bool
+    ) -> BacktestError? {
+        guard let symbol = tickers(of: strategy).filter({ !hasData($0) }).min() else { return nil }
+        let field = firstPath(of: symbol, in: strategy, root: root) ?? root
+        return BacktestError(.notFound, "no market data for \(symbol)", field: field.description)
+    }
+
     /// Where `symbol` first appears in `strategy` (under `root`): a position's `ticker`, else the
     /// `series.ticker` of the first condition operand naming it; nil when it does not.
     package static func firstPath(of symbol: String, in strategy: Strategy, root: FieldPath = .strategy) -> FieldPath? {

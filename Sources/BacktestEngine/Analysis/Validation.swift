@@ -15,7 +15,18 @@ package enum Validation {
     ) throws(BacktestError) {
         try validate(settings, path: settingsPath)
         try validate(strategy, path: path)
-        // Sizing that the account cannot fill (only the capital is known before the run).
+        try validateCashSizing(strategy, settings: settings, path: path)
+    }
+
+    /// Most an amount may be: `initial_capital` and a cash or shares `size` (PROTOCOL.md §6).
+    /// Far above any account, far below where equity × price products overflow a Double.
+    package static let maxAmount = 1e12
+
+    /// Cash sizing the account cannot fill without leverage (only the capital is known before the
+    /// run): cash sizes summing above `settings.initialCapital` when `allow_leverage` is off are
+    /// INVALID_ARGUMENT naming the `size` where the sum first exceeds it. `strategy` and
+    /// `settings` must each be valid already (`validate(_:path:cancellation:)`, `validate(_:path:)`).
+    package static func validateCashSizing(_ strategy: Strategy, settings: BacktestSettings, path: FieldPath = .strategy) throws(BacktestError) {
         if !strategy.allowLeverage {
             var committed = 0.0
             for (p, position) in strategy.positions.enumerated() where position.sizing == .cash {
@@ -37,6 +48,10 @@ package enum Validation {
             throw .invalidArgument(
                 "initial capital must be a positive amount (0 = 100000), got \(settings.initialCapital)",
                 at: path.child("initial_capital"))
+        }
+        guard settings.initialCapital <= maxAmount else {
+            throw .invalidArgument(
+                "initial capital must be at most 1e12, got \(settings.initialCapital)", at: path.child("initial_capital"))
         }
         try Ticker.validate(settings.benchmark, field: path.child("benchmark").description)
     }
@@ -82,8 +97,8 @@ package enum Validation {
         switch position.sizing {
         case .weight: break
         case .cash, .shares:
-            guard position.size.isFinite, position.size > 0 else {
-                throw .invalidArgument("size must be a positive \(position.sizing == .cash ? "cash amount" : "share count") for sizing \(position.sizing.rawValue), got \(position.size)", at: path.child("size"))
+            guard position.size.isFinite, position.size > 0, position.size <= maxAmount else {
+                throw .invalidArgument("size must be a positive \(position.sizing == .cash ? "cash amount" : "share count") of at most 1e12 for sizing \(position.sizing.rawValue), got \(position.size)", at: path.child("size"))
             }
         case .risk:
             guard position.size.isFinite, position.size > 0, position.size <= 1 else {

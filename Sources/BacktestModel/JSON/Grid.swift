@@ -39,15 +39,46 @@ public struct GridAxis: Sendable, Hashable {
         func fail(_ why: String) -> BacktestError {
             .invalidArgument("range \(quotedInput(text, limit: 40)): \(why) (expected e.g. sma:5..104, 1..10/3, 0.25..1/0.25)", field: field)
         }
-        guard let dots = text.range(of: "..") else { throw fail("no '..'") }
+        let shape: RangeShape
+        switch rangeShape(text) {
+        case .success(let parsed): shape = parsed
+        case .failure(let error): throw fail(error.why)
+        }
+        let (prefix, low, high) = (shape.prefix, shape.low, shape.high)
+        var step = 1.0
+        if let stepText = shape.step {
+            guard let parsed = Double(stepText), parsed.isFinite else { throw fail("the step \(quotedInput(stepText, limit: 40)) is not a number") }
+            guard parsed > 0 else { throw fail("the step must be positive (it is \(format(parsed)))") }
+            step = parsed
+        }
+        guard high >= low else { throw fail("the end \(format(high)) is before the start \(format(low))") }
+        // Counted in Double first: (1e300 - 1) / 1 does not fit an Int.
+        let exact = ((high - low) / step + 1e-9).rounded(.down) + 1
+        guard exact <= Double(maxRangeValues) else {
+            throw fail("too large: \(exact < 1e15 ? String(Int64(exact)) : String(format: "%.3g", exact)) values, more than the limit of \(maxRangeValues)")
+        }
+        let count = Int(exact)
+        return (0..<count).map { i in prefix + format(low + Double(i) * step) }
+    }
+
+    /// The parts of `PREFIX A..B[/STEP]` before their values are checked.
+    struct RangeShape {
+        var prefix: String
+        var low: Double
+        var high: Double
+        /// The text after "/", nil when there is none.
+        var step: Substring?
+    }
+
+    /// `text` split into a range's parts, or why it does not have a range's shape ("no '..'",
+    /// no number on one side). The step is only split off; `expandRange` checks it.
+    static func rangeShape(_ text: String) -> Result<RangeShape, RangeShapeError> {
+        guard let dots = text.range(of: "..") else { return .failure("no '..'") }
         let left = text[..<dots.lowerBound]
         var right = text[dots.upperBound...]
-        var step = 1.0
+        var step: Substring?
         if let slash = right.firstIndex(of: "/") {
-            guard let parsed = Double(right[right.index(after: slash)...]), parsed > 0, parsed.isFinite else {
-                throw fail("the step must be a positive number")
-            }
-            step = parsed
+            step = right[right.index(after: slash)...]
             right = right[..<slash]
         }
         // The prefix ends where the trailing number of the left side starts.
@@ -59,13 +90,15 @@ public struct GridAxis: Sendable, Hashable {
             if character == "e", !(left[left.startIndex..<before].last?.isNumber ?? false) { break }
             numberStart = before
         }
-        let prefix = String(left[..<numberStart])
-        guard let low = Double(left[numberStart...]), low.isFinite else { throw fail("no number before '..'") }
-        guard let high = Double(right), high.isFinite else { throw fail("no number after '..'") }
-        guard high >= low else { throw fail("the end is below the start") }
-        let count = Int(((high - low) / step + 1e-9).rounded(.down)) + 1
-        guard count <= maxRangeValues else { throw fail("\(count) values, more than \(maxRangeValues)") }
-        return (0..<count).map { i in prefix + format(low + Double(i) * step) }
+        guard let low = Double(left[numberStart...]), low.isFinite else { return .failure("no number before '..'") }
+        guard let high = Double(right), high.isFinite else { return .failure("no number after '..'") }
+        return .success(RangeShape(prefix: String(left[..<numberStart]), low: low, high: high, step: step))
+    }
+
+    /// Why a text is not shaped like a range.
+    struct RangeShapeError: Error, ExpressibleByStringLiteral {
+        var why: String
+        init(stringLiteral why: String) { self.why = why }
     }
 
     /// 5 → "5", 0.25 → "0.25", 0.30000000000000004 → "0.3" (12 significant digits).
@@ -77,7 +110,10 @@ public struct GridAxis: Sendable, Hashable {
 
     /// `--grid path=values`: values split at commas outside brackets/braces/quotes as for
     /// `--vary`; each item that is a range (`sma:5..104`, `1..10/2`) is expanded in place.
-    public init(parsing text: String) throws(BacktestError) {
+    /// A malformed range (end before start, a step <= 0, more than `maxRangeValues` values) is
+    /// INVALID_ARGUMENT saying which, naming `field` (the axis in the call, e.g.
+    /// `run_batch.grid.axes[0]`) or, without one, the axis's path.
+    public init(parsing text: String, field: String? = nil) throws(BacktestError) {
         guard let equals = text.firstIndex(of: "=") else {
             throw .invalidArgument("--grid \(quotedInput(text, limit: 40)) must be path=values (e.g. positions[0].entry.lhs=sma:5..104)")
         }
@@ -90,7 +126,11 @@ public struct GridAxis: Sendable, Hashable {
         var values: [String] = []
         for item in items {
             if Self.isRange(item) {
-                values += try Self.expandRange(item, field: path)
+                do throws(BacktestError) {
+                    values += try Self.expandRange(item, field: field ?? path)
+                } catch {
+                    throw BacktestError(error.code, "--grid \(quotedInput(path, limit: 40)): \(error.message)", field: error.field)
+                }
             } else {
                 values.append(item)
             }
@@ -99,10 +139,12 @@ public struct GridAxis: Sendable, Hashable {
     }
 
     /// Whether a command-line item is a range rather than a value: it has "..", is not JSON, and
-    /// has a number on both sides.
+    /// has a number on both sides. A range-shaped item whose step, order or size is wrong is a
+    /// range too, so `expandRange` says what is wrong with it (not "parameter is not a number").
     static func isRange(_ item: String) -> Bool {
         guard item.contains(".."), !item.hasPrefix("{"), !item.hasPrefix("["), !item.hasPrefix("\"") else { return false }
-        return (try? expandRange(item, field: "")) != nil
+        if case .success = rangeShape(item) { return true }
+        return false
     }
 }
 

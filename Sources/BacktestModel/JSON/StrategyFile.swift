@@ -10,6 +10,25 @@ extension Position: Codable {
             in: "position")
         func number(_ key: String) throws -> Double? { try container.decodeIfPresent(Double.self, forKey: AnyKey(key)) }
         func integer(_ key: String) throws -> Int? { try container.decodeIfPresent(Int.self, forKey: AnyKey(key)) }
+        // The wire's 0 means "none" for these (proto3); in a file "none" is leaving the key out,
+        // so an explicit 0 (or a negative) is an error naming the key, never a silent "none".
+        func exitLevel(_ key: String) throws -> Double? {
+            guard let value = try number(key) else { return nil }
+            guard value > 0 else {
+                throw DecodingError.dataCorruptedError(
+                    forKey: AnyKey(key), in: container,
+                    debugDescription: "\(key) must be a positive distance, got \(value) (leave the key out for none)")
+            }
+            return value
+        }
+        func count(_ key: String) throws -> Int? {
+            guard let value = try integer(key) else { return nil }
+            guard value >= 1 else {
+                throw DecodingError.dataCorruptedError(
+                    forKey: AnyKey(key), in: container, debugDescription: "\(key) must be at least 1, got \(value) (leave the key out for none)")
+            }
+            return value
+        }
         self.init(
             ticker: try container.decode(String.self, forKey: AnyKey("ticker")).uppercased(),
             weight: try number("weight") ?? 1,
@@ -19,9 +38,9 @@ extension Position: Codable {
             sizing: try container.decodeIfPresent(SizingMode.self, forKey: AnyKey("sizing")) ?? .default,
             size: try number("size") ?? 0,
             exits: PriceExits(
-                stopLoss: try number("stop_loss"), takeProfit: try number("take_profit"),
-                trailingStop: try number("trailing_stop"), atrPeriod: try integer("stop_atr_period"),
-                maxBars: try integer("max_bars")))
+                stopLoss: try exitLevel("stop_loss"), takeProfit: try exitLevel("take_profit"),
+                trailingStop: try exitLevel("trailing_stop"), atrPeriod: try count("stop_atr_period"),
+                maxBars: try count("max_bars")))
     }
 
     public func encode(to encoder: any Encoder) throws {

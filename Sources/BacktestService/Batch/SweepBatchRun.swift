@@ -106,6 +106,17 @@ struct SweepBatchRun {
             // An unknown ticker in a grid value names that value.
             throw CallPaths.gridAnalysis(valueCounts: source.grid?.axisStrategies.map(\.count) ?? []).gridValueError(error)
         }
+        // A grid value (or the base) reading a ticker with no data at all fails the call, naming
+        // that value; a listed variant doing so fails alone (`simulate`).
+        let known = Set(prepared.snapshot.bars.keys)
+        if let grid = source.grid {
+            let paths = CallPaths.gridAnalysis(valueCounts: grid.axisStrategies.map(\.count))
+            for variant in analysed {
+                if let unknown = StrategyAnalysis.unknownTickerError(in: variant.strategy, root: variant.path, hasData: known.contains) {
+                    throw paths.gridValueError(unknown)
+                }
+            }
+        }
         // A cancel (CancelBatch, deadline) during the fetch stops the run before any variant.
         try Task.checkCancellation()
         let market: PreparedMarket = try prepared.market.mapError { CallPaths.runBatch.placeShared($0) }.get()
@@ -138,7 +149,7 @@ struct SweepBatchRun {
                 let chunk = Array(work[start..<min(work.count, start + chunkSize)])
                 start += chunk.count
                 simulationMs += try await SweepBatchRun.simulate(
-                    chunk, source: source, market: market, indicators: indicators, parallelism: parallelism,
+                    chunk, source: source, market: market, indicators: indicators, known: known, parallelism: parallelism,
                     store: job.summaries, on: computeThreads)
             }
             return simulationMs
@@ -188,8 +199,10 @@ struct SweepBatchRun {
     /// the cooperative pool), recording each summary; returns the summed simulation time in
     /// milliseconds. Throws `CancellationError` when the task is cancelled before the chunk starts
     /// or while it runs (the chunk then stops early; variants not finished are not recorded).
+    /// A listed variant reading a ticker outside `known` (the tickers with data) is recorded as
+    /// NOT_FOUND naming where it reads it, and not simulated.
     static func simulate(
-        _ indices: [Int], source: BatchSource, market: PreparedMarket, indicators: IndicatorStore, parallelism: Int,
+        _ indices: [Int], source: BatchSource, market: PreparedMarket, indicators: IndicatorStore, known: Set<String>, parallelism: Int,
         store: SummaryStore, on computeThreads: ComputeThreads
     ) async throws -> Double {
         var strategies: [Strategy] = []
@@ -198,7 +211,12 @@ struct SweepBatchRun {
         var mapped: [Int] = []
         for index in indices {
             do throws(BacktestError) {
-                strategies.append(try source.strategy(index, field: "run_batch"))
+                let strategy = try source.strategy(index, field: "run_batch")
+                if source.grid == nil, let unknown = StrategyAnalysis.unknownTickerError(
+                    in: strategy, root: CallPaths.runBatch.strategy(index), hasData: known.contains) {
+                    throw unknown
+                }
+                strategies.append(strategy)
                 mapped.append(index)
             } catch {
                 failed.append((index, error))

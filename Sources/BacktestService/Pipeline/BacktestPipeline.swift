@@ -176,6 +176,7 @@ package struct BacktestPipeline: Sendable {
             let field = paths.strategy(index)
             do throws(BacktestError) {
                 try Validation.validate(strategy, path: field, cancellation: cancellation)
+                try Validation.validateCashSizing(strategy, settings: settings, path: field)
             } catch {
                 return .failure(Rejection(index: index, error: error))
             }
@@ -295,7 +296,8 @@ package struct BacktestPipeline: Sendable {
     /// configured) and merges the shared phase's statistics and warnings into its result. The
     /// engine's warnings are counted in `warnings`, which the caller logs once for all variants
     /// (`execute` does; the default tally is not logged).
-    /// Throws the market's error (NOT_FOUND, DATA_LOSS about the benchmark) or the engine's,
+    /// Throws the market's error (NOT_FOUND, DATA_LOSS about the benchmark), NOT_FOUND naming
+    /// where the variant reads a ticker the data layer has no data for at all, or the engine's,
     /// and CANCELLED soon after `cancellation` is set.
     package func simulate(
         _ variant: ValidatedVariant, in prepared: PreparedBatch, warnings: WarningTally = WarningTally(),
@@ -304,6 +306,11 @@ package struct BacktestPipeline: Sendable {
         var result: BacktestResult
         do throws(BacktestError) {
             let market = try prepared.market.get()
+            // A ticker with no data at all fails this variant alone, naming where it reads it.
+            if let unknown = StrategyAnalysis.unknownTickerError(
+                in: variant.strategy, root: variant.path, hasData: { prepared.snapshot.bars[$0] != nil }) {
+                throw unknown
+            }
             result = try engines.run(
                 validated: variant.strategy, market: market, indicators: prepared.indicators, cancellation: cancellation)
         } catch {
@@ -341,7 +348,9 @@ package struct BacktestPipeline: Sendable {
         // Computed here, on the call's task: checked for cancellation between series.
         var store = IndicatorStore()
         guard let indicatorCache, let session else {
-            for key in keys {
+            // Keys whose ticker has no bars are left out: `simulate` fails only the variants that
+            // read them (NOT_FOUND naming the field), as with a cache below.
+            for key in keys where snapshot.bars[key.ticker] != nil {
                 if Task.isCancelled { throw BacktestError(.cancelled, "computation cancelled") }
                 try store.computeMissing([key], snapshot: snapshot)
             }
