@@ -34,7 +34,7 @@ struct BatchControlTests {
             #expect(await job.state == .partial, "the batch runs on after the disconnect")
             #expect(await job.completed == 0)
             await fixture.fetchGate.open()
-            try await poll { await job.state != .partial }
+            try await poll(timeout: .seconds(60)) { await job.state != .partial }  // four 6-year simulations on a loaded machine
             clock.advance(by: .seconds(1))
             var outcome = BatchOutcome()
             while let update = try await iterator.next() { outcome.updates.append(update) }
