@@ -99,7 +99,7 @@ struct CallRunner: Sendable {
                 // cannot hold the batch. The flag covers a cancel before the writer is registered.
                 let cancelled = NIOLockedValueBox(false)
                 try await withTaskCancellationHandler {
-                    try await connection.eventLoop.flatSubmit {
+                    try await connection.eventLoop.flatSubmit { () -> EventLoopFuture<Void> in
                         guard !cancelled.withLockedValue({ $0 }) else {
                             return connection.eventLoop.makeFailedFuture(CancellationError())
                         }
