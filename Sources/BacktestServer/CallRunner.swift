@@ -2,6 +2,7 @@ import BacktestCore
 import BacktestProtocol
 import BacktestService
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 
 /// Runs one call off the event loop: decode the REQUEST, arm the deadline, invoke the service,
@@ -93,7 +94,21 @@ struct CallRunner: Sendable {
                     throw BacktestError(.resourceExhausted,
                         "a progress update of \(payload.readableBytes) bytes exceeds the frame limit of \(limit)")
                 }
-                try await connection.eventLoop.flatSubmit { connection.value.writeData(id, payload) }.get()
+                // A writer waiting for room fails when its task is cancelled (CancelBatch, or the
+                // call's cancellation reaching the batch's work): a client that is not reading
+                // cannot hold the batch. The flag covers a cancel before the writer is registered.
+                let cancelled = NIOLockedValueBox(false)
+                try await withTaskCancellationHandler {
+                    try await connection.eventLoop.flatSubmit { () -> EventLoopFuture<Void> in
+                        guard !cancelled.withLockedValue({ $0 }) else {
+                            return connection.eventLoop.makeFailedFuture(CancellationError())
+                        }
+                        return connection.value.writeData(id, payload)
+                    }.get()
+                } onCancel: {
+                    cancelled.withLockedValue { $0 = true }
+                    connection.eventLoop.execute { connection.value.failDataWriters(of: id) }
+                }
             }
             return nil
         case .batchStatus(let batchID, let knownIndices):

@@ -165,6 +165,12 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         return waiter.futureResult
     }
 
+    /// Fails the writers of stream `id` that wait for room with `CancellationError` (its call
+    /// was cancelled: CANCEL, deadline, or the call's task itself).
+    func failDataWriters(of id: UInt32) {
+        for waiter in dataWriters.removeValue(forKey: id) ?? [] { waiter.fail(CancellationError()) }
+    }
+
     /// Ends a stream with its RESPONSE, unless something else ended it first.
     func finish(_ id: UInt32, _ payload: ByteBuffer) {
         handle(.callFinished(streamID: id, response: payload))
@@ -235,6 +241,9 @@ final class ServerConnectionHandler: ChannelInboundHandler {
                 calls[id] = startCall(self, id, payload, receivedAt)
             case .cancelCall(let id):
                 calls.removeValue(forKey: id)?.cancel()
+                // A writer waiting for room (the client is not reading) must not outlive its
+                // call: it fails at once, so the call's work sees the cancellation.
+                failDataWriters(of: id)
             case .releaseCall(let id):
                 calls[id] = nil
             case .resumeDataWriters:

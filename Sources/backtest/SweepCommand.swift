@@ -65,6 +65,9 @@ struct SweepCommand: AsyncParsableCommand {
         let metric = SummaryMetric(name: sortBy) ?? .sharpe
         let client = try connection.makeClient()
         defer { Task { await client.close() } }
+        // Ctrl-C cancels the batch on the server (CancelBatch), as `backtest batch` does.
+        let interrupt = BatchInterrupt(client: client)
+        defer { interrupt.remove() }
         var rows: [VariantResult] = []
         rows.reserveCapacity(total)
         var batchID = ""
@@ -73,7 +76,8 @@ struct SweepCommand: AsyncParsableCommand {
         let live = Terminal.stdoutIsTTY
         var lastDraw = ContinuousClock.now - .seconds(1)
         do {
-            for try await update in client.runSweep(sweep, settings: loaded.settings, maxParallel: maxParallel) {
+            for try await update in client.runSweep(
+                sweep, settings: loaded.settings, maxParallel: maxParallel, onBatchID: { interrupt.announce($0) }) {
                 batchID = update.batchID
                 rows += update.results
                 if update.state == .final { stats = update.stats }
@@ -85,9 +89,23 @@ struct SweepCommand: AsyncParsableCommand {
             }
         } catch {
             if live { Terminal.write("\n") }
+            if interrupt.wasInterrupted {
+                printError("sweep interrupted: \(rows.count) of \(total) variants finished (batch \(batchID))")
+                throw ExitCode(130)
+            }
             throw reportFailure(error)
         }
         if live { Terminal.write("\n") }
+        if interrupt.wasInterrupted, stats == nil {
+            printError("sweep interrupted: \(rows.count) of \(total) variants finished (batch \(batchID))")
+            throw ExitCode(130)
+        }
+        let failures = Self.failureLines(rows)
+        if !failures.isEmpty { printError(failures.joined(separator: "\n")) }
+        guard rows.isEmpty || rows.contains(where: { $0.summary != nil }) else {
+            printError("no variant ran: all \(rows.count) failed")
+            throw ExitCode(1)
+        }
         let elapsed = (ContinuousClock.now - started).milliseconds
         print("\(rows.count) variants in \(Format.milliseconds(elapsed)) (batch \(batchID))"
             + (stats.map { ", server \(Format.milliseconds($0.totalMs)), simulation \(Format.milliseconds($0.simulationMs))" } ?? ""))
@@ -124,6 +142,33 @@ struct SweepCommand: AsyncParsableCommand {
                 print("#\(result.index) \(label): \(r.dates.count) days, \(r.orders.count) orders, final equity \(Format.money(r.finalEquity))")
             }
         }
+    }
+
+    /// The variants' errors for standard error: a count line, then the first `limit` distinct
+    /// errors (code, message, field path) with how many variants had each and the first
+    /// variant's index. Empty when no variant failed.
+    static func failureLines(_ rows: [VariantResult], limit: Int = 5) -> [String] {
+        var order: [String] = []
+        var counts: [String: (count: Int, first: Int)] = [:]
+        for row in rows {
+            guard row.summary == nil, let error = row.error else { continue }
+            let text = BatchTableLayout.describe(error)
+            if let seen = counts[text] {
+                counts[text] = (seen.count + 1, min(seen.first, row.index))
+            } else {
+                order.append(text)
+                counts[text] = (1, row.index)
+            }
+        }
+        guard !order.isEmpty else { return [] }
+        let failed = counts.values.reduce(0) { $0 + $1.count }
+        var lines = ["\(failed) of \(rows.count) variants failed:"]
+        for text in order.prefix(limit) {
+            let entry = counts[text]!
+            lines.append("  \(entry.count) × \(text) (first: variant #\(entry.first))")
+        }
+        if order.count > limit { lines.append("  … and \(order.count - limit) other errors") }
+        return lines
     }
 
     /// "[#####.....] 5000/10000  12500/s  ETA 0.4 s"

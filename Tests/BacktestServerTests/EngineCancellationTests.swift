@@ -1,3 +1,4 @@
+import BacktestClient
 import BacktestCore
 import BacktestEngine
 import BacktestModel
@@ -128,6 +129,49 @@ struct EngineCancellationTests {
         let status = try await service.batchStatus(id: id, knownIndices: [], context: CallContext(streamID: 5))
         #expect(status.state == .cancelled)
         #expect(status.completed < variants.count, "the chunk of 10 stopped early: \(status.completed) finished")
+        try await threads.shutdown()
+    }
+
+    /// A CANCEL from a client that reads nothing stops a SUMMARY sweep: the stream's writer
+    /// waits for room (the client's socket and the server's output bound are full), and the
+    /// CANCEL must fail it and stop the simulation; GetBatchStatus on a second connection then
+    /// reads CANCELLED with fewer variants than the grid (before, the batch ran to its end and
+    /// stayed PARTIAL).
+    @Test func aCancelFromAClientThatReadsNothingStopsASweep() async throws {
+        let threads = ComputeThreads(numberOfThreads: 1)
+        let service = try Self.service(threads)
+        try await withServer({ $0.maxOutboundBuffer = 64 * 1024 }, service: service) { _, port in
+            let connection = try await RawConnection(port: port, readNothing: true, receiveBuffer: 4096)
+            var preface = ByteBuffer()
+            Wire.writePreface(into: &preface)
+            try await connection.send(preface)
+            // 200 x 100 = 20,000 variants: several seconds in a debug build on one thread (small
+            // enough not to weigh on the memory bounds of suites running alongside).
+            let grid = Grid(base: Self.light, axes: [
+                GridAxis(path: "positions[0].entry.lhs", range: "sma:5..204"),
+                GridAxis(path: "positions[0].entry.rhs", range: "sma:210..309"),
+            ])
+            let total = grid.count
+            try await connection.sendRequest(1, CallRequest(method: .runBatch(
+                BatchRequest(grid: grid, settings: Self.settings, maxParallel: 1, detail: .summary))))
+            try await poll(timeout: .seconds(120)) { await !service.jobs.ids.isEmpty }
+            let id = try #require(await service.jobs.ids.first)
+            let job = try await service.jobs.job(id: id)
+            // Far more results than the socket and the 64 KiB bound hold: the writer waits.
+            try await poll(timeout: .seconds(120)) { job.summaries.count >= 3_000 }
+            try await connection.send(Frame(type: .cancel, streamID: 1, payload: CancelMessage().encoded()))
+            let reader = BacktestClient(host: "127.0.0.1", port: port)
+            var status = try await reader.batchStatus(id: id, timeout: .seconds(10))
+            let deadline = ContinuousClock.now + .seconds(60)
+            while status.state == .partial, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(100))
+                status = try await reader.batchStatus(id: id, timeout: .seconds(10))
+            }
+            await reader.close()
+            #expect(status.state == .cancelled, "\(status.state) \(status.completed)/\(status.total)")
+            #expect(status.completed < total, "\(status.completed) of \(total)")
+            await connection.close()
+        }
         try await threads.shutdown()
     }
 }

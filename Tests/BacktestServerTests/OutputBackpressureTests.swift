@@ -201,4 +201,29 @@ struct OutputBackpressureTests {
         #expect(!connection.isOpen)
         #expect(connection.calls.cancelled == [1])
     }
+
+    /// A streaming call waiting for room while the peer reads nothing must not outlive a CANCEL:
+    /// its writer fails with CancellationError at once (the call's work then stops), rather than
+    /// waiting for a read that never comes.
+    @Test func aWriterWaitingForRoomFailsWhenTheClientCancelsTheStream() throws {
+        let socket = ThrottledSocket()
+        let connection = try EmbeddedConnection({ $0.maxOutboundBuffer = 64 * 1024 }, throttle: socket)
+        try connection.sendPreface()
+        try connection.request(1)
+        var payload = ByteBuffer()
+        payload.writeRepeatingByte(0x44, count: 16 * 1024)
+        final class Outcome: @unchecked Sendable { var result: Result<Void, any Error>? }
+        var waiting: Outcome?
+        // Fill the bound: the peer reads nothing, so a writer ends up waiting.
+        for _ in 0..<64 {
+            let outcome = Outcome()
+            connection.handler.writeData(1, payload).whenComplete { outcome.result = $0 }
+            if outcome.result == nil { waiting = outcome; break }
+        }
+        let writer = try #require(waiting, "a writer waits for room")
+        try connection.send(Frame(type: .cancel, streamID: 1, payload: ByteBuffer()))
+        let result = try #require(writer.result, "the waiting writer was not resumed by the CANCEL")
+        #expect(throws: CancellationError.self) { try result.get() }
+        #expect(connection.calls.cancelled.contains(1))
+    }
 }

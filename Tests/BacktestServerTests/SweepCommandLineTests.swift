@@ -68,4 +68,41 @@ struct SweepCommandLineTests {
         let text = run.output + run.errors
         #expect(text.contains("INVALID_ARGUMENT") && text.contains("'sma:9..5'") && text.contains("run_batch.grid.axes[0]"), "\(text)")
     }
+
+    /// Ctrl-C (SIGINT) while the sweep runs: the CLI sends CancelBatch and exits 130, and the
+    /// batch on the server ends CANCELLED with fewer variants than the grid (the daemon paces
+    /// variants with --variant-delay-ms so the sweep is still running when the signal comes).
+    @Test func ctrlCCancelsTheBatchOnTheServer() async throws {
+        let daemon = try await SpawnedDaemon(arguments: ["--variant-delay-ms", "300"], owner: "SweepCommandLineTests ctrl-c")
+        defer { daemon.stop() }
+        let run = try await daemon.runCLI(
+            ["sweep", "benchmarks/sweep-aapl-sma.json"] + Self.grid, owner: "SweepCommandLineTests ctrl-c",
+            whileRunning: { pid in
+                try? await Task.sleep(for: .seconds(3))
+                kill(pid, SIGINT)
+            })
+        #expect(run.status == 130, "\(run.output)\n\(run.errors)")
+        // "cancelling batch <id> (Ctrl-C again to quit at once)"
+        let line = try #require(run.errors.split(separator: "\n").first { $0.hasPrefix("cancelling batch ") }, "\(run.errors)")
+        let batchID = String(line.dropFirst("cancelling batch ".count).prefix(32))
+        let client = BacktestClient(host: "127.0.0.1", port: daemon.port)
+        defer { Task { await client.close() } }
+        let status = try await client.batchStatus(id: batchID, timeout: .seconds(10))
+        #expect(status.state == .cancelled, "\(status.state) \(status.completed)/\(status.total)")
+        #expect(status.completed < status.total)
+    }
+
+    /// A sweep where every variant fails (risk sizing without a stop) prints the variants'
+    /// errors, counted, with their field paths, and exits non-zero.
+    @Test func aSweepWhereNoVariantRanPrintsTheErrorsAndFails() async throws {
+        let daemon = try await SpawnedDaemon(owner: "SweepCommandLineTests all failed")
+        defer { daemon.stop() }
+        let run = try await daemon.runCLI(
+            ["sweep", "benchmarks/sweep-aapl-sma.json", "--grid", "positions[0].sizing=risk"],
+            owner: "SweepCommandLineTests all failed")
+        #expect(run.status != 0, "\(run.output)\n\(run.errors)")
+        #expect(run.errors.contains("1 of 1 variants failed:"), "\(run.errors)")
+        #expect(run.errors.contains("1 × ") && run.errors.contains("(field "), "\(run.errors)")
+        #expect(run.errors.contains("no variant ran"), "\(run.errors)")
+    }
 }

@@ -241,6 +241,9 @@ package actor BatchJobRegistry {
 
     package var count: Int { jobs.count }
 
+    /// The ids of the jobs held (running or finished and retained), in no particular order.
+    package var ids: [String] { Array(jobs.keys) }
+
     /// Bytes of results the finished jobs still hold (an estimate, see `BatchJob`).
     package nonisolated var retainedBytes: Int { finished.bytes }
 

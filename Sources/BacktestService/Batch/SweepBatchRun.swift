@@ -161,22 +161,26 @@ struct SweepBatchRun {
             }
         }
         defer { timer.cancel() }
+        // The whole streaming phase cancels the simulation when the run is cancelled (CANCEL,
+        // deadline, CancelBatch), even while an update waits for a client that is not reading:
+        // the simulation is an unstructured task and would otherwise run to the end.
         var sent = 0
+        let simulationMs: Double
         do {
-            for await done in ticks {
-                sent = try await stream(from: sent, emit: emit)
-                if done { break }
+            simulationMs = try await withTaskCancellationHandler {
+                for await done in ticks {
+                    sent = try await stream(from: sent, emit: emit)
+                    if done { break }
+                }
+                return try await simulation.value
+            } onCancel: {
+                simulation.cancel()
             }
         } catch {
             timer.cancel()
             simulation.cancel()
             _ = try? await simulation.value
             throw error
-        }
-        let simulationMs = try await withTaskCancellationHandler {
-            try await simulation.value
-        } onCancel: {
-            simulation.cancel()
         }
         sent = try await stream(from: sent, emit: emit)
         var stats = prepared.stats

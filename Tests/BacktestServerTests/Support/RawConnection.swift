@@ -31,11 +31,15 @@ final class RawConnection: Sendable {
     }
 
     /// `readNothing`: no handlers and autoRead off, a peer that never reads what it is sent.
-    init(port: Int, readNothing: Bool = false) async throws {
+    /// `receiveBuffer`: the socket's SO_RCVBUF in bytes, to make a non-reading peer's socket
+    /// fill early (nil for the system's).
+    init(port: Int, readNothing: Bool = false, receiveBuffer: Int? = nil) async throws {
         let (stream, continuation) = AsyncStream.makeStream(of: Event.self)
         events = stream
         iterator = IteratorBox(stream.makeAsyncIterator())
-        channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        var bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        if let receiveBuffer { bootstrap = bootstrap.channelOption(.socketOption(.so_rcvbuf), value: SocketOptionValue(receiveBuffer)) }
+        channel = try await bootstrap
             .channelOption(.autoRead, value: !readNothing)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {

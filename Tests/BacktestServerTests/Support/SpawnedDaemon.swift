@@ -74,8 +74,10 @@ final class SpawnedDaemon: @unchecked Sendable {
     }
 
     /// Runs `backtest ARGUMENTS --port PORT`; its exit status and standard output (standard error
-    /// appended after a marker line).
-    func runCLI(_ arguments: [String], owner: String) async throws -> (status: Int32, output: String, errors: String) {
+    /// appended after a marker line). `whileRunning` runs with the CLI's process id once it started
+    /// (to signal it, say); the answer waits for it too.
+    func runCLI(_ arguments: [String], owner: String, whileRunning: (@Sendable (Int32) async -> Void)? = nil)
+        async throws -> (status: Int32, output: String, errors: String) {
         let process = Process()
         process.executableURL = try Self.executable("backtest")
         process.arguments = arguments + ["--port", "\(port)"]
@@ -88,6 +90,8 @@ final class SpawnedDaemon: @unchecked Sendable {
         process.standardError = errors
         process.standardInput = FileHandle.nullDevice
         let child = try ChildProcess.launch(process, owner: owner)
+        let pid = child.pid
+        let hook = Task { await whileRunning?(pid) }
         // Read on threads of their own: the pipes must drain while the CLI runs.
         async let out = Self.readAll(output)
         async let err = Self.readAll(errors)
@@ -98,6 +102,7 @@ final class SpawnedDaemon: @unchecked Sendable {
                 continuation.resume()
             }
         }
+        await hook.value
         return (child.process.terminationStatus, text, errorText)
     }
 
