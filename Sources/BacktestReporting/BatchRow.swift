@@ -32,6 +32,12 @@ package struct BatchRow: Sendable, Equatable {
     package var label: String
     package var state: State
 
+    package init(index: Int, label: String, state: State) {
+        self.index = index
+        self.label = label
+        self.state = state
+    }
+
     package var summary: VariantSummary? {
         if case .done(let summary) = state { return summary }
         return nil

@@ -19,17 +19,23 @@ package struct FinalBatchTable: Sendable {
         stats = table.stats
         sortedBy = metric
         rows = table.rows.sorted { a, b in
-            switch (a.summary, b.summary) {
-            case (let x?, let y?):
-                let (vx, vy) = (metric.value(x), metric.value(y))
-                // NaN (undefined metric) sorts after every number, before errors.
-                if vx.isNaN != vy.isNaN { return vy.isNaN }
-                if vx != vy, !vx.isNaN { return metric.higherIsBetter ? vx > vy : vx < vy }
-                return a.index < b.index
-            case (.some, nil): return true
-            case (nil, .some): return false
-            case (nil, nil): return a.index < b.index
-            }
+            Self.precedes((a.index, a.summary.map(metric.value)), (b.index, b.summary.map(metric.value)), by: metric)
+        }
+    }
+
+    /// The table's order: whether row `a` comes before row `b` when sorted by `metric`, given
+    /// each row's variant index and its metric value (nil for a failed variant). Best first; an
+    /// undefined (NaN) value after every number; failed variants last; ties by index.
+    package static func precedes(_ a: (index: Int, value: Double?), _ b: (index: Int, value: Double?), by metric: BatchMetric) -> Bool {
+        switch (a.value, b.value) {
+        case (let vx?, let vy?):
+            // NaN (undefined metric) sorts after every number, before errors.
+            if vx.isNaN != vy.isNaN { return vy.isNaN }
+            if vx != vy, !vx.isNaN { return metric.higherIsBetter ? vx > vy : vx < vy }
+            return a.index < b.index
+        case (.some, nil): return true
+        case (nil, .some): return false
+        case (nil, nil): return a.index < b.index
         }
     }
 
@@ -51,31 +57,39 @@ package struct FinalBatchTable: Sendable {
     /// RFC 4180 CSV, one row per variant in the table's order. Numbers are written with full
     /// precision (they round-trip); an undefined or infinite metric is an empty field.
     package func csv() -> String {
-        let metrics = BatchMetric.allCases
-        var header = ["rank", "index", "variant", "strategy_name", "status"]
-        header += metrics.map(\.rawValue)
-        header += ["max_drawdown_duration", "order_count", "warnings", "error_code", "error_message", "error_field"]
-        var lines = [header.map(Self.field).joined(separator: ",")]
-        for (rank, row) in rows.enumerated() {
-            var cells = [String(rank + 1), String(row.index), Self.text(row.label)]
-            switch row.state {
-            case .done(let summary):
-                cells += [Self.text(summary.strategyName), "ok"]
-                cells += metrics.map { metric in
-                    let value = metric.value(summary)
-                    return metric == .tradeCount ? String(summary.metrics.tradeCount) : (value.isFinite ? "\(value)" : "")
-                }
-                cells += [String(summary.metrics.maxDrawdownDuration), String(summary.orderCount),
-                          Self.text(summary.warnings.joined(separator: "; ")), "", "", ""]
-            case .failed(let error):
-                cells += ["", "error"] + metrics.map { _ in "" } + ["", "", "", "\(error.code)", Self.text(error.message), Self.text(error.field)]
-            case .running:
-                // Unreachable in a final table; written honestly rather than trapping.
-                cells += ["", "running"] + metrics.map { _ in "" } + ["", "", "", "", "", ""]
-            }
-            lines.append(cells.map(Self.field).joined(separator: ","))
-        }
+        var lines = [Self.csvHeader]
+        for (rank, row) in rows.enumerated() { lines.append(Self.csvLine(rank: rank + 1, row)) }
         return lines.joined(separator: "\r\n") + "\r\n"
+    }
+
+    /// The CSV's header line, without the line break.
+    package static var csvHeader: String {
+        var header = ["rank", "index", "variant", "strategy_name", "status"]
+        header += BatchMetric.allCases.map(\.rawValue)
+        header += ["max_drawdown_duration", "order_count", "warnings", "error_code", "error_message", "error_field"]
+        return header.map(Self.field).joined(separator: ",")
+    }
+
+    /// One CSV line (without the line break): `row` at `rank` (1 = best), as `csv()` writes it.
+    package static func csvLine(rank: Int, _ row: BatchRow) -> String {
+        let metrics = BatchMetric.allCases
+        var cells = [String(rank), String(row.index), Self.text(row.label)]
+        switch row.state {
+        case .done(let summary):
+            cells += [Self.text(summary.strategyName), "ok"]
+            cells += metrics.map { metric in
+                let value = metric.value(summary)
+                return metric == .tradeCount ? String(summary.metrics.tradeCount) : (value.isFinite ? "\(value)" : "")
+            }
+            cells += [String(summary.metrics.maxDrawdownDuration), String(summary.orderCount),
+                      Self.text(summary.warnings.joined(separator: "; ")), "", "", ""]
+        case .failed(let error):
+            cells += ["", "error"] + metrics.map { _ in "" } + ["", "", "", "\(error.code)", Self.text(error.message), Self.text(error.field)]
+        case .running:
+            // Unreachable in a final table; written honestly rather than trapping.
+            cells += ["", "running"] + metrics.map { _ in "" } + ["", "", "", "", "", ""]
+        }
+        return cells.map(Self.field).joined(separator: ",")
     }
 
     /// A cell of free text (labels, names, messages) that a spreadsheet would run as a formula

@@ -201,6 +201,10 @@ package struct EngineBacktestService: BacktestService {
         try await jobs.job(id: id, field: "get_batch_status.batch_id").snapshot(excluding: knownIndices, maxBytes: statusAnswerBytes)
     }
 
+    package func finishedResults(batchID: String, positions: [Int], context: CallContext) async throws -> ProgressUpdate {
+        try await jobs.job(id: batchID, field: "batch_id").finished(at: positions)
+    }
+
     /// Ends the job CANCELLED at once (what finished stays readable) and cancels its work, which
     /// may still be fetching data: no variant starts after this returns.
     package func cancelBatch(id: String, context: CallContext) async throws -> ProgressUpdate {

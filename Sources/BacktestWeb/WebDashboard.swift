@@ -131,12 +131,7 @@ package struct WebDashboard: Sendable {
                     throw BacktestError.invalidArgument(
                         "unknown metric (one of: \(BatchMetric.allCases.map(\.rawValue).joined(separator: ", ")))", field: "sort")
                 }
-                let csv = try await Self.finalCSV(id: id, sortBy: metric, service: service, context: Self.callContext(context, logger: logger))
-                var headers = HTTPFields()
-                headers[.contentType] = "text/csv; charset=utf-8"
-                headers[.contentDisposition] = "attachment; filename=\"batch-\(Self.fileSafe(id)).csv\""
-                headers[.xContentTypeOptions] = "nosniff"
-                return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: csv)))
+                return try await BatchCSV(id: id, metric: metric, service: service, context: Self.callContext(context, logger: logger)).response()
             }
         }
         router.post("/api/batches/:id/cancel") { _, context in
@@ -231,34 +226,6 @@ package struct WebDashboard: Sendable {
     /// A call's context: the HTTP request id, the peer as the client, no deadline of its own.
     static func callContext(_ context: BasicRequestContext, logger: Logger, connection: ConnectionState = ConnectionState()) -> CallContext {
         CallContext(streamID: 0, requestID: context.id, client: "http", logger: logger, connection: connection)
-    }
-
-    /// Every result of a final batch, read through GetBatchStatus as a re-attaching client does
-    /// (answers are bounded in size, so a large batch takes several), as the CLI's final CSV.
-    static func finalCSV(id: String, sortBy metric: BatchMetric, service: any BacktestService, context: CallContext) async throws -> String {
-        var results: [Int: VariantResult] = [:]
-        var last: ProgressUpdate
-        repeat {
-            last = try await service.batchStatus(id: id, knownIndices: Set(results.keys), context: context)
-            guard last.state == .final else {
-                throw BacktestError(
-                    .failedPrecondition,
-                    "batch \(ErrorDocument.bounded(id, 64)) is \(last.statusText): the CSV is written once it is final", field: "batch_id")
-            }
-            for result in last.results { results[result.index] = result }
-        } while results.count < last.total && !last.results.isEmpty
-        // Rows are labelled like the CLI's: a grid variant by its axis values.
-        let labels = (0..<last.total).map { index in
-            results[index].map { $0.parameters.map { "\($0.path)=\($0.value)" }.joined(separator: ", ") } ?? ""
-        }
-        var table = BatchTable(labels: labels)
-        table.apply(ProgressUpdate(
-            batchID: last.batchID, completed: last.completed, total: last.total, state: .final,
-            results: results.keys.sorted().compactMap { results[$0] }, stats: last.stats))
-        guard let final = table.finalized(sortBy: metric) else {
-            throw BacktestError(.internal, "batch \(ErrorDocument.bounded(id, 64)) reported final with variants missing")
-        }
-        return final.csv()
     }
 }
 

@@ -163,6 +163,72 @@ import FoundationNetworking
         }
     }
 
+    @Test func largeCSVIsStreamedCompleteAndAHangUpStopsItsWork() async throws {
+        try await withDashboard { base in
+            // 60 × 50 = 3,000 SUMMARY variants.
+            let batch = #"{"strategy": \#(Self.strategy), "detail": "summary", "grid": ["positions[0].entry.lhs=sma:2..61", "positions[0].entry.rhs=sma:70..119"]}"#
+            let (status, _, body) = try await Self.request(base + "/api/batches", method: "POST", body: Data(batch.utf8))
+            #expect(status == 200)
+            let first = try #require(String(decoding: body, as: UTF8.self).components(separatedBy: "\n\n").first { $0.hasPrefix("event: update") })
+            let update = try #require(try JSONSerialization.jsonObject(with: Data(first.dropFirst("event: update\ndata: ".count).utf8)) as? [String: Any])
+            let id = try #require(update["batch_id"] as? String)
+            let total = try #require(update["total"] as? Int)
+            #expect(total == 3000)
+            let port = try #require(Int(base.split(separator: ":").last ?? ""))
+
+            // Complete, in order, and streamed: chunked framing, no length, several chunks.
+            let response = try await RawHTTPClient.get(port: port, path: "/api/batches/\(id)/csv?sort=sharpe")
+            #expect(response.head.hasPrefix("HTTP/1.1 200"))
+            #expect(response.isChunked)
+            #expect(response.header("Content-Length") == nil)
+            #expect(response.chunks.count > 1, "\(response.chunks.count) chunk(s)")
+            let lines = String(decoding: response.body, as: UTF8.self).components(separatedBy: "\r\n").dropLast()
+            #expect(lines.count == total + 1)
+            let header = lines.first?.components(separatedBy: ",") ?? []
+            let rows = lines.dropFirst().map { Self.csvFields($0) }
+            #expect(rows.map { $0.first ?? "" } == (1...total).map(String.init))
+            #expect(Set(rows.compactMap { Int($0[1]) }) == Set(0..<total))
+            // Best Sharpe first: the numbers never rise down the table.
+            let sharpe = try #require(header.firstIndex(of: "sharpe"))
+            let values = rows.compactMap { Double($0[sharpe]) }
+            #expect(!values.isEmpty)
+            #expect(zip(values, values.dropFirst()).allSatisfy { $0 >= $1 })
+
+            // A client that hangs up early: the download's work stops rather than running on.
+            let before = BatchCSV.counts.stopped
+            let head = try await RawHTTPClient.getAndHangUp(port: port, path: "/api/batches/\(id)/csv?sort=sharpe", bodyBytes: 1)
+            #expect(head.hasPrefix("HTTP/1.1 200"))
+            var waited = 0
+            while BatchCSV.counts.stopped == before, waited < 600 {
+                try await Task.sleep(for: .milliseconds(100))
+                waited += 1
+            }
+            #expect(BatchCSV.counts.stopped > before, "the CSV writer did not stop after the client hung up")
+        }
+    }
+
+    /// The fields of a CSV line (quoted fields may hold commas; quotes are doubled).
+    static func csvFields(_ line: String) -> [String] {
+        var fields: [String] = []
+        var field = ""
+        var quoted = false
+        var previous: Character?
+        for character in line {
+            if character == "\"" {
+                if quoted, previous == "\"" { field.append("\"") }
+                quoted.toggle()
+            } else if character == ",", !quoted {
+                fields.append(field)
+                field = ""
+            } else {
+                field.append(character)
+            }
+            previous = character
+        }
+        fields.append(field)
+        return fields
+    }
+
     // MARK: Harness
 
     /// Runs `body` against a dashboard on 127.0.0.1 (a free port), then shuts it down.

@@ -152,6 +152,24 @@ package actor BatchJob {
         return 1024 + text + backtest.dates.count * 24 + backtest.orders.count * 96
     }
 
+    /// The finished results at `positions` in finishing order (FULL results kept by the job
+    /// first, then summaries), with the job's state and counts; a position past the end is left
+    /// out. Costs O(positions), unlike `snapshot`, so a reader can page through a large batch.
+    package func finished(at positions: [Int]) -> ProgressUpdate {
+        lastReadAt = .now()
+        let plan = source?.grid
+        var answer: [VariantResult] = []
+        var stored: [Int] = []
+        for position in positions {
+            if results.indices.contains(position) { answer.append(results[position]) } else { stored.append(position - results.count) }
+        }
+        if !stored.isEmpty {
+            answer += summaries.results(at: stored, parameters: { (index: Int) -> [GridParameter] in plan?.parameters(of: index) ?? [] })
+        }
+        return ProgressUpdate(
+            batchID: id, completed: completed, total: total, state: state, results: answer, stats: stats, error: error)
+    }
+
     /// The answer to GetBatchStatus: the state, and the finished results the caller does not
     /// hold yet, by variant index, up to `maxBytes` (at least one). `completed` counts every
     /// finished variant, so a caller holding fewer results knows to ask again.

@@ -122,6 +122,14 @@ package final class SummaryStore: Sendable {
         return slice.map { Self.variant($0, shared: shared, parameters: parameters) }
     }
 
+    /// The results at `positions` in finishing order (a position past the end is left out).
+    package func results(at positions: [Int], parameters: (Int) -> [GridParameter]) -> [VariantResult] {
+        let (picked, shared) = state.withLock { (state: inout State) -> ([Entry], Shared) in
+            (positions.compactMap { state.entries.indices.contains($0) ? state.entries[$0] : nil }, state.shared)
+        }
+        return picked.map { Self.variant($0, shared: shared, parameters: parameters) }
+    }
+
     /// Every result, in finishing order.
     package func results(parameters: (Int) -> [GridParameter]) -> [VariantResult] {
         results(from: 0, parameters: parameters)

@@ -150,6 +150,10 @@ package struct MeteredBacktestService: BacktestService {
         try await metered("GetVariantResults") { try await base.variantResults(batchID: batchID, selection: selection, context: context) }
     }
 
+    package func finishedResults(batchID: String, positions: [Int], context: CallContext) async throws -> ProgressUpdate {
+        try await base.finishedResults(batchID: batchID, positions: positions, context: context)
+    }
+
     package func indicators(_ request: IndicatorsRequest, context: CallContext) async throws -> IndicatorsResult {
         try await metered("GetIndicators") { try await base.indicators(request, context: context) }
     }
