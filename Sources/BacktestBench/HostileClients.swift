@@ -192,7 +192,10 @@ package struct HostileClients: Sendable {
             case .rechunkedWrites:
                 return try await rechunked(on: connection, maxInFlight: Int(settings?.maxConcurrentStreams ?? 100))
             case .controlCharacters:
-                return try await single(Self.strategy(name: "control", ticker: "AAPL\u{0}../../x"), on: connection)
+                // A control character other than NUL: the Swift model's protobuf-c encoder ends a
+                // string at its first NUL, so a NUL cannot be sent through it (tests send NUL
+                // bytes on raw sockets: FieldPathSchemeTests).
+                return try await single(Self.strategy(name: "control", ticker: "AAPL\u{1}../../x"), on: connection)
             case .forgedLogName:
                 let name = "hostile\n2026-01-01T00:00:00+0000 critical backtestd : [forged] operator password reset"
                 return try await single(Self.strategy(name: name, ticker: "AAPL"), on: connection)
@@ -242,8 +245,8 @@ package struct HostileClients: Sendable {
         return await Self.answer(on: connection, stream: 1, within: .seconds(30))
     }
 
-    /// GetServerInfo requests of 1-3 KB written as one byte stream in 4 KiB pieces every 10 ms for
-    /// 12 s, the answers read meanwhile: "OK" when every request was answered OK. Like a correct
+    /// GetBatchStatus requests of 1-3 KB (an unknown batch: NOT_FOUND) written as one byte stream in 4 KiB pieces every 10 ms for
+    /// 12 s, the answers read meanwhile: "OK" when every request was answered (NOT_FOUND). Like a correct
     /// client it holds new requests while `maxInFlight` (SETTINGS' max_concurrent_streams, at
     /// most 256) are unanswered, so only the frame timeout is on trial.
     private func rechunked(on connection: HostileConnection, maxInFlight: Int) async throws -> String {
@@ -259,8 +262,11 @@ package struct HostileClients: Sendable {
         while writing || answered < sent {
             if writing, ContinuousClock.now >= nextWrite {
                 while pending.readableBytes < 4096, sent - answered < maxInFlight {
-                    let id = String(repeating: "r", count: Int.random(in: 1000...3000, using: &random))
-                    let request = CallRequest(header: RequestHeader(requestID: id), method: .serverInfo)
+                    // 1-3 KB requests whose answers are cheap: GetBatchStatus of an unknown batch
+                    // with a padded list of known indices (2 bytes each on the wire). Ids and
+                    // names are bounded at 128-256 bytes (PROTOCOL.md), so they cannot pad.
+                    let count = Int.random(in: 500...1500, using: &random)
+                    let request = CallRequest(method: .batchStatus(batchID: "hostile-rechunked", knownIndices: Array(200..<(200 + count))))
                     FrameEncoder.write(Frame(type: .request, streamID: nextStream, payload: request.encoded()), into: &pending)
                     nextStream += 2
                     sent += 1
@@ -281,7 +287,7 @@ package struct HostileClients: Sendable {
             case .frame(let frame)?:
                 if frame.type == .response {
                     let status = Self.describe(frame)
-                    guard status == "OK" else { return status }
+                    guard status == "NOT_FOUND" else { return status }
                     answered += 1
                 } else if frame.type == .goAway {
                     return Self.describe(frame)
