@@ -15,22 +15,23 @@ struct SweepReattachOverTCPTests {
         ticker: "AAPL", weight: 1,
         entry: .compare(lhs: .series(SeriesRef(source: .indicator(IndicatorSpec(type: "sma", params: [5])))), op: .greater,
                         rhs: .series(SeriesRef(source: .indicator(IndicatorSpec(type: "sma", params: [110]))))))])
+    /// 40 x 50 = 2,000 variants over 20 years.
+    static let grid = Grid(base: base, axes: [
+        GridAxis(path: "positions[0].entry.lhs", range: "sma:5..44"),
+        GridAxis(path: "positions[0].entry.rhs", range: "sma:110..159"),
+    ])
+    static let settings = BacktestSettings(start: TradingDate(iso: "2000-01-03")!, end: TradingDate(iso: "2019-12-31")!)
 
     @Test func disconnectAfterThreeResultsThenReadEverySummary() async throws {
         let daemon = try await SpawnedDaemon(owner: "SweepReattachOverTCPTests")
         defer { daemon.stop() }
-        let grid = Grid(base: Self.base, axes: [
-            GridAxis(path: "positions[0].entry.lhs", range: "sma:5..44"),
-            GridAxis(path: "positions[0].entry.rhs", range: "sma:110..159"),
-        ])
-        let settings = BacktestSettings(start: TradingDate(iso: "2000-01-03")!, end: TradingDate(iso: "2019-12-31")!)
         let client = BacktestClient(host: "127.0.0.1", port: daemon.port)
         var batchID = ""
         var seen = 0
         // A disconnect, not a CANCEL: leaving the loop would cancel the call (the client sends
         // CANCEL when its consumer stops), so the connection is closed under the running stream.
         do {
-            for try await update in client.runSweep(grid, settings: settings, reattach: .disabled) {
+            for try await update in client.runSweep(Self.grid, settings: Self.settings, reattach: .disabled) {
                 batchID = update.batchID
                 seen += update.results.count
                 if seen >= 3 { await client.close() }
@@ -66,15 +67,10 @@ struct SweepReattachOverTCPTests {
     @Test func aCancelledSweepEndsCancelledNotFinal() async throws {
         let daemon = try await SpawnedDaemon(owner: "SweepReattachOverTCPTests")
         defer { daemon.stop() }
-        let grid = Grid(base: Self.base, axes: [
-            GridAxis(path: "positions[0].entry.lhs", range: "sma:5..44"),
-            GridAxis(path: "positions[0].entry.rhs", range: "sma:110..159"),
-        ])
-        let settings = BacktestSettings(start: TradingDate(iso: "2000-01-03")!, end: TradingDate(iso: "2019-12-31")!)
         let client = BacktestClient(host: "127.0.0.1", port: daemon.port)
         var batchID = ""
         var seen = 0
-        for try await update in client.runSweep(grid, settings: settings, reattach: .disabled) {
+        for try await update in client.runSweep(Self.grid, settings: Self.settings, reattach: .disabled) {
             batchID = update.batchID
             seen += update.results.count
             if seen >= 3 { break }
