@@ -16,27 +16,37 @@ import Glibc
 /// The trigger is deliberately simple and rare: an answer whose encoding took at least
 /// `largeAnswerBytes` (the server calls `soon()` after handing it on), or a simulation that
 /// stopped at the answer bound (`BacktestPipeline.simulate`). Small calls never trim: a trim
-/// walks the heap and costs milliseconds. Trims are coalesced (one pending at a time) and run
-/// `delay` later on a Dispatch utility thread, never on a NIO event loop, the cooperative pool
-/// or a compute thread, by which time the call's result and encoded answer are released.
-/// On a system without glibc's `malloc_trim` it does nothing.
+/// walks the heap and costs milliseconds. Trims are coalesced (one pending at a time, at most one
+/// per `minimumInterval`) and run `delay` later on a Dispatch utility thread, never on a NIO
+/// event loop, the cooperative pool or a compute thread, by which time the call's result and
+/// encoded answer are released. On a system without glibc's `malloc_trim` it does nothing.
 package enum MemoryReturn {
     /// Encoded answers at least this large (1 MiB; about 30,000 orders) trigger a trim.
     package static let largeAnswerBytes = 1 << 20
     /// How long after the trigger the trim runs: the caller's last references (the answer being
     /// written) are gone by then.
-    package static let delay = DispatchTimeInterval.milliseconds(100)
+    package static let delay: UInt64 = 100_000_000
+    /// Nanoseconds from one trim to the next at least, so a stream of large answers (batch
+    /// status reads) trims about once a second, not once per answer.
+    package static let minimumInterval: UInt64 = 1_000_000_000
 
     private static let pending = Atomic<Bool>(false)
     private static let completed = Atomic<Int>(0)
+    /// `DispatchTime` uptime of the last trim (0: none yet).
+    private static let lastTrim = Atomic<UInt64>(0)
 
     /// Trims run so far (tests).
     package static var trims: Int { completed.load(ordering: .relaxed) }
 
-    /// Schedules one `malloc_trim(0)` `delay` from now, unless one is already pending.
+    /// Schedules one `malloc_trim(0)` `delay` from now (or `minimumInterval` after the last
+    /// one, if later), unless one is already pending.
     package static func soon() {
         guard pending.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
-        DispatchQueue.global(qos: .utility).asyncAfter(deadline: .now() + delay) {
+        let now = DispatchTime.now().uptimeNanoseconds
+        let last = lastTrim.load(ordering: .relaxed)
+        let at = max(now + delay, last == 0 ? 0 : last + minimumInterval)
+        DispatchQueue.global(qos: .utility).asyncAfter(deadline: DispatchTime(uptimeNanoseconds: at)) {
+            lastTrim.store(DispatchTime.now().uptimeNanoseconds, ordering: .relaxed)
             pending.store(false, ordering: .releasing)
             trimNow()
             completed.add(1, ordering: .relaxed)
