@@ -41,10 +41,7 @@ package struct ReferenceEngine: BacktestRunner {
         var orderBytes = OrderBytesTally(bound)
         for t in 0..<dates.count {
             try cancellation.check()
-            if bound.frameLimit != nil {
-                for order in book.orders[orderBytes.count...] { orderBytes.add(AnswerBound.encodedSize(of: order)) }
-                try orderBytes.check()
-            }
+            try orderBytes.check(adding: book.orders)
             if settings.adjustment == .raw { book.applyCorporateActions(day: t) }
             book.priceAndTimeExits(day: t, useOpen: strategy.fill == .nextOpen)
             let signalDay: Int? = strategy.fill == .close ? t : (t > 0 ? t - 1 : nil)
@@ -66,10 +63,7 @@ package struct ReferenceEngine: BacktestRunner {
             equity.append(book.value(day: t, useOpen: false))
             if book.isExposed { exposedDays += 1 }
         }
-        if bound.frameLimit != nil {
-            for order in book.orders[orderBytes.count...] { orderBytes.add(AnswerBound.encodedSize(of: order)) }
-            try orderBytes.check()
-        }
+        try orderBytes.check(adding: book.orders)
         warnings += book.warnings
         if strategy.fill == .nextOpen, let last = dates.indices.last {
             var unfilled: [String] = []

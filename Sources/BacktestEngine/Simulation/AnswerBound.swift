@@ -75,8 +75,16 @@ struct OrderBytesTally {
 
     @inline(__always)
     mutating func add(_ size: Int) {
-        bytes &+= size
+        bytes += size
         count += 1
+    }
+
+    /// Counts the orders of `orders` after the `count` already counted (a list that only grows,
+    /// such as the reference engine's book), then `check()`s. Does nothing without a bound.
+    mutating func check(adding orders: [Order]) throws(BacktestError) {
+        guard bound.frameLimit != nil else { return }
+        for order in orders[count...] { add(AnswerBound.encodedSize(of: order)) }
+        try check()
     }
 
     /// Throws the bound's RESOURCE_EXHAUSTED once the orders counted exceed the frame limit.
