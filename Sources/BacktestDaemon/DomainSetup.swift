@@ -34,7 +34,10 @@ package struct DomainSetup {
         } else {
             logger.notice("cache disabled (BACKTESTD_CACHE): every backtest fetches from \(source.name)")
         }
-        let pipeline = BacktestPipeline(source: source, cache: cache, engines: engines, logger: Logger(label: "backtestd.pipeline"))
+        // A result whose orders alone cannot fit in a frame stops early (issue 12).
+        let pipeline = BacktestPipeline(
+            source: source, cache: cache, engines: engines, logger: Logger(label: "backtestd.pipeline"),
+            answerBound: AnswerBound(frameLimit: configuration.server.maxFramePayload))
         let maxParallel = configuration.maxParallel
         let service = EngineBacktestService(
             pipeline: pipeline,

@@ -59,6 +59,8 @@ struct CallRunner: Sendable {
         let connection = self.connection
         let id = streamID
         eventLoop.execute { connection.value.finish(id, encoded) }
+        // A large answer (sent or refused) leaves its memory in malloc's arenas: give it back.
+        if complete.readableBytes >= MemoryReturn.largeAnswerBytes { MemoryReturn.soon() }
     }
 
     /// The call's deadline: its timeout (0 = the maximum), capped at the server's maximum,

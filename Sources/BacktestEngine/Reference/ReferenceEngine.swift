@@ -14,9 +14,11 @@ package struct ReferenceEngine: BacktestRunner {
 
     package init() {}
 
-    /// Checks `cancellation` once per position and day.
+    /// Checks `cancellation` once per position and day, and `bound` once per day (the orders
+    /// of the days before, added up as they are encoded).
     package func run(
-        validated strategy: Strategy, market: PreparedMarket, indicators _: IndicatorStore, cancellation: CancellationFlag?
+        validated strategy: Strategy, market: PreparedMarket, indicators _: IndicatorStore, cancellation: CancellationFlag?,
+        bound: AnswerBound
     ) throws(BacktestError) -> BacktestResult {
         let clock = ContinuousClock()
         let started = clock.now
@@ -36,8 +38,10 @@ package struct ReferenceEngine: BacktestRunner {
         let dates = market.dates
         var equity: [Double] = []
         var exposedDays = 0
+        var orderBytes = OrderBytesTally(bound)
         for t in 0..<dates.count {
             try cancellation.check()
+            try orderBytes.check(adding: book.orders)
             if settings.adjustment == .raw { book.applyCorporateActions(day: t) }
             book.priceAndTimeExits(day: t, useOpen: strategy.fill == .nextOpen)
             let signalDay: Int? = strategy.fill == .close ? t : (t > 0 ? t - 1 : nil)
@@ -59,6 +63,7 @@ package struct ReferenceEngine: BacktestRunner {
             equity.append(book.value(day: t, useOpen: false))
             if book.isExposed { exposedDays += 1 }
         }
+        try orderBytes.check(adding: book.orders)
         warnings += book.warnings
         if strategy.fill == .nextOpen, let last = dates.indices.last {
             var unfilled: [String] = []

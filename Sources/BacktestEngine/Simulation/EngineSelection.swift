@@ -26,12 +26,13 @@ package struct EngineSelection: Sendable {
     /// Runs `strategy` (already validated against `market.settings`) on the market prepared once
     /// for its request; every warning of the result is also passed to `log`.
     /// Throws CANCELLED soon after `cancellation` is set (the engines check it as they go); a
-    /// cancelled run never falls back.
+    /// cancelled run never falls back. Throws RESOURCE_EXHAUSTED soon after the result's orders
+    /// outgrow `bound` (no fallback either: the other engine's answer would be as large).
     package func run(
         validated strategy: Strategy, market: PreparedMarket, indicators: IndicatorStore,
-        cancellation: CancellationFlag? = nil, log: (String) -> Void = { _ in }
+        cancellation: CancellationFlag? = nil, bound: AnswerBound = .none, log: (String) -> Void = { _ in }
     ) throws(BacktestError) -> BacktestResult {
-        let result = try select(strategy, market: market, indicators: indicators, cancellation: cancellation)
+        let result = try select(strategy, market: market, indicators: indicators, cancellation: cancellation, bound: bound)
         result.warnings.forEach { log($0.message) }
         return result
     }
@@ -47,15 +48,17 @@ package struct EngineSelection: Sendable {
     }
 
     private func select(
-        _ strategy: Strategy, market: PreparedMarket, indicators: IndicatorStore, cancellation: CancellationFlag?
+        _ strategy: Strategy, market: PreparedMarket, indicators: IndicatorStore, cancellation: CancellationFlag?,
+        bound: AnswerBound
     ) throws(BacktestError) -> BacktestResult {
         guard useNewEngine else {
-            return try fallback.run(validated: strategy, market: market, indicators: indicators, cancellation: cancellation)
+            return try fallback.run(validated: strategy, market: market, indicators: indicators, cancellation: cancellation, bound: bound)
         }
         do {
-            return try primary.run(validated: strategy, market: market, indicators: indicators, cancellation: cancellation)
+            return try primary.run(validated: strategy, market: market, indicators: indicators, cancellation: cancellation, bound: bound)
         } catch where error.code == .internal || error.code == .unknown {
-            var result = try fallback.run(validated: strategy, market: market, indicators: indicators, cancellation: cancellation)
+            var result = try fallback.run(
+                validated: strategy, market: market, indicators: indicators, cancellation: cancellation, bound: bound)
             result.warnings.append(BacktestWarning(
                 .engineFallback,
                 message: "the \(primary.name) engine failed (\(error)); answered by the \(fallback.name) engine"))

@@ -113,6 +113,8 @@ struct PortfolioLoop<Recorder: PortfolioRecorder> {
     /// Runs the loop over the whole calendar. Checks `cancellation` once per fill point and
     /// every `valuationStride` leg-days of valuation, so a large portfolio stops within
     /// milliseconds of a cancel; throws CANCELLED then (what was recorded so far is incomplete).
+    /// Checks the recorder's bound once per fill point too (`PortfolioRecorder.checkBound`):
+    /// throws RESOURCE_EXHAUSTED once the orders recorded cannot fit in an answer.
     mutating func run(cancellation: CancellationFlag? = nil) throws(BacktestError) {
         let count = market.dates.count
         // Days valued per call between checks: about `valuationStride` leg-days, so a check
@@ -130,6 +132,7 @@ struct PortfolioLoop<Recorder: PortfolioRecorder> {
         var t = 0
         while t < count {
             try cancellation.check()
+            try recorder.checkBound()
             if followsCorporateActions { applyCorporateActions(t) }
             if advanced { exitByPriceAndTime(t, useOpen: useOpen) }
             let s = t - shift
@@ -150,6 +153,8 @@ struct PortfolioLoop<Recorder: PortfolioRecorder> {
             value(from..<end)
             t = end
         }
+        // The last fill point's orders: the bound is exact (over it, the result is refused here).
+        try recorder.checkBound()
         if useOpen && count > 0 {
             let s = count - 1
             for p in legs.indices {
@@ -561,21 +566,42 @@ protocol PortfolioRecorder {
     mutating func order(leg: Int, day t: Int, side: OrderSide, quantity: Double, price: Double, commission: Double, reason: OrderReason)
     /// A round trip closed with `profit` (net of commissions; negative for a loss).
     mutating func closedTrade(profit: Double)
+    /// Throws when what was recorded already exceeds what the caller can use (RESOURCE_EXHAUSTED
+    /// from `FullRecorder` past its `AnswerBound`); the loop calls it once per fill point.
+    func checkBound() throws(BacktestError)
+}
+
+extension PortfolioRecorder {
+    /// No bound (recorders that keep nothing per order, such as the sweep's).
+    @inline(__always)
+    func checkBound() throws(BacktestError) {}
 }
 
 /// Keeps everything, for a full `BacktestResult`: the equity curve, the orders and the closed
-/// round trips.
+/// round trips. With an `AnswerBound` it adds up the orders' encoded size as they come, so the
+/// loop stops (RESOURCE_EXHAUSTED) soon after the orders alone outgrow the frame limit, instead
+/// of building an answer the server would refuse.
 struct FullRecorder: PortfolioRecorder {
     let dates: [TradingDate]
     let tickers: [String]
     private(set) var equity: [Double] = []
     private(set) var orders: [Order] = []
     private(set) var closedProfits: [Double] = []
+    /// The encoded orders so far (bounded only).
+    private var orderBytes: OrderBytesTally
+    /// Per leg, its ticker's UTF-8 length (empty without a bound).
+    private let tickerBytes: [Int]
 
-    init(dates: [TradingDate], tickers: [String]) {
+    init(dates: [TradingDate], tickers: [String], bound: AnswerBound = .none) {
         self.dates = dates
         self.tickers = tickers
+        orderBytes = OrderBytesTally(bound)
+        tickerBytes = bound.frameLimit == nil ? [] : tickers.map(\.utf8.count)
         equity.reserveCapacity(dates.count)
+    }
+
+    func checkBound() throws(BacktestError) {
+        try orderBytes.check()
     }
 
     mutating func days(_ days: Range<Int>, equity value: (Int) -> Double) {
@@ -589,6 +615,11 @@ struct FullRecorder: PortfolioRecorder {
     mutating func order(leg: Int, day t: Int, side: OrderSide, quantity: Double, price: Double, commission: Double, reason: OrderReason) {
         orders.append(Order(
             date: dates[t], ticker: tickers[leg], side: side, quantity: quantity, price: price, commission: commission, reason: reason))
+        if !tickerBytes.isEmpty {
+            orderBytes.add(AnswerBound.encodedSize(
+                date: dates[t].yyyymmdd, tickerBytes: tickerBytes[leg], quantity: quantity, price: price,
+                commission: commission, reason: reason))
+        }
     }
 
     mutating func closedTrade(profit: Double) {

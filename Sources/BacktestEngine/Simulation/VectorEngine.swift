@@ -16,12 +16,22 @@ package protocol BacktestRunner: Sendable {
     /// Throws NOT_FOUND naming the field when a ticker has no bars in the simulated range, and
     /// CANCELLED ("computation cancelled") soon after `cancellation` is set: implementations
     /// check it every few milliseconds of work (per position, per fill point, per day).
+    /// Throws RESOURCE_EXHAUSTED (`AnswerBound.exceeded`) soon after the orders recorded so far
+    /// exceed `bound`'s frame limit, checked as often as `cancellation`.
     func run(
-        validated strategy: Strategy, market: PreparedMarket, indicators: IndicatorStore, cancellation: CancellationFlag?
+        validated strategy: Strategy, market: PreparedMarket, indicators: IndicatorStore, cancellation: CancellationFlag?,
+        bound: AnswerBound
     ) throws(BacktestError) -> BacktestResult
 }
 
 extension BacktestRunner {
+    /// `run(validated:market:indicators:cancellation:bound:)` without a bound on the result.
+    package func run(
+        validated strategy: Strategy, market: PreparedMarket, indicators: IndicatorStore, cancellation: CancellationFlag?
+    ) throws(BacktestError) -> BacktestResult {
+        try run(validated: strategy, market: market, indicators: indicators, cancellation: cancellation, bound: .none)
+    }
+
     /// `run(validated:market:indicators:cancellation:)` that cannot be cancelled.
     package func run(validated strategy: Strategy, market: PreparedMarket, indicators: IndicatorStore) throws(BacktestError) -> BacktestResult {
         try run(validated: strategy, market: market, indicators: indicators, cancellation: nil)
@@ -65,9 +75,10 @@ package struct VectorEngine: BacktestRunner {
 
 
     /// Checks `cancellation` per position while evaluating signals and per fill point in the
-    /// portfolio loop (`PortfolioLoop.run`).
+    /// portfolio loop (`PortfolioLoop.run`), where `bound` is checked too.
     package func run(
-        validated strategy: Strategy, market: PreparedMarket, indicators: IndicatorStore, cancellation: CancellationFlag?
+        validated strategy: Strategy, market: PreparedMarket, indicators: IndicatorStore, cancellation: CancellationFlag?,
+        bound: AnswerBound
     ) throws(BacktestError) -> BacktestResult {
         let clock = ContinuousClock()
         let started = clock.now
@@ -87,7 +98,7 @@ package struct VectorEngine: BacktestRunner {
             }
             legs.append(PortfolioLeg(position: position, ticker: ticker, entry: entry, exit: exit, atr: atr))
         }
-        let recorder = FullRecorder(dates: market.dates, tickers: strategy.positions.map(\.ticker))
+        let recorder = FullRecorder(dates: market.dates, tickers: strategy.positions.map(\.ticker), bound: bound)
         var loop = PortfolioLoop(strategy: strategy, market: market, legs: legs, recorder: recorder)
         try loop.run(cancellation: cancellation)
 

@@ -31,15 +31,20 @@ package struct BacktestPipeline: Sendable {
     /// Where simulations run: threads of their own, not Swift's cooperative pool (see
     /// `ComputeThreads`).
     package let computeThreads: ComputeThreads
+    /// The bound on every full result's orders (the server's frame limit, issue 12): a
+    /// simulation whose orders alone cannot fit in an answer stops with RESOURCE_EXHAUSTED.
+    /// `.none` (the default) for tools and tests that keep results in process.
+    package let answerBound: AnswerBound
     let cachedSource: CachedMarketData?
     private let indicatorCache: IndicatorCache?
 
     package init(
         source: any MarketDataProvider, cache: MarketDataCache?, engines: EngineSelection = EngineSelection(),
         logger: Logger = Logger(label: "backtestd.pipeline"), observer: (any PipelineObserver)? = nil,
-        computeThreads: ComputeThreads = .shared
+        computeThreads: ComputeThreads = .shared, answerBound: AnswerBound = .none
     ) {
         self.source = source
+        self.answerBound = answerBound
         self.computeThreads = computeThreads
         self.cache = cache
         self.engines = engines
@@ -298,7 +303,9 @@ package struct BacktestPipeline: Sendable {
     /// (`execute` does; the default tally is not logged).
     /// Throws the market's error (NOT_FOUND, DATA_LOSS about the benchmark), NOT_FOUND naming
     /// where the variant reads a ticker the data layer has no data for at all, or the engine's,
-    /// and CANCELLED soon after `cancellation` is set.
+    /// CANCELLED soon after `cancellation` is set, and RESOURCE_EXHAUSTED soon after the
+    /// result's orders outgrow `answerBound` (that variant alone; its memory is then given back
+    /// to the system, `MemoryReturn`).
     package func simulate(
         _ variant: ValidatedVariant, in prepared: PreparedBatch, warnings: WarningTally = WarningTally(),
         cancellation: CancellationFlag? = nil
@@ -312,8 +319,10 @@ package struct BacktestPipeline: Sendable {
                 throw unknown
             }
             result = try engines.run(
-                validated: variant.strategy, market: market, indicators: prepared.indicators, cancellation: cancellation)
+                validated: variant.strategy, market: market, indicators: prepared.indicators, cancellation: cancellation,
+                bound: answerBound)
         } catch {
+            if error.code == .resourceExhausted { MemoryReturn.soon() }
             // The engine names fields under `strategy` / `settings`: place them in the call.
             throw error.rerooted(strategy: variant.path, settings: variant.settingsPath)
         }

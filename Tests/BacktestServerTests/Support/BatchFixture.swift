@@ -23,13 +23,14 @@ struct BatchFixture {
     let fetchGate = HoldGate()
 
     init(holdAfter: Int? = nil, holdFetch: Bool = false, maxParallel: Int = 4, retention: Duration = .seconds(600),
-         statusAnswerBytes: Int = ServerConfiguration().maxFramePayload / 2, abandonAfter: TimeAmount = .seconds(150)) throws {
+         statusAnswerBytes: Int = ServerConfiguration().maxFramePayload / 2, abandonAfter: TimeAmount = .seconds(150),
+         answerBound: AnswerBound = .none) throws {
         let files = try LocalFilesProvider(directory: SharedData.dailyDirectory)
         source = CountingProvider(base: holdFetch ? HeldProvider(base: files, gate: fetchGate) : files)
         var logger = Logger(label: "test.pipeline")
         logger.logLevel = .critical
         let pipeline = BacktestPipeline(source: source, cache: nil, engines: EngineSelection(primary: ProbedEngine(probe: probe)),
-                                        logger: logger)
+                                        logger: logger, answerBound: answerBound)
         service = EngineBacktestService(pipeline: pipeline, jobs: BatchJobRegistry(retention: retention),
                                         maxParallel: maxParallel, statusAnswerBytes: statusAnswerBytes,
                                         abandonAfter: abandonAfter, serverVersion: "test")

@@ -35,10 +35,11 @@ struct ProbedEngine: BacktestRunner {
     var name: String { base.name }
 
     func run(
-        validated strategy: Strategy, market: PreparedMarket, indicators: IndicatorStore, cancellation: CancellationFlag?
+        validated strategy: Strategy, market: PreparedMarket, indicators: IndicatorStore, cancellation: CancellationFlag?,
+        bound: AnswerBound
     ) throws(BacktestError) -> BacktestResult {
         probe.enter(strategy.name)
         defer { probe.exit() }
-        return try base.run(validated: strategy, market: market, indicators: indicators, cancellation: cancellation)
+        return try base.run(validated: strategy, market: market, indicators: indicators, cancellation: cancellation, bound: bound)
     }
 }
