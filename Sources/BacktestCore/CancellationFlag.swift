@@ -49,10 +49,7 @@ package final class CancellationFlag: Sendable {
 
     @inline(never)
     private func slowCheck() throws(BacktestError) {
-        if state.load(ordering: .relaxed) & Self.yieldBit != 0 {
-            state.bitwiseAnd(~Self.yieldBit, ordering: .relaxed)
-            if let handler = yieldHandler.withLock({ $0 }) { handler() }
-        }
+        if state.load(ordering: .relaxed) & Self.yieldBit != 0 { yieldNow() }
         if isCancelled {
             observed.store(true, ordering: .relaxed)
             throw BacktestError(.cancelled, "computation cancelled")
@@ -77,4 +74,48 @@ extension Optional where Wrapped == CancellationFlag {
     package func check() throws(BacktestError) {
         if let flag = self { try flag.check() }
     }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+extension CancellationFlag {
+    /// The flag of the work running on this thread, while a scheduler (`ComputeThreads`) runs
+    /// work with one; nil elsewhere. For check points in code that is not handed a flag because
+    /// it sits below an API that has none (request decoding): see `yieldPoint()`.
+    package static var current: CancellationFlag? {
+        pthread_getspecific(currentKey).map { Unmanaged<CancellationFlag>.fromOpaque($0).takeUnretainedValue() }
+    }
+
+    /// Runs `body` with `flag` as this thread's `current` (the caller keeps `flag` alive meanwhile).
+    package static func withCurrent<Value>(_ flag: CancellationFlag, _ body: () throws -> Value) rethrows -> Value {
+        let previous = pthread_getspecific(currentKey)
+        pthread_setspecific(currentKey, Unmanaged.passUnretained(flag).toOpaque())
+        defer { pthread_setspecific(currentKey, previous) }
+        return try body()
+    }
+
+    /// A check point for time slicing in code without a flag of its own: when this thread runs
+    /// work whose scheduler asked it to yield, yields (may block until the work's next turn).
+    /// Never throws: cancellation is left to the work's own checks (or to the call ending).
+    @inline(__always)
+    package static func yieldPoint() {
+        guard let flag = current, flag.state.load(ordering: .relaxed) & yieldBit != 0 else { return }
+        flag.yieldNow()
+    }
+
+    @inline(never)
+    private func yieldNow() {
+        state.bitwiseAnd(~Self.yieldBit, ordering: .relaxed)
+        if let handler = yieldHandler.withLock({ $0 }) { handler() }
+    }
+
+    private static let currentKey: pthread_key_t = {
+        var key = pthread_key_t()
+        precondition(pthread_key_create(&key, nil) == 0, "pthread_key_create failed")
+        return key
+    }()
 }

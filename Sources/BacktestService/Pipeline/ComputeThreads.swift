@@ -31,7 +31,8 @@ import NIOPosix
 /// next tenant's work; it resumes on the same thread when its turn comes round again. At most
 /// `numberOfThreads` pieces run at once; up to `maxParked` more may be parked (each keeps the
 /// memory it holds, so the bound keeps that in check; with all parking places taken, running
-/// work simply continues). Work that never calls `check()` (`run(_:)`) is not sliced.
+/// work simply continues). Work that reaches neither `check()` nor `CancellationFlag.yieldPoint()`
+/// is not sliced.
 ///
 /// Cancellation: work still queued when its task is cancelled does not start and the await
 /// throws `CancellationError`. Work already running is told through its `CancellationFlag`
@@ -77,7 +78,8 @@ package final class ComputeThreads: Sendable {
 
     /// Runs `work` on one of the threads and returns its value; the calling task is suspended
     /// meanwhile. Throws `CancellationError` when the task is cancelled before `work` started.
-    /// `work` is never asked to yield (it has no check points).
+    /// `work` has no flag of its own: it is time-sliced only at `CancellationFlag.yieldPoint()`s
+    /// (request decoding has them), which see the job's flag as this thread's `current`.
     package func run<Value: Sendable>(_ work: @escaping @Sendable () -> Value) async throws -> Value {
         try await run(cancellable: { _ in work() })
     }
@@ -98,7 +100,7 @@ package final class ComputeThreads: Sendable {
                     id: id, tenant: tenant, flag: flag,
                     body: { [self] job in
                         job.flag.setYieldHandler { [self] in yield(job) }
-                        let value = work(job.flag)
+                        let value = CancellationFlag.withCurrent(job.flag) { work(job.flag) }
                         job.flag.setYieldHandler(nil)
                         state.withLockedValue { $0.finished(stoppedEarly: job.flag.wasObserved) }
                         continuation.resume(returning: value)
