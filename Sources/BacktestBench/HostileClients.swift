@@ -92,7 +92,9 @@ package struct HostileClients: Sendable {
     /// closing its socket 200 ms later (counted under "heavy backtest, disconnect"). Returns when
     /// every connection has stopped.
     package func run(until deadline: ContinuousClock.Instant) async -> HostileTally {
-        let heavy = Self.heavyStrategy(positions: options.heavyPositions)
+        // Encoded once: a 40,000-position request takes tens of milliseconds to encode, and this
+        // process's cooperative threads also serve the normal users whose latency is measured.
+        let payloads = Payloads(heavyPositions: options.heavyPositions)
         return await withTaskGroup(of: HostileTally.self) { group in
             for worker in 0..<options.connections {
                 group.addTask {
@@ -101,14 +103,14 @@ package struct HostileClients: Sendable {
                     while ContinuousClock.now < deadline, !Task.isCancelled {
                         let kind = HostileCase.allCases[next % HostileCase.allCases.count]
                         next += 1
-                        let outcome = await self.play(kind, heavy: heavy, deadline: deadline)
+                        let outcome = await self.play(kind, payloads: payloads, deadline: deadline)
                         tally.record(kind, outcome)
                         try? await Task.sleep(for: options.pause)
                     }
                     // A parting shot: a heavy backtest abandoned as the connection stops, so the
                     // server's CPU after the clients stop shows whether abandoned work goes on.
                     if !Task.isCancelled {
-                        tally.record(.heavyDisconnect, await self.play(.heavyDisconnect, heavy: heavy, deadline: .now + .seconds(5)))
+                        tally.record(.heavyDisconnect, await self.play(.heavyDisconnect, payloads: payloads, deadline: .now + .seconds(5)))
                     }
                     return tally
                 }
@@ -121,7 +123,7 @@ package struct HostileClients: Sendable {
 
     // MARK: The cases
 
-    private func play(_ kind: HostileCase, heavy: Strategy, deadline: ContinuousClock.Instant) async -> String {
+    private func play(_ kind: HostileCase, payloads: Payloads, deadline: ContinuousClock.Instant) async -> String {
         // Each case on a connection of its own, ended when the run ends.
         let connection: HostileConnection
         let settings: ConnectionSettings?
@@ -137,7 +139,7 @@ package struct HostileClients: Sendable {
         }
         let outcome = await withTaskGroup(of: String?.self) { group in
             group.addTask {
-                await self.play(kind, on: connection, settings: settings, heavy: heavy)
+                await self.play(kind, on: connection, settings: settings, payloads: payloads)
             }
             group.addTask {
                 try? await Task.sleep(until: deadline)
@@ -153,16 +155,16 @@ package struct HostileClients: Sendable {
     }
 
     private func play(
-        _ kind: HostileCase, on connection: HostileConnection, settings: ConnectionSettings?, heavy: Strategy
+        _ kind: HostileCase, on connection: HostileConnection, settings: ConnectionSettings?, payloads: Payloads
     ) async -> String {
         let maxFrame = Int(settings?.maxFramePayload ?? UInt32(Wire.defaultMaxFramePayload))
         do {
             switch kind {
             case .hugeRequestID:
-                try await connection.sendRequest(1, Self.serverInfo(requestIDFilling: maxFrame))
+                try await connection.sendRequest(1, maxFrame == payloads.hugeRequestIDFrame ? payloads.hugeRequestID : Self.serverInfo(requestIDFilling: maxFrame).encoded())
                 return await Self.answer(on: connection, stream: 1, within: .seconds(10))
             case .heavyThenCancel:
-                try await connection.sendRequest(1, CallRequest(method: .runBacktest(BacktestRequest(strategy: heavy, settings: Self.settings))))
+                try await connection.sendRequest(1, payloads.backtest)
                 if case .frame(let frame)? = await connection.next(timeout: .milliseconds(200)) {
                     return "answered before CANCEL: " + Self.describe(frame)
                 }
@@ -180,12 +182,10 @@ package struct HostileClients: Sendable {
                     if frame.type == .goAway { return Self.describe(frame) }
                 }
             case .heavyDeadline:
-                let request = CallRequest(
-                    header: RequestHeader(timeoutMs: 300), method: .runBacktest(BacktestRequest(strategy: heavy, settings: Self.settings)))
-                try await connection.sendRequest(1, request)
+                try await connection.sendRequest(1, payloads.backtestWithDeadline)
                 return await Self.answer(on: connection, stream: 1, within: .seconds(30))
             case .heavyDisconnect:
-                try await connection.sendRequest(1, CallRequest(method: .runBacktest(BacktestRequest(strategy: heavy, settings: Self.settings))))
+                try await connection.sendRequest(1, payloads.backtest)
                 try await Task.sleep(for: .milliseconds(200))
                 await connection.close()
                 return "disconnected"
@@ -200,9 +200,11 @@ package struct HostileClients: Sendable {
                 let name = "hostile\n2026-01-01T00:00:00+0000 critical backtestd : [forged] operator password reset"
                 return try await single(Self.strategy(name: name, ticker: "AAPL"), on: connection)
             case .hugeName:
-                return try await single(Self.strategy(name: String(repeating: "N", count: 3_000_000), ticker: "AAPL"), on: connection)
+                try await connection.sendRequest(1, payloads.hugeName)
+                return await Self.answer(on: connection, stream: 1, within: .seconds(30))
             case .hugeTicker:
-                return try await single(Self.strategy(name: "huge ticker", ticker: String(repeating: "A", count: 4_000_000)), on: connection)
+                try await connection.sendRequest(1, payloads.hugeTicker)
+                return await Self.answer(on: connection, stream: 1, within: .seconds(30))
             case .deepNesting:
                 var strategy = Self.strategy(name: "deep", ticker: "AAPL")
                 for _ in 0..<60 { strategy.positions[0].entry = .not(strategy.positions[0].entry) }
@@ -346,6 +348,34 @@ package struct HostileClients: Sendable {
     }
 
     // MARK: Requests
+
+    /// The large requests, encoded once per run (`run(until:)`).
+    struct Payloads: Sendable {
+        /// RunBacktest of `heavyStrategy`, without and with `timeout_ms` 300.
+        let backtest: ByteBuffer
+        let backtestWithDeadline: ByteBuffer
+        /// GetServerInfo whose request_id fills a frame of `hugeRequestIDFrame` bytes (the default).
+        let hugeRequestID: ByteBuffer
+        let hugeRequestIDFrame = Wire.defaultMaxFramePayload
+        /// RunBacktest with a 3 MB strategy name and with a 4 MB ticker.
+        let hugeName: ByteBuffer
+        let hugeTicker: ByteBuffer
+
+        init(heavyPositions: Int) {
+            let heavy = HostileClients.heavyStrategy(positions: heavyPositions)
+            backtest = CallRequest(method: .runBacktest(BacktestRequest(strategy: heavy, settings: HostileClients.settings))).encoded()
+            backtestWithDeadline = CallRequest(
+                header: RequestHeader(timeoutMs: 300), method: .runBacktest(BacktestRequest(strategy: heavy, settings: HostileClients.settings)))
+                .encoded()
+            hugeRequestID = HostileClients.serverInfo(requestIDFilling: Wire.defaultMaxFramePayload).encoded()
+            func single(_ strategy: Strategy) -> ByteBuffer {
+                CallRequest(method: .runBacktest(BacktestRequest(strategy: strategy, settings: HostileClients.settings))).encoded()
+            }
+            hugeName = single(HostileClients.strategy(name: String(repeating: "N", count: 3_000_000), ticker: "AAPL"))
+            hugeTicker = single(HostileClients.strategy(name: "huge ticker", ticker: String(repeating: "A", count: 4_000_000)))
+        }
+    }
+
 
     static let settings = Workload.settings(years: 1)
 

@@ -83,6 +83,11 @@ final class HostileConnection: Sendable {
         try await send(Frame(type: .request, streamID: streamID, payload: request.encoded()))
     }
 
+    /// A REQUEST frame of an already encoded CallRequest.
+    func sendRequest(_ streamID: UInt32, _ payload: ByteBuffer) async throws {
+        try await send(Frame(type: .request, streamID: streamID, payload: payload))
+    }
+
     /// The next frame or the close, or nil when nothing came within `timeout`.
     func next(timeout: Duration) async -> Event? {
         reader.nextToken += 1

@@ -22,7 +22,7 @@ struct CallRunner: Sendable {
         var header = ResponseHeader(serverVersion: configuration.serverVersion)
         let response: CallResponse
         do {
-            let request = try CallRequest.decode(payload, limits: configuration.decodeLimits)
+            let request = try await decode(payload)
             // An over-long request id is refused and not echoed (its answer could not be sent).
             header.requestID = EchoBounds.echoable(request.header.requestID)
             try EchoBounds.check(request.header)
@@ -51,7 +51,7 @@ struct CallRunner: Sendable {
         ])
         // Every call ends with one RESPONSE: an answer too large for a frame becomes a short
         // RESOURCE_EXHAUSTED (its header's echo is bounded by `EchoBounds`).
-        let complete = response.encoded()
+        let complete = await encode(response)
         let encoded = complete.readableBytes <= configuration.maxFramePayload ? complete
             : CallResponse(header: header, status: CallStatus(code: .resourceExhausted,
                 message: "the answer is \(complete.readableBytes) bytes, above the frame limit of \(configuration.maxFramePayload)"))
@@ -61,6 +61,34 @@ struct CallRunner: Sendable {
         eventLoop.execute { connection.value.finish(id, encoded) }
         // A large answer (sent or refused) leaves its memory in malloc's arenas: give it back.
         if complete.readableBytes >= MemoryReturn.largeAnswerBytes { MemoryReturn.soon() }
+    }
+
+    /// Payloads above this size are decoded, and answers estimated above it encoded, on the
+    /// compute threads (as this connection's work, `ComputeThreads`) instead of this task. Why:
+    /// this task runs on Swift's cooperative pool (a thread per core, shared by every call's
+    /// tasks); decoding a 4 MiB request or encoding a 4 MiB answer takes tens of milliseconds
+    /// there, during which other connections' calls wait for a thread. Smaller ones (the vast
+    /// majority, microseconds each) stay here: a trip through the compute queue would cost more.
+    static let offloadBytes = 256 * 1024
+
+    private func decode(_ payload: ByteBuffer) async throws -> CallRequest {
+        let limits = configuration.decodeLimits
+        guard payload.readableBytes > Self.offloadBytes else { return try CallRequest.decode(payload, limits: limits) }
+        return try await ComputeThreads.$tenant.withValue(ComputeTenant(connectionState)) {
+            try await ComputeThreads.shared.run { Result { try CallRequest.decode(payload, limits: limits) } }
+        }.get()
+    }
+
+    private func encode(_ response: CallResponse) async -> ByteBuffer {
+        guard response.estimatedBytes > Self.offloadBytes else { return response.encoded() }
+        do {
+            return try await ComputeThreads.$tenant.withValue(ComputeTenant(connectionState)) {
+                try await ComputeThreads.shared.run { response.encoded() }
+            }
+        } catch {
+            // Cancelled before a thread took it (the call is ending anyway): encode here.
+            return response.encoded()
+        }
     }
 
     /// The call's deadline: its timeout (0 = the maximum), capped at the server's maximum,
@@ -129,3 +157,22 @@ struct CallRunner: Sendable {
         }
     }
 }
+
+extension CallResponse {
+    /// A rough size of the encoded answer, in bytes, from what dominates it (orders, daily
+    /// curves, indicator values), to decide where to encode it (`CallRunner.offloadBytes`); not a
+    /// bound.
+    var estimatedBytes: Int {
+        switch result {
+        // About 40 bytes an order and 25 a day of the equity and benchmark curves.
+        case .backtest(let backtest): backtest.orders.count * 40 + backtest.dates.count * 25
+        case .variantResults(_, let results):
+            results.reduce(0) { total, variant in
+                if case .full(let backtest) = variant.detail { total + backtest.orders.count * 40 + backtest.dates.count * 25 } else { total + 256 }
+            }
+        case .indicators(let values): values.dates.count * (12 + 10 * (values.series.count + 1))
+        case .batchStatus, .serverInfo, .purge, nil: 0
+        }
+    }
+}
+

@@ -136,4 +136,113 @@ struct ComputeThreadsTests {
         try await threads.shutdown()
         withExtendedLifetime((a, b)) {}
     }
+
+    // MARK: Time slicing (issue 12)
+
+    /// Work that runs "for ever" (until told to stop) with check points 1 ms apart.
+    private static func longWork(until stop: NIOLockedValueBox<Bool>, progress: NIOLockedValueBox<Int>? = nil)
+        -> @Sendable (CancellationFlag) -> Bool {
+        { flag in
+            while !stop.withLockedValue({ $0 }) {
+                do { try flag.check() } catch { return false }
+                progress?.withLockedValue { $0 += 1 }
+                usleep(1_000)
+            }
+            return true
+        }
+    }
+
+    /// With the only turn held by long work, another connection's short work still runs: the
+    /// long work yields at a check point once its slice is used and resumes afterwards.
+    @Test func longWorkYieldsItsTurnToWaitingWork() async throws {
+        let threads = ComputeThreads(numberOfThreads: 1, slice: .milliseconds(5))
+        let stop = NIOLockedValueBox(false)
+        let (started, didStart) = AsyncStream<Void>.makeStream()
+        let a = ConnectionState(), b = ConnectionState()
+        let long = Task {
+            try await ComputeThreads.$tenant.withValue(ComputeTenant(a)) {
+                try await threads.run(cancellable: { flag in didStart.yield(); return Self.longWork(until: stop)(flag) })
+            }
+        }
+        for await _ in started { break }
+        // Without slicing this would wait for the long work, which only stops below.
+        let short = try await ComputeThreads.$tenant.withValue(ComputeTenant(b)) { try await threads.run { 7 } }
+        #expect(short == 7)
+        #expect(threads.counts.yields >= 1)
+        stop.withLockedValue { $0 = true }
+        #expect(try await long.value, "the long work resumed and ended normally")
+        #expect(threads.counts.parked == 0)
+        try await threads.shutdown()
+        withExtendedLifetime((a, b)) {}
+    }
+
+    /// Two long pieces of work of two connections on one turn both make progress (round robin of
+    /// slices), not one after the other.
+    @Test func longWorkOfTwoConnectionsShareOneTurn() async throws {
+        let threads = ComputeThreads(numberOfThreads: 1, slice: .milliseconds(5))
+        let stop = NIOLockedValueBox(false)
+        let first = NIOLockedValueBox(0), second = NIOLockedValueBox(0)
+        let a = ConnectionState(), b = ConnectionState()
+        let tasks = [(a, first), (b, second)].map { tenant, progress in
+            Task {
+                try await ComputeThreads.$tenant.withValue(ComputeTenant(tenant)) {
+                    try await threads.run(cancellable: Self.longWork(until: stop, progress: progress))
+                }
+            }
+        }
+        try await poll { first.withLockedValue { $0 } > 20 && second.withLockedValue { $0 } > 20 }
+        stop.withLockedValue { $0 = true }
+        for task in tasks { #expect(try await task.value) }
+        #expect(threads.counts.yields >= 2)
+        try await threads.shutdown()
+        withExtendedLifetime((a, b)) {}
+    }
+
+    /// Parked work whose task is cancelled is woken at once and stops, while the work holding
+    /// the turn goes on. Deterministic: the work that takes the turn has no check points (it
+    /// blocks on a gate), so the long work stays parked until it is cancelled.
+    @Test func parkedWorkStopsWhenItsTaskIsCancelled() async throws {
+        let threads = ComputeThreads(numberOfThreads: 1, slice: .milliseconds(5))
+        let stop = NIOLockedValueBox(false)
+        let gate = DispatchSemaphore(value: 0)
+        let a = ConnectionState(), b = ConnectionState()
+        let (started, didStart) = AsyncStream<Void>.makeStream()
+        let long = Task {
+            try await ComputeThreads.$tenant.withValue(ComputeTenant(a)) {
+                try await threads.run(cancellable: { flag in didStart.yield(); return Self.longWork(until: stop)(flag) })
+            }
+        }
+        for await _ in started { break }
+        let blocking = Task { try await ComputeThreads.$tenant.withValue(ComputeTenant(b)) { try await threads.run { gate.wait() } } }
+        try await poll { threads.counts.parked == 1 }
+        long.cancel()
+        #expect(try await long.value == false, "the parked work was woken and saw its flag")
+        #expect(threads.counts.stoppedEarly == 1)
+        #expect(threads.counts.parked == 0)
+        gate.signal()
+        try await blocking.value
+        try await threads.shutdown()
+        withExtendedLifetime((a, b)) {}
+    }
+
+    /// With no parking place (`maxParked: 0`), running work is never parked: waiting work waits
+    /// for it to end.
+    @Test func withoutParkingPlacesWorkIsNotSliced() async throws {
+        let threads = ComputeThreads(numberOfThreads: 1, maxParked: 0, slice: .milliseconds(1))
+        let stop = NIOLockedValueBox(false)
+        let (started, didStart) = AsyncStream<Void>.makeStream()
+        let long = Task { try await threads.run(cancellable: { flag in didStart.yield(); return Self.longWork(until: stop)(flag) }) }
+        for await _ in started { break }
+        let ran = NIOLockedValueBox(false)
+        let short = Task { try await threads.run { ran.withLockedValue { $0 = true } } }
+        try await poll { threads.counts.queued == 1 }
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(!ran.withLockedValue { $0 }, "the short work waits: the long work may not park")
+        stop.withLockedValue { $0 = true }
+        #expect(try await long.value)
+        try await short.value
+        #expect(ran.withLockedValue { $0 })
+        #expect(threads.counts.yields == 0)
+        try await threads.shutdown()
+    }
 }

@@ -26,6 +26,8 @@ func messages<CMessage, T>(
     var result: [T] = []
     result.reserveCapacity(count)
     for index in 0..<count {
+        // Decoding a large request runs on the compute threads: let it be time-sliced.
+        if index & 63 == 63 { CancellationFlag.yieldPoint() }
         guard let element = pointer[index] else { continue }
         result.append(try convert(element, index))
     }

@@ -121,6 +121,8 @@ struct WireCheck {
             throw BacktestError.invalidArgument("\(what) nests messages deeper than \(maxWireDepth) levels", field: path(segments))
         }
         var counts: [UInt32: Int] = [:]
+        // A large request is checked on the compute threads: let it be time-sliced.
+        CancellationFlag.yieldPoint()
         while reader.position < reader.end {
             guard let tag = reader.varint(), tag >> 3 != 0, tag >> 3 <= UInt64(UInt32.max) else { throw malformed }
             switch tag & 7 {

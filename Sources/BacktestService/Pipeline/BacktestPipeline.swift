@@ -101,15 +101,13 @@ package struct BacktestPipeline: Sendable {
         finished: (VariantResult) async throws -> Void
     ) async throws -> RunStatistics? {
         var valid: [ValidatedVariant] = []
-        // Validation is CPU work on this task (a strategy may have 100,000 positions): it checks a
-        // flag that this task's cancellation sets.
-        let flag = CancellationFlag()
-        let outcomes = await withTaskCancellationHandler {
+        // Validation is CPU work that grows with the request (a strategy may have 100,000
+        // positions): large ones run on the compute threads (`cpuWork`). It checks a flag that
+        // this task's cancellation sets.
+        let (outcomes, cancelled) = try await cpuWork(positions: Self.positionCount(strategies)) { [self] flag in
             validate(strategies, settings: settings, paths: paths, invalid: invalid, cancellation: flag)
-        } onCancel: {
-            flag.cancel()
         }
-        if flag.isCancelled { throw CancellationError() }
+        if cancelled { throw CancellationError() }
         for outcome in outcomes {
             switch outcome {
             case .success(let variant): valid.append(variant)
@@ -190,6 +188,35 @@ package struct BacktestPipeline: Sendable {
         }
     }
 
+    /// Positions of all `strategies` together, the measure of a call's validation and analysis
+    /// work that `cpuWork` goes by.
+    static func positionCount(_ strategies: [Strategy]) -> Int {
+        strategies.reduce(0) { $0 + $1.positions.count }
+    }
+
+    /// Above this many positions in a call, validation and analysis run on `computeThreads`
+    /// instead of the calling task. Why: a 40,000-position request takes ~200 ms of them, and the
+    /// calling task runs on Swift's cooperative pool (a thread per core, shared by every call's
+    /// tasks), where it would stall every other connection's calls; on the compute threads it is
+    /// time-sliced and admitted fairly. Small calls (microseconds of work) stay on their task:
+    /// a trip through the compute queue would cost them more than the work.
+    static let offloadPositions = 1_000
+
+    /// Runs `work` with a cancellation flag that this task's cancellation sets, on
+    /// `computeThreads` when the call has more than `offloadPositions` positions, else on this
+    /// task. Returns its value and whether the flag was set. Throws `CancellationError` when the
+    /// task is cancelled before `work` started on a compute thread.
+    func cpuWork<Value: Sendable>(
+        positions: Int, _ work: @escaping @Sendable (CancellationFlag) -> Value
+    ) async throws -> (value: Value, cancelled: Bool) {
+        if positions > Self.offloadPositions {
+            return try await computeThreads.run(cancellable: { flag in (work(flag), flag.isCancelled) })
+        }
+        let flag = CancellationFlag()
+        let value = await withTaskCancellationHandler { work(flag) } onCancel: { flag.cancel() }
+        return (value, flag.isCancelled)
+    }
+
     /// The shared phase for `variants` (validated against `settings`): analysis, one data query,
     /// indicators, inside one cache session scoped to this call, then the `PreparedMarket` once.
     /// Throws what the analysis or the data layer throws (the field under the variant's path).
@@ -201,15 +228,20 @@ package struct BacktestPipeline: Sendable {
 
         // Analysis: the union of tickers and unique indicator series.
         var phase = clock.now
-        let flag = CancellationFlag()
-        let analysis = try await withTaskCancellationHandler {
-            Result { () throws(BacktestError) in
-                try StrategyAnalysis(
-                    strategies: variants.map(\.strategy), settings: settings, fieldPrefix: { variants[$0].path }, cancellation: flag)
-            }
-        } onCancel: {
-            flag.cancel()
-        }.get()
+        let strategies = variants.map(\.strategy)
+        let paths = variants.map(\.path)
+        let analysis: StrategyAnalysis
+        do {
+            analysis = try await cpuWork(positions: Self.positionCount(strategies)) { flag in
+                Result { () throws(BacktestError) in
+                    try StrategyAnalysis(strategies: strategies, settings: settings, fieldPrefix: { paths[$0] }, cancellation: flag)
+                }
+            }.value.get()
+        } catch let error as BacktestError {
+            throw error
+        } catch {
+            throw BacktestError(.cancelled, "computation cancelled")
+        }
         stats.indicatorSeries = analysis.indicatorKeys.count
         stats.analysisMs = (clock.now - phase).milliseconds
 

@@ -1,4 +1,5 @@
 import BacktestCore
+import Dispatch
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
@@ -22,9 +23,21 @@ import NIOPosix
 /// robin. One connection with 256 heavy calls queued delays another connection's call by at most
 /// one piece of work per thread, not by all 256.
 ///
+/// Time slicing: admission alone would let work that runs for seconds (a 40,000-position
+/// backtest, a large validation) hold a thread while short calls of other connections wait
+/// behind it. So work that has run for `slice` while other work waits is asked to yield
+/// (`CancellationFlag.requestYield()`): at its next check point, a few milliseconds apart, it
+/// parks its thread, goes to the back of its tenant's queue, and the freed turn goes to the
+/// next tenant's work; it resumes on the same thread when its turn comes round again. At most
+/// `numberOfThreads` pieces run at once; up to `maxParked` more may be parked (each keeps the
+/// memory it holds, so the bound keeps that in check; with all parking places taken, running
+/// work simply continues). Work that reaches neither `check()` nor `CancellationFlag.yieldPoint()`
+/// is not sliced.
+///
 /// Cancellation: work still queued when its task is cancelled does not start and the await
 /// throws `CancellationError`. Work already running is told through its `CancellationFlag`
-/// (`run(cancellable:)`), which the engine checks every few milliseconds, and stops early.
+/// (`run(cancellable:)`), which the engine checks every few milliseconds, and stops early; parked
+/// work is woken at once to stop.
 ///
 /// Not for blocking I/O (hiredis and curl have their own threads): a thread here waiting on I/O
 /// is a core's worth of simulations not run.
@@ -37,31 +50,45 @@ package final class ComputeThreads: Sendable {
     /// admission is fair between connections. Work without one shares `ComputeTenant.unattributed`.
     @TaskLocal package static var tenant = ComputeTenant.unattributed
 
+    /// How long work runs before it is asked to yield to waiting work: 5 ms, short against the
+    /// 15 ms p99 of a single backtest under load (README) and long against a thread switch (µs).
+    package static let defaultSlice: Duration = .milliseconds(5)
+
     private let pool: NIOThreadPool
     private let state: NIOLockedValueBox<Scheduler>
+    private let slice: TimeAmount
+    private let timerLoop: any EventLoop
 
-    /// Starts `numberOfThreads` threads (at least one). An instance other than `shared` must be
-    /// `shutdown()` before it is released.
-    package init(numberOfThreads: Int) {
+    /// Starts `numberOfThreads` threads (at least one) that run work, plus `maxParked` (default:
+    /// twice `numberOfThreads`) for work parked by time slicing; `slice` is how long work runs
+    /// before it yields to waiting work. An instance other than `shared` must be `shutdown()`
+    /// before it is released.
+    package init(numberOfThreads: Int, maxParked: Int? = nil, slice: Duration = ComputeThreads.defaultSlice) {
         let threads = max(1, numberOfThreads)
-        pool = NIOThreadPool(numberOfThreads: threads)
-        state = NIOLockedValueBox(Scheduler(capacity: threads))
+        let parked = max(0, maxParked ?? 2 * threads)
+        pool = NIOThreadPool(numberOfThreads: threads + parked)
+        state = NIOLockedValueBox(Scheduler(capacity: threads, maxParked: parked))
+        self.slice = .nanoseconds(Int64(slice.components.seconds) * 1_000_000_000 + slice.components.attoseconds / 1_000_000_000)
+        timerLoop = MultiThreadedEventLoopGroup.singleton.next()
         pool.start()
     }
 
-    /// The number of threads.
-    package var numberOfThreads: Int { pool.numberOfThreads }
+    /// The number of pieces of work that run at once.
+    package var numberOfThreads: Int { state.withLockedValue { $0.capacity } }
 
     /// Runs `work` on one of the threads and returns its value; the calling task is suspended
     /// meanwhile. Throws `CancellationError` when the task is cancelled before `work` started.
+    /// `work` has no flag of its own: it is time-sliced only at `CancellationFlag.yieldPoint()`s
+    /// (request decoding has them), which see the job's flag as this thread's `current`.
     package func run<Value: Sendable>(_ work: @escaping @Sendable () -> Value) async throws -> Value {
         try await run(cancellable: { _ in work() })
     }
 
     /// Runs `work` on one of the threads and returns its value; the flag passed to `work` is set
     /// when the calling task is cancelled while `work` runs, so `work` can stop early (it checks
-    /// the flag; see `CancellationFlag`). Throws `CancellationError` when the task is cancelled
-    /// before `work` started, and `NIOThreadPoolError.ThreadPoolInactive` after `shutdown()`.
+    /// the flag; see `CancellationFlag`), and its `check()` is where `work` yields to waiting work
+    /// after each time slice. Throws `CancellationError` when the task is cancelled before `work`
+    /// started, and `NIOThreadPoolError.ThreadPoolInactive` after `shutdown()`.
     package func run<Value: Sendable>(cancellable work: @escaping @Sendable (CancellationFlag) -> Value) async throws -> Value {
         try Task.checkCancellation()
         let flag = CancellationFlag()
@@ -71,9 +98,11 @@ package final class ComputeThreads: Sendable {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Value, any Error>) in
                 let job = Job(
                     id: id, tenant: tenant, flag: flag,
-                    body: { [self] in
-                        let value = work(flag)
-                        state.withLockedValue { $0.finished(stoppedEarly: flag.wasObserved) }
+                    body: { [self] job in
+                        job.flag.setYieldHandler { [self] in yield(job) }
+                        let value = CancellationFlag.withCurrent(job.flag) { work(job.flag) }
+                        job.flag.setYieldHandler(nil)
+                        state.withLockedValue { $0.finished(stoppedEarly: job.flag.wasObserved) }
                         continuation.resume(returning: value)
                     },
                     abandon: { continuation.resume(throwing: $0) })
@@ -82,15 +111,23 @@ package final class ComputeThreads: Sendable {
         } onCancel: {
             // Set before the lock is taken: `submit` and `dispatch` check it under the lock.
             flag.cancel()
-            let removed = state.withLockedValue { $0.remove(id: id, tenant: tenant) }
-            removed?.abandon(CancellationError())
+            let outcome = state.withLockedValue { $0.cancel(id: id, tenant: tenant) }
+            switch outcome {
+            case .removed(let job): job.abandon(CancellationError())
+            case .woken(let job): job.wake()
+            case .none: break
+            }
         }
     }
 
     /// Counts since the threads started, for tests and metrics: pieces of work started, finished,
-    /// and finished early because they saw their cancellation flag; and work waiting for a thread.
+    /// and finished early because they saw their cancellation flag; work waiting for a thread;
+    /// work parked now; and how many times work yielded its thread.
     package var counts: Counts {
-        state.withLockedValue { Counts(started: $0.started, finished: $0.finishedCount, stoppedEarly: $0.stoppedEarly, queued: $0.queuedCount) }
+        state.withLockedValue {
+            Counts(started: $0.started, finished: $0.finishedCount, stoppedEarly: $0.stoppedEarly, queued: $0.queuedCount,
+                   parked: $0.parked, yields: $0.yields)
+        }
     }
 
     /// See `counts`.
@@ -98,13 +135,20 @@ package final class ComputeThreads: Sendable {
         package var started: Int
         package var finished: Int
         package var stoppedEarly: Int
+        /// Work not started yet, waiting for its turn.
         package var queued: Int
+        /// Work that yielded and waits for its next turn.
+        package var parked: Int
+        /// Times work yielded its thread.
+        package var yields: Int
 
-        package init(started: Int, finished: Int, stoppedEarly: Int, queued: Int) {
+        package init(started: Int, finished: Int, stoppedEarly: Int, queued: Int, parked: Int = 0, yields: Int = 0) {
             self.started = started
             self.finished = finished
             self.stoppedEarly = stoppedEarly
             self.queued = queued
+            self.parked = parked
+            self.yields = yields
         }
     }
 
@@ -129,8 +173,7 @@ package final class ComputeThreads: Sendable {
             if scheduler.stopping { return .refuse(NIOThreadPoolError.ThreadPoolInactive()) }
             if job.flag.isCancelled { return .refuse(CancellationError()) }
             if scheduler.running < scheduler.capacity {
-                scheduler.running += 1
-                scheduler.started += 1
+                scheduler.begin(job, now: .now())
                 return .start
             }
             scheduler.enqueue(job)
@@ -138,7 +181,7 @@ package final class ComputeThreads: Sendable {
         }
         switch decision {
         case .start: start(job)
-        case .queued: break
+        case .queued: armSliceCheck()
         case .refuse(let error): job.abandon(error)
         }
     }
@@ -148,36 +191,78 @@ package final class ComputeThreads: Sendable {
             guard case .active = poolState else {
                 job.abandon(NIOThreadPoolError.ThreadPoolInactive())
                 state.withLockedValue { $0.finished(stoppedEarly: false) }
-                dispatchNext()
+                dispatchNext(after: job)
                 return
             }
-            job.body()
-            dispatchNext()
+            job.body(job)
+            dispatchNext(after: job)
         }
     }
 
-    /// A thread became free: starts the next tenant's oldest work, if any. Work whose task was
-    /// cancelled just now (its flag set, its cancellation handler not yet through) is skipped.
-    private func dispatchNext() {
-        let (next, skipped, waiters) = state.withLockedValue { scheduler -> (Job?, [Job], [CheckedContinuation<Void, Never>]) in
-            scheduler.running -= 1
-            var skipped: [Job] = []
-            var next = scheduler.next()
-            while let job = next, job.flag.isCancelled {
-                skipped.append(job)
-                next = scheduler.next()
-            }
-            if next != nil {
-                scheduler.running += 1
-                scheduler.started += 1
-            }
+    /// `job` finished and freed its turn: gives turns to waiting work, if any. Work whose task
+    /// was cancelled just now (its flag set, its cancellation handler not yet through) is skipped
+    /// when it has not started (and woken to stop when it is parked).
+    private func dispatchNext(after job: Job) {
+        let (turns, waiters) = state.withLockedValue { scheduler -> (Turns, [CheckedContinuation<Void, Never>]) in
+            scheduler.end(job)
+            let turns = scheduler.fill(now: .now())
             var waiters: [CheckedContinuation<Void, Never>] = []
             if scheduler.isIdle { swap(&waiters, &scheduler.idleWaiters) }
-            return (next, skipped, waiters)
+            return (turns, waiters)
         }
-        for job in skipped { job.abandon(CancellationError()) }
-        if let next { start(next) }
+        give(turns)
         for waiter in waiters { waiter.resume() }
+    }
+
+    /// Called on `job`'s thread at a check point after it was asked to yield: if work still
+    /// waits and a parking place is free, gives the turn to the next waiting work and blocks
+    /// until `job`'s own turn comes round again (or its task is cancelled); otherwise returns at
+    /// once with a fresh slice.
+    private func yield(_ job: Job) {
+        let turns: Turns? = state.withLockedValue { scheduler in
+            guard !job.flag.isCancelled, scheduler.hasWaitingWork, scheduler.parked < scheduler.maxParked else {
+                scheduler.renew(job, now: .now())
+                return nil
+            }
+            scheduler.park(job)
+            return scheduler.fill(now: .now())
+        }
+        guard let turns else { return }
+        give(turns, except: job)
+        if !turns.wake.contains(where: { $0 === job }) { job.waitForTurn() }
+    }
+
+    /// Starts or wakes the work `turns` picked (but not `except`, which is the caller itself and
+    /// simply goes on), abandons the cancelled work it skipped, and keeps the slice check armed.
+    private func give(_ turns: Turns, except: Job? = nil) {
+        for job in turns.skipped { job.abandon(CancellationError()) }
+        for job in turns.start { start(job) }
+        for job in turns.wake where job !== except { job.wake() }
+        armSliceCheck()
+    }
+
+    /// While work waits for a turn, asks running work that has used up its slice to yield, and
+    /// checks again a slice later. A no-op while nothing waits or a check is already scheduled.
+    private func armSliceCheck(notBefore: NIODeadline? = nil) {
+        let when: NIODeadline? = state.withLockedValue { scheduler in
+            guard !scheduler.sliceCheckArmed, scheduler.hasWaitingWork, let earliest = scheduler.earliestRunningSince else { return nil }
+            scheduler.sliceCheckArmed = true
+            return max(earliest + slice, notBefore ?? .now())
+        }
+        guard let when else { return }
+        timerLoop.scheduleTask(deadline: when) { [self] in sliceCheck() }
+    }
+
+    private func sliceCheck() {
+        let now = NIODeadline.now()
+        let asked: [Job] = state.withLockedValue { scheduler in
+            scheduler.sliceCheckArmed = false
+            guard scheduler.hasWaitingWork else { return [] }
+            return scheduler.runningJobs.values.filter { now - $0.runningSince >= slice }
+        }
+        for job in asked { job.flag.requestYield() }
+        // Work that has no check points (or is slow to reach one) is asked again a slice later.
+        armSliceCheck(notBefore: now + slice)
     }
 }
 
@@ -197,39 +282,106 @@ package struct ComputeTenant: Hashable, Sendable {
 }
 
 extension ComputeThreads {
-    fileprivate struct Job: Sendable {
+    /// A piece of work. Its mutable fields are guarded by `ComputeThreads.state`'s lock.
+    fileprivate final class Job: @unchecked Sendable {
         let id: UInt64
         let tenant: ComputeTenant
         let flag: CancellationFlag
         /// Runs the work and resumes its caller (on a pool thread).
-        let body: @Sendable () -> Void
+        let body: @Sendable (Job) -> Void
         /// Resumes its caller with an error; the work never runs.
         let abandon: @Sendable (any Error) -> Void
+        /// When the work's current turn began (under the lock).
+        var runningSince = NIODeadline.uptimeNanoseconds(0)
+        /// Whether the work yielded and waits in its tenant's queue for its next turn (under the lock).
+        var isParked = false
+        private let turn = DispatchSemaphore(value: 0)
+
+        init(id: UInt64, tenant: ComputeTenant, flag: CancellationFlag, body: @escaping @Sendable (Job) -> Void,
+             abandon: @escaping @Sendable (any Error) -> Void) {
+            self.id = id
+            self.tenant = tenant
+            self.flag = flag
+            self.body = body
+            self.abandon = abandon
+        }
+
+        /// Blocks the work's thread until `wake()` (which may come first).
+        func waitForTurn() { turn.wait() }
+        /// Ends `waitForTurn()`.
+        func wake() { turn.signal() }
+    }
+
+    /// What a change of turns decided, acted on outside the lock.
+    fileprivate struct Turns {
+        /// New work to start on a pool thread.
+        var start: [Job] = []
+        /// Parked work to wake on its own thread.
+        var wake: [Job] = []
+        /// Queued work whose task was cancelled: abandoned, never run.
+        var skipped: [Job] = []
+    }
+
+    /// What a cancellation found.
+    fileprivate enum CancelOutcome {
+        /// The work was queued, not started: it never runs.
+        case removed(Job)
+        /// The work was parked: woken (over the capacity, briefly) to see its flag and stop.
+        case woken(Job)
+        /// Running, finished, or never queued: its flag does the rest.
+        case none
     }
 
     /// Queues per tenant, served round robin. Guarded by `ComputeThreads.state`'s lock.
     fileprivate struct Scheduler {
         let capacity: Int
-        var running = 0
+        let maxParked: Int
+        /// Work holding a turn (running, or woken to stop after a cancel).
+        private(set) var running = 0
+        private(set) var runningJobs: [UInt64: Job] = [:]
+        /// Work parked in the queues.
+        private(set) var parked = 0
         var stopping = false
+        var sliceCheckArmed = false
         var idleWaiters: [CheckedContinuation<Void, Never>] = []
         private var lastID: UInt64 = 0
         private var queues: [ComputeTenant: [Job]] = [:]
         /// Tenants with queued work, in turn order; `turn` is the next one to serve.
         private var ring: [ComputeTenant] = []
         private var turn = 0
+        /// Work not started yet in the queues.
         private(set) var queuedCount = 0
-        var started = 0
+        private(set) var started = 0
         private(set) var finishedCount = 0
         private(set) var stoppedEarly = 0
+        private(set) var yields = 0
 
-        init(capacity: Int) { self.capacity = capacity }
+        init(capacity: Int, maxParked: Int) {
+            self.capacity = capacity
+            self.maxParked = maxParked
+        }
 
-        var isIdle: Bool { running == 0 && queuedCount == 0 }
+        var isIdle: Bool { running == 0 && queuedCount == 0 && parked == 0 }
+        var hasWaitingWork: Bool { queuedCount + parked > 0 }
+        var earliestRunningSince: NIODeadline? { runningJobs.values.map(\.runningSince).min() }
 
         mutating func newID() -> UInt64 {
             lastID += 1
             return lastID
+        }
+
+        /// `job` takes a turn for the first time.
+        mutating func begin(_ job: Job, now: NIODeadline) {
+            running += 1
+            started += 1
+            runningJobs[job.id] = job
+            job.runningSince = now
+        }
+
+        /// `job`'s work returned.
+        mutating func end(_ job: Job) {
+            running -= 1
+            runningJobs[job.id] = nil
         }
 
         mutating func finished(stoppedEarly early: Bool) {
@@ -237,7 +389,48 @@ extension ComputeThreads {
             if early { stoppedEarly += 1 }
         }
 
+        /// `job` goes on with a fresh slice (it was asked to yield, but nothing needs its turn).
+        mutating func renew(_ job: Job, now: NIODeadline) {
+            job.runningSince = now
+        }
+
+        /// `job` gives up its turn and waits at the back of its tenant's queue.
+        mutating func park(_ job: Job) {
+            running -= 1
+            runningJobs[job.id] = nil
+            job.isParked = true
+            parked += 1
+            yields += 1
+            append(job)
+        }
+
+        /// Hands free turns to waiting work, tenants in turn.
+        mutating func fill(now: NIODeadline) -> Turns {
+            var turns = Turns()
+            while running < capacity, let job = next() {
+                if job.isParked {
+                    job.isParked = false
+                    parked -= 1
+                    running += 1
+                    runningJobs[job.id] = job
+                    job.runningSince = now
+                    turns.wake.append(job)
+                } else if job.flag.isCancelled {
+                    turns.skipped.append(job)
+                } else {
+                    begin(job, now: now)
+                    turns.start.append(job)
+                }
+            }
+            return turns
+        }
+
+        /// New work waits at the back of its tenant's queue.
         mutating func enqueue(_ job: Job) {
+            append(job)
+        }
+
+        private mutating func append(_ job: Job) {
             if queues[job.tenant, default: []].isEmpty {
                 // A tenant that had nothing waiting joins the round just before the one to serve
                 // next, so it waits for at most one turn of every other tenant.
@@ -246,31 +439,38 @@ extension ComputeThreads {
                 if turn >= ring.count { turn = 0 }
             }
             queues[job.tenant, default: []].append(job)
-            queuedCount += 1
+            if !job.isParked { queuedCount += 1 }
         }
 
-        /// The queued job `id` of `tenant`, removed; nil if it is not queued (started or done).
-        mutating func remove(id: UInt64, tenant: ComputeTenant) -> Job? {
-            guard var queue = queues[tenant], let index = queue.firstIndex(where: { $0.id == id }) else { return nil }
+        /// The cancelled work `id` of `tenant`: removed from its queue if it waits there.
+        mutating func cancel(id: UInt64, tenant: ComputeTenant) -> CancelOutcome {
+            guard var queue = queues[tenant], let index = queue.firstIndex(where: { $0.id == id }) else { return .none }
             let job = queue.remove(at: index)
-            queuedCount -= 1
             if queue.isEmpty {
                 queues[tenant] = nil
                 leaveRing(tenant)
             } else {
                 queues[tenant] = queue
             }
-            return job
+            guard job.isParked else {
+                queuedCount -= 1
+                return .removed(job)
+            }
+            job.isParked = false
+            parked -= 1
+            running += 1
+            runningJobs[job.id] = job
+            return .woken(job)
         }
 
-        /// The next tenant's oldest job, removed from its queue.
-        mutating func next() -> Job? {
+        /// The next tenant's oldest work, removed from its queue.
+        private mutating func next() -> Job? {
             guard !ring.isEmpty else { return nil }
             if turn >= ring.count { turn = 0 }
             let tenant = ring[turn]
             var queue = queues[tenant]!
             let job = queue.removeFirst()
-            queuedCount -= 1
+            if !job.isParked { queuedCount -= 1 }
             if queue.isEmpty {
                 queues[tenant] = nil
                 ring.remove(at: turn)
