@@ -48,11 +48,14 @@ struct EngineCancellationTests {
         ticker: "AAPL", weight: 1, entry: .compare(lhs: indicator("sma:20"), op: .greater, rhs: indicator("sma:50")))])
 
     /// A service on local files whose simulations run on `threads` (one thread, counted).
-    static func service(_ threads: ComputeThreads) throws -> EngineBacktestService {
+    /// With `endless`, the engine runs until its flag stops it (`EndlessEngine`), so a deadline
+    /// always falls inside the simulation however fast the machine is.
+    static func service(_ threads: ComputeThreads, endless: Bool = false) throws -> EngineBacktestService {
         var logger = Logger(label: "test.cancellation")
         logger.logLevel = .critical
         let pipeline = BacktestPipeline(
-            source: try LocalFilesProvider(directory: SharedData.dailyDirectory), cache: nil, logger: logger,
+            source: try LocalFilesProvider(directory: SharedData.dailyDirectory), cache: nil,
+            engines: endless ? EngineSelection(primary: EndlessEngine()) : EngineSelection(), logger: logger,
             computeThreads: threads)
         return EngineBacktestService(pipeline: pipeline, maxParallel: 1, serverVersion: "test")
     }
@@ -66,30 +69,35 @@ struct EngineCancellationTests {
     @Test(arguments: Ending.allCases)
     func aHeavyBacktestStopsWhenItsCallEnds(_ ending: Ending) async throws {
         let threads = ComputeThreads(numberOfThreads: 1)
-        try await withServer(service: try Self.service(threads)) { _, port in
+        try await withServer(service: try Self.service(threads, endless: ending == .deadline)) { _, port in
             let (connection, _) = try await RawConnection.handshake(port: port)
             // The deadline: long enough for the shared phase (data, validation and analysis take a
-            // few seconds in a debug build), far shorter than the simulation (a minute or more in
-            // a debug build). On a machine loaded enough that the shared phase outlasts it, the
+            // few seconds in a debug build); the simulation then runs until stopped
+            // (`EndlessEngine`). On a machine loaded enough that the shared phase outlasts it, the
             // call stops there instead and its simulation must never start (checked below).
             try await connection.sendRequest(1, Self.runBacktest(Self.heavy(), timeoutMs: ending == .deadline ? 20_000 : 0))
             var simulationStarted = true
+            // A call this large is validated and analysed on the compute threads too
+            // (`BacktestPipeline.offloadPositions`): the simulation is their third piece of work.
+            let simulation = 3
+            #expect(Self.heavy().positions.count > BacktestPipeline.offloadPositions)
             switch ending {
             case .deadline:
                 let frame = try #require(await connection.nextFrame(where: { $0.type == .response }))
-                #expect(try CallResponse.decode(frame.payload).status.code == .deadlineExceeded)
-                simulationStarted = threads.counts.started == 1
+                let status = try CallResponse.decode(frame.payload).status
+                #expect(status.code == .deadlineExceeded, "\(status)")
+                simulationStarted = threads.counts.started == simulation
             case .cancel:
-                try await poll(timeout: .seconds(120)) { threads.counts.started == 1 }
+                try await poll(timeout: .seconds(120)) { threads.counts.started == simulation }
                 try await connection.send(Frame(type: .cancel, streamID: 1, payload: CancelMessage().encoded()))
             case .disconnect:
-                try await poll(timeout: .seconds(120)) { threads.counts.started == 1 }
+                try await poll(timeout: .seconds(120)) { threads.counts.started == simulation }
                 await connection.close()
             }
             // The engine saw the call end and stopped midway (uncancelled it would run on for
             // tens of seconds; the suite's limit would fail it).
             if simulationStarted {
-                try await poll(timeout: .seconds(60)) { threads.counts.finished == 1 }
+                try await poll(timeout: .seconds(60)) { threads.counts.finished == simulation }
                 #expect(threads.counts.stoppedEarly == 1, "the engine observed the cancellation: \(threads.counts)")
             }
             let before = threads.counts.started
@@ -173,5 +181,24 @@ struct EngineCancellationTests {
             await connection.close()
         }
         try await threads.shutdown()
+    }
+}
+
+/// An engine whose simulation of a strategy named "heavy" never ends on its own: it checks its
+/// flag every millisecond, as the real engine does between fill points, until the flag stops it
+/// (or 10 minutes pass). Other strategies run on the real engine. For a deadline that must fall
+/// inside the simulation.
+struct EndlessEngine: BacktestRunner {
+    var name: String { "endless" }
+
+    func run(
+        validated strategy: Strategy, market: PreparedMarket, indicators: IndicatorStore, cancellation: CancellationFlag?,
+        bound: AnswerBound
+    ) throws(BacktestError) -> BacktestResult {
+        for _ in 0..<(strategy.name == "heavy" ? 600_000 : 0) {
+            try cancellation.check()
+            usleep(1_000)
+        }
+        return try VectorEngine().run(validated: strategy, market: market, indicators: indicators, cancellation: cancellation, bound: bound)
     }
 }
