@@ -176,9 +176,8 @@ package enum Validation {
         case .series(let series):
             if let ticker = series.ticker { try Ticker.validate(ticker, field: path.series.child("ticker").description) }
             if case .indicator(let spec) = series.source {
-                let indicatorPath = path.series.child("indicator")
-                try IndicatorCatalog.requireParameters(spec, field: indicatorPath.description)
-                _ = try IndicatorCatalog.normalize(spec, field: indicatorPath.description)
+                try IndicatorCatalog.requireParameters(spec, field: path.series.child("indicator").description)
+                _ = try IndicatorCatalog.normalize(spec, field: path.series.child("indicator").description)
             }
         }
     }

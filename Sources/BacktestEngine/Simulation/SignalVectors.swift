@@ -36,14 +36,9 @@ struct SignalVectors {
         _ series: SeriesRef, ticker: String, field: FieldPath
     ) throws(BacktestError) -> (aligned: AlignedTicker, column: [Double]) {
         let symbol = series.ticker ?? ticker
-        // Paths are text built on demand: only an error needs one (this runs for every operand of
-        // every backtest, and building them eagerly cost about 5 % of a 10-ticker backtest).
-        let aligned: AlignedTicker
-        if let found = market.aligned[symbol] {
-            aligned = found
-        } else {
-            aligned = try market.ticker(symbol, field: field.series.child("ticker").description)
-        }
+        // The `field:` arguments are autoclosures: only an error builds a path (this runs for every
+        // operand of every backtest).
+        let aligned = try market.ticker(symbol, field: field.series.child("ticker").description)
         switch series.source {
         case .field(let priceField):
             let bars = aligned.bars
@@ -56,12 +51,7 @@ struct SignalVectors {
             }
             return (aligned, column)
         case .indicator(let spec):
-            let key: IndicatorKey
-            do {
-                key = try IndicatorKey(ticker: symbol, spec: spec)
-            } catch {
-                key = try IndicatorKey(ticker: symbol, spec: spec, field: field.series.child("indicator").description)
-            }
+            let key = try IndicatorKey(ticker: symbol, spec: spec, field: field.series.child("indicator").description)
             return (aligned, try self.series(for: key))
         }
     }
