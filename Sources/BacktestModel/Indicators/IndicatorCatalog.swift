@@ -73,7 +73,7 @@ public enum IndicatorCatalog {
     public static let maximumPeriod = 10_000
 
     public static func definition(_ type: String) -> IndicatorDefinition? {
-        definitions[type.lowercased()]
+        definitions[lowercased(type)]
     }
 
     /// The spec with its type lowercased, missing trailing parameters set to their defaults and an
@@ -81,7 +81,7 @@ public enum IndicatorCatalog {
     /// their normalized forms are equal. Throws INVALID_ARGUMENT naming `field` (the spec's path),
     /// which is evaluated only then: a valid spec builds no path text.
     public static func normalize(_ spec: IndicatorSpec, field: @autoclosure () -> String) throws(BacktestError) -> IndicatorSpec {
-        let type = spec.type.lowercased()
+        let type = lowercased(spec.type)
         guard let definition = definitions[type] else {
             let known = definitions.keys.sorted().joined(separator: ", ")
             throw .invalidArgument("unknown indicator \(quotedInput(spec.type)) (known: \(known))", field: field() + ".type")
@@ -91,7 +91,8 @@ public enum IndicatorCatalog {
                 "\(type) takes \(definition.parameters.count) parameter(s), got \(spec.params.count)",
                 field: field() + ".params")
         }
-        var params: [Double] = []
+        // The spec's own array when it lists every parameter (the usual case: no copy).
+        var params = spec.params
         for (index, parameter) in definition.parameters.enumerated() {
             let value = index < spec.params.count ? spec.params[index] : parameter.defaultValue
             switch parameter {
@@ -106,18 +107,24 @@ public enum IndicatorCatalog {
                     throw .invalidArgument("\(type) \(name) must be a positive number, got \(format(value))", field: "\(field()).params[\(index)]")
                 }
             }
-            params.append(value)
+            if index >= spec.params.count { params.append(value) }
         }
         if type == "macd", params[0] >= params[1] {
             throw .invalidArgument("macd fast period (\(format(params[0]))) must be below the slow period (\(format(params[1])))", field: field() + ".params")
         }
-        let output = spec.output.isEmpty ? definition.outputs[0] : spec.output.lowercased()
+        let output = spec.output.isEmpty ? definition.outputs[0] : lowercased(spec.output)
         guard definition.outputs.contains(output) else {
             throw .invalidArgument(
                 "\(type) has no output \(quotedInput(spec.output)) (outputs: \(definition.outputs.joined(separator: ", ")))",
                 field: field() + ".output")
         }
         return IndicatorSpec(type: type, params: params, output: output)
+    }
+
+    /// `text.lowercased()`, without building a new string when `text` is lower-case ASCII already
+    /// (every spec the engine normalizes more than once is).
+    private static func lowercased(_ text: String) -> String {
+        text.utf8.allSatisfy({ $0 < 0x80 && !(UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0) }) ? text : text.lowercased()
     }
 
     /// A request names every parameter of an indicator: `sma` without a period is an error, not

@@ -66,7 +66,6 @@ enum StrategyConversion {
         switch m.kind_case {
         case BACKTEST__V1__CONDITION__KIND_COMPARE:
             let compare = try required(m.compare, path.child("compare").description).pointee
-            let comparePath = path.child("compare")
             let op: Comparison = switch compare.op {
             case BACKTEST__V1__COMPARISON__GREATER: .greater
             case BACKTEST__V1__COMPARISON__GREATER_EQUAL: .greaterOrEqual
@@ -75,13 +74,13 @@ enum StrategyConversion {
             case BACKTEST__V1__COMPARISON__CROSSES_ABOVE: .crossesAbove
             case BACKTEST__V1__COMPARISON__CROSSES_BELOW: .crossesBelow
             case BACKTEST__V1__COMPARISON__COMPARISON_UNSPECIFIED:
-                throw BacktestError.invalidArgument("a comparison operator is required", at: comparePath.child("op"))
-            default: throw unknownEnum(compare.op.rawValue, comparePath.child("op").description, backtest__v1__comparison__descriptor)
+                throw BacktestError.invalidArgument("a comparison operator is required", at: path.child("compare").child("op"))
+            default: throw unknownEnum(compare.op.rawValue, path.child("compare").child("op").description, backtest__v1__comparison__descriptor)
             }
             return .compare(
-                lhs: try operand(required(compare.lhs, comparePath.child("lhs").description), path: comparePath.child("lhs")),
+                lhs: try operand(required(compare.lhs, path.compareOperand(lhs: true).description), path: path.compareOperand(lhs: true)),
                 op: op,
-                rhs: try operand(required(compare.rhs, comparePath.child("rhs").description), path: comparePath.child("rhs")))
+                rhs: try operand(required(compare.rhs, path.compareOperand(lhs: false).description), path: path.compareOperand(lhs: false)))
         case BACKTEST__V1__CONDITION__KIND_ALL:
             return .all(try conditionList(required(m.all, path.child("all").description), path: path.child("all")))
         case BACKTEST__V1__CONDITION__KIND_ANY:
@@ -108,7 +107,7 @@ enum StrategyConversion {
         case BACKTEST__V1__OPERAND__VALUE_NUMBER:
             return .number(c.pointee.number)
         case BACKTEST__V1__OPERAND__VALUE_SERIES:
-            return .series(try series(required(c.pointee.series, path.child("series").description), path: path.child("series")))
+            return .series(try series(required(c.pointee.series, path.series.description), path: path.series))
         default:
             throw BacktestError.invalidArgument("an operand needs a number or a series", at: path)
         }
