@@ -73,7 +73,7 @@ public enum IndicatorCatalog {
     public static let maximumPeriod = 10_000
 
     public static func definition(_ type: String) -> IndicatorDefinition? {
-        definitions[lowercased(type)]
+        definitions[type] ?? definitions[type.lowercased()]
     }
 
     /// The spec with its type lowercased, missing trailing parameters set to their defaults and an
@@ -81,8 +81,15 @@ public enum IndicatorCatalog {
     /// their normalized forms are equal. Throws INVALID_ARGUMENT naming `field` (the spec's path),
     /// which is evaluated only then: a valid spec builds no path text.
     public static func normalize(_ spec: IndicatorSpec, field: @autoclosure () -> String) throws(BacktestError) -> IndicatorSpec {
-        let type = lowercased(spec.type)
-        guard let definition = definitions[type] else {
+        // Types and outputs are lower-case ASCII: a spec that matches as it is (every spec the
+        // engine normalizes more than once does) needs no lower-cased copy.
+        var type = spec.type
+        var found = definitions[type]
+        if found == nil {
+            type = type.lowercased()
+            found = definitions[type]
+        }
+        guard let definition = found else {
             let known = definitions.keys.sorted().joined(separator: ", ")
             throw .invalidArgument("unknown indicator \(quotedInput(spec.type)) (known: \(known))", field: field() + ".type")
         }
@@ -112,19 +119,14 @@ public enum IndicatorCatalog {
         if type == "macd", params[0] >= params[1] {
             throw .invalidArgument("macd fast period (\(format(params[0]))) must be below the slow period (\(format(params[1])))", field: field() + ".params")
         }
-        let output = spec.output.isEmpty ? definition.outputs[0] : lowercased(spec.output)
+        let output = spec.output.isEmpty ? definition.outputs[0]
+            : definition.outputs.contains(spec.output) ? spec.output : spec.output.lowercased()
         guard definition.outputs.contains(output) else {
             throw .invalidArgument(
                 "\(type) has no output \(quotedInput(spec.output)) (outputs: \(definition.outputs.joined(separator: ", ")))",
                 field: field() + ".output")
         }
         return IndicatorSpec(type: type, params: params, output: output)
-    }
-
-    /// `text.lowercased()`, without building a new string when `text` is lower-case ASCII already
-    /// (every spec the engine normalizes more than once is).
-    private static func lowercased(_ text: String) -> String {
-        text.utf8.allSatisfy({ $0 < 0x80 && !(UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0) }) ? text : text.lowercased()
     }
 
     /// A request names every parameter of an indicator: `sma` without a period is an error, not
