@@ -13,7 +13,7 @@ enum StrategyConversion {
     static func strategy(_ c: UnsafePointer<Backtest__V1__Strategy>, path: FieldPath) throws -> Strategy {
         let m = c.pointee
         let positions = try messages(m.positions, m.n_positions) { position, index in
-            try self.position(position, path: path.child("positions", index: index))
+            try self.position(position, path: { path.child("positions", index: index) })
         }
         let fill: FillTiming = switch m.fill {
         case BACKTEST__V1__FILL_TIMING__FILL_TIMING_DEFAULT: .default
@@ -32,15 +32,18 @@ enum StrategyConversion {
                         slippageBps: m.slippage_bps, rebalance: rebalance, allowLeverage: m.allow_leverage != 0)
     }
 
-    static func position(_ c: UnsafePointer<Backtest__V1__Position>, path: FieldPath) throws -> Position {
+    // Below the strategy, `path` is called only to name the field of an error: a valid position
+    // builds no path (this runs for every position and operand of a request).
+
+    static func position(_ c: UnsafePointer<Backtest__V1__Position>, path: () -> FieldPath) throws -> Position {
         let m = c.pointee
-        let entry = try condition(required(m.entry, path.child("entry").description), path: path.child("entry"))
-        let exit = try m.exit.map { try condition($0, path: path.child("exit")) }
+        let entry = try condition(required(m.entry, path().child("entry").description), path: { path().child("entry") })
+        let exit = try m.exit.map { try condition($0, path: { path().child("exit") }) }
         let direction: PositionDirection = switch m.direction {
         case BACKTEST__V1__DIRECTION__DIRECTION_DEFAULT: .default
         case BACKTEST__V1__DIRECTION__DIRECTION_LONG: .long
         case BACKTEST__V1__DIRECTION__DIRECTION_SHORT: .short
-        default: throw unknownEnum(m.direction.rawValue, path.child("direction").description, backtest__v1__direction__descriptor)
+        default: throw unknownEnum(m.direction.rawValue, path().child("direction").description, backtest__v1__direction__descriptor)
         }
         let sizing: SizingMode = switch m.sizing {
         case BACKTEST__V1__SIZING__SIZING_DEFAULT: .default
@@ -48,7 +51,7 @@ enum StrategyConversion {
         case BACKTEST__V1__SIZING__SIZING_CASH: .cash
         case BACKTEST__V1__SIZING__SIZING_SHARES: .shares
         case BACKTEST__V1__SIZING__SIZING_RISK: .risk
-        default: throw unknownEnum(m.sizing.rawValue, path.child("sizing").description, backtest__v1__sizing__descriptor)
+        default: throw unknownEnum(m.sizing.rawValue, path().child("sizing").description, backtest__v1__sizing__descriptor)
         }
         // 0 on the wire: no such exit (the validation rejects an explicit non-positive level
         // from JSON, where absence and 0 differ; on the wire a negative value is rejected).
@@ -61,11 +64,11 @@ enum StrategyConversion {
             size: m.size, exits: exits)
     }
 
-    static func condition(_ c: UnsafePointer<Backtest__V1__Condition>, path: FieldPath) throws -> Condition {
+    static func condition(_ c: UnsafePointer<Backtest__V1__Condition>, path: () -> FieldPath) throws -> Condition {
         let m = c.pointee
         switch m.kind_case {
         case BACKTEST__V1__CONDITION__KIND_COMPARE:
-            let compare = try required(m.compare, path.child("compare").description).pointee
+            let compare = try required(m.compare, path().child("compare").description).pointee
             let op: Comparison = switch compare.op {
             case BACKTEST__V1__COMPARISON__GREATER: .greater
             case BACKTEST__V1__COMPARISON__GREATER_EQUAL: .greaterOrEqual
@@ -74,46 +77,46 @@ enum StrategyConversion {
             case BACKTEST__V1__COMPARISON__CROSSES_ABOVE: .crossesAbove
             case BACKTEST__V1__COMPARISON__CROSSES_BELOW: .crossesBelow
             case BACKTEST__V1__COMPARISON__COMPARISON_UNSPECIFIED:
-                throw BacktestError.invalidArgument("a comparison operator is required", at: path.child("compare").child("op"))
-            default: throw unknownEnum(compare.op.rawValue, path.child("compare").child("op").description, backtest__v1__comparison__descriptor)
+                throw BacktestError.invalidArgument("a comparison operator is required", at: path().child("compare").child("op"))
+            default: throw unknownEnum(compare.op.rawValue, path().child("compare").child("op").description, backtest__v1__comparison__descriptor)
             }
             return .compare(
-                lhs: try operand(required(compare.lhs, path.compareOperand(lhs: true).description), path: path.compareOperand(lhs: true)),
+                lhs: try operand(required(compare.lhs, path().compareOperand(lhs: true).description), path: { path().compareOperand(lhs: true) }),
                 op: op,
-                rhs: try operand(required(compare.rhs, path.compareOperand(lhs: false).description), path: path.compareOperand(lhs: false)))
+                rhs: try operand(required(compare.rhs, path().compareOperand(lhs: false).description), path: { path().compareOperand(lhs: false) }))
         case BACKTEST__V1__CONDITION__KIND_ALL:
-            return .all(try conditionList(required(m.all, path.child("all").description), path: path.child("all")))
+            return .all(try conditionList(required(m.all, path().child("all").description), path: { path().child("all") }))
         case BACKTEST__V1__CONDITION__KIND_ANY:
-            return .any(try conditionList(required(m.any, path.child("any").description), path: path.child("any")))
+            return .any(try conditionList(required(m.any, path().child("any").description), path: { path().child("any") }))
         case BACKTEST__V1__CONDITION__KIND_NOT:
-            return .not(try condition(required(m.not_, path.child("not").description), path: path.child("not")))
+            return .not(try condition(required(m.not_, path().child("not").description), path: { path().child("not") }))
         default:
-            throw BacktestError.invalidArgument("a condition needs one of compare, all, any, not", at: path)
+            throw BacktestError.invalidArgument("a condition needs one of compare, all, any, not", at: path())
         }
     }
 
-    private static func conditionList(_ c: UnsafePointer<Backtest__V1__ConditionList>, path: FieldPath) throws -> [Condition] {
+    private static func conditionList(_ c: UnsafePointer<Backtest__V1__ConditionList>, path: () -> FieldPath) throws -> [Condition] {
         let list = try messages(c.pointee.conditions, c.pointee.n_conditions) { element, index in
-            try condition(element, path: path.child("conditions", index: index))
+            try condition(element, path: { path().child("conditions", index: index) })
         }
         guard !list.isEmpty else {
-            throw BacktestError.invalidArgument("a condition list needs at least one condition", at: path.child("conditions"))
+            throw BacktestError.invalidArgument("a condition list needs at least one condition", at: path().child("conditions"))
         }
         return list
     }
 
-    static func operand(_ c: UnsafePointer<Backtest__V1__Operand>, path: FieldPath) throws -> Operand {
+    static func operand(_ c: UnsafePointer<Backtest__V1__Operand>, path: () -> FieldPath) throws -> Operand {
         switch c.pointee.value_case {
         case BACKTEST__V1__OPERAND__VALUE_NUMBER:
             return .number(c.pointee.number)
         case BACKTEST__V1__OPERAND__VALUE_SERIES:
-            return .series(try series(required(c.pointee.series, path.series.description), path: path.series))
+            return .series(try series(required(c.pointee.series, path().series.description), path: { path().series }))
         default:
-            throw BacktestError.invalidArgument("an operand needs a number or a series", at: path)
+            throw BacktestError.invalidArgument("an operand needs a number or a series", at: path())
         }
     }
 
-    static func series(_ c: UnsafePointer<Backtest__V1__Series>, path: FieldPath) throws -> SeriesRef {
+    static func series(_ c: UnsafePointer<Backtest__V1__Series>, path: () -> FieldPath) throws -> SeriesRef {
         let m = c.pointee
         let ticker = string(m.ticker)
         switch m.source_case {
@@ -125,17 +128,17 @@ enum StrategyConversion {
             case BACKTEST__V1__PRICE_FIELD__CLOSE: .close
             case BACKTEST__V1__PRICE_FIELD__VOLUME: .volume
             case BACKTEST__V1__PRICE_FIELD__PRICE_FIELD_UNSPECIFIED:
-                throw BacktestError.invalidArgument("a price field is required", at: path.child("field"))
-            default: throw unknownEnum(m.field.rawValue, path.child("field").description, backtest__v1__price_field__descriptor)
+                throw BacktestError.invalidArgument("a price field is required", at: path().child("field"))
+            default: throw unknownEnum(m.field.rawValue, path().child("field").description, backtest__v1__price_field__descriptor)
             }
             return SeriesRef(ticker: ticker.isEmpty ? nil : ticker, source: .field(field))
         case BACKTEST__V1__SERIES__SOURCE_INDICATOR:
-            let spec = try required(m.indicator, path.child("indicator").description).pointee
+            let spec = try required(m.indicator, path().child("indicator").description).pointee
             let indicator = IndicatorSpec(type: string(spec.type), params: scalars(spec.params, spec.n_params),
                                           output: string(spec.output))
             return SeriesRef(ticker: ticker.isEmpty ? nil : ticker, source: .indicator(indicator))
         default:
-            throw BacktestError.invalidArgument("a series needs a price field or an indicator", at: path)
+            throw BacktestError.invalidArgument("a series needs a price field or an indicator", at: path())
         }
     }
 
