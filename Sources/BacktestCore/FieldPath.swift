@@ -9,10 +9,11 @@
 /// the call with `rerooted(_:)`. PROTOCOL.md ("Field paths") states the scheme.
 ///
 /// A path is a chain of immutable levels, each pointing at its parent: `child` adds one level and
-/// builds no text, so decoding, validation and analysis can carry a path through every position
-/// and operand of a large request for the price of a small allocation per level. The text
-/// (`description`) is rendered only when something asks for it, in practice when an error names
-/// the field. Equality and hashing compare the rendered text (two paths spelling the same field
+/// builds no text, so a path can be carried through every position and operand of a large
+/// request for the price of a small allocation per level. The walks over every position
+/// (decoding, validation, analysis, signals) go further and build a path only for an error,
+/// through closures and `@autoclosure` field arguments. The text (`description`) is rendered only
+/// when something asks for it, in practice when an error names the field. Equality and hashing compare the rendered text (two paths spelling the same field
 /// are equal however they were built).
 public struct FieldPath: Sendable, Hashable, CustomStringConvertible, ExpressibleByStringLiteral {
     /// One level: `name`, or `name[index]` for an element of a repeated field, below `parent`.
@@ -35,7 +36,9 @@ public struct FieldPath: Sendable, Hashable, CustomStringConvertible, Expressibl
 
     private init(last: Level?) { self.last = last }
 
+    /// The path spelled by `text` ("run_batch.variants[3]"), kept as one level; "" is no field.
     public init(_ text: String) { last = text.isEmpty ? nil : Level(parent: nil, name: text, index: nil) }
+    /// `init(_:)` of the literal: `let root: FieldPath = "run_backtest.strategy"`.
     public init(stringLiteral text: String) { self.init(text) }
 
     /// The path as text ("" for no field), rendered on each call.
@@ -63,10 +66,12 @@ public struct FieldPath: Sendable, Hashable, CustomStringConvertible, Expressibl
         FieldPath(last: Level(parent: last, name: name, index: index))
     }
 
+    /// Paths are equal when they spell the same text, however they were built.
     public static func == (lhs: FieldPath, rhs: FieldPath) -> Bool {
         lhs.last === rhs.last || lhs.description == rhs.description
     }
 
+    /// Hashes the text, as `==` compares it.
     public func hash(into hasher: inout Hasher) { hasher.combine(description) }
 
     /// Whether this path is `root` or lies below it ("strategy.positions[0]" is under "strategy";
