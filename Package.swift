@@ -15,7 +15,7 @@
 //                   ├─▶ BacktestClient
 //                   └─▶ BacktestReporting (tables, charts, CSV/JSON/HTML) ─▶ BacktestModel
 //   backtest-bench (exe) ─▶ BacktestBench ─▶ BacktestClient, BacktestProtocol, FakeAlpaca, BacktestTestSupport, BacktestReporting
-//   engine-bench (exe)   ─▶ BacktestEngine, BacktestTestSupport
+//   engine-bench (exe)   ─▶ BacktestEngine, BacktestProtocol (the `prepare` mode decodes a request), BacktestTestSupport
 //   backtestd (exe) ─▶ BacktestWeb (--http-port: dashboard, HTTP/JSON, Hummingbird) ─▶ BacktestService, BacktestReporting
 //
 // BacktestServer and BacktestWeb know the application only through the `BacktestService` protocol. The client
@@ -217,7 +217,10 @@ let package = Package(
         // Measures the engine alone on shared data in memory: `swift run -c release engine-bench`.
         .executableTarget(
             name: "engine-bench",
-            dependencies: ["BacktestEngine", "BacktestModel", "BacktestCore", "BacktestTestSupport"]),
+            dependencies: [
+                "BacktestEngine", "BacktestModel", "BacktestCore", "BacktestTestSupport", "BacktestProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]),
 
         // libFuzzer target for the frame and message decoders (scripts/run-fuzzer.sh).
         .executableTarget(

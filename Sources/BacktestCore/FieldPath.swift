@@ -7,22 +7,72 @@
 /// slots in by its proto name. Engine code below the service builds paths relative to the roots
 /// `strategy` and `settings` (the roots a stand-alone backtest uses); the service moves them under
 /// the call with `rerooted(_:)`. PROTOCOL.md ("Field paths") states the scheme.
+///
+/// A path is a chain of immutable levels, each pointing at its parent: `child` adds one level and
+/// builds no text, so a path can be carried through every position and operand of a large
+/// request for the price of a small allocation per level. The walks over every position
+/// (decoding, validation, analysis, signals) go further and build a path only for an error,
+/// through closures and `@autoclosure` field arguments. The text (`description`) is rendered only
+/// when something asks for it, in practice when an error names the field. Equality and hashing compare the rendered text (two paths spelling the same field
+/// are equal however they were built).
 public struct FieldPath: Sendable, Hashable, CustomStringConvertible, ExpressibleByStringLiteral {
-    /// The path as text ("" for no field).
-    public let description: String
+    /// One level: `name`, or `name[index]` for an element of a repeated field, below `parent`.
+    /// A path made from text (`init(_:)`) is one level holding that text as its name.
+    private final class Level: Sendable {
+        let parent: Level?
+        let name: String
+        /// The element's index; nil for a plain field.
+        let index: Int?
 
-    public init(_ text: String) { description = text }
-    public init(stringLiteral text: String) { description = text }
+        init(parent: Level?, name: String, index: Int?) {
+            self.parent = parent
+            self.name = name
+            self.index = index
+        }
+    }
+
+    /// nil for the empty path ("", no field).
+    private let last: Level?
+
+    private init(last: Level?) { self.last = last }
+
+    /// The path spelled by `text` ("run_batch.variants[3]"), kept as one level; "" is no field.
+    public init(_ text: String) { last = text.isEmpty ? nil : Level(parent: nil, name: text, index: nil) }
+    /// `init(_:)` of the literal: `let root: FieldPath = "run_backtest.strategy"`.
+    public init(stringLiteral text: String) { self.init(text) }
+
+    /// The path as text ("" for no field), rendered on each call.
+    public var description: String {
+        var text = ""
+        if let last { Self.render(last, into: &text) }
+        return text
+    }
+
+    private static func render(_ level: Level, into text: inout String) {
+        if let parent = level.parent { render(parent, into: &text) }
+        // A level below the empty text starts it without a dot (`child` has always joined so).
+        if !text.isEmpty { text += "." }
+        text += level.name
+        if let index = level.index { text += "[\(index)]" }
+    }
 
     /// The field `name` of the message at this path.
     public func child(_ name: String) -> FieldPath {
-        FieldPath(description.isEmpty ? name : "\(description).\(name)")
+        FieldPath(last: Level(parent: last, name: name, index: nil))
     }
 
     /// Element `index` of the repeated field `name`.
     public func child(_ name: String, index: Int) -> FieldPath {
-        child("\(name)[\(index)]")
+        FieldPath(last: Level(parent: last, name: name, index: index))
     }
+
+    /// Paths are equal when they spell the same text, however they were built.
+    public static func == (lhs: FieldPath, rhs: FieldPath) -> Bool {
+        lhs.last === rhs.last || lhs.description == rhs.description
+    }
+
+    /// Hashes the text, as `==` compares it.
+    public func hash(into hasher: inout Hasher) { hasher.combine(description) }
 
     /// Whether this path is `root` or lies below it ("strategy.positions[0]" is under "strategy";
     /// "strategy_name" is not).

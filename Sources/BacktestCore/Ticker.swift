@@ -37,15 +37,17 @@ public struct Ticker: Hashable, Comparable, Sendable, CustomStringConvertible {
 
     /// The ticker `text` spells.
     /// - Throws: INVALID_ARGUMENT on `field` that states the syntax and shows at most a short,
-    ///   escaped prefix of `text` (never the whole input, never raw control characters).
-    public init(validating text: String, field: String) throws(BacktestError) {
-        guard let ticker = Ticker(text) else { throw Self.error(text, field: field) }
+    ///   escaped prefix of `text` (never the whole input, never raw control characters). `field`
+    ///   is evaluated only then (pass `path.child("ticker").description`: no text is built for a
+    ///   valid ticker).
+    public init(validating text: String, field: @autoclosure () -> String) throws(BacktestError) {
+        guard let ticker = Ticker(text) else { throw Self.error(text, field: field()) }
         self = ticker
     }
 
-    /// Validates `text` without keeping the value.
-    public static func validate(_ text: String, field: String) throws(BacktestError) {
-        _ = try Ticker(validating: text, field: field)
+    /// Validates `text` without keeping the value; `field` is evaluated only for the error.
+    public static func validate(_ text: String, field: @autoclosure () -> String) throws(BacktestError) {
+        guard isValid(text) else { throw error(text, field: field()) }
     }
 
     public var description: String { symbol }

@@ -10,13 +10,17 @@ extension FieldPath {
     /// Position `index` of the strategy at this path.
     public func position(_ index: Int) -> FieldPath { child("positions", index: index) }
 
+    // `compareOperand` and `member` add their two proto levels as one `FieldPath` level (a dotted
+    // name renders exactly as two levels): one allocation instead of two, per operand and member
+    // of every condition walked.
+
     /// `compare.lhs` / `compare.rhs` of the condition at this path.
-    public func compareOperand(lhs: Bool) -> FieldPath { child("compare").child(lhs ? "lhs" : "rhs") }
+    public func compareOperand(lhs: Bool) -> FieldPath { child(lhs ? "compare.lhs" : "compare.rhs") }
 
     /// Member `index` of the `all` (or `any`) list of the condition at this path:
     /// `all.conditions[index]`.
     public func member(_ index: Int, ofAll all: Bool) -> FieldPath {
-        child(all ? "all" : "any").child("conditions", index: index)
+        child(all ? "all.conditions" : "any.conditions", index: index)
     }
 
     /// The negated condition of the `not` condition at this path.

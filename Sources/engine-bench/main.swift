@@ -3,6 +3,7 @@
 //     swift run -c release engine-bench [--json] [--runs N] [--variants N] [--parallelism N]
 //     swift run -c release engine-bench sweep ...   (the vectorbt peer comparison's side: SweepBenchmark.swift)
 //     swift run -c release engine-bench positions [--counts 5000,10000] (one backtest of many positions)
+//     swift run -c release engine-bench prepare [--positions N] (decode + validation + analysis of one request)
 //
 // 1. One 10-year backtest of 10 tickers with 3 indicators each (median of many runs), with the
 //    indicator store precomputed (warm) and including the indicator computation (cold).
@@ -56,6 +57,9 @@ func indicator(_ key: String, _ ticker: String? = nil) -> Operand {
 
 if CommandLine.arguments.dropFirst().first == "sweep" {
     exit(SweepBenchmark.main(Array(CommandLine.arguments.dropFirst(2))))
+}
+if CommandLine.arguments.dropFirst().first == "prepare" {
+    exit(PrepareBenchmark.main(Array(CommandLine.arguments.dropFirst(2))))
 }
 if CommandLine.arguments.dropFirst().first == "positions" {
     exit(PositionsBenchmark.main(Array(CommandLine.arguments.dropFirst(2))))

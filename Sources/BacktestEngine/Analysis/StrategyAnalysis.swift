@@ -24,16 +24,18 @@ package struct StrategyAnalysis: Sendable, Hashable {
             for (p, position) in strategy.positions.enumerated() {
                 try cancellation.check()
                 tickers.insert(position.ticker)
-                let path = prefix.position(p)
-                try StrategyAnalysis.collect(position.entry, ticker: position.ticker, field: path.child("entry"), tickers: &tickers, keys: &keys)
+                // Paths are built only for an error (this runs for every position of every strategy).
+                try StrategyAnalysis.collect(
+                    position.entry, ticker: position.ticker, field: { prefix.position(p).child("entry") }, tickers: &tickers, keys: &keys)
                 if let exit = position.exit {
-                    try StrategyAnalysis.collect(exit, ticker: position.ticker, field: path.child("exit"), tickers: &tickers, keys: &keys)
+                    try StrategyAnalysis.collect(
+                        exit, ticker: position.ticker, field: { prefix.position(p).child("exit") }, tickers: &tickers, keys: &keys)
                 }
                 // Stop levels in ATR multiples read ATR(period) of the position's ticker.
                 if let period = position.exits.atrPeriod {
                     keys.insert(try IndicatorKey(
                         ticker: position.ticker, spec: IndicatorSpec(type: "atr", params: [Double(period)]),
-                        field: path.child("stop_atr_period").description))
+                        field: prefix.position(p).child("stop_atr_period").description))
                 }
             }
         }
@@ -51,9 +53,9 @@ package struct StrategyAnalysis: Sendable, Hashable {
         var keys: Set<IndicatorKey> = []
         for position in strategy.positions {
             tickers.insert(position.ticker)
-            try? collect(position.entry, ticker: position.ticker, field: "", tickers: &tickers, keys: &keys)
+            try? collect(position.entry, ticker: position.ticker, field: { "" }, tickers: &tickers, keys: &keys)
             if let exit = position.exit {
-                try? collect(exit, ticker: position.ticker, field: "", tickers: &tickers, keys: &keys)
+                try? collect(exit, ticker: position.ticker, field: { "" }, tickers: &tickers, keys: &keys)
             }
         }
         return tickers
@@ -104,31 +106,33 @@ package struct StrategyAnalysis: Sendable, Hashable {
         return nil
     }
 
+    /// `field` names `condition`; it is called only to name the field of an error. `tickers`
+    /// must hold `ticker` (the position's) already.
     private static func collect(
-        _ condition: Condition, ticker: String, field: FieldPath, tickers: inout Set<String>, keys: inout Set<IndicatorKey>
+        _ condition: Condition, ticker: String, field: () -> FieldPath, tickers: inout Set<String>, keys: inout Set<IndicatorKey>
     ) throws(BacktestError) {
-        func operand(_ operand: Operand, _ path: FieldPath) throws(BacktestError) {
+        func operand(_ operand: Operand, _ path: () -> FieldPath) throws(BacktestError) {
             guard case .series(let series) = operand else { return }
-            let symbol = series.ticker ?? ticker
-            tickers.insert(symbol)
+            // A series without its own ticker reads the position's, which is in `tickers`.
+            if let symbol = series.ticker { tickers.insert(symbol) }
             if case .indicator(let spec) = series.source {
-                keys.insert(try IndicatorKey(ticker: symbol, spec: spec, field: path.series.child("indicator").description))
+                keys.insert(try IndicatorKey(ticker: series.ticker ?? ticker, spec: spec, field: path().series.child("indicator").description))
             }
         }
         switch condition {
         case .compare(let lhs, _, let rhs):
-            try operand(lhs, field.compareOperand(lhs: true))
-            try operand(rhs, field.compareOperand(lhs: false))
+            try operand(lhs, { field().compareOperand(lhs: true) })
+            try operand(rhs, { field().compareOperand(lhs: false) })
         case .all(let members):
             for (i, member) in members.enumerated() {
-                try collect(member, ticker: ticker, field: field.member(i, ofAll: true), tickers: &tickers, keys: &keys)
+                try collect(member, ticker: ticker, field: { field().member(i, ofAll: true) }, tickers: &tickers, keys: &keys)
             }
         case .any(let members):
             for (i, member) in members.enumerated() {
-                try collect(member, ticker: ticker, field: field.member(i, ofAll: false), tickers: &tickers, keys: &keys)
+                try collect(member, ticker: ticker, field: { field().member(i, ofAll: false) }, tickers: &tickers, keys: &keys)
             }
         case .not(let inner):
-            try collect(inner, ticker: ticker, field: field.negated, tickers: &tickers, keys: &keys)
+            try collect(inner, ticker: ticker, field: { field().negated }, tickers: &tickers, keys: &keys)
         }
     }
 }

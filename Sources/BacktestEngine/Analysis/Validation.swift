@@ -71,18 +71,18 @@ package enum Validation {
         var totalWeight = 0.0
         for (p, position) in strategy.positions.enumerated() {
             try cancellation.check()
-            let positionPath = path.position(p)
-            try Ticker.validate(position.ticker, field: positionPath.child("ticker").description)
+            // Paths are built only for an error (this runs for every position of a request).
+            try Ticker.validate(position.ticker, field: path.position(p).child("ticker").description)
             // The weight sizes (and rebalances) weight-sized positions only; other sizings ignore it.
             if position.sizing == .weight {
                 guard position.weight.isFinite, position.weight > 0, position.weight <= 1 else {
-                    throw .invalidArgument("weight must be in (0, 1], got \(position.weight)", at: positionPath.child("weight"))
+                    throw .invalidArgument("weight must be in (0, 1], got \(position.weight)", at: path.position(p).child("weight"))
                 }
                 totalWeight += position.weight
             }
-            if !position.isPlain { try validateSizingAndExits(position, path: positionPath) }
-            try validate(position.entry, path: positionPath.child("entry"))
-            if let exit = position.exit { try validate(exit, path: positionPath.child("exit")) }
+            if !position.isPlain { try validateSizingAndExits(position, path: path.position(p)) }
+            try validate(position.entry, path: { path.position(p).child("entry") })
+            if let exit = position.exit { try validate(exit, path: { path.position(p).child("exit") }) }
         }
         if !strategy.allowLeverage && totalWeight > 1 + 1e-9 {
             throw .invalidArgument(
@@ -143,42 +143,44 @@ package enum Validation {
     /// unpacks (PROTOCOL.md, "Limits").
     package static let maxConditionDepth = 48
 
-    static func validate(_ condition: Condition, path: FieldPath, depth: Int = 1) throws(BacktestError) {
+    /// `path` names the condition; it is called only to name the field of an error, so a valid
+    /// condition builds no path at all (the walk runs for every operand of every position).
+    static func validate(_ condition: Condition, path: () -> FieldPath, depth: Int = 1) throws(BacktestError) {
         guard depth <= maxConditionDepth else {
-            throw .invalidArgument("conditions nest deeper than \(maxConditionDepth) levels", at: path)
+            throw .invalidArgument("conditions nest deeper than \(maxConditionDepth) levels", at: path())
         }
         switch condition {
         case .compare(let lhs, _, let rhs):
             if case .number = lhs, case .number = rhs {
-                throw .invalidArgument("a comparison needs at least one series (price field or indicator)", at: path.child("compare"))
+                throw .invalidArgument("a comparison needs at least one series (price field or indicator)", at: path().child("compare"))
             }
-            try validate(lhs, path: path.compareOperand(lhs: true))
-            try validate(rhs, path: path.compareOperand(lhs: false))
+            try validate(lhs, path: { path().compareOperand(lhs: true) })
+            try validate(rhs, path: { path().compareOperand(lhs: false) })
         case .all(let members), .any(let members):
             let isAll = if case .all = condition { true } else { false }
             guard !members.isEmpty else {
                 throw .invalidArgument(
                     "'\(isAll ? "all" : "any")' needs at least one condition",
-                    at: path.child(isAll ? "all" : "any").child("conditions"))
+                    at: path().child(isAll ? "all" : "any").child("conditions"))
             }
             for (i, member) in members.enumerated() {
-                try validate(member, path: path.member(i, ofAll: isAll), depth: depth + 1)
+                try validate(member, path: { path().member(i, ofAll: isAll) }, depth: depth + 1)
             }
         case .not(let inner):
-            try validate(inner, path: path.negated, depth: depth + 1)
+            try validate(inner, path: { path().negated }, depth: depth + 1)
         }
     }
 
-    static func validate(_ operand: Operand, path: FieldPath) throws(BacktestError) {
+    /// `path` names the operand, called only for an error.
+    static func validate(_ operand: Operand, path: () -> FieldPath) throws(BacktestError) {
         switch operand {
         case .number(let value):
-            guard value.isFinite else { throw .invalidArgument("number must be finite, got \(value)", at: path.child("number")) }
+            guard value.isFinite else { throw .invalidArgument("number must be finite, got \(value)", at: path().child("number")) }
         case .series(let series):
-            if let ticker = series.ticker { try Ticker.validate(ticker, field: path.series.child("ticker").description) }
+            if let ticker = series.ticker { try Ticker.validate(ticker, field: path().series.child("ticker").description) }
             if case .indicator(let spec) = series.source {
-                let indicatorPath = path.series.child("indicator")
-                try IndicatorCatalog.requireParameters(spec, field: indicatorPath.description)
-                _ = try IndicatorCatalog.normalize(spec, field: indicatorPath.description)
+                try IndicatorCatalog.requireParameters(spec, field: path().series.child("indicator").description)
+                _ = try IndicatorCatalog.normalize(spec, field: path().series.child("indicator").description)
             }
         }
     }

@@ -130,9 +130,11 @@ package struct PreparedMarket: Sendable {
             .benchmarkFlat, tickers: [ticker], message: "benchmark \(ticker) is flat over the whole range (zero variance); check its data")
     }
 
-    func ticker(_ symbol: String, field: String) throws(BacktestError) -> AlignedTicker {
+    /// `symbol` on the calendar; NOT_FOUND naming `field` (evaluated only then) when the market
+    /// holds no data for it.
+    func ticker(_ symbol: String, field: @autoclosure () -> String) throws(BacktestError) -> AlignedTicker {
         guard let ticker = aligned[symbol] else {
-            throw BacktestError(.notFound, "no market data for \(symbol)", field: field)
+            throw BacktestError(.notFound, "no market data for \(symbol)", field: field())
         }
         // A ticker with data but no bar in the window (listed later, delisted before) is the
         // missing-bar policy in full: it never trades, and its warning says why.

@@ -3,29 +3,32 @@ import BacktestModel
 
 /// Evaluates conditions as whole vectors over the calendar before the portfolio loop runs: one
 /// pass per comparison over contiguous arrays instead of a tree walk per bar.
+///
+/// Every `field` (the path of the operand or condition, for errors) is an autoclosure evaluated
+/// only when an error is thrown: a backtest that runs builds no path below its positions.
 struct SignalVectors {
     let market: PreparedMarket
     let indicators: IndicatorStore
 
     /// The operand's values on the calendar (NaN = undefined), `ticker` being the position's.
-    func values(_ operand: Operand, ticker: String, field: FieldPath) throws(BacktestError) -> [Double] {
+    func values(_ operand: Operand, ticker: String, field: @autoclosure () -> FieldPath) throws(BacktestError) -> [Double] {
         switch operand {
         case .number(let value):
             return [Double](repeating: value, count: market.dates.count)
         case .series(let series):
-            let (aligned, column) = try resolve(series, ticker: ticker, field: field)
+            let (aligned, column) = try resolve(series, ticker: ticker, field: field())
             return aligned.align(column)
         }
     }
 
     /// The operand's value on the calendar's previous trading day (`PreparedMarket.previousDate`),
     /// which crossings on the first simulated day compare with; NaN when unknown.
-    func previousValue(_ operand: Operand, ticker: String, field: FieldPath) throws(BacktestError) -> Double {
+    func previousValue(_ operand: Operand, ticker: String, field: @autoclosure () -> FieldPath) throws(BacktestError) -> Double {
         switch operand {
         case .number(let value):
             return value
         case .series(let series):
-            let (aligned, column) = try resolve(series, ticker: ticker, field: field)
+            let (aligned, column) = try resolve(series, ticker: ticker, field: field())
             return aligned.previous(column)
         }
     }
@@ -33,17 +36,12 @@ struct SignalVectors {
     /// A series operand's ticker on the calendar and its values aligned with the ticker's bars
     /// (a price column, or the indicator series).
     private func resolve(
-        _ series: SeriesRef, ticker: String, field: FieldPath
+        _ series: SeriesRef, ticker: String, field: @autoclosure () -> FieldPath
     ) throws(BacktestError) -> (aligned: AlignedTicker, column: [Double]) {
         let symbol = series.ticker ?? ticker
-        // Paths are text built on demand: only an error needs one (this runs for every operand of
-        // every backtest, and building them eagerly cost about 5 % of a 10-ticker backtest).
-        let aligned: AlignedTicker
-        if let found = market.aligned[symbol] {
-            aligned = found
-        } else {
-            aligned = try market.ticker(symbol, field: field.series.child("ticker").description)
-        }
+        // `field` is an autoclosure, as are the field arguments below: only an error builds a path
+        // (this runs for every operand of every backtest).
+        let aligned = try market.ticker(symbol, field: field().series.child("ticker").description)
         switch series.source {
         case .field(let priceField):
             let bars = aligned.bars
@@ -56,12 +54,7 @@ struct SignalVectors {
             }
             return (aligned, column)
         case .indicator(let spec):
-            let key: IndicatorKey
-            do {
-                key = try IndicatorKey(ticker: symbol, spec: spec)
-            } catch {
-                key = try IndicatorKey(ticker: symbol, spec: spec, field: field.series.child("indicator").description)
-            }
+            let key = try IndicatorKey(ticker: symbol, spec: spec, field: field().series.child("indicator").description)
             return (aligned, try self.series(for: key))
         }
     }
@@ -80,17 +73,17 @@ struct SignalVectors {
     }
 
     /// The condition's signal on every calendar day, `ticker` being the position's.
-    func evaluate(_ condition: Condition, ticker: String, field: FieldPath) throws(BacktestError) -> SignalBits {
+    func evaluate(_ condition: Condition, ticker: String, field: @autoclosure () -> FieldPath) throws(BacktestError) -> SignalBits {
         let count = market.dates.count
         switch condition {
         case .compare(let lhsOperand, let op, let rhsOperand):
-            let lhs = try values(lhsOperand, ticker: ticker, field: field.compareOperand(lhs: true))
-            let rhs = try values(rhsOperand, ticker: ticker, field: field.compareOperand(lhs: false))
+            let lhs = try values(lhsOperand, ticker: ticker, field: field().compareOperand(lhs: true))
+            let rhs = try values(rhsOperand, ticker: ticker, field: field().compareOperand(lhs: false))
             var previous = (lhs: Double.nan, rhs: Double.nan)
             if op == .crossesAbove || op == .crossesBelow {
                 previous = (
-                    try previousValue(lhsOperand, ticker: ticker, field: field.compareOperand(lhs: true)),
-                    try previousValue(rhsOperand, ticker: ticker, field: field.compareOperand(lhs: false)))
+                    try previousValue(lhsOperand, ticker: ticker, field: field().compareOperand(lhs: true)),
+                    try previousValue(rhsOperand, ticker: ticker, field: field().compareOperand(lhs: false)))
             }
             return lhs.withUnsafeBufferPointer { l in
                 rhs.withUnsafeBufferPointer { r in SignalBits.compare(l, op, r, count: count, previous: previous) }
@@ -98,17 +91,17 @@ struct SignalVectors {
         case .all(let members):
             var result = SignalBits(count: count, value: true)
             for (i, member) in members.enumerated() {
-                result = result & (try evaluate(member, ticker: ticker, field: field.member(i, ofAll: true)))
+                result = result & (try evaluate(member, ticker: ticker, field: field().member(i, ofAll: true)))
             }
             return result
         case .any(let members):
             var result = SignalBits(count: count)
             for (i, member) in members.enumerated() {
-                result = result | (try evaluate(member, ticker: ticker, field: field.member(i, ofAll: false)))
+                result = result | (try evaluate(member, ticker: ticker, field: field().member(i, ofAll: false)))
             }
             return result
         case .not(let inner):
-            return ~(try evaluate(inner, ticker: ticker, field: field.negated))
+            return ~(try evaluate(inner, ticker: ticker, field: field().negated))
         }
     }
 }

@@ -73,62 +73,72 @@ public enum IndicatorCatalog {
     public static let maximumPeriod = 10_000
 
     public static func definition(_ type: String) -> IndicatorDefinition? {
-        definitions[type.lowercased()]
+        definitions[type] ?? definitions[type.lowercased()]
     }
 
     /// The spec with its type lowercased, missing trailing parameters set to their defaults and an
     /// empty output replaced by the primary one. Two specs denote the same series exactly when
-    /// their normalized forms are equal. Throws INVALID_ARGUMENT naming `field` (the spec's path).
-    public static func normalize(_ spec: IndicatorSpec, field: String) throws(BacktestError) -> IndicatorSpec {
-        let type = spec.type.lowercased()
-        guard let definition = definitions[type] else {
+    /// their normalized forms are equal. Throws INVALID_ARGUMENT naming `field` (the spec's path),
+    /// which is evaluated only then: a valid spec builds no path text.
+    public static func normalize(_ spec: IndicatorSpec, field: @autoclosure () -> String) throws(BacktestError) -> IndicatorSpec {
+        // Types and outputs are lower-case ASCII: a spec that matches as it is (every spec the
+        // engine normalizes more than once does) needs no lower-cased copy.
+        var type = spec.type
+        var found = definitions[type]
+        if found == nil {
+            type = type.lowercased()
+            found = definitions[type]
+        }
+        guard let definition = found else {
             let known = definitions.keys.sorted().joined(separator: ", ")
-            throw .invalidArgument("unknown indicator \(quotedInput(spec.type)) (known: \(known))", field: field + ".type")
+            throw .invalidArgument("unknown indicator \(quotedInput(spec.type)) (known: \(known))", field: field() + ".type")
         }
         guard spec.params.count <= definition.parameters.count else {
             throw .invalidArgument(
                 "\(type) takes \(definition.parameters.count) parameter(s), got \(spec.params.count)",
-                field: field + ".params")
+                field: field() + ".params")
         }
-        var params: [Double] = []
+        // The spec's own array when it lists every parameter (the usual case: no copy).
+        var params = spec.params
         for (index, parameter) in definition.parameters.enumerated() {
             let value = index < spec.params.count ? spec.params[index] : parameter.defaultValue
-            let path = "\(field).params[\(index)]"
             switch parameter {
             case .period(let name, let minimum, _):
                 guard value.isFinite, value == value.rounded(), value >= Double(minimum), value <= Double(maximumPeriod) else {
                     throw .invalidArgument(
                         "\(type) \(name) must be a whole number of bars in \(minimum)...\(maximumPeriod), got \(format(value))",
-                        field: path)
+                        field: "\(field()).params[\(index)]")
                 }
             case .positive(let name, _):
                 guard value.isFinite, value > 0 else {
-                    throw .invalidArgument("\(type) \(name) must be a positive number, got \(format(value))", field: path)
+                    throw .invalidArgument("\(type) \(name) must be a positive number, got \(format(value))", field: "\(field()).params[\(index)]")
                 }
             }
-            params.append(value)
+            if index >= spec.params.count { params.append(value) }
         }
         if type == "macd", params[0] >= params[1] {
-            throw .invalidArgument("macd fast period (\(format(params[0]))) must be below the slow period (\(format(params[1])))", field: field + ".params")
+            throw .invalidArgument("macd fast period (\(format(params[0]))) must be below the slow period (\(format(params[1])))", field: field() + ".params")
         }
-        let output = spec.output.isEmpty ? definition.outputs[0] : spec.output.lowercased()
+        let output = spec.output.isEmpty ? definition.outputs[0]
+            : definition.outputs.contains(spec.output) ? spec.output : spec.output.lowercased()
         guard definition.outputs.contains(output) else {
             throw .invalidArgument(
                 "\(type) has no output \(quotedInput(spec.output)) (outputs: \(definition.outputs.joined(separator: ", ")))",
-                field: field + ".output")
+                field: field() + ".output")
         }
         return IndicatorSpec(type: type, params: params, output: output)
     }
 
     /// A request names every parameter of an indicator: `sma` without a period is an error, not
     /// `sma:30` (the defaults serve the CLI's key shorthand only, e.g. "rsi" = rsi:14).
-    /// - Throws: INVALID_ARGUMENT on `field.params` saying which parameters are missing.
-    public static func requireParameters(_ spec: IndicatorSpec, field: String) throws(BacktestError) {
+    /// - Throws: INVALID_ARGUMENT on `field.params` saying which parameters are missing (`field` is
+    ///   evaluated only then).
+    public static func requireParameters(_ spec: IndicatorSpec, field: @autoclosure () -> String) throws(BacktestError) {
         guard let definition = definition(spec.type), spec.params.count < definition.parameters.count else { return }
         let missing = definition.parameters[spec.params.count...].map(\.name)
         throw .invalidArgument(
             "\(definition.type) needs \(definition.parameters.count) parameter(s) (\(definition.parameters.map(\.name).joined(separator: ", "))), got \(spec.params.count): \(missing.joined(separator: ", ")) missing; e.g. params \(example(definition))",
-            field: field + ".params")
+            field: field() + ".params")
     }
 
     /// The parameters of `definition` with their usual values, as a request would list them:

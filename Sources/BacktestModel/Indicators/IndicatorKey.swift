@@ -15,13 +15,13 @@ extension IndicatorSpec {
     }
 
     /// Parses "type[:p1,p2,...][:output]" ("sma:50", "macd:12,26,9:signal", "rsi", "obv") and
-    /// normalizes it. Errors name `field`.
-    public init(parsing text: String, field: String = "indicator") throws(BacktestError) {
+    /// normalizes it. Errors name `field` (evaluated only for an error).
+    public init(parsing text: String, field: @autoclosure () -> String = "indicator") throws(BacktestError) {
         let parts = text.split(separator: ":", omittingEmptySubsequences: false).map {
             $0.trimmingCharacters(in: " ")
         }
         guard let type = parts.first, !type.isEmpty, parts.count <= 3 else {
-            throw .invalidArgument("\(quotedInput(text, limit: 40)) is not an indicator key of the form type:params[:output]", field: field)
+            throw .invalidArgument("\(quotedInput(text, limit: 40)) is not an indicator key of the form type:params[:output]", field: field())
         }
         var params: [Double] = []
         var output = ""
@@ -31,7 +31,7 @@ extension IndicatorSpec {
             if looksNumeric {
                 for item in second.split(separator: ",", omittingEmptySubsequences: false) {
                     guard let value = Double(item.trimmingCharacters(in: " ")) else {
-                        throw .invalidArgument("\(quotedInput(text, limit: 40)): parameter \(quotedInput(item, limit: 40)) is not a number", field: field)
+                        throw .invalidArgument("\(quotedInput(text, limit: 40)): parameter \(quotedInput(item, limit: 40)) is not a number", field: field())
                     }
                     params.append(value)
                 }
@@ -39,10 +39,10 @@ extension IndicatorSpec {
             } else if parts.count == 2 {
                 output = second
             } else {
-                throw .invalidArgument("\(quotedInput(text, limit: 40)): parameters must be numbers", field: field)
+                throw .invalidArgument("\(quotedInput(text, limit: 40)): parameters must be numbers", field: field())
             }
         }
-        self = try IndicatorCatalog.normalize(IndicatorSpec(type: type, params: params, output: output), field: field)
+        self = try IndicatorCatalog.normalize(IndicatorSpec(type: type, params: params, output: output), field: field())
     }
 }
 
@@ -67,16 +67,17 @@ public struct IndicatorKey: Sendable, Hashable, Comparable, CustomStringConverti
     /// Normalized (see `IndicatorCatalog.normalize`).
     public let spec: IndicatorSpec
 
-    /// Normalizes `spec`; throws INVALID_ARGUMENT for an unknown indicator or bad parameters.
-    public init(ticker: String, spec: IndicatorSpec, field: String = "indicator") throws(BacktestError) {
+    /// Normalizes `spec`; throws INVALID_ARGUMENT for an unknown indicator or bad parameters,
+    /// naming `field` (evaluated only for an error).
+    public init(ticker: String, spec: IndicatorSpec, field: @autoclosure () -> String = "indicator") throws(BacktestError) {
         self.ticker = ticker
-        self.spec = try IndicatorCatalog.normalize(spec, field: field)
+        self.spec = try IndicatorCatalog.normalize(spec, field: field())
     }
 
     /// From a canonical (or any parseable) key string: `IndicatorKey(ticker: "AAPL", key: "sma:50")`.
-    public init(ticker: String, key: String, field: String = "indicator") throws(BacktestError) {
+    public init(ticker: String, key: String, field: @autoclosure () -> String = "indicator") throws(BacktestError) {
         self.ticker = ticker
-        self.spec = try IndicatorSpec(parsing: key, field: field)
+        self.spec = try IndicatorSpec(parsing: key, field: field())
     }
 
     /// "AAPL|sma:50": stable across processes, usable as (part of) a cache key.

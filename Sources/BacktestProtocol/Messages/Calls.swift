@@ -97,7 +97,7 @@ package struct CallRequest: WireMessage {
                 let variants = messages(r.variants, r.n_variants) { variant, index in
                     guard invalid[index] == nil else { return Strategy(positions: []) }
                     do {
-                        return try StrategyConversion.strategy(variant, path: FieldPath("run_batch").child("variants", index: index).description)
+                        return try StrategyConversion.strategy(variant, path: FieldPath("run_batch").child("variants", index: index))
                     } catch {
                         invalid[index] = (error as? BacktestError) ?? BacktestError(.internal, "unexpected decoding error")
                         return Strategy(positions: [])

@@ -34,10 +34,14 @@ func messages<CMessage, T>(
     return result
 }
 
-/// A required sub-message: missing is an INVALID_ARGUMENT naming the field.
+/// A required sub-message: missing is an INVALID_ARGUMENT naming the field (`path` is evaluated
+/// only then).
 @inline(__always)
-func required<CMessage>(_ pointer: UnsafeMutablePointer<CMessage>?, _ path: String) throws -> UnsafePointer<CMessage> {
-    guard let pointer else { throw BacktestError.invalidArgument("\(path) is required", field: path) }
+func required<CMessage>(_ pointer: UnsafeMutablePointer<CMessage>?, _ path: @autoclosure () -> String) throws -> UnsafePointer<CMessage> {
+    guard let pointer else {
+        let path = path()
+        throw BacktestError.invalidArgument("\(path) is required", field: path)
+    }
     return UnsafePointer(pointer)
 }
 

@@ -25,7 +25,7 @@ enum SweepConversion {
 
     static func grid(_ c: UnsafePointer<Backtest__V1__Grid>, path: String) throws -> Grid {
         let m = c.pointee
-        let base = try StrategyConversion.strategy(required(m.base_strategy, join(path, "base_strategy")), path: join(path, "base_strategy"))
+        let base = try StrategyConversion.strategy(required(m.base_strategy, join(path, "base_strategy")), path: FieldPath(join(path, "base_strategy")))
         let axes = messages(m.axes, m.n_axes) { a, _ in
             GridAxis(path: string(a.pointee.path), values: scalars(a.pointee.values, a.pointee.n_values).map { string($0) },
                      range: string(a.pointee.range), zipGroup: Int(a.pointee.zip_group))
