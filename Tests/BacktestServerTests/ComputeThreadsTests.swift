@@ -225,6 +225,43 @@ struct ComputeThreadsTests {
         withExtendedLifetime((a, b)) {}
     }
 
+    /// Work not started yet goes before parked work, even of the same tenant: a short call never
+    /// waits behind a long call's next slice. Deterministic: the work holding the turn blocks on a
+    /// gate (it has no check points), so the long work stays parked until the gate opens.
+    @Test func newWorkGoesBeforeParkedWork() async throws {
+        let threads = ComputeThreads(numberOfThreads: 1, slice: .milliseconds(5))
+        let stop = NIOLockedValueBox(false)
+        let gate = DispatchSemaphore(value: 0)
+        let order = NIOLockedValueBox<[String]>([])
+        let a = ConnectionState(), b = ConnectionState()
+        let (started, didStart) = AsyncStream<Void>.makeStream()
+        let long = Task {
+            try await ComputeThreads.$tenant.withValue(ComputeTenant(a)) {
+                try await threads.run(cancellable: { flag in
+                    didStart.yield()
+                    let ended = Self.longWork(until: stop)(flag)
+                    order.withLockedValue { $0.append("long") }
+                    return ended
+                })
+            }
+        }
+        for await _ in started { break }
+        let blocking = Task { try await ComputeThreads.$tenant.withValue(ComputeTenant(b)) { try await threads.run { gate.wait() } } }
+        try await poll { threads.counts.parked == 1 }
+        let short = Task {
+            try await ComputeThreads.$tenant.withValue(ComputeTenant(a)) { try await threads.run { order.withLockedValue { $0.append("short") } } }
+        }
+        try await poll { threads.counts.queued == 1 }
+        stop.withLockedValue { $0 = true }
+        gate.signal()
+        try await blocking.value
+        try await short.value
+        #expect(try await long.value)
+        #expect(order.withLockedValue { $0 } == ["short", "long"])
+        try await threads.shutdown()
+        withExtendedLifetime((a, b)) {}
+    }
+
     /// With no parking place (`maxParked: 0`), running work is never parked: waiting work waits
     /// for it to end.
     @Test func withoutParkingPlacesWorkIsNotSliced() async throws {

@@ -27,8 +27,9 @@ import NIOPosix
 /// backtest, a large validation) hold a thread while short calls of other connections wait
 /// behind it. So work that has run for `slice` while other work waits is asked to yield
 /// (`CancellationFlag.requestYield()`): at its next check point, a few milliseconds apart, it
-/// parks its thread, goes to the back of its tenant's queue, and the freed turn goes to the
-/// next tenant's work; it resumes on the same thread when its turn comes round again. At most
+/// parks its thread, goes to the back of its tenant's queue of parked work, and the freed turn
+/// goes to waiting work: work not started yet first, then parked work, each level round robin
+/// across tenants (`Scheduler`); it resumes on the same thread when its turn comes. At most
 /// `numberOfThreads` pieces run at once; up to `maxParked` more may be parked (each keeps the
 /// memory it holds, so the bound keeps that in check; with all parking places taken, running
 /// work simply continues). Work that reaches neither `check()` nor `CancellationFlag.yieldPoint()`
@@ -332,25 +333,85 @@ extension ComputeThreads {
         case none
     }
 
-    /// Queues per tenant, served round robin. Guarded by `ComputeThreads.state`'s lock.
+    /// Queues per tenant, served round robin.
+    fileprivate struct RoundRobin {
+        private var queues: [ComputeTenant: [Job]] = [:]
+        /// Tenants with queued work, in turn order; `turn` is the next one to serve.
+        private var ring: [ComputeTenant] = []
+        private var turn = 0
+        private(set) var count = 0
+
+        /// `job` waits at the back of its tenant's queue.
+        mutating func append(_ job: Job) {
+            if queues[job.tenant, default: []].isEmpty {
+                // A tenant that had nothing waiting joins the round just before the one to serve
+                // next, so it waits for at most one turn of every other tenant.
+                ring.insert(job.tenant, at: turn)
+                turn += 1
+                if turn >= ring.count { turn = 0 }
+            }
+            queues[job.tenant, default: []].append(job)
+            count += 1
+        }
+
+        /// The job `id` of `tenant`, removed; nil if it does not wait here.
+        mutating func remove(id: UInt64, tenant: ComputeTenant) -> Job? {
+            guard var queue = queues[tenant], let index = queue.firstIndex(where: { $0.id == id }) else { return nil }
+            let job = queue.remove(at: index)
+            count -= 1
+            if queue.isEmpty {
+                queues[tenant] = nil
+                if let index = ring.firstIndex(of: tenant) {
+                    ring.remove(at: index)
+                    if index < turn { turn -= 1 }
+                    if turn >= ring.count { turn = 0 }
+                }
+            } else {
+                queues[tenant] = queue
+            }
+            return job
+        }
+
+        /// The next tenant's oldest job, removed from its queue.
+        mutating func next() -> Job? {
+            guard !ring.isEmpty else { return nil }
+            if turn >= ring.count { turn = 0 }
+            let tenant = ring[turn]
+            var queue = queues[tenant]!
+            let job = queue.removeFirst()
+            count -= 1
+            if queue.isEmpty {
+                queues[tenant] = nil
+                ring.remove(at: turn)
+                if turn >= ring.count { turn = 0 }
+            } else {
+                queues[tenant] = queue
+                turn = (turn + 1) % ring.count
+            }
+            return job
+        }
+    }
+
+    /// Two levels of waiting work, each served round robin across tenants: work that has not
+    /// started yet goes before parked work (which has had at least one slice). Short calls, which
+    /// end within their first slice, so never wait behind a long one's next slice; long work runs
+    /// whenever no new work waits. A tenant flooding new work gets one slice per piece before it
+    /// joins the parked level, in turn with every other tenant. Guarded by
+    /// `ComputeThreads.state`'s lock.
     fileprivate struct Scheduler {
         let capacity: Int
         let maxParked: Int
         /// Work holding a turn (running, or woken to stop after a cancel).
         private(set) var running = 0
         private(set) var runningJobs: [UInt64: Job] = [:]
-        /// Work parked in the queues.
-        private(set) var parked = 0
         var stopping = false
         var sliceCheckArmed = false
         var idleWaiters: [CheckedContinuation<Void, Never>] = []
         private var lastID: UInt64 = 0
-        private var queues: [ComputeTenant: [Job]] = [:]
-        /// Tenants with queued work, in turn order; `turn` is the next one to serve.
-        private var ring: [ComputeTenant] = []
-        private var turn = 0
-        /// Work not started yet in the queues.
-        private(set) var queuedCount = 0
+        /// Work not started yet.
+        private var fresh = RoundRobin()
+        /// Work that yielded and waits for its next turn.
+        private var parkedWork = RoundRobin()
         private(set) var started = 0
         private(set) var finishedCount = 0
         private(set) var stoppedEarly = 0
@@ -361,6 +422,10 @@ extension ComputeThreads {
             self.maxParked = maxParked
         }
 
+        /// Work not started yet.
+        var queuedCount: Int { fresh.count }
+        /// Work parked.
+        var parked: Int { parkedWork.count }
         var isIdle: Bool { running == 0 && queuedCount == 0 && parked == 0 }
         var hasWaitingWork: Bool { queuedCount + parked > 0 }
         var earliestRunningSince: NIODeadline? { runningJobs.values.map(\.runningSince).min() }
@@ -394,23 +459,21 @@ extension ComputeThreads {
             job.runningSince = now
         }
 
-        /// `job` gives up its turn and waits at the back of its tenant's queue.
+        /// `job` gives up its turn and waits at the back of its tenant's parked queue.
         mutating func park(_ job: Job) {
             running -= 1
             runningJobs[job.id] = nil
             job.isParked = true
-            parked += 1
             yields += 1
-            append(job)
+            parkedWork.append(job)
         }
 
-        /// Hands free turns to waiting work, tenants in turn.
+        /// Hands free turns to waiting work: new work first, then parked work, tenants in turn.
         mutating func fill(now: NIODeadline) -> Turns {
             var turns = Turns()
-            while running < capacity, let job = next() {
+            while running < capacity, let job = fresh.next() ?? parkedWork.next() {
                 if job.isParked {
                     job.isParked = false
-                    parked -= 1
                     running += 1
                     runningJobs[job.id] = job
                     job.runningSince = now
@@ -427,66 +490,17 @@ extension ComputeThreads {
 
         /// New work waits at the back of its tenant's queue.
         mutating func enqueue(_ job: Job) {
-            append(job)
-        }
-
-        private mutating func append(_ job: Job) {
-            if queues[job.tenant, default: []].isEmpty {
-                // A tenant that had nothing waiting joins the round just before the one to serve
-                // next, so it waits for at most one turn of every other tenant.
-                ring.insert(job.tenant, at: turn)
-                turn += 1
-                if turn >= ring.count { turn = 0 }
-            }
-            queues[job.tenant, default: []].append(job)
-            if !job.isParked { queuedCount += 1 }
+            fresh.append(job)
         }
 
         /// The cancelled work `id` of `tenant`: removed from its queue if it waits there.
         mutating func cancel(id: UInt64, tenant: ComputeTenant) -> CancelOutcome {
-            guard var queue = queues[tenant], let index = queue.firstIndex(where: { $0.id == id }) else { return .none }
-            let job = queue.remove(at: index)
-            if queue.isEmpty {
-                queues[tenant] = nil
-                leaveRing(tenant)
-            } else {
-                queues[tenant] = queue
-            }
-            guard job.isParked else {
-                queuedCount -= 1
-                return .removed(job)
-            }
+            if let job = fresh.remove(id: id, tenant: tenant) { return .removed(job) }
+            guard let job = parkedWork.remove(id: id, tenant: tenant) else { return .none }
             job.isParked = false
-            parked -= 1
             running += 1
             runningJobs[job.id] = job
             return .woken(job)
-        }
-
-        /// The next tenant's oldest work, removed from its queue.
-        private mutating func next() -> Job? {
-            guard !ring.isEmpty else { return nil }
-            if turn >= ring.count { turn = 0 }
-            let tenant = ring[turn]
-            var queue = queues[tenant]!
-            let job = queue.removeFirst()
-            if !job.isParked { queuedCount -= 1 }
-            if queue.isEmpty {
-                queues[tenant] = nil
-                ring.remove(at: turn)
-                if turn >= ring.count { turn = 0 }
-            } else {
-                queues[tenant] = queue
-                turn = (turn + 1) % ring.count
-            }
-            return job
-        }
-
-        private mutating func leaveRing(_ tenant: ComputeTenant) {
-            guard let index = ring.firstIndex(of: tenant) else { return }
-            ring.remove(at: index)
-            if index < turn { turn -= 1 }
-            if turn >= ring.count { turn = 0 }
         }
     }
 }
