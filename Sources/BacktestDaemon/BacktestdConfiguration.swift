@@ -111,6 +111,7 @@ package struct BacktestdConfiguration: Sendable {
             why: "the streams' output and the control frames need room beside each other"
         ) ?? server.maxOutboundBuffer
         server.decodeLimits.memoryBudget = try reader.integer(.decodeBudgetBytes, in: 1...Int.max) ?? server.decodeLimits.memoryBudget
+        if let megabytes = try reader.integer(.requestMemoryMb, in: 1...1_048_576) { server.requestMemoryBudget = megabytes * 1024 * 1024 }
         server.drainTimeout = try reader.timeAmount(.drainTimeoutMs, in: 0...Self.u32Max) ?? server.drainTimeout
         self.server = server
         listenAddressSources = [.host: reader.source(.host), .port: reader.source(.port)]

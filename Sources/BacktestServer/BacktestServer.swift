@@ -28,6 +28,8 @@ package final class BacktestServer: Service, Sendable {
     private let connections = ConnectionRegistry()
     private let listener = NIOLockedValueBox<(any Channel)?>(nil)
     private let bound = BoundAddress()
+    /// Shared by every connection: large requests take turns within it.
+    private let requestMemory: RequestMemoryBudget
 
     package init(configuration: ServerConfiguration = ServerConfiguration(), service: any BacktestService,
                 group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
@@ -36,6 +38,7 @@ package final class BacktestServer: Service, Sendable {
         self.service = service
         self.group = group
         self.logger = logger
+        requestMemory = RequestMemoryBudget(bytes: configuration.requestMemoryBudget)
     }
 
     /// The address the server listens on, once bound (with the real port when configured with 0).
@@ -105,9 +108,11 @@ package final class BacktestServer: Service, Sendable {
         let configuration = self.configuration
         let connections = self.connections
         let service = self.service
+        let requestMemory = self.requestMemory
         return channel.eventLoop.submit {
             let sync = channel.pipeline.syncOperations
-            let handler = ServerConnectionHandler(configuration: configuration, service: service, logger: connectionLogger)
+            let handler = ServerConnectionHandler(
+                configuration: configuration, service: service, requestMemory: requestMemory, logger: connectionLogger)
             let admission = connections.admit(id, limit: configuration.maxConnections, ConnectionRegistry.Entry(
                 channel: channel, drain: { handler.beginDrain() }, close: { handler.close() }))
             switch admission {

@@ -15,13 +15,22 @@ struct CallRunner: Sendable {
     let logger: Logger
     let connection: NIOLoopBound<ServerConnectionHandler>
     let connectionState: ConnectionState
+    /// The server's bound on large requests' memory (`RequestMemoryBudget`).
+    let requestMemory: RequestMemoryBudget
 
     private var eventLoop: any EventLoop { connection.eventLoop }
 
     func run(_ payload: ByteBuffer) async {
         var header = ResponseHeader(serverVersion: configuration.serverVersion)
         let response: CallResponse
+        // A large request waits for room in the server's memory budget before it is decoded, and
+        // holds it until its answer is encoded.
+        let reserved = RequestMemoryBudget.estimate(payloadBytes: payload.readableBytes)
+        var holdsMemory = false
+        defer { if holdsMemory { requestMemory.release(reserved) } }
         do {
+            try await requestMemory.reserve(reserved)
+            holdsMemory = true
             let request = try await decode(payload)
             // An over-long request id is refused and not echoed (its answer could not be sent).
             header.requestID = EchoBounds.echoable(request.header.requestID)

@@ -67,8 +67,12 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     private var handedOverBytes = 0
     private var completedBytes = 0
 
-    convenience init(configuration: ServerConfiguration, service: any BacktestService, logger: Logger) {
-        self.init(configuration: configuration, logger: logger, startCall: Self.callRunner(service))
+    /// `requestMemory` is the server's, shared by its connections; by default one of this
+    /// connection's own, sized from `configuration` (tests).
+    convenience init(configuration: ServerConfiguration, service: any BacktestService, requestMemory: RequestMemoryBudget? = nil,
+                     logger: Logger) {
+        self.init(configuration: configuration, logger: logger, startCall: Self.callRunner(
+            service, requestMemory: requestMemory ?? RequestMemoryBudget(bytes: configuration.requestMemoryBudget)))
     }
 
     init(configuration: ServerConfiguration, logger: Logger, pingOpaque: UInt64 = .random(in: .min ... .max),
@@ -82,12 +86,12 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     }
 
     /// Runs each call as a `CallRunner` task against `service`.
-    static func callRunner(_ service: any BacktestService) -> CallStarter {
+    static func callRunner(_ service: any BacktestService, requestMemory: RequestMemoryBudget) -> CallStarter {
         { handler, id, payload, receivedAt in
             let runner = CallRunner(streamID: id, receivedAt: receivedAt, configuration: handler.configuration,
                                     service: service, logger: handler.logger,
                                     connection: NIOLoopBound(handler, eventLoop: handler.eventLoop),
-                                    connectionState: handler.connectionState)
+                                    connectionState: handler.connectionState, requestMemory: requestMemory)
             let task = Task { await runner.run(payload) }
             return CallHandle(cancel: { task.cancel() })
         }

@@ -1,0 +1,124 @@
+import NIOConcurrencyHelpers
+
+/// The server-wide bound on the memory that large requests may take at once while they are
+/// decoded and run, so that several clients sending heavy calls together cannot exhaust the
+/// server (issue 12: peak RSS <= 500 MB under `loadtest --hostile 5`).
+///
+/// A call whose REQUEST payload is larger than `threshold` reserves an estimate of what it will
+/// hold, `estimateFactor` times its payload, before it is decoded, and gives it back when it ends.
+/// The factor is measured: a 40,000-position RunBacktest is a 2 MB payload and peaks at 67 MB of
+/// heap (decoded messages, the strategy, per-position signals, the orders up to the frame bound).
+/// Calls wait in arrival order while the budget is taken; one call larger than the whole budget
+/// runs alone. Waiting counts against the call's deadline, and a call cancelled while it waits
+/// (CANCEL, a closed connection, shutdown) ends without having been decoded.
+///
+/// Small requests (the vast majority, below `threshold`) never wait: their memory is bounded by
+/// the per-connection stream limit and the frame limit.
+package final class RequestMemoryBudget: Sendable {
+    /// Payloads above this size reserve memory (256 KiB, the size above which decoding moves to
+    /// the compute threads).
+    package static let threshold = 256 * 1024
+    /// Bytes of memory a large call holds per payload byte (see the type's documentation).
+    package static let estimateFactor = 32
+
+    /// The budget in bytes.
+    package let bytes: Int
+    private let state: NIOLockedValueBox<State>
+
+    private struct Waiter {
+        let id: UInt64
+        let bytes: Int
+        let continuation: CheckedContinuation<Void, any Error>
+    }
+
+    private struct State {
+        var inUse = 0
+        var running = 0
+        var lastID: UInt64 = 0
+        var waiters: [Waiter] = []
+
+        func fits(_ bytes: Int, budget: Int) -> Bool { running == 0 || inUse + bytes <= budget }
+    }
+
+    /// A budget of `bytes` (at least one).
+    package init(bytes: Int) {
+        self.bytes = max(1, bytes)
+        state = NIOLockedValueBox(State())
+    }
+
+    /// The reservation a call with a payload of `payloadBytes` makes; 0 below `threshold`.
+    package static func estimate(payloadBytes: Int) -> Int {
+        payloadBytes > threshold ? payloadBytes.multipliedReportingOverflow(by: estimateFactor).partialValue : 0
+    }
+
+    /// Bytes reserved now, and calls waiting, for tests and metrics.
+    package var usage: (reserved: Int, waiting: Int) {
+        state.withLockedValue { ($0.inUse, $0.waiters.count) }
+    }
+
+    /// Waits until `amount` bytes fit (or nothing else is reserved), reserves them and returns;
+    /// `release(_:)` them when the call ends. Returns at once for 0. Throws `CancellationError`
+    /// when the task is cancelled while it waits (nothing is reserved then).
+    package func reserve(_ amount: Int) async throws {
+        guard amount > 0 else { return }
+        let id = state.withLockedValue { state -> UInt64 in
+            state.lastID += 1
+            return state.lastID
+        }
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                enum Decision { case granted, waiting, cancelled }
+                let decision = state.withLockedValue { state -> Decision in
+                    // Checked under the lock that the cancellation handler takes: either this sees
+                    // the cancel, or the handler sees the waiter.
+                    if Task.isCancelled { return .cancelled }
+                    if state.waiters.isEmpty && state.fits(amount, budget: bytes) {
+                        state.inUse += amount
+                        state.running += 1
+                        return .granted
+                    }
+                    state.waiters.append(Waiter(id: id, bytes: amount, continuation: continuation))
+                    return .waiting
+                }
+                switch decision {
+                case .granted: continuation.resume()
+                case .cancelled: continuation.resume(throwing: CancellationError())
+                case .waiting: break
+                }
+            }
+        } onCancel: {
+            let waiter = state.withLockedValue { state -> Waiter? in
+                guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
+                return state.waiters.remove(at: index)
+            }
+            waiter?.continuation.resume(throwing: CancellationError())
+            // The head of the line may have been this waiter: let the next ones in if they fit.
+            if waiter != nil { grantWaiting() }
+        }
+    }
+
+    /// Gives back what `reserve(_:)` reserved (`amount` as reserved; 0 is a no-op).
+    package func release(_ amount: Int) {
+        guard amount > 0 else { return }
+        state.withLockedValue { state in
+            state.inUse -= amount
+            state.running -= 1
+        }
+        grantWaiting()
+    }
+
+    /// Lets waiters in, in arrival order, while they fit.
+    private func grantWaiting() {
+        let granted = state.withLockedValue { state -> [Waiter] in
+            var granted: [Waiter] = []
+            while let first = state.waiters.first, state.fits(first.bytes, budget: bytes) {
+                state.waiters.removeFirst()
+                state.inUse += first.bytes
+                state.running += 1
+                granted.append(first)
+            }
+            return granted
+        }
+        for waiter in granted { waiter.continuation.resume() }
+    }
+}
