@@ -27,7 +27,15 @@ struct CallRunner: Sendable {
         // holds it until its answer is encoded.
         let reserved = RequestMemoryBudget.estimate(payloadBytes: payload.readableBytes)
         var holdsMemory = false
-        defer { if holdsMemory { requestMemory.release(reserved) } }
+        defer {
+            if holdsMemory {
+                requestMemory.release(reserved)
+                // A large request's decoded strategy and working memory are freed by now (however
+                // the call ended: answered, refused, cancelled): give the pages back, so the next
+                // large call starts from a trimmed heap instead of the arenas' high-water mark.
+                if reserved >= MemoryReturn.largeRequestReservation { MemoryReturn.soon() }
+            }
+        }
         do {
             try await requestMemory.reserve(reserved)
             holdsMemory = true

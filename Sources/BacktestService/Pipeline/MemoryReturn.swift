@@ -14,8 +14,9 @@ import Glibc
 /// pages of every arena.
 ///
 /// The trigger is deliberately simple and rare: an answer whose encoding took at least
-/// `largeAnswerBytes` (the server calls `soon()` after handing it on), or a simulation that
-/// stopped at the answer bound (`BacktestPipeline.simulate`). Small calls never trim: a trim
+/// `largeAnswerBytes` (the server calls `soon()` after handing it on), the end of a call whose
+/// request reserved at least `largeRequestReservation`, or a simulation that stopped at the
+/// answer bound (`BacktestPipeline.simulate`). Small calls never trim: a trim
 /// walks the heap and costs milliseconds. Trims are coalesced (one pending at a time, at most one
 /// per `minimumInterval`) and run `delay` later on a Dispatch utility thread, never on a NIO
 /// event loop, the cooperative pool or a compute thread, by which time the call's result and
@@ -23,6 +24,9 @@ import Glibc
 package enum MemoryReturn {
     /// Encoded answers at least this large (1 MiB; about 30,000 orders) trigger a trim.
     package static let largeAnswerBytes = 1 << 20
+    /// Calls whose request reserved at least this much memory (`RequestMemoryBudget`: 32 MiB, a
+    /// 1 MiB payload, about 20,000 positions) trigger a trim when they end.
+    package static let largeRequestReservation = 32 << 20
     /// How long after the trigger the trim runs: the caller's last references (the answer being
     /// written) are gone by then.
     package static let delay: UInt64 = 100_000_000
