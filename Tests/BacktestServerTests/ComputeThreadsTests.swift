@@ -282,4 +282,23 @@ struct ComputeThreadsTests {
         #expect(threads.counts.yields == 0)
         try await threads.shutdown()
     }
+    /// Work and what it captures are released once the work has run (no retain cycle through
+    /// the job's flag and yield handler).
+    @Test func finishedWorkIsReleased() async throws {
+        final class Payload: Sendable {
+            let released: NIOLockedValueBox<Int>
+            init(_ released: NIOLockedValueBox<Int>) { self.released = released }
+            deinit { released.withLockedValue { $0 += 1 } }
+        }
+        let threads = ComputeThreads(numberOfThreads: 1)
+        let released = NIOLockedValueBox(0)
+        for _ in 0..<10 {
+            let payload = Payload(released)
+            _ = try await threads.run { withExtendedLifetime(payload) { 1 } }
+            _ = try await threads.run(cancellable: { flag in withExtendedLifetime(payload) { (try? flag.check()) == nil } })
+        }
+        try await poll { released.withLockedValue { $0 } == 10 }
+        #expect(released.withLockedValue { $0 } == 10)
+        try await threads.shutdown()
+    }
 }
