@@ -104,6 +104,9 @@ struct Backtestd: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "backtestd")
+        // A fixed mmap threshold keeps heavy calls' large blocks out of the heap (MemoryReturn);
+        // an operator's own MALLOC_MMAP_THRESHOLD_ wins.
+        if ProcessInfo.processInfo.environment["MALLOC_MMAP_THRESHOLD_"] == nil { MemoryReturn.configureAllocator() }
         let domain = try DomainSetup.make(configuration, logger: logger)
         var service: any BacktestService = domain.service
         var services = domain.services

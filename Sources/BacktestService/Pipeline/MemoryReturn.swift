@@ -66,7 +66,31 @@ package enum MemoryReturn {
         #endif
     }
 
+    /// Allocations at least this large (256 KiB) are served by `mmap` and unmapped when freed.
+    package static let mmapThreshold: Int32 = 256 * 1024
+
+    /// Sets glibc's mmap threshold to `mmapThreshold` once, at server start (`backtestd`).
+    ///
+    /// Why: glibc raises its threshold on its own (up to 32 MiB) each time a large mmapped block
+    /// is freed, after which large blocks come from the arenas, where a freed block stays resident
+    /// as long as any small allocation beside it lives. A heavy call's large arrays (the request's
+    /// payload, per-position signals and legs, the orders) then left the heap's high-water mark
+    /// higher each time: under `loadtest --users 50 --duration 60 --hostile 5` peak RSS fell from
+    /// 522 MB to 483 MB with the threshold fixed, p99 of the users unchanged (README). Small
+    /// allocations, which are nearly all of a light call's, are unaffected. No-op without glibc.
+    package static func configureAllocator() {
+        #if canImport(Glibc)
+        guard let mallopt = mallocOption else { return }
+        // M_MMAP_THRESHOLD is -3 in <malloc.h>; setting it also turns the dynamic adjustment off.
+        _ = mallopt(-3, mmapThreshold)
+        #endif
+    }
+
     #if canImport(Glibc)
+    private typealias Option = @convention(c) (Int32, Int32) -> Int32
+    /// glibc's `int mallopt(int param, int value)`, nil when the C library has none (musl).
+    nonisolated(unsafe) private static let mallocOption: Option? = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt")
+        .map { unsafeBitCast($0, to: Option.self) }
     private typealias Trim = @convention(c) (Int) -> Int32
     /// glibc's `int malloc_trim(size_t pad)`, nil when the C library has none (musl).
     nonisolated(unsafe) private static let mallocTrim: Trim? = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim")
