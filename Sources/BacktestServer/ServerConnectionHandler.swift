@@ -101,6 +101,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        boundEventLoop = context.eventLoop
         let half = max(1, configuration.maxOutboundBuffer / 2)
         do {
             try context.channel.syncOptions?.setOption(.writeBufferWaterMark, value: .init(low: half, high: half))
@@ -162,7 +163,10 @@ final class ServerConnectionHandler: ChannelInboundHandler {
 
     // MARK: Streams (called by the call's work on the event loop)
 
-    var eventLoop: any EventLoop { context!.eventLoop }
+    /// The connection's event loop (kept after the handler is removed: calls that outlive the
+    /// connection still complete their futures on it).
+    var eventLoop: any EventLoop { boundEventLoop! }
+    private var boundEventLoop: (any EventLoop)?
 
     /// Starts the deadline once the request is decoded (the timeout is in the request).
     func armDeadline(_ id: UInt32, at deadline: NIODeadline, requestID: String, timeout: TimeAmount) {
