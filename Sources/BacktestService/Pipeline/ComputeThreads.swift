@@ -1,5 +1,8 @@
 import BacktestCore
 import Dispatch
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
@@ -195,6 +198,7 @@ package final class ComputeThreads: Sendable {
                 dispatchNext(after: job)
                 return
             }
+            ThreadPriority.lowerOnce()
             job.body(job)
             dispatchNext(after: job)
         }
@@ -503,4 +507,47 @@ extension ComputeThreads {
             return .woken(job)
         }
     }
+}
+
+/// The compute threads run at a lower OS priority (nice +5) than the threads that read, decode
+/// small requests and write answers (NIO's event loops, Swift's cooperative pool).
+///
+/// Why: a heavy call's simulation is time-sliced against other simulations (`ComputeThreads`),
+/// but the OS still shares the cores between it and the short steps of other connections' calls
+/// (reading, cache lookups, encoding), which then wait for a core. At nice +5 the scheduler gives
+/// those steps about three times the heavy work's share while both want a core; the heavy work
+/// still gets every idle cycle. Under `loadtest --hostile 5` (README) this is what keeps the
+/// users' p99 near the run without hostile clients. Raising a thread's nice value needs no
+/// privilege; it is never lowered again (the threads only ever run compute work). No-op where
+/// `setpriority` or `gettid` is missing.
+enum ThreadPriority {
+    /// The nice increment of a compute thread.
+    static let niceness: Int32 = 5
+
+    /// Lowers the calling thread's priority the first time it is called on that thread.
+    static func lowerOnce() {
+        #if canImport(Glibc)
+        guard !lowered else { return }
+        lowered = true
+        guard let gettid = threadID else { return }
+        // PRIO_PROCESS (0) with a thread id addresses that one thread on Linux.
+        _ = setpriority(__priority_which_t(0), id_t(gettid()), niceness)
+        #endif
+    }
+
+    #if canImport(Glibc)
+    private typealias GetTID = @convention(c) () -> Int32
+    nonisolated(unsafe) private static let threadID: GetTID? = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "gettid")
+        .map { unsafeBitCast($0, to: GetTID.self) }
+    /// Per thread (a compute thread's own flag).
+    private static var lowered: Bool {
+        get { pthread_getspecific(loweredKey) != nil }
+        set { pthread_setspecific(loweredKey, newValue ? UnsafeRawPointer(bitPattern: 1) : nil) }
+    }
+    private static let loweredKey: pthread_key_t = {
+        var key = pthread_key_t()
+        precondition(pthread_key_create(&key, nil) == 0, "pthread_key_create failed")
+        return key
+    }()
+    #endif
 }
