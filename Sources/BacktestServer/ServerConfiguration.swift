@@ -40,8 +40,10 @@ package struct ServerConfiguration: Sendable {
     /// Memory and nesting bounds for decoding one request.
     package var decodeLimits = DecodeLimits(memoryBudget: 64 * 1024 * 1024, maxDepth: 48)
     /// Memory that large requests may hold at once while they are decoded and run, in bytes;
-    /// more wait their turn (`RequestMemoryBudget`). 128 MiB: two 40,000-position backtests.
-    package var requestMemoryBudget = 128 * 1024 * 1024
+    /// more wait their turn (`RequestMemoryBudget`). 64 MiB: one 40,000-position backtest (a
+    /// 2 MB payload) at a time; under `loadtest --hostile 5` 128 MiB let the server's peak RSS
+    /// reach 520 MB, 48-64 MiB kept it near 475 MB (README).
+    package var requestMemoryBudget = 64 * 1024 * 1024
     /// On graceful shutdown, in-flight calls get this long to finish before they are cancelled.
     package var drainTimeout = TimeAmount.seconds(30)
     /// Reported in SETTINGS, response headers and GetServerInfo.

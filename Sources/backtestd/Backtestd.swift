@@ -45,7 +45,7 @@ struct Backtestd: AsyncParsableCommand {
     var maxOutputBufferBytes: String?
     @Option(help: "Memory one request may take once decoded, bytes (env BACKTESTD_DECODE_BUDGET_BYTES). Default 67108864.")
     var decodeBudgetBytes: String?
-    @Option(help: "Memory that large requests (over 256 KiB) may hold at once while they are decoded and run, MB, 1...1048576; more wait their turn (env BACKTESTD_REQUEST_MEMORY_MB). Default 128.")
+    @Option(help: "Memory that large requests (over 256 KiB) may hold at once while they are decoded and run, MB, 1...1048576; more wait their turn (env BACKTESTD_REQUEST_MEMORY_MB). Default 64.")
     var requestMemoryMb: String?
     @Option(help: "Time in-flight calls get on shutdown, ms (env BACKTESTD_DRAIN_TIMEOUT_MS). Default 30000.")
     var drainTimeoutMs: String?
