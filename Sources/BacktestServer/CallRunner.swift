@@ -180,12 +180,13 @@ extension CallResponse {
     /// curves, indicator values), to decide where to encode it (`CallRunner.offloadBytes`); not a
     /// bound.
     var estimatedBytes: Int {
-        switch result {
         // About 40 bytes an order and 25 a day of the equity and benchmark curves.
-        case .backtest(let backtest): backtest.orders.count * 40 + backtest.dates.count * 25
+        func full(orders: Int, days: Int) -> Int { orders * 40 + days * 25 }
+        return switch result {
+        case .backtest(let backtest): full(orders: backtest.orders.count, days: backtest.dates.count)
         case .variantResults(_, let results):
             results.reduce(0) { total, variant in
-                if case .full(let backtest) = variant.detail { total + backtest.orders.count * 40 + backtest.dates.count * 25 } else { total + 256 }
+                if case .full(let backtest) = variant.detail { total + full(orders: backtest.orders.count, days: backtest.dates.count) } else { total + 256 }
             }
         case .indicators(let values): values.dates.count * (12 + 10 * (values.series.count + 1))
         case .batchStatus, .serverInfo, .purge, nil: 0

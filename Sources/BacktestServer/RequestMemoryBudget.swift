@@ -15,9 +15,9 @@ import NIOConcurrencyHelpers
 /// Small requests (the vast majority, below `threshold`) never wait: their memory is bounded by
 /// the per-connection stream limit and the frame limit.
 package final class RequestMemoryBudget: Sendable {
-    /// Payloads above this size reserve memory (256 KiB, the size above which decoding moves to
-    /// the compute threads).
-    package static let threshold = 256 * 1024
+    /// Payloads above this size reserve memory: those whose decoding moves to the compute threads
+    /// (`CallRunner.offloadBytes`, 256 KiB).
+    package static let threshold = CallRunner.offloadBytes
     /// Bytes of memory a large call holds per payload byte (see the type's documentation).
     package static let estimateFactor = 32
 
