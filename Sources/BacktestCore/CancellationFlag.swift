@@ -49,7 +49,10 @@ package final class CancellationFlag: Sendable {
 
     @inline(never)
     private func slowCheck() throws(BacktestError) {
-        if state.load(ordering: .relaxed) & Self.yieldBit != 0 { yieldNow() }
+        // Only the thread the scheduler runs the work on yields (the work's own thread, where
+        // this flag is `current`): a helper thread of the work (e.g. a sweep's concurrentPerform
+        // workers) parking would leave the scheduler's count of running work wrong.
+        if state.load(ordering: .relaxed) & Self.yieldBit != 0, Self.current === self { yieldNow() }
         if isCancelled {
             observed.store(true, ordering: .relaxed)
             throw BacktestError(.cancelled, "computation cancelled")

@@ -178,7 +178,7 @@ import FoundationNetworking
 
             // Complete, in order, and streamed: chunked framing, no length, several chunks.
             let response = try await RawHTTPClient.get(port: port, path: "/api/batches/\(id)/csv?sort=sharpe")
-            #expect(response.head.hasPrefix("HTTP/1.1 200"))
+            #expect(response.head.hasPrefix("HTTP/1.1 200"), "\(String(decoding: response.body, as: UTF8.self))")
             #expect(response.isChunked)
             #expect(response.header("Content-Length") == nil)
             #expect(response.chunks.count > 1, "\(response.chunks.count) chunk(s)")
