@@ -37,8 +37,19 @@ struct CallRunner: Sendable {
             }
         }
         do {
-            try await requestMemory.reserve(reserved)
-            holdsMemory = true
+            if reserved > 0 {
+                // Its deadline runs from its arrival while it waits (the header is read from the
+                // bytes; the request id is echoed once decoded): a call whose deadline passes while
+                // it waits, or has passed already, ends DEADLINE_EXCEEDED and is never decoded.
+                let deadline = armDeadline(timeoutMs: CallRequest.peekTimeoutMs(payload) ?? 0, requestID: "")
+                try await requestMemory.reserve(reserved)
+                holdsMemory = true
+                try Task.checkCancellation()
+                if NIODeadline.now() >= deadline {
+                    // The answer the connection's deadline timer gives too (whichever comes first).
+                    throw BacktestError(.deadlineExceeded, "deadline of \((deadline - receivedAt).nanoseconds / 1_000_000) ms exceeded")
+                }
+            }
             let request = try await decode(payload)
             // An over-long request id is refused and not echoed (its answer could not be sent).
             header.requestID = EchoBounds.echoable(request.header.requestID)
@@ -108,18 +119,26 @@ struct CallRunner: Sendable {
         }
     }
 
-    /// The call's deadline: its timeout (0 = the maximum), capped at the server's maximum,
-    /// measured from when the REQUEST arrived.
-    private func armDeadline(_ header: RequestHeader) -> CallContext {
-        let requested = TimeAmount.milliseconds(Int64(header.timeoutMs))
-        let timeout = header.timeoutMs == 0 ? configuration.maxCallTimeout : min(requested, configuration.maxCallTimeout)
+    /// Tells the connection when the call's deadline falls (`timeoutMs` from the REQUEST's
+    /// arrival; 0 = the maximum, capped at the maximum), with the request id its
+    /// DEADLINE_EXCEEDED answer echoes; returns the deadline. Arming again replaces it.
+    @discardableResult
+    private func armDeadline(timeoutMs: UInt32, requestID: String) -> NIODeadline {
+        let requested = TimeAmount.milliseconds(Int64(timeoutMs))
+        let timeout = timeoutMs == 0 ? configuration.maxCallTimeout : min(requested, configuration.maxCallTimeout)
         let deadline = receivedAt + timeout
         let connection = self.connection
         let id = streamID
-        let requestID = EchoBounds.echoable(header.requestID)
         eventLoop.execute {
             connection.value.armDeadline(id, at: deadline, requestID: requestID, timeout: timeout)
         }
+        return deadline
+    }
+
+    /// The call's deadline: its timeout (0 = the maximum), capped at the server's maximum,
+    /// measured from when the REQUEST arrived.
+    private func armDeadline(_ header: RequestHeader) -> CallContext {
+        let deadline = armDeadline(timeoutMs: header.timeoutMs, requestID: EchoBounds.echoable(header.requestID))
         var callLogger = logger
         callLogger[metadataKey: "stream"] = "\(streamID)"
         if !header.requestID.isEmpty { callLogger[metadataKey: "request_id"] = "\(header.requestID)" }

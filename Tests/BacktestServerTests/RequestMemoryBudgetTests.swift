@@ -1,3 +1,6 @@
+import BacktestCore
+import BacktestModel
+import BacktestProtocol
 @testable import BacktestServer
 import NIOConcurrencyHelpers
 import Testing
@@ -69,5 +72,45 @@ struct RequestMemoryBudgetTests {
         await #expect(throws: CancellationError.self) { try await task.value }
         #expect(budget.usage == (100, 0))
         budget.release(100)
+    }
+
+    /// A RunBacktest whose payload is over the threshold (8,000 positions, about 320 KB), named
+    /// for `TestService`'s behaviour.
+    static func large(_ name: String, timeoutMs: UInt32 = 0) -> CallRequest {
+        let positions = (0..<8_000).map { _ in
+            Position(ticker: "AAPL", weight: 0.000125, entry: .compare(lhs: .series(SeriesRef(source: .field(.close))), op: .greater, rhs: .number(1)))
+        }
+        let settings = BacktestSettings(start: TradingDate(iso: "2019-01-02")!, end: TradingDate(iso: "2019-12-31")!)
+        return CallRequest(header: RequestHeader(timeoutMs: timeoutMs),
+                           method: .runBacktest(BacktestRequest(strategy: Strategy(name: name, positions: positions), settings: settings)))
+    }
+
+    /// The tester's case: a large call waiting for the budget behind another is answered
+    /// DEADLINE_EXCEEDED at its own deadline, not after the one ahead of it ends, and is never
+    /// decoded (the service never sees it).
+    @Test func aLargeCallWaitingForTheBudgetEndsAtItsDeadlineUndecoded() async throws {
+        #expect(Self.large("x").encoded().readableBytes > RequestMemoryBudget.threshold)
+        let (service, events, gate) = TestService.make()
+        try await withServer({ $0.requestMemoryBudget = 1 }, service: service) { _, port in
+            let (connection, _) = try await RawConnection.handshake(port: port)
+            try await connection.sendRequest(1, Self.large("gate"))
+            var started: [String] = []
+            for await event in events {
+                if case .started(let name) = event { started.append(name); break }
+            }
+            try await connection.sendRequest(3, Self.large("echo", timeoutMs: 200))
+            let answer = try #require(await connection.nextFrame(where: { $0.type == .response && $0.streamID == 3 }))
+            let status = try CallResponse.decode(answer.payload).status
+            #expect(status.code == .deadlineExceeded, "\(status)")
+            await gate.open()
+            let first = try #require(await connection.nextFrame(where: { $0.type == .response && $0.streamID == 1 }))
+            #expect(try CallResponse.decode(first.payload).status.code == .ok)
+            for await event in events {
+                if case .started(let name) = event { started.append(name) }
+                if case .finished("gate") = event { break }
+            }
+            #expect(started == ["gate"], "the call that timed out while waiting was never decoded")
+            await connection.close()
+        }
     }
 }
