@@ -87,6 +87,12 @@ package struct BacktestdConfiguration: Sendable {
     ///   - environment: the process environment (`ProcessInfo.processInfo.environment`).
     /// - Throws: `BacktestdConfigurationError` for the first value that cannot be used.
     package init(flags: [BacktestdSetting: String] = [:], environment: [String: String]) throws(BacktestdConfigurationError) {
+        // A blank environment variable counts as unset (a common way to unset one); a blank flag
+        // (`--port ''`) was given on purpose, and silently taking the default would hide a
+        // mistake in a script.
+        if let (setting, _) = flags.sorted(by: { $0.key.variable < $1.key.variable }).first(where: { $0.value.allSatisfy(\.isWhitespace) }) {
+            throw BacktestdConfigurationError("\(setting.flag ?? setting.variable): an empty value is not allowed; give a value or leave the flag out")
+        }
         let reader = SettingReader(flags: flags, environment: environment)
         var server = ServerConfiguration()
         server.host = reader.text(.host) ?? server.host

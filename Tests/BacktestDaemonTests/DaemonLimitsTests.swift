@@ -21,6 +21,31 @@ struct DaemonLimitsTests {
         #expect(error?.message.contains("SETTINGS") == true)
     }
 
+    /// The tester's finding: `backtestd --port ''` listened on the default port.
+    @Test("an empty flag value is refused, naming the flag; an empty variable counts as unset",
+          arguments: [(BacktestdSetting.port, "--port"), (.requestMemoryMb, "--request-memory-mb"), (.host, "--host"), (.dataSource, "--data-source")])
+    func emptyFlagValue(setting: BacktestdSetting, flag: String) {
+        for value in ["", " "] {
+            let error = #expect(throws: BacktestdConfigurationError.self) {
+                try BacktestdConfiguration(flags: [setting: value], environment: [:])
+            }
+            #expect(error?.message == "\(flag): an empty value is not allowed; give a value or leave the flag out")
+        }
+        #expect(throws: Never.self) { try BacktestdConfiguration(environment: [setting.variable: ""]) }
+    }
+
+    @Test("the request memory budget is read in MB within its range")
+    func requestMemory() throws {
+        #expect(try BacktestdConfiguration(flags: [.requestMemoryMb: "48"], environment: [:]).server.requestMemoryBudget == 48 << 20)
+        #expect(try BacktestdConfiguration(environment: [:]).server.requestMemoryBudget == 64 << 20)
+        for value in ["0", "1048577", "abc", "1.5"] {
+            let error = #expect(throws: BacktestdConfigurationError.self) {
+                try BacktestdConfiguration(flags: [.requestMemoryMb: value], environment: [:])
+            }
+            #expect(error?.message.hasPrefix("--request-memory-mb: \"\(value)\" is not allowed; use an integer in 1...1048576") == true)
+        }
+    }
+
     @Test("the smallest and largest frame limits are accepted")
     func frameLimitBounds() throws {
         #expect(try BacktestdConfiguration(flags: [.maxFrameBytes: "4096"], environment: [:]).server.maxFramePayload == 4096)
