@@ -202,3 +202,36 @@ struct EndlessEngine: BacktestRunner {
         return try VectorEngine().run(validated: strategy, market: market, indicators: indicators, cancellation: cancellation, bound: bound)
     }
 }
+
+/// CPU work that grows with the request runs on the compute threads, not on the call's task
+/// (Swift's cooperative pool, shared by every connection): a tester measured light calls of
+/// other connections waiting 100+ ms behind indicators of 2,500 distinct periods computed there.
+@Suite("Large work is off the cooperative pool", .serialized, .timeLimit(.minutes(2)))
+struct OffCooperativePoolWorkTests {
+    static func pipeline(_ threads: ComputeThreads) throws -> BacktestPipeline {
+        var logger = Logger(label: "test.offload")
+        logger.logLevel = .critical
+        return BacktestPipeline(
+            source: try LocalFilesProvider(directory: SharedData.dailyDirectory), cache: nil, logger: logger, computeThreads: threads)
+    }
+
+    static func strategy(periods: ClosedRange<Int>) -> Strategy {
+        Strategy(name: "periods", positions: periods.map { period in
+            Position(ticker: "AAPL", weight: 1 / Double(periods.count),
+                     entry: .compare(lhs: EngineCancellationTests.indicator("sma:\(period)"), op: .greater, rhs: .number(0)))
+        })
+    }
+
+    @Test func manyIndicatorSeriesAreComputedOnTheComputeThreads() async throws {
+        let threads = ComputeThreads(numberOfThreads: 1)
+        let pipeline = try Self.pipeline(threads)
+        // 40 series over the whole history (from the data epoch, about 5,000 days each): over
+        // `offloadIndicatorValues`. Work on the threads: the indicators, then the simulation.
+        _ = try await pipeline.runBacktest(Self.strategy(periods: 2...41), settings: EngineCancellationTests.settings)
+        #expect(threads.counts.started == 2, "\(threads.counts)")
+        // One series: computed on the call's task; only the simulation goes to the threads.
+        _ = try await pipeline.runBacktest(Self.strategy(periods: 7...7), settings: EngineCancellationTests.settings)
+        #expect(threads.counts.started == 3, "\(threads.counts)")
+        try await threads.shutdown()
+    }
+}

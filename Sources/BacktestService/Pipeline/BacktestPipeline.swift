@@ -209,7 +209,17 @@ package struct BacktestPipeline: Sendable {
     func cpuWork<Value: Sendable>(
         positions: Int, _ work: @escaping @Sendable (CancellationFlag) -> Value
     ) async throws -> (value: Value, cancelled: Bool) {
-        if positions > Self.offloadPositions {
+        try await cpuWork(offload: positions > Self.offloadPositions, work)
+    }
+
+    /// Runs `work` with a cancellation flag that this task's cancellation sets, on
+    /// `computeThreads` when `offload`, else on this task. Returns its value and whether the
+    /// flag was set. Throws `CancellationError` when the task is cancelled before `work` started
+    /// on a compute thread.
+    func cpuWork<Value: Sendable>(
+        offload: Bool, _ work: @escaping @Sendable (CancellationFlag) -> Value
+    ) async throws -> (value: Value, cancelled: Bool) {
+        if offload {
             return try await computeThreads.run(cancellable: { flag in (work(flag), flag.isCancelled) })
         }
         let flag = CancellationFlag()
@@ -386,33 +396,65 @@ package struct BacktestPipeline: Sendable {
     func computeIndicators(
         _ keys: [IndicatorKey], snapshot: MarketSnapshot, settings: BacktestSettings, session: CacheSession?
     ) async throws(BacktestError) -> IndicatorStore {
-        // Computed here, on the call's task: checked for cancellation between series.
         var store = IndicatorStore()
-        guard let indicatorCache, let session else {
-            // Keys whose ticker has no bars are left out: `simulate` fails only the variants that
-            // read them (NOT_FOUND naming the field), as with a cache below.
-            for key in keys where snapshot.bars[key.ticker] != nil {
-                if Task.isCancelled { throw BacktestError(.cancelled, "computation cancelled") }
-                try store.computeMissing([key], snapshot: snapshot)
-            }
-            return store
-        }
+        // What the cache does not have is computed in one piece of CPU work (`compute`), then
+        // stored. Keys whose ticker has no bars are left out: `simulate` fails only the variants
+        // that read them (NOT_FOUND naming the field).
+        var missing: [(key: IndicatorKey, bars: DailyBars, cacheKey: IndicatorCacheKey?)] = []
         for key in keys {
             if Task.isCancelled { throw BacktestError(.cancelled, "computation cancelled") }
             guard let bars = snapshot.bars[key.ticker], let first = bars.firstDate, let last = bars.lastDate else { continue }
+            guard let indicatorCache, let session else {
+                missing.append((key, bars, nil))
+                continue
+            }
             let cacheKey = IndicatorCacheKey(
                 ticker: try Ticker(validating: key.ticker, field: "ticker"), indicator: key.spec.canonicalKey, adjustment: settings.adjustment,
                 source: source.name, from: first, through: last)
             if let values = await indicatorCache.get(cacheKey, expectedCount: bars.count, session: session) {
                 store.insert(values, for: key)
             } else {
-                let values = IndicatorCalculator.compute(key, bars: bars)
-                store.insert(values, for: key)
+                missing.append((key, bars, cacheKey))
+            }
+        }
+        guard !missing.isEmpty else { return store }
+        let computed = try await compute(missing.map { ($0.key, $0.bars) })
+        for (entry, values) in zip(missing, computed) {
+            store.insert(values, for: entry.key)
+            if let indicatorCache, let session, let cacheKey = entry.cacheKey {
                 await indicatorCache.put(cacheKey, values: values, session: session)
             }
         }
-        // Keys whose ticker has no bars are left to the engine, which names the field at fault.
         return store
+    }
+
+    /// Bar-series values (days times series) above which indicators are computed on
+    /// `computeThreads` rather than the calling task (Swift's cooperative pool): 2,500 distinct
+    /// SMA periods over 20 years kept light calls of other connections waiting 100+ ms there (a
+    /// tester's measurement). A few series (the usual call) stay on the task.
+    static let offloadIndicatorValues = 100_000
+
+    /// The series of `work`, in order; on `computeThreads` (time-sliced, checking for
+    /// cancellation between series) when they are many. Throws CANCELLED when the call is.
+    private func compute(_ work: [(IndicatorKey, DailyBars)]) async throws(BacktestError) -> [[Double]] {
+        let size = work.reduce(0) { $0 + $1.1.count }
+        do {
+            let (values, cancelled) = try await cpuWork(offload: size > Self.offloadIndicatorValues) { flag in
+                var values: [[Double]] = []
+                values.reserveCapacity(work.count)
+                for (key, bars) in work {
+                    if (try? flag.check()) == nil { break }
+                    values.append(IndicatorCalculator.compute(key, bars: bars))
+                }
+                return values
+            }
+            guard !cancelled, values.count == work.count else { throw BacktestError(.cancelled, "computation cancelled") }
+            return values
+        } catch let error as BacktestError {
+            throw error
+        } catch {
+            throw BacktestError(.cancelled, "computation cancelled")
+        }
     }
 
     /// What the call answers for an error out of `execute`: a `BacktestError` as it is, a
