@@ -26,14 +26,15 @@ struct CallRunner: Sendable {
         // A large request waits for room in the server's memory budget before it is decoded, and
         // holds it until its answer is encoded.
         let reserved = RequestMemoryBudget.estimate(payloadBytes: payload.readableBytes)
-        var holdsMemory = false
+        var reservation: RequestMemoryBudget.Reservation?
         defer {
-            if holdsMemory {
-                requestMemory.release(reserved)
-                // A large request's decoded strategy and working memory are freed by now (however
-                // the call ended: answered, refused, cancelled): give the pages back, so the next
-                // large call starts from a trimmed heap instead of the arenas' high-water mark.
-                if reserved >= MemoryReturn.largeRequestReservation { MemoryReturn.soon() }
+            if let reservation {
+                let held = reservation.amount
+                reservation.release()
+                // A large call's decoded strategy and working memory are freed by now (however it
+                // ended: answered, refused, cancelled): give the pages back, so the next large
+                // call starts from a trimmed heap instead of the arenas' high-water mark.
+                if held >= MemoryReturn.largeRequestReservation { MemoryReturn.soon() }
             }
         }
         do {
@@ -42,8 +43,7 @@ struct CallRunner: Sendable {
                 // bytes; the request id is echoed once decoded): a call whose deadline passes while
                 // it waits, or has passed already, ends DEADLINE_EXCEEDED and is never decoded.
                 let deadline = armDeadline(timeoutMs: CallRequest.peekTimeoutMs(payload) ?? 0, requestID: "")
-                try await requestMemory.reserve(reserved)
-                holdsMemory = true
+                reservation = try await RequestMemoryBudget.Reservation(requestMemory, amount: reserved)
                 try Task.checkCancellation()
                 if NIODeadline.now() >= deadline {
                     // The answer the connection's deadline timer gives too (whichever comes first).
@@ -58,7 +58,9 @@ struct CallRunner: Sendable {
             try EchoBounds.check(method)
             let context = armDeadline(request.header)
             context.logger.debug("call started", metadata: ["method": "\(method.name)"])
-            let result = try await invoke(method, context: context)
+            // Every call carries a reservation its analysis may grow (`BacktestPipeline.prepare`).
+            if reservation == nil { reservation = try await RequestMemoryBudget.Reservation(requestMemory, amount: 0) }
+            let result = try await RequestMemoryBudget.$current.withValue(reservation) { try await invoke(method, context: context) }
             response = CallResponse(header: header, result: result)
         } catch let error as BacktestError {
             // The cause (curl, Redis, files, ...) goes to the log only; the client gets code,

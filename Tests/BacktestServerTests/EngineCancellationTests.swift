@@ -50,12 +50,13 @@ struct EngineCancellationTests {
     /// A service on local files whose simulations run on `threads` (one thread, counted).
     /// With `endless`, the engine runs until its flag stops it (`EndlessEngine`), so a deadline
     /// always falls inside the simulation however fast the machine is.
-    static func service(_ threads: ComputeThreads, endless: Bool = false) throws -> EngineBacktestService {
+    /// `probe` sees each simulation start (the real engine's, through `ProbedEngine`).
+    static func service(_ threads: ComputeThreads, endless: Bool = false, probe: EngineProbe = EngineProbe()) throws -> EngineBacktestService {
         var logger = Logger(label: "test.cancellation")
         logger.logLevel = .critical
         let pipeline = BacktestPipeline(
             source: try LocalFilesProvider(directory: SharedData.dailyDirectory), cache: nil,
-            engines: endless ? EngineSelection(primary: EndlessEngine()) : EngineSelection(), logger: logger,
+            engines: endless ? EngineSelection(primary: EndlessEngine()) : EngineSelection(primary: ProbedEngine(probe: probe)), logger: logger,
             computeThreads: threads)
         return EngineBacktestService(pipeline: pipeline, maxParallel: 1, serverVersion: "test")
     }
@@ -69,7 +70,8 @@ struct EngineCancellationTests {
     @Test(arguments: Ending.allCases)
     func aHeavyBacktestStopsWhenItsCallEnds(_ ending: Ending) async throws {
         let threads = ComputeThreads(numberOfThreads: 1)
-        try await withServer(service: try Self.service(threads, endless: ending == .deadline)) { _, port in
+        let probe = EngineProbe()
+        try await withServer(service: try Self.service(threads, endless: ending == .deadline, probe: probe)) { _, port in
             let (connection, _) = try await RawConnection.handshake(port: port)
             // The deadline: long enough for the shared phase (data, validation and analysis take a
             // few seconds in a debug build); the simulation then runs until stopped
@@ -77,21 +79,25 @@ struct EngineCancellationTests {
             // call stops there instead and its simulation must never start (checked below).
             try await connection.sendRequest(1, Self.runBacktest(Self.heavy(), timeoutMs: ending == .deadline ? 20_000 : 0))
             var simulationStarted = true
-            // A call this large is validated and analysed on the compute threads too
-            // (`BacktestPipeline.offloadPositions`): the simulation is their third piece of work.
-            let simulation = 3
+            // A call this large is validated, analysed and its indicators computed on the compute
+            // threads too (`BacktestPipeline.cpuWork`): the simulation is their last piece of
+            // work, counted when the engine says it started.
+            var simulation = 0
             #expect(Self.heavy().positions.count > BacktestPipeline.offloadPositions)
             switch ending {
             case .deadline:
                 let frame = try #require(await connection.nextFrame(where: { $0.type == .response }))
                 let status = try CallResponse.decode(frame.payload).status
                 #expect(status.code == .deadlineExceeded, "\(status)")
-                simulationStarted = threads.counts.started == simulation
+                simulationStarted = threads.counts.started > 0 && threads.counts.finished < threads.counts.started
+                simulation = threads.counts.started
             case .cancel:
-                try await poll(timeout: .seconds(120)) { threads.counts.started == simulation }
+                try await poll(timeout: .seconds(120)) { probe.started.contains("heavy") }
+                simulation = threads.counts.started
                 try await connection.send(Frame(type: .cancel, streamID: 1, payload: CancelMessage().encoded()))
             case .disconnect:
-                try await poll(timeout: .seconds(120)) { threads.counts.started == simulation }
+                try await poll(timeout: .seconds(120)) { probe.started.contains("heavy") }
+                simulation = threads.counts.started
                 await connection.close()
             }
             // The engine saw the call end and stopped midway (uncancelled it would run on for

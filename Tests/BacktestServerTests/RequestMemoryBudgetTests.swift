@@ -2,6 +2,7 @@ import BacktestCore
 import BacktestModel
 import BacktestProtocol
 @testable import BacktestServer
+import BacktestService
 import NIOConcurrencyHelpers
 import Testing
 
@@ -112,5 +113,62 @@ struct RequestMemoryBudgetTests {
             #expect(started == ["gate"], "the call that timed out while waiting was never decoded")
             await connection.close()
         }
+    }
+
+    // MARK: Growing from the analysis
+
+    @Test func growingBelowTheAnalysisThresholdNeverWaits() async throws {
+        let budget = RequestMemoryBudget(bytes: 100 << 20)
+        try await budget.reserve(100 << 20)
+        let reservation = try await RequestMemoryBudget.Reservation(budget, amount: 0)
+        try await reservation.grow(to: RequestMemoryBudget.analysisThreshold - 1)
+        #expect(reservation.amount == 0)
+        budget.release(100 << 20)
+    }
+
+    /// Two calls holding part of the budget both grow: the one that gives its part back first
+    /// is served after the other ends, never a deadlock.
+    @Test func twoGrowingCallsDoNotDeadlock() async throws {
+        let unit = RequestMemoryBudget.analysisThreshold
+        let budget = RequestMemoryBudget(bytes: 10 * unit)
+        let a = try await RequestMemoryBudget.Reservation(budget, amount: 4 * unit)
+        let b = try await RequestMemoryBudget.Reservation(budget, amount: 4 * unit)
+        let growA = Task { try await a.grow(to: 8 * unit) }
+        try await poll { budget.usage.waiting == 1 }
+        let growB = Task { try await b.grow(to: 8 * unit) }
+        try await growA.value
+        #expect(a.amount == 8 * unit)
+        try await poll { budget.usage.waiting == 1 }
+        a.release()
+        try await growB.value
+        #expect(b.amount == 8 * unit)
+        b.release()
+        #expect(budget.usage == (0, 0))
+    }
+
+    /// A backtest whose analysis needs more than the budget has left waits before its
+    /// indicators are computed, and runs once the budget is free.
+    @Test func aCallWhoseAnalysisNeedsMoreWaitsBeforeItsIndicators() async throws {
+        let threads = ComputeThreads(numberOfThreads: 1)
+        let pipeline = try OffCooperativePoolWorkTests.pipeline(threads)
+        let strategy = OffCooperativePoolWorkTests.strategy(periods: 2...101)
+        let days = 30 * 252
+        #expect(BacktestPipeline.memoryEstimate(series: 100, positions: 100, days: days) > RequestMemoryBudget.analysisThreshold)
+        let budget = RequestMemoryBudget(bytes: 256 << 20)
+        let other = try await RequestMemoryBudget.Reservation(budget, amount: 250 << 20)
+        let reservation = try await RequestMemoryBudget.Reservation(budget, amount: 0)
+        let call = Task {
+            try await RequestMemoryBudget.$current.withValue(reservation) {
+                try await pipeline.runBacktest(strategy, settings: EngineCancellationTests.settings)
+            }
+        }
+        try await poll { budget.usage.waiting == 1 }
+        #expect(threads.counts.started == 0, "nothing computed while it waits")
+        other.release()
+        let result = try await call.value
+        #expect(result.equity.count > 0)
+        #expect(reservation.amount >= RequestMemoryBudget.analysisThreshold)
+        reservation.release()
+        try await threads.shutdown()
     }
 }

@@ -255,8 +255,20 @@ package struct BacktestPipeline: Sendable {
         stats.indicatorSeries = analysis.indicatorKeys.count
         stats.analysisMs = (clock.now - phase).milliseconds
 
-        // Data and indicators, in one cache session that ends with this scope however it ends.
+        // What the call will hold, from its analysis, reserved from the server's budget before
+        // the indicators are computed (`RequestMemoryBudget`); an ordinary call's is far below
+        // the size that counts and never waits.
         let range = min(source.dataEpoch, settings.start)...settings.end
+        let needed = Self.memoryEstimate(
+            series: analysis.indicatorKeys.count, positions: Self.positionCount(strategies),
+            days: range.lowerBound.distance(to: range.upperBound) * 252 / 365 + 1)
+        do {
+            try await RequestMemoryBudget.current?.grow(to: needed)
+        } catch {
+            throw BacktestError(.cancelled, "computation cancelled")
+        }
+
+        // Data and indicators, in one cache session that ends with this scope however it ends.
         let query = BarQuery(symbols: analysis.tickers, range: range, adjustment: settings.adjustment)
         var dataMs = 0.0
         let (loaded, cacheStats) = try await withCacheSession { session throws(BacktestError) in
@@ -426,6 +438,15 @@ package struct BacktestPipeline: Sendable {
             }
         }
         return store
+    }
+
+    /// Bytes a call will hold, from its analysis: 24 a value of each indicator series over `days`
+    /// (the series, the cache's encoding of it, the calculator's work) and per position its
+    /// signals (two bit vectors and a leg, about `days` / 4 + 400). For the server's request
+    /// memory budget (`RequestMemoryBudget.Reservation.grow(to:)`); an estimate, not a bound.
+    package static func memoryEstimate(series: Int, positions: Int, days: Int) -> Int {
+        let days = max(1, days)
+        return series.multipliedReportingOverflow(by: days * 24).partialValue &+ positions &* (days / 4 + 400)
     }
 
     /// Bar-series values (days times series) above which indicators are computed on

@@ -15,9 +15,12 @@ import NIOConcurrencyHelpers
 /// Small requests (the vast majority, below `threshold`) never wait: their memory is bounded by
 /// the per-connection stream limit and the frame limit.
 package final class RequestMemoryBudget: Sendable {
-    /// Payloads above this size reserve memory: those whose decoding moves to the compute threads
-    /// (`CallRunner.offloadBytes`, 256 KiB).
-    package static let threshold = CallRunner.offloadBytes
+    /// Payloads above this size reserve memory before they are decoded: those whose decoding
+    /// moves to the compute threads (256 KiB, the server's `CallRunner.offloadBytes`).
+    package static let threshold = 256 * 1024
+    /// What a call's analysis says it will hold (`grow(to:)`) counts from this size on (8 MiB):
+    /// an ordinary call's few indicator series are far below it and never wait.
+    package static let analysisThreshold = 8 << 20
     /// Bytes of memory a large call holds per payload byte (see the type's documentation).
     package static let estimateFactor = 32
 
@@ -120,5 +123,47 @@ package final class RequestMemoryBudget: Sendable {
             return granted
         }
         for waiter in granted { waiter.continuation.resume() }
+    }
+
+    /// The call's reservation, while its work runs (the server sets it around the call).
+    @TaskLocal package static var current: Reservation?
+
+    /// What one call holds of the budget: what its payload reserved, then what its analysis says
+    /// it needs (`grow(to:)`). `release()` gives it all back when the call ends.
+    package final class Reservation: Sendable {
+        private let budget: RequestMemoryBudget
+        private let held: NIOLockedValueBox<Int>
+
+        /// Reserves `amount` (waiting while the budget is taken; see `reserve(_:)`).
+        package init(_ budget: RequestMemoryBudget, amount: Int) async throws {
+            self.budget = budget
+            try await budget.reserve(amount)
+            held = NIOLockedValueBox(amount)
+        }
+
+        /// Bytes held now.
+        package var amount: Int { held.withLockedValue { $0 } }
+
+        /// Holds `total` bytes from now on, if that is more than held and at least
+        /// `analysisThreshold`: gives back what it held and waits its turn for `total` (holding
+        /// part while waiting for more could deadlock two growing calls). Throws
+        /// `CancellationError` when the task is cancelled while it waits (nothing held then).
+        package func grow(to total: Int) async throws {
+            let current = amount
+            guard total > current, total >= RequestMemoryBudget.analysisThreshold else { return }
+            held.withLockedValue { $0 = 0 }
+            budget.release(current)
+            try await budget.reserve(total)
+            held.withLockedValue { $0 = total }
+        }
+
+        /// Gives back what is held (once; later calls do nothing).
+        package func release() {
+            let amount = held.withLockedValue { value -> Int in
+                defer { value = 0 }
+                return value
+            }
+            budget.release(amount)
+        }
     }
 }
