@@ -99,7 +99,7 @@ struct CallRunner: Sendable {
     /// tasks); decoding a 4 MiB request or encoding a 4 MiB answer takes tens of milliseconds
     /// there, during which other connections' calls wait for a thread. Smaller ones (the vast
     /// majority, microseconds each) stay here: a trip through the compute queue would cost more.
-    static let offloadBytes = 256 * 1024
+    static let offloadBytes = RequestMemoryBudget.threshold
 
     private func decode(_ payload: ByteBuffer) async throws -> CallRequest {
         let limits = configuration.decodeLimits

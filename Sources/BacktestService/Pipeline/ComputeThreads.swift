@@ -527,8 +527,8 @@ enum ThreadPriority {
     /// Lowers the calling thread's priority the first time it is called on that thread.
     static func lowerOnce() {
         #if canImport(Glibc)
-        guard !lowered else { return }
-        lowered = true
+        guard lowered.currentValue == nil else { return }
+        lowered.currentValue = Marker()
         guard let gettid = threadID else { return }
         // PRIO_PROCESS (0) with a thread id addresses that one thread on Linux.
         _ = setpriority(__priority_which_t(0), id_t(gettid()), niceness)
@@ -539,15 +539,8 @@ enum ThreadPriority {
     private typealias GetTID = @convention(c) () -> Int32
     nonisolated(unsafe) private static let threadID: GetTID? = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "gettid")
         .map { unsafeBitCast($0, to: GetTID.self) }
-    /// Per thread (a compute thread's own flag).
-    private static var lowered: Bool {
-        get { pthread_getspecific(loweredKey) != nil }
-        set { pthread_setspecific(loweredKey, newValue ? UnsafeRawPointer(bitPattern: 1) : nil) }
-    }
-    private static let loweredKey: pthread_key_t = {
-        var key = pthread_key_t()
-        precondition(pthread_key_create(&key, nil) == 0, "pthread_key_create failed")
-        return key
-    }()
+    /// Set on a thread once its priority is lowered.
+    private final class Marker {}
+    nonisolated(unsafe) private static let lowered = ThreadSpecificVariable<Marker>()
     #endif
 }
