@@ -20,6 +20,7 @@ package enum BacktestdSetting: String, CaseIterable, Sendable {
     case maxOutputBufferBytes = "BACKTESTD_MAX_OUTPUT_BUFFER_BYTES"
     case decodeBudgetBytes = "BACKTESTD_DECODE_BUDGET_BYTES"
     case requestMemoryMb = "BACKTESTD_REQUEST_MEMORY_MB"
+    case inboundMemoryMb = "BACKTESTD_INBOUND_MEMORY_MB"
     case drainTimeoutMs = "BACKTESTD_DRAIN_TIMEOUT_MS"
     case logLevel = "BACKTESTD_LOG_LEVEL"
     case dataSource = "BACKTESTD_DATA_SOURCE"
@@ -60,7 +61,7 @@ package enum BacktestdSetting: String, CaseIterable, Sendable {
     package var flag: String? {
         switch self {
         case .host, .port, .maxFrameBytes, .maxConcurrentStreams, .maxConnections, .handshakeTimeoutMs, .idleTimeoutMs,
-            .frameTimeoutMs, .keepaliveMs, .maxCallTimeoutMs, .maxOutputBufferBytes, .decodeBudgetBytes, .requestMemoryMb, .drainTimeoutMs,
+            .frameTimeoutMs, .keepaliveMs, .maxCallTimeoutMs, .maxOutputBufferBytes, .decodeBudgetBytes, .requestMemoryMb, .inboundMemoryMb, .drainTimeoutMs,
             .logLevel, .dataSource, .maxParallel, .batchRetentionSeconds, .batchRetentionMb, .batchBudgetMb, .batchQueue, .metricsPort, .httpPort, .variantDelayMs:
             "--" + rawValue.dropFirst("BACKTESTD_".count).lowercased().replacing("_", with: "-")
         default:

@@ -30,6 +30,8 @@ package final class BacktestServer: Service, Sendable {
     private let bound = BoundAddress()
     /// Shared by every connection: large requests take turns within it.
     private let requestMemory: RequestMemoryBudget
+    /// Shared by every connection: bounds the bytes of incoming frames held at once.
+    private let inboundMemory: InboundMemoryBudget
 
     package init(configuration: ServerConfiguration = ServerConfiguration(), service: any BacktestService,
                 group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
@@ -39,6 +41,7 @@ package final class BacktestServer: Service, Sendable {
         self.group = group
         self.logger = logger
         requestMemory = RequestMemoryBudget(bytes: configuration.requestMemoryBudget)
+        inboundMemory = InboundMemoryBudget(configuration)
     }
 
     /// The address the server listens on, once bound (with the real port when configured with 0).
@@ -48,6 +51,9 @@ package final class BacktestServer: Service, Sendable {
 
     /// Connections currently open (for diagnostics and tests).
     package var connectionCount: Int { connections.count }
+
+    /// Bytes of incoming frames reserved now, and connections waiting to read (`InboundMemoryBudget`).
+    package var inboundUsage: (reserved: Int, waiting: Int) { inboundMemory.usage }
 
     package func run() async throws {
         let channel: any Channel
@@ -109,10 +115,12 @@ package final class BacktestServer: Service, Sendable {
         let connections = self.connections
         let service = self.service
         let requestMemory = self.requestMemory
+        let inboundMemory = self.inboundMemory
         return channel.eventLoop.submit {
             let sync = channel.pipeline.syncOperations
             let handler = ServerConnectionHandler(
-                configuration: configuration, service: service, requestMemory: requestMemory, logger: connectionLogger)
+                configuration: configuration, service: service, requestMemory: requestMemory, inboundMemory: inboundMemory,
+                logger: connectionLogger)
             let admission = connections.admit(id, limit: configuration.maxConnections, ConnectionRegistry.Entry(
                 channel: channel, drain: { handler.beginDrain() }, close: { handler.close() }))
             switch admission {

@@ -20,14 +20,17 @@ struct CallRunner: Sendable {
 
     private var eventLoop: any EventLoop { connection.eventLoop }
 
-    func run(_ payload: ByteBuffer) async {
+    /// Runs the call of `received`; its payload (and its part of the inbound budget) is let go
+    /// once decoded, or when the call ends without decoding it.
+    func run(_ received: ReceivedPayload) async {
         var header = ResponseHeader(serverVersion: configuration.serverVersion)
         let response: CallResponse
         // A large request waits for room in the server's memory budget before it is decoded, and
         // holds it until its answer is encoded.
-        let reserved = RequestMemoryBudget.estimate(payloadBytes: payload.readableBytes)
+        let reserved = RequestMemoryBudget.estimate(payloadBytes: received.size)
         var reservation: RequestMemoryBudget.Reservation?
         defer {
+            received.release()
             if let reservation {
                 let held = reservation.amount
                 reservation.release()
@@ -42,7 +45,8 @@ struct CallRunner: Sendable {
                 // Its deadline runs from its arrival while it waits (the header is read from the
                 // bytes; the request id is echoed once decoded): a call whose deadline passes while
                 // it waits, or has passed already, ends DEADLINE_EXCEEDED and is never decoded.
-                let deadline = armDeadline(timeoutMs: CallRequest.peekTimeoutMs(payload) ?? 0, requestID: "")
+                let timeoutMs = received.peek(CallRequest.peekTimeoutMs) ?? nil
+                let deadline = armDeadline(timeoutMs: timeoutMs ?? 0, requestID: "")
                 reservation = try await RequestMemoryBudget.Reservation(requestMemory, amount: reserved)
                 try Task.checkCancellation()
                 if NIODeadline.now() >= deadline {
@@ -50,7 +54,7 @@ struct CallRunner: Sendable {
                     throw BacktestError(.deadlineExceeded, "deadline of \((deadline - receivedAt).nanoseconds / 1_000_000) ms exceeded")
                 }
             }
-            let request = try await decode(payload)
+            let request = try await decode(received)
             // An over-long request id is refused and not echoed (its answer could not be sent).
             header.requestID = EchoBounds.echoable(request.header.requestID)
             try EchoBounds.check(request.header)
@@ -101,7 +105,10 @@ struct CallRunner: Sendable {
     /// majority, microseconds each) stay here: a trip through the compute queue would cost more.
     static let offloadBytes = RequestMemoryBudget.threshold
 
-    private func decode(_ payload: ByteBuffer) async throws -> CallRequest {
+    /// Decodes the payload and lets go of it (its bytes and their reservation) before returning.
+    private func decode(_ received: ReceivedPayload) async throws -> CallRequest {
+        defer { received.release() }
+        guard let payload = received.take() else { throw CancellationError() }
         let limits = configuration.decodeLimits
         guard payload.readableBytes > Self.offloadBytes else { return try CallRequest.decode(payload, limits: limits) }
         return try await ComputeThreads.$tenant.withValue(ComputeTenant(connectionState)) {

@@ -59,6 +59,13 @@ struct ConnectionStateMachine {
         /// Every frame of one read was handed over; `partialFrameBuffered` says whether bytes of
         /// an incomplete frame (or preface) remain buffered.
         case readProcessed(partialFrameBuffered: Bool)
+        /// The handler stopped reading from the socket: the server's inbound budget has no room
+        /// for this connection's next frame now (`InboundMemoryBudget`). The client is not at
+        /// fault: the frame timer stops, and an unanswered keepalive PING (its answer may wait
+        /// behind the unread bytes) does not close the connection, nor does idleness.
+        case readingPaused
+        /// Reading resumed; `partialFrameBuffered` as for `readProcessed` (the frame timer restarts).
+        case readingResumed(partialFrameBuffered: Bool)
         /// A timer this machine scheduled fired.
         case timerFired(Timer)
         /// A call's request was decoded: its deadline (absolute, from the REQUEST's arrival) is known.
@@ -160,6 +167,10 @@ struct ConnectionStateMachine {
     private var waitingDataWriters: Set<UInt32> = []
     /// Whether a preface or frame completed during the read being processed (see `readProcessed`).
     private var completedFrameInThisRead = false
+    /// Whether the handler has stopped reading (`Event.readingPaused`), and whether it did since
+    /// the last keepalive PING was sent.
+    private(set) var isReadingPaused = false
+    private var readingPausedSincePing = false
     private var nextPingOpaque: UInt64
 
     /// - Parameter pingOpaque: the payload of the first keepalive PING; later ones count up from it.
@@ -238,6 +249,18 @@ struct ConnectionStateMachine {
             rejectFraming(error, &actions)
         case .readProcessed(let partialFrameBuffered):
             readProcessed(partialFrameBuffered: partialFrameBuffered, now: now, &actions)
+        case .readingPaused:
+            guard phase != .closed else { break }
+            isReadingPaused = true
+            readingPausedSincePing = true
+            cancel(.frame, &actions)
+        case .readingResumed(let partialFrameBuffered):
+            guard isReadingPaused else { break }
+            isReadingPaused = false
+            // The frame's time runs again from now: the wait was the server's.
+            if partialFrameBuffered, phase == .open || phase == .draining {
+                schedule(.frame, at: now + configuration.frameTimeout, &actions)
+            }
         case .timerFired(let timer):
             // A timer this machine no longer holds (cancelled or replaced) does nothing.
             guard armedTimers.removeValue(forKey: timer) != nil, phase != .closed else { break }
@@ -366,6 +389,9 @@ struct ConnectionStateMachine {
         guard phase == .open || phase == .draining else { return }
         if !partialFrameBuffered {
             cancel(.frame, &actions)
+        } else if isReadingPaused {
+            // Not the client's time while the server does not read (`readingResumed` restarts it).
+            cancel(.frame, &actions)
         } else if completedFrameInThisRead || armedTimers[.frame] == nil {
             schedule(.frame, at: now + configuration.frameTimeout, &actions)
         }
@@ -384,6 +410,8 @@ struct ConnectionStateMachine {
                 "a frame did not arrive whole within \(configuration.frameTimeout.nanoseconds / 1_000_000) ms", &actions)
         case .idle:
             guard phase == .open || phase == .draining, var lastActivity else { return }
+            // A client whose bytes the server is not reading is not idle.
+            if isReadingPaused { lastActivity = now }
             // A peer taking the output sent to it is not idle.
             if let taken = outputLastTakenAt, taken > lastActivity { lastActivity = taken }
             if !outputTurns.isEmpty {
@@ -407,7 +435,10 @@ struct ConnectionStateMachine {
                 // output in the socket's buffers (the kernel's too, which can hold megabytes the
                 // connection no longer counts). It is slow, not gone: closed only when it took
                 // nothing but the PING for a whole interval.
-                guard tookOutput else {
+                // Nor is one whose answer may wait unread behind bytes the server did not read.
+                let answerMayBeUnread = isReadingPaused || readingPausedSincePing
+                readingPausedSincePing = isReadingPaused
+                guard tookOutput || answerMayBeUnread else {
                     return failConnection(.unavailable,
                         hasPendingOutput ? "keepalive PING not answered and no output read for \(configuration.keepaliveInterval.nanoseconds / 1_000_000) ms"
                             : "keepalive PING not answered", &actions)
@@ -417,6 +448,7 @@ struct ConnectionStateMachine {
             let opaque = nextPingOpaque
             nextPingOpaque &+= 1
             unansweredPing = opaque
+            readingPausedSincePing = isReadingPaused
             writeControl(Frame(type: .ping, streamID: 0, payload: PingMessage(opaque: opaque).encoded()), &actions)
             armKeepaliveIfNeeded(now: now, &actions)
         case .drain:

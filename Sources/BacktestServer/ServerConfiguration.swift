@@ -44,6 +44,11 @@ package struct ServerConfiguration: Sendable {
     /// 2 MB payload) at a time; under `loadtest --hostile 5` 128 MiB let the server's peak RSS
     /// reach 520 MB, 48-64 MiB kept it near 475 MB (README).
     package var requestMemoryBudget = 64 * 1024 * 1024
+    /// Bytes of incoming frames that may be held at once, server-wide: frames being received and
+    /// REQUEST payloads not yet decoded, counting frames over 16 KiB (`InboundMemoryBudget`). A
+    /// connection whose next frame does not fit stops being read until it does. 64 MiB: sixteen
+    /// 4 MiB frames; one connection may hold an eighth of it (at least one frame).
+    package var inboundMemoryBudget = 64 * 1024 * 1024
     /// On graceful shutdown, in-flight calls get this long to finish before they are cancelled.
     package var drainTimeout = TimeAmount.seconds(30)
     /// Reported in SETTINGS, response headers and GetServerInfo.

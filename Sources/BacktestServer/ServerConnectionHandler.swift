@@ -26,11 +26,18 @@ import NIOCore
 /// still queued, or while the channel is unwritable: the write-buffer water marks are half of
 /// `maxOutboundBuffer` (low = high).
 ///
+/// Input is bounded server-wide (`InboundMemoryBudget`, PROTOCOL.md §5): once a frame's header
+/// shows a payload over 16 KiB, the handler reserves the frame's size before it reads more, and
+/// while the reservation waits it stops reading (it withholds the channel's `read`), telling the
+/// machine, which suspends the frame timer and the keepalive check meanwhile. A REQUEST's
+/// reservation goes with its payload to the call, which gives it back once it has decoded it.
+///
 /// Events that arrive while the handler is performing actions (a write completing at once, a
 /// resumed writer writing again, the channel closing) are handled after them, in order, so the
 /// machine's frames reach the channel in the order it emitted them.
-final class ServerConnectionHandler: ChannelInboundHandler {
+final class ServerConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     /// How to stop a call's work.
@@ -38,10 +45,10 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         let cancel: () -> Void
     }
 
-    /// Starts the work of one call (its REQUEST payload, received at the given loop time) and
-    /// returns how to cancel it. The work reports back through `armDeadline`, `writeData` and
+    /// Starts the work of one call (its REQUEST payload with its part of the inbound budget,
+    /// received at the given loop time) and returns how to cancel it. The work reports back through `armDeadline`, `writeData` and
     /// `finish`, on the event loop. The default runs a `CallRunner` task.
-    typealias CallStarter = (_ handler: ServerConnectionHandler, _ streamID: UInt32, _ payload: ByteBuffer,
+    typealias CallStarter = (_ handler: ServerConnectionHandler, _ streamID: UInt32, _ payload: ReceivedPayload,
                              _ receivedAt: NIODeadline) -> CallHandle
 
     let configuration: ServerConfiguration
@@ -50,7 +57,21 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     let connectionState = ConnectionState()
     private(set) var stateMachine: ConnectionStateMachine
     private(set) var context: ChannelHandlerContext?
-    private let processor: NIOSingleStepByteToMessageProcessor<FrameDecoder>
+    private let decoder: ObservedFrameDecoder
+    private let processor: NIOSingleStepByteToMessageProcessor<ObservedFrameDecoder>
+    /// This connection's part of the server's inbound budget.
+    let inbound: InboundMemoryBudget.Account
+    /// The reservation of the frame being received (taken by the frame once whole).
+    private var frameHold: InboundMemoryBudget.Hold?
+    /// The reservation of the frame being handled, claimed by the call a REQUEST starts.
+    private var handledFrameHold: InboundMemoryBudget.Hold?
+    /// A wait for room in the inbound budget: the budget's id and ours (grants for an older wait
+    /// are given back). Reading is paused while one is pending.
+    private var budgetWait: (id: UInt64, token: UInt64)?
+    private var lastWaitToken: UInt64 = 0
+    /// Whether reading is paused (the channel's `read` is withheld), and whether one was asked for meanwhile.
+    private(set) var isReadingPaused = false
+    private var readRequested = false
     private let startCall: CallStarter
     private var timers: [ConnectionStateMachine.Timer: Scheduled<Void>] = [:]
     private var calls: [UInt32: CallHandle] = [:]
@@ -67,22 +88,23 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     private var handedOverBytes = 0
     private var completedBytes = 0
 
-    /// `requestMemory` is the server's, shared by its connections; by default one of this
-    /// connection's own, sized from `configuration` (tests).
+    /// `requestMemory` and `inboundMemory` are the server's, shared by its connections; by
+    /// default ones of this connection's own, sized from `configuration` (tests).
     convenience init(configuration: ServerConfiguration, service: any BacktestService, requestMemory: RequestMemoryBudget? = nil,
-                     logger: Logger) {
-        self.init(configuration: configuration, logger: logger, startCall: Self.callRunner(
+                     inboundMemory: InboundMemoryBudget? = nil, logger: Logger) {
+        self.init(configuration: configuration, logger: logger, inboundMemory: inboundMemory, startCall: Self.callRunner(
             service, requestMemory: requestMemory ?? RequestMemoryBudget(bytes: configuration.requestMemoryBudget)))
     }
 
     init(configuration: ServerConfiguration, logger: Logger, pingOpaque: UInt64 = .random(in: .min ... .max),
-         startCall: @escaping CallStarter) {
+         inboundMemory: InboundMemoryBudget? = nil, startCall: @escaping CallStarter) {
         self.configuration = configuration
         self.logger = logger
         self.startCall = startCall
         self.stateMachine = ConnectionStateMachine(configuration: configuration, pingOpaque: pingOpaque)
-        self.processor = NIOSingleStepByteToMessageProcessor(
-            FrameDecoder(maxPayload: configuration.maxFramePayload, expectPreface: true))
+        decoder = ObservedFrameDecoder(FrameDecoder(maxPayload: configuration.maxFramePayload, expectPreface: true))
+        processor = NIOSingleStepByteToMessageProcessor(decoder)
+        inbound = (inboundMemory ?? InboundMemoryBudget(configuration)).account()
     }
 
     /// Runs each call as a `CallRunner` task against `service`.
@@ -92,7 +114,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
                                     service: service, logger: handler.logger,
                                     connection: NIOLoopBound(handler, eventLoop: handler.eventLoop),
                                     connectionState: handler.connectionState, requestMemory: requestMemory)
-            let task = Task { await runner.run(payload) }
+            let task = Task { await runner.run(payload) }  // the box, not the bytes: they go once decoded
             return CallHandle(cancel: { task.cancel() })
         }
     }
@@ -117,8 +139,14 @@ final class ServerConnectionHandler: ChannelInboundHandler {
             try processor.process(buffer: unwrapInboundIn(data)) { inbound in
                 guard !stateMachine.isClosed else { return }
                 switch inbound {
-                case .preface: handle(.prefaceReceived)
-                case .frame(let frame): handle(.frameReceived(frame))
+                case .preface:
+                    handle(.prefaceReceived)
+                case .frame(let frame):
+                    handledFrameHold = hold(for: frame)
+                    handle(.frameReceived(frame))
+                    // Unless a call claimed it, the frame is handled: its bytes are not held any more.
+                    handledFrameHold?.release()
+                    handledFrameHold = nil
                 }
             }
         } catch let error as FrameDecodingError {
@@ -128,6 +156,99 @@ final class ServerConnectionHandler: ChannelInboundHandler {
             logger.error("unexpected error while reading frames: \(LogText("\(error)", limit: LogText.messageLimit))")
         }
         handle(.readProcessed(partialFrameBuffered: processor.unprocessedBytes > 0))
+        regulateReading()
+    }
+
+    /// Withheld while reading is paused for the inbound budget (see the type's documentation).
+    func read(context: ChannelHandlerContext) {
+        guard !isReadingPaused else {
+            readRequested = true
+            return
+        }
+        context.read()
+    }
+
+    // MARK: Inbound budget
+
+    /// The reservation a whole frame holds while it is handled: the one made while it arrived,
+    /// or, for one over `InboundMemoryBudget.smallFrameBytes` that arrived within one read, its
+    /// size counted now. A wait for room ends with the frame (the next one is looked at anew).
+    private func hold(for frame: Frame) -> InboundMemoryBudget.Hold? {
+        if let wait = budgetWait {
+            budgetWait = nil
+            inbound.cancelWait(wait.id)
+        }
+        if let hold = frameHold {
+            frameHold = nil
+            return hold
+        }
+        guard frame.payload.readableBytes > InboundMemoryBudget.smallFrameBytes else { return nil }
+        return inbound.count(Wire.frameHeaderSize + frame.payload.readableBytes)
+    }
+
+    /// After a read: reserves the size of the frame being received (once its header is in and
+    /// its payload is over 16 KiB), or waits until this connection is within its limits again
+    /// (`InboundMemoryBudget.Account.mustWait`); reading is paused while either waits, and
+    /// resumed otherwise.
+    private func regulateReading() {
+        guard budgetWait == nil, context != nil, !stateMachine.isClosed else { return }
+        let amount: Int
+        if frameHold == nil, let length = decoder.frames.awaitedPayloadLength, length > InboundMemoryBudget.smallFrameBytes {
+            amount = Wire.frameHeaderSize + length
+        } else if inbound.mustWait {
+            amount = 0
+        } else {
+            return resumeReading()
+        }
+        lastWaitToken += 1
+        let token = lastWaitToken
+        let handler = NIOLoopBound(self, eventLoop: eventLoop)
+        switch inbound.reserve(amount, granted: { hold in
+            handler.eventLoop.execute { handler.value.budgetGranted(hold, token: token) }
+        }) {
+        case .granted(let hold):
+            if hold.amount > 0 { frameHold = hold }
+            resumeReading()
+        case .waiting(let id):
+            budgetWait = (id, token)
+            pauseReading()
+        }
+    }
+
+    private func budgetGranted(_ hold: InboundMemoryBudget.Hold, token: UInt64) {
+        guard let wait = budgetWait, wait.token == token, context != nil, !stateMachine.isClosed else {
+            // For a wait that ended meanwhile (its frame arrived whole, the connection closed).
+            return hold.release()
+        }
+        budgetWait = nil
+        if hold.amount > 0 { frameHold = hold }
+        regulateReading()
+    }
+
+    private func pauseReading() {
+        guard !isReadingPaused else { return }
+        isReadingPaused = true
+        handle(.readingPaused)
+    }
+
+    private func resumeReading() {
+        guard isReadingPaused else { return }
+        isReadingPaused = false
+        handle(.readingResumed(partialFrameBuffered: processor.unprocessedBytes > 0))
+        if readRequested, let context {
+            readRequested = false
+            context.read()
+        }
+    }
+
+    /// Gives back what the connection holds for frames not yet whole, and withdraws its wait.
+    private func releaseInbound() {
+        if let wait = budgetWait {
+            budgetWait = nil
+            inbound.cancelWait(wait.id)
+        }
+        frameHold?.release()
+        frameHold = nil
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -143,6 +264,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         // timeout (5 minutes by default).
         for timer in timers.values { timer.cancel() }
         timers.removeAll()
+        releaseInbound()
         context.fireChannelInactive()
     }
 
@@ -153,6 +275,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         for timer in timers.values { timer.cancel() }
         timers.removeAll()
+        releaseInbound()
         self.context = nil
     }
 
@@ -261,7 +384,9 @@ final class ServerConnectionHandler: ChannelInboundHandler {
             case .cancelTimer(let timer):
                 timers.removeValue(forKey: timer)?.cancel()
             case .startCall(let id, let payload, let receivedAt):
-                calls[id] = startCall(self, id, payload, receivedAt)
+                let received = ReceivedPayload(payload, hold: handledFrameHold)
+                handledFrameHold = nil
+                calls[id] = startCall(self, id, received, receivedAt)
             case .cancelCall(let id):
                 calls.removeValue(forKey: id)?.cancel()
                 // A writer waiting for room (the client is not reading) must not outlive its
@@ -305,5 +430,27 @@ final class ServerConnectionHandler: ChannelInboundHandler {
             handle(.outputWritten(bytes: size))
         }
         context.writeAndFlush(wrapOutboundOut(buffer), promise: written)
+    }
+}
+
+/// `FrameDecoder` as a class, so that the handler sees the frame being received
+/// (`awaitedPayloadLength`): `NIOSingleStepByteToMessageProcessor` keeps its decoder to itself.
+final class ObservedFrameDecoder: NIOSingleStepByteToMessageDecoder {
+    typealias InboundOut = InboundFrame
+    private(set) var frames: FrameDecoder
+
+    init(_ frames: FrameDecoder) { self.frames = frames }
+
+    func decode(buffer: inout ByteBuffer) throws -> InboundFrame? { try frames.decode(buffer: &buffer) }
+
+    func decodeLast(buffer: inout ByteBuffer, seenEOF: Bool) throws -> InboundFrame? {
+        try frames.decodeLast(buffer: &buffer, seenEOF: seenEOF)
+    }
+}
+
+extension InboundMemoryBudget {
+    /// The budget `configuration` asks for (`inboundMemoryBudget`), with room for its largest frame per connection.
+    convenience init(_ configuration: ServerConfiguration) {
+        self.init(bytes: configuration.inboundMemoryBudget, largestFrame: Wire.frameHeaderSize + configuration.maxFramePayload)
     }
 }

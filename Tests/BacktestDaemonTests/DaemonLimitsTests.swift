@@ -46,6 +46,19 @@ struct DaemonLimitsTests {
         }
     }
 
+    @Test("the inbound memory budget is read in MB within its range")
+    func inboundMemory() throws {
+        #expect(try BacktestdConfiguration(flags: [.inboundMemoryMb: "16"], environment: [:]).server.inboundMemoryBudget == 16 << 20)
+        #expect(try BacktestdConfiguration(environment: ["BACKTESTD_INBOUND_MEMORY_MB": "32"]).server.inboundMemoryBudget == 32 << 20)
+        #expect(try BacktestdConfiguration(environment: [:]).server.inboundMemoryBudget == 64 << 20)
+        for value in ["0", "1048577", "abc", "-1"] {
+            let error = #expect(throws: BacktestdConfigurationError.self) {
+                try BacktestdConfiguration(flags: [.inboundMemoryMb: value], environment: [:])
+            }
+            #expect(error?.message.hasPrefix("--inbound-memory-mb: \"\(value)\" is not allowed; use an integer in 1...1048576") == true)
+        }
+    }
+
     @Test("the smallest and largest frame limits are accepted")
     func frameLimitBounds() throws {
         #expect(try BacktestdConfiguration(flags: [.maxFrameBytes: "4096"], environment: [:]).server.maxFramePayload == 4096)

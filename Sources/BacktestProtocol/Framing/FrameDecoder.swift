@@ -36,6 +36,10 @@ package struct FrameDecoder: NIOSingleStepByteToMessageDecoder {
 
     package let maxPayload: Int
     private var expectingPreface: Bool
+    /// The payload length of the frame being received, once its header is in and until the frame
+    /// is whole (nil otherwise): what the server reserves before reading the rest
+    /// (`InboundMemoryBudget`).
+    package private(set) var awaitedPayloadLength: Int?
 
     package init(maxPayload: Int = Wire.defaultMaxFramePayload, expectPreface: Bool) {
         self.maxPayload = maxPayload
@@ -46,13 +50,17 @@ package struct FrameDecoder: NIOSingleStepByteToMessageDecoder {
         if expectingPreface {
             return try decodePreface(&buffer)
         }
+        awaitedPayloadLength = nil
         guard buffer.readableBytes >= Wire.frameHeaderSize,
               let length = buffer.getInteger(at: buffer.readerIndex, endianness: .big, as: UInt32.self)
         else { return nil }
         guard Int(length) <= maxPayload else {
             throw FrameDecodingError.payloadTooLarge(length: length, limit: maxPayload)
         }
-        guard buffer.readableBytes >= Wire.frameHeaderSize + Int(length) else { return nil }
+        guard buffer.readableBytes >= Wire.frameHeaderSize + Int(length) else {
+            awaitedPayloadLength = Int(length)
+            return nil
+        }
         guard let (_, streamID, type, flags) = buffer.readMultipleIntegers(
             endianness: .big, as: (UInt32, UInt32, UInt8, UInt8).self),
             let payload = buffer.readSlice(length: Int(length))

@@ -14,32 +14,52 @@ final class EmbeddedConnection {
     final class CallLog {
         var started: [UInt32] = []
         var cancelled: Set<UInt32> = []
+        /// Each started call's payload, held (with its part of the inbound budget) until the
+        /// test releases it, as a call does once it has decoded it.
+        var received: [UInt32: ReceivedPayload] = [:]
+    }
+
+    /// Counts the `read` requests that reach the socket (the handler withholds them while its
+    /// reading is paused).
+    final class ReadCounter: ChannelOutboundHandler {
+        typealias OutboundIn = ByteBuffer
+        var reads = 0
+        func read(context: ChannelHandlerContext) {
+            reads += 1
+            context.read()
+        }
     }
 
     let loop = EmbeddedEventLoop()
     let channel: EmbeddedChannel
     let handler: ServerConnectionHandler
     let calls = CallLog()
+    let readCounter = ReadCounter()
     private var pendingBytes = ByteBuffer()
     private var decoder = FrameDecoder(maxPayload: 64 << 20, expectPreface: false)
 
     /// - Parameter stalledOutput: a socket that never drains: frames the handler writes stay
     ///   buffered in the channel (counted by `bufferedWritableBytes`) and never reach `frames()`.
     /// - Parameter throttle: a socket read at the test's pace (see `ThrottledSocket`).
+    /// - Parameter inbound: the server's inbound budget, to share one between connections
+    ///   (by default one of the connection's own, from the configuration).
     init(_ configure: (inout ServerConfiguration) -> Void = { _ in }, stalledOutput: Bool = false,
-         throttle: ThrottledSocket? = nil) throws {
+         throttle: ThrottledSocket? = nil, inbound: InboundMemoryBudget? = nil) throws {
         var configuration = ServerConfiguration()
         configure(&configuration)
         var logger = Logger(label: "test.embedded-connection")
         logger.logLevel = .critical
         let calls = self.calls
-        handler = ServerConnectionHandler(configuration: configuration, logger: logger, pingOpaque: 100) { _, id, _, _ in
+        handler = ServerConnectionHandler(configuration: configuration, logger: logger, pingOpaque: 100,
+                                          inboundMemory: inbound) { _, id, received, _ in
             calls.started.append(id)
+            calls.received[id] = received
             return ServerConnectionHandler.CallHandle(cancel: { calls.cancelled.insert(id) })
         }
         channel = EmbeddedChannel(loop: loop)
         if stalledOutput { try channel.pipeline.syncOperations.addHandler(StalledSocket()) }
         if let throttle { try channel.pipeline.syncOperations.addHandler(throttle) }
+        try channel.pipeline.syncOperations.addHandler(readCounter)
         try channel.pipeline.syncOperations.addHandler(handler)
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 50051)).wait()
     }
