@@ -14,7 +14,8 @@
 //   backtest (exe) ─┬─▶ BacktestCommandLine ─▶ BacktestClient ─▶ BacktestProtocol
 //                   ├─▶ BacktestClient
 //                   └─▶ BacktestReporting (tables, charts, CSV/JSON/HTML) ─▶ BacktestModel
-//   backtest-bench (exe) ─▶ BacktestBench ─▶ BacktestClient, BacktestProtocol, FakeAlpaca, BacktestTestSupport, BacktestReporting
+//   backtest-bench (exe) ─▶ BacktestBench ─▶ BacktestClient, BacktestProtocol, BacktestRawClient, FakeAlpaca, BacktestTestSupport, BacktestReporting
+//   BacktestRawClient (raw frames: the server tests and `loadtest --hostile`) ─▶ BacktestProtocol
 //   engine-bench (exe)   ─▶ BacktestEngine, BacktestProtocol (the `prepare` mode decodes a request), BacktestTestSupport
 //   backtestd (exe) ─▶ BacktestWeb (--http-port: dashboard, HTTP/JSON, Hummingbird) ─▶ BacktestService, BacktestReporting
 //
@@ -202,14 +203,26 @@ let package = Package(
 
         // `backtest-bench bench` and `backtest-bench loadtest`: orchestration (fake Alpaca,
         // redis-server, backtestd children), workloads, result checking and reports.
-        // `loadtest --hostile` speaks the protocol itself (raw frames, BacktestProtocol) to send what
+        // `loadtest --hostile` speaks the protocol itself (raw frames, BacktestRawClient) to send what
         // the client library never would.
         .target(
             name: "BacktestBench",
             dependencies: [
                 "BacktestClient", "BacktestModel", "BacktestCore", "BacktestReporting", "BacktestTestSupport", "FakeAlpaca",
-                "BacktestProtocol",
+                "BacktestProtocol", "BacktestRawClient",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]),
+
+        // The one raw-frame client: a bare TCP connection that writes exactly the bytes it is
+        // given (bad prefaces, partial frames, protocol violations) and reads the frames and the
+        // close the server answers with. The server tests and `loadtest --hostile` share it; a
+        // target of its own because the bench is a product tool (it must not link a test target)
+        // and BacktestTestSupport and BacktestProtocol need no NIOPosix or client bootstrap.
+        .target(
+            name: "BacktestRawClient",
+            dependencies: [
+                "BacktestProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]),
@@ -297,7 +310,7 @@ let package = Package(
         .testTarget(
             name: "BacktestServerTests",
             dependencies: [
-                "BacktestTestSupport",
+                "BacktestTestSupport", "BacktestRawClient",
                 "BacktestServer", "BacktestService", "BacktestClient", "BacktestProtocol", "BacktestEngine",
                 "BacktestModel", "BacktestCore", "MarketData", "BacktestCache",
                 .product(name: "NIOCore", package: "swift-nio"),

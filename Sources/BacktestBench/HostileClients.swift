@@ -1,10 +1,11 @@
 import BacktestCore
 import BacktestModel
 import BacktestProtocol
+import BacktestRawClient
 import Foundation
 import NIOCore
 
-/// One hostile or careless input of issue 12, sent over a raw connection (`HostileConnection`)
+/// One hostile or careless input of issue 12, sent over a raw connection (BacktestRawClient's `RawConnection`)
 /// written from PROTOCOL.md, as `backtest-bench loadtest --hostile N` runs them beside the normal
 /// users.
 package enum HostileCase: String, CaseIterable, Sendable, Codable {
@@ -125,14 +126,14 @@ package struct HostileClients: Sendable {
 
     private func play(_ kind: HostileCase, payloads: Payloads, deadline: ContinuousClock.Instant) async -> String {
         // Each case on a connection of its own, ended when the run ends.
-        let connection: HostileConnection
+        let connection: RawConnection
         let settings: ConnectionSettings?
         do {
             if kind == .badPreface {
-                connection = try await HostileConnection(host: host, port: port)
+                connection = try await RawConnection(host: host, port: port, connectTimeout: .seconds(5))
                 settings = nil
             } else {
-                (connection, settings) = try await HostileConnection.handshake(host: host, port: port)
+                (connection, settings) = try await RawConnection.handshake(host: host, port: port, timeout: .seconds(5))
             }
         } catch {
             return "connect failed"
@@ -155,7 +156,7 @@ package struct HostileClients: Sendable {
     }
 
     private func play(
-        _ kind: HostileCase, on connection: HostileConnection, settings: ConnectionSettings?, payloads: Payloads
+        _ kind: HostileCase, on connection: RawConnection, settings: ConnectionSettings?, payloads: Payloads
     ) async -> String {
         let maxFrame = Int(settings?.maxFramePayload ?? UInt32(Wire.defaultMaxFramePayload))
         do {
@@ -225,7 +226,7 @@ package struct HostileClients: Sendable {
                     switch await connection.next(timeout: .milliseconds(500)) {
                     case .frame(let frame)?: return Self.describe(frame)
                     case .closed?: return "closed"
-                    case .timeout?, nil: continue
+                    case nil: continue
                     }
                 }
                 return "still open after 20 s"
@@ -234,7 +235,7 @@ package struct HostileClients: Sendable {
                 switch await connection.next(timeout: .seconds(10)) {
                 case .frame(let frame)?: return Self.describe(frame)
                 case .closed?: return "closed"
-                case .timeout?, nil: return "still open after 10 s"
+                case nil: return "still open after 10 s"
                 }
             }
         } catch {
@@ -242,7 +243,7 @@ package struct HostileClients: Sendable {
         }
     }
 
-    private func single(_ strategy: Strategy, on connection: HostileConnection) async throws -> String {
+    private func single(_ strategy: Strategy, on connection: RawConnection) async throws -> String {
         try await connection.sendRequest(1, CallRequest(method: .runBacktest(BacktestRequest(strategy: strategy, settings: Self.settings))))
         return await Self.answer(on: connection, stream: 1, within: .seconds(30))
     }
@@ -251,7 +252,7 @@ package struct HostileClients: Sendable {
     /// 12 s, the answers read meanwhile: "OK" when every request was answered (NOT_FOUND). Like a correct
     /// client it holds new requests while `maxInFlight` (SETTINGS' max_concurrent_streams, at
     /// most 256) are unanswered, so only the frame timeout is on trial.
-    private func rechunked(on connection: HostileConnection, maxInFlight: Int) async throws -> String {
+    private func rechunked(on connection: RawConnection, maxInFlight: Int) async throws -> String {
         let maxInFlight = max(1, min(maxInFlight, 256))
         var random = SystemRandomNumberGenerator()
         var pending = ByteBuffer()
@@ -295,7 +296,6 @@ package struct HostileClients: Sendable {
                     return Self.describe(frame)
                 }
             case .closed?: return "closed"
-            case .timeout?: continue
             case nil: if !writing { return "no answer in 10 s" }
             }
         }
@@ -306,7 +306,7 @@ package struct HostileClients: Sendable {
 
     /// The RESPONSE of `stream` ("OK, N variants failed" for a batch with failed variants), a
     /// GOAWAY, the close, or "no answer in N s".
-    private static func answer(on connection: HostileConnection, stream: UInt32, within limit: Duration) async -> String {
+    private static func answer(on connection: RawConnection, stream: UInt32, within limit: Duration) async -> String {
         let until = ContinuousClock.now + limit
         var failedVariants = 0
         while true {

@@ -6,8 +6,8 @@ import Testing
 
 @testable import BacktestEngine
 
-/// One entry of shared/reference/backtests.json (vectorbt 1.2 + empyrical 0.7).
-struct ReferenceBacktest {
+/// The cases of shared/reference/backtests.json (vectorbt 1.2 + empyrical 0.7).
+enum ReferenceBacktest {
     struct ExpectedOrder: Decodable {
         var date: String
         var ticker: String
@@ -26,31 +26,8 @@ struct ReferenceBacktest {
         var metrics: [String: Double]
     }
 
-    var id: String
-    var file: StrategyFile
-    var expected: Expected
-
-    static func all() throws -> [ReferenceBacktest] {
-        let data = try Data(contentsOf: SharedData.referenceDirectory.appendingPathComponent("backtests.json"))
-        let list = try #require(try JSONSerialization.jsonObject(with: data) as? [[String: Any]])
-        return try list.map { entry in
-            let caseObject = try #require(entry["case"] as? [String: Any])
-            let caseData = try JSONSerialization.data(withJSONObject: caseObject)
-            let expectedData = try JSONSerialization.data(withJSONObject: try #require(entry["expected"]))
-            return ReferenceBacktest(
-                id: caseObject["id"] as? String ?? "?",
-                file: try StrategyFile.decode(caseData),
-                expected: try JSONDecoder().decode(Expected.self, from: expectedData))
-        }
-    }
-
-    var settings: BacktestSettings {
-        file.settings(defaults: BacktestSettings(start: file.start!, end: file.end!))
-    }
-
-    func snapshot() throws -> MarketSnapshot {
-        let analysis = try StrategyAnalysis(strategy: file.strategy, settings: settings)
-        return try TestData.snapshot(analysis.tickers)
+    static func all() throws -> [ReferenceCase<Expected>] {
+        try ReferenceCase.load(SharedData.referenceDirectory.appendingPathComponent("backtests.json"))
     }
 }
 
@@ -100,11 +77,7 @@ struct ReferenceBacktestTests {
             #expect(near(order.price, reference.price), "price on \(reference.date)")
             #expect(near(order.commission, reference.commission))
         }
-        let m = result.metrics
-        let actual: [String: Double] = [
-            "total_return": m.totalReturn, "cagr": m.cagr, "volatility": m.volatility, "sharpe": m.sharpe,
-            "sortino": m.sortino, "max_drawdown": m.maxDrawdown, "calmar": m.calmar, "alpha": m.alpha, "beta": m.beta,
-        ]
+        let actual = result.metrics.byReferenceName
         for (name, value) in expected.metrics {
             let mine = try #require(actual[name], "metric \(name) not computed")
             #expect(near(mine, value), "\(name): \(mine) vs \(value)")

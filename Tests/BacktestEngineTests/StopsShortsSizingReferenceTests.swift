@@ -6,10 +6,10 @@ import Testing
 
 @testable import BacktestEngine
 
-/// One case of Fixtures/vectorbt-stops.json (scripts/generate-vectorbt-stops-fixtures.py:
+/// The cases of Fixtures/vectorbt-stops.json (scripts/generate-vectorbt-stops-fixtures.py:
 /// vectorbt 1.2 `from_signals` with OHLC stops, shorts with locked cash, sizing; empyrical
 /// metrics).
-struct StopsReferenceCase {
+enum StopsReferenceCase {
     struct ExpectedOrder: Decodable {
         var date: String
         var ticker: String
@@ -29,31 +29,14 @@ struct StopsReferenceCase {
         var counts: [String: Int]
     }
 
-    var id: String
-    var file: StrategyFile
-    var expected: Expected
-
     static let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .appendingPathComponent("Fixtures/vectorbt-stops.json")
 
-    static func all() throws -> [StopsReferenceCase] {
-        let data = try Data(contentsOf: fixture)
-        let root = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
-        let list = try #require(root["cases"] as? [[String: Any]])
-        return try list.map { entry in
-            let caseObject = try #require(entry["case"] as? [String: Any])
-            return StopsReferenceCase(
-                id: caseObject["id"] as? String ?? "?",
-                file: try StrategyFile.decode(try JSONSerialization.data(withJSONObject: caseObject)),
-                expected: try JSONDecoder().decode(Expected.self, from: try JSONSerialization.data(withJSONObject: try #require(entry["expected"]))))
-        }
+    static func all() throws -> [ReferenceCase<Expected>] {
+        try ReferenceCase.load(fixture, listKey: "cases")
     }
 
     static let ids: [String] = (try? all().map(\.id)) ?? []
-
-    var settings: BacktestSettings {
-        file.settings(defaults: BacktestSettings(start: file.start!, end: file.end!))
-    }
 }
 
 @Suite("Stops, shorts and sizing against vectorbt 1.2 (Fixtures/vectorbt-stops.json)", .offCooperativePool)
@@ -140,11 +123,7 @@ struct StopsShortsSizingReferenceTests {
             #expect(near(order.price, reference.price), "\(engine): price on \(reference.date)")
             #expect(TestData.close(order.commission, reference.commission, tolerance: tolerance), "\(engine): commission on \(reference.date)")
         }
-        let m = result.metrics
-        let actual: [String: Double] = [
-            "total_return": m.totalReturn, "cagr": m.cagr, "volatility": m.volatility, "sharpe": m.sharpe,
-            "sortino": m.sortino, "max_drawdown": m.maxDrawdown, "calmar": m.calmar, "alpha": m.alpha, "beta": m.beta,
-        ]
+        let actual = result.metrics.byReferenceName
         for (name, value) in expected.metrics {
             let mine = try #require(actual[name], "metric \(name) not computed")
             #expect(near(mine, value), "\(engine): \(name): \(mine) vs \(value)")

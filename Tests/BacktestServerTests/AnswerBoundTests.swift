@@ -3,6 +3,7 @@ import BacktestCore
 import BacktestEngine
 import BacktestModel
 import BacktestProtocol
+import BacktestRawClient
 import BacktestServer
 import BacktestService
 import Foundation

@@ -1,6 +1,7 @@
 import BacktestCore
 import BacktestModel
 import BacktestProtocol
+import BacktestRawClient
 import BacktestService
 import NIOCore
 import Testing

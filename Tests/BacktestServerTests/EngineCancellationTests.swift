@@ -3,6 +3,7 @@ import BacktestCore
 import BacktestEngine
 import BacktestModel
 import BacktestProtocol
+import BacktestRawClient
 @testable import BacktestService
 import BacktestTestSupport
 import Foundation

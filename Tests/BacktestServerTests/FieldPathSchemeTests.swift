@@ -2,6 +2,7 @@ import BacktestClient
 import BacktestCore
 import BacktestModel
 import BacktestProtocol
+import BacktestRawClient
 import NIOCore
 import Testing
 

@@ -1,6 +1,7 @@
 import BacktestCore
 import BacktestModel
 import BacktestProtocol
+import BacktestRawClient
 import NIOCore
 import Testing
 

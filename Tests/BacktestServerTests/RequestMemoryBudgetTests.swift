@@ -1,6 +1,7 @@
 import BacktestCore
 import BacktestModel
 import BacktestProtocol
+import BacktestRawClient
 @testable import BacktestServer
 import BacktestService
 import NIOConcurrencyHelpers

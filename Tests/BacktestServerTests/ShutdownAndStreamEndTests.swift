@@ -3,6 +3,7 @@ import BacktestCore
 import BacktestTestSupport
 import BacktestModel
 import BacktestProtocol
+import BacktestRawClient
 import BacktestServer
 import Logging
 import NIOCore

@@ -227,6 +227,22 @@ package struct BacktestPipeline: Sendable {
         return (value, flag.isCancelled)
     }
 
+    /// Runs `body`, a `cpuWork` call of the shared phase (analysis, indicators), with the shared
+    /// phase's errors: a `BacktestError` as it is, anything else (`CancellationError` when the
+    /// task was cancelled before the work started on a compute thread, the compute threads' own
+    /// errors after their shutdown) as CANCELLED "computation cancelled". The one place that maps
+    /// them; validation (`execute`) calls `cpuWork` directly because it wants the
+    /// `CancellationError` itself.
+    private static func sharedPhase<Value>(_ body: () async throws -> Value) async throws(BacktestError) -> Value {
+        do {
+            return try await body()
+        } catch let error as BacktestError {
+            throw error
+        } catch {
+            throw BacktestError(.cancelled, "computation cancelled")
+        }
+    }
+
     /// The shared phase for `variants` (validated against `settings`): analysis, one data query,
     /// indicators, inside one cache session scoped to this call, then the `PreparedMarket` once.
     /// Throws what the analysis or the data layer throws (the field under the variant's path).
@@ -240,18 +256,13 @@ package struct BacktestPipeline: Sendable {
         var phase = clock.now
         let strategies = variants.map(\.strategy)
         let paths = variants.map(\.path)
-        let analysis: StrategyAnalysis
-        do {
-            analysis = try await cpuWork(positions: Self.positionCount(strategies)) { flag in
+        let analysis = try await Self.sharedPhase {
+            try await cpuWork(positions: Self.positionCount(strategies)) { flag in
                 Result { () throws(BacktestError) in
                     try StrategyAnalysis(strategies: strategies, settings: settings, fieldPrefix: { paths[$0] }, cancellation: flag)
                 }
-            }.value.get()
-        } catch let error as BacktestError {
-            throw error
-        } catch {
-            throw BacktestError(.cancelled, "computation cancelled")
-        }
+            }
+        }.value.get()
         stats.indicatorSeries = analysis.indicatorKeys.count
         stats.analysisMs = (clock.now - phase).milliseconds
 
@@ -459,8 +470,8 @@ package struct BacktestPipeline: Sendable {
     /// cancellation between series) when they are many. Throws CANCELLED when the call is.
     private func compute(_ work: [(IndicatorKey, DailyBars)]) async throws(BacktestError) -> [[Double]] {
         let size = work.reduce(0) { $0 + $1.1.count }
-        do {
-            let (values, cancelled) = try await cpuWork(offload: size > Self.offloadIndicatorValues) { flag in
+        let (values, cancelled) = try await Self.sharedPhase {
+            try await cpuWork(offload: size > Self.offloadIndicatorValues) { flag in
                 var values: [[Double]] = []
                 values.reserveCapacity(work.count)
                 for (key, bars) in work {
@@ -469,13 +480,9 @@ package struct BacktestPipeline: Sendable {
                 }
                 return values
             }
-            guard !cancelled, values.count == work.count else { throw BacktestError(.cancelled, "computation cancelled") }
-            return values
-        } catch let error as BacktestError {
-            throw error
-        } catch {
-            throw BacktestError(.cancelled, "computation cancelled")
         }
+        guard !cancelled, values.count == work.count else { throw BacktestError(.cancelled, "computation cancelled") }
+        return values
     }
 
     /// What the call answers for an error out of `execute`: a `BacktestError` as it is, a
