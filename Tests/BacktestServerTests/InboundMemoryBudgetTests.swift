@@ -1,4 +1,5 @@
 import BacktestProtocol
+import BacktestRawClient
 @testable import BacktestServer
 import NIOConcurrencyHelpers
 import NIOCore
@@ -242,6 +243,17 @@ struct InboundMemoryBudgetTests {
 
     // MARK: Real sockets
 
+    /// Polls the server's inbound usage (30 s at most: the whole suite loads the machine),
+    /// failing with what was awaited and the last usage seen.
+    static func poll(_ what: String, _ server: BacktestServer,
+                     until condition: @escaping ((reserved: Int, waiting: Int)) -> Bool) async throws {
+        do {
+            try await BacktestServerTests.poll(timeout: .seconds(30)) { condition(server.inboundUsage) }
+        } catch {
+            throw TestFailure("\(what): not within 30 s (inbound usage \(server.inboundUsage))")
+        }
+    }
+
     /// The tester's first case, scaled down: 10 connections each start a 1 MiB frame under a
     /// 4 MiB budget. Three are received; the others wait unread. Once every client sends the
     /// rest, every call is answered.
@@ -249,6 +261,8 @@ struct InboundMemoryBudgetTests {
         try await withServer({
             $0.maxFramePayload = 1 << 20
             $0.inboundMemoryBudget = 4 << 20
+            // The three frames received first must not time out while a loaded machine runs the test.
+            $0.frameTimeout = .seconds(120)
         }) { server, port in
             let frame = Self.request(1, bytes: 1 << 20)
             var connections: [RawConnection] = []
@@ -259,7 +273,7 @@ struct InboundMemoryBudgetTests {
                 try await connection.send(start)
                 connections.append(connection)
             }
-            try await poll { server.inboundUsage.waiting == 7 }
+            try await Self.poll("7 connections waiting", server) { $0.waiting == 7 }
             #expect(server.inboundUsage.reserved == 3 * (Wire.frameHeaderSize + (1 << 20)))
             // Each client sends the rest at once (a client stopped by the server waits in its send).
             let rest = frame.payload.getSlice(at: 100_000, length: frame.payload.readableBytes - 100_000)!
@@ -273,7 +287,7 @@ struct InboundMemoryBudgetTests {
                 #expect(try CallResponse.decode(answer.payload).status.code != .ok)
                 await connection.close()
             }
-            try await poll { server.inboundUsage == (0, 0) }
+            try await Self.poll("nothing held", server) { $0 == (0, 0) }
         }
     }
 
@@ -297,7 +311,7 @@ struct InboundMemoryBudgetTests {
             let ids = (1...20).map { UInt32(2 * $0 + 1) }
             for id in ids { FrameEncoder.write(Frame(type: .request, streamID: id, payload: payload), into: &queued) }
             let sending = Task { try await connection.send(queued) }
-            try await poll { server.inboundUsage.waiting == 1 }
+            try await Self.poll("the connection waiting", server) { $0.waiting == 1 }
             #expect(server.inboundUsage.reserved <= share + 256 << 10)
             await gate.open()
             try await sending.value
@@ -309,7 +323,7 @@ struct InboundMemoryBudgetTests {
             }
             #expect(answered == Set([1] + ids))
             await connection.close()
-            try await poll { server.inboundUsage == (0, 0) }
+            try await Self.poll("nothing held", server) { $0 == (0, 0) }
         }
     }
 }

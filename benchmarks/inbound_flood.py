@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""Floods a spawned backtestd with large incoming frames and reports its peak RSS (issue 12).
+
+Two cases a fresh tester found before the server had an inbound memory budget
+(`--inbound-memory-mb`, PROTOCOL.md section 5):
+
+  partial  N connections each send the header of a frame of 4 MiB minus 10 bytes and all of
+           its payload but the last 10 bytes, then hold the connection (before: 313 -> 730 MB
+           for 100 connections until the frame timeout, 1.36 GB for 250).
+  queued   one connection sends N complete RunBacktest requests of 40,000 positions (about
+           2.6 MB each) at once, then reads every answer (before: about 1.1 GB for 100 requests
+           of 3.6 MB while they queued).
+
+    python3 benchmarks/inbound_flood.py --backtestd .build/release/backtestd partial --count 100
+    python3 benchmarks/inbound_flood.py --backtestd .build/release/backtestd queued --count 100
+
+The server runs with BACKTESTD_CACHE=false and the demo data, on a free loopback port; extra
+flags after `--` go to it. RSS is sampled from /proc every 20 ms (and VmHWM read at the end).
+`queued` needs Python's protobuf package and protoc (examples/python/generate.sh).
+"""
+import argparse
+import os
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+PREFACE = b"BACKTEST" + struct.pack(">H", 1)
+HEADER = struct.Struct(">IIBB")  # length, stream id, type, flags
+REQUEST, RESPONSE, PING, GOAWAY, SETTINGS = 1, 3, 5, 6, 7
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def status_mb(pid, field):
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) // 1024
+    return 0
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def recv_exact(sock, count):
+    data = bytearray()
+    while len(data) < count:
+        chunk = sock.recv(count - len(data))
+        if not chunk:
+            raise EOFError("the server closed the connection")
+        data += chunk
+    return bytes(data)
+
+
+def read_frame(sock):
+    length, stream, kind, flags = HEADER.unpack(recv_exact(sock, HEADER.size))
+    return kind, stream, flags, recv_exact(sock, length)
+
+
+def connect(port):
+    sock = socket.create_connection(("127.0.0.1", port), timeout=120)
+    sock.sendall(PREFACE)
+    kind, _, _, _ = read_frame(sock)
+    assert kind == SETTINGS, kind
+    return sock
+
+
+def heavy_request(pb, positions):
+    """RunBacktest: `positions` positions, each entering on sma(20) > sma(50), in December 2024
+    (a month, so that the orders fit in an answer)."""
+    request = pb.CallRequest(header=pb.RequestHeader(request_id="heavy"))
+    strategy = request.run_backtest.strategy
+    strategy.name = "inbound-flood"
+    tickers = ["AAPL", "MSFT", "SPY", "QQQ", "GOOGL", "AMZN", "NVDA", "TSLA", "META", "IWM"]
+    for index in range(positions):
+        position = strategy.positions.add()
+        position.ticker = tickers[index % len(tickers)]
+        position.weight = 1.0 / positions
+        compare = position.entry.compare
+        compare.lhs.series.indicator.type = "sma"
+        compare.lhs.series.indicator.params.append(20)
+        compare.op = pb.GREATER
+        compare.rhs.series.indicator.type = "sma"
+        compare.rhs.series.indicator.params.append(50)
+    request.run_backtest.settings.start_date = "2024-12-02"
+    request.run_backtest.settings.end_date = "2024-12-31"
+    return request.SerializeToString()
+
+
+def partial(port, count, hold_seconds):
+    length = 4 * 1024 * 1024 - 10
+    body = os.urandom(length - 10)
+    sockets = []
+
+    def one():
+        sock = connect(port)
+        sock.settimeout(None)
+        sockets.append(sock)
+        try:
+            # Blocks while the server is not reading this connection.
+            sock.sendall(HEADER.pack(length, 1, REQUEST, 0) + body)
+        except OSError:
+            pass
+
+    threads = [threading.Thread(target=one, daemon=True) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    time.sleep(hold_seconds)
+    for sock in sockets:
+        sock.close()
+    return f"{count} connections held frames of {length} bytes minus 10 for {hold_seconds} s"
+
+
+def queued(port, count):
+    out = tempfile.mkdtemp()
+    subprocess.run([os.path.join(HERE, "..", "examples", "python", "generate.sh"), out], check=True, stdout=subprocess.DEVNULL)
+    sys.path.insert(0, out)
+    import backtest_pb2 as pb
+
+    payload = heavy_request(pb, 40_000)
+    sock = connect(port)
+    sock.settimeout(None)
+    frames = b"".join(HEADER.pack(len(payload), 2 * index + 1, REQUEST, 0) + payload for index in range(count))
+    started = time.time()
+    sender = threading.Thread(target=lambda: sock.sendall(frames), daemon=True)
+    sender.start()
+    codes = {}
+    unanswered = []
+    while sum(codes.values()) < count:
+        kind, _, flags, body = read_frame(sock)
+        if kind == PING and not flags & 1:
+            # Answered once the sender is done: two threads writing one socket would interleave
+            # their bytes (the server does not close a connection it is not reading for that).
+            unanswered.append(HEADER.pack(len(body), 0, PING, 1) + body)
+        elif kind == GOAWAY:
+            raise SystemExit(f"GOAWAY: {pb.GoAway.FromString(body)}")
+        elif kind == RESPONSE:
+            code = pb.StatusCode.Name(pb.CallResponse.FromString(body).status.code)
+            codes[code] = codes.get(code, 0) + 1
+            answered = sum(codes.values())
+            if answered % 10 == 0:
+                print(f"  {answered} answered after {time.time() - started:.1f} s", file=sys.stderr, flush=True)
+        if unanswered and not sender.is_alive():
+            sock.sendall(b"".join(unanswered))
+            unanswered.clear()
+    sock.close()
+    return f"{count} requests of {len(payload)} bytes answered in {time.time() - started:.1f} s: {codes}"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("case", choices=["partial", "queued"])
+    parser.add_argument("--backtestd", required=True, help="path of the backtestd binary (a release build)")
+    parser.add_argument("--count", type=int, default=100, help="connections (partial) or requests (queued)")
+    parser.add_argument("--hold", type=float, default=8, help="seconds the partial frames are held")
+    parser.add_argument("server_flags", nargs="*", help="flags for backtestd (after --)")
+    args = parser.parse_args()
+
+    port = free_port()
+    environment = dict(os.environ, BACKTESTD_CACHE="false")
+    server = subprocess.Popen([args.backtestd, "--port", str(port), *args.server_flags], env=environment,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    raise SystemExit("backtestd did not start")
+                time.sleep(0.1)
+        before = status_mb(server.pid, "VmRSS")
+        peak = [before]
+        done = threading.Event()
+
+        def sample():
+            while not done.is_set():
+                peak[0] = max(peak[0], status_mb(server.pid, "VmRSS"))
+                time.sleep(0.02)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        try:
+            outcome = partial(port, args.count, args.hold) if args.case == "partial" else queued(port, args.count)
+        finally:
+            done.set()
+            sampler.join()
+        print(outcome)
+        print(f"server RSS: {before} MB before, peak {max(peak[0], status_mb(server.pid, 'VmHWM'))} MB, "
+              f"{status_mb(server.pid, 'VmRSS')} MB at the end")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
