@@ -149,16 +149,22 @@ struct InboundMemoryBudgetTests {
         configuration.keepaliveInterval = .milliseconds(100)
     }
 
+    /// Two connections after their handshake, sharing the budget of `configure` (1 MiB).
+    static func twoConnectionsSharingABudget() throws -> (InboundMemoryBudget, EmbeddedConnection, EmbeddedConnection) {
+        var configuration = ServerConfiguration()
+        configure(&configuration)
+        let budget = InboundMemoryBudget(configuration)
+        let first = try EmbeddedConnection(configure, inbound: budget)
+        let second = try EmbeddedConnection(configure, inbound: budget)
+        for connection in [first, second] { try connection.handshake() }
+        return (budget, first, second)
+    }
+
     /// Two connections share a 1 MiB budget; each starts a 600 KiB REQUEST. The second stops
     /// reading (its `read` is withheld) until the first's payload is decoded; meanwhile its frame
     /// timer does not run, and its unanswered PING does not close it.
     @Test func aFrameThatDoesNotFitStopsItsConnectionUntilItDoes() throws {
-        var configuration = ServerConfiguration()
-        Self.configure(&configuration)
-        let budget = InboundMemoryBudget(configuration)
-        let first = try EmbeddedConnection(Self.configure, inbound: budget)
-        let second = try EmbeddedConnection(Self.configure, inbound: budget)
-        for connection in [first, second] { try connection.handshake() }
+        let (budget, first, second) = try Self.twoConnectionsSharingABudget()
         // A small call on the second connection, so its keepalive PINGs run.
         try second.request(1)
         #expect(second.calls.started == [1])
@@ -226,12 +232,7 @@ struct InboundMemoryBudgetTests {
     }
 
     @Test func aConnectionClosedWhileItWaitsWithdrawsItsWait() throws {
-        var configuration = ServerConfiguration()
-        Self.configure(&configuration)
-        let budget = InboundMemoryBudget(configuration)
-        let first = try EmbeddedConnection(Self.configure, inbound: budget)
-        let second = try EmbeddedConnection(Self.configure, inbound: budget)
-        for connection in [first, second] { try connection.handshake() }
+        let (budget, first, second) = try Self.twoConnectionsSharingABudget()
         try Self.sendStart(of: Self.request(1, bytes: 900 << 10), part: 10, on: first)
         try Self.sendStart(of: Self.request(1, bytes: 900 << 10), part: 10, on: second)
         #expect(budget.usage.waiting == 1)
