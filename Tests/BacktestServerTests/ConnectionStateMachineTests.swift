@@ -189,6 +189,32 @@ struct ConnectionStateMachineTests {
         #expect(third.last == .close)
     }
 
+    /// While the server does not read a connection (its next frame waits for the inbound
+    /// budget), the frame clock stops, and a PING answer that may sit behind the unread bytes
+    /// does not close it; the clocks run again once reading resumes.
+    @Test func pausedReadingStopsTheFrameClockAndExcusesAnUnansweredPing() throws {
+        var machine = Self.open()
+        _ = machine.handle(.frameReceived(Self.request(1)), now: Self.t0)
+        _ = machine.handle(.readProcessed(partialFrameBuffered: true), now: Self.t0)
+        #expect(machine.handle(.readingPaused, now: Self.t0 + .seconds(1)) == [.cancelTimer(.frame)])
+        // Another read while paused (bytes already on their way) does not restart it.
+        #expect(machine.handle(.readProcessed(partialFrameBuffered: true), now: Self.t0 + .seconds(2)).isEmpty)
+        let ping = machine.handle(.timerFired(.keepalive), now: Self.t0 + .seconds(30))
+        #expect(Self.writes(ping).first?.type == .ping)
+        // Unanswered at the next check, but the server is not reading: not closed.
+        let excused = machine.handle(.timerFired(.keepalive), now: Self.t0 + .seconds(60))
+        #expect(excused == [.schedule(.keepalive, at: Self.t0 + .seconds(90))])
+        // No idle close either, though nothing was read for the idle period.
+        let idle = machine.handle(.timerFired(.idle), now: Self.t0 + .seconds(61))
+        #expect(try Self.goAway(idle) == nil)
+        #expect(machine.handle(.readingResumed(partialFrameBuffered: true), now: Self.t0 + .seconds(70))
+            == [.schedule(.frame, at: Self.t0 + .seconds(80))])
+        // Paused during the last interval: excused once more, then the PING must be answered.
+        #expect(try Self.goAway(machine.handle(.timerFired(.keepalive), now: Self.t0 + .seconds(90))) == nil)
+        let closed = machine.handle(.timerFired(.keepalive), now: Self.t0 + .seconds(120))
+        #expect(try Self.goAway(closed)?.status.code == .unavailable)
+    }
+
     @Test func keepaliveStopsWithoutCalls() {
         var machine = Self.open()
         _ = machine.handle(.frameReceived(Self.request(1)), now: Self.t0)
