@@ -287,11 +287,7 @@ package struct BacktestPipeline: Sendable {
             phase = clock.now
             let bars: BarSet
             do {
-                if let cachedSource, let session {
-                    bars = try await cachedSource.dailyBars(query, session: session)
-                } else {
-                    bars = try await source.dailyBars(query)
-                }
+                bars = try await dailyBars(query, session: session)
             } catch {
                 throw BacktestPipeline.dataError(
                     error, strategies: variants.map(\.strategy), settings: settings, fieldPrefix: { variants[$0].path },
@@ -402,6 +398,13 @@ package struct BacktestPipeline: Sendable {
         var seen = Set<BacktestWarning>()
         result.warnings = (prepared.warnings + result.warnings).filter { seen.insert($0).inserted }
         return result
+    }
+
+    /// The bars of `query`: through the cache when there is a session, else from the source.
+    /// Throws the source's or the cache's error (see `dataError` for what a call answers).
+    func dailyBars(_ query: BarQuery, session: CacheSession?) async throws -> BarSet {
+        if let cachedSource, let session { return try await cachedSource.dailyBars(query, session: session) }
+        return try await source.dailyBars(query)
     }
 
     /// Runs `body` in a cache session (nil without a cache) that is finished whether `body`

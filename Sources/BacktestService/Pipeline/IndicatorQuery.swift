@@ -34,11 +34,7 @@ extension BacktestPipeline {
         let ((bars, found, indicators), _) = try await withCacheSession { session throws(BacktestError) in
             let bars: BarSet
             do {
-                if let cachedSource, let session {
-                    bars = try await cachedSource.dailyBars(query, session: session)
-                } else {
-                    bars = try await source.dailyBars(query)
-                }
+                bars = try await dailyBars(query, session: session)
             } catch {
                 var failure = BacktestPipeline.dataError(error)
                 if failure.field == "symbols" { failure.field = "get_indicators.ticker" }
