@@ -37,6 +37,11 @@ package enum HostileCase: String, CaseIterable, Sendable, Codable {
     case slowloris = "slowloris"
     /// An HTTP request instead of the preface.
     case badPreface = "bad preface"
+    /// `HostileClients.Options.stalledFrameConnections` (20) connections each send all but the
+    /// last 10 bytes of a frame as large as the limit allows, then stall (the tester's inbound
+    /// flood: 100 of them took the server from 313 to 730 MB). The server reads what its inbound budget holds
+    /// and leaves the rest unread; the case's own connection reports what it saw within 12 s.
+    case stalledLargeFrames = "stalled 4 MiB frames x20"
 
     /// The outcomes a server that handles the case correctly gives (issue 12): anything else is
     /// flagged in the report. Outcomes are status names ("INVALID_ARGUMENT"), "GOAWAY <status>",
@@ -57,6 +62,8 @@ package enum HostileCase: String, CaseIterable, Sendable, Codable {
         case .undecodableVariant: ["OK, 1 variant failed"]  // one bad variant fails only itself
         case .slowloris: ["GOAWAY DEADLINE_EXCEEDED"]
         case .badPreface: ["closed"]
+        // Read, then timed out as a slowloris; or left unread (and not closed) while the budget is taken.
+        case .stalledLargeFrames: ["GOAWAY DEADLINE_EXCEEDED", "not read"]
         }
     }
 
@@ -75,6 +82,12 @@ package struct HostileClients: Sendable {
         package var heavyPositions = 40_000
         /// Pause between two cases of one connection.
         package var pause: Duration = .milliseconds(100)
+        /// The cases the connections cycle through (all by default; tests play one).
+        package var cases = HostileCase.allCases
+        /// Whether each connection ends with a heavy backtest abandoned as it stops.
+        package var partingShot = true
+        /// Connections of one `stalledLargeFrames` case, its own among them.
+        package var stalledFrameConnections = 20
         package init() {}
     }
 
@@ -102,7 +115,7 @@ package struct HostileClients: Sendable {
                     var tally = HostileTally()
                     var next = worker  // connections start on different cases
                     while ContinuousClock.now < deadline, !Task.isCancelled {
-                        let kind = HostileCase.allCases[next % HostileCase.allCases.count]
+                        let kind = options.cases[next % options.cases.count]
                         next += 1
                         let outcome = await self.play(kind, payloads: payloads, deadline: deadline)
                         tally.record(kind, outcome)
@@ -110,7 +123,7 @@ package struct HostileClients: Sendable {
                     }
                     // A parting shot: a heavy backtest abandoned as the connection stops, so the
                     // server's CPU after the clients stop shows whether abandoned work goes on.
-                    if !Task.isCancelled {
+                    if options.partingShot, !Task.isCancelled {
                         tally.record(.heavyDisconnect, await self.play(.heavyDisconnect, payloads: payloads, deadline: .now + .seconds(5)))
                     }
                     return tally
@@ -230,6 +243,9 @@ package struct HostileClients: Sendable {
                     }
                 }
                 return "still open after 20 s"
+            case .stalledLargeFrames:
+                let maxFrame = Int(settings?.maxFramePayload ?? UInt32(Wire.defaultMaxFramePayload))
+                return await stalledLargeFrames(on: connection, maxFrame: maxFrame, payloads: payloads)
             case .badPreface:
                 try await connection.send(ByteBuffer(string: "GET / HTTP/1.1\r\nHost: backtestd\r\n\r\n"))
                 switch await connection.next(timeout: .seconds(10)) {
@@ -240,6 +256,51 @@ package struct HostileClients: Sendable {
             }
         } catch {
             return "closed"  // a write failed: the server closed the connection
+        }
+    }
+
+    /// The `stalledLargeFrames` case: every connection sends a frame header of `maxFrame` less 10
+    /// bytes of payload and all but the last 10 of them (its send waits while the server does
+    /// not read it); the outcome is what `connection` sees within 12 s. Every connection is
+    /// closed before this returns, which ends the sends still waiting.
+    private func stalledLargeFrames(on connection: RawConnection, maxFrame: Int, payloads: Payloads) async -> String {
+        let length = min(maxFrame, payloads.stalledFrameBytes.readableBytes) - 10
+        var header = ByteBuffer()
+        header.writeMultipleIntegers(UInt32(length), UInt32(1), FrameType.request.rawValue, UInt8(0), endianness: .big)
+        let start = header
+        let body = payloads.stalledFrameBytes.getSlice(at: payloads.stalledFrameBytes.readerIndex, length: length - 10)!
+        // This connection's header first: it is in line for the budget ahead of its siblings.
+        try? await connection.send(start)
+        var connections = [connection]
+        for _ in 1..<max(1, options.stalledFrameConnections) {
+            guard let (other, _) = try? await RawConnection.handshake(host: host, port: port, timeout: .seconds(5)) else { break }
+            connections.append(other)
+        }
+        let all = connections
+        return await withTaskGroup(of: String?.self) { group in
+            for each in all {
+                group.addTask {
+                    if each !== connection { try? await each.send(start) }
+                    try? await each.send(body)
+                    return nil
+                }
+            }
+            group.addTask {
+                switch await connection.next(timeout: .seconds(12)) {
+                case .frame(let frame)?: Self.describe(frame)
+                case .closed?: "closed"
+                case nil: "not read"
+                }
+            }
+            var outcome = "closed"
+            while let next = await group.next() {
+                if let next {
+                    outcome = next
+                    break
+                }
+            }
+            for each in all { await each.close() }
+            return outcome
         }
     }
 
@@ -360,6 +421,8 @@ package struct HostileClients: Sendable {
         /// RunBacktest with a 3 MB strategy name and with a 4 MB ticker.
         let hugeName: ByteBuffer
         let hugeTicker: ByteBuffer
+        /// The payload bytes of the `stalledLargeFrames` frames (a frame limit's worth, shared).
+        let stalledFrameBytes = ByteBuffer(repeating: 0x5A, count: Wire.defaultMaxFramePayload)
 
         init(heavyPositions: Int) {
             let heavy = HostileClients.heavyStrategy(positions: heavyPositions)

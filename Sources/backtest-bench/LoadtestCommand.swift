@@ -13,7 +13,7 @@ struct Loadtest: AsyncParsableCommand {
             its own redis-server. --chaos (needs --spawn) restarts Redis and rate-limits the fake Alpaca during the \
             run. --hostile N adds N hostile connections cycling through issue 12's hostile inputs (huge request_id, \
             heavy backtests cancelled, timed out or abandoned, re-chunked slow writes, control characters, forged-log \
-            and 3 MB names, a 4 MB ticker, deep nesting, an undecodable batch variant, slowloris, a bad preface); their \
+            and 3 MB names, a 4 MB ticker, deep nesting, an undecodable batch variant, slowloris, a bad preface, 20 connections stalling in 4 MiB frames); their \
             outcomes are reported apart from the users' figures, unexpected ones flagged, and with --spawn the \
             server's CPU is measured after every client stops. Exits with status 1 when a target is missed (errors \
             surfaced, results lost or mixed, p99 of single backtests over 50 ms without chaos, server RSS over \
