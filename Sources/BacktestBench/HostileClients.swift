@@ -88,6 +88,8 @@ package struct HostileClients: Sendable {
         package var partingShot = true
         /// Connections of one `stalledLargeFrames` case, its own among them.
         package var stalledFrameConnections = 20
+        /// Cases each connection plays at most (nil: until the deadline).
+        package var casesPerConnection: Int?
         package init() {}
     }
 
@@ -114,7 +116,9 @@ package struct HostileClients: Sendable {
                 group.addTask {
                     var tally = HostileTally()
                     var next = worker  // connections start on different cases
-                    while ContinuousClock.now < deadline, !Task.isCancelled {
+                    var played = 0
+                    while ContinuousClock.now < deadline, !Task.isCancelled, played < (options.casesPerConnection ?? .max) {
+                        played += 1
                         let kind = options.cases[next % options.cases.count]
                         next += 1
                         let outcome = await self.play(kind, payloads: payloads, deadline: deadline)

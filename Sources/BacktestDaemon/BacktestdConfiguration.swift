@@ -103,6 +103,7 @@ package struct BacktestdConfiguration: Sendable {
             why: "\(ServerConfiguration.minimumMaxFramePayload) is the smallest that fits the protocol's own frames: SETTINGS, GOAWAY, error RESPONSEs"
         ) ?? server.maxFramePayload
         server.maxConcurrentStreams = try reader.integer(.maxConcurrentStreams, in: 1...Int.max) ?? server.maxConcurrentStreams
+        server.maxRunningCalls = try reader.integer(.maxRunningCalls, in: 1...Int.max) ?? server.maxRunningCalls
         server.maxConnections = try reader.integer(.maxConnections, in: 1...Int.max) ?? server.maxConnections
         server.handshakeTimeout = try reader.timeAmount(.handshakeTimeoutMs, in: 0...Self.u32Max) ?? server.handshakeTimeout
         server.idleTimeout = try reader.timeAmount(.idleTimeoutMs, in: 0...Self.u32Max) ?? server.idleTimeout

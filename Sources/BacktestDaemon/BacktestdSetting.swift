@@ -11,6 +11,7 @@ package enum BacktestdSetting: String, CaseIterable, Sendable {
     case port = "BACKTESTD_PORT"
     case maxFrameBytes = "BACKTESTD_MAX_FRAME_BYTES"
     case maxConcurrentStreams = "BACKTESTD_MAX_CONCURRENT_STREAMS"
+    case maxRunningCalls = "BACKTESTD_MAX_RUNNING_CALLS"
     case maxConnections = "BACKTESTD_MAX_CONNECTIONS"
     case handshakeTimeoutMs = "BACKTESTD_HANDSHAKE_TIMEOUT_MS"
     case idleTimeoutMs = "BACKTESTD_IDLE_TIMEOUT_MS"
@@ -60,7 +61,7 @@ package enum BacktestdSetting: String, CaseIterable, Sendable {
     /// The command-line flag (`--max-frame-bytes`), for the settings that have one.
     package var flag: String? {
         switch self {
-        case .host, .port, .maxFrameBytes, .maxConcurrentStreams, .maxConnections, .handshakeTimeoutMs, .idleTimeoutMs,
+        case .host, .port, .maxFrameBytes, .maxConcurrentStreams, .maxRunningCalls, .maxConnections, .handshakeTimeoutMs, .idleTimeoutMs,
             .frameTimeoutMs, .keepaliveMs, .maxCallTimeoutMs, .maxOutputBufferBytes, .decodeBudgetBytes, .requestMemoryMb, .inboundMemoryMb, .drainTimeoutMs,
             .logLevel, .dataSource, .maxParallel, .batchRetentionSeconds, .batchRetentionMb, .batchBudgetMb, .batchQueue, .metricsPort, .httpPort, .variantDelayMs:
             "--" + rawValue.dropFirst("BACKTESTD_".count).lowercased().replacing("_", with: "-")

@@ -171,6 +171,11 @@ struct ConnectionStateMachine {
     /// the last keepalive PING was sent.
     private(set) var isReadingPaused = false
     private var readingPausedSincePing = false
+    /// Calls whose work was started and whose RESPONSE has not yet been handed to the channel:
+    /// at most `configuration.maxRunningCalls`. Others wait in `waitingCalls`, in arrival order.
+    private(set) var runningCalls: Set<UInt32> = []
+    /// Accepted REQUESTs whose work has not started, in arrival order (their deadline runs).
+    private var waitingCalls = CircularBuffer<(streamID: UInt32, payload: ByteBuffer, receivedAt: NIODeadline)>()
     private var nextPingOpaque: UInt64
 
     /// - Parameter pingOpaque: the payload of the first keepalive PING; later ones count up from it.
@@ -257,6 +262,9 @@ struct ConnectionStateMachine {
         case .readingResumed(let partialFrameBuffered):
             guard isReadingPaused else { break }
             isReadingPaused = false
+            // The client was sending all along: its idle clock starts again too (a tester's
+            // connections, read at last, were closed as idle at the same moment).
+            lastActivity = now
             // The frame's time runs again from now: the wait was the server's.
             if partialFrameBuffered, phase == .open || phase == .draining {
                 schedule(.frame, at: now + configuration.frameTimeout, &actions)
@@ -325,6 +333,9 @@ struct ConnectionStateMachine {
             actions.append(.log(.debug, "stream \(frame.streamID) cancelled by the client"))
             cancel(.deadline(streamID: frame.streamID), &actions)
             actions.append(.cancelCall(streamID: frame.streamID))
+            // No RESPONSE follows: its turn to run ends now (or it never started).
+            dropWaitingCall(frame.streamID)
+            callStoppedRunning(frame.streamID, &actions)
             // Nothing more is written for it: its queued DATA goes, and a waiting writer is let go
             // (its next write finds the stream gone).
             dropQueuedOutput(of: frame.streamID)
@@ -362,7 +373,34 @@ struct ConnectionStateMachine {
         }
         streams[id] = Stream()
         armKeepaliveIfNeeded(now: now, &actions)
-        actions.append(.startCall(streamID: id, payload: frame.payload, receivedAt: now))
+        guard runningCalls.count >= configuration.maxRunningCalls else {
+            runningCalls.insert(id)
+            actions.append(.startCall(streamID: id, payload: frame.payload, receivedAt: now))
+            return
+        }
+        // It waits for one of this connection's running calls to be answered; its deadline runs
+        // from now (read from the undecoded bytes; the call re-arms it once decoded).
+        let requested = CallRequest.peekTimeoutMs(frame.payload) ?? 0
+        let timeout = requested == 0 ? configuration.maxCallTimeout : min(.milliseconds(Int64(requested)), configuration.maxCallTimeout)
+        streams[id]?.timeout = timeout
+        schedule(.deadline(streamID: id), at: now + timeout, &actions)
+        waitingCalls.append((id, frame.payload, now))
+    }
+
+    /// One of this connection's running calls is done (its RESPONSE handed to the channel, or it
+    /// was cancelled): the next waiting ones start while there is room.
+    private mutating func callStoppedRunning(_ id: UInt32, _ actions: inout [Action]) {
+        guard runningCalls.remove(id) != nil else { return }
+        while phase != .closed, runningCalls.count < configuration.maxRunningCalls, let next = waitingCalls.popFirst() {
+            runningCalls.insert(next.streamID)
+            actions.append(.startCall(streamID: next.streamID, payload: next.payload, receivedAt: next.receivedAt))
+        }
+    }
+
+    /// Forgets a waiting call that ended before it started (CANCEL, deadline).
+    private mutating func dropWaitingCall(_ id: UInt32) {
+        guard let index = waitingCalls.firstIndex(where: { $0.streamID == id }) else { return }
+        waitingCalls.remove(at: index)
     }
 
     private mutating func rejectFraming(_ error: FrameDecodingError, _ actions: inout [Action]) {
@@ -498,6 +536,8 @@ struct ConnectionStateMachine {
         guard phase != .closed, streams.removeValue(forKey: id) != nil else { return }
         cancel(.deadline(streamID: id), &actions)
         if !cancelWork { actions.append(.releaseCall(streamID: id)) }
+        // A call that never started (its deadline passed while it waited) holds no turn.
+        dropWaitingCall(id)
         var payload = response
         if payload.readableBytes > configuration.maxFramePayload {
             actions.append(.log(.warning, "stream \(id): a RESPONSE of \(payload.readableBytes) bytes is above the frame limit; answering RESOURCE_EXHAUSTED"))
@@ -583,6 +623,7 @@ struct ConnectionStateMachine {
                 outputTurns.append(id)
             }
             handOver(frame, &actions)
+            if frame.type == .response { callStoppedRunning(id, &actions) }
         }
         if resume { actions.append(.resumeDataWriters) }
     }
@@ -658,6 +699,8 @@ struct ConnectionStateMachine {
         }
         for id in streams.keys.sorted() { actions.append(.cancelCall(streamID: id)) }
         streams.removeAll()
+        runningCalls.removeAll()
+        waitingCalls.removeAll()
         outputQueues.removeAll()
         outputTurns.removeAll()
         waitingDataWriters.removeAll()

@@ -63,8 +63,9 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     let inbound: InboundMemoryBudget.Account
     /// The reservation of the frame being received (taken by the frame once whole).
     private var frameHold: InboundMemoryBudget.Hold?
-    /// The reservation of the frame being handled, claimed by the call a REQUEST starts.
-    private var handledFrameHold: InboundMemoryBudget.Hold?
+    /// The reservations of REQUEST payloads whose call has not started (it may wait for a turn
+    /// to run, `ServerConfiguration.maxRunningCalls`), by stream; the call takes its own.
+    private var payloadHolds: [UInt32: InboundMemoryBudget.Hold] = [:]
     /// A wait for room in the inbound budget: the budget's id and ours (grants for an older wait
     /// are given back). Reading is paused while one is pending.
     private var budgetWait: (id: UInt64, token: UInt64)?
@@ -142,11 +143,13 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
                 case .preface:
                     handle(.prefaceReceived)
                 case .frame(let frame):
-                    handledFrameHold = hold(for: frame)
+                    let hold = hold(for: frame)
+                    if frame.type == .request, let hold { payloadHolds[frame.streamID] = hold }
                     handle(.frameReceived(frame))
-                    // Unless a call claimed it, the frame is handled: its bytes are not held any more.
-                    handledFrameHold?.release()
-                    handledFrameHold = nil
+                    // Other frames are handled by now: their bytes are not held any more (a
+                    // REQUEST's stay with its payload, in `payloadHolds` or its started call).
+                    if frame.type != .request { hold?.release() }
+                    if !stateMachine.streams.keys.contains(frame.streamID) { payloadHolds[frame.streamID] = nil }
                 }
             }
         } catch let error as FrameDecodingError {
@@ -249,6 +252,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         }
         frameHold?.release()
         frameHold = nil
+        payloadHolds.removeAll()
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -384,11 +388,10 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
             case .cancelTimer(let timer):
                 timers.removeValue(forKey: timer)?.cancel()
             case .startCall(let id, let payload, let receivedAt):
-                let received = ReceivedPayload(payload, hold: handledFrameHold)
-                handledFrameHold = nil
-                calls[id] = startCall(self, id, received, receivedAt)
+                calls[id] = startCall(self, id, ReceivedPayload(payload, hold: payloadHolds.removeValue(forKey: id)), receivedAt)
             case .cancelCall(let id):
                 calls.removeValue(forKey: id)?.cancel()
+                payloadHolds[id] = nil  // a call that never started
                 // A writer waiting for room (the client is not reading) must not outlive its
                 // call: it fails at once, so the call's work sees the cancellation.
                 failDataWriters(of: id)

@@ -29,6 +29,8 @@ struct Backtestd: AsyncParsableCommand {
     var maxFrameBytes: String?
     @Option(help: "Calls in flight per connection (env BACKTESTD_MAX_CONCURRENT_STREAMS). Default 256.")
     var maxConcurrentStreams: String?
+    @Option(help: "Calls of one connection whose work runs at once, counted until their answer is handed to the socket; more wait their turn with their deadline running (env BACKTESTD_MAX_RUNNING_CALLS). Default 8.")
+    var maxRunningCalls: String?
     @Option(help: "Open connections (env BACKTESTD_MAX_CONNECTIONS). Default 1024.")
     var maxConnections: String?
     @Option(help: "Time to send the preface, ms (env BACKTESTD_HANDSHAKE_TIMEOUT_MS). Default 5000.")
@@ -71,7 +73,7 @@ struct Backtestd: AsyncParsableCommand {
     /// The flags given, by setting; `BacktestdConfiguration` parses them (and the environment).
     var flags: [BacktestdSetting: String] {
         let given: [(BacktestdSetting, String?)] = [
-            (.host, host), (.port, port), (.maxFrameBytes, maxFrameBytes), (.maxConcurrentStreams, maxConcurrentStreams),
+            (.host, host), (.port, port), (.maxFrameBytes, maxFrameBytes), (.maxConcurrentStreams, maxConcurrentStreams), (.maxRunningCalls, maxRunningCalls),
             (.maxConnections, maxConnections), (.handshakeTimeoutMs, handshakeTimeoutMs), (.idleTimeoutMs, idleTimeoutMs),
             (.frameTimeoutMs, frameTimeoutMs), (.keepaliveMs, keepaliveMs), (.maxCallTimeoutMs, maxCallTimeoutMs),
             (.maxOutputBufferBytes, maxOutputBufferBytes), (.decodeBudgetBytes, decodeBudgetBytes), (.requestMemoryMb, requestMemoryMb), (.inboundMemoryMb, inboundMemoryMb),

@@ -59,6 +59,17 @@ struct DaemonLimitsTests {
         }
     }
 
+    @Test("the running calls per connection are read within their range")
+    func runningCalls() throws {
+        #expect(try BacktestdConfiguration(flags: [.maxRunningCalls: "3"], environment: [:]).server.maxRunningCalls == 3)
+        #expect(try BacktestdConfiguration(environment: ["BACKTESTD_MAX_RUNNING_CALLS": "16"]).server.maxRunningCalls == 16)
+        #expect(try BacktestdConfiguration(environment: [:]).server.maxRunningCalls == 8)
+        let error = #expect(throws: BacktestdConfigurationError.self) {
+            try BacktestdConfiguration(flags: [.maxRunningCalls: "0"], environment: [:])
+        }
+        #expect(error?.message.hasPrefix("--max-running-calls: \"0\" is not allowed") == true, "\(String(describing: error?.message))")
+    }
+
     @Test("the smallest and largest frame limits are accepted")
     func frameLimitBounds() throws {
         #expect(try BacktestdConfiguration(flags: [.maxFrameBytes: "4096"], environment: [:]).server.maxFramePayload == 4096)

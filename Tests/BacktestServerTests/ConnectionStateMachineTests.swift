@@ -209,10 +209,68 @@ struct ConnectionStateMachineTests {
         #expect(try Self.goAway(idle) == nil)
         #expect(machine.handle(.readingResumed(partialFrameBuffered: true), now: Self.t0 + .seconds(70))
             == [.schedule(.frame, at: Self.t0 + .seconds(80))])
+        // Reading resumed is activity: an idle check right after does not close it.
+        #expect(try Self.goAway(machine.handle(.timerFired(.idle), now: Self.t0 + .seconds(70))) == nil)
         // Paused during the last interval: excused once more, then the PING must be answered.
         #expect(try Self.goAway(machine.handle(.timerFired(.keepalive), now: Self.t0 + .seconds(90))) == nil)
         let closed = machine.handle(.timerFired(.keepalive), now: Self.t0 + .seconds(120))
         #expect(try Self.goAway(closed)?.status.code == .unavailable)
+    }
+
+    static func started(_ actions: [Machine.Action]) -> [UInt32] {
+        actions.compactMap { if case .startCall(let id, _, _) = $0 { id } else { nil } }
+    }
+
+    /// At most `maxRunningCalls` calls of a connection run at once, each until its RESPONSE is
+    /// handed to the channel; the others wait in arrival order with their deadline running
+    /// (issue 12: 256 pipelined calls whose answers were never read held 957 MB).
+    @Test func callsBeyondTheRunningLimitWaitTheirTurn() throws {
+        var configuration = Self.configuration()
+        configuration.maxConcurrentStreams = 10
+        configuration.maxRunningCalls = 2
+        var machine = Machine(configuration: configuration, pingOpaque: 7)
+        _ = machine.handle(.started, now: Self.t0)
+        _ = machine.handle(.prefaceReceived, now: Self.t0)
+        var startedIDs: [UInt32] = []
+        for id: UInt32 in [1, 3, 5, 7] {
+            startedIDs += Self.started(machine.handle(.frameReceived(Self.request(id)), now: Self.t0))
+        }
+        #expect(startedIDs == [1, 3])
+        #expect(machine.runningCalls == [1, 3])
+        // A waiting call's deadline runs from its arrival (no timeout given: the maximum).
+        #expect(machine.armedTimers[.deadline(streamID: 5)] == Self.t0 + configuration.maxCallTimeout)
+        // Call 1 answers: its RESPONSE goes out and call 5 starts.
+        let answered = machine.handle(.callFinished(streamID: 1, response: ByteBuffer(bytes: [0])), now: Self.t0 + .seconds(1))
+        #expect(Self.writes(answered).map(\.type) == [.response])
+        #expect(Self.started(answered) == [5])
+        // CANCEL of the waiting call 7: it never starts, and no RESPONSE follows.
+        let cancelled = machine.handle(.frameReceived(Frame(type: .cancel, streamID: 7, payload: ByteBuffer())), now: Self.t0 + .seconds(1))
+        #expect(cancelled.contains(.cancelCall(streamID: 7)))
+        #expect(Self.writes(cancelled).isEmpty)
+        // CANCEL of a running call frees its turn at once.
+        _ = machine.handle(.frameReceived(Self.request(9)), now: Self.t0 + .seconds(2))
+        let freed = machine.handle(.frameReceived(Frame(type: .cancel, streamID: 3, payload: ByteBuffer())), now: Self.t0 + .seconds(2))
+        #expect(Self.started(freed) == [9])
+        #expect(machine.runningCalls == [5, 9])
+    }
+
+    @Test func aWaitingCallEndsAtItsOwnDeadlineWithoutStarting() throws {
+        var configuration = Self.configuration()
+        configuration.maxRunningCalls = 1
+        var machine = Machine(configuration: configuration, pingOpaque: 7)
+        _ = machine.handle(.started, now: Self.t0)
+        _ = machine.handle(.prefaceReceived, now: Self.t0)
+        _ = machine.handle(.frameReceived(Self.request(1)), now: Self.t0)
+        let timed = CallRequest(header: RequestHeader(timeoutMs: 300), method: .serverInfo).encoded()
+        let waiting = machine.handle(.frameReceived(Frame(type: .request, streamID: 3, payload: timed)), now: Self.t0)
+        #expect(Self.started(waiting).isEmpty)
+        #expect(waiting.contains(.schedule(.deadline(streamID: 3), at: Self.t0 + .milliseconds(300))))
+        let expired = machine.handle(.timerFired(.deadline(streamID: 3)), now: Self.t0 + .milliseconds(300))
+        let response = try #require(Self.writes(expired).first { $0.streamID == 3 })
+        #expect(try CallResponse.decode(response.payload).status.code == .deadlineExceeded)
+        // When call 1 ends, nothing is left to start.
+        #expect(Self.started(machine.handle(.callFinished(streamID: 1, response: ByteBuffer(bytes: [0])), now: Self.t0 + .seconds(1))).isEmpty)
+        #expect(machine.runningCalls.isEmpty)
     }
 
     @Test func keepaliveStopsWithoutCalls() {
