@@ -49,7 +49,7 @@ struct Backtestd: AsyncParsableCommand {
     var decodeBudgetBytes: String?
     @Option(help: "Memory that large requests (over 256 KiB) may hold at once while they are decoded and run, MB, 1...1048576; more wait their turn (env BACKTESTD_REQUEST_MEMORY_MB). Default 64.")
     var requestMemoryMb: String?
-    @Option(help: "Bytes of incoming frames (over 16 KiB) held at once, being received or not yet decoded, MB, 1...1048576; a connection whose next frame does not fit is not read until it does (env BACKTESTD_INBOUND_MEMORY_MB). Default 64.")
+    @Option(help: "Bytes of incoming frames (over 16 KiB) held at once, being received or not yet decoded, MB, 1...1048576; a connection whose next frame does not fit is not read until it does (env BACKTESTD_INBOUND_MEMORY_MB). Default 32.")
     var inboundMemoryMb: String?
     @Option(help: "Time in-flight calls get on shutdown, ms (env BACKTESTD_DRAIN_TIMEOUT_MS). Default 30000.")
     var drainTimeoutMs: String?

@@ -50,7 +50,7 @@ struct DaemonLimitsTests {
     func inboundMemory() throws {
         #expect(try BacktestdConfiguration(flags: [.inboundMemoryMb: "16"], environment: [:]).server.inboundMemoryBudget == 16 << 20)
         #expect(try BacktestdConfiguration(environment: ["BACKTESTD_INBOUND_MEMORY_MB": "32"]).server.inboundMemoryBudget == 32 << 20)
-        #expect(try BacktestdConfiguration(environment: [:]).server.inboundMemoryBudget == 64 << 20)
+        #expect(try BacktestdConfiguration(environment: [:]).server.inboundMemoryBudget == 32 << 20)
         for value in ["0", "1048577", "abc", "-1"] {
             let error = #expect(throws: BacktestdConfigurationError.self) {
                 try BacktestdConfiguration(flags: [.inboundMemoryMb: value], environment: [:])
