@@ -34,28 +34,22 @@ struct DaemonLimitsTests {
         #expect(throws: Never.self) { try BacktestdConfiguration(environment: [setting.variable: ""]) }
     }
 
-    @Test("the request memory budget is read in MB within its range")
-    func requestMemory() throws {
-        #expect(try BacktestdConfiguration(flags: [.requestMemoryMb: "48"], environment: [:]).server.requestMemoryBudget == 48 << 20)
-        #expect(try BacktestdConfiguration(environment: [:]).server.requestMemoryBudget == 64 << 20)
-        for value in ["0", "1048577", "abc", "1.5"] {
-            let error = #expect(throws: BacktestdConfigurationError.self) {
-                try BacktestdConfiguration(flags: [.requestMemoryMb: value], environment: [:])
-            }
-            #expect(error?.message.hasPrefix("--request-memory-mb: \"\(value)\" is not allowed; use an integer in 1...1048576") == true)
-        }
-    }
+    /// The memory budgets given in MB: each setting, its field, and its default in MB.
+    static let memoryBudgets: [(BacktestdSetting, any KeyPath<ServerConfiguration, Int> & Sendable, Int)] = [
+        (.requestMemoryMb, \.requestMemoryBudget, 64), (.inboundMemoryMb, \.inboundMemoryBudget, 32),
+    ]
 
-    @Test("the inbound memory budget is read in MB within its range")
-    func inboundMemory() throws {
-        #expect(try BacktestdConfiguration(flags: [.inboundMemoryMb: "16"], environment: [:]).server.inboundMemoryBudget == 16 << 20)
-        #expect(try BacktestdConfiguration(environment: ["BACKTESTD_INBOUND_MEMORY_MB": "32"]).server.inboundMemoryBudget == 32 << 20)
-        #expect(try BacktestdConfiguration(environment: [:]).server.inboundMemoryBudget == 32 << 20)
-        for value in ["0", "1048577", "abc", "-1"] {
+    @Test("the memory budgets are read in MB within their range", arguments: memoryBudgets)
+    func memoryBudget(_ setting: BacktestdSetting, _ field: any KeyPath<ServerConfiguration, Int> & Sendable, _ defaultMB: Int) throws {
+        let flag = try #require(setting.flag)
+        #expect(try BacktestdConfiguration(flags: [setting: "48"], environment: [:]).server[keyPath: field] == 48 << 20)
+        #expect(try BacktestdConfiguration(environment: [setting.variable: "16"]).server[keyPath: field] == 16 << 20)
+        #expect(try BacktestdConfiguration(environment: [:]).server[keyPath: field] == defaultMB << 20)
+        for value in ["0", "1048577", "abc", "1.5", "-1"] {
             let error = #expect(throws: BacktestdConfigurationError.self) {
-                try BacktestdConfiguration(flags: [.inboundMemoryMb: value], environment: [:])
+                try BacktestdConfiguration(flags: [setting: value], environment: [:])
             }
-            #expect(error?.message.hasPrefix("--inbound-memory-mb: \"\(value)\" is not allowed; use an integer in 1...1048576") == true)
+            #expect(error?.message.hasPrefix("\(flag): \"\(value)\" is not allowed; use an integer in 1...1048576") == true)
         }
     }
 
