@@ -172,4 +172,40 @@ struct RequestMemoryBudgetTests {
         reservation.release()
         try await threads.shutdown()
     }
+
+    /// The tester's 232 KB requests with thousands of distinct indicator series each held
+    /// hundreds of MB alone (753 MB with 5,600): a call whose analysis needs more than four
+    /// times the budget is refused at once, naming what it needs and what is allowed, before
+    /// any indicator is computed; one within it runs.
+    @Test func aCallNeedingMoreThanFourBudgetsIsRefusedBeforeItsIndicators() async throws {
+        let threads = ComputeThreads(numberOfThreads: 1)
+        let pipeline = try OffCooperativePoolWorkTests.pipeline(threads)
+        let strategy = OffCooperativePoolWorkTests.strategy(periods: 2...101)
+        // With room for it, the call runs, and its reservation says what it needs.
+        let roomy = RequestMemoryBudget(bytes: 1 << 30)
+        let held = try await RequestMemoryBudget.Reservation(roomy, amount: 0)
+        let result = try await RequestMemoryBudget.$current.withValue(held) {
+            try await pipeline.runBacktest(strategy, settings: EngineCancellationTests.settings)
+        }
+        #expect(result.equity.count > 0)
+        let needed = held.amount
+        held.release()
+        // A budget four times which is half of that: below what its series alone take (nearly
+        // all of it: 100 series of 24 bytes a day against a few hundred bytes a position).
+        let budget = RequestMemoryBudget(bytes: needed / 2 / RequestMemoryBudget.maxPerCallFactor)
+        let startedBefore = threads.counts.started
+        let reservation = try await RequestMemoryBudget.Reservation(budget, amount: 0)
+        let error = await #expect(throws: BacktestError.self) {
+            try await RequestMemoryBudget.$current.withValue(reservation) {
+                try await pipeline.runBacktest(strategy, settings: EngineCancellationTests.settings)
+            }
+        }
+        #expect(error?.code == .resourceExhausted)
+        #expect(error?.field == "run_backtest.strategy")
+        #expect(error?.message.contains("for its 100 distinct indicator series") == true, "\(String(describing: error?.message))")
+        #expect(error?.message.contains("a call may hold at most \(budget.maxPerCall >> 20) MB of them (4 x --request-memory-mb)") == true)
+        #expect(threads.counts.started == startedBefore, "refused before its indicators were computed")
+        #expect(budget.usage == (0, 0))
+        try await threads.shutdown()
+    }
 }

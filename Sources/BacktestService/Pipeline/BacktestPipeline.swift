@@ -270,9 +270,21 @@ package struct BacktestPipeline: Sendable {
         // the indicators are computed (`RequestMemoryBudget`); an ordinary call's is far below
         // the size that counts and never waits.
         let range = min(source.dataEpoch, settings.start)...settings.end
-        let needed = Self.memoryEstimate(
-            series: analysis.indicatorKeys.count, positions: Self.positionCount(strategies),
-            days: range.lowerBound.distance(to: range.upperBound) * 252 / 365 + 1)
+        let days = range.lowerBound.distance(to: range.upperBound) * 252 / 365 + 1
+        let needed = Self.memoryEstimate(series: analysis.indicatorKeys.count, positions: Self.positionCount(strategies), days: days)
+        // A documented cap with a clear error rather than a call that holds the server's memory
+        // alone for as long as it runs: on its indicator series, which are held whole for the
+        // call (a batch's variants' positions are simulated a few at a time, so the positions'
+        // part of the estimate is not held at once). Indicators are computed from the data
+        // epoch, so the series' length is not the client's to shorten: their number is.
+        let seriesBytes = Self.memoryEstimate(series: analysis.indicatorKeys.count, positions: 0, days: days)
+        if let reservation = RequestMemoryBudget.current, seriesBytes >= RequestMemoryBudget.analysisThreshold,
+           seriesBytes > reservation.maxPerCall {
+            throw BacktestError(
+                .resourceExhausted,
+                "this call needs about \(seriesBytes >> 20) MB for its \(analysis.indicatorKeys.count) distinct indicator series over \(days) trading days (from the data epoch); a call may hold at most \(reservation.maxPerCall >> 20) MB of them (\(RequestMemoryBudget.maxPerCallFactor) x --request-memory-mb): use fewer distinct indicator parameters",
+                field: (variants.count == 1 ? variants[0].path : FieldPath("run_batch")).description)
+        }
         do {
             try await RequestMemoryBudget.current?.grow(to: needed)
         } catch {
