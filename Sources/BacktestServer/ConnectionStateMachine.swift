@@ -62,7 +62,8 @@ struct ConnectionStateMachine {
         /// The handler stopped reading from the socket: the server's inbound budget has no room
         /// for this connection's next frame now (`InboundMemoryBudget`). The client is not at
         /// fault: the frame timer stops, and an unanswered keepalive PING (its answer may wait
-        /// behind the unread bytes) does not close the connection, nor does idleness.
+        /// behind the unread bytes) does not close the connection, nor does idleness, while the
+        /// server holds no output for it (one that reads none of its answers is still closed).
         case readingPaused
         /// Reading resumed; `partialFrameBuffered` as for `readProcessed` (the frame timer restarts).
         case readingResumed(partialFrameBuffered: Bool)
@@ -448,8 +449,9 @@ struct ConnectionStateMachine {
                 "a frame did not arrive whole within \(configuration.frameTimeout.nanoseconds / 1_000_000) ms", &actions)
         case .idle:
             guard phase == .open || phase == .draining, var lastActivity else { return }
-            // A client whose bytes the server is not reading is not idle.
-            if isReadingPaused { lastActivity = now }
+            // A client whose bytes the server is not reading is not idle, unless output waits
+            // for it too (then it must be taking it: below).
+            if isReadingPaused, !hasPendingOutput { lastActivity = now }
             // A peer taking the output sent to it is not idle.
             if let taken = outputLastTakenAt, taken > lastActivity { lastActivity = taken }
             if !outputTurns.isEmpty {
@@ -473,8 +475,11 @@ struct ConnectionStateMachine {
                 // output in the socket's buffers (the kernel's too, which can hold megabytes the
                 // connection no longer counts). It is slow, not gone: closed only when it took
                 // nothing but the PING for a whole interval.
-                // Nor is one whose answer may wait unread behind bytes the server did not read.
-                let answerMayBeUnread = isReadingPaused || readingPausedSincePing
+                // Nor is one whose answer may wait unread behind bytes the server did not read,
+                // as long as the server holds no output for it: a peer that reads none of its
+                // answers is closed whatever the server reads of it (a tester's connections,
+                // paused and reading nothing, otherwise held their answers for good).
+                let answerMayBeUnread = (isReadingPaused || readingPausedSincePing) && !hasPendingOutput
                 readingPausedSincePing = isReadingPaused
                 guard tookOutput || answerMayBeUnread else {
                     return failConnection(.unavailable,

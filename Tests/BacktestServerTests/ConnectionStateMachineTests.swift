@@ -194,6 +194,7 @@ struct ConnectionStateMachineTests {
     /// does not close it; the clocks run again once reading resumes.
     @Test func pausedReadingStopsTheFrameClockAndExcusesAnUnansweredPing() throws {
         var machine = Self.open()
+        _ = machine.handle(.outputWritten(bytes: 1_000), now: Self.t0)  // the SETTINGS were taken
         _ = machine.handle(.frameReceived(Self.request(1)), now: Self.t0)
         _ = machine.handle(.readProcessed(partialFrameBuffered: true), now: Self.t0)
         #expect(machine.handle(.readingPaused, now: Self.t0 + .seconds(1)) == [.cancelTimer(.frame)])
@@ -201,7 +202,9 @@ struct ConnectionStateMachineTests {
         #expect(machine.handle(.readProcessed(partialFrameBuffered: true), now: Self.t0 + .seconds(2)).isEmpty)
         let ping = machine.handle(.timerFired(.keepalive), now: Self.t0 + .seconds(30))
         #expect(Self.writes(ping).first?.type == .ping)
-        // Unanswered at the next check, but the server is not reading: not closed.
+        _ = machine.handle(.outputWritten(bytes: Machine.pingFrameBytes), now: Self.t0 + .seconds(30))
+        // Unanswered at the next check, but the server is not reading and holds no output for
+        // the peer: not closed.
         let excused = machine.handle(.timerFired(.keepalive), now: Self.t0 + .seconds(60))
         #expect(excused == [.schedule(.keepalive, at: Self.t0 + .seconds(90))])
         // No idle close either, though nothing was read for the idle period.
@@ -271,6 +274,27 @@ struct ConnectionStateMachineTests {
         // When call 1 ends, nothing is left to start.
         #expect(Self.started(machine.handle(.callFinished(streamID: 1, response: ByteBuffer(bytes: [0])), now: Self.t0 + .seconds(1))).isEmpty)
         #expect(machine.runningCalls.isEmpty)
+    }
+
+    /// Paused reading excuses nothing when answers wait for the peer: one that takes none of
+    /// them is closed at the keepalive check as any peer that does not read.
+    @Test func pausedReadingDoesNotExcuseAPeerThatReadsNoAnswers() throws {
+        var configuration = Self.configuration()
+        configuration.maxOutboundBuffer = 100_000
+        var machine = Machine(configuration: configuration, pingOpaque: 7)
+        _ = machine.handle(.started, now: Self.t0)
+        _ = machine.handle(.prefaceReceived, now: Self.t0)
+        _ = machine.handle(.outputWritten(bytes: 1_000), now: Self.t0)  // SETTINGS taken
+        _ = machine.handle(.frameReceived(Self.request(1)), now: Self.t0)
+        _ = machine.handle(.frameReceived(Self.request(3)), now: Self.t0)
+        // An answer larger than the output bound goes out alone and is never taken; the next waits.
+        _ = machine.handle(.callFinished(streamID: 1, response: ByteBuffer(repeating: 0, count: 200_000)), now: Self.t0)
+        _ = machine.handle(.readingPaused, now: Self.t0 + .seconds(1))
+        #expect(machine.hasPendingOutput)
+        _ = machine.handle(.timerFired(.keepalive), now: Self.t0 + .seconds(30))
+        let closed = machine.handle(.timerFired(.keepalive), now: Self.t0 + .seconds(60))
+        #expect(try Self.goAway(closed)?.status.code == .unavailable)
+        #expect(closed.last == .close)
     }
 
     @Test func keepaliveStopsWithoutCalls() {
