@@ -60,10 +60,12 @@ package final class RawConnection: Sendable {
     ///     (`next()` then never returns).
     ///   - receiveBuffer: the socket's SO_RCVBUF in bytes, to make a non-reading peer's socket
     ///     fill early (nil for the system's).
+    ///   - sendBuffer: the socket's SO_SNDBUF in bytes (nil for the system's, which grows to
+    ///     megabytes): small, a write to a peer that does not read copies little into the kernel.
     /// - Throws: NIO's connect errors.
     package init(
         host: String = "127.0.0.1", port: Int, connectTimeout: TimeAmount? = nil, readNothing: Bool = false,
-        receiveBuffer: Int? = nil
+        receiveBuffer: Int? = nil, sendBuffer: Int? = nil
     ) async throws {
         let (stream, continuation) = AsyncStream.makeStream(of: Item.self)
         self.continuation = continuation
@@ -71,6 +73,7 @@ package final class RawConnection: Sendable {
         var bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
         if let connectTimeout { bootstrap = bootstrap.connectTimeout(connectTimeout) }
         if let receiveBuffer { bootstrap = bootstrap.channelOption(.socketOption(.so_rcvbuf), value: SocketOptionValue(receiveBuffer)) }
+        if let sendBuffer { bootstrap = bootstrap.channelOption(.socketOption(.so_sndbuf), value: SocketOptionValue(sendBuffer)) }
         channel = try await bootstrap
             .channelOption(.autoRead, value: !readNothing)
             .channelInitializer { channel in
@@ -93,9 +96,10 @@ package final class RawConnection: Sendable {
     ///   sends another frame first, or nothing comes within `timeout` (the connection is closed);
     ///   a decode error for malformed SETTINGS.
     package static func handshake(
-        host: String = "127.0.0.1", port: Int, timeout: Duration? = nil
+        host: String = "127.0.0.1", port: Int, timeout: Duration? = nil, sendBuffer: Int? = nil
     ) async throws -> (RawConnection, ConnectionSettings) {
-        let connection = try await RawConnection(host: host, port: port, connectTimeout: timeout.map(TimeAmount.init))
+        let connection = try await RawConnection(
+            host: host, port: port, connectTimeout: timeout.map(TimeAmount.init), sendBuffer: sendBuffer)
         var preface = ByteBuffer()
         Wire.writePreface(into: &preface)
         try await connection.send(preface)
