@@ -24,9 +24,11 @@ struct ConnectionStateMachineTests {
         return configuration
     }
 
-    /// A machine past the preface at `t0`.
-    static func open() -> Machine {
-        var machine = Machine(configuration: configuration(), pingOpaque: 7)
+    /// A machine past the preface at `t0`, with `configure` applied to `configuration()`.
+    static func open(_ configure: (inout ServerConfiguration) -> Void = { _ in }) -> Machine {
+        var settings = Self.configuration()
+        configure(&settings)
+        var machine = Machine(configuration: settings, pingOpaque: 7)
         _ = machine.handle(.started, now: t0)
         _ = machine.handle(.prefaceReceived, now: t0)
         _ = machine.handle(.readProcessed(partialFrameBuffered: false), now: t0)
@@ -228,12 +230,11 @@ struct ConnectionStateMachineTests {
     /// handed to the channel; the others wait in arrival order with their deadline running
     /// (issue 12: 256 pipelined calls whose answers were never read held 957 MB).
     @Test func callsBeyondTheRunningLimitWaitTheirTurn() throws {
-        var configuration = Self.configuration()
-        configuration.maxConcurrentStreams = 10
-        configuration.maxRunningCalls = 2
-        var machine = Machine(configuration: configuration, pingOpaque: 7)
-        _ = machine.handle(.started, now: Self.t0)
-        _ = machine.handle(.prefaceReceived, now: Self.t0)
+        var machine = Self.open {
+            $0.maxConcurrentStreams = 10
+            $0.maxRunningCalls = 2
+        }
+        let configuration = machine.configuration
         var startedIDs: [UInt32] = []
         for id: UInt32 in [1, 3, 5, 7] {
             startedIDs += Self.started(machine.handle(.frameReceived(Self.request(id)), now: Self.t0))
@@ -258,11 +259,7 @@ struct ConnectionStateMachineTests {
     }
 
     @Test func aWaitingCallEndsAtItsOwnDeadlineWithoutStarting() throws {
-        var configuration = Self.configuration()
-        configuration.maxRunningCalls = 1
-        var machine = Machine(configuration: configuration, pingOpaque: 7)
-        _ = machine.handle(.started, now: Self.t0)
-        _ = machine.handle(.prefaceReceived, now: Self.t0)
+        var machine = Self.open { $0.maxRunningCalls = 1 }
         _ = machine.handle(.frameReceived(Self.request(1)), now: Self.t0)
         let timed = CallRequest(header: RequestHeader(timeoutMs: 300), method: .serverInfo).encoded()
         let waiting = machine.handle(.frameReceived(Frame(type: .request, streamID: 3, payload: timed)), now: Self.t0)
@@ -279,11 +276,7 @@ struct ConnectionStateMachineTests {
     /// Paused reading excuses nothing when answers wait for the peer: one that takes none of
     /// them is closed at the keepalive check as any peer that does not read.
     @Test func pausedReadingDoesNotExcuseAPeerThatReadsNoAnswers() throws {
-        var configuration = Self.configuration()
-        configuration.maxOutboundBuffer = 100_000
-        var machine = Machine(configuration: configuration, pingOpaque: 7)
-        _ = machine.handle(.started, now: Self.t0)
-        _ = machine.handle(.prefaceReceived, now: Self.t0)
+        var machine = Self.open { $0.maxOutboundBuffer = 100_000 }
         _ = machine.handle(.outputWritten(bytes: 1_000), now: Self.t0)  // SETTINGS taken
         _ = machine.handle(.frameReceived(Self.request(1)), now: Self.t0)
         _ = machine.handle(.frameReceived(Self.request(3)), now: Self.t0)
