@@ -17,9 +17,10 @@ struct FetchBudgetTests {
             // The production request timeout: without the deadline one attempt alone would hang 30 s.
             let alpaca = makeAlpaca(server, requestTimeout: .seconds(30))
             let error = await #expect(throws: BacktestError.self) {
-                // 5 s: far below the 30 s one attempt would take, and long enough for the fake
-                // to have received the request on a loaded machine (it counts arrivals).
-                try await FetchDeadline.$current.withValue(ContinuousClock.now + .seconds(5)) {
+                // 10 s: far below the 30 s one attempt would take, and long enough for the fake
+                // to have received the request on a loaded machine (it counts arrivals; 5 s was
+                // not, once, in a fresh-clone run of the whole suite on 2 cores).
+                try await FetchDeadline.$current.withValue(ContinuousClock.now + .seconds(10)) {
                     try await alpaca.dailyBars(query)
                 }
             }
