@@ -133,8 +133,7 @@ struct CallRunner: Sendable {
     /// DEADLINE_EXCEEDED answer echoes; returns the deadline. Arming again replaces it.
     @discardableResult
     private func armDeadline(timeoutMs: UInt32, requestID: String) -> NIODeadline {
-        let requested = TimeAmount.milliseconds(Int64(timeoutMs))
-        let timeout = timeoutMs == 0 ? configuration.maxCallTimeout : min(requested, configuration.maxCallTimeout)
+        let timeout = configuration.callTimeout(requestedMs: timeoutMs)
         let deadline = receivedAt + timeout
         let connection = self.connection
         let id = streamID

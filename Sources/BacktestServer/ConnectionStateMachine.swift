@@ -381,8 +381,7 @@ struct ConnectionStateMachine {
         }
         // It waits for one of this connection's running calls to be answered; its deadline runs
         // from now (read from the undecoded bytes; the call re-arms it once decoded).
-        let requested = CallRequest.peekTimeoutMs(frame.payload) ?? 0
-        let timeout = requested == 0 ? configuration.maxCallTimeout : min(.milliseconds(Int64(requested)), configuration.maxCallTimeout)
+        let timeout = configuration.callTimeout(requestedMs: CallRequest.peekTimeoutMs(frame.payload) ?? 0)
         streams[id]?.timeout = timeout
         schedule(.deadline(streamID: id), at: now + timeout, &actions)
         waitingCalls.append((id, frame.payload, now))

@@ -37,6 +37,12 @@ package struct ServerConfiguration: Sendable {
     package var keepaliveInterval = TimeAmount.seconds(30)
     /// Upper bound on a call's deadline; also the deadline of a call that sets none.
     package var maxCallTimeout = TimeAmount.minutes(10)
+
+    /// A call's timeout for its `header.timeout_ms`: that many milliseconds, capped at
+    /// `maxCallTimeout`; 0 (none set) is `maxCallTimeout`.
+    func callTimeout(requestedMs: UInt32) -> TimeAmount {
+        requestedMs == 0 ? maxCallTimeout : min(.milliseconds(Int64(requestedMs)), maxCallTimeout)
+    }
     /// Bytes written to a connection but not yet taken by the socket, for all its streams
     /// together. Streams' DATA and RESPONSE frames wait in per-stream queues while it is full
     /// (control frames go ahead of them); a streaming call waits while its own frame is queued or
