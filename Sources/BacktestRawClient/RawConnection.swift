@@ -152,8 +152,7 @@ package final class RawConnection: Sendable {
         reader.nextToken += 1
         let token = reader.nextToken
         let continuation = self.continuation
-        let nanoseconds = Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
-        let timer = channel.eventLoop.scheduleTask(in: .nanoseconds(nanoseconds)) { continuation.yield(.timeout(token)) }
+        let timer = channel.eventLoop.scheduleTask(in: TimeAmount(timeout)) { continuation.yield(.timeout(token)) }
         defer { timer.cancel() }
         while let item = await reader.iterator.next() {
             switch item {
