@@ -177,10 +177,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     /// or, for one over `InboundMemoryBudget.smallFrameBytes` that arrived within one read, its
     /// size counted now. A wait for room ends with the frame (the next one is looked at anew).
     private func hold(for frame: Frame) -> InboundMemoryBudget.Hold? {
-        if let wait = budgetWait {
-            budgetWait = nil
-            inbound.cancelWait(wait.id)
-        }
+        withdrawBudgetWait()
         if let hold = frameHold {
             frameHold = nil
             return hold
@@ -244,12 +241,17 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         }
     }
 
+    /// Withdraws a pending wait for room in the inbound budget (a grant already on its way is
+    /// given back by `budgetGranted`).
+    private func withdrawBudgetWait() {
+        guard let wait = budgetWait else { return }
+        budgetWait = nil
+        inbound.cancelWait(wait.id)
+    }
+
     /// Gives back what the connection holds for frames not yet whole, and withdraws its wait.
     private func releaseInbound() {
-        if let wait = budgetWait {
-            budgetWait = nil
-            inbound.cancelWait(wait.id)
-        }
+        withdrawBudgetWait()
         frameHold?.release()
         frameHold = nil
         payloadHolds.removeAll()
