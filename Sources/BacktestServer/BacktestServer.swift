@@ -32,6 +32,8 @@ package final class BacktestServer: Service, Sendable {
     private let requestMemory: RequestMemoryBudget
     /// Shared by every connection: bounds the bytes of incoming frames held at once.
     private let inboundMemory: InboundMemoryBudget
+    /// Shared by every connection: bounds the bytes of output held for clients at once.
+    private let outputMemory: OutputMemoryBudget
 
     package init(configuration: ServerConfiguration = ServerConfiguration(), service: any BacktestService,
                 group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
@@ -42,6 +44,7 @@ package final class BacktestServer: Service, Sendable {
         self.logger = logger
         requestMemory = RequestMemoryBudget(bytes: configuration.requestMemoryBudget)
         inboundMemory = InboundMemoryBudget(configuration)
+        outputMemory = OutputMemoryBudget(configuration)
     }
 
     /// The address the server listens on, once bound (with the real port when configured with 0).
@@ -54,6 +57,9 @@ package final class BacktestServer: Service, Sendable {
 
     /// Bytes of incoming frames reserved now, and connections waiting to read (`InboundMemoryBudget`).
     package var inboundUsage: (reserved: Int, waiting: Int) { inboundMemory.usage }
+
+    /// Bytes of output held for clients now, and connections evicted so far (`OutputMemoryBudget`).
+    package var outputUsage: (held: Int, evictions: Int) { outputMemory.usage }
 
     package func run() async throws {
         let channel: any Channel
@@ -116,11 +122,12 @@ package final class BacktestServer: Service, Sendable {
         let service = self.service
         let requestMemory = self.requestMemory
         let inboundMemory = self.inboundMemory
+        let outputMemory = self.outputMemory
         return channel.eventLoop.submit {
             let sync = channel.pipeline.syncOperations
             let handler = ServerConnectionHandler(
                 configuration: configuration, service: service, requestMemory: requestMemory, inboundMemory: inboundMemory,
-                logger: connectionLogger)
+                outputMemory: outputMemory, logger: connectionLogger)
             let admission = connections.admit(id, limit: configuration.maxConnections, ConnectionRegistry.Entry(
                 channel: channel, drain: { handler.beginDrain() }, close: { handler.close() }))
             switch admission {

@@ -91,6 +91,9 @@ struct ConnectionStateMachine {
         /// is not reading and the connection is closed (a safety net: the machine's own output
         /// scheduling keeps DATA and RESPONSE frames within the bound).
         case outboundBuffered(bytes: Int)
+        /// The server's output budget is exhausted and this connection holds the most of it
+        /// (`OutputMemoryBudget`): GOAWAY RESOURCE_EXHAUSTED, close.
+        case evicted(OutputMemoryBudget.Eviction)
         /// Graceful shutdown: GOAWAY, let calls finish, then close.
         case shutdownRequested
         /// Close now (forced shutdown, a channel error); calls are cancelled when the channel goes inactive.
@@ -156,6 +159,8 @@ struct ConnectionStateMachine {
     /// connection holds for its peer. DATA and RESPONSE frames are handed over only while this
     /// stays within `outputLimitForStreams`; control frames always, ahead of them.
     private(set) var bufferedOutputBytes = 0
+    /// Bytes of the frames waiting in `outputQueues`.
+    private(set) var queuedOutputBytes = 0
     /// Bytes the peer has taken so far (completed writes, or the channel's count; see
     /// `Event.outputTaken`), and its value at the last keepalive and idle checks.
     private var outputTakenBytes = 0
@@ -220,6 +225,10 @@ struct ConnectionStateMachine {
 
     /// Whether any output waits: queued in streams' queues, or handed to the channel and not yet written.
     var hasPendingOutput: Bool { !outputTurns.isEmpty || bufferedOutputBytes > 0 }
+
+    /// Bytes of output the connection holds for its peer: queued, and handed to the channel and
+    /// not yet written (what it counts in the server's `OutputMemoryBudget`); 0 once closed.
+    var heldOutputBytes: Int { phase == .closed ? 0 : queuedOutputBytes + bufferedOutputBytes }
 
     /// How long a connection may sit without a call. Until its first call it is at least the
     /// handshake timeout: a client that just connected has not had the chance to be idle, and a
@@ -303,6 +312,10 @@ struct ConnectionStateMachine {
             guard phase != .closed, bytes > configuration.maxOutboundBuffer else { break }
             actions.append(.log(.notice, "closing: \(bytes) bytes buffered for a peer that is not reading"))
             close(&actions)
+        case .evicted(let eviction):
+            guard phase != .closed else { break }
+            actions.append(.log(.notice, "closing: evicted for holding \(eviction.heldBytes) bytes of output, the most while all connections held \(eviction.totalBytes), over the output budget of \(eviction.budgetBytes)"))
+            failConnection(.resourceExhausted, "the server's output budget of \(eviction.budgetBytes / (1024 * 1024)) MiB for all connections is exhausted and this connection held the most, \(eviction.heldBytes) bytes of answers not yet read; read answers as they arrive, or ask for fewer at a time", &actions)
         case .shutdownRequested:
             beginDrain(now: now, &actions)
         case .closeRequested:
@@ -607,6 +620,7 @@ struct ConnectionStateMachine {
             outputTurns.append(id)
         }
         outputQueues[id]!.append(frame)
+        queuedOutputBytes += Self.wireSize(frame)
         sendQueuedOutput(&actions)
     }
 
@@ -620,6 +634,7 @@ struct ConnectionStateMachine {
             guard bufferedOutputBytes == 0 || bufferedOutputBytes + size <= outputLimitForStreams else { break }
             outputTurns.removeFirst()
             outputQueues[id]!.removeFirst()
+            queuedOutputBytes -= size
             if outputQueues[id]!.isEmpty {
                 outputQueues[id] = nil
                 if isWritable, waitingDataWriters.remove(id) != nil { resume = true }
@@ -633,7 +648,8 @@ struct ConnectionStateMachine {
     }
 
     private mutating func dropQueuedOutput(of id: UInt32) {
-        guard outputQueues.removeValue(forKey: id) != nil else { return }
+        guard let queue = outputQueues.removeValue(forKey: id) else { return }
+        queuedOutputBytes -= queue.reduce(0) { $0 + Self.wireSize($1) }
         if let index = outputTurns.firstIndex(of: id) { outputTurns.remove(at: index) }
     }
 
@@ -706,6 +722,7 @@ struct ConnectionStateMachine {
         runningCalls.removeAll()
         waitingCalls.removeAll()
         outputQueues.removeAll()
+        queuedOutputBytes = 0
         outputTurns.removeAll()
         waitingDataWriters.removeAll()
         actions.append(.failDataWriters)

@@ -63,6 +63,13 @@ package struct ServerConfiguration: Sendable {
     /// 64 MiB, `loadtest --hostile 5`, whose connections stall in 4 MiB frames 20 at a time,
     /// peaked at 438-519 MB against its 500 MB target.)
     package var inboundMemoryBudget = 32 * 1024 * 1024
+    /// Bytes of output that may be held for clients at once, server-wide: answers built and
+    /// waiting to be written, and frames written but not yet taken by the sockets
+    /// (`OutputMemoryBudget`). Beyond it, the connection holding the most is closed (GOAWAY
+    /// RESOURCE_EXHAUSTED), then the next, until the rest fit. 128 MiB: one connection holds at
+    /// most about 40 MiB (8 running calls' answers of up to 4 MiB and `maxOutboundBuffer`), so a
+    /// client alone is never evicted, and three clients that read nothing can hold all of theirs.
+    package var outputMemoryBudget = 128 * 1024 * 1024
     /// On graceful shutdown, in-flight calls get this long to finish before they are cancelled.
     package var drainTimeout = TimeAmount.seconds(30)
     /// Reported in SETTINGS, response headers and GetServerInfo.

@@ -32,6 +32,10 @@ import NIOCore
 /// machine, which suspends the frame timer and the keepalive check meanwhile. A REQUEST's
 /// reservation goes with its payload to the call, which gives it back once it has decoded it.
 ///
+/// Output is bounded server-wide too (`OutputMemoryBudget`, PROTOCOL.md §5): after its events
+/// the handler reports the bytes its machine holds for the peer (`heldOutputBytes`), and when
+/// all connections together hold more than the budget, the largest holders are evicted.
+///
 /// Events that arrive while the handler is performing actions (a write completing at once, a
 /// resumed writer writing again, the channel closing) are handled after them, in order, so the
 /// machine's frames reach the channel in the order it emitted them.
@@ -61,6 +65,11 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     private let processor: NIOSingleStepByteToMessageProcessor<ObservedFrameDecoder>
     /// This connection's part of the server's inbound budget.
     let inbound: InboundMemoryBudget.Account
+    /// The server's output budget, and this connection's holding in it (from `handlerAdded`
+    /// until the connection ends) as last reported.
+    private let outputMemory: OutputMemoryBudget
+    private var output: OutputMemoryBudget.Account?
+    private var reportedHeldOutput = 0
     /// The reservation of the frame being received (taken by the frame once whole).
     private var frameHold: InboundMemoryBudget.Hold?
     /// The reservations of REQUEST payloads whose call has not started (it may wait for a turn
@@ -89,16 +98,16 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     private var handedOverBytes = 0
     private var completedBytes = 0
 
-    /// `requestMemory` and `inboundMemory` are the server's, shared by its connections; by
-    /// default ones of this connection's own, sized from `configuration` (tests).
+    /// `requestMemory`, `inboundMemory` and `outputMemory` are the server's, shared by its
+    /// connections; by default ones of this connection's own, sized from `configuration` (tests).
     convenience init(configuration: ServerConfiguration, service: any BacktestService, requestMemory: RequestMemoryBudget? = nil,
-                     inboundMemory: InboundMemoryBudget? = nil, logger: Logger) {
-        self.init(configuration: configuration, logger: logger, inboundMemory: inboundMemory, startCall: Self.callRunner(
-            service, requestMemory: requestMemory ?? RequestMemoryBudget(bytes: configuration.requestMemoryBudget)))
+                     inboundMemory: InboundMemoryBudget? = nil, outputMemory: OutputMemoryBudget? = nil, logger: Logger) {
+        self.init(configuration: configuration, logger: logger, inboundMemory: inboundMemory, outputMemory: outputMemory,
+                  startCall: Self.callRunner(service, requestMemory: requestMemory ?? RequestMemoryBudget(bytes: configuration.requestMemoryBudget)))
     }
 
     init(configuration: ServerConfiguration, logger: Logger, pingOpaque: UInt64 = .random(in: .min ... .max),
-         inboundMemory: InboundMemoryBudget? = nil, startCall: @escaping CallStarter) {
+         inboundMemory: InboundMemoryBudget? = nil, outputMemory: OutputMemoryBudget? = nil, startCall: @escaping CallStarter) {
         self.configuration = configuration
         self.logger = logger
         self.startCall = startCall
@@ -106,6 +115,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         decoder = ObservedFrameDecoder(FrameDecoder(maxPayload: configuration.maxFramePayload, expectPreface: true))
         processor = NIOSingleStepByteToMessageProcessor(decoder)
         inbound = (inboundMemory ?? InboundMemoryBudget(configuration)).account()
+        self.outputMemory = outputMemory ?? OutputMemoryBudget(configuration)
     }
 
     /// Runs each call as a `CallRunner` task against `service`.
@@ -125,6 +135,10 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         boundEventLoop = context.eventLoop
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        output = outputMemory.account { eviction in
+            handler.eventLoop.execute { handler.value.handle(.evicted(eviction)) }
+        }
         let half = max(1, configuration.maxOutboundBuffer / 2)
         do {
             try context.channel.syncOptions?.setOption(.writeBufferWaterMark, value: .init(low: half, high: half))
@@ -257,6 +271,23 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         payloadHolds.removeAll()
     }
 
+    // MARK: Output budget
+
+    /// Tells the output budget what the connection holds now, when that changed.
+    private func reportHeldOutput() {
+        let held = stateMachine.heldOutputBytes
+        guard held != reportedHeldOutput, let output else { return }
+        reportedHeldOutput = held
+        output.update(held: held)
+    }
+
+    /// The connection is gone: its holding stops counting (the account's eviction closure holds
+    /// this handler, so it must go).
+    private func closeOutputAccount() {
+        output?.close()
+        output = nil
+    }
+
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         handle(.writabilityChanged(isWritable: context.channel.isWritable))
         context.fireChannelWritabilityChanged()
@@ -271,6 +302,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         for timer in timers.values { timer.cancel() }
         timers.removeAll()
         releaseInbound()
+        closeOutputAccount()
         context.fireChannelInactive()
     }
 
@@ -282,6 +314,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         for timer in timers.values { timer.cancel() }
         timers.removeAll()
         releaseInbound()
+        closeOutputAccount()
         self.context = nil
     }
 
@@ -353,6 +386,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         }
         backlog.removeAll(keepingCapacity: true)
         isPerforming = false
+        reportHeldOutput()
         if writerWaitsForTheBacklog {
             writerWaitsForTheBacklog = false
             resumeDataWriters()

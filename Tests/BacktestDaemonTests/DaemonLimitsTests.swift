@@ -37,6 +37,7 @@ struct DaemonLimitsTests {
     /// The memory budgets given in MB: each setting, its field, and its default in MB.
     static let memoryBudgets: [(BacktestdSetting, any KeyPath<ServerConfiguration, Int> & Sendable, Int)] = [
         (.requestMemoryMb, \.requestMemoryBudget, 64), (.inboundMemoryMb, \.inboundMemoryBudget, 32),
+        (.outputMemoryMb, \.outputMemoryBudget, 128),
     ]
 
     @Test("the memory budgets are read in MB within their range", arguments: memoryBudgets)

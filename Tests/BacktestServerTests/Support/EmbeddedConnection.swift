@@ -43,15 +43,16 @@ final class EmbeddedConnection {
     /// - Parameter throttle: a socket read at the test's pace (see `ThrottledSocket`).
     /// - Parameter inbound: the server's inbound budget, to share one between connections
     ///   (by default one of the connection's own, from the configuration).
+    /// - Parameter output: the server's output budget, likewise.
     init(_ configure: (inout ServerConfiguration) -> Void = { _ in }, stalledOutput: Bool = false,
-         throttle: ThrottledSocket? = nil, inbound: InboundMemoryBudget? = nil) throws {
+         throttle: ThrottledSocket? = nil, inbound: InboundMemoryBudget? = nil, output: OutputMemoryBudget? = nil) throws {
         var configuration = ServerConfiguration()
         configure(&configuration)
         var logger = Logger(label: "test.embedded-connection")
         logger.logLevel = .critical
         let calls = self.calls
         handler = ServerConnectionHandler(configuration: configuration, logger: logger, pingOpaque: 100,
-                                          inboundMemory: inbound) { _, id, received, _ in
+                                          inboundMemory: inbound, outputMemory: output) { _, id, received, _ in
             calls.started.append(id)
             calls.received[id] = received
             return ServerConnectionHandler.CallHandle(cancel: { calls.cancelled.insert(id) })
