@@ -118,13 +118,24 @@ struct RequestMemoryBudgetTests {
 
     // MARK: Growing from the analysis
 
-    @Test func growingBelowTheAnalysisThresholdNeverWaits() async throws {
-        let budget = RequestMemoryBudget(bytes: 100 << 20)
-        try await budget.reserve(100 << 20)
-        let reservation = try await RequestMemoryBudget.Reservation(budget, amount: 0)
-        try await reservation.grow(to: RequestMemoryBudget.analysisThreshold - 1)
-        #expect(reservation.amount == 0)
-        budget.release(100 << 20)
+    @Test func estimatesBelowBothThresholdsDoNotCount() {
+        let (analysis, answer) = (RequestMemoryBudget.analysisThreshold, RequestMemoryBudget.answerThreshold)
+        #expect(!RequestMemoryBudget.counts(analysisBytes: analysis - 1, answerBytes: answer - 1))
+        #expect(RequestMemoryBudget.counts(analysisBytes: analysis, answerBytes: 0))
+        #expect(RequestMemoryBudget.counts(analysisBytes: 0, answerBytes: answer))
+    }
+
+    /// The answer's part of the estimate: one order per position per day, 40 bytes each, up to
+    /// the frame limit, three times over. The tester's 20 daily-rebalanced positions over 25
+    /// years count (their answers were 3.5 MB, 7.7 MB held each while built); the load test's
+    /// largest single backtest (10 positions, 3 years) does not.
+    @Test func theAnswerEstimateIsBoundedByTheFrameAndCountsForLargeDailyBacktests() {
+        let frame = 4 << 20
+        #expect(BacktestPipeline.answerEstimate(positions: 20, days: 6_300, frameLimit: frame) == 3 * frame)
+        #expect(BacktestPipeline.answerEstimate(positions: 5, days: 6_300, frameLimit: frame) == 5 * 6_300 * 40 * 3)
+        #expect(RequestMemoryBudget.counts(analysisBytes: 0, answerBytes: BacktestPipeline.answerEstimate(positions: 5, days: 6_300, frameLimit: frame)))
+        #expect(!RequestMemoryBudget.counts(analysisBytes: 0, answerBytes: BacktestPipeline.answerEstimate(positions: 10, days: 757, frameLimit: frame)))
+        #expect(BacktestPipeline.answerEstimate(positions: .max, days: .max, frameLimit: nil) == Int.max / 3 * 3)
     }
 
     /// Two calls holding part of the budget both grow: the one that gives its part back first
@@ -188,7 +199,11 @@ struct RequestMemoryBudgetTests {
             try await pipeline.runBacktest(strategy, settings: EngineCancellationTests.settings)
         }
         #expect(result.equity.count > 0)
-        let needed = held.amount
+        // What it held less its answer's part: its series and positions.
+        let settings = EngineCancellationTests.settings
+        let needed = held.amount - BacktestPipeline.answerEstimate(
+            positions: strategy.positions.count, days: settings.start.distance(to: settings.end) * 252 / 365 + 1,
+            frameLimit: pipeline.answerBound.frameLimit)
         held.release()
         // A budget four times which is half of that: below what its series alone take (nearly
         // all of it: 100 series of 24 bytes a day against a few hundred bytes a position).

@@ -21,6 +21,20 @@ package final class RequestMemoryBudget: Sendable {
     /// What a call's analysis says it will hold (`grow(to:)`) counts from this size on (8 MiB):
     /// an ordinary call's few indicator series are far below it and never wait.
     package static let analysisThreshold = 8 << 20
+    /// What a backtest's answer may hold while it is built (`BacktestPipeline.answerEstimate`)
+    /// counts from this size on (1 MiB): the load test's calls (10 positions over 3 years, about
+    /// 0.9 MiB by the estimate) never wait; 40 connections x 8 calls of 20 daily-rebalanced
+    /// positions over 25 years (3.5 MB answers, about 7 MB held each while built) held 2.3 GB at
+    /// once before it counted (issue 12, a tester's script).
+    package static let answerThreshold = 1 << 20
+
+    /// Whether a call's estimate counts against the budget (`Reservation.grow(to:)`): its
+    /// indicator series and positions from `analysisThreshold` on, or its answer from
+    /// `answerThreshold` on. Below both the call never waits: the lock and a wait would cost an
+    /// ordinary call more than its memory is worth.
+    package static func counts(analysisBytes: Int, answerBytes: Int) -> Bool {
+        analysisBytes >= analysisThreshold || answerBytes >= answerThreshold
+    }
     /// Bytes of memory a large call holds per payload byte (see the type's documentation).
     package static let estimateFactor = 32
 
@@ -152,13 +166,14 @@ package final class RequestMemoryBudget: Sendable {
         /// The most this call may hold (`RequestMemoryBudget.maxPerCall`).
         package var maxPerCall: Int { budget.maxPerCall }
 
-        /// Holds `total` bytes from now on, if that is more than held and at least
-        /// `analysisThreshold`: gives back what it held and waits its turn for `total` (holding
-        /// part while waiting for more could deadlock two growing calls). Throws
-        /// `CancellationError` when the task is cancelled while it waits (nothing held then).
+        /// Holds `total` bytes from now on, if that is more than held: gives back what it held and
+        /// waits its turn for `total` (holding part while waiting for more could deadlock two
+        /// growing calls). The caller decides whether an estimate counts at all
+        /// (`RequestMemoryBudget.counts`). Throws `CancellationError` when the task is cancelled
+        /// while it waits (nothing held then).
         package func grow(to total: Int) async throws {
             let current = amount
-            guard total > current, total >= RequestMemoryBudget.analysisThreshold else { return }
+            guard total > current else { return }
             held.withLockedValue { $0 = 0 }
             budget.release(current)
             try await budget.reserve(total)
