@@ -8,6 +8,7 @@ import Testing
 
 /// The cases of shared/reference/backtests.json (vectorbt 1.2 + empyrical 0.7).
 enum ReferenceBacktest {
+    /// An order of a reference case; `reason` only in the stops fixture (`StopsReferenceCase`).
     struct ExpectedOrder: Decodable {
         var date: String
         var ticker: String
@@ -15,6 +16,7 @@ enum ReferenceBacktest {
         var quantity: Double
         var price: Double
         var commission: Double
+        var reason: String?
     }
 
     struct Expected: Decodable {

@@ -10,21 +10,11 @@ import Testing
 /// vectorbt 1.2 `from_signals` with OHLC stops, shorts with locked cash, sizing; empyrical
 /// metrics).
 enum StopsReferenceCase {
-    struct ExpectedOrder: Decodable {
-        var date: String
-        var ticker: String
-        var side: String
-        var quantity: Double
-        var price: Double
-        var commission: Double
-        var reason: String
-    }
-
     struct Expected: Decodable {
         var dates: [String]
         var equity: [Double]
         var final_equity: Double
-        var orders: [ExpectedOrder]
+        var orders: [ReferenceBacktest.ExpectedOrder]
         var metrics: [String: Double]
         var counts: [String: Int]
     }
@@ -118,7 +108,7 @@ struct StopsShortsSizingReferenceTests {
         for (order, reference) in zip(orders, expected.orders) {
             #expect(order.date.iso == reference.date && order.ticker == reference.ticker, "\(engine): order \(order) vs \(reference)")
             #expect(order.side.rawValue == reference.side, "\(engine): side on \(reference.date)")
-            #expect(order.reason.rawValue == reference.reason, "\(engine): reason on \(reference.date): \(order.reason) vs \(reference.reason)")
+            #expect(order.reason.rawValue == reference.reason, "\(engine): reason on \(reference.date): \(order.reason) vs \(reference.reason ?? "none")")
             #expect(near(order.quantity, reference.quantity), "\(engine): quantity on \(reference.date)")
             #expect(near(order.price, reference.price), "\(engine): price on \(reference.date)")
             #expect(TestData.close(order.commission, reference.commission, tolerance: tolerance), "\(engine): commission on \(reference.date)")
