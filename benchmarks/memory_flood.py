@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Floods a spawned backtestd with large incoming frames and reports its peak RSS (issue 12).
+"""Floods a spawned backtestd with large frames or large answers and reports its peak RSS (issue 12).
 
 Two cases a fresh tester found before the server had an inbound memory budget
 (`--inbound-memory-mb`, PROTOCOL.md section 5):
@@ -11,12 +11,23 @@ Two cases a fresh tester found before the server had an inbound memory budget
            2.6 MB each) at once, then reads every answer (before: about 1.1 GB for 100 requests
            of 3.6 MB while they queued).
 
-    python3 benchmarks/inbound_flood.py --backtestd .build/release/backtestd partial --count 100
-    python3 benchmarks/inbound_flood.py --backtestd .build/release/backtestd queued --count 100
+Two a second tester found before the output budget (`--output-memory-mb`) and before a single
+backtest's answer counted in the request memory budget:
+
+  unread   N connections each send 8 RunBacktests of 20 positions rebalanced daily over
+           2005-2024 (answers of about 3.5 MB) and read nothing for --hold seconds (before:
+           1.17 GB held, 2.3 GB peak, for 40 connections until the keepalive closed them).
+  paced    the same, each connection read at --rate bytes a second, PINGs answered (before:
+           0.9-1.0 GB held for as long as they read, 40 connections at 100 KB/s).
+
+    python3 benchmarks/memory_flood.py --backtestd .build/release/backtestd partial --count 100
+    python3 benchmarks/memory_flood.py --backtestd .build/release/backtestd queued --count 100
+    python3 benchmarks/memory_flood.py --backtestd .build/release/backtestd unread --count 40 --hold 30
+    python3 benchmarks/memory_flood.py --backtestd .build/release/backtestd paced --count 40 --hold 30 --rate 100000
 
 The server runs with BACKTESTD_CACHE=false and the demo data, on a free loopback port; extra
 flags after `--` go to it. RSS is sampled from /proc every 20 ms (and VmHWM read at the end).
-`queued` needs Python's protobuf package and protoc (examples/python/generate.sh).
+`queued`, `unread` and `paced` need Python's protobuf package and protoc (examples/python/generate.sh).
 """
 import argparse
 import os
@@ -93,6 +104,91 @@ def heavy_request(pb, positions):
     return request.SerializeToString()
 
 
+def daily_request(pb, positions):
+    """RunBacktest: `positions` positions held while the close is above 0 (always), rebalanced
+    daily over 2005-2024: one order per position per day, an answer of about 3.5 MB for 20."""
+    request = pb.CallRequest(header=pb.RequestHeader(request_id="daily"))
+    strategy = request.run_backtest.strategy
+    strategy.name = "answer-flood"
+    strategy.rebalance = pb.REBALANCE_DAILY
+    tickers = ["AAPL", "MSFT", "GOOG", "AMZN", "SPY", "QQQ", "IBM", "META", "NVDA", "TSLA"]
+    for index in range(positions):
+        position = strategy.positions.add()
+        position.ticker = tickers[index % len(tickers)]
+        position.weight = 1.0 / positions
+        position.entry.compare.lhs.series.field = pb.CLOSE
+        position.entry.compare.op = pb.GREATER
+        position.entry.compare.rhs.number = 0.0
+    request.run_backtest.settings.start_date = "2005-01-03"
+    request.run_backtest.settings.end_date = "2024-12-31"
+    return request.SerializeToString()
+
+
+def load_pb():
+    out = tempfile.mkdtemp()
+    subprocess.run([os.path.join(HERE, "..", "examples", "python", "generate.sh"), out], check=True, stdout=subprocess.DEVNULL)
+    sys.path.insert(0, out)
+    import backtest_pb2 as pb
+    return pb
+
+
+def answers(port, count, hold_seconds, rate):
+    """`count` connections, 8 daily-rebalanced RunBacktests each; read nothing (`rate` 0) or
+    `rate` bytes a second per connection. Returns what the connections saw."""
+    pb = load_pb()
+    payload = daily_request(pb, 20)
+    connections = []
+    for _ in range(count):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096 if rate == 0 else 65536)
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(PREFACE + b"".join(HEADER.pack(len(payload), 2 * index + 1, REQUEST, 0) + payload for index in range(8)))
+        sock.setblocking(False)
+        connections.append({"sock": sock, "buffer": b"", "responses": 0, "goaway": None, "closed": False})
+    started = time.time()
+    while time.time() - started < hold_seconds:
+        time.sleep(0.5)
+        if rate == 0:
+            continue
+        for connection in connections:
+            if connection["closed"]:
+                continue
+            allowance = rate // 2  # this half second's share
+            while allowance > 0 and not connection["closed"]:
+                try:
+                    chunk = connection["sock"].recv(allowance)
+                except BlockingIOError:
+                    break
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    connection["closed"] = True
+                connection["buffer"] += chunk
+                allowance -= len(chunk)
+            while len(connection["buffer"]) >= HEADER.size:
+                length, _, kind, flags = HEADER.unpack(connection["buffer"][:HEADER.size])
+                if len(connection["buffer"]) < HEADER.size + length:
+                    break
+                body = connection["buffer"][HEADER.size:HEADER.size + length]
+                connection["buffer"] = connection["buffer"][HEADER.size + length:]
+                if kind == PING and not flags & 1:
+                    try:
+                        connection["sock"].sendall(HEADER.pack(len(body), 0, PING, 1) + body)
+                    except OSError:
+                        pass
+                elif kind == RESPONSE:
+                    connection["responses"] += 1
+                elif kind == GOAWAY:
+                    connection["goaway"] = pb.StatusCode.Name(pb.GoAway.FromString(body).status.code)
+    evicted = sum(1 for connection in connections if connection["goaway"] == "RESOURCE_EXHAUSTED")
+    responses = sum(connection["responses"] for connection in connections)
+    for connection in connections:
+        connection["sock"].close()
+    reading = "read nothing" if rate == 0 else f"read {rate} bytes/s each"
+    return (f"{count} connections x 8 calls of {len(payload)} bytes {reading} for {hold_seconds} s: "
+            f"{responses} answers read, {evicted} connections told RESOURCE_EXHAUSTED")
+
+
 def partial(port, count, hold_seconds):
     length = 4 * 1024 * 1024 - 10
     body = os.urandom(length - 10)
@@ -118,10 +214,7 @@ def partial(port, count, hold_seconds):
 
 
 def queued(port, count):
-    out = tempfile.mkdtemp()
-    subprocess.run([os.path.join(HERE, "..", "examples", "python", "generate.sh"), out], check=True, stdout=subprocess.DEVNULL)
-    sys.path.insert(0, out)
-    import backtest_pb2 as pb
+    pb = load_pb()
 
     payload = heavy_request(pb, 40_000)
     sock = connect(port)
@@ -155,10 +248,11 @@ def queued(port, count):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("case", choices=["partial", "queued"])
+    parser.add_argument("case", choices=["partial", "queued", "unread", "paced"])
     parser.add_argument("--backtestd", required=True, help="path of the backtestd binary (a release build)")
-    parser.add_argument("--count", type=int, default=100, help="connections (partial) or requests (queued)")
-    parser.add_argument("--hold", type=float, default=8, help="seconds the partial frames are held")
+    parser.add_argument("--count", type=int, default=100, help="connections (partial, unread, paced) or requests (queued)")
+    parser.add_argument("--hold", type=float, default=8, help="seconds the partial frames are held, or the answers read")
+    parser.add_argument("--rate", type=int, default=100_000, help="bytes a second each connection reads (paced)")
     parser.add_argument("server_flags", nargs="*", help="flags for backtestd (after --)")
     args = parser.parse_args()
 
@@ -188,7 +282,12 @@ def main():
         sampler = threading.Thread(target=sample)
         sampler.start()
         try:
-            outcome = partial(port, args.count, args.hold) if args.case == "partial" else queued(port, args.count)
+            if args.case == "partial":
+                outcome = partial(port, args.count, args.hold)
+            elif args.case == "queued":
+                outcome = queued(port, args.count)
+            else:
+                outcome = answers(port, args.count, args.hold, args.rate if args.case == "paced" else 0)
         finally:
             done.set()
             sampler.join()
