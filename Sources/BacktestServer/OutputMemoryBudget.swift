@@ -1,4 +1,5 @@
 import NIOConcurrencyHelpers
+import NIOCore
 
 /// The server-wide bound on the bytes of output held for clients: answers (RESPONSE and DATA
 /// frames) built and waiting in a connection's queues, and frames handed to a channel and not yet
@@ -11,9 +12,14 @@ import NIOConcurrencyHelpers
 /// the connection holding the most is evicted (closed with GOAWAY RESOURCE_EXHAUSTED), then the
 /// next largest, until the rest fit: Redis 7's client eviction (`maxmemory-clients`, redis/redis
 /// pull request 8687), which likewise "disconnects clients from larger buckets downwards until
-/// we're under the limit". A client that reads its answers as they come holds little for long,
-/// so the ones evicted are those that let answers pile up: not reading, or reading more slowly
-/// than they ask.
+/// we're under the limit".
+///
+/// One refinement: connections that have held output without a break for `staleAfter` (1 s) go
+/// before those whose output is fresh, largest first within each group. A client that reads its
+/// answers as they come holds them for milliseconds; without it, many connections each holding a
+/// little unread could get an innocent client evicted for the one large answer it is receiving
+/// at full speed. The ones evicted are those that let answers pile up: not reading, or reading
+/// more slowly than they ask.
 ///
 /// Holdings are reported by each connection after its events (`Account.update`); an evicted
 /// connection's bytes stop counting at once (it is being closed, and its queues go with it).
@@ -24,8 +30,14 @@ final class OutputMemoryBudget: Sendable {
 
     private struct Holder {
         var held = 0
+        /// Since when `held` has been above 0 without a break (nil while it is 0).
+        var holdingSince: NIODeadline?
         let evict: @Sendable (Eviction) -> Void
     }
+
+    /// Output held this long without a break is stale: its connection goes before those whose
+    /// output is fresh.
+    static let staleAfter = TimeAmount.seconds(1)
 
     private struct State {
         var total = 0
@@ -64,16 +76,21 @@ final class OutputMemoryBudget: Sendable {
 
         fileprivate init(_ budget: OutputMemoryBudget) { self.budget = budget }
 
-        /// Records that the connection holds `held` bytes of output now; while the server is over
-        /// its budget, evicts the largest holders (possibly this one). Does nothing once this
-        /// account was evicted or closed.
-        func update(held: Int) {
+        /// Records that the connection holds `held` bytes of output at `now`; while the server is
+        /// over its budget, evicts holders (possibly this one; see the type's documentation). Does
+        /// nothing once this account was evicted or closed.
+        func update(held: Int, now: NIODeadline = .now()) {
             let key = ObjectIdentifier(self)
             let evicted = budget.state.withLockedValue { state -> [(Holder, Eviction)] in
                 guard let before = state.holders[key]?.held else { return [] }
                 state.holders[key]!.held = held
+                if held == 0 {
+                    state.holders[key]!.holdingSince = nil
+                } else if before == 0 {
+                    state.holders[key]!.holdingSince = now
+                }
                 state.total += held - before
-                return budget.evictWhileOver(&state)
+                return budget.evictWhileOver(&state, now: now)
             }
             for (holder, eviction) in evicted { holder.evict(eviction) }
         }
@@ -89,10 +106,17 @@ final class OutputMemoryBudget: Sendable {
         deinit { close() }
     }
 
-    /// Removes the largest holders while the total is over the budget, and returns them to be told.
-    private func evictWhileOver(_ state: inout State) -> [(Holder, Eviction)] {
+    /// Removes holders while the total is over the budget, stale ones first, the largest first
+    /// within each group, and returns them to be told.
+    private func evictWhileOver(_ state: inout State, now: NIODeadline) -> [(Holder, Eviction)] {
         var evicted: [(Holder, Eviction)] = []
-        while state.total > bytes, let (key, holder) = state.holders.max(by: { $0.value.held < $1.value.held }), holder.held > 0 {
+        // Stale before fresh, then larger before smaller.
+        func goesFirst(_ a: Holder, before b: Holder) -> Bool {
+            let (aStale, bStale) = (a.holdingSince.map { now - $0 >= Self.staleAfter } ?? false,
+                                    b.holdingSince.map { now - $0 >= Self.staleAfter } ?? false)
+            return aStale != bStale ? aStale : a.held > b.held
+        }
+        while state.total > bytes, let (key, holder) = state.holders.min(by: { goesFirst($0.value, before: $1.value) }), holder.held > 0 {
             evicted.append((holder, Eviction(heldBytes: holder.held, totalBytes: state.total, budgetBytes: bytes)))
             state.holders[key] = nil
             state.total -= holder.held

@@ -72,6 +72,44 @@ struct OutputMemoryBudgetTests {
         _ = d
     }
 
+    /// Many connections each holding a little unread must not get a client evicted for the one
+    /// large answer it is receiving at full speed: output held without a break for a second
+    /// goes first, the largest first; a fresh holder goes only when no stale one is left.
+    @Test func staleHoldersGoBeforeAFreshLargerOne() {
+        let budget = OutputMemoryBudget(bytes: 100)
+        let evictions = Evictions()
+        let t0 = NIODeadline.uptimeNanoseconds(5_000_000_000)
+        let hogs = (0..<4).map { budget.account(evict: evictions.callback("hog\($0)")) }
+        for (index, hog) in hogs.enumerated() { hog.update(held: 20 + index, now: t0) }  // 20, 21, 22, 23
+        let reader = budget.account(evict: evictions.callback("reader"))
+        // 1.5 s later the reader's large answer arrives: 86 + 40 = 126, over by 26.
+        reader.update(held: 40, now: t0 + .milliseconds(1_500))
+        // The two largest stale hogs go (23, then 22: 81 left), not the reader.
+        #expect(Set(evictions.all.keys) == ["hog3", "hog2"])
+        // The reader took it; it answers again later: fresh again however long it has been connected.
+        reader.update(held: 0, now: t0 + .milliseconds(1_600))
+        reader.update(held: 70, now: t0 + .seconds(3))  // 41 + 70 = 111: hog1 (21) goes
+        #expect(Set(evictions.all.keys) == ["hog3", "hog2", "hog1"])
+        // A hog that let go of its output is fresh again: with no stale holder left, the largest goes.
+        hogs[0].update(held: 0, now: t0 + .seconds(3))
+        hogs[0].update(held: 50, now: t0 + .seconds(3))  // 70 + 50 = 120: the reader (70) goes
+        #expect(evictions.all["reader"] == .init(heldBytes: 70, totalBytes: 120, budgetBytes: 100))
+        // Two seconds on, hog0's 50 and a small holder's 10 are stale: the larger of them goes
+        // before a fresh 45, then the small one before a fresh 60.
+        let small = budget.account(evict: evictions.callback("small"))
+        small.update(held: 10, now: t0 + .seconds(3))
+        let fresh = budget.account(evict: evictions.callback("fresh"))
+        fresh.update(held: 45, now: t0 + .seconds(5))  // 50 + 10 + 45 = 105: hog0 goes
+        #expect(evictions.all["hog0"] != nil)
+        #expect(Set(evictions.all.keys).isDisjoint(with: ["small", "fresh"]))
+        let larger = budget.account(evict: evictions.callback("larger"))
+        larger.update(held: 60, now: t0 + .seconds(5))  // 10 + 45 + 60 = 115: small goes, then larger
+        #expect(evictions.all["small"] != nil)
+        #expect(evictions.all["larger"] != nil)
+        #expect(evictions.all["fresh"] == nil)
+        #expect(budget.usage.held == 45)
+    }
+
     // MARK: The connection's holding
 
     /// What a connection counts is its machine's queued frames and the bytes handed to the
