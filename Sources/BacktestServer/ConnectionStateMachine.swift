@@ -91,7 +91,7 @@ struct ConnectionStateMachine {
         /// is not reading and the connection is closed (a safety net: the machine's own output
         /// scheduling keeps DATA and RESPONSE frames within the bound).
         case outboundBuffered(bytes: Int)
-        /// The server's output budget is exhausted and this connection holds the most of it
+        /// The server's output budget is exhausted and this connection was chosen to give way
         /// (`OutputMemoryBudget`): GOAWAY RESOURCE_EXHAUSTED, close.
         case evicted(OutputMemoryBudget.Eviction)
         /// Graceful shutdown: GOAWAY, let calls finish, then close.
@@ -314,8 +314,8 @@ struct ConnectionStateMachine {
             close(&actions)
         case .evicted(let eviction):
             guard phase != .closed else { break }
-            actions.append(.log(.notice, "closing: evicted for holding \(eviction.heldBytes) bytes of output, the most while all connections held \(eviction.totalBytes), over the output budget of \(eviction.budgetBytes)"))
-            failConnection(.resourceExhausted, "the server's output budget of \(eviction.budgetBytes / (1024 * 1024)) MiB for all connections is exhausted and this connection held the most, \(eviction.heldBytes) bytes of answers not yet read; read answers as they arrive, or ask for fewer at a time", &actions)
+            actions.append(.log(.notice, "closing: evicted for holding \(eviction.heldBytes) bytes of output while all connections held \(eviction.totalBytes), over the output budget of \(eviction.budgetBytes)"))
+            failConnection(.resourceExhausted, "the server's output budget of \(eviction.budgetBytes / (1024 * 1024)) MiB for all connections is exhausted and this connection held \(eviction.heldBytes) bytes of answers not yet read (connections holding output longest and most go first); read answers as they arrive, or ask for fewer at a time", &actions)
         case .shutdownRequested:
             beginDrain(now: now, &actions)
         case .closeRequested:
