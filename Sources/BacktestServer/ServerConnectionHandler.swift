@@ -34,7 +34,8 @@ import NIOCore
 ///
 /// Output is bounded server-wide too (`OutputMemoryBudget`, PROTOCOL.md §5): after its events
 /// the handler reports the bytes its machine holds for the peer (`heldOutputBytes`), and when
-/// all connections together hold more than the budget, the largest holders are evicted.
+/// all connections together hold more than the budget, connections are evicted (those holding
+/// output longest first, then the largest).
 ///
 /// Events that arrive while the handler is performing actions (a write completing at once, a
 /// resumed writer writing again, the channel closing) are handled after them, in order, so the
