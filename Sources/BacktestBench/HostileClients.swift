@@ -40,7 +40,8 @@ package enum HostileCase: String, CaseIterable, Sendable, Codable {
     /// `HostileClients.Options.stalledFrameConnections` (20) connections each send all but the
     /// last 10 bytes of a frame as large as the limit allows, then stall (the tester's inbound
     /// flood: 100 of them took the server from 313 to 730 MB). The server reads what its inbound budget holds
-    /// and leaves the rest unread; the case's own connection reports what it saw within 12 s.
+    /// and leaves the rest unread, and closes a stalled one holding room others wait for after
+    /// `--inbound-stall-ms`; the case's own connection reports what it saw within 12 s.
     case stalledLargeFrames = "stalled 4 MiB frames x20"
 
     /// The outcomes a server that handles the case correctly gives (issue 12): anything else is
@@ -62,8 +63,9 @@ package enum HostileCase: String, CaseIterable, Sendable, Codable {
         case .undecodableVariant: ["OK, 1 variant failed"]  // one bad variant fails only itself
         case .slowloris: ["GOAWAY DEADLINE_EXCEEDED"]
         case .badPreface: ["closed"]
-        // Read, then timed out as a slowloris; or left unread (and not closed) while the budget is taken.
-        case .stalledLargeFrames: ["GOAWAY DEADLINE_EXCEEDED", "not read"]
+        // Read, then closed for stalling while the others wait for room (or timed out as a
+        // slowloris); or left unread (and not closed) while the budget is taken.
+        case .stalledLargeFrames: ["GOAWAY RESOURCE_EXHAUSTED", "GOAWAY DEADLINE_EXCEEDED", "not read"]
         }
     }
 

@@ -120,6 +120,7 @@ package struct BacktestdConfiguration: Sendable {
         server.decodeLimits.memoryBudget = try reader.integer(.decodeBudgetBytes, in: 1...Int.max) ?? server.decodeLimits.memoryBudget
         if let megabytes = try reader.integer(.requestMemoryMb, in: 1...1_048_576) { server.requestMemoryBudget = megabytes * 1024 * 1024 }
         if let megabytes = try reader.integer(.inboundMemoryMb, in: 1...1_048_576) { server.inboundMemoryBudget = megabytes * 1024 * 1024 }
+        server.inboundStallTimeout = try reader.timeAmount(.inboundStallMs, in: 0...Self.u32Max) ?? server.inboundStallTimeout
         if let megabytes = try reader.integer(.outputMemoryMb, in: 1...1_048_576) { server.outputMemoryBudget = megabytes * 1024 * 1024 }
         server.drainTimeout = try reader.timeAmount(.drainTimeoutMs, in: 0...Self.u32Max) ?? server.drainTimeout
         self.server = server

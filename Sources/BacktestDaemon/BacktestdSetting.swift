@@ -22,6 +22,7 @@ package enum BacktestdSetting: String, CaseIterable, Sendable {
     case decodeBudgetBytes = "BACKTESTD_DECODE_BUDGET_BYTES"
     case requestMemoryMb = "BACKTESTD_REQUEST_MEMORY_MB"
     case inboundMemoryMb = "BACKTESTD_INBOUND_MEMORY_MB"
+    case inboundStallMs = "BACKTESTD_INBOUND_STALL_MS"
     case outputMemoryMb = "BACKTESTD_OUTPUT_MEMORY_MB"
     case drainTimeoutMs = "BACKTESTD_DRAIN_TIMEOUT_MS"
     case logLevel = "BACKTESTD_LOG_LEVEL"
@@ -63,7 +64,7 @@ package enum BacktestdSetting: String, CaseIterable, Sendable {
     package var flag: String? {
         switch self {
         case .host, .port, .maxFrameBytes, .maxConcurrentStreams, .maxRunningCalls, .maxConnections, .handshakeTimeoutMs, .idleTimeoutMs,
-            .frameTimeoutMs, .keepaliveMs, .maxCallTimeoutMs, .maxOutputBufferBytes, .decodeBudgetBytes, .requestMemoryMb, .inboundMemoryMb, .outputMemoryMb, .drainTimeoutMs,
+            .frameTimeoutMs, .keepaliveMs, .maxCallTimeoutMs, .maxOutputBufferBytes, .decodeBudgetBytes, .requestMemoryMb, .inboundMemoryMb, .inboundStallMs, .outputMemoryMb, .drainTimeoutMs,
             .logLevel, .dataSource, .maxParallel, .batchRetentionSeconds, .batchRetentionMb, .batchBudgetMb, .batchQueue, .metricsPort, .httpPort, .variantDelayMs:
             "--" + rawValue.dropFirst("BACKTESTD_".count).lowercased().replacing("_", with: "-")
         default:

@@ -33,6 +33,9 @@ struct ConnectionStateMachine {
         case drain
         /// The call's deadline.
         case deadline(streamID: UInt32)
+        /// While the connection holds inbound room for the frame it is receiving: no byte of it
+        /// for `inboundStallTimeout` while other connections wait for room closes it.
+        case stall
 
         var description: String {
             switch self {
@@ -42,6 +45,7 @@ struct ConnectionStateMachine {
             case .keepalive: "keepalive"
             case .drain: "drain"
             case .deadline(let id): "deadline(\(id))"
+            case .stall: "stall"
             }
         }
     }
@@ -67,6 +71,12 @@ struct ConnectionStateMachine {
         case readingPaused
         /// Reading resumed; `partialFrameBuffered` as for `readProcessed` (the frame timer restarts).
         case readingResumed(partialFrameBuffered: Bool)
+        /// The connection now holds (or no longer holds) room in the server's inbound budget for
+        /// the frame it is receiving: from now on its bytes must keep coming while others wait
+        /// for room (the stall timer).
+        case inboundRoomHeld(Bool)
+        /// Whether other connections wait for inbound room, sampled before the stall timer fires.
+        case inboundWaiters(present: Bool)
         /// A timer this machine scheduled fired.
         case timerFired(Timer)
         /// A call's request was decoded: its deadline (absolute, from the REQUEST's arrival) is known.
@@ -177,6 +187,10 @@ struct ConnectionStateMachine {
     /// the last keepalive PING was sent.
     private(set) var isReadingPaused = false
     private var readingPausedSincePing = false
+    /// Whether the connection holds inbound room for the frame it is receiving (`Event.inboundRoomHeld`),
+    /// and whether other connections waited for room when last sampled (`Event.inboundWaiters`).
+    private(set) var holdsInboundRoom = false
+    private var othersWaitForInboundRoom = false
     /// Calls whose work was started and whose RESPONSE has not yet been handed to the channel:
     /// at most `configuration.maxRunningCalls`. Others wait in `waitingCalls`, in arrival order.
     private(set) var runningCalls: Set<UInt32> = []
@@ -269,6 +283,7 @@ struct ConnectionStateMachine {
             isReadingPaused = true
             readingPausedSincePing = true
             cancel(.frame, &actions)
+            cancel(.stall, &actions)
         case .readingResumed(let partialFrameBuffered):
             guard isReadingPaused else { break }
             isReadingPaused = false
@@ -279,6 +294,13 @@ struct ConnectionStateMachine {
             if partialFrameBuffered, phase == .open || phase == .draining {
                 schedule(.frame, at: now + configuration.frameTimeout, &actions)
             }
+            armStallTimer(partialFrameBuffered: partialFrameBuffered, now: now, &actions)
+        case .inboundRoomHeld(let held):
+            guard phase != .closed else { break }
+            holdsInboundRoom = held
+            armStallTimer(partialFrameBuffered: held, now: now, &actions)
+        case .inboundWaiters(let present):
+            othersWaitForInboundRoom = present
         case .timerFired(let timer):
             // A timer this machine no longer holds (cancelled or replaced) does nothing.
             guard armedTimers.removeValue(forKey: timer) != nil, phase != .closed else { break }
@@ -446,6 +468,22 @@ struct ConnectionStateMachine {
         } else if completedFrameInThisRead || armedTimers[.frame] == nil {
             schedule(.frame, at: now + configuration.frameTimeout, &actions)
         }
+        // Bytes arrived: the frame holding inbound room is not stalled (its clock restarts).
+        armStallTimer(partialFrameBuffered: partialFrameBuffered, now: now, &actions)
+    }
+
+    /// Arms the stall timer from `now` while the connection holds inbound room for a frame still
+    /// arriving and is being read; cancels it otherwise. A client that holds room other
+    /// connections wait for must keep sending: the frame timeout alone let 100 connections
+    /// stalling in 4 MiB frames hold up another client's large request for 58 s, room for 8 of
+    /// them at a time, 10 s each (issue 12, a tester's run). `.zero` turns the rule off.
+    private mutating func armStallTimer(partialFrameBuffered: Bool, now: NIODeadline, _ actions: inout [Action]) {
+        if partialFrameBuffered, holdsInboundRoom, !isReadingPaused, configuration.inboundStallTimeout > .zero,
+           phase == .open || phase == .draining {
+            schedule(.stall, at: now + configuration.inboundStallTimeout, &actions)
+        } else {
+            cancel(.stall, &actions)
+        }
     }
 
     // MARK: Timers
@@ -506,6 +544,14 @@ struct ConnectionStateMachine {
             readingPausedSincePing = isReadingPaused
             writeControl(Frame(type: .ping, streamID: 0, payload: PingMessage(opaque: opaque).encoded()), &actions)
             armKeepaliveIfNeeded(now: now, &actions)
+        case .stall:
+            guard phase == .open || phase == .draining, holdsInboundRoom, !isReadingPaused else { return }
+            guard othersWaitForInboundRoom else {
+                // Nobody waits for its room: a slow client may take its time (the frame timeout bounds it).
+                return schedule(.stall, at: now + configuration.inboundStallTimeout, &actions)
+            }
+            failConnection(.resourceExhausted,
+                "no byte of the frame being received for \(configuration.inboundStallTimeout.nanoseconds / 1_000_000) ms while it held room in the server's inbound memory that other connections wait for", &actions)
         case .drain:
             guard phase == .draining else { return }
             actions.append(.log(.notice, "drain timeout: closing with \(streams.count) calls in flight"))

@@ -63,6 +63,12 @@ package struct ServerConfiguration: Sendable {
     /// 64 MiB, `loadtest --hostile 5`, whose connections stall in 4 MiB frames 20 at a time,
     /// peaked at 438-519 MB against its 500 MB target.)
     package var inboundMemoryBudget = 32 * 1024 * 1024
+    /// While other connections wait for inbound room, a connection holding room for a frame it is
+    /// receiving is closed (GOAWAY RESOURCE_EXHAUSTED) when no byte of that frame arrives for
+    /// this long; with nobody waiting only the frame timeout applies. `.zero` disables it. 2 s:
+    /// past a TCP retransmission or two, and 100 connections stalling in 4 MiB frames hold up
+    /// another client's large request about 25 s instead of 58 s (eight of them hold room at once).
+    package var inboundStallTimeout = TimeAmount.seconds(2)
     /// Bytes of output that may be held for clients at once, server-wide: answers built and
     /// waiting to be written, and frames written but not yet taken by the sockets
     /// (`OutputMemoryBudget`). Beyond it, the connection holding the most is closed (GOAWAY

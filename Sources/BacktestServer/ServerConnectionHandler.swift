@@ -194,7 +194,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     private func hold(for frame: Frame) -> InboundMemoryBudget.Hold? {
         withdrawBudgetWait()
         if let hold = frameHold {
-            frameHold = nil
+            setFrameHold(nil)
             return hold
         }
         guard frame.payload.readableBytes > InboundMemoryBudget.smallFrameBytes else { return nil }
@@ -222,7 +222,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
             handler.eventLoop.execute { handler.value.budgetGranted(hold, token: token) }
         }) {
         case .granted(let hold):
-            if hold.amount > 0 { frameHold = hold }
+            if hold.amount > 0 { setFrameHold(hold) }
             resumeReading()
         case .waiting(let id):
             budgetWait = (id, token)
@@ -236,8 +236,16 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
             return hold.release()
         }
         budgetWait = nil
-        if hold.amount > 0 { frameHold = hold }
+        if hold.amount > 0 { setFrameHold(hold) }
         regulateReading()
+    }
+
+    /// Takes or lets go of the room held for the frame being received, and tells the machine
+    /// (its stall timer runs while the room is held).
+    private func setFrameHold(_ hold: InboundMemoryBudget.Hold?) {
+        let changed = (frameHold == nil) != (hold == nil)
+        frameHold = hold
+        if changed { handle(.inboundRoomHeld(hold != nil)) }
     }
 
     private func pauseReading() {
@@ -420,6 +428,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
                 timers[timer] = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
                     timers[timer] = nil
                     if timer == .keepalive || timer == .idle { reportOutputTaken(context) }
+                    if timer == .stall { handle(.inboundWaiters(present: inbound.budget.usage.waiting > 0)) }
                     handle(.timerFired(timer))
                 }
             case .cancelTimer(let timer):

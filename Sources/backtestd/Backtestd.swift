@@ -51,6 +51,8 @@ struct Backtestd: AsyncParsableCommand {
     var requestMemoryMb: String?
     @Option(help: "Bytes of incoming frames (over 16 KiB) held at once, being received or not yet decoded, MB, 1...1048576; a connection whose next frame does not fit is not read until it does (env BACKTESTD_INBOUND_MEMORY_MB). Default 32.")
     var inboundMemoryMb: String?
+    @Option(help: "While other connections wait for inbound room, a connection holding room for a frame it is receiving is closed when none of its bytes arrive for this long, ms, 0...4294967295; 0 disables (env BACKTESTD_INBOUND_STALL_MS). Default 2000.")
+    var inboundStallMs: String?
     @Option(help: "Bytes of output held for clients at once, answers waiting to be written or taken by the sockets, MB, 1...1048576; beyond it the connection holding the most is closed (env BACKTESTD_OUTPUT_MEMORY_MB). Default 128.")
     var outputMemoryMb: String?
     @Option(help: "Time in-flight calls get on shutdown, ms (env BACKTESTD_DRAIN_TIMEOUT_MS). Default 30000.")
@@ -78,7 +80,7 @@ struct Backtestd: AsyncParsableCommand {
             (.host, host), (.port, port), (.maxFrameBytes, maxFrameBytes), (.maxConcurrentStreams, maxConcurrentStreams), (.maxRunningCalls, maxRunningCalls),
             (.maxConnections, maxConnections), (.handshakeTimeoutMs, handshakeTimeoutMs), (.idleTimeoutMs, idleTimeoutMs),
             (.frameTimeoutMs, frameTimeoutMs), (.keepaliveMs, keepaliveMs), (.maxCallTimeoutMs, maxCallTimeoutMs),
-            (.maxOutputBufferBytes, maxOutputBufferBytes), (.decodeBudgetBytes, decodeBudgetBytes), (.requestMemoryMb, requestMemoryMb), (.inboundMemoryMb, inboundMemoryMb), (.outputMemoryMb, outputMemoryMb),
+            (.maxOutputBufferBytes, maxOutputBufferBytes), (.decodeBudgetBytes, decodeBudgetBytes), (.requestMemoryMb, requestMemoryMb), (.inboundMemoryMb, inboundMemoryMb), (.inboundStallMs, inboundStallMs), (.outputMemoryMb, outputMemoryMb),
             (.drainTimeoutMs, drainTimeoutMs), (.logLevel, logLevel), (.dataSource, dataSource), (.maxParallel, maxParallel),
             (.batchRetentionSeconds, batchRetentionSeconds), (.batchRetentionMb, batchRetentionMb),
             (.batchBudgetMb, batchBudgetMb), (.batchQueue, batchQueue), (.metricsPort, metricsPort), (.httpPort, httpPort),

@@ -84,7 +84,8 @@ struct DaemonLimitsTests {
     }
 
     @Test("a time beyond what SETTINGS carries is refused naming the range, not clamped",
-          arguments: [BacktestdSetting.keepaliveMs, .idleTimeoutMs, .handshakeTimeoutMs, .frameTimeoutMs, .drainTimeoutMs, .maxCallTimeoutMs])
+          arguments: [BacktestdSetting.keepaliveMs, .idleTimeoutMs, .handshakeTimeoutMs, .frameTimeoutMs, .drainTimeoutMs, .maxCallTimeoutMs,
+                      .inboundStallMs])
     func hugeTimes(setting: BacktestdSetting) throws {
         let error = #expect(throws: BacktestdConfigurationError.self) {
             try BacktestdConfiguration(flags: [setting: "4294967296"], environment: [:])
@@ -109,6 +110,13 @@ struct DaemonLimitsTests {
     @Test("keepalive 0 still disables the PINGs")
     func keepaliveOff() throws {
         #expect(try BacktestdConfiguration(flags: [.keepaliveMs: "0"], environment: [:]).server.keepaliveInterval == .zero)
+    }
+
+    @Test("the inbound stall time is read in ms, 2 s by default, 0 turning the rule off")
+    func inboundStall() throws {
+        #expect(try BacktestdConfiguration(environment: [:]).server.inboundStallTimeout == .seconds(2))
+        #expect(try BacktestdConfiguration(flags: [.inboundStallMs: "500"], environment: [:]).server.inboundStallTimeout == .milliseconds(500))
+        #expect(try BacktestdConfiguration(environment: ["BACKTESTD_INBOUND_STALL_MS": "0"]).server.inboundStallTimeout == .zero)
     }
 
     @Test("a port in use names the flag, the variable, or the default")

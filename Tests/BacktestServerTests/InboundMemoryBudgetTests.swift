@@ -242,6 +242,69 @@ struct InboundMemoryBudgetTests {
         #expect(budget.usage == (0, 0))
     }
 
+    /// Two connections sharing a 1 MiB budget, with a stall time of 200 ms and a frame timeout
+    /// long enough not to interfere.
+    static func twoConnectionsWithAStallTime() throws -> (InboundMemoryBudget, EmbeddedConnection, EmbeddedConnection) {
+        let configure: (inout ServerConfiguration) -> Void = {
+            Self.configure(&$0)
+            $0.frameTimeout = .seconds(10)
+            $0.keepaliveInterval = .zero
+            $0.inboundStallTimeout = .milliseconds(200)
+        }
+        var configuration = ServerConfiguration()
+        configure(&configuration)
+        let budget = InboundMemoryBudget(configuration)
+        let first = try EmbeddedConnection(configure, inbound: budget)
+        let second = try EmbeddedConnection(configure, inbound: budget)
+        for connection in [first, second] { try connection.handshake() }
+        return (budget, first, second)
+    }
+
+    /// The tester's 100 connections stalling in 4 MiB frames held up another client's large
+    /// request for 58 s, each holding its room until its frame timed out. While others wait for
+    /// room, a connection holding room whose frame gets no byte for the stall time is closed
+    /// (RESOURCE_EXHAUSTED), and the waiting frame gets the room; bytes arriving restart the clock.
+    @Test func aStalledFrameHoldingRoomOthersWaitForIsClosedAfterTheStallTime() throws {
+        let (budget, first, second) = try Self.twoConnectionsWithAStallTime()
+        let stalled = Self.request(1, bytes: 600 << 10)
+        try Self.sendStart(of: stalled, part: 1000, on: first)
+        try Self.sendStart(of: Self.request(1, bytes: 600 << 10), part: 1000, on: second)
+        #expect(budget.usage.waiting == 1)
+        #expect(second.handler.isReadingPaused)
+        // Bytes keep coming at 150 ms: not stalled.
+        first.advance(by: .milliseconds(150))
+        try first.send(stalled.payload.getSlice(at: stalled.payload.readerIndex + 1000, length: 1000)!)
+        first.advance(by: .milliseconds(150))
+        #expect(first.isOpen)
+        // Then none for 200 ms.
+        first.advance(by: .milliseconds(60))
+        let goAway = try #require(try first.goAway())
+        #expect(goAway.status.code == .resourceExhausted)
+        #expect(goAway.status.message == "no byte of the frame being received for 200 ms while it held room in the server's inbound memory that other connections wait for")
+        #expect(!first.isOpen)
+        second.loop.run()
+        #expect(!second.handler.isReadingPaused, "the waiting frame got the room")
+        #expect(budget.usage == (Wire.frameHeaderSize + (600 << 10), 0))
+    }
+
+    /// With nobody waiting for room a slow client may pause as long as the frame timeout allows,
+    /// and a connection that has not been granted room is never closed for stalling.
+    @Test func aStalledFrameIsLeftAloneWhileNobodyWaits() throws {
+        let (budget, first, second) = try Self.twoConnectionsWithAStallTime()
+        try Self.sendStart(of: Self.request(1, bytes: 600 << 10), part: 1000, on: first)
+        first.advance(by: .seconds(1))
+        #expect(first.isOpen)
+        // Now the second waits: the first's next check, within one stall time, closes it.
+        try Self.sendStart(of: Self.request(1, bytes: 600 << 10), part: 1000, on: second)
+        #expect(budget.usage.waiting == 1)
+        second.advance(by: .seconds(1))
+        #expect(second.isOpen, "it waits for the room; its stall is not its own")
+        first.advance(by: .milliseconds(200))
+        #expect(try first.goAway()?.status.code == .resourceExhausted)
+        second.loop.run()
+        #expect(!second.handler.isReadingPaused)
+    }
+
     // MARK: Real sockets
 
     /// Polls the server's inbound usage (30 s at most: the whole suite loads the machine),
