@@ -149,8 +149,10 @@ struct InboundMemoryBudgetTests {
         configuration.keepaliveInterval = .milliseconds(100)
     }
 
-    /// Two connections after their handshake, sharing the budget of `configure` (1 MiB).
-    static func twoConnectionsSharingABudget() throws -> (InboundMemoryBudget, EmbeddedConnection, EmbeddedConnection) {
+    /// Two connections after their handshake, sharing the budget of `configure` (1 MiB by default).
+    static func twoConnectionsSharingABudget(
+        _ configure: (inout ServerConfiguration) -> Void = Self.configure
+    ) throws -> (InboundMemoryBudget, EmbeddedConnection, EmbeddedConnection) {
         var configuration = ServerConfiguration()
         configure(&configuration)
         let budget = InboundMemoryBudget(configuration)
@@ -245,19 +247,12 @@ struct InboundMemoryBudgetTests {
     /// Two connections sharing a 1 MiB budget, with a stall time of 200 ms and a frame timeout
     /// long enough not to interfere.
     static func twoConnectionsWithAStallTime() throws -> (InboundMemoryBudget, EmbeddedConnection, EmbeddedConnection) {
-        let configure: (inout ServerConfiguration) -> Void = {
+        try twoConnectionsSharingABudget {
             Self.configure(&$0)
             $0.frameTimeout = .seconds(10)
             $0.keepaliveInterval = .zero
             $0.inboundStallTimeout = .milliseconds(200)
         }
-        var configuration = ServerConfiguration()
-        configure(&configuration)
-        let budget = InboundMemoryBudget(configuration)
-        let first = try EmbeddedConnection(configure, inbound: budget)
-        let second = try EmbeddedConnection(configure, inbound: budget)
-        for connection in [first, second] { try connection.handshake() }
-        return (budget, first, second)
     }
 
     /// The tester's 100 connections stalling in 4 MiB frames held up another client's large
