@@ -207,14 +207,9 @@ extension CallResponse {
     /// curves, indicator values), to decide where to encode it (`CallRunner.offloadBytes`); not a
     /// bound.
     var estimatedBytes: Int {
-        // About 40 bytes an order and 25 a day of the equity and benchmark curves.
-        func full(orders: Int, days: Int) -> Int { orders * 40 + days * 25 }
-        return switch result {
-        case .backtest(let backtest): full(orders: backtest.orders.count, days: backtest.dates.count)
-        case .variantResults(_, let results):
-            results.reduce(0) { total, variant in
-                if case .full(let backtest) = variant.detail { total + full(orders: backtest.orders.count, days: backtest.dates.count) } else { total + 256 }
-            }
+        switch result {
+        case .backtest(let backtest): backtest.encodedSizeEstimate
+        case .variantResults(_, let results): results.reduce(0) { $0 + $1.encodedSizeEstimate }
         case .indicators(let values): values.dates.count * (12 + 10 * (values.series.count + 1))
         case .batchStatus, .serverInfo, .purge, nil: 0
         }

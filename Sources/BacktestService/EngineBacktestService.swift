@@ -70,7 +70,7 @@ package struct EngineBacktestService: BacktestService {
         let detail = request.detail.resolved(count: total)
         let source = BatchSource(settings: request.settings, variants: request.variants, invalidVariants: request.invalidVariants, grid: plan, detail: detail)
         let job = try await jobs.admit(
-            total: total, source: source, estimatedBytes: Self.estimatedBytes(source), deadline: context.deadline)
+            total: total, source: source, estimatedBytes: Self.estimatedBytes(source, frameLimit: pipeline.answerBound.frameLimit), deadline: context.deadline)
         let parallelism = request.maxParallel > 0 ? min(request.maxParallel, maxParallel) : maxParallel
         let connection = context.connection
         let sink: @Sendable (ProgressUpdate) async throws -> Void = { update in
@@ -129,11 +129,34 @@ package struct EngineBacktestService: BacktestService {
 
     /// What a batch's kept results will cost, in `BatchJob.estimatedBytes` units: a summary
     /// each, or for FULL results the per-day arrays over the window (about 252 trading days a
-    /// year) and a share of orders.
-    static func estimatedBytes(_ source: BatchSource) -> Int {
+    /// year) and their orders: per position one each rebalance (daily, weekly, monthly) and a
+    /// signal change every 20 days, up to what a frame holds (`frameLimit` over 30 bytes an
+    /// order: the engine stops a variant whose orders outgrow it). An estimate, not a bound: a
+    /// job whose results outgrow it takes more of the budget while there is room, and keeps
+    /// summaries beyond (`BatchJob.record`). (A tester's FULL batches of 16 daily-rebalanced
+    /// variants were admitted for 2.2 MB each by "an order every 20 days" and kept 65 MB: 5.6 GB
+    /// for 86 of them.)
+    static func estimatedBytes(_ source: BatchSource, frameLimit: Int?) -> Int {
         if source.detail == .summary { return source.count * SummaryStore.bytesPerSummary }
         let days = max(1, source.settings.start.distance(to: source.settings.end) * 252 / 365)
-        return source.count * (1024 + days * 24 + days / 20 * 96)
+        let maxOrders = (frameLimit ?? .max) / 30
+        func bytes(_ strategy: Strategy) -> Int {
+            let rebalances = switch strategy.rebalance {
+            case .daily: days
+            case .weekly: days / 5
+            case .monthly: days / 21
+            case .none: 0
+            }
+            let orders = strategy.positions.count.multipliedReportingOverflow(by: rebalances + days / 20)
+            return 1024 + days * 24 + (orders.overflow ? maxOrders : min(orders.partialValue, maxOrders)) * 96
+        }
+        // A grid's variants share the base's positions and rebalancing.
+        let total = source.grid.map { source.count.multipliedReportingOverflow(by: bytes($0.grid.base)) }
+            ?? source.variants.reduce((partialValue: 0, overflow: false)) { sum, variant in
+                let next = sum.partialValue.addingReportingOverflow(bytes(variant))
+                return (next.partialValue, sum.overflow || next.overflow)
+            }
+        return total.overflow ? .max : total.partialValue
     }
 
     /// FULL results recomputed from the same data: the shared phase for the chosen variants,
@@ -169,21 +192,34 @@ package struct EngineBacktestService: BacktestService {
         // The one execution path (validate once, shared phase once, simulations on the compute
         // threads), as the batch's own FULL results took.
         let chosen = indices
-        let found = Mutex([Int: VariantResult]())
-        let record: @Sendable (VariantResult) -> Void = { result in
+        let found = Mutex((results: [Int: VariantResult](), bytes: 0))
+        // The answer must fit a frame: gathering stops once the results gathered would not (one
+        // call asking for 64 FULL results of 3.5 MB built them all, 1.6 GB, before the frame
+        // check refused the answer; 8 such calls at once took 5.5 GB).
+        let frameLimit = pipeline.answerBound.frameLimit ?? .max
+        let record: @Sendable (VariantResult) throws -> Void = { result in
             let index = chosen[result.index]
             var kept = result
             kept.index = index
             kept.parameters = source.grid?.parameters(of: index) ?? []
-            found.withLock { $0[result.index] = kept }
+            let (count, bytes) = found.withLock { found in
+                found.results[result.index] = kept
+                found.bytes += kept.encodedSizeEstimate
+                return (found.results.count, found.bytes)
+            }
+            guard bytes <= frameLimit else {
+                throw BacktestError(.resourceExhausted,
+                    "the FULL results asked for do not fit in one answer: \(count) of the \(chosen.count) variants already take about \(bytes) bytes, above the frame limit of \(frameLimit); ask for fewer indices at a time",
+                    field: "get_variant_results.indices")
+            }
         }
         _ = try await ComputeThreads.$tenant.withValue(ComputeTenant(context.connection)) {
             try await pipeline.execute(
                 strategies, settings: source.settings, parallelism: maxParallel, label: "batch \(LogText(batchID)) GetVariantResults",
                 paths: .runBatch(variants: chosen),
-                rejected: { record($0) }, finished: { record($0) })
+                rejected: { try record($0) }, finished: { try record($0) })
         }
-        let byPosition = found.withLock { $0 }
+        let byPosition = found.withLock { $0.results }
         var answers: [VariantResult] = []
         for position in indices.indices {
             guard let answer = byPosition[position] else {

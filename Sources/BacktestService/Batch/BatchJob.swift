@@ -35,25 +35,54 @@ package actor BatchJob {
     package nonisolated let source: BatchSource?
     /// SUMMARY results, recorded from the sweep's threads without an actor hop.
     package nonisolated let summaries = SummaryStore()
+    /// The bytes of results (`estimatedBytes`) the job may keep while it runs: what the registry
+    /// admitted it for, grown through `grow` (which says whether the budget had the extra
+    /// bytes). A FULL result that fits neither is streamed whole but kept as its summary
+    /// (GetVariantResults recomputes it); nil keeps every one (jobs made without a reservation).
+    private var reserved: Int?
+    private let grow: @Sendable (Int) -> Bool
+    /// `estimatedBytes` of `results`, kept up to date as they change.
+    private var resultsBytes = 0
 
-    init(id: String, total: Int, source: BatchSource? = nil, onFinish: @escaping @Sendable (Int) -> Bool = { _ in false },
-         onResize: @escaping @Sendable (Int) -> Void = { _ in }) {
+    init(id: String, total: Int, source: BatchSource? = nil, reserved: Int? = nil, grow: @escaping @Sendable (Int) -> Bool = { _ in false },
+         onFinish: @escaping @Sendable (Int) -> Bool = { _ in false }, onResize: @escaping @Sendable (Int) -> Void = { _ in }) {
         self.id = id
         self.total = total
         self.source = source
+        self.reserved = reserved
+        self.grow = grow
         self.onFinish = onFinish
         self.onResize = onResize
     }
 
     package var completed: Int { results.count + summaries.count }
 
-    /// Records a finished variant and returns the streamed update announcing it. Results of a
-    /// job that already ended (a straggler after a cancel) are dropped: nil.
+    /// Records a finished variant and returns the streamed update announcing it (with the whole
+    /// result); the job keeps it whole while its results fit its reservation, grown from the
+    /// budget when there is room, else its summary (a tester's FULL batches were admitted for
+    /// 2.2 MB each and kept 65 MB: 5.6 GB for 86 of them). Results of a job that already ended
+    /// (a straggler after a cancel) are dropped: nil.
     package func record(_ result: VariantResult) -> ProgressUpdate? {
         guard state == .partial else { return nil }
         var result = result
         if result.parameters.isEmpty, let plan = source?.grid { result.parameters = plan.parameters(of: result.index) }
-        results.append(result)
+        var kept = result
+        if let reserved, case .full(let full) = result.detail {
+            let extra = resultsBytes + Self.estimatedBytes(result) - reserved
+            if extra > 0 {
+                // At least a quarter more at a time, so a job outgrowing its estimate takes the lock rarely.
+                let step = max(extra, reserved / 4)
+                if grow(step) {
+                    self.reserved = reserved + step
+                } else if step > extra, grow(extra) {
+                    self.reserved = reserved + extra
+                } else {
+                    kept.detail = .summary(BacktestSummary(full))
+                }
+            }
+        }
+        results.append(kept)
+        resultsBytes += Self.estimatedBytes(kept)
         return ProgressUpdate(batchID: id, completed: completed, total: total, state: .partial, results: [result])
     }
 
@@ -66,6 +95,7 @@ package actor BatchJob {
                 results[i].detail = .summary(BacktestSummary(full))
             }
         }
+        resultsBytes = results.reduce(0) { $0 + Self.estimatedBytes($1) }
         return keptBytes
     }
 
@@ -85,7 +115,7 @@ package actor BatchJob {
 
     /// The bytes of results this job keeps (estimated, see `estimatedBytes`).
     package var keptBytes: Int {
-        results.reduce(0) { $0 + Self.estimatedBytes($1) } + summaries.count * SummaryStore.bytesPerSummary
+        resultsBytes + summaries.count * SummaryStore.bytesPerSummary
     }
 
     /// The first streamed update: the job exists and has its id, nothing finished yet. Sent before

@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import BacktestCore
 import NIOCore
 import Synchronization
@@ -46,8 +47,9 @@ package actor BatchJobRegistry {
     }
     private var jobs: [String: BatchJob] = [:]
     private let finished: FinishedJobs
-    /// Bytes reserved by running jobs (their admission estimates), by id.
-    private var reserved: [String: Int] = [:]
+    /// Bytes reserved by running jobs (their admission estimates, grown by results that outgrew
+    /// them), by id; locked, since a job grows its own from its actor (`BatchJob.record`).
+    private nonisolated let reserved = NIOLockedValueBox([String: Int]())
     /// Why recently dropped jobs are gone, for NOT_FOUND messages (bounded, oldest forgotten).
     private var gone: [String: Departure] = [:]
     private var goneOrder: [String] = []
@@ -67,7 +69,7 @@ package actor BatchJobRegistry {
     }
 
     /// Bytes reserved by running batches admitted through `admit`.
-    package var reservedBytes: Int { reserved.values.reduce(0, +) }
+    package nonisolated var reservedBytes: Int { reserved.withLockedValue { $0.values.reduce(0, +) } }
 
     package func create(total: Int) -> BatchJob {
         dropExpired()
@@ -78,13 +80,22 @@ package actor BatchJobRegistry {
         var id: String
         repeat { id = BatchJobRegistry.randomID() } while jobs[id] != nil
         let maxRetained = maxRetainedBytes
-        let job = BatchJob(id: id, total: total, source: source, onFinish: { [weak self, finished, id] kept in
+        let budget = budgetBytes
+        let job = BatchJob(id: id, total: total, source: source, reserved: bytes > 0 ? bytes : nil, grow: { [reserved, finished, id] extra in
+            // Room next to the running batches and the finished ones kept (those are not reduced
+            // for a running batch's growth: it keeps summaries instead).
+            reserved.withLockedValue { reserved in
+                guard reserved[id] != nil, reserved.values.reduce(0, +) + finished.bytes + extra <= budget else { return false }
+                reserved[id, default: 0] += extra
+                return true
+            }
+        }, onFinish: { [weak self, finished, id] kept in
             finished.add(id, bytes: kept)
             if let self { Task { await self.release(id) } }
             return finished.bytes > maxRetained
         }, onResize: { [finished, id] kept in finished.resize(id, bytes: kept) })
         jobs[id] = job
-        if bytes > 0 { reserved[id] = bytes }
+        if bytes > 0 { reserved.withLockedValue { $0[id] = bytes } }
         return job
     }
 
@@ -112,7 +123,7 @@ package actor BatchJobRegistry {
         }
         guard queue.count < maxQueued else {
             throw BacktestError(.resourceExhausted,
-                "the server's batch memory budget of \(budget) is in use by \(reserved.count) running batches (\(Self.megabytes(reservedBytes))) and \(queue.count) batches already wait for room (the queue's limit); this batch needs about \(needed): retry later",
+                "the server's batch memory budget of \(budget) is in use by \(reserved.withLockedValue { $0.count }) running batches (\(Self.megabytes(reservedBytes))) and \(queue.count) batches already wait for room (the queue's limit); this batch needs about \(needed): retry later",
                 field: "run_batch")
         }
         nextTicket += 1
@@ -183,7 +194,7 @@ package actor BatchJobRegistry {
         guard let i = queue.firstIndex(where: { $0.ticket == ticket }) else { return }
         let waiter = queue.remove(at: i)
         waiter.continuation.resume(throwing: BacktestError(.resourceExhausted,
-            "the batch waited until its deadline for room in the server's batch memory budget of \(Self.megabytes(budgetBytes)) (\(reserved.count) running batches hold \(Self.megabytes(reservedBytes)); this batch needs about \(needed))",
+            "the batch waited until its deadline for room in the server's batch memory budget of \(Self.megabytes(budgetBytes)) (\(reserved.withLockedValue { $0.count }) running batches hold \(Self.megabytes(reservedBytes)); this batch needs about \(needed))",
             field: "run_batch"))
         Task { await admitWaiting() }
     }
@@ -193,7 +204,7 @@ package actor BatchJobRegistry {
     }
 
     private func release(_ id: String) async {
-        reserved[id] = nil
+        reserved.withLockedValue { $0[id] = nil }
         if !queue.isEmpty { await admitWaiting() }
     }
 

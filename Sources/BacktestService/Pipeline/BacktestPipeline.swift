@@ -115,7 +115,8 @@ package struct BacktestPipeline: Sendable {
             }
         }
         guard !valid.isEmpty else { return nil }
-        let prepared = try await prepare(valid, settings: settings)
+        // Every variant here ends as a FULL result, `parallelism` of them built at once.
+        let prepared = try await prepare(valid, settings: settings, fullResultsAtOnce: min(valid.count, parallelism))
         var simulationMs = prepared.marketMs
         var barsProcessed = 0
         let warnings = WarningTally()
@@ -245,8 +246,11 @@ package struct BacktestPipeline: Sendable {
 
     /// The shared phase for `variants` (validated against `settings`): analysis, one data query,
     /// indicators, inside one cache session scoped to this call, then the `PreparedMarket` once.
+    /// `fullResultsAtOnce`: how many FULL results (with their orders) the call builds at a time,
+    /// for its memory reservation (0 for a sweep that keeps summaries).
     /// Throws what the analysis or the data layer throws (the field under the variant's path).
-    package func prepare(_ variants: [ValidatedVariant], settings: BacktestSettings) async throws(BacktestError) -> PreparedBatch {
+    package func prepare(_ variants: [ValidatedVariant], settings: BacktestSettings,
+                         fullResultsAtOnce: Int = 0) async throws(BacktestError) -> PreparedBatch {
         let clock = ContinuousClock()
         var stats = RunStatistics()
         stats.engine = engines.useNewEngine ? engines.primary.name : engines.fallback.name
@@ -272,11 +276,12 @@ package struct BacktestPipeline: Sendable {
         let range = min(source.dataEpoch, settings.start)...settings.end
         let days = range.lowerBound.distance(to: range.upperBound) * 252 / 365 + 1
         let analysisBytes = Self.memoryEstimate(series: analysis.indicatorKeys.count, positions: Self.positionCount(strategies), days: days)
-        // A single backtest's answer is built whole in memory (its orders, then their encoding);
-        // a batch's variants are simulated a few at a time under the batch budget.
-        let answerBytes = variants.count == 1
-            ? Self.answerEstimate(positions: Self.positionCount(strategies), days: settings.start.distance(to: settings.end) * 252 / 365 + 1,
-                                  frameLimit: answerBound.frameLimit)
+        // A FULL result is built whole in memory (its orders, then their encoding): a backtest's
+        // one, a batch's or GetVariantResults' few at a time (a tester's 40 connections x 8
+        // batches of 16 daily-rebalanced variants reached 5.6 GB, none of it reserved).
+        let answerBytes = fullResultsAtOnce > 0
+            ? Self.answerEstimate(positions: strategies.map(\.positions.count).max() ?? 0,
+                                  days: settings.start.distance(to: settings.end) * 252 / 365 + 1, frameLimit: answerBound.frameLimit)
             : 0
         // A documented cap with a clear error rather than a call that holds the server's memory
         // alone for as long as it runs: on its indicator series, which are held whole for the
@@ -293,7 +298,8 @@ package struct BacktestPipeline: Sendable {
         }
         do {
             if RequestMemoryBudget.counts(analysisBytes: analysisBytes, answerBytes: answerBytes) {
-                try await RequestMemoryBudget.current?.grow(to: analysisBytes + answerBytes)
+                let answers = answerBytes.multipliedReportingOverflow(by: fullResultsAtOnce)
+                try await RequestMemoryBudget.current?.grow(to: answers.overflow ? .max : analysisBytes &+ answers.partialValue)
             }
         } catch {
             throw BacktestError(.cancelled, "computation cancelled")
@@ -483,7 +489,7 @@ package struct BacktestPipeline: Sendable {
         return series.multipliedReportingOverflow(by: days * 24).partialValue &+ positions &* (days / 4 + 400)
     }
 
-    /// Bytes a single backtest's answer may hold while it is built, at most: one order per
+    /// Bytes one FULL result (a backtest's answer, a batch variant's) may hold while it is built, at most: one order per
     /// position per simulated day (a daily rebalance's worst case), 40 bytes each encoded, up to
     /// the frame limit (the engine stops a result whose orders outgrow it, `AnswerBound`), held
     /// about three times over (the orders, their protobuf-c messages, the encoded bytes).

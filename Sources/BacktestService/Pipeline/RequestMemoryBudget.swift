@@ -21,8 +21,8 @@ package final class RequestMemoryBudget: Sendable {
     /// What a call's analysis says it will hold (`grow(to:)`) counts from this size on (8 MiB):
     /// an ordinary call's few indicator series are far below it and never wait.
     package static let analysisThreshold = 8 << 20
-    /// What a backtest's answer may hold while it is built (`BacktestPipeline.answerEstimate`)
-    /// counts from this size on (1 MiB): the load test's calls (10 positions over 3 years, about
+    /// What one FULL result may hold while it is built (`BacktestPipeline.answerEstimate`; a
+    /// batch reserves it for each variant it simulates at once) counts from this size on (1 MiB): the load test's calls (10 positions over 3 years, about
     /// 0.9 MiB by the estimate) never wait; 40 connections x 8 calls of 20 daily-rebalanced
     /// positions over 25 years (3.5 MB answers, about 7 MB held each while built) held 2.3 GB at
     /// once before it counted (issue 12, a tester's script).

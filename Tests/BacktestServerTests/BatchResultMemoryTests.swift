@@ -1,0 +1,106 @@
+import BacktestClient
+import BacktestCore
+import BacktestEngine
+import BacktestModel
+import BacktestProtocol
+import BacktestServer
+@testable import BacktestService
+import NIOConcurrencyHelpers
+import Testing
+
+/// Issue 12, a third tester's cases: FULL results are held in memory by batches and by
+/// GetVariantResults. 40 connections x 8 FULL batches of 16 daily-rebalanced variants reached
+/// 5.6 GB (each admitted for 2.2 MB of results, keeping 65 MB); one GetVariantResults of 64
+/// such variants built 1.6 GB of results before the frame check refused the answer.
+@Suite("Batch result memory", .timeLimit(.minutes(3)))
+struct BatchResultMemoryTests {
+    /// A FULL result with `orders` orders over `days` days.
+    static func result(index: Int, orders: Int, days: Int = 100) -> VariantResult {
+        let day = TradingDate(iso: "2015-06-01")!
+        var result = BacktestResult(
+            strategyName: "v\(index)", dates: Array(repeating: day, count: days), equity: Array(repeating: 1, count: days),
+            benchmark: [], orders: Array(repeating: Order(date: day, ticker: "AAPL", side: .buy, quantity: 1, price: 1, commission: 0), count: orders),
+            metrics: Metrics(), benchmarkMetrics: Metrics(), warnings: [], stats: RunStatistics(), initialCapital: 100_000,
+            benchmarkTicker: "SPY", dataSource: "test")
+        result.metrics.totalReturn = 0.1
+        return VariantResult(index: index, outcome: .success(result))
+    }
+
+    static func isFull(_ result: VariantResult) -> Bool {
+        if case .full = result.detail { return true }
+        return false
+    }
+
+    /// A running job keeps FULL results within its reservation, grows it while the budget has
+    /// room, and keeps summaries beyond; the streamed update always carries the whole result.
+    @Test func aJobKeepsFullResultsOnlyWithinWhatTheBudgetGrants() async throws {
+        let granted = NIOLockedValueBox(0)
+        let room = NIOLockedValueBox(true)
+        let job = BatchJob(id: "b", total: 3, reserved: 20_000, grow: { extra in
+            room.withLockedValue { room in
+                guard room else { return false }
+                granted.withLockedValue { $0 += extra }
+                return true
+            }
+        })
+        let first = Self.result(index: 0, orders: 100)  // about 13,000 bytes: within 20,000
+        let second = Self.result(index: 1, orders: 100)  // about 26,000 in all: the rest granted
+        let third = Self.result(index: 2, orders: 1_000)
+        let size = BatchJob.estimatedBytes(first)
+        for result in [first, second] {
+            let update = try #require(await job.record(result))
+            #expect(Self.isFull(update.results[0]))
+        }
+        #expect(granted.withLockedValue { $0 } == 2 * size - 20_000)
+        room.withLockedValue { $0 = false }
+        let update = try #require(await job.record(third))
+        #expect(Self.isFull(update.results[0]), "the client still gets the whole result")
+        let kept = await job.finished(at: [0, 1, 2]).results
+        #expect(kept.map(Self.isFull) == [true, true, false])
+        #expect(kept[2].summary?.metrics.totalReturn == 0.1)
+    }
+
+    /// The registry grants a running job more only while running and finished batches together
+    /// stay within the budget.
+    @Test func theRegistryGrantsGrowthWithinItsBudget() async throws {
+        let registry = BatchJobRegistry(budgetBytes: 100_000)
+        let settings = BatchFixture.sixYears
+        let source = BatchSource(settings: settings, variants: BatchFixture.smaVariants(1), grid: nil, detail: .full)
+        let job = try await registry.admit(total: 3, source: source, estimatedBytes: 20_000)
+        #expect(registry.reservedBytes == 20_000)
+        // 3 results of about 39,000 bytes: the first two take the reservation to twice that,
+        // the third would need about 117,000 of the 100,000.
+        let size = BatchJob.estimatedBytes(Self.result(index: 0, orders: 370))
+        for index in 0..<3 { _ = await job.record(Self.result(index: index, orders: 370)) }
+        #expect(registry.reservedBytes == 2 * size)
+        let kept = await job.finished(at: [0, 1, 2]).results
+        #expect(kept.map(Self.isFull) == [true, true, false])
+    }
+
+    /// GetVariantResults gathers FULL results only while they fit in one answer: asking for
+    /// more than a frame holds fails with RESOURCE_EXHAUSTED naming `get_variant_results.indices`
+    /// once the gathered ones pass the frame, before the rest are computed.
+    @Test func getVariantResultsStopsOnceTheGatheredResultsOutgrowTheFrame() async throws {
+        let limit = 256 << 10
+        let fixture = try AnswerBoundTests.service(limit: limit)
+        // 40 positions re-targeted monthly over six years: about 150 KB of answer each.
+        let variants = (0..<6).map { _ in AnswerBoundTests.heavy(40) }
+        try await withServer({ $0.maxFramePayload = limit }, service: fixture.served) { _, port in
+            let client = BacktestClient(port: port)
+            let outcome = try await BatchOutcome.collect(client.runBatch(variants, settings: BatchFixture.sixYears, detail: .summary))
+            let batchID = try #require(outcome.final?.batchID)
+            let one = try await client.variantResults(batchID: batchID, selection: .indices([3]))
+            #expect(one.map(\.index) == [3])
+            let simulatedBefore = fixture.probe.started.count
+            let error = await #expect(throws: BacktestError.self) {
+                _ = try await client.variantResults(batchID: batchID, selection: .indices(Array(0..<6)))
+            }
+            #expect(error?.code == .resourceExhausted)
+            #expect(error?.field == "get_variant_results.indices")
+            #expect(error?.message.hasPrefix("the FULL results asked for do not fit in one answer") == true, "\(String(describing: error?.message))")
+            #expect(error?.message.contains("ask for fewer indices at a time") == true)
+            #expect(fixture.probe.started.count - simulatedBefore < 6, "stopped before computing every variant")
+            await client.close()
+        }
+    }
+}
