@@ -17,7 +17,13 @@ import NIOCore
 /// Timers are named (`Timer`); the machine remembers which it armed, and a `timerFired` for one it
 /// no longer holds is ignored, so a late or cancelled timer can never act on a newer state.
 struct ConnectionStateMachine {
-    enum Phase: Equatable { case awaitingPreface, open, draining, closed }
+    /// `closing`: the connection's calls are cancelled and its queued output dropped; its last
+    /// GOAWAY waits behind what the channel already holds, and the connection closes once that
+    /// is written, or after `lingerTimeout` (an evicted connection, `Event.evicted`).
+    enum Phase: Equatable { case awaitingPreface, open, draining, closing, closed }
+
+    /// How long a connection in `closing` waits for its GOAWAY to be written before it closes.
+    static let lingerTimeout = TimeAmount.seconds(1)
 
     /// The connection's timers. At most one of each is armed; scheduling one again replaces it.
     enum Timer: Hashable, CustomStringConvertible {
@@ -36,6 +42,8 @@ struct ConnectionStateMachine {
         /// While the connection holds inbound room for the frame it is receiving: no byte of it
         /// for `inboundStallTimeout` while other connections wait for room closes it.
         case stall
+        /// In `closing`: the GOAWAY was not written in time; close.
+        case linger
 
         var description: String {
             switch self {
@@ -46,6 +54,7 @@ struct ConnectionStateMachine {
             case .drain: "drain"
             case .deadline(let id): "deadline(\(id))"
             case .stall: "stall"
+            case .linger: "linger"
             }
         }
     }
@@ -206,6 +215,15 @@ struct ConnectionStateMachine {
 
     var isClosed: Bool { phase == .closed }
 
+    /// Closed, or closing (`Phase.closing`): nothing more is read from the peer.
+    var isEnding: Bool { phase == .closing || phase == .closed }
+
+    /// The largest PING payload answered: a `Ping` message is at most 11 bytes; 64 leaves room
+    /// for fields a later version may add. PING ACKs go out at once, ahead of every queued
+    /// frame, so large ones would let a client fill the connection's output with its own bytes
+    /// (a tester's 3.9 MB PINGs, read at full speed, got the connection closed as not reading).
+    static let maxPingPayload = 64
+
     /// Whether a DATA frame for `streamID` would be written (the stream is open and so is the connection).
     func canSendData(on streamID: UInt32) -> Bool { phase != .closed && streams[streamID] != nil }
 
@@ -320,6 +338,11 @@ struct ConnectionStateMachine {
             guard phase != .closed else { break }
             bufferedOutputBytes = max(0, bufferedOutputBytes - bytes)
             noteOutputTaken(outputHandedOverBytes - bufferedOutputBytes, now: now)
+            if phase == .closing {
+                // The GOAWAY was the last frame: once written, close.
+                if bufferedOutputBytes == 0 { close(&actions) }
+                break
+            }
             sendQueuedOutput(&actions)
             closeIfDrained(&actions)
         case .outputTaken(let total):
@@ -335,9 +358,9 @@ struct ConnectionStateMachine {
             actions.append(.log(.notice, "closing: \(bytes) bytes buffered for a peer that is not reading"))
             close(&actions)
         case .evicted(let eviction):
-            guard phase != .closed else { break }
+            guard phase == .open || phase == .draining else { break }
             actions.append(.log(.notice, "closing: evicted for holding \(eviction.heldBytes) bytes of output while all connections held \(eviction.totalBytes), over the output budget of \(eviction.budgetBytes)"))
-            failConnection(.resourceExhausted, "the server's output budget of \(eviction.budgetBytes / (1024 * 1024)) MiB for all connections is exhausted and this connection held \(eviction.heldBytes) bytes of answers not yet read (connections holding output longest and most go first); read answers as they arrive, or ask for fewer at a time", &actions)
+            goAwayAfterPendingOutput(CallStatus(code: .resourceExhausted, message: "the server's output budget of \(eviction.budgetBytes / (1024 * 1024)) MiB for all connections is exhausted and this connection held \(eviction.heldBytes) bytes of answers not yet read (connections holding output longest and most go first); read answers as they arrive, or ask for fewer at a time"), now: now, &actions)
         case .shutdownRequested:
             beginDrain(now: now, &actions)
         case .closeRequested:
@@ -383,6 +406,10 @@ struct ConnectionStateMachine {
                 unansweredPing = nil
             }
         case .ping:
+            guard frame.payload.readableBytes <= Self.maxPingPayload else {
+                return failConnection(.invalidArgument,
+                    "a PING carries a Ping message of at most \(Self.maxPingPayload) bytes, not \(frame.payload.readableBytes)", &actions)
+            }
             writeControl(Frame(type: .ping, flags: .ack, streamID: 0, payload: frame.payload), &actions)
         case .data, .response:
             failConnection(.invalidArgument, "clients do not send \(frame.type) frames", &actions)
@@ -552,6 +579,9 @@ struct ConnectionStateMachine {
             }
             failConnection(.resourceExhausted,
                 "no byte of the frame being received for \(configuration.inboundStallTimeout.nanoseconds / 1_000_000) ms while it held room in the server's inbound memory that other connections wait for", &actions)
+        case .linger:
+            guard phase == .closing else { return }
+            close(&actions)
         case .drain:
             guard phase == .draining else { return }
             actions.append(.log(.notice, "drain timeout: closing with \(streams.count) calls in flight"))
@@ -730,13 +760,35 @@ struct ConnectionStateMachine {
             } else {
                 schedule(.drain, at: now + configuration.drainTimeout, &actions)
             }
-        case .draining, .closed:
+        case .draining, .closing, .closed:
             break
         }
     }
 
     private mutating func failConnection(_ code: StatusCode, _ message: String, _ actions: inout [Action]) {
         failConnection(CallStatus(code: code, message: message), &actions)
+    }
+
+    /// Ends the connection with `status` so that a client still reading gets it: its calls are
+    /// cancelled and their queued frames dropped at once, the GOAWAY goes behind what the channel
+    /// already holds (a frame may be half written), and the connection closes once that is
+    /// written, or after `lingerTimeout`. (Closing at once dropped the GOAWAY with the rest: a
+    /// tester's evicted clients saw a frame cut short and EOF, nothing saying why.)
+    private mutating func goAwayAfterPendingOutput(_ status: CallStatus, now: NIODeadline, _ actions: inout [Action]) {
+        for id in streams.keys.sorted() { actions.append(.cancelCall(streamID: id)) }
+        streams.removeAll()
+        runningCalls.removeAll()
+        waitingCalls.removeAll()
+        outputQueues.removeAll()
+        queuedOutputBytes = 0
+        outputTurns.removeAll()
+        waitingDataWriters.removeAll()
+        actions.append(.failDataWriters)
+        for timer in armedTimers.keys.sorted(by: { $0.description < $1.description }) { cancel(timer, &actions) }
+        phase = .closing
+        handOver(Frame(type: .goAway, streamID: 0,
+                       payload: GoAwayMessage(lastStreamID: lastClientStreamID, status: status).encoded()), &actions)
+        schedule(.linger, at: now + Self.lingerTimeout, &actions)
     }
 
     /// Sends GOAWAY with `status` and closes; in-flight calls are cancelled when the channel goes inactive.

@@ -150,10 +150,10 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !stateMachine.isClosed else { return }
+        guard !stateMachine.isEnding else { return }
         do {
             try processor.process(buffer: unwrapInboundIn(data)) { inbound in
-                guard !stateMachine.isClosed else { return }
+                guard !stateMachine.isEnding else { return }
                 switch inbound {
                 case .preface:
                     handle(.prefaceReceived)
@@ -206,7 +206,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     /// (`InboundMemoryBudget.Account.mustWait`); reading is paused while either waits, and
     /// resumed otherwise.
     private func regulateReading() {
-        guard budgetWait == nil, context != nil, !stateMachine.isClosed else { return }
+        guard budgetWait == nil, context != nil, !stateMachine.isEnding else { return }
         let amount: Int
         if frameHold == nil, let length = decoder.frames.awaitedPayloadLength, length > InboundMemoryBudget.smallFrameBytes {
             amount = Wire.frameHeaderSize + length
@@ -231,7 +231,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     }
 
     private func budgetGranted(_ hold: InboundMemoryBudget.Hold, token: UInt64) {
-        guard let wait = budgetWait, wait.token == token, context != nil, !stateMachine.isClosed else {
+        guard let wait = budgetWait, wait.token == token, context != nil, !stateMachine.isEnding else {
             // For a wait that ended meanwhile (its frame arrived whole, the connection closed).
             return hold.release()
         }

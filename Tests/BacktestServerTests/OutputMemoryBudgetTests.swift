@@ -133,15 +133,36 @@ struct OutputMemoryBudgetTests {
 
     static let t0 = OutputSchedulingTests.t0
 
-    @Test func anEvictedConnectionGetsGoAwayResourceExhaustedAndCloses() throws {
-        var machine = OutputSchedulingTests.open(streams: [1])
+    /// An evicted connection's calls are cancelled and their queued frames dropped at once; its
+    /// GOAWAY RESOURCE_EXHAUSTED goes behind what the channel holds (a frame may be half
+    /// written: a tester's evicted clients saw one cut short and EOF, nothing saying why), and
+    /// it closes once that is written, or after a second.
+    @Test func anEvictedConnectionGetsGoAwayResourceExhaustedAfterWhatTheChannelHolds() throws {
+        var machine = OutputSchedulingTests.open(streams: [1, 3])
+        // Stream 1's 600-byte DATA is in the channel; stream 3's waits in its queue.
+        for id: UInt32 in [1, 3] { _ = machine.handle(.dataReady(streamID: id, payload: OutputSchedulingTests.data(600)), now: Self.t0) }
+        #expect(machine.queuedOutputBytes == 610)
         let actions = machine.handle(.evicted(.init(heldBytes: 3 << 20, totalBytes: 130 << 20, budgetBytes: 128 << 20)), now: Self.t0)
         let goAway = try #require(try ConnectionStateMachineTests.goAway(actions))
         #expect(goAway.status.code == .resourceExhausted)
         #expect(goAway.status.message.contains("output budget of 128 MiB"))
         #expect(goAway.status.message.contains("3145728 bytes"))
-        #expect(actions.last == .close)
-        #expect(machine.heldOutputBytes == 0)
+        #expect(actions.contains(.cancelCall(streamID: 1)) && actions.contains(.cancelCall(streamID: 3)))
+        #expect(!actions.contains(.close))
+        #expect(actions.last == .schedule(.linger, at: Self.t0 + ConnectionStateMachine.lingerTimeout))
+        #expect(machine.phase == .closing)
+        #expect(machine.queuedOutputBytes == 0)
+        #expect(machine.streams.isEmpty)
+        // The DATA frame is written, then the GOAWAY: closed.
+        #expect(machine.handle(.outputWritten(bytes: 610), now: Self.t0).isEmpty)
+        let closed = machine.handle(.outputWritten(bytes: machine.bufferedOutputBytes), now: Self.t0)
+        #expect(closed.contains(.close))
+        #expect(machine.isClosed)
+
+        // A peer that reads nothing: closed when the linger runs out.
+        var stalled = OutputSchedulingTests.open(streams: [1])
+        _ = stalled.handle(.evicted(.init(heldBytes: 1, totalBytes: 2, budgetBytes: 1)), now: Self.t0)
+        #expect(stalled.handle(.timerFired(.linger), now: Self.t0 + .seconds(1)).contains(.close))
     }
 
     /// Three connections whose peers read nothing share a 2.5 MiB budget; answers of 600 KiB pile
@@ -167,10 +188,13 @@ struct OutputMemoryBudgetTests {
         // b's second answer: 4 x 600 KiB with the SETTINGS is within 2.5 MiB...
         b.handler.finish(3, answer)
         #expect(budget.usage.evictions == 0)
-        // ...a's third is not: a, holding the most, goes.
+        // ...a's third is not: a, holding the most, goes (once its GOAWAY could not be written
+        // for a second: its peer reads nothing).
         a.handler.finish(5, answer)
         #expect(budget.usage.evictions == 1)
         for connection in [a, b, reader] { connection.loop.run() }
+        #expect(a.handler.stateMachine.phase == .closing)
+        a.advance(by: .seconds(1))
         #expect(!a.isOpen)
         #expect(b.isOpen)
         #expect(reader.isOpen)
@@ -217,5 +241,22 @@ struct OutputMemoryBudgetTests {
             await reader.close()
             for hog in hogs { await hog.close() }
         }
+    }
+}
+
+/// PING ACKs go out at once, ahead of queued frames: a PING's payload is bounded, so a client
+/// cannot fill its own connection's output with its echo (a tester's 3.9 MB PINGs, read at full
+/// speed, got the connection closed as not reading).
+@Suite("PING payload bound")
+struct PingPayloadTests {
+    @Test func aPingOverSixtyFourBytesIsAProtocolError() throws {
+        var machine = ConnectionStateMachineTests.open()
+        let small = machine.handle(.frameReceived(Frame(type: .ping, streamID: 0, payload: ByteBuffer(repeating: 1, count: 64))), now: ConnectionStateMachineTests.t0)
+        #expect(ConnectionStateMachineTests.writes(small).map(\.payload.readableBytes) == [64])
+        let large = machine.handle(.frameReceived(Frame(type: .ping, streamID: 0, payload: ByteBuffer(repeating: 1, count: 65))), now: ConnectionStateMachineTests.t0)
+        let goAway = try #require(try ConnectionStateMachineTests.goAway(large))
+        #expect(goAway.status.code == .invalidArgument)
+        #expect(goAway.status.message == "a PING carries a Ping message of at most 64 bytes, not 65")
+        #expect(large.last == .close)
     }
 }
