@@ -22,7 +22,9 @@ import NIOCore
 /// more slowly than they ask.
 ///
 /// Holdings are reported by each connection after its events (`Account.update`); an evicted
-/// connection's bytes stop counting at once (it is being closed, and its queues go with it).
+/// connection keeps reporting what it still holds (its queues are dropped at once; the channel's
+/// bytes go once written or when it closes, within a second) and keeps counting in `usage`, but
+/// not in the choice of further victims: those bytes are on their way out.
 final class OutputMemoryBudget: Sendable {
     /// The budget, in bytes (at least one).
     let bytes: Int
@@ -30,6 +32,8 @@ final class OutputMemoryBudget: Sendable {
 
     private struct Holder {
         var held = 0
+        /// Chosen to go: its bytes are leaving, it is not chosen again.
+        var evicted = false
         /// Since when `held` has been above 0 without a break (nil while it is 0).
         var holdingSince: NIODeadline?
         let evict: @Sendable (Eviction) -> Void
@@ -40,7 +44,10 @@ final class OutputMemoryBudget: Sendable {
     static let staleAfter = TimeAmount.seconds(1)
 
     private struct State {
+        /// Bytes held by every connection, evicted ones included.
         var total = 0
+        /// Bytes held by evicted connections (leaving).
+        var leaving = 0
         var holders: [ObjectIdentifier: Holder] = [:]
         var evictions = 0
     }
@@ -59,8 +66,11 @@ final class OutputMemoryBudget: Sendable {
         self.bytes = max(1, bytes)
     }
 
-    /// Bytes held now by connections not evicted, and connections evicted so far (tests, diagnostics).
-    var usage: (held: Int, evictions: Int) { state.withLockedValue { ($0.total, $0.evictions) } }
+    /// Bytes held now by connections not evicted (what the budget bounds), and connections
+    /// evicted so far (tests, diagnostics).
+    var usage: (held: Int, evictions: Int) { state.withLockedValue { ($0.total - $0.leaving, $0.evictions) } }
+    /// Bytes evicted connections still hold: their channels' bytes, until written or closed.
+    var leavingBytes: Int { state.withLockedValue { $0.leaving } }
 
     /// One connection's part of the budget. `evict` is called, once and on whatever thread
     /// reported the holding that went over the budget, if this connection is chosen to go.
@@ -78,12 +88,14 @@ final class OutputMemoryBudget: Sendable {
 
         /// Records that the connection holds `held` bytes of output at `now`; while the server is
         /// over its budget, evicts holders (possibly this one; see the type's documentation). Does
-        /// nothing once this account was evicted or closed.
+        /// nothing once this account was closed.
         func update(held: Int, now: NIODeadline = .now()) {
             let key = ObjectIdentifier(self)
             let evicted = budget.state.withLockedValue { state -> [(Holder, Eviction)] in
-                guard let before = state.holders[key]?.held else { return [] }
+                guard let holder = state.holders[key] else { return [] }
+                let before = holder.held
                 state.holders[key]!.held = held
+                if holder.evicted { state.leaving += held - before }
                 if held == 0 {
                     state.holders[key]!.holdingSince = nil
                 } else if before == 0 {
@@ -100,14 +112,15 @@ final class OutputMemoryBudget: Sendable {
             budget.state.withLockedValue { state in
                 guard let holder = state.holders.removeValue(forKey: ObjectIdentifier(self)) else { return }
                 state.total -= holder.held
+                if holder.evicted { state.leaving -= holder.held }
             }
         }
 
         deinit { close() }
     }
 
-    /// Removes holders while the total is over the budget, stale ones first, the largest first
-    /// within each group, and returns them to be told.
+    /// Evicts holders while what is not already leaving is over the budget, stale ones first, the
+    /// largest first within each group, and returns them to be told.
     private func evictWhileOver(_ state: inout State, now: NIODeadline) -> [(Holder, Eviction)] {
         var evicted: [(Holder, Eviction)] = []
         // Stale before fresh, then larger before smaller.
@@ -116,10 +129,12 @@ final class OutputMemoryBudget: Sendable {
                                     b.holdingSince.map { now - $0 >= Self.staleAfter } ?? false)
             return aStale != bStale ? aStale : a.held > b.held
         }
-        while state.total > bytes, let (key, holder) = state.holders.min(by: { goesFirst($0.value, before: $1.value) }), holder.held > 0 {
-            evicted.append((holder, Eviction(heldBytes: holder.held, totalBytes: state.total, budgetBytes: bytes)))
-            state.holders[key] = nil
-            state.total -= holder.held
+        while state.total - state.leaving > bytes,
+              let (key, holder) = state.holders.filter({ !$0.value.evicted }).min(by: { goesFirst($0.value, before: $1.value) }),
+              holder.held > 0 {
+            evicted.append((holder, Eviction(heldBytes: holder.held, totalBytes: state.total - state.leaving, budgetBytes: bytes)))
+            state.holders[key]!.evicted = true
+            state.leaving += holder.held
             state.evictions += 1
         }
         return evicted

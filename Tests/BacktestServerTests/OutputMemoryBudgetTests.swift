@@ -53,7 +53,7 @@ struct OutputMemoryBudgetTests {
         d.update(held: 40)
         #expect(evictions.all == ["a": .init(heldBytes: 45, totalBytes: 135, budgetBytes: 100)])
         #expect(budget.usage == (held: 90, evictions: 1))
-        // An evicted connection's later reports count no more.
+        // An evicted connection's later reports count apart (`leavingBytes`), not against the budget.
         a.update(held: 80)
         #expect(budget.usage.held == 90)
         // 90 + 95 = 185: d (135) goes, which leaves 50 within the budget.
@@ -68,6 +68,13 @@ struct OutputMemoryBudgetTests {
         #expect(Set(evictions.all.keys) == ["a", "b", "c"])
         e.update(held: 200)  // 40 + 200: e goes, d stays
         #expect(Set(evictions.all.keys) == ["a", "b", "c", "e"])
+        #expect(budget.usage == (held: 40, evictions: 4))
+        // The evicted still hold their channels' bytes until written or closed: counted apart,
+        // and not evicted again (a, b, c and e: 80 + 90 + 115 + 200).
+        #expect(budget.leavingBytes == 485)
+        b.update(held: 10)  // its queues dropped, its channel's bytes left
+        e.close()
+        #expect(budget.leavingBytes == 80 + 10 + 115)
         #expect(budget.usage == (held: 40, evictions: 4))
         _ = d
     }
