@@ -320,8 +320,10 @@ struct InboundMemoryBudgetTests {
         try await withServer({
             $0.maxFramePayload = 1 << 20
             $0.inboundMemoryBudget = 4 << 20
-            // The three frames received first must not time out while a loaded machine runs the test.
+            // The three frames received first must not time out while a loaded machine runs the
+            // test, nor be closed as stalled while the others wait (the stall rule has its own tests).
             $0.frameTimeout = .seconds(120)
+            $0.inboundStallTimeout = .seconds(120)
         }) { server, port in
             let frame = Self.request(1, bytes: 1 << 20)
             var connections: [RawConnection] = []
