@@ -775,16 +775,8 @@ struct ConnectionStateMachine {
     /// written, or after `lingerTimeout`. (Closing at once dropped the GOAWAY with the rest: a
     /// tester's evicted clients saw a frame cut short and EOF, nothing saying why.)
     private mutating func goAwayAfterPendingOutput(_ status: CallStatus, now: NIODeadline, _ actions: inout [Action]) {
-        for id in streams.keys.sorted() { actions.append(.cancelCall(streamID: id)) }
-        streams.removeAll()
-        runningCalls.removeAll()
-        waitingCalls.removeAll()
-        outputQueues.removeAll()
-        queuedOutputBytes = 0
-        outputTurns.removeAll()
-        waitingDataWriters.removeAll()
-        actions.append(.failDataWriters)
-        for timer in armedTimers.keys.sorted(by: { $0.description < $1.description }) { cancel(timer, &actions) }
+        cancelEveryTimer(&actions)
+        cancelEveryCall(&actions)
         phase = .closing
         handOver(Frame(type: .goAway, streamID: 0,
                        payload: GoAwayMessage(lastStreamID: lastClientStreamID, status: status).encoded()), &actions)
@@ -808,13 +800,23 @@ struct ConnectionStateMachine {
 
     private mutating func channelInactive(_ actions: inout [Action]) {
         phase = .closed
+        cancelEveryTimer(&actions)
+        if !streams.isEmpty {
+            actions.append(.log(.debug, "connection closed with \(streams.count) calls in flight: cancelled"))
+        }
+        cancelEveryCall(&actions)
+    }
+
+    private mutating func cancelEveryTimer(_ actions: inout [Action]) {
         for timer in armedTimers.keys.sorted(by: { $0.description < $1.description }) {
             actions.append(.cancelTimer(timer))
         }
         armedTimers.removeAll()
-        if !streams.isEmpty {
-            actions.append(.log(.debug, "connection closed with \(streams.count) calls in flight: cancelled"))
-        }
+    }
+
+    /// The connection is ending: every call is cancelled (running or waiting its turn), every
+    /// queued frame dropped, and the writers waiting for room fail.
+    private mutating func cancelEveryCall(_ actions: inout [Action]) {
         for id in streams.keys.sorted() { actions.append(.cancelCall(streamID: id)) }
         streams.removeAll()
         runningCalls.removeAll()
