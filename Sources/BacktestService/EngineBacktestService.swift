@@ -139,7 +139,7 @@ package struct EngineBacktestService: BacktestService {
     static func estimatedBytes(_ source: BatchSource, frameLimit: Int?) -> Int {
         if source.detail == .summary { return source.count * SummaryStore.bytesPerSummary }
         let days = max(1, source.settings.start.distance(to: source.settings.end) * 252 / 365)
-        let maxOrders = (frameLimit ?? .max) / 30
+        let maxOrders = min(frameLimit ?? .max, Int.max / 4096) / 30  // the cap keeps the sums below from overflowing
         func bytes(_ strategy: Strategy) -> Int {
             let rebalances = switch strategy.rebalance {
             case .daily: days

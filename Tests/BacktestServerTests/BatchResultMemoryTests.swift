@@ -77,6 +77,28 @@ struct BatchResultMemoryTests {
         #expect(kept.map(Self.isFull) == [true, true, false])
     }
 
+    /// A FULL batch's estimate counts an order per position at each rebalance, and a signal
+    /// change every 20 days, up to what a frame holds per variant; a SUMMARY variant 256 bytes.
+    @Test func theBatchEstimateCountsRebalancesUpToTheFrame() {
+        let settings = BacktestSettings(start: TradingDate(iso: "2005-01-03")!, end: TradingDate(iso: "2024-12-31")!)
+        let days = settings.start.distance(to: settings.end) * 252 / 365
+        func variant(_ positions: Int, _ rebalance: Rebalance) -> Strategy {
+            var strategy = BatchFixture.smaVariants(1, tickers: Array(repeating: "AAPL", count: positions))[0]
+            strategy.rebalance = rebalance
+            return strategy
+        }
+        func estimate(_ strategies: [Strategy], detail: ResultDetail = .full) -> Int {
+            EngineBacktestService.estimatedBytes(BatchSource(settings: settings, variants: strategies, grid: nil, detail: detail), frameLimit: 4 << 20)
+        }
+        let curves = 1024 + days * 24
+        #expect(estimate([variant(20, .daily)]) == curves + 20 * (days + days / 20) * 96)
+        #expect(estimate([variant(20, .monthly)]) == curves + 20 * (days / 21 + days / 20) * 96)
+        #expect(estimate([variant(20, .none)]) == curves + 20 * (days / 20) * 96)
+        #expect(estimate([variant(200, .daily)]) == curves + (4 << 20) / 30 * 96, "one frame's orders at most")
+        #expect(estimate(Array(repeating: variant(20, .daily), count: 16)) == 16 * estimate([variant(20, .daily)]))
+        #expect(estimate([variant(20, .daily)], detail: .summary) == 256)
+    }
+
     /// GetVariantResults gathers FULL results only while they fit in one answer: asking for
     /// more than a frame holds fails with RESOURCE_EXHAUSTED naming `get_variant_results.indices`
     /// once the gathered ones pass the frame, before the rest are computed.

@@ -1,5 +1,5 @@
-import NIOConcurrencyHelpers
 import BacktestCore
+import NIOConcurrencyHelpers
 import NIOCore
 import Synchronization
 
