@@ -138,7 +138,11 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         boundEventLoop = context.eventLoop
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         output = outputMemory.account { eviction in
-            handler.eventLoop.execute { handler.value.handle(.evicted(eviction)) }
+            handler.eventLoop.execute {
+                // Lost to its calls, as on a disconnect: a batch keeps running for re-attach.
+                handler.value.connectionState.markLost()
+                handler.value.handle(.evicted(eviction))
+            }
         }
         let half = max(1, configuration.maxOutboundBuffer / 2)
         do {
