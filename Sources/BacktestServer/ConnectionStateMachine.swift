@@ -180,6 +180,8 @@ struct ConnectionStateMachine {
     private(set) var bufferedOutputBytes = 0
     /// Bytes of the frames waiting in `outputQueues`.
     private(set) var queuedOutputBytes = 0
+    /// Frames handed to the channel whose write has not completed (each `outputWritten` is one).
+    private(set) var framesInChannel = 0
     /// Bytes the peer has taken so far (completed writes, or the channel's count; see
     /// `Event.outputTaken`), and its value at the last keepalive and idle checks.
     private var outputTakenBytes = 0
@@ -337,6 +339,7 @@ struct ConnectionStateMachine {
         case .outputWritten(let bytes):
             guard phase != .closed else { break }
             bufferedOutputBytes = max(0, bufferedOutputBytes - bytes)
+            framesInChannel = max(0, framesInChannel - 1)
             noteOutputTaken(outputHandedOverBytes - bufferedOutputBytes, now: now)
             if phase == .closing {
                 // The GOAWAY was the last frame: once written, close.
@@ -678,13 +681,27 @@ struct ConnectionStateMachine {
         if bufferedOutputBytes > controlOverflowLimit, phase != .closed {
             actions.append(.log(.notice, "closing: \(bufferedOutputBytes) bytes buffered for a peer that is not reading"))
             close(&actions)
+        } else if framesInChannel > Self.maxFramesInChannel, phase != .closed {
+            // Each frame waiting costs far more than its bytes (a buffer, a promise, a queue
+            // entry): a tester's 64-byte PINGs, their ACKs never read, took the server to 1.3 GB
+            // within the byte bounds. HTTP/2 servers bound queued control frames the same way
+            // (nghttp2's 1,000, after CVE-2019-9512 "Ping Flood"). No GOAWAY: it would wait
+            // behind the others, for a peer that reads none of them.
+            actions.append(.log(.notice, "closing: \(framesInChannel) frames waiting for a peer that is not reading"))
+            close(&actions)
         }
     }
+
+    /// The most frames the channel may hold before a control frame proves the peer does not
+    /// read (DATA and RESPONSEs never come near: they go one at a time per call, within the
+    /// output bound).
+    static let maxFramesInChannel = 1000
 
     private mutating func handOver(_ frame: Frame, _ actions: inout [Action]) {
         let size = Self.wireSize(frame)
         bufferedOutputBytes += size
         outputHandedOverBytes += size
+        framesInChannel += 1
         actions.append(.write(frame))
     }
 

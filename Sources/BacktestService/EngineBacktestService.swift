@@ -193,10 +193,13 @@ package struct EngineBacktestService: BacktestService {
         // threads), as the batch's own FULL results took.
         let chosen = indices
         let found = Mutex((results: [Int: VariantResult](), bytes: 0))
-        // The answer must fit a frame: gathering stops once the results gathered would not (one
-        // call asking for 64 FULL results of 3.5 MB built them all, 1.6 GB, before the frame
-        // check refused the answer; 8 such calls at once took 5.5 GB).
+        // The answer must fit a frame: gathering stops once the results gathered clearly would
+        // not (one call asking for 64 FULL results of 3.5 MB built them all, 1.6 GB, before the
+        // frame check refused the answer; 8 such calls at once took 5.5 GB). The size is an
+        // estimate, a few percent above the encoding: a quarter's margin lets every answer that
+        // fits through (the frame check after encoding refuses the rest exactly).
         let frameLimit = pipeline.answerBound.frameLimit ?? .max
+        let gatherLimit = frameLimit.addingReportingOverflow(frameLimit / 4)
         let record: @Sendable (VariantResult) throws -> Void = { result in
             let index = chosen[result.index]
             var kept = result
@@ -207,7 +210,7 @@ package struct EngineBacktestService: BacktestService {
                 found.bytes += kept.encodedSizeEstimate
                 return (found.results.count, found.bytes)
             }
-            guard bytes <= frameLimit else {
+            guard gatherLimit.overflow || bytes <= gatherLimit.partialValue else {
                 throw BacktestError(.resourceExhausted,
                     "the FULL results asked for do not fit in one answer: \(count) of the \(chosen.count) variants already take about \(bytes) bytes, above the frame limit of \(frameLimit); ask for fewer indices at a time",
                     field: "get_variant_results.indices")

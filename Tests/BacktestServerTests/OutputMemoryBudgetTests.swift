@@ -267,3 +267,37 @@ struct PingPayloadTests {
         #expect(large.last == .close)
     }
 }
+
+/// A peer that sends small PINGs and reads none of the ACKs: each waiting frame costs the server
+/// far more than its bytes (a tester's 60 such connections took it to 1.3 GB within the byte
+/// bounds), so more than 1,000 frames waiting in the channel close the connection.
+@Suite("Control frame flood")
+struct ControlFrameFloodTests {
+    @Test func moreThanAThousandUnwrittenAcksCloseTheConnection() throws {
+        let connection = try EmbeddedConnection(stalledOutput: true)
+        try connection.sendPreface()
+        var pings = ByteBuffer()
+        for opaque in 0..<999 {
+            FrameEncoder.write(Frame(type: .ping, streamID: 0, payload: PingMessage(opaque: UInt64(opaque)).encoded()), into: &pings)
+        }
+        try connection.send(pings)
+        // SETTINGS and 999 ACKs wait in the stalled socket: 1,000 frames, still open.
+        #expect(connection.handler.stateMachine.framesInChannel == 1000)
+        #expect(connection.isOpen)
+        try connection.send(Frame(type: .ping, streamID: 0, payload: PingMessage(opaque: 1000).encoded()))
+        #expect(!connection.isOpen)
+    }
+
+    @Test func aReaderTakingItsAcksIsNeverCounted() throws {
+        let connection = try EmbeddedConnection()
+        try connection.handshake()
+        var pings = ByteBuffer()
+        for opaque in 0..<2000 {
+            FrameEncoder.write(Frame(type: .ping, streamID: 0, payload: PingMessage(opaque: UInt64(opaque)).encoded()), into: &pings)
+        }
+        try connection.send(pings)
+        #expect(try connection.frames().count == 2000)
+        #expect(connection.isOpen)
+        #expect(connection.handler.stateMachine.framesInChannel == 0)
+    }
+}
