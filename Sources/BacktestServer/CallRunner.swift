@@ -117,14 +117,27 @@ struct CallRunner: Sendable {
     }
 
     private func encode(_ response: CallResponse) async -> ByteBuffer {
-        guard response.estimatedBytes > Self.offloadBytes else { return response.encoded() }
+        await Self.encode(estimatedBytes: response.estimatedBytes, connectionState: connectionState) { response.encoded() }
+    }
+
+    /// Runs `encode` on the compute threads when the answer is estimated above `offloadBytes`,
+    /// else here. (A fourth tester's 320 GetBatchStatus calls with a 3.5 MB FULL result each,
+    /// encoded on the cooperative pool, kept other connections' GetServerInfo waiting 4-28 s.)
+    private static func encode(estimatedBytes: Int, connectionState: ConnectionState,
+                               _ encode: @escaping @Sendable () -> ByteBuffer) async -> ByteBuffer {
+        guard estimatedBytes > Self.offloadBytes else { return encode() }
         do {
             return try await ComputeThreads.$tenant.withValue(ComputeTenant(connectionState)) {
-                try await ComputeThreads.shared.run { response.encoded() }
+                try await ComputeThreads.shared.run { encode() }
             }
         } catch {
-            // Cancelled before a thread took it (the call is ending anyway): encode here.
-            return response.encoded()
+            // Cancelled before a thread took it: the call has ended (CANCEL, deadline, the
+            // connection gone or evicted) and nothing will be written for it, so nothing is
+            // encoded. (Encoding here instead put every cancelled answer on the cooperative pool:
+            // evictions cancelling hundreds of 3.5 MB GetBatchStatus answers kept other
+            // connections' GetServerInfo waiting 4 s.) Otherwise (the compute threads shut down)
+            // it is encoded here.
+            return Task.isCancelled ? ByteBuffer() : encode()
         }
     }
 
@@ -160,10 +173,11 @@ struct CallRunner: Sendable {
             return .backtest(try await service.runBacktest(request, context: context))
         case .runBatch(let request):
             let connection = self.connection
+            let connectionState = self.connectionState
             let id = streamID
             let limit = configuration.maxFramePayload
             try await service.runBatch(request, context: context) { update in
-                let payload = update.encoded()
+                let payload = await Self.encode(estimatedBytes: update.encodedSizeEstimate, connectionState: connectionState) { update.encoded() }
                 guard payload.readableBytes <= limit else {
                     throw BacktestError(.resourceExhausted,
                         "a progress update of \(payload.readableBytes) bytes exceeds the frame limit of \(limit)")
@@ -210,8 +224,9 @@ extension CallResponse {
         switch result {
         case .backtest(let backtest): backtest.encodedSizeEstimate
         case .variantResults(_, let results): results.reduce(0) { $0 + $1.encodedSizeEstimate }
+        case .batchStatus(let update): update.encodedSizeEstimate
         case .indicators(let values): values.dates.count * (12 + 10 * (values.series.count + 1))
-        case .batchStatus, .serverInfo, .purge, nil: 0
+        case .serverInfo, .purge, nil: 0
         }
     }
 }

@@ -14,3 +14,8 @@ extension VariantResult {
         if case .full(let backtest) = detail { backtest.encodedSizeEstimate } else { 256 }
     }
 }
+
+extension ProgressUpdate {
+    /// The results' `encodedSizeEstimate` (a streamed update or a GetBatchStatus answer).
+    package var encodedSizeEstimate: Int { results.reduce(0) { $0 + $1.encodedSizeEstimate } }
+}

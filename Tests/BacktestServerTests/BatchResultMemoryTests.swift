@@ -3,7 +3,7 @@ import BacktestCore
 import BacktestEngine
 import BacktestModel
 import BacktestProtocol
-import BacktestServer
+@testable import BacktestServer
 @testable import BacktestService
 import NIOConcurrencyHelpers
 import Testing
@@ -77,6 +77,17 @@ struct BatchResultMemoryTests {
         #expect(kept.map(Self.isFull) == [true, true, false])
     }
 
+    /// Large answers are encoded on the compute threads, GetBatchStatus and streamed updates
+    /// included (a fourth tester's 320 GetBatchStatus answers of 3.5 MB, encoded on the
+    /// cooperative pool, kept other connections' GetServerInfo waiting 4 s).
+    @Test func largeStatusAnswersAndUpdatesAreEstimatedForOffloading() {
+        let full = Self.result(index: 0, orders: 10_000, days: 5_000)
+        let update = ProgressUpdate(batchID: "b", completed: 1, total: 1, state: .partial, results: [full])
+        #expect(update.encodedSizeEstimate == 10_000 * 40 + 5_000 * 25)
+        #expect(CallResponse(result: .batchStatus(update)).estimatedBytes > CallRunner.offloadBytes)
+        #expect(CallResponse(result: .variantResults(batchID: "b", results: [full])).estimatedBytes > CallRunner.offloadBytes)
+    }
+
     /// A FULL batch's estimate counts an order per position at each rebalance, and a signal
     /// change every 20 days, up to what a frame holds per variant; a SUMMARY variant 256 bytes.
     @Test func theBatchEstimateCountsRebalancesUpToTheFrame() {
@@ -106,7 +117,7 @@ struct BatchResultMemoryTests {
         let limit = 256 << 10
         let fixture = try AnswerBoundTests.service(limit: limit)
         // 40 positions re-targeted monthly over six years: about 150 KB of answer each.
-        let variants = (0..<6).map { _ in AnswerBoundTests.heavy(40) }
+        let variants = (0..<12).map { _ in AnswerBoundTests.heavy(40) }
         try await withServer({ $0.maxFramePayload = limit }, service: fixture.served) { _, port in
             let client = BacktestClient(port: port)
             let outcome = try await BatchOutcome.collect(client.runBatch(variants, settings: BatchFixture.sixYears, detail: .summary))
@@ -115,13 +126,14 @@ struct BatchResultMemoryTests {
             #expect(one.map(\.index) == [3])
             let simulatedBefore = fixture.probe.started.count
             let error = await #expect(throws: BacktestError.self) {
-                _ = try await client.variantResults(batchID: batchID, selection: .indices(Array(0..<6)))
+                _ = try await client.variantResults(batchID: batchID, selection: .indices(Array(0..<12)))
             }
             #expect(error?.code == .resourceExhausted)
             #expect(error?.field == "get_variant_results.indices")
             #expect(error?.message.hasPrefix("the FULL results asked for do not fit in one answer") == true, "\(String(describing: error?.message))")
             #expect(error?.message.contains("ask for fewer indices at a time") == true)
-            #expect(fixture.probe.started.count - simulatedBefore < 6, "stopped before computing every variant")
+            // It stops after about 3 (a quarter over the frame), with up to 4 more already started.
+            #expect(fixture.probe.started.count - simulatedBefore < 12, "stopped before computing every variant")
             await client.close()
         }
     }
