@@ -70,6 +70,18 @@ import Testing
         #expect(zipped.parameters(of: 1).map(\.value) == ["sma:6", "sma:60"])
     }
 
+    /// A grid over the variant limit says its size and the axes' (a tester's message gave neither).
+    @Test func aGridOverTheLimitSaysItsSize() {
+        let error = #expect(throws: BacktestError.self) {
+            _ = try GridPlan(Grid(base: Self.base, axes: [
+                GridAxis(path: "positions[0].entry.lhs", range: "sma:1..2000"),
+                GridAxis(path: "positions[0].entry.rhs", range: "sma:1..1000"),
+            ]), field: "run_batch.grid")
+        }
+        #expect(error?.field == "run_batch.grid.axes")
+        #expect(error?.message == "the grid has 2000000 variants (2000 x 1000), more than the 1000000 allowed; use fewer values or zip axes together")
+    }
+
     @Test func rangesAndBadAxesNameTheirField() throws {
         #expect(try GridAxis.expandRange("sma:5..8", field: "x") == ["sma:5", "sma:6", "sma:7", "sma:8"])
         #expect(try GridAxis.expandRange("0.25..1/0.25", field: "x") == ["0.25", "0.5", "0.75", "1"])

@@ -273,7 +273,16 @@ package struct GridPlan: Sendable {
         for dimension in dimensions {
             let (product, overflow) = total.multipliedReportingOverflow(by: dimension.count)
             guard !overflow, product <= Self.maxVariants else {
-                throw .invalidArgument("the grid has more than \(Self.maxVariants) variants", field: field + ".axes")
+                // The whole product, to say how far over it is (a tester's message gave no size).
+                let sizes = dimensions.map(\.count)
+                let whole = sizes.reduce((partialValue: 1, overflow: false)) { sum, size in
+                    let next = sum.partialValue.multipliedReportingOverflow(by: size)
+                    return (next.partialValue, sum.overflow || next.overflow)
+                }
+                let size = whole.overflow ? "more than \(Int.max)" : "\(whole.partialValue)"
+                throw .invalidArgument(
+                    "the grid has \(size) variants (\(sizes.map(String.init).joined(separator: " x "))), more than the \(Self.maxVariants) allowed; use fewer values or zip axes together",
+                    field: field + ".axes")
             }
             total = product
         }
