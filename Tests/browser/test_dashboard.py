@@ -79,14 +79,22 @@ class Browser:
         with urllib.request.urlopen(self.url + path, timeout=30) as response:
             return response.read().decode("utf-8")
 
+    CONTROLS_JS = """
+        const buttons = [...document.querySelectorAll('#batch-columns button.sort')];
+        const controls = [document.getElementById('sort-metric').disabled,
+                          document.getElementById('download-csv').disabled,
+                          buttons.length > 0 && buttons.every(b => b.disabled),
+                          buttons.some(b => b.disabled)];"""
+
     def controls(self):
-        """(sort select disabled, download disabled, every sort button disabled)."""
-        return self.js("""
-            const buttons = [...document.querySelectorAll('#batch-columns button.sort')];
-            return [document.getElementById('sort-metric').disabled,
-                    document.getElementById('download-csv').disabled,
-                    buttons.length > 0 && buttons.every(b => b.disabled),
-                    buttons.some(b => b.disabled)];""")
+        """(sort select disabled, download disabled, every sort button disabled, any disabled)."""
+        return self.js(self.CONTROLS_JS + "return controls;")
+
+    def header_and_controls(self):
+        """The batch header and `controls()` read in one script, so both describe the same moment
+        (read apart, the batch could turn Final in between and the controls look enabled while
+        the header still said 7/8: a fresh-clone run failed that way)."""
+        return self.js(self.CONTROLS_JS + "return [document.getElementById('batch-header').textContent, controls];")
 
     def start_batch(self, name=XSS_NAME):
         strategy = dict(STRATEGY, name=name)
@@ -152,12 +160,12 @@ def check_batch_partial_to_final(b, shared):
     seen, partial_controls, running_rows = [], [], 0
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        header = b.text("batch-header")
+        header, controls = b.header_and_controls()
         if header and (not seen or seen[-1] != header):
             seen.append(header)
         k = header_count(header)
         if k is not None and 0 < k < 8:
-            partial_controls.append(b.controls())
+            partial_controls.append(controls)
             running_rows = max(running_rows, b.js(
                 "return [...document.querySelectorAll('#batch-rows td')].filter(td => td.textContent === 'Running...').length"))
         if header == "Final Results":
