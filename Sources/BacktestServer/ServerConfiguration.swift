@@ -71,8 +71,9 @@ package struct ServerConfiguration: Sendable {
     package var inboundStallTimeout = TimeAmount.seconds(2)
     /// Bytes of output that may be held for clients at once, server-wide: answers built and
     /// waiting to be written, and frames written but not yet taken by the sockets
-    /// (`OutputMemoryBudget`). Beyond it, the connection holding the most is closed (GOAWAY
-    /// RESOURCE_EXHAUSTED), then the next, until the rest fit. 128 MiB: one connection holds at
+    /// (`OutputMemoryBudget`). Beyond it, connections are evicted (GOAWAY RESOURCE_EXHAUSTED)
+    /// until the rest fit: those holding output without a break for a second first, then the
+    /// largest. 128 MiB: one connection holds at
     /// most about 40 MiB (8 running calls' answers of up to 4 MiB and `maxOutboundBuffer`), so a
     /// client alone is never evicted, and three clients that read nothing can hold all of theirs.
     package var outputMemoryBudget = 128 * 1024 * 1024

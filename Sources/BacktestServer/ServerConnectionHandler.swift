@@ -309,14 +309,19 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     func channelInactive(context: ChannelHandlerContext) {
         connectionState.markLost()
         handle(.channelInactive)
-        // A scheduled timer holds this handler (and its inbound buffer, up to a frame's size):
-        // left pending, the idle timer would keep a closed connection in memory for its whole
-        // timeout (5 minutes by default).
+        releaseConnectionResources()
+        context.fireChannelInactive()
+    }
+
+    /// Cancels the timers and gives back the connection's parts of the inbound and output
+    /// budgets. A scheduled timer holds this handler (and its inbound buffer, up to a frame's
+    /// size): left pending, the idle timer would keep a closed connection in memory for its whole
+    /// timeout (5 minutes by default); the output account's eviction closure holds it too.
+    private func releaseConnectionResources() {
         for timer in timers.values { timer.cancel() }
         timers.removeAll()
         releaseInbound()
         closeOutputAccount()
-        context.fireChannelInactive()
     }
 
     /// Lets go of the context: the context holds this handler, so keeping it would make a cycle
@@ -324,10 +329,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     /// Every closed connection stayed in memory that way: under `loadtest --hostile 5`, hundreds
     /// of them with 2-4 MB buffers (issue 12: peak RSS). Events after this are ignored (`handle`).
     func handlerRemoved(context: ChannelHandlerContext) {
-        for timer in timers.values { timer.cancel() }
-        timers.removeAll()
-        releaseInbound()
-        closeOutputAccount()
+        releaseConnectionResources()
         self.context = nil
     }
 

@@ -202,7 +202,7 @@ struct RequestMemoryBudgetTests {
         // What it held less its answer's part: its series and positions.
         let settings = EngineCancellationTests.settings
         let needed = held.amount - BacktestPipeline.answerEstimate(
-            positions: strategy.positions.count, days: settings.start.distance(to: settings.end) * 252 / 365 + 1,
+            positions: strategy.positions.count, days: BacktestPipeline.tradingDays(settings.start, settings.end),
             frameLimit: pipeline.answerBound.frameLimit)
         held.release()
         // A budget four times which is half of that: below what its series alone take (nearly

@@ -67,8 +67,9 @@ package actor BatchJob {
         var result = result
         if result.parameters.isEmpty, let plan = source?.grid { result.parameters = plan.parameters(of: result.index) }
         var kept = result
+        var size = Self.estimatedBytes(result)
         if let reserved, case .full(let full) = result.detail {
-            let extra = resultsBytes + Self.estimatedBytes(result) - reserved
+            let extra = resultsBytes + size - reserved
             if extra > 0 {
                 // At least a quarter more at a time, so a job outgrowing its estimate takes the lock rarely.
                 let step = max(extra, reserved / 4)
@@ -78,11 +79,12 @@ package actor BatchJob {
                     self.reserved = reserved + extra
                 } else {
                     kept.detail = .summary(BacktestSummary(full))
+                    size = Self.estimatedBytes(kept)
                 }
             }
         }
         results.append(kept)
-        resultsBytes += Self.estimatedBytes(kept)
+        resultsBytes += size
         return ProgressUpdate(batchID: id, completed: completed, total: total, state: .partial, results: [result])
     }
 

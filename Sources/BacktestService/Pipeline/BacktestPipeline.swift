@@ -274,14 +274,14 @@ package struct BacktestPipeline: Sendable {
         // the indicators are computed (`RequestMemoryBudget`); an ordinary call's is far below
         // the size that counts and never waits.
         let range = min(source.dataEpoch, settings.start)...settings.end
-        let days = range.lowerBound.distance(to: range.upperBound) * 252 / 365 + 1
+        let days = Self.tradingDays(range.lowerBound, range.upperBound)
         let analysisBytes = Self.memoryEstimate(series: analysis.indicatorKeys.count, positions: Self.positionCount(strategies), days: days)
         // A FULL result is built whole in memory (its orders, then their encoding): a backtest's
         // one, a batch's or GetVariantResults' few at a time (a tester's 40 connections x 8
         // batches of 16 daily-rebalanced variants reached 5.6 GB, none of it reserved).
         let answerBytes = fullResultsAtOnce > 0
             ? Self.answerEstimate(positions: strategies.map(\.positions.count).max() ?? 0,
-                                  days: settings.start.distance(to: settings.end) * 252 / 365 + 1, frameLimit: answerBound.frameLimit)
+                                  days: Self.tradingDays(settings.start, settings.end), frameLimit: answerBound.frameLimit)
             : 0
         // A documented cap with a clear error rather than a call that holds the server's memory
         // alone for as long as it runs: on its indicator series, which are held whole for the
@@ -487,6 +487,12 @@ package struct BacktestPipeline: Sendable {
     package static func memoryEstimate(series: Int, positions: Int, days: Int) -> Int {
         let days = max(1, days)
         return series.multipliedReportingOverflow(by: days * 24).partialValue &+ positions &* (days / 4 + 400)
+    }
+
+    /// Trading days from `start` through `end`, estimated from the calendar (252 a year), for the
+    /// memory estimates: no calendar is loaded before the data.
+    package static func tradingDays(_ start: TradingDate, _ end: TradingDate) -> Int {
+        start.distance(to: end) * 252 / 365 + 1
     }
 
     /// Bytes one FULL result (a backtest's answer, a batch variant's) may hold while it is built, at most: one order per
