@@ -65,7 +65,7 @@ package struct EngineBacktestService: BacktestService {
         // Grids are resolved here (bad axes are INVALID_ARGUMENT naming the field); the job keeps
         // the source so GetVariantResults can recompute any variant.
         var plan: GridPlan?
-        if let grid = request.grid { plan = try GridPlan(grid, field: "run_batch.grid") }
+        if let grid = request.grid { plan = try await Self.resolve(grid, on: pipeline, connection: context.connection) }
         let total = plan?.count ?? request.variants.count
         let detail = request.detail.resolved(count: total)
         let source = BatchSource(settings: request.settings, variants: request.variants, invalidVariants: request.invalidVariants, grid: plan, detail: detail)
@@ -127,6 +127,19 @@ package struct EngineBacktestService: BacktestService {
         }
     }
 
+    /// `grid` resolved (`GridPlan`) on the compute threads, in the caller's connection's share,
+    /// cancelled with the call: resolving decodes axis values (up to 1,000,000 of them; about
+    /// 40 µs each where a value is not a plain number), which on the cooperative pool would stall
+    /// every other connection's calls. Throws the plan's INVALID_ARGUMENT, or CANCELLED.
+    static func resolve(_ grid: Grid, on pipeline: BacktestPipeline, connection: ConnectionState) async throws -> GridPlan {
+        let (outcome, _) = try await ComputeThreads.$tenant.withValue(ComputeTenant(connection)) {
+            try await pipeline.cpuWork(offload: true) { flag in
+                Result { () throws(BacktestError) in try GridPlan(grid, field: "run_batch.grid", cancellation: flag) }
+            }
+        }
+        return try outcome.get()
+    }
+
     /// What a batch's kept results will cost, in `BatchJob.estimatedBytes` units: a summary
     /// each, or for FULL results the per-day arrays over the window (about 252 trading days a
     /// year) and their orders: per position one each rebalance (daily, weekly, monthly) and a
@@ -137,7 +150,8 @@ package struct EngineBacktestService: BacktestService {
     /// variants were admitted for 2.2 MB each by "an order every 20 days" and kept 65 MB: 5.6 GB
     /// for 86 of them.)
     static func estimatedBytes(_ source: BatchSource, frameLimit: Int?) -> Int {
-        if source.detail == .summary { return source.count * SummaryStore.bytesPerSummary }
+        // A grid also keeps its axis values (text and decoded piece) for the batch's life.
+        if source.detail == .summary { return source.count * SummaryStore.bytesPerSummary + (source.grid?.valueBytes ?? 0) }
         let days = max(1, source.settings.start.distance(to: source.settings.end) * 252 / 365)
         let maxOrders = min(frameLimit ?? .max, Int.max / 4096) / 30  // the cap keeps the sums below from overflowing
         func bytes(_ strategy: Strategy) -> Int {
@@ -177,7 +191,7 @@ package struct EngineBacktestService: BacktestService {
             guard count <= Self.maxVariantResults else {
                 throw BacktestError.invalidArgument("at most \(Self.maxVariantResults) variants per call, not \(count)", field: "get_variant_results.best_count")
             }
-            let ranked: [(index: Int, value: Double)] = await job.rankable().map { ($0.index, metric.value($0.summary)) }
+            let ranked: [(index: Int, value: Double)] = await job.ranked(by: { metric.value($0) })
             let sorted = ranked.sorted { (a: (index: Int, value: Double), b: (index: Int, value: Double)) -> Bool in
                 if a.value == b.value { return a.index < b.index }
                 return metric.ranksBefore(a.value, b.value)

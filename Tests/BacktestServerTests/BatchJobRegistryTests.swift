@@ -64,20 +64,21 @@ import Testing
     }
 
     @Test func expiryNeedsNoLookupAndTheOldestGoFirstOverTheByteBudget() async throws {
-        let registry = BatchJobRegistry(retention: .seconds(600), maxRetainedBytes: 3 * 512)
+        let kept = BatchJob.estimatedBytes(result(0))  // a failed variant: its encoded size, about 520 bytes
+        let registry = BatchJobRegistry(retention: .seconds(600), maxRetainedBytes: 3 * kept)
         var finished: [BatchJob] = []
         for _ in 0..<5 {
             let job = await registry.create(total: 1)
-            _ = await job.record(result(0))  // a failed variant: 512 bytes kept
+            _ = await job.record(result(0))
             await job.finish(.final)
             finished.append(job)
         }
         // Each create swept: the fifth dropped the first job, then the fifth finished over budget.
-        #expect(registry.retainedBytes == 4 * 512)
+        #expect(registry.retainedBytes == 4 * kept)
         // Creating the next job sweeps again: the second goes, the three newest fit the budget.
         let running = await registry.create(total: 1)
         #expect(await registry.count == 4)
-        #expect(registry.retainedBytes == 3 * 512)
+        #expect(registry.retainedBytes == 3 * kept)
         for job in finished.prefix(2) {
             await #expect(throws: BacktestError.self) { try await registry.job(id: job.id) }
         }

@@ -107,7 +107,50 @@ struct BatchResultMemoryTests {
         #expect(estimate([variant(20, .none)]) == curves + 20 * (days / 20) * 96)
         #expect(estimate([variant(200, .daily)]) == curves + (4 << 20) / 30 * 96, "one frame's orders at most")
         #expect(estimate(Array(repeating: variant(20, .daily), count: 16)) == 16 * estimate([variant(20, .daily)]))
-        #expect(estimate([variant(20, .daily)], detail: .summary) == 256)
+        #expect(estimate([variant(20, .daily)], detail: .summary) == SummaryStore.bytesPerSummary)
+    }
+
+    /// Bounded answers count a summary or failure at no less than its encoded size, whatever its
+    /// name, warnings, error and parameters (a summary counted 256 bytes: 6,078 of them with
+    /// 256-byte names made a 4,153,984-byte GetBatchStatus answer, 1 % under the 4 MiB frame).
+    @Test(arguments: [0, 5, 256])
+    func summariesAndFailuresAreCountedAtLeastAtTheirEncodedSize(nameLength: Int) {
+        var metrics = Metrics()
+        metrics.totalReturn = 0.123456789
+        metrics.cagr = -0.0123456789
+        metrics.volatility = 0.3
+        metrics.sharpe = 1.23456789
+        metrics.sortino = 2.3456789
+        metrics.maxDrawdown = -0.456789
+        metrics.maxDrawdownDuration = 1_234
+        metrics.calmar = 0.987654321
+        metrics.alpha = 0.0123
+        metrics.beta = 0.987
+        metrics.winRate = 0.5555
+        metrics.profitFactor = 1.7777
+        metrics.tradeCount = 12_345
+        metrics.exposure = 0.98765
+        var stats = RunStatistics()
+        stats.simulationMs = 1.234
+        stats.dataSource = "local:/a/long/path/to/market-data/daily"
+        stats.engine = "v2"
+        let warning = BacktestWarning(.noData, tickers: ["AAPL", "MSFT"], dates: [TradingDate(iso: "2020-01-02")!],
+                                      message: "AAPL has no bars before 2020-01-02 (requested start 2019-01-02)")
+        let name = String(repeating: "n", count: nameLength)
+        let parameters = [GridParameter(path: "positions[0].entry.lhs", value: "sma:123"), GridParameter(path: "commission_bps", value: "12.5")]
+        let summary = BacktestSummary(
+            strategyName: name, metrics: metrics, benchmarkMetrics: metrics, finalEquity: 123_456.789, initialCapital: 100_000,
+            orderCount: 4_321, warnings: [warning, warning], stats: stats)
+        let failure = BacktestError(.notFound, "no market data for " + String(repeating: "X", count: nameLength), field: "run_batch.variants[12].positions[0].ticker")
+        for result in [
+            VariantResult(index: 999_999, detail: .summary(summary), parameters: parameters),
+            VariantResult(index: 999_999, detail: .failure(failure), parameters: parameters),
+        ] {
+            let update = ProgressUpdate(batchID: String(repeating: "a", count: 32), completed: 1, total: 1, state: .partial, results: Array(repeating: result, count: 100))
+            let encoded = CallResponse(result: .batchStatus(update)).encoded().readableBytes
+            #expect(encoded <= 100 * BatchJob.estimatedBytes(result), "\(encoded) > 100 x \(BatchJob.estimatedBytes(result))")
+            #expect(update.encodedSizeEstimate == 100 * BatchJob.estimatedBytes(result))
+        }
     }
 
     /// GetVariantResults gathers FULL results only while they fit in one answer: asking for

@@ -43,6 +43,24 @@ package struct StrategyAnalysis: Sendable, Hashable {
         self.indicatorKeys = keys.sorted()
     }
 
+    /// What of a strategy its analysis reads: per position its ticker, its conditions and its
+    /// ATR stop period. Strategies with equal inputs have equal analyses (and fail alike), so a
+    /// grid analyses one strategy per distinct input (`BacktestPipeline.validate(grid:settings:)`).
+    package struct Input: Hashable, Sendable {
+        struct Reads: Hashable, Sendable {
+            var ticker: String
+            var entry: Condition
+            var exit: Condition?
+            var atrPeriod: Int?
+        }
+
+        let positions: [Reads]
+
+        package init(_ strategy: Strategy) {
+            positions = strategy.positions.map { Reads(ticker: $0.ticker, entry: $0.entry, exit: $0.exit, atrPeriod: $0.exits.atrPeriod) }
+        }
+    }
+
     package init(strategy: Strategy, settings: BacktestSettings, cancellation: CancellationFlag? = nil) throws(BacktestError) {
         try self.init(strategies: [strategy], settings: settings, cancellation: cancellation)
     }

@@ -174,9 +174,14 @@ public struct Grid: Sendable, Hashable {
     }
 }
 
-/// A grid resolved once: every axis value parsed, applied to the base and decoded once
-/// (validation and analysis per axis value, not per variant), and a way to build variant `i`
-/// by assigning those decoded pieces into the base.
+/// A grid resolved once: every axis value parsed, applied to the base and decoded once to check
+/// it, and a way to build variant `i` by assigning decoded pieces into the base.
+///
+/// Memory: what it keeps per axis value is the value's text and its decoded piece (a number for
+/// `commission_bps`, a condition for `positions[0].entry`), not a whole strategy per value: a
+/// tester's 700,000-value axis kept a decoded strategy per value, about 550 bytes each, on top of
+/// the batch's summaries. The strategies the shared phase checks (`analysisStrategy`) are built
+/// again one at a time.
 ///
 /// Variant `i` equals what `VariantExpansion.expand` makes of the base (as JSON) with the same
 /// axes as `--vary` options (zipped axes aside, which `--vary` has not): `GridTests`.
@@ -193,20 +198,26 @@ package struct GridPlan: Sendable {
     package let count: Int
     /// Per axis, its values' texts (as given or from the range).
     package let values: [[String]]
-    /// Per axis and value: the base with that one value applied, decoded.
-    package let axisStrategies: [[Strategy]]
     let paths: [JSONPath]
     let dimensions: [Dimension]
     /// Per axis and value, the decoded piece at the axis's path; nil when the path is not one
     /// `StrategySlot` handles (then variants are built through JSON, slower but the same).
     let fragments: [[StrategySlot.Fragment]]?
     let baseDocument: JSONValue
+    /// About what `values` and `fragments` hold in memory, in bytes: a `String` and a fragment
+    /// per value, and texts too long to be stored inline (over 15 UTF-8 bytes). Batch admission
+    /// counts it beside the summaries (a 700,000-value axis holds about 50 MB).
+    package let valueBytes: Int
 
     /// Most variants a grid may have.
     package static let maxVariants = 1_000_000
 
-    /// Resolves `grid`; errors name the field below `field` ("run_batch.grid.axes[1].values[3]").
-    package init(_ grid: Grid, field: String = "grid") throws(BacktestError) {
+    /// Resolves `grid`; errors name the field below `field`: the axis's `path` when the path
+    /// does not fit the base ("run_batch.grid.axes[1].path": an index out of range, a key the
+    /// strategy does not have), the value when it makes an invalid strategy
+    /// ("run_batch.grid.axes[1].values[3]", counting `values` then the range's expansion).
+    /// Checks `cancellation` before each value: CANCELLED once it is set.
+    package init(_ grid: Grid, field: String = "grid", cancellation: CancellationFlag? = nil) throws(BacktestError) {
         self.grid = grid
         guard !grid.axes.isEmpty else { throw .invalidArgument("a grid needs at least one axis", field: field + ".axes") }
         // The base goes through its JSON form, where an indicator without parameters would read
@@ -225,33 +236,54 @@ package struct GridPlan: Sendable {
         // assignment and the JSON path give the same variants.
         let decodedBase = try VariantExpansion.strategy(from: document, label: "base")
         base = decodedBase
+        // Paths first: one that does not fit the base is the path's error, whatever the values.
         var paths: [JSONPath] = []
         var values: [[String]] = []
-        var strategies: [[Strategy]] = []
         for (a, axis) in grid.axes.enumerated() {
             let axisField = "\(field).axes[\(a)]"
-            let path: JSONPath
-            do throws(BacktestError) { path = try JSONPath(parsing: axis.path) } catch {
-                throw BacktestError(error.code, error.message, field: axisField + ".path")
-            }
-            do throws(BacktestError) { try VariantExpansion.rejectSetting(path) } catch {
-                throw BacktestError(error.code, error.message, field: axisField + ".path")
-            }
+            let path = try Self.checkedPath(axis.path, in: document, field: axisField + ".path")
             let texts = try axis.allValues(field: axisField)
             guard !texts.isEmpty else { throw .invalidArgument("axis \(quotedInput(axis.path, limit: 40)) has no values", field: axisField + ".values") }
-            var decoded: [Strategy] = []
-            decoded.reserveCapacity(texts.count)
-            for (v, text) in texts.enumerated() {
-                do throws(BacktestError) {
-                    let edited = try path.setting(JSONValue.commandLine(text), in: document)
-                    decoded.append(try VariantExpansion.strategy(from: edited, label: "\(axis.path)=\(text)"))
-                } catch {
-                    throw BacktestError(error.code, error.message, field: "\(axisField).values[\(v)]")
-                }
-            }
             paths.append(path)
             values.append(texts)
-            strategies.append(decoded)
+        }
+        // Typed assignment when every path is a slot and no path lies inside another.
+        let overlapping = paths.indices.contains { i in
+            paths.indices.contains { j in i != j && Self.overlaps(paths[i], paths[j]) }
+        }
+        var slots: [StrategySlot]? = overlapping ? nil : []
+        for path in paths where slots != nil {
+            if let slot = StrategySlot(path) { slots?.append(slot) } else { slots = nil }
+        }
+        // Each value decoded once, to check it, and kept as its piece only.
+        var fragments: [[StrategySlot.Fragment]]? = slots == nil ? nil : []
+        for (a, path) in paths.enumerated() {
+            let axisField = "\(field).axes[\(a)]"
+            var pieces: [StrategySlot.Fragment] = []
+            if fragments != nil { pieces.reserveCapacity(values[a].count) }
+            for (v, text) in values[a].enumerated() {
+                do throws(BacktestError) {
+                    try cancellation?.check()
+                    let value = JSONValue.commandLine(text)
+                    // The first value goes through the decoder (and the write check below) always.
+                    if v > 0, fragments != nil, let piece = slots?[a].fragment(decoding: value) {
+                        pieces.append(piece)
+                        continue
+                    }
+                    let edited = try path.setting(value, in: document)
+                    let strategy = try VariantExpansion.strategy(from: edited, label: "\(grid.axes[a].path)=\(text)")
+                    if let slot = slots?[a], fragments != nil {
+                        if let piece = slot.read(strategy), v > 0 || slot.write(piece, into: decodedBase) != nil {
+                            pieces.append(piece)
+                        } else {
+                            fragments = nil
+                        }
+                    }
+                } catch {
+                    throw BacktestError(error.code, Self.valueMessage(error.message), field: "\(axisField).values[\(v)]")
+                }
+            }
+            fragments?.append(pieces)
         }
         // Dimensions: zip groups at their first axis's position.
         var dimensions: [Dimension] = []
@@ -290,23 +322,43 @@ package struct GridPlan: Sendable {
         self.paths = paths
         self.values = values
         self.dimensions = dimensions
-        axisStrategies = strategies
-        // Typed assignment when every path is a slot and no path lies inside another.
-        var fragments: [[StrategySlot.Fragment]]? = []
-        let overlapping = paths.indices.contains { i in
-            paths.indices.contains { j in i != j && Self.overlaps(paths[i], paths[j]) }
-        }
-        if !overlapping {
-            for (a, path) in paths.enumerated() {
-                guard let slot = StrategySlot(path) else { fragments = nil; break }
-                let pieces = strategies[a].compactMap { slot.read($0) }
-                guard pieces.count == strategies[a].count, slot.write(pieces[0], into: decodedBase) != nil else { fragments = nil; break }
-                fragments?.append(pieces)
-            }
-        } else {
-            fragments = nil
-        }
         self.fragments = fragments
+        let perValue = MemoryLayout<String>.stride + (fragments == nil ? 0 : MemoryLayout<StrategySlot.Fragment>.stride)
+        valueBytes = values.reduce(0) { sum, texts in
+            texts.reduce(sum + texts.count * perValue) { $0 + ($1.utf8.count > 15 ? $1.utf8.count + 32 : 0) }
+        }
+    }
+
+    /// `text` parsed as a path that fits `document` (the base as JSON): every step but the last
+    /// exists, and a new last key is one the strategy file knows. Errors are INVALID_ARGUMENT
+    /// naming `field` (a tester's `positions[0].bogus` was reported under `values[0]`, as if the
+    /// value were wrong).
+    static func checkedPath(_ text: String, in document: JSONValue, field: String) throws(BacktestError) -> JSONPath {
+        do throws(BacktestError) {
+            let path = try JSONPath(parsing: text)
+            try VariantExpansion.rejectSetting(path)
+            // A null where the path ends: the steps must exist, and a key the base lacks must be one
+            // the decoder knows (null reads as absent for optional keys; an unknown key is its
+            // error whatever the value). Other errors of this probe are the values' to report.
+            let probe = try path.setting(.null, in: document)
+            do throws(BacktestError) {
+                _ = try VariantExpansion.strategy(from: probe, label: text)
+            } catch where error.message.contains("unknown key") {
+                throw error
+            } catch {}
+            return path
+        } catch {
+            throw BacktestError(error.code, error.message, field: field)
+        }
+    }
+
+    /// A value's decoding error, with how values are read when it wanted a string (a value is
+    /// JSON where it parses as JSON, so `1` is a number).
+    static func valueMessage(_ message: String) -> String {
+        guard message.hasSuffix("expected a string, found a number") || message.hasSuffix("expected a string, found true or false") else {
+            return message
+        }
+        return message + " (a value is JSON where it parses as JSON: write \"\\\"1\\\"\" for the string 1)"
     }
 
     /// Whether one path is a prefix of the other (also through `[*]`).
@@ -358,10 +410,31 @@ package struct GridPlan: Sendable {
         return try VariantExpansion.strategy(from: document, label: parameters(of: index).map { "\($0.path)=\($0.value)" }.joined(separator: ", "))
     }
 
-    /// Strategies whose analysis covers every variant: the base and the base with each axis
-    /// value applied (a variant's pieces all come from one of them).
-    package var analysisStrategies: [Strategy] {
-        [base] + axisStrategies.flatMap { $0 }
+    /// How many strategies the shared phase checks: the base, then the base with each axis
+    /// value applied, axis by axis (`analysisStrategy`).
+    package var analysisCount: Int { 1 + values.reduce(0) { $0 + $1.count } }
+
+    /// Per axis, its number of values.
+    package var valueCounts: [Int] { values.map(\.count) }
+
+    /// Analysis strategy `i` (`0..<analysisCount`): 0 the base, then the base with one axis value
+    /// applied, axis by axis. Their analyses together cover every variant (a variant's pieces all
+    /// come from one of them). Built on demand (decoded once more when the paths are not typed
+    /// slots); throws only what `init` already checked.
+    package func analysisStrategy(_ i: Int) throws(BacktestError) -> Strategy {
+        guard i > 0 else { return base }
+        var axis = 0
+        var value = i - 1
+        while axis < values.count, value >= values[axis].count {
+            value -= values[axis].count
+            axis += 1
+        }
+        precondition(axis < values.count, "analysis strategy \(i) is outside the grid's \(analysisCount)")
+        if let fragments, let slot = StrategySlot(paths[axis]), let written = slot.write(fragments[axis][value], into: base) {
+            return written
+        }
+        let edited = try paths[axis].setting(JSONValue.commandLine(values[axis][value]), in: baseDocument)
+        return try VariantExpansion.strategy(from: edited, label: "\(grid.axes[axis].path)=\(values[axis][value])")
     }
 }
 
@@ -376,7 +449,10 @@ struct StrategySlot {
         case string(String), number(Double), bool(Bool), fill(FillTiming), rebalance(Rebalance)
         /// A position's optional number (stop levels, max_bars); nil = absent.
         case optionalNumber(Double?)
-        case positions([Position]), position(Position), condition(Condition?), operand(Operand), comparison(Comparison)
+        case positions([Position]), comparison(Comparison)
+        // Boxed: a `Position` inline made every fragment 136 bytes, a number axis's too (a
+        // grid keeps one per axis value: 100 MB for a 700,000-value axis).
+        indirect case position(Position), condition(Condition?), operand(Operand)
     }
 
     enum ConditionStep: Equatable { case member(all: Bool, Int), not }
@@ -505,6 +581,22 @@ struct StrategySlot {
             case (.op, .compare(_, let op, _)): return .comparison(op)
             default: return nil
             }
+        }
+    }
+
+    /// The fragment a JSON `value` decodes to at this place without decoding a strategy, for
+    /// the places whose decoding is plain: a finite number for `commission_bps`, `slippage_bps`,
+    /// a weight or a size, a positive one for a stop level. nil otherwise (then the value goes
+    /// through the strategy decoder, which also says what is wrong with it). Why: a decode costs
+    /// about 40 µs, so a 700,000-value range took 29 s of CPU to resolve before this.
+    func fragment(decoding value: JSONValue) -> Fragment? {
+        guard case .number(let x) = value, x.isFinite else { return nil }
+        switch place {
+        case .commission, .slippage, .weight: return .number(x)
+        case .positionNumber(_, .size): return .optionalNumber(x)
+        case .positionNumber(_, .stopLoss), .positionNumber(_, .takeProfit), .positionNumber(_, .trailingStop):
+            return x > 0 ? .optionalNumber(x) : nil
+        default: return nil
         }
     }
 

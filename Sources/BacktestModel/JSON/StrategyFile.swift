@@ -195,7 +195,7 @@ public struct StrategyFile: Sendable, Hashable, Codable {
             let field = path(context.codingPath + [key])
             return .invalidArgument("missing required key '\(key.stringValue)'", field: field)
         case .typeMismatch(let type, let context):
-            return .invalidArgument("expected \(jsonName(type)): \(context.debugDescription)", field: path(context.codingPath))
+            return .invalidArgument("expected \(jsonName(type))\(foundKind(context.debugDescription))", field: path(context.codingPath))
         case .valueNotFound(let type, let context):
             return .invalidArgument("expected \(jsonName(type)), found null", field: path(context.codingPath))
         case .dataCorrupted(let context):
@@ -206,12 +206,30 @@ public struct StrategyFile: Sendable, Hashable, Codable {
         }
     }
 
+    /// ", found a number" from Foundation's "Expected to decode String but found number instead.";
+    /// another decoder's own text as ": text".
+    private static func foundKind(_ description: String) -> String {
+        guard description.hasPrefix("Expected to decode ") else { return description.isEmpty ? "" : ": " + description }
+        guard let found = description.range(of: " but found "), let end = description.range(of: " instead", range: found.upperBound..<description.endIndex) else {
+            return ""
+        }
+        switch description[found.upperBound..<end.lowerBound] {
+        case "number": return ", found a number"
+        case "string": return ", found a string"
+        case "bool": return ", found true or false"
+        case "a dictionary", "dictionary": return ", found an object"
+        case "an array", "array": return ", found an array"
+        case let other: return ", found \(other)"
+        }
+    }
+
     private static func jsonName(_ type: Any.Type) -> String {
         switch type {
         case is Double.Type, is Int.Type: "a number"
         case is String.Type: "a string"
         case is Bool.Type: "true or false"
-        default: "\(type)"
+        default:
+            "\(type)".hasPrefix("Dictionary") ? "an object" : "\(type)".hasPrefix("Array") ? "an array" : "\(type)"
         }
     }
 }

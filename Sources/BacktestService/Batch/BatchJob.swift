@@ -106,11 +106,12 @@ package actor BatchJob {
         return false
     }
 
-    /// Every successful variant's summary with its index (FULL results summarised), for ranking.
-    package func rankable() -> [(index: Int, summary: BacktestSummary)] {
-        var ranked: [(index: Int, summary: BacktestSummary)] = summaries.rankable()
+    /// `value` of every successful variant's summary with its index (FULL results summarised),
+    /// for ranking; summaries are built one at a time (`SummaryStore.View.ranked`).
+    package func ranked(by value: @Sendable (BacktestSummary) -> Double) -> [(index: Int, value: Double)] {
+        var ranked = summaries.view().ranked(by: value)
         for result in results {
-            if let summary = result.summary { ranked.append((result.index, summary)) }
+            if let summary = result.summary { ranked.append((result.index, value(summary))) }
         }
         return ranked
     }
@@ -168,20 +169,15 @@ package actor BatchJob {
             batchID: id, completed: completed, total: total, state: self.state, stats: self.stats, error: self.error)
     }
 
-    /// What a kept result costs in memory, roughly: its per-day arrays (date, equity, benchmark),
-    /// its orders and a fixed part for metrics, names and warnings. The registry's memory bound
-    /// is in these units.
+    /// What a kept result costs, roughly, in memory and encoded alike (bounded answers rely on
+    /// it to fit a frame): a FULL result's per-day arrays (date, equity, benchmark), orders and
+    /// a fixed part for metrics, names and warnings; a summary's or failure's
+    /// `encodedSizeEstimate`. The registry's memory bound is in these units.
     static func estimatedBytes(_ result: VariantResult) -> Int {
-        let backtest: BacktestResult
-        switch result.detail {
-        case .failure: return 512
-        case .summary(let summary): return SummaryStore.bytesPerSummary + summary.warnings.reduce(0) { $0 + $1.message.utf8.count + 4 * ($1.tickers.count + $1.dates.count) + 24 }
-        case .full(let full): backtest = full
-        }
-        // Above the protobuf size too (about 20 bytes a day, 45 an order), which the bounded
-        // GetBatchStatus answers rely on to fit a frame.
-        let text = backtest.warnings.reduce(backtest.strategyName.utf8.count) { $0 + $1.message.utf8.count + 4 * ($1.tickers.count + $1.dates.count) + 24 }
-        return 1024 + text + backtest.dates.count * 24 + backtest.orders.count * 96
+        guard case .full(let backtest) = result.detail else { return result.encodedSizeEstimate }
+        // Above the protobuf size too (about 20 bytes a day, 45 an order).
+        let text = backtest.warnings.reduce(backtest.strategyName.utf8.count) { $0 + $1.encodedSizeEstimate }
+        return 1024 + text + backtest.dates.count * 24 + backtest.orders.count * 96 + result.parametersBytes
     }
 
     /// The finished results at `positions` in finishing order (FULL results kept by the job
@@ -209,12 +205,22 @@ package actor BatchJob {
         lastReadAt = .now()
         var answer: [VariantResult] = []
         var bytes = 0
-        var all = results
-        if !summaries.isEmpty {
-            let plan = source?.grid
-            all += summaries.results(parameters: { (index: Int) -> [GridParameter] in plan?.parameters(of: index) ?? [] })
-        }
-        for result in all.sorted(by: { $0.index < $1.index }) where !known.contains(result.index) {
+        // By variant index: the FULL results kept whole, else the summaries' finishing positions;
+        // only the results answered are built (a 200,000-variant grid's every result, built for
+        // each status read, cost ~240 MB).
+        let full = Dictionary(results.map { ($0.index, $0) }, uniquingKeysWith: { first, _ in first })
+        let stored = summaries.view()
+        let positions = stored.positions(total: total)
+        let plan = source?.grid
+        for index in 0..<total where !known.contains(index) {
+            let result: VariantResult
+            if let kept = full[index] {
+                result = kept
+            } else if positions[index] >= 0 {
+                result = stored.result(at: Int(positions[index]), parameters: { (index: Int) -> [GridParameter] in plan?.parameters(of: index) ?? [] })
+            } else {
+                continue
+            }
             let size = Self.estimatedBytes(result)
             if !answer.isEmpty, bytes + size > maxBytes { break }
             answer.append(result)

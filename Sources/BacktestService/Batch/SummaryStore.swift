@@ -36,16 +36,27 @@ package struct BatchSource: Sendable {
     }
 }
 
-/// The SUMMARY results of one batch, compact (about `bytesPerSummary` each: metrics, final
-/// equity, order count, the variant's own warnings), in the order they finished. Written from
-/// the sweep's worker threads, read by the streamer and by GetBatchStatus: a lock, not an actor.
+/// The SUMMARY results of one batch, compact (`Entry`, 168 bytes: metrics, final equity, order
+/// count, the variant's own warnings; `bytesPerSummary` with slack), in the order they finished. Written from the sweep's
+/// worker threads, read by the streamer and by GetBatchStatus: a lock, not an actor.
 ///
 /// What every summary of the batch shares (benchmark metrics, initial capital, the shared
 /// phase's warnings) is kept once, in `shared`.
+///
+/// Memory: entries live in chunks of `chunkSize`, so the store grows without copying what it
+/// holds (one array doubling held 1.5 times its entries during each copy), and readers take a
+/// `View` (the chunks' references, no copy) and build `VariantResult`s only for what they answer:
+/// a tester's 200,000-variant grid peaked ~240 MB above its summaries while GetBatchStatus and
+/// ranking built every result at once.
 package final class SummaryStore: Sendable {
-    /// Estimated memory and wire size of one kept summary: the registry's byte bounds count
-    /// summaries in these units.
-    package static let bytesPerSummary = 256
+    /// Memory of one kept summary, in bytes: the registry's byte bounds count the store in these
+    /// units. `Entry` is 168 bytes; the rest is the last chunk's slack. Its name's text is the
+    /// variant's strategy's, which the batch's source holds already (a grid's variants share the
+    /// base's). So 1,000,000 summaries fit the default 192 MB batch budget. (Their encoded size
+    /// is larger, about 425 bytes: `VariantResult.encodedSizeEstimate`.)
+    package static let bytesPerSummary = 176
+    /// Entries per chunk (688 KB of them).
+    static let chunkSize = 4096
 
     package struct Shared: Sendable {
         var benchmarkMetrics = Metrics()
@@ -68,8 +79,48 @@ package final class SummaryStore: Sendable {
         var warnings: [BacktestWarning]
     }
 
+    /// The store as it was when taken: reads without the lock and without copying entries.
+    package struct View: Sendable {
+        fileprivate let chunks: [[Entry]]
+        fileprivate let shared: Shared
+        package let count: Int
+
+        /// The result at finishing position `position` (`0..<count`).
+        package func result(at position: Int, parameters: (Int) -> [GridParameter]) -> VariantResult {
+            SummaryStore.variant(chunks[position / chunkSize][position % chunkSize], shared: shared, parameters: parameters)
+        }
+
+        /// Per variant index in `0..<total`, its finishing position, -1 for none: O(count).
+        package func positions(total: Int) -> [Int32] {
+            var table = [Int32](repeating: -1, count: total)
+            var position: Int32 = 0
+            for chunk in chunks {
+                for entry in chunk {
+                    if entry.index >= 0, Int(entry.index) < total { table[Int(entry.index)] = position }
+                    position += 1
+                }
+            }
+            return table
+        }
+
+        /// `value` of every successful summary with its variant index (errors left out), each
+        /// summary built and dropped in turn.
+        package func ranked(by value: (BacktestSummary) -> Double) -> [(index: Int, value: Double)] {
+            var ranked: [(index: Int, value: Double)] = []
+            ranked.reserveCapacity(count)
+            for chunk in chunks {
+                for entry in chunk {
+                    guard case .success(let compact) = entry.outcome else { continue }
+                    ranked.append((Int(entry.index), value(SummaryStore.summary(compact, shared: shared))))
+                }
+            }
+            return ranked
+        }
+    }
+
     private struct State {
-        var entries: [Entry] = []
+        var chunks: [[Entry]] = []
+        var count = 0
         var shared = Shared()
         /// Set when the job ended: later appends (a chunk still running after a cancel) are dropped.
         var sealed = false
@@ -79,8 +130,13 @@ package final class SummaryStore: Sendable {
 
     package init() {}
 
-    package var count: Int { state.withLock { $0.entries.count } }
+    package var count: Int { state.withLock { $0.count } }
     package var isEmpty: Bool { count == 0 }
+
+    /// The store now, for reading (see `View`).
+    package func view() -> View {
+        state.withLock { View(chunks: $0.chunks, shared: $0.shared, count: $0.count) }
+    }
 
     /// Sets what every summary shares (before the first `append`).
     package func setShared(benchmarkMetrics: Metrics, initialCapital: Double, warnings: [BacktestWarning], dataSource: String) {
@@ -101,7 +157,13 @@ package final class SummaryStore: Sendable {
         }
         let entry = Entry(index: Int32(clamping: index), outcome: kept)
         state.withLock { state in
-            if !state.sealed { state.entries.append(entry) }
+            guard !state.sealed else { return }
+            if state.chunks.last.map({ $0.count == Self.chunkSize }) ?? true {
+                state.chunks.append([])
+            }
+            // Appending to the last chunk copies it only while a `View` holds it (at most a chunk).
+            state.chunks[state.chunks.count - 1].append(entry)
+            state.count += 1
         }
     }
 
@@ -113,35 +175,16 @@ package final class SummaryStore: Sendable {
 
     /// Results `from..<from+maxCount` in finishing order (fewer at the end).
     package func results(from: Int, maxCount: Int = .max, parameters: (Int) -> [GridParameter]) -> [VariantResult] {
-        let (slice, shared) = state.withLock { (state: inout State) -> ([Entry], Shared) in
-            let count = state.entries.count
-            let end = maxCount >= count ? count : min(count, from + maxCount)
-            if from >= end { return ([], state.shared) }
-            return (Array(state.entries[from..<end]), state.shared)
-        }
-        return slice.map { Self.variant($0, shared: shared, parameters: parameters) }
+        let view = view()
+        let end = maxCount >= view.count ? view.count : min(view.count, from + maxCount)
+        guard from < end else { return [] }
+        return (from..<end).map { view.result(at: $0, parameters: parameters) }
     }
 
     /// The results at `positions` in finishing order (a position past the end is left out).
     package func results(at positions: [Int], parameters: (Int) -> [GridParameter]) -> [VariantResult] {
-        let (picked, shared) = state.withLock { (state: inout State) -> ([Entry], Shared) in
-            (positions.compactMap { state.entries.indices.contains($0) ? state.entries[$0] : nil }, state.shared)
-        }
-        return picked.map { Self.variant($0, shared: shared, parameters: parameters) }
-    }
-
-    /// Every result, in finishing order.
-    package func results(parameters: (Int) -> [GridParameter]) -> [VariantResult] {
-        results(from: 0, parameters: parameters)
-    }
-
-    /// Every summary by index (errors left out), for ranking.
-    package func rankable() -> [(index: Int, summary: BacktestSummary)] {
-        let (entries, shared) = state.withLock { ($0.entries, $0.shared) }
-        return entries.compactMap { entry in
-            guard case .success(let compact) = entry.outcome else { return nil }
-            return (Int(entry.index), Self.summary(compact, shared: shared))
-        }
+        let view = view()
+        return positions.compactMap { $0 >= 0 && $0 < view.count ? view.result(at: $0, parameters: parameters) : nil }
     }
 
     static func summary(_ c: Compact, shared: Shared) -> BacktestSummary {

@@ -17,8 +17,9 @@ import NIOConcurrencyHelpers
 /// what re-attach reads), so a slow reader only makes the updates larger.
 ///
 /// Validation and analysis: listed variants are validated once (`BacktestPipeline.validate`; an
-/// invalid one reports its own error); a grid's shared phase validates and analyses the base and
-/// one strategy per axis value (`GridPlan.analysisStrategies`), not every variant. The shared
+/// invalid one reports its own error); a grid's shared phase validates the base and one strategy
+/// per axis value (`GridPlan.analysisStrategy`), not every variant, and analyses one per distinct
+/// analysis input. The shared
 /// phase is the pipeline's `prepare` (one cache session, one `PreparedMarket`).
 ///
 /// Control: the first update (0 completed) announces the id before the data fetch; CancelBatch,
@@ -73,14 +74,7 @@ struct SweepBatchRun {
         var analysed: [ValidatedVariant] = []
         var runnable: [Int]
         if let grid = source.grid {
-            let strategies = grid.analysisStrategies
-            let paths = CallPaths.gridAnalysis(valueCounts: grid.axisStrategies.map(\.count))
-            for outcome in pipeline.validate(strategies, settings: source.settings, paths: paths) {
-                switch outcome {
-                case .success(let variant): analysed.append(variant)
-                case .failure(let rejection): throw paths.gridValueError(rejection.error)
-                }
-            }
+            analysed = try await pipeline.validate(grid: grid, settings: source.settings)
             runnable = Array(0..<total)
         } else {
             runnable = []
@@ -104,13 +98,13 @@ struct SweepBatchRun {
             prepared = try await pipeline.prepare(analysed, settings: source.settings)
         } catch {
             // An unknown ticker in a grid value names that value.
-            throw CallPaths.gridAnalysis(valueCounts: source.grid?.axisStrategies.map(\.count) ?? []).gridValueError(error)
+            throw CallPaths.gridAnalysis(valueCounts: source.grid?.valueCounts ?? []).gridValueError(error)
         }
         // A grid value (or the base) reading a ticker with no data at all fails the call, naming
         // that value; a listed variant doing so fails alone (`simulate`).
         let known = Set(prepared.snapshot.bars.keys)
         if let grid = source.grid {
-            let paths = CallPaths.gridAnalysis(valueCounts: grid.axisStrategies.map(\.count))
+            let paths = CallPaths.gridAnalysis(valueCounts: grid.valueCounts)
             for variant in analysed {
                 if let unknown = StrategyAnalysis.unknownTickerError(in: variant.strategy, root: variant.path, hasData: known.contains) {
                     throw paths.gridValueError(unknown)
@@ -258,8 +252,7 @@ struct SweepBatchRun {
             var results: [VariantResult] = []
             var bytes = 0
             for result in batch {
-                var size = BatchJob.estimatedBytes(result)
-                for parameter in result.parameters { size += parameter.path.utf8.count + parameter.value.utf8.count + 8 }
+                let size = BatchJob.estimatedBytes(result)
                 if !results.isEmpty, bytes + size > maxUpdateBytes { break }
                 results.append(result)
                 bytes += size

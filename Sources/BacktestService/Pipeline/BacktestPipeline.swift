@@ -189,6 +189,48 @@ package struct BacktestPipeline: Sendable {
         }
     }
 
+    /// A grid's analysis strategies (`GridPlan.analysisStrategy`: the base, then one per axis
+    /// value) validated one at a time, in order, on `computeThreads` for more than
+    /// `offloadPositions` of them. Returns one `ValidatedVariant` per distinct
+    /// `StrategyAnalysis.Input`: strategies that read the same tickers and indicators analyse
+    /// alike, so a 700,000-value weight axis keeps the base alone (a tester's grid kept every one,
+    /// with its path, for the whole shared phase). Throws the first invalid one's error placed on
+    /// its axis value (`CallPaths.gridValueError`), CANCELLED when the call is cancelled.
+    package func validate(grid: GridPlan, settings: BacktestSettings) async throws(BacktestError) -> [ValidatedVariant] {
+        let outcome: Result<[ValidatedVariant], BacktestError>
+        do {
+            outcome = try await cpuWork(offload: grid.analysisCount > Self.offloadPositions) { [self] flag in
+                Result { () throws(BacktestError) in try validate(grid: grid, settings: settings, cancellation: flag) }
+            }.value
+        } catch {
+            throw BacktestError(.cancelled, "computation cancelled")
+        }
+        return try outcome.get()
+    }
+
+    private func validate(grid: GridPlan, settings: BacktestSettings, cancellation: CancellationFlag) throws(BacktestError) -> [ValidatedVariant] {
+        let paths = CallPaths.gridAnalysis(valueCounts: grid.valueCounts)
+        try Validation.validate(settings, path: paths.settings)
+        var seen: Set<StrategyAnalysis.Input> = []
+        var distinct: [ValidatedVariant] = []
+        for index in 0..<grid.analysisCount {
+            try cancellation.check()
+            let field = paths.strategy(index)
+            do throws(BacktestError) {
+                let strategy = try grid.analysisStrategy(index)
+                try Validation.validate(strategy, path: field, cancellation: cancellation)
+                try Validation.validateCashSizing(strategy, settings: settings, path: field)
+                observer?.validated(variant: index)
+                if seen.insert(StrategyAnalysis.Input(strategy)).inserted {
+                    distinct.append(ValidatedVariant(index: index, strategy: strategy, path: field, settingsPath: paths.settings, settings: settings))
+                }
+            } catch {
+                throw paths.gridValueError(error)
+            }
+        }
+        return distinct
+    }
+
     /// Positions of all `strategies` together, the measure of a call's validation and analysis
     /// work that `cpuWork` goes by.
     static func positionCount(_ strategies: [Strategy]) -> Int {

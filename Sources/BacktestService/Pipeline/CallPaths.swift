@@ -15,7 +15,7 @@ package struct CallPaths: Sendable {
         case single(FieldPath)
         /// `run_batch.variants[i]`, strategy i of the call being variant `map[i]` (or i).
         case variants(map: [Int]?)
-        /// A grid's analysed strategies (`GridPlan.analysisStrategies`): 0 the base, then one per
+        /// A grid's analysed strategies (`GridPlan.analysisStrategy`): 0 the base, then one per
         /// axis value, axis by axis (`valueCounts[a]` values for axis a).
         case grid(valueCounts: [Int])
     }
@@ -25,7 +25,7 @@ package struct CallPaths: Sendable {
 
     package static let runBacktest = CallPaths(settings: "run_backtest.settings", strategies: .single("run_backtest.strategy"))
     package static let runBatch = CallPaths(settings: "run_batch.settings", strategies: .variants(map: nil))
-    /// A grid's analysed strategies (`GridPlan.analysisStrategies`): 0 is the base
+    /// A grid's analysed strategies (`GridPlan.analysisStrategy`): 0 is the base
     /// (`run_batch.grid.base_strategy`), each other one the base with one axis value applied
     /// (`run_batch.grid.axes[a].values[v]`, see `gridValueError`).
     package static func gridAnalysis(valueCounts: [Int]) -> CallPaths {

@@ -1,0 +1,257 @@
+import BacktestCore
+import BacktestEngine
+import BacktestModel
+@testable import BacktestService
+import BacktestTestSupport
+import Foundation
+import Testing
+
+/// Issue 12, the fourth tester's grid findings: a grid keeps per axis value its text and decoded
+/// piece, not a whole strategy; the shared phase analyses one strategy per distinct analysis
+/// input; summaries grow in chunks and are read without building every result; an axis path
+/// that does not fit the base is the path's error, not its first value's.
+@Suite struct GridMemoryTests {
+    static let base = SweepBatchTests.base
+
+    // MARK: Paths and values name their own fields
+
+    /// The tester's case (`positions[0].bogus`, reported under `values[0]` as "unknown key …
+    /// in strategy file") and its neighbours: an unknown key at the root, inside a condition, an
+    /// index out of range, a step through a value that is not an object, a missing parent.
+    @Test(arguments: [
+        ("positions[0].bogus", "unknown key 'bogus' in position"),
+        ("bogus", "unknown key 'bogus' in strategy file"),
+        ("positions[0].entry.bogus", "unknown key 'bogus' in comparison"),
+        ("positions[5].weight", "index 5 is out of range"),
+        ("positions[0].entry.lhs.bogus", "is a string, not an object with key 'bogus'"),
+        ("settings.x", "the strategy has no key 'settings'"),
+        ("positions[*].bogus", "unknown key 'bogus' in position"),
+    ])
+    func aPathThatDoesNotFitTheBaseNamesThePath(path: String, why: String) {
+        let error = #expect(throws: BacktestError.self) {
+            try GridPlan(Grid(base: Self.base, axes: [
+                GridAxis(path: "commission_bps", values: ["1", "2"]),
+                GridAxis(path: path, values: ["1", "2"]),
+            ]), field: "run_batch.grid")
+        }
+        #expect(error?.code == .invalidArgument)
+        #expect(error?.field == "run_batch.grid.axes[1].path")
+        #expect(error?.message.contains(why) == true, "\(error?.message ?? "")")
+    }
+
+    /// Keys the base leaves out but the strategy file knows are paths like any other (a stop
+    /// level on a base without one, the position's direction); a bad value there names the value.
+    @Test func aKnownKeyTheBaseLacksIsAPathAndABadValueNamesTheValue() throws {
+        let plan = try GridPlan(Grid(base: Self.base, axes: [
+            GridAxis(path: "positions[0].stop_loss", values: ["0.05", "0.1"]),
+            GridAxis(path: "positions[0].direction", values: ["long", "short"]),
+        ]), field: "run_batch.grid")
+        #expect(plan.count == 4)
+        #expect(try plan.strategy(3).positions[0].exits.stopLoss == 0.1)
+        #expect(try plan.strategy(3).positions[0].direction == .short)
+        let stop = #expect(throws: BacktestError.self) {
+            try GridPlan(Grid(base: Self.base, axes: [GridAxis(path: "positions[0].stop_loss", values: ["0.05", "abc"])]), field: "run_batch.grid")
+        }
+        #expect(stop?.field == "run_batch.grid.axes[0].values[1]")
+    }
+
+    /// A value of the wrong JSON type says what was wanted and what was found, without
+    /// Foundation's "Expected to decode String but found number instead.", and for a string how
+    /// to write one that parses as a number.
+    @Test func aValueOfTheWrongTypeSaysWhatItWantedAndFound() {
+        let name = #expect(throws: BacktestError.self) {
+            try GridPlan(Grid(base: Self.base, axes: [GridAxis(path: "name", values: ["a", "1"])]), field: "run_batch.grid")
+        }
+        #expect(name?.field == "run_batch.grid.axes[0].values[1]")
+        #expect(name?.message.contains("expected a string, found a number") == true, "\(name?.message ?? "")")
+        #expect(name?.message.contains("for the string 1") == true, "\(name?.message ?? "")")
+        #expect(name?.message.contains("Expected to decode") == false)
+        let weight = #expect(throws: BacktestError.self) {
+            try GridPlan(Grid(base: Self.base, axes: [GridAxis(path: "positions[0].weight", values: ["0.5", "heavy"])]), field: "run_batch.grid")
+        }
+        #expect(weight?.field == "run_batch.grid.axes[0].values[1]")
+        #expect(weight?.message.contains("expected a number, found a string") == true, "\(weight?.message ?? "")")
+        let entry = #expect(throws: BacktestError.self) {
+            try GridPlan(Grid(base: Self.base, axes: [GridAxis(path: "positions[0].entry", values: ["3"])]), field: "run_batch.grid")
+        }
+        #expect(entry?.message.contains("Expected to decode") == false, "\(entry?.message ?? "")")
+    }
+
+    // MARK: Analysis strategies, built on demand
+
+    /// `analysisStrategy(i)` is the base with one axis value applied, axis by axis, through typed
+    /// slots and through the JSON fallback (overlapping paths) alike.
+    @Test(arguments: [false, true])
+    func analysisStrategiesAreTheBaseWithOneValueApplied(overlapping: Bool) throws {
+        var axes = [
+            GridAxis(path: "positions[0].entry.lhs", values: ["sma:5", "ema:7"]),
+            GridAxis(path: "commission_bps", values: ["1", "2.5", "4"]),
+        ]
+        if overlapping { axes.append(GridAxis(path: "positions[0].entry", values: [#"{"lhs": "close", "op": ">", "rhs": "sma:9"}"#])) }
+        let plan = try GridPlan(Grid(base: Self.base, axes: axes))
+        #expect(plan.analysisCount == 1 + axes.reduce(0) { $0 + $1.values.count })
+        #expect(plan.valueCounts == axes.map(\.values.count))
+        let document = try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(Self.base))
+        #expect(try plan.analysisStrategy(0) == VariantExpansion.strategy(from: document, label: "base"))
+        var i = 1
+        for axis in axes {
+            for value in axis.values {
+                let edited = try JSONPath(parsing: axis.path).setting(JSONValue.commandLine(value), in: document)
+                #expect(try plan.analysisStrategy(i) == VariantExpansion.strategy(from: edited, label: value), "\(axis.path)=\(value)")
+                i += 1
+            }
+        }
+    }
+
+    /// The shared phase validates every axis value (each is counted once) but keeps one strategy
+    /// per distinct analysis input: a 5,000-value weight axis analyses the base alone; an
+    /// indicator axis keeps each new indicator (sma:5 is the base's, so it is not new).
+    @Test func theSharedPhaseKeepsOneStrategyPerDistinctAnalysisInput() async throws {
+        let observer = CountingObserver()
+        let pipeline = try ExecutionPathTests.pipeline(observer: observer)
+        let weights = try GridPlan(Grid(base: Self.base, axes: [GridAxis(path: "positions[0].weight", range: "0.0002..1/0.0002")]))
+        #expect(weights.analysisCount == 5_001)
+        let kept = try await pipeline.validate(grid: weights, settings: ExecutionPathTests.settings)
+        #expect(kept.map(\.index) == [0])
+        #expect(observer.validations.count == 5_001)
+        #expect(observer.validations.values.allSatisfy { $0 == 1 })
+
+        let indicators = try GridPlan(Grid(base: Self.base, axes: [
+            GridAxis(path: "positions[0].entry.lhs", values: ["sma:5", "sma:6", "ema:6"]),
+            GridAxis(path: "commission_bps", values: ["1", "2"]),
+        ]))
+        let distinct = try await pipeline.validate(grid: indicators, settings: ExecutionPathTests.settings)
+        #expect(distinct.map(\.index) == [0, 2, 3])
+        #expect(distinct.map(\.path.description) == ["run_batch.grid.base_strategy", "run_batch.grid.axes[0].values[1]", "run_batch.grid.axes[0].values[2]"])
+    }
+
+    /// An invalid value found by the streaming validation names the value, with the strategy
+    /// field in the message, as before; invalid settings fail the call naming the settings.
+    @Test func anInvalidValueNamesTheValueAndBadSettingsNameTheSettings() async throws {
+        let pipeline = try ExecutionPathTests.pipeline(observer: CountingObserver())
+        let plan = try GridPlan(Grid(base: Self.base, axes: [
+            GridAxis(path: "commission_bps", values: ["1"]),
+            GridAxis(path: "positions[0].weight", values: ["0.5", "2", "3"]),
+        ]))
+        let error = await #expect(throws: BacktestError.self) { try await pipeline.validate(grid: plan, settings: ExecutionPathTests.settings) }
+        #expect(error?.field == "run_batch.grid.axes[1].values[1]")
+        #expect(error?.message.hasPrefix("positions[0].weight: ") == true, "\(error?.message ?? "")")
+        var settings = ExecutionPathTests.settings
+        settings.initialCapital = -5
+        let bad = await #expect(throws: BacktestError.self) { try await pipeline.validate(grid: plan, settings: settings) }
+        #expect(bad?.field.hasPrefix("run_batch.settings") == true, "\(bad?.field ?? "")")
+    }
+
+    // MARK: Summaries in chunks
+
+    static func summary(_ value: Double) -> BacktestSummary {
+        var metrics = Metrics()
+        metrics.sharpe = value
+        return BacktestSummary(
+            strategyName: "s", metrics: metrics, benchmarkMetrics: Metrics(), finalEquity: 100_000 + value, initialCapital: 100_000,
+            orderCount: 2, warnings: [], stats: RunStatistics())
+    }
+
+    /// Across chunk boundaries (10,000 entries, 4,096 a chunk), in a finishing order that is not
+    /// the index order, with failures among them: positions, pages, picks and ranking agree with
+    /// the order of appending.
+    @Test func summariesAcrossChunksReadAsAppended() {
+        let store = SummaryStore()
+        let total = 10_000
+        let order = (0..<total).map { ($0 * 7_919) % total }  // a permutation: 7,919 is prime to 10,000
+        for index in order {
+            store.append(index, index % 1_000 == 3 ? .failure(BacktestError(.notFound, "no data")) : .success(Self.summary(Double(index))))
+        }
+        #expect(store.count == total)
+        let view = store.view()
+        let positions = view.positions(total: total + 5)
+        #expect(positions.count == total + 5)
+        for (position, index) in order.enumerated() where position % 97 == 0 || (4_090...4_100).contains(position) {
+            #expect(positions[index] == Int32(position))
+            #expect(view.result(at: position, parameters: { _ in [] }).index == index)
+        }
+        #expect(positions[total...].allSatisfy { $0 == -1 })
+        let page = store.results(from: 4_090, maxCount: 12, parameters: { _ in [] })
+        #expect(page.map(\.index) == Array(order[4_090..<4_102]))
+        #expect(store.results(from: total - 3, maxCount: 10, parameters: { _ in [] }).count == 3)
+        #expect(store.results(from: total, parameters: { _ in [] }).isEmpty)
+        #expect(store.results(at: [8_191, 8_192, total], parameters: { _ in [] }).map(\.index) == [order[8_191], order[8_192]])
+        let ranked = view.ranked { $0.metrics.sharpe }
+        #expect(ranked.count == total - 10)
+        #expect(ranked.allSatisfy { Double($0.index) == $0.value })
+        // A view is the store when taken: later appends are not in it; a sealed store takes none.
+        store.seal()
+        store.append(total, .success(Self.summary(1)))
+        #expect(store.count == total)
+    }
+
+    /// GetBatchStatus over a store larger than a chunk: by variant index, without what the caller
+    /// knows, up to the byte bound (at least one), FULL results and summaries merged.
+    @Test func aStatusReadIsByIndexWithoutTheKnownAndBounded() async {
+        let total = 9_000
+        let job = BatchJob(id: "j", total: total)
+        for index in stride(from: total - 1, through: 1, by: -1) { job.summaries.append(index, .success(Self.summary(Double(index)))) }
+        let all = await job.snapshot()
+        #expect(all.results.map(\.index) == Array(1..<total))
+        let known = Set(0..<5_000)
+        let rest = await job.snapshot(excluding: known)
+        #expect(rest.results.map(\.index) == Array(5_000..<total))
+        let size = BatchJob.estimatedBytes(VariantResult(index: 0, detail: .summary(Self.summary(1))))
+        let bounded = await job.snapshot(excluding: known, maxBytes: 10 * size)
+        #expect(bounded.results.map(\.index) == Array(5_000..<5_010))
+        let one = await job.snapshot(maxBytes: 1)
+        #expect(one.results.map(\.index) == [1])
+        #expect(one.completed == total - 1)
+    }
+}
+
+extension GridMemoryTests {
+    /// Admission counts a grid's axis values beside its summaries: a 20,000-value axis keeps a
+    /// text and a decoded piece (boxed when large) per value, about 40 bytes.
+    @Test func admissionCountsTheAxisValues() throws {
+        let plan = try GridPlan(Grid(base: Self.base, axes: [GridAxis(path: "positions[0].weight", range: "0.00005..1/0.00005")]))
+        #expect(plan.count == 20_000)
+        #expect(plan.valueBytes >= 20_000 * 16)
+        #expect(plan.valueBytes <= 20_000 * 48)
+        let source = BatchSource(settings: ExecutionPathTests.settings, variants: [], grid: plan, detail: .summary)
+        #expect(EngineBacktestService.estimatedBytes(source, frameLimit: nil) == 20_000 * SummaryStore.bytesPerSummary + plan.valueBytes)
+        // Long texts count their bytes.
+        let long = try GridPlan(Grid(base: Self.base, axes: [GridAxis(path: "name", values: [String(repeating: "n", count: 100), "short"])]))
+        #expect(long.valueBytes >= 100 + 2 * 16)
+    }
+}
+
+extension GridMemoryTests {
+    /// Plain numbers skip the strategy decoder (a 700,000-value range took 29 s of CPU to
+    /// resolve): the variants equal the decoder's, and what the decoder would refuse still goes
+    /// through it (a stop of 0 or below, a number too large to be finite), naming the value.
+    @Test func plainNumbersResolveWithoutTheDecoderToTheSameVariants() throws {
+        let axes = [
+            GridAxis(path: "positions[0].stop_loss", values: ["0.05", "0.1", "0.2"]),
+            GridAxis(path: "slippage_bps", values: ["0", "3.25"]),
+            GridAxis(path: "positions[*].weight", values: ["0.5", "1"]),
+        ]
+        let plan = try GridPlan(Grid(base: Self.base, axes: axes))
+        let cli = try VariantExpansion.expand(base: try JSONEncoder().encode(Self.base), vary: axes.map {
+            VaryOption(path: try JSONPath(parsing: $0.path), values: $0.values.map(JSONValue.commandLine))
+        })
+        #expect(plan.count == cli.count)
+        for index in 0..<plan.count { #expect(try plan.strategy(index) == cli[index].strategy, "variant \(index)") }
+        for (values, bad) in [(["0.05", "0"], 1), (["0.05", "0.1", "-0.1"], 2), (["0.05", "1e400"], 1)] {
+            let error = #expect(throws: BacktestError.self) {
+                try GridPlan(Grid(base: Self.base, axes: [GridAxis(path: "positions[0].stop_loss", values: values)]), field: "run_batch.grid")
+            }
+            #expect(error?.field == "run_batch.grid.axes[0].values[\(bad)]", "\(values)")
+        }
+    }
+
+    /// Resolving stops at a cancelled call's flag, CANCELLED, before its next value.
+    @Test func resolvingAGridStopsWhenCancelled() {
+        let flag = CancellationFlag()
+        flag.cancel()
+        let error = #expect(throws: BacktestError.self) {
+            try GridPlan(Grid(base: Self.base, axes: [GridAxis(path: "commission_bps", range: "1..100000")]), cancellation: flag)
+        }
+        #expect(error?.code == .cancelled)
+    }
+}
