@@ -87,4 +87,28 @@ import Testing
         }
         #expect(try await registry.job(id: running.id) === running)
     }
+
+    /// The batch that finished last stays even alone over the retention bound (it was admitted
+    /// within the budget; a 1,000,000-variant grid was evicted the moment it finished); the next
+    /// one to finish sends it out, and admission may take its room.
+    @Test func theNewestFinishedBatchStaysOverTheRetentionBound() async throws {
+        let kept = BatchJob.estimatedBytes(result(0))
+        let registry = BatchJobRegistry(retention: .seconds(600), maxRetainedBytes: kept / 2)
+        let big = await registry.create(total: 1)
+        _ = await big.record(result(0))
+        await big.finish(.final)
+        await registry.dropExpired()
+        #expect(try await registry.job(id: big.id) === big)
+        #expect(registry.retainedBytes == kept)
+        let next = await registry.create(total: 1)
+        _ = await next.record(result(0))
+        await next.finish(.final)
+        await registry.dropExpired()
+        let error = await #expect(throws: BacktestError.self) { try await registry.job(id: big.id) }
+        #expect(error?.message.contains("was evicted before its retention ended") == true)
+        #expect(try await registry.job(id: next.id) === next)
+        // Past its retention it expires all the same.
+        await registry.dropExpired(now: .now.advanced(by: .seconds(601)))
+        await #expect(throws: BacktestError.self) { try await registry.job(id: next.id) }
+    }
 }

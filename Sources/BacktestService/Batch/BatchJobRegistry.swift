@@ -258,7 +258,8 @@ package actor BatchJobRegistry {
     /// Bytes of results the finished jobs still hold (an estimate, see `BatchJob`).
     package nonisolated var retainedBytes: Int { finished.bytes }
 
-    /// Drops finished jobs older than `retention`, then the oldest while over `maxRetainedBytes`.
+    /// Drops finished jobs older than `retention`, then the oldest while over `maxRetainedBytes`
+    /// (the newest excepted, see `FinishedJobs.removeExpired`).
     package func dropExpired(now: ContinuousClock.Instant = .now) {
         for (id, expired) in finished.removeExpired(now: now, retention: retention, maxBytes: maxRetainedBytes) {
             note(id, expired ? .expired : .evicted(bytes: 0))
@@ -331,14 +332,18 @@ final class FinishedJobs: Sendable {
     }
 
     /// Removes jobs past `retention` (true: expired) and then the oldest while over `maxBytes`
-    /// (false: evicted).
+    /// (false: evicted), except the newest: it was admitted within the budget, and evicting it
+    /// the moment it finished left a tester's 1,000,000-variant grid (176 MB of summaries over the
+    /// 128 MB bound) unreadable, GetVariantResults by `best_by` included. It goes when a newer
+    /// batch finishes, when admission needs its room, or when its retention ends.
     func removeExpired(now: ContinuousClock.Instant, retention: Duration, maxBytes: Int) -> [(String, Bool)] {
         state.withLock { state in
             var removed: [(String, Bool)] = []
             while state.head < state.entries.count {
                 let oldest = state.entries[state.head]
                 let expired = oldest.at.duration(to: now) > retention
-                guard expired || state.bytes > maxBytes else { break }
+                let newest = state.head == state.entries.count - 1
+                guard expired || (state.bytes > maxBytes && !newest) else { break }
                 removed.append((oldest.id, expired))
                 state.bytes -= oldest.bytes
                 state.head += 1
