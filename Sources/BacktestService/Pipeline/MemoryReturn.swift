@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import Synchronization
 
 #if canImport(Glibc)
@@ -78,12 +79,28 @@ package enum MemoryReturn {
     /// higher each time: under `loadtest --users 50 --duration 60 --hostile 5` peak RSS fell from
     /// 522 MB to 483 MB with the threshold fixed, p99 of the users unchanged (README). Small
     /// allocations, which are nearly all of a light call's, are unaffected. No-op without glibc.
+    ///
+    /// It also bounds glibc's malloc arenas to `arenaLimit` (one per core, at least 2), unless
+    /// `MALLOC_ARENA_MAX` is set. Why: glibc gives each thread that meets contention its own
+    /// arena, up to 8 per core, and memory freed in an arena stays there for that arena's next
+    /// allocations only. Calls run on whichever thread is free (event loops, the cooperative
+    /// pool, the compute threads), so a series of large calls left a high-water mark in each arena
+    /// they touched: a tester's 30 connections x 2 RunBacktests of 100,000 positions (one call at a
+    /// time, about 205 MB each) peaked at 716 MB with the default, 618 MB with 4 arenas and 513 MB
+    /// with 2 (same script, release build, 2-core VM). The load test's p99 with it is in the README.
     package static func configureAllocator() {
         #if canImport(Glibc)
         guard let mallopt = mallocOption else { return }
         // M_MMAP_THRESHOLD is -3 in <malloc.h>; setting it also turns the dynamic adjustment off.
         _ = mallopt(-3, mmapThreshold)
+        // M_ARENA_MAX is -8.
+        if getenv("MALLOC_ARENA_MAX") == nil { _ = mallopt(-8, arenaLimit) }
         #endif
+    }
+
+    /// Most malloc arenas (`configureAllocator`): one per core, at least 2.
+    package static var arenaLimit: Int32 {
+        Int32(clamping: max(2, ProcessInfo.processInfo.activeProcessorCount))
     }
 
     #if canImport(Glibc)
