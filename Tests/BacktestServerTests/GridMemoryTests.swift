@@ -255,3 +255,122 @@ extension GridMemoryTests {
         #expect(error?.code == .cancelled)
     }
 }
+
+/// The fifth tester's grid findings: sizes refused before values are made, echoed texts bounded,
+/// names, paths and values bounded so every result fits a frame, tickers as a request's.
+@Suite struct GridBoundsTests {
+    static let base = SweepBatchTests.base
+
+    /// 1,000,000-value ranges are counted, not expanded, so a grid over the limit is refused at
+    /// once whatever its values (a `name` range took 44 s of CPU per 156-byte request); the
+    /// count equals the expansion's.
+    @Test func aGridIsCountedWithoutExpandingItsRanges() throws {
+        for range in ["a1..1000000", "1..1000000", "0.25..1/0.25", "sma:5..104", "1..10/3"] {
+            let axis = GridAxis(path: "name", values: ["x", "y"], range: range)
+            #expect(try axis.valueCount() == axis.allValues().count, "\(range)")
+        }
+        let clock = ContinuousClock()
+        let started = clock.now
+        let error = #expect(throws: BacktestError.self) {
+            try GridPlan(Grid(base: Self.base, axes: [
+                GridAxis(path: "name", range: "a1..1000000"),
+                GridAxis(path: "commission_bps", values: ["1", "2"]),
+            ]), field: "run_batch.grid")
+        }
+        #expect(error?.field == "run_batch.grid.axes")
+        #expect(error?.message.contains("2000000 variants (1000000 x 2)") == true)
+        #expect(try GridPlan.count(of: Grid(base: Self.base, axes: [GridAxis(path: "name", range: "a1..1000"), GridAxis(path: "commission_bps", range: "1..3")])) == 3_000)
+        _ = clock.now - started  // no timing asserted: the test documents the path, the README the time
+    }
+
+    /// A SUMMARY grid over the batch budget is refused before it is resolved, with advice that
+    /// fits SUMMARY (it said "ask for SUMMARY detail" to a SUMMARY grid).
+    @Test func aSummaryGridOverTheBudgetIsToldToSplitNotToAskForSummary() async throws {
+        let registry = BatchJobRegistry(budgetBytes: 1_000 * SummaryStore.bytesPerSummary)
+        let service = try SweepBatchTests.service(jobs: registry)
+        let grid = Grid(base: Self.base, axes: [GridAxis(path: "commission_bps", range: "1..5000")])
+        let error = await #expect(throws: BacktestError.self) {
+            try await service.runBatch(BatchRequest(grid: grid, settings: BatchFixture.tenYears), context: CallContext(streamID: 1)) { _ in }
+        }
+        #expect(error?.code == .resourceExhausted)
+        #expect(error?.message.contains("split it into batches of fewer variants") == true, "\(error?.message ?? "")")
+        #expect(error?.message.contains("SUMMARY") == false)
+        #expect(registry.reservedBytes == 0)
+    }
+
+    /// A long value or path is echoed as a bounded, escaped prefix (a 4 MB value came back in a
+    /// 4 MB message, and a 4 MB path pushed the answer past the frame).
+    @Test func echoedPathsAndValuesAreBounded() {
+        let long = String(repeating: "z", count: 3_000) + "\u{202E}"
+        let value = #expect(throws: BacktestError.self) {
+            try GridPlan(Grid(base: Self.base, axes: [GridAxis(path: "positions[0].entry", values: [long])]), field: "run_batch.grid")
+        }
+        #expect(value?.field == "run_batch.grid.axes[0].values[0]")
+        #expect((value?.message.utf8.count ?? .max) < 400, "\(value?.message.utf8.count ?? 0) bytes")
+        let path = #expect(throws: BacktestError.self) {
+            try GridPlan(Grid(base: Self.base, axes: [GridAxis(path: "positions[0]." + String(repeating: "k", count: 200), values: ["1"])]), field: "run_batch.grid")
+        }
+        #expect(path?.field == "run_batch.grid.axes[0].path")
+        #expect((path?.message.utf8.count ?? .max) < 400, "\(path?.message.utf8.count ?? 0) bytes")
+        #expect(VariantExpansion.shown("a\u{202E}b") == "a\\u{202E}b")
+    }
+
+    /// Names, paths and values have the documented bounds, so any one result fits a frame: a
+    /// 2.5 MB name value made every update 5 MB and the batch unreadable.
+    @Test func namesPathsAndValuesAreBounded() {
+        func refusal(_ grid: Grid) -> BacktestError? {
+            #expect(throws: BacktestError.self) { try GridPlan(grid, field: "run_batch.grid") }
+        }
+        var named = Self.base
+        named.name = String(repeating: "n", count: 257)
+        #expect(refusal(Grid(base: named, axes: [GridAxis(path: "commission_bps", values: ["1"])]))?.field == "run_batch.grid.base_strategy.name")
+        let longName = refusal(Grid(base: Self.base, axes: [GridAxis(path: "name", values: ["a", String(repeating: "n", count: 257)])]))
+        #expect(longName?.field == "run_batch.grid.axes[0].values[1]")
+        #expect(longName?.message.contains("at most 256") == true, "\(longName?.message ?? "")")
+        #expect(refusal(Grid(base: Self.base, axes: [GridAxis(path: "name", values: [String(repeating: "v", count: 4_097)])]))?.field == "run_batch.grid.axes[0].values[0]")
+        #expect(refusal(Grid(base: Self.base, axes: [GridAxis(path: String(repeating: "p", count: 257), values: ["1"])]))?.field == "run_batch.grid.axes[0].path")
+        let many = (0..<20).map { GridAxis(path: "name", values: [String(repeating: "v", count: 4_000)], zipGroup: 1 + $0) }
+        let total = refusal(Grid(base: Self.base, axes: many))
+        // The same path twice is refused first; with distinct paths, the total bound.
+        #expect(total?.field == "run_batch.grid.axes[1].path")
+        let distinct = (0..<20).map { i in GridAxis(path: "positions[0].entry", values: [#"{"lhs": "close", "op": ">", "rhs": \#(i)}"# + String(repeating: " ", count: 4_000)], zipGroup: 0) }
+        let bounded = refusal(Grid(base: Self.base, axes: distinct))
+        #expect(bounded?.field == "run_batch.grid.axes[1].path", "the same path again")
+        // Names of exactly 256 bytes are fine.
+        #expect(throws: Never.self) {
+            _ = try GridPlan(Grid(base: Self.base, axes: [GridAxis(path: "name", values: ["a", String(repeating: "n", count: 256)])]))
+        }
+    }
+
+    /// The per-variant total of paths and values: 17 distinct paths with 4,000-byte values pass
+    /// 64 KiB at the 17th (checked before any value is decoded).
+    @Test func aVariantsParametersAreBoundedInTotal() {
+        let paths = ["name", "id", "fill", "commission_bps", "slippage_bps", "rebalance", "allow_leverage"]
+            + ["ticker", "weight", "entry", "exit", "direction", "sizing", "size", "stop_loss", "take_profit", "trailing_stop"].map { "positions[0].\($0)" }
+        #expect(paths.count == 17)
+        let axes = paths.map { GridAxis(path: $0, values: [String(repeating: " ", count: 3_999) + "1"]) }
+        let error = #expect(throws: BacktestError.self) { try GridPlan(Grid(base: Self.base, axes: axes), field: "run_batch.grid") }
+        #expect(error?.field == "run_batch.grid.axes")
+        #expect(error?.message.contains("at most 65536") == true, "\(error?.message ?? "")")
+    }
+
+    /// Tickers in values follow the request syntax (upper case), as a RunBacktest's do; so does
+    /// the base's, checked as sent.
+    @Test func tickersInValuesAndTheBaseAreCheckedAsSent() async throws {
+        let ticker = #expect(throws: BacktestError.self) {
+            try GridPlan(Grid(base: Self.base, axes: [GridAxis(path: "positions[0].ticker", values: ["MSFT", "aapl"])]), field: "run_batch.grid")
+        }
+        #expect(ticker?.field == "run_batch.grid.axes[0].values[1]")
+        #expect(ticker?.message.contains("did you mean AAPL?") == true, "\(ticker?.message ?? "")")
+        let inside = #expect(throws: BacktestError.self) {
+            try GridPlan(Grid(base: Self.base, axes: [GridAxis(path: "positions[0].entry", values: [#"{"lhs": "close", "op": ">", "rhs": "sma:20", "ticker": "spy"}"#])]), field: "run_batch.grid")
+        }
+        #expect(inside?.field == "run_batch.grid.axes[0].values[0]")
+        var lower = Self.base
+        lower.positions[0].ticker = "aapl"
+        let plan = try GridPlan(Grid(base: lower, axes: [GridAxis(path: "commission_bps", values: ["1", "2"])]))
+        let pipeline = try ExecutionPathTests.pipeline(observer: CountingObserver())
+        let base = await #expect(throws: BacktestError.self) { try await pipeline.validate(grid: plan, settings: ExecutionPathTests.settings) }
+        #expect(base?.field == "run_batch.grid.base_strategy.positions[0].ticker", "\(base?.field ?? "")")
+    }
+}

@@ -36,6 +36,20 @@ public struct GridAxis: Sendable, Hashable {
     /// number (`sma:`, `rsi:`). Numbers print without a fraction when they are whole. Throws
     /// INVALID_ARGUMENT naming `field` for anything else (B < A, a step <= 0, too many values).
     public static func expandRange(_ text: String, field: String) throws(BacktestError) -> [String] {
+        let range = try parsedRange(text, field: field)
+        return (0..<range.count).map { i in range.prefix + format(range.low + Double(i) * range.step) }
+    }
+
+    /// How many values `values` and `range` give, without making them (a tester's 156-byte
+    /// requests with 1,000,000-value ranges cost up to 44 s of CPU each before the grid was
+    /// refused as too large). Errors as `allValues`.
+    public func valueCount(field: String = "axis") throws(BacktestError) -> Int {
+        guard !range.isEmpty else { return values.count }
+        return values.count + (try Self.parsedRange(range, field: field + ".range").count)
+    }
+
+    /// A range's prefix, start, step and number of values, checked as `expandRange` says.
+    static func parsedRange(_ text: String, field: String) throws(BacktestError) -> (prefix: String, low: Double, step: Double, count: Int) {
         func fail(_ why: String) -> BacktestError {
             .invalidArgument("range \(quotedInput(text, limit: 40)): \(why) (expected e.g. sma:5..104, 1..10/3, 0.25..1/0.25)", field: field)
         }
@@ -57,8 +71,7 @@ public struct GridAxis: Sendable, Hashable {
         guard exact <= Double(maxRangeValues) else {
             throw fail("too large: \(exact < 1e15 ? String(Int64(exact)) : String(format: "%.3g", exact)) values, more than the limit of \(maxRangeValues)")
         }
-        let count = Int(exact)
-        return (0..<count).map { i in prefix + format(low + Double(i) * step) }
+        return (prefix, low, step, Int(exact))
     }
 
     /// The parts of `PREFIX A..B[/STEP]` before their values are checked.
@@ -167,8 +180,8 @@ public struct Grid: Sendable, Hashable {
         var total = 1
         for axis in axes {
             if axis.zipGroup != 0, !seen.insert(axis.zipGroup).inserted { continue }
-            guard let values = try? axis.allValues() else { return 0 }
-            total = total.multipliedReportingOverflow(by: values.count).partialValue
+            guard let count = try? axis.valueCount() else { return 0 }
+            total = total.multipliedReportingOverflow(by: count).partialValue
         }
         return axes.isEmpty ? 0 : total
     }
@@ -236,17 +249,49 @@ package struct GridPlan: Sendable {
         // assignment and the JSON path give the same variants.
         let decodedBase = try VariantExpansion.strategy(from: document, label: "base")
         base = decodedBase
-        // Paths first: one that does not fit the base is the path's error, whatever the values.
+        do throws(BacktestError) { try Self.checkName(decodedBase.name) } catch {
+            throw BacktestError(error.code, error.message, field: field + ".base_strategy.name")
+        }
+        // Sizes first, from the axes' counts (a range is counted, not expanded): a grid over the
+        // limit is refused before any value is made or decoded.
+        count = try Self.count(of: grid, field: field)
+        let dimensions = try Self.dimensions(grid.axes, counts: try grid.axes.enumerated().map { a, axis throws(BacktestError) in
+            try axis.valueCount(field: "\(field).axes[\(a)]")
+        }, field: field)
+        // Paths: one that does not fit the base is the path's error, whatever the values; the
+        // texts a result carries (`parameters`) are bounded so that any one result fits a frame.
         var paths: [JSONPath] = []
         var values: [[String]] = []
+        var parameterBytes = 0
         for (a, axis) in grid.axes.enumerated() {
             let axisField = "\(field).axes[\(a)]"
+            guard axis.path.utf8.count <= Self.maxPathBytes else {
+                throw .invalidArgument(
+                    "axis path \(quotedInput(axis.path, limit: 40)) is \(axis.path.utf8.count) bytes; at most \(Self.maxPathBytes)", field: axisField + ".path")
+            }
             let path = try Self.checkedPath(axis.path, in: document, field: axisField + ".path")
+            if let same = paths.firstIndex(of: path) {
+                throw .invalidArgument("axis \(quotedInput(axis.path, limit: 40)) has the same path as axes[\(same)]: use one axis with both's values", field: axisField + ".path")
+            }
             let texts = try axis.allValues(field: axisField)
-            guard !texts.isEmpty else { throw .invalidArgument("axis \(quotedInput(axis.path, limit: 40)) has no values", field: axisField + ".values") }
+            var longest = 0
+            for (v, text) in texts.enumerated() {
+                let bytes = text.utf8.count
+                guard bytes <= Self.maxValueBytes else {
+                    throw .invalidArgument("a value is \(bytes) bytes; at most \(Self.maxValueBytes)", field: "\(axisField).values[\(v)]")
+                }
+                longest = max(longest, bytes)
+            }
+            parameterBytes += axis.path.utf8.count + longest + 8
+            guard parameterBytes <= Self.maxParameterBytes else {
+                throw .invalidArgument(
+                    "a variant's axis paths and values take up to \(parameterBytes) bytes by axis \(a); at most \(Self.maxParameterBytes) (each result carries them)",
+                    field: field + ".axes")
+            }
             paths.append(path)
             values.append(texts)
         }
+        let lastKeys: [String?] = paths.map { if case .key(let key)? = $0.components.last { key } else { nil } }
         // Typed assignment when every path is a slot and no path lies inside another.
         let overlapping = paths.indices.contains { i in
             paths.indices.contains { j in i != j && Self.overlaps(paths[i], paths[j]) }
@@ -265,13 +310,15 @@ package struct GridPlan: Sendable {
                 do throws(BacktestError) {
                     try cancellation?.check()
                     let value = JSONValue.commandLine(text)
+                    try Self.checkTickers(value, key: lastKeys[a])
                     // The first value goes through the decoder (and the write check below) always.
                     if v > 0, fragments != nil, let piece = slots?[a].fragment(decoding: value) {
                         pieces.append(piece)
                         continue
                     }
                     let edited = try path.setting(value, in: document)
-                    let strategy = try VariantExpansion.strategy(from: edited, label: "\(grid.axes[a].path)=\(text)")
+                    let strategy = try VariantExpansion.strategy(from: edited, label: Self.label(grid.axes[a].path, text))
+                    try Self.checkName(strategy.name)
                     if let slot = slots?[a], fragments != nil {
                         if let piece = slot.read(strategy), v > 0 || slot.write(piece, into: decodedBase) != nil {
                             pieces.append(piece)
@@ -285,22 +332,88 @@ package struct GridPlan: Sendable {
             }
             fragments?.append(pieces)
         }
-        // Dimensions: zip groups at their first axis's position.
+        self.paths = paths
+        self.values = values
+        self.dimensions = dimensions
+        self.fragments = fragments
+        let perValue = MemoryLayout<String>.stride + (fragments == nil ? 0 : MemoryLayout<StrategySlot.Fragment>.stride)
+        valueBytes = values.reduce(0) { sum, texts in
+            texts.reduce(sum + texts.count * perValue) { $0 + ($1.utf8.count > 15 ? $1.utf8.count + 32 : 0) }
+        }
+    }
+
+    /// The number of variants `grid` has, from its axes' counts (ranges counted, not expanded):
+    /// INVALID_ARGUMENT as `init` says for a bad range, an axis without values, unequal zip
+    /// groups or more than `maxVariants`. For refusing a grid before it is resolved.
+    package static func count(of grid: Grid, field: String = "grid") throws(BacktestError) -> Int {
+        guard !grid.axes.isEmpty else { throw .invalidArgument("a grid needs at least one axis", field: field + ".axes") }
+        var counts: [Int] = []
+        for (a, axis) in grid.axes.enumerated() {
+            let count = try axis.valueCount(field: "\(field).axes[\(a)]")
+            guard count > 0 else { throw .invalidArgument("axis \(quotedInput(axis.path, limit: 40)) has no values", field: "\(field).axes[\(a)].values") }
+            counts.append(count)
+        }
+        return try product(dimensions(grid.axes, counts: counts, field: field), field: field)
+    }
+
+    /// Longest axis path, in UTF-8 bytes.
+    package static let maxPathBytes = 256
+    /// Longest axis value (as given or from a range), in UTF-8 bytes: a condition as JSON fits.
+    package static let maxValueBytes = 4_096
+    /// Most bytes of axis paths and values one variant carries in its result's `parameters`
+    /// (each axis's path and longest value): any one result then fits a frame. A tester's
+    /// 2.5 MB `name` value made every update 5 MB (it is in the name and in `parameters`), and
+    /// the batch could not be read at all.
+    package static let maxParameterBytes = 65_536
+    /// Longest strategy name, in UTF-8 bytes (as for RunBacktest and listed variants, PROTOCOL.md §6).
+    package static let maxNameBytes = 256
+
+    static func checkName(_ name: String) throws(BacktestError) {
+        guard name.utf8.count <= maxNameBytes else {
+            throw .invalidArgument("the strategy's name is \(name.utf8.count) bytes; at most \(maxNameBytes)")
+        }
+    }
+
+    /// Tickers in a value as sent (the value itself when the path ends in `ticker`, and every
+    /// `ticker` key inside it) follow `Ticker.syntax`, as a request's must (PROTOCOL.md §6): the
+    /// strategy decoder upper-cases them for the CLI's files, so a grid accepted `aapl`.
+    static func checkTickers(_ value: JSONValue, key: String?) throws(BacktestError) {
+        switch value {
+        case .string(let text) where key == "ticker": try Ticker.validate(text, field: "")
+        case .object(let members): for (key, member) in members { try checkTickers(member, key: key) }
+        case .array(let elements): for element in elements { try checkTickers(element, key: nil) }
+        default: break
+        }
+    }
+
+    /// "path=value" for messages, each part bounded (`VariantExpansion.shown`).
+    static func label(_ path: String, _ value: String) -> String {
+        "\(VariantExpansion.shown(path))=\(VariantExpansion.shown(value))"
+    }
+
+    /// The dimensions of the product: one per axis, a zip group's axes together at its first
+    /// axis's position (equal counts required, else INVALID_ARGUMENT naming `zip_group`).
+    static func dimensions(_ axes: [GridAxis], counts: [Int], field: String) throws(BacktestError) -> [Dimension] {
         var dimensions: [Dimension] = []
         var groupDimension: [Int: Int] = [:]
-        for (a, axis) in grid.axes.enumerated() {
+        for (a, axis) in axes.enumerated() {
             if axis.zipGroup != 0, let d = groupDimension[axis.zipGroup] {
-                guard dimensions[d].count == values[a].count else {
+                guard dimensions[d].count == counts[a] else {
                     throw .invalidArgument(
-                        "axis \(quotedInput(axis.path, limit: 40)) has \(values[a].count) values but its zip group \(axis.zipGroup) has \(dimensions[d].count)",
+                        "axis \(quotedInput(axis.path, limit: 40)) has \(counts[a]) values but its zip group \(axis.zipGroup) has \(dimensions[d].count)",
                         field: "\(field).axes[\(a)].zip_group")
                 }
                 dimensions[d].axes.append(a)
             } else {
                 if axis.zipGroup != 0 { groupDimension[axis.zipGroup] = dimensions.count }
-                dimensions.append(Dimension(axes: [a], count: values[a].count))
+                dimensions.append(Dimension(axes: [a], count: counts[a]))
             }
         }
+        return dimensions
+    }
+
+    /// The number of variants, or INVALID_ARGUMENT naming `axes` when over `maxVariants`.
+    static func product(_ dimensions: [Dimension], field: String) throws(BacktestError) -> Int {
         var total = 1
         for dimension in dimensions {
             let (product, overflow) = total.multipliedReportingOverflow(by: dimension.count)
@@ -318,15 +431,7 @@ package struct GridPlan: Sendable {
             }
             total = product
         }
-        count = total
-        self.paths = paths
-        self.values = values
-        self.dimensions = dimensions
-        self.fragments = fragments
-        let perValue = MemoryLayout<String>.stride + (fragments == nil ? 0 : MemoryLayout<StrategySlot.Fragment>.stride)
-        valueBytes = values.reduce(0) { sum, texts in
-            texts.reduce(sum + texts.count * perValue) { $0 + ($1.utf8.count > 15 ? $1.utf8.count + 32 : 0) }
-        }
+        return total
     }
 
     /// `text` parsed as a path that fits `document` (the base as JSON): every step but the last
@@ -342,7 +447,7 @@ package struct GridPlan: Sendable {
             // error whatever the value). Other errors of this probe are the values' to report.
             let probe = try path.setting(.null, in: document)
             do throws(BacktestError) {
-                _ = try VariantExpansion.strategy(from: probe, label: text)
+                _ = try VariantExpansion.strategy(from: probe, label: VariantExpansion.shown(text))
             } catch where error.message.contains("unknown key") {
                 throw error
             } catch {}
@@ -407,7 +512,7 @@ package struct GridPlan: Sendable {
         for axis in paths.indices {
             document = try paths[axis].setting(JSONValue.commandLine(values[axis][indices[axis]]), in: document)
         }
-        return try VariantExpansion.strategy(from: document, label: parameters(of: index).map { "\($0.path)=\($0.value)" }.joined(separator: ", "))
+        return try VariantExpansion.strategy(from: document, label: parameters(of: index).map { Self.label($0.path, $0.value) }.joined(separator: ", "))
     }
 
     /// How many strategies the shared phase checks: the base, then the base with each axis
@@ -434,7 +539,7 @@ package struct GridPlan: Sendable {
             return written
         }
         let edited = try paths[axis].setting(JSONValue.commandLine(values[axis][value]), in: baseDocument)
-        return try VariantExpansion.strategy(from: edited, label: "\(grid.axes[axis].path)=\(values[axis][value])")
+        return try VariantExpansion.strategy(from: edited, label: Self.label(grid.axes[axis].path, values[axis][value]))
     }
 }
 
@@ -586,10 +691,12 @@ struct StrategySlot {
 
     /// The fragment a JSON `value` decodes to at this place without decoding a strategy, for
     /// the places whose decoding is plain: a finite number for `commission_bps`, `slippage_bps`,
-    /// a weight or a size, a positive one for a stop level. nil otherwise (then the value goes
+    /// a weight or a size, a positive one for a stop level, a string of at most
+    /// `GridPlan.maxNameBytes` for the name. nil otherwise (then the value goes
     /// through the strategy decoder, which also says what is wrong with it). Why: a decode costs
     /// about 40 µs, so a 700,000-value range took 29 s of CPU to resolve before this.
     func fragment(decoding value: JSONValue) -> Fragment? {
+        if case .name = place, case .string(let name) = value, name.utf8.count <= GridPlan.maxNameBytes { return .string(name) }
         guard case .number(let x) = value, x.isFinite else { return nil }
         switch place {
         case .commission, .slippage, .weight: return .number(x)

@@ -1,4 +1,5 @@
 import BacktestCore
+import BacktestModel
 import NIOConcurrencyHelpers
 import NIOCore
 import Synchronization
@@ -113,11 +114,7 @@ package actor BatchJobRegistry {
         dropExpired()
         let needed = Self.megabytes(bytes)
         let budget = Self.megabytes(budgetBytes)
-        guard bytes <= budgetBytes else {
-            throw BacktestError(.resourceExhausted,
-                "the batch of \(total) variants needs about \(needed) of results, more than the server's batch memory budget of \(budget); ask for SUMMARY detail or split it",
-                field: "run_batch")
-        }
+        try refuseIfOverBudget(total: total, detail: source.detail, bytes: bytes)
         if queue.isEmpty, await fits(bytes) {
             return make(total: total, source: source, reserving: bytes)
         }
@@ -178,6 +175,18 @@ package actor BatchJobRegistry {
             queue.removeFirst()
             head.continuation.resume(returning: make(total: head.total, source: head.source, reserving: head.bytes))
         }
+    }
+
+    /// RESOURCE_EXHAUSTED (field `run_batch`) when a batch estimated at `bytes` is larger than
+    /// the whole budget, saying what to change: SUMMARY detail for a FULL batch, fewer variants
+    /// for a SUMMARY one (a tester's SUMMARY grid was told to ask for SUMMARY). Also called
+    /// before a grid is resolved, from its size alone.
+    package nonisolated func refuseIfOverBudget(total: Int, detail: ResultDetail, bytes: Int) throws(BacktestError) {
+        guard bytes > budgetBytes else { return }
+        let advice = detail == .summary ? "split it into batches of fewer variants" : "ask for SUMMARY detail or split it"
+        throw BacktestError(.resourceExhausted,
+            "the batch of \(total) variants needs about \(Self.megabytes(bytes)) of results, more than the server's batch memory budget of \(Self.megabytes(budgetBytes)); \(advice)",
+            field: "run_batch")
     }
 
     private func cancelWaiter(_ ticket: UInt64) {

@@ -218,6 +218,9 @@ package struct BacktestPipeline: Sendable {
             let field = paths.strategy(index)
             do throws(BacktestError) {
                 let strategy = try grid.analysisStrategy(index)
+                // The base as sent: its JSON form, which the variants are built from, upper-cases
+                // tickers (for the CLI's files), and a request's must be upper case (a grid ran `aapl`).
+                if index == 0 { try Validation.validate(grid.grid.base, path: field, cancellation: cancellation) }
                 try Validation.validate(strategy, path: field, cancellation: cancellation)
                 try Validation.validateCashSizing(strategy, settings: settings, path: field)
                 observer?.validated(variant: index)
