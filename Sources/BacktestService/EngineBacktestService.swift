@@ -71,7 +71,8 @@ package struct EngineBacktestService: BacktestService {
             let count = try GridPlan.count(of: grid, field: "run_batch.grid")
             let detail = request.detail.resolved(count: count)
             if detail == .summary {
-                try jobs.refuseIfOverBudget(total: count, detail: detail, bytes: count * SummaryStore.bytesPerSummary)
+                try jobs.refuseIfOverBudget(
+                    total: count, detail: detail, bytes: count * SummaryStore.bytesPerSummary + GridPlan.minimumValueBytes(of: grid))
             }
             plan = try await Self.resolve(grid, on: pipeline, connection: context.connection)
         }

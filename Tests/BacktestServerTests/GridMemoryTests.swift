@@ -296,6 +296,14 @@ extension GridMemoryTests {
         #expect(error?.message.contains("split it into batches of fewer variants") == true, "\(error?.message ?? "")")
         #expect(error?.message.contains("SUMMARY") == false)
         #expect(registry.reservedBytes == 0)
+        // Its values count too, before they are made: 1,000 summaries fit, not with 1,000 values.
+        #expect(GridPlan.minimumValueBytes(of: grid) == 5_000 * 40)
+        let values = await #expect(throws: BacktestError.self) {
+            try await service.runBatch(
+                BatchRequest(grid: Grid(base: Self.base, axes: [GridAxis(path: "commission_bps", range: "1..1000")]), settings: BatchFixture.tenYears),
+                context: CallContext(streamID: 2)) { _ in }
+        }
+        #expect(values?.code == .resourceExhausted)
     }
 
     /// A long value or path is echoed as a bounded, escaped prefix (a 4 MB value came back in a

@@ -356,6 +356,13 @@ package struct GridPlan: Sendable {
         return try product(dimensions(grid.axes, counts: counts, field: field), field: field)
     }
 
+    /// `valueBytes` as far as it is known before the values are made: a `String` and a fragment per
+    /// value (texts over 15 bytes add theirs, which only the values show).
+    package static func minimumValueBytes(of grid: Grid) -> Int {
+        let perValue = MemoryLayout<String>.stride + MemoryLayout<StrategySlot.Fragment>.stride
+        return grid.axes.reduce(0) { $0 + ((try? $1.valueCount()) ?? 0) * perValue }
+    }
+
     /// Longest axis path, in UTF-8 bytes.
     package static let maxPathBytes = 256
     /// Longest axis value (as given or from a range), in UTF-8 bytes: a condition as JSON fits.
