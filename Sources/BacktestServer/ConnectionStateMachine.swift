@@ -104,6 +104,12 @@ struct ConnectionStateMachine {
         /// only in part (the channel's own count of buffered bytes, sampled before a check of the
         /// peer's liveness). Only increases count.
         case outputTaken(totalBytes: Int)
+        /// The peer's TCP has acknowledged this many bytes of output in all (Linux's
+        /// `tcpi_bytes_acked`, sampled before a check of the peer's liveness). A slow reader's
+        /// progress shows here while the kernel still holds megabytes the channel handed it
+        /// (a socket reports writable again only once a third of its buffer is free: minutes at
+        /// 8 KB/s), so a reader taking output that slowly is not closed as not reading.
+        case outputAcknowledged(totalBytes: Int)
         /// The channel's writability changed (its write-buffer water marks were crossed).
         case writabilityChanged(isWritable: Bool)
         /// This many bytes were seen buffered in the channel: beyond `maxOutboundBuffer` the peer
@@ -186,6 +192,10 @@ struct ConnectionStateMachine {
     /// `Event.outputTaken`), and its value at the last keepalive and idle checks.
     private var outputTakenBytes = 0
     private var outputTakenAtKeepalive = 0
+    /// The peer's TCP acknowledgements (`Event.outputAcknowledged`), and their count at the last
+    /// keepalive check; 0 where the system does not say.
+    private var outputAcknowledgedBytes = 0
+    private var outputAcknowledgedAtKeepalive = 0
     /// When `outputTakenBytes` last grew: a peer taking output is not idle.
     private var outputLastTakenAt: NIODeadline?
     /// Bytes of all frames handed to the channel so far.
@@ -350,6 +360,11 @@ struct ConnectionStateMachine {
             closeIfDrained(&actions)
         case .outputTaken(let total):
             noteOutputTaken(min(total, outputHandedOverBytes), now: now)
+        case .outputAcknowledged(let total):
+            guard total > outputAcknowledgedBytes else { break }
+            // The first sample only sets the baseline (it counts everything since the start).
+            if outputAcknowledgedBytes > 0 { outputLastTakenAt = now }
+            outputAcknowledgedBytes = total
         case .writabilityChanged(let writable):
             isWritable = writable
             if writable {
@@ -549,7 +564,9 @@ struct ConnectionStateMachine {
             guard phase == .open || phase == .draining, !streams.isEmpty || !outputTurns.isEmpty else { return }
             // More than the PING itself taken since the last check.
             let tookOutput = outputTakenBytes - outputTakenAtKeepalive > Self.pingFrameBytes
+                || outputAcknowledgedBytes - outputAcknowledgedAtKeepalive > Self.pingFrameBytes
             outputTakenAtKeepalive = outputTakenBytes
+            outputAcknowledgedAtKeepalive = outputAcknowledgedBytes
             if unansweredPing != nil {
                 // A peer that is still taking output has not read the PING yet: it sits behind
                 // output in the socket's buffers (the kernel's too, which can hold megabytes the

@@ -418,10 +418,26 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     /// Before a check of the peer's liveness: how many bytes it took, counting the part of a
     /// frame the socket took so far (the channel's count, when it holds the bytes itself).
     private func reportOutputTaken(_ context: ChannelHandlerContext) {
+        reportOutputAcknowledged(context)
         guard handedOverBytes > completedBytes,
               let buffered = try? context.channel.syncOptions?.getOption(.bufferedWritableBytes), buffered > 0
         else { return }
         handle(.outputTaken(totalBytes: max(completedBytes, handedOverBytes - buffered)))
+    }
+
+    /// The bytes the peer's TCP acknowledged (`ConnectionStateMachine.Event.outputAcknowledged`),
+    /// from getsockopt(TCP_INFO) on Linux: the kernel's `tcpi_bytes_acked` (since Linux 4.1),
+    /// which glibc's `struct tcp_info` does not declare, at byte 120 of the kernel's struct.
+    /// Elsewhere, or when the socket does not say, nothing is reported.
+    private func reportOutputAcknowledged(_ context: ChannelHandlerContext) {
+        #if os(Linux)
+        guard handedOverBytes > 0, let provider = context.channel as? SocketOptionProvider else { return }
+        let info: EventLoopFuture<LinuxTCPInfo> = provider.unsafeGetSocketOption(level: .tcp, name: .tcp_info)
+        // On the event loop the option is read at once and the future is complete: this runs now.
+        info.assumeIsolated().whenSuccess { [self] info in
+            if info.bytesAcknowledged > 0 { handle(.outputAcknowledged(totalBytes: Int(clamping: info.bytesAcknowledged))) }
+        }
+        #endif
     }
 
     private func perform(_ actions: [ConnectionStateMachine.Action], _ context: ChannelHandlerContext) {
@@ -509,3 +525,14 @@ extension InboundMemoryBudget {
         self.init(bytes: configuration.inboundMemoryBudget, largestFrame: Wire.frameHeaderSize + configuration.maxFramePayload)
     }
 }
+
+#if os(Linux)
+/// The first 136 bytes of Linux's `struct tcp_info` (linux/tcp.h), read as 17 words: word 15
+/// (bytes 120-127) is `tcpi_bytes_acked`. An older kernel fills less and leaves it 0.
+struct LinuxTCPInfo: Sendable {
+    var words: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
+                UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+
+    var bytesAcknowledged: UInt64 { words.15 }
+}
+#endif
