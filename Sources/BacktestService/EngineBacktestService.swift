@@ -80,7 +80,8 @@ package struct EngineBacktestService: BacktestService {
         let detail = request.detail.resolved(count: total)
         let source = BatchSource(settings: request.settings, variants: request.variants, invalidVariants: request.invalidVariants, grid: plan, detail: detail)
         let job = try await jobs.admit(
-            total: total, source: source, estimatedBytes: Self.estimatedBytes(source, frameLimit: pipeline.answerBound.frameLimit), deadline: context.deadline)
+            total: total, source: source, estimatedBytes: Self.estimatedBytes(source, frameLimit: pipeline.answerBound.frameLimit), deadline: context.deadline,
+            owner: ObjectIdentifier(context.connection))
         let parallelism = request.maxParallel > 0 ? min(request.maxParallel, maxParallel) : maxParallel
         let connection = context.connection
         let sink: @Sendable (ProgressUpdate) async throws -> Void = { update in

@@ -87,4 +87,38 @@ import Testing
         _ = await running.finish(.final)
         #expect(try await eventually { await registry.reservedBytes == 0 })
     }
+
+    /// Round robin across connections, first come first served within one: a fifth tester's
+    /// three queued grids on one connection kept another user's small batch waiting 59 s. A
+    /// batch of a connection served longer ago goes first, at once when it fits; a connection's
+    /// own batches keep their order; a batch that is next and does not fit is not overtaken.
+    @Test func waitersAreAdmittedRoundRobinAcrossConnections() async throws {
+        final class Owner: Sendable {}
+        let owners = (Owner(), Owner())  // alive for the whole test: identifiers of freed objects may coincide
+        let (a, b) = (ObjectIdentifier(owners.0), ObjectIdentifier(owners.1))
+        let registry = BatchJobRegistry(maxRetainedBytes: 0, budgetBytes: 1000)
+        let a1 = try await registry.admit(total: 1, source: Self.source, estimatedBytes: 900, owner: a)
+        let a2 = Task { try await registry.admit(total: 2, source: Self.source, estimatedBytes: 900, owner: a) }
+        #expect(try await eventually { await registry.queuedCount == 1 })
+        let a3 = Task { try await registry.admit(total: 3, source: Self.source, estimatedBytes: 900, owner: a) }
+        #expect(try await eventually { await registry.queuedCount == 2 })
+        // Another connection's small batch fits beside A's running one: admitted at once.
+        let b1 = try await registry.admit(total: 11, source: Self.source, estimatedBytes: 50, owner: b)
+        #expect(await registry.queuedCount == 2)
+        let b2 = Task { try await registry.admit(total: 12, source: Self.source, estimatedBytes: 900, owner: b) }
+        #expect(try await eventually { await registry.queuedCount == 3 })
+        // A was served before B: A's oldest goes next once there is room.
+        _ = await a1.finish(.final)
+        _ = await b1.finish(.final)
+        let second = try await a2.value
+        #expect(second.total == 2)
+        #expect(await registry.queuedCount == 2)
+        // Now B was served longer ago than A: B's batch goes before A's third.
+        _ = await second.finish(.final)
+        #expect(try await b2.value.total == 12)
+        #expect(await registry.queuedCount == 1)
+        a3.cancel()
+        _ = try? await a3.value
+        withExtendedLifetime(owners) {}
+    }
 }

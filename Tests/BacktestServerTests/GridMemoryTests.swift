@@ -382,3 +382,19 @@ extension GridMemoryTests {
         #expect(base?.field == "run_batch.grid.base_strategy.positions[0].ticker", "\(base?.field ?? "")")
     }
 }
+
+extension GridBoundsTests {
+    /// The same place spelled two ways is the same path (a sixth tester's `positions[00].weight`
+    /// beside `positions[0].weight` was accepted, the last axis winning).
+    @Test func theSamePathSpelledTwoWaysIsRefused() {
+        for second in ["positions[00].weight", "positions[+0].weight", "positions[0].weight"] {
+            let error = #expect(throws: BacktestError.self) {
+                try GridPlan(Grid(base: Self.base, axes: [
+                    GridAxis(path: "positions[0].weight", values: ["0.5"]),
+                    GridAxis(path: second, values: ["0.6"]),
+                ]), field: "run_batch.grid")
+            }
+            #expect(error?.field == "run_batch.grid.axes[1].path", "\(second): \(error?.message ?? "")")
+        }
+    }
+}

@@ -203,30 +203,30 @@ struct SweepBatchRun {
         _ indices: [Int], source: BatchSource, market: PreparedMarket, indicators: IndicatorStore, known: Set<String>, parallelism: Int,
         store: SummaryStore, on computeThreads: ComputeThreads
     ) async throws -> Double {
-        var strategies: [Strategy] = []
-        strategies.reserveCapacity(indices.count)
-        var failed: [(Int, BacktestError)] = []
-        var mapped: [Int] = []
-        for index in indices {
-            do throws(BacktestError) {
-                let strategy = try source.strategy(index, field: "run_batch")
-                if source.grid == nil, let unknown = StrategyAnalysis.unknownTickerError(
-                    in: strategy, root: CallPaths.runBatch.strategy(index), hasData: known.contains) {
-                    throw unknown
-                }
-                strategies.append(strategy)
-                mapped.append(index)
-            } catch {
-                failed.append((index, error))
-            }
-        }
-        for (index, error) in failed { store.append(index, .failure(error)) }
-        let variants = strategies
-        let order = mapped
+        // The chunk's strategies are built on the compute thread too: a grid of many axes over
+        // many positions costs real time per variant, which must not hold the cooperative pool.
         let simulationMs = try await computeThreads.run(cancellable: { cancellation in
+            var strategies: [Strategy] = []
+            strategies.reserveCapacity(indices.count)
+            var mapped: [Int] = []
+            for index in indices {
+                if (try? cancellation.check()) == nil { return 0.0 }
+                do throws(BacktestError) {
+                    let strategy = try source.strategy(index, field: "run_batch")
+                    if source.grid == nil, let unknown = StrategyAnalysis.unknownTickerError(
+                        in: strategy, root: CallPaths.runBatch.strategy(index), hasData: known.contains) {
+                        throw unknown
+                    }
+                    strategies.append(strategy)
+                    mapped.append(index)
+                } catch {
+                    store.append(index, .failure(error))
+                }
+            }
             let total = NIOLockedValueBox(0.0)
+            let order = mapped
             SweepRunner.run(
-                variants, market: market, indicators: indicators, parallelism: parallelism, cancellation: cancellation
+                strategies, market: market, indicators: indicators, parallelism: parallelism, cancellation: cancellation
             ) { i, outcome in
                 if case .success(let summary) = outcome { total.withLockedValue { $0 += summary.stats.simulationMs } }
                 store.append(order[i], outcome.mapError { (error: BacktestError) -> BacktestError in
