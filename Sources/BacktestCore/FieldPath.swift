@@ -121,10 +121,22 @@ extension BacktestError {
 /// control, quote, backslash and non-ASCII characters escaped, and "..." when cut. A message never
 /// echoes more of what a client sent (a 4 MB ticker is shown as its first 16 characters).
 public func quotedInput(_ text: some StringProtocol, limit: Int = 16) -> String {
+    "'\(escapedPrefix(text, limit: limit, escapingQuotes: true))'" + (text.unicodeScalars.count > limit ? "..." : "")
+}
+
+/// Text from a request inside a message without quotes (a label such as `path=value`): as
+/// `quotedInput` shows it, but with quote and backslash as they are, and "..." when cut.
+public func shownInput(_ text: some StringProtocol, limit: Int = 40) -> String {
+    escapedPrefix(text, limit: limit, escapingQuotes: false) + (text.unicodeScalars.count > limit ? "..." : "")
+}
+
+/// The first `limit` characters of `text`, control and non-ASCII ones escaped (and `'` and `\`
+/// when `escapingQuotes`).
+private func escapedPrefix(_ text: some StringProtocol, limit: Int, escapingQuotes: Bool) -> String {
     var shown = ""
     for scalar in text.unicodeScalars.prefix(limit) {
-        shown += scalar.isASCII && scalar.value >= 0x20 && scalar.value != 0x7F && scalar != "'" && scalar != "\\"
-            ? String(scalar) : scalar.escaped(asASCII: true)
+        let plain = scalar.isASCII && scalar.value >= 0x20 && scalar.value != 0x7F && !(escapingQuotes && (scalar == "'" || scalar == "\\"))
+        shown += plain ? String(scalar) : scalar.escaped(asASCII: true)
     }
-    return "'\(shown)'" + (text.unicodeScalars.count > limit ? "..." : "")
+    return shown
 }

@@ -320,7 +320,7 @@ extension GridMemoryTests {
         }
         #expect(path?.field == "run_batch.grid.axes[0].path")
         #expect((path?.message.utf8.count ?? .max) < 400, "\(path?.message.utf8.count ?? 0) bytes")
-        #expect(VariantExpansion.shown("a\u{202E}b") == "a\\u{202E}b")
+        #expect(shownInput("a\u{202E}b") == "a\\u{202E}b")
     }
 
     /// Names, paths and values have the documented bounds, so any one result fits a frame: a

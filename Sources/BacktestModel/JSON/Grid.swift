@@ -254,10 +254,8 @@ package struct GridPlan: Sendable {
         }
         // Sizes first, from the axes' counts (a range is counted, not expanded): a grid over the
         // limit is refused before any value is made or decoded.
-        count = try Self.count(of: grid, field: field)
-        let dimensions = try Self.dimensions(grid.axes, counts: try grid.axes.enumerated().map { a, axis throws(BacktestError) in
-            try axis.valueCount(field: "\(field).axes[\(a)]")
-        }, field: field)
+        let (dimensions, count) = try Self.shape(of: grid, field: field)
+        self.count = count
         // Paths: one that does not fit the base is the path's error, whatever the values; the
         // texts a result carries (`parameters`) are bounded so that any one result fits a frame.
         var paths: [JSONPath] = []
@@ -340,7 +338,7 @@ package struct GridPlan: Sendable {
         self.values = values
         self.dimensions = dimensions
         self.fragments = fragments
-        let perValue = MemoryLayout<String>.stride + (fragments == nil ? 0 : MemoryLayout<StrategySlot.Fragment>.stride)
+        let perValue = fragments == nil ? MemoryLayout<String>.stride : Self.bytesPerValue
         valueBytes = values.reduce(0) { sum, texts in
             texts.reduce(sum + texts.count * perValue) { $0 + ($1.utf8.count > 15 ? $1.utf8.count + 32 : 0) }
         }
@@ -350,6 +348,12 @@ package struct GridPlan: Sendable {
     /// INVALID_ARGUMENT as `init` says for a bad range, an axis without values, unequal zip
     /// groups or more than `maxVariants`. For refusing a grid before it is resolved.
     package static func count(of grid: Grid, field: String = "grid") throws(BacktestError) -> Int {
+        try shape(of: grid, field: field).count
+    }
+
+    /// The dimensions of `grid`'s product and its number of variants, from its axes' counts; the
+    /// errors of `count(of:)`.
+    static func shape(of grid: Grid, field: String) throws(BacktestError) -> (dimensions: [Dimension], count: Int) {
         guard !grid.axes.isEmpty else { throw .invalidArgument("a grid needs at least one axis", field: field + ".axes") }
         var counts: [Int] = []
         for (a, axis) in grid.axes.enumerated() {
@@ -357,15 +361,18 @@ package struct GridPlan: Sendable {
             guard count > 0 else { throw .invalidArgument("axis \(quotedInput(axis.path, limit: 40)) has no values", field: "\(field).axes[\(a)].values") }
             counts.append(count)
         }
-        return try product(dimensions(grid.axes, counts: counts, field: field), field: field)
+        let product = try Self.dimensions(grid.axes, counts: counts, field: field)
+        return (product, try Self.product(product, field: field))
     }
 
     /// `valueBytes` as far as it is known before the values are made: a `String` and a fragment per
     /// value (texts over 15 bytes add theirs, which only the values show).
     package static func minimumValueBytes(of grid: Grid) -> Int {
-        let perValue = MemoryLayout<String>.stride + MemoryLayout<StrategySlot.Fragment>.stride
-        return grid.axes.reduce(0) { $0 + ((try? $1.valueCount()) ?? 0) * perValue }
+        grid.axes.reduce(0) { $0 + ((try? $1.valueCount()) ?? 0) * bytesPerValue }
     }
+
+    /// What a value's text and decoded piece take, not counting a text too long to be inline.
+    static let bytesPerValue = MemoryLayout<String>.stride + MemoryLayout<StrategySlot.Fragment>.stride
 
     /// Longest axis path, in UTF-8 bytes.
     package static let maxPathBytes = 256
@@ -397,9 +404,10 @@ package struct GridPlan: Sendable {
         }
     }
 
-    /// "path=value" for messages, each part bounded (`VariantExpansion.shown`).
+    /// "path=value" for messages, each part bounded (`shownInput`: a tester's 4 MB grid value
+    /// came back in a 4 MB message).
     static func label(_ path: String, _ value: String) -> String {
-        "\(VariantExpansion.shown(path))=\(VariantExpansion.shown(value))"
+        "\(shownInput(path))=\(shownInput(value))"
     }
 
     /// The dimensions of the product: one per axis, a zip group's axes together at its first
@@ -458,7 +466,7 @@ package struct GridPlan: Sendable {
             // error whatever the value). Other errors of this probe are the values' to report.
             let probe = try path.setting(.null, in: document)
             do throws(BacktestError) {
-                _ = try VariantExpansion.strategy(from: probe, label: VariantExpansion.shown(text))
+                _ = try VariantExpansion.strategy(from: probe, label: shownInput(text))
             } catch where error.message.contains("unknown key") {
                 throw error
             } catch {}

@@ -168,16 +168,6 @@ package enum VariantExpansion {
         }
     }
 
-    /// `text` for a message: characters outside printable ASCII escaped as `quotedInput` does,
-    /// at most `limit` of them, then "..." (a tester's 4 MB grid value came back in a 4 MB message).
-    package static func shown(_ text: String, limit: Int = 40) -> String {
-        var shown = ""
-        for scalar in text.unicodeScalars.prefix(limit) {
-            shown += scalar.isASCII && scalar.value >= 0x20 && scalar.value != 0x7F ? String(scalar) : scalar.escaped(asASCII: true)
-        }
-        return shown + (text.unicodeScalars.count > limit ? "..." : "")
-    }
-
     package static func strategy(from document: JSONValue, label: String) throws(BacktestError) -> Strategy {
         let data: Data
         do {
@@ -188,7 +178,7 @@ package enum VariantExpansion {
         do {
             return try StrategyFile.decode(data).strategy
         } catch {
-            throw BacktestError(error.code, "variant \(shown(label, limit: 100)): \(error.message)", field: error.field)
+            throw BacktestError(error.code, "variant \(shownInput(label, limit: 100)): \(error.message)", field: error.field)
         }
     }
 }
