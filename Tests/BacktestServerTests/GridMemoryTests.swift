@@ -80,14 +80,14 @@ import Testing
     // MARK: Analysis strategies, built on demand
 
     /// `analysisStrategy(i)` is the base with one axis value applied, axis by axis, through typed
-    /// slots and through the JSON fallback (overlapping paths) alike.
+    /// slots and through the JSON fallback (a path no slot handles: `positions[*].entry.op`) alike.
     @Test(arguments: [false, true])
     func analysisStrategiesAreTheBaseWithOneValueApplied(overlapping: Bool) throws {
         var axes = [
             GridAxis(path: "positions[0].entry.lhs", values: ["sma:5", "ema:7"]),
             GridAxis(path: "commission_bps", values: ["1", "2.5", "4"]),
         ]
-        if overlapping { axes.append(GridAxis(path: "positions[0].entry", values: [#"{"lhs": "close", "op": ">", "rhs": "sma:9"}"#])) }
+        if overlapping { axes.append(GridAxis(path: "positions[*].entry.op", values: [">=", "<"])) }
         let plan = try GridPlan(Grid(base: Self.base, axes: axes))
         #expect(plan.analysisCount == 1 + axes.reduce(0) { $0 + $1.values.count })
         #expect(plan.valueCounts == axes.map(\.values.count))

@@ -270,12 +270,21 @@ package struct GridPlan: Sendable {
             // A path check decodes the base once: a yield point between them (a tester's 1,000
             // zipped axes over a 1,000-position base held a compute thread for seconds without one).
             try cancellation?.check()
-            let path = try Self.checkedPath(axis.path, in: document, field: axisField + ".path")
-            // The same place however it is spelled (`positions[0]`, `positions[00]`).
+            let texts = try axis.allValues(field: axisField)
+            let path = try Self.checkedPath(axis.path, in: document, first: texts.first.map(JSONValue.commandLine), field: axisField + ".path")
+            // The same place however it is spelled (`positions[0]`, `positions[00]`), or a place
+            // another axis also sets: a path inside another's (`positions[0]` and
+            // `positions[0].weight`) or through `[*]` (`positions[*].weight` and
+            // `positions[0].weight`). Either would let the later axis overwrite part of what the
+            // earlier one set (a sixth tester's overlapping axes were accepted, the later winning).
             if let same = paths.firstIndex(where: { $0.components == path.components }) {
                 throw .invalidArgument("axis \(quotedInput(axis.path, limit: 40)) has the same path as axes[\(same)]: use one axis with both's values", field: axisField + ".path")
             }
-            let texts = try axis.allValues(field: axisField)
+            if let other = paths.firstIndex(where: { Self.overlaps($0, path) }) {
+                throw .invalidArgument(
+                    "axis \(quotedInput(axis.path, limit: 40)) overlaps axes[\(other)] \(quotedInput(grid.axes[other].path, limit: 40)): one path lies inside the other or matches it through [*], so both would set one place; give each place one axis",
+                    field: axisField + ".path")
+            }
             var longest = 0
             for (v, text) in texts.enumerated() {
                 let bytes = text.utf8.count
@@ -294,11 +303,8 @@ package struct GridPlan: Sendable {
             values.append(texts)
         }
         let lastKeys: [String?] = paths.map { if case .key(let key)? = $0.components.last { key } else { nil } }
-        // Typed assignment when every path is a slot and no path lies inside another.
-        let overlapping = paths.indices.contains { i in
-            paths.indices.contains { j in i != j && Self.overlaps(paths[i], paths[j]) }
-        }
-        var slots: [StrategySlot]? = overlapping ? nil : []
+        // Typed assignment when every path is a slot (no path lies inside another: checked above).
+        var slots: [StrategySlot]? = []
         for path in paths where slots != nil {
             if let slot = StrategySlot(path) { slots?.append(slot) } else { slots = nil }
         }
@@ -456,20 +462,29 @@ package struct GridPlan: Sendable {
     /// `text` parsed as a path that fits `document` (the base as JSON): every step but the last
     /// exists, and a new last key is one the strategy file knows. Errors are INVALID_ARGUMENT
     /// naming `field` (a tester's `positions[0].bogus` was reported under `values[0]`, as if the
-    /// value were wrong).
-    static func checkedPath(_ text: String, in document: JSONValue, field: String) throws(BacktestError) -> JSONPath {
+    /// value were wrong). `first`: the axis's first value, for probing a `[*]` path.
+    static func checkedPath(_ text: String, in document: JSONValue, first: JSONValue? = nil, field: String) throws(BacktestError) -> JSONPath {
         do throws(BacktestError) {
             let path = try JSONPath(parsing: text)
             try VariantExpansion.rejectSetting(path)
             // A null where the path ends: the steps must exist, and a key the base lacks must be one
             // the decoder knows (null reads as absent for optional keys; an unknown key is its
             // error whatever the value). Other errors of this probe are the values' to report.
-            let probe = try path.setting(.null, in: document)
-            do throws(BacktestError) {
-                _ = try VariantExpansion.strategy(from: probe, label: shownInput(text))
-            } catch where error.message.contains("unknown key") {
-                throw error
-            } catch {}
+            // Through `[*]` the null can fail on the first element for its own sake (a required
+            // `lhs`) and hide a later element the path does not fit at all (an `all` entry has no
+            // `lhs`: a tester's such path was named on `values[0]`), so a `[*]` path is probed with
+            // the axis's first value too.
+            var probes = [JSONValue.null]
+            if let first, path.components.contains(.everyIndex) { probes.append(first) }
+            for value in probes {
+                let probe = try path.setting(value, in: document)
+                do throws(BacktestError) {
+                    _ = try VariantExpansion.strategy(from: probe, label: shownInput(text))
+                } catch where error.message.contains("unknown key") {
+                    // Where in the base, since a `[*]` path reaches many places.
+                    throw BacktestError(error.code, error.field.isEmpty ? error.message : "\(shownInput(error.field, limit: 60)): \(error.message)", field: error.field)
+                } catch {}
+            }
             return path
         } catch {
             throw BacktestError(error.code, error.message, field: field)
