@@ -246,6 +246,22 @@ struct FieldPathSchemeTests {
                 #expect(summaryError?.field == "run_batch.grid.axes[0].values[1]", "\(axis.path)")
                 #expect(summaryError?.message == "\(field): \(message)", "\(axis.path)")
             }
+            // The same on the last of three positions: a value is checked with that position
+            // alone (`GridPlan.analysisChange`), and its errors name it in the base's terms.
+            var three = Self.sized(.cash, 1000)
+            three.positions += [three.positions[0], three.positions[0]]
+            for (axis, field, message) in [
+                (GridAxis(path: "positions[2].ticker", values: ["AAPL", "ZZZZ"]), "positions[2].ticker", "no market data for ZZZZ"),
+                (GridAxis(path: "positions[2].size", values: ["1000", "1e9"]), "positions[2].size",
+                 "cash sizes sum to 1000002000.0, above the initial capital 100000.0; set allow_leverage to buy on margin"),
+                (GridAxis(path: "positions[2].weight", values: ["0.5", "0"]), "positions[2].weight", "weight must be in (0, 1], got 0.0"),
+            ] {
+                var base = three
+                if axis.path.hasSuffix("weight") { base.positions = base.positions.map { var p = $0; p.sizing = .weight; p.weight = 0.25; return p } }
+                let (_, summaryError) = await run(Grid(base: base, axes: [axis]), .summary)
+                #expect(summaryError?.field == "run_batch.grid.axes[0].values[1]", "\(axis.path)")
+                #expect(summaryError?.message == "\(field): \(message)", "\(axis.path)")
+            }
             // An indicator without parameters in the base is not the CLI's shorthand.
             let (_, base) = await run(Grid(base: Self.strategy(rhs: Self.indicator("sma", [])), axes: [weights]), .full)
             #expect(base?.field == "run_batch.grid.base_strategy.positions[0].entry.compare.rhs.series.indicator.params")

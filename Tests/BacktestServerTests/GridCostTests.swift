@@ -82,3 +82,139 @@ import Testing
         #expect(plan.count == 8)
     }
 }
+
+extension GridCostTests {
+    static func position(_ ticker: String, weight: Double = 0.3, sizing: SizingMode = .weight, size: Double = 0) -> Position {
+        Position(ticker: ticker, weight: weight, entry: base.positions[0].entry, sizing: sizing, size: size)
+    }
+
+    /// Three weight-sized positions of 0.3 (sum 0.9), or cash-sized of 30,000 each.
+    static func three(cash: Bool = false, leverage: Bool = false) -> Strategy {
+        Strategy(name: "three", positions: ["AAPL", "MSFT", "SPY"].map {
+            cash ? position($0, sizing: .cash, size: 30_000) : position($0)
+        }, allowLeverage: leverage)
+    }
+
+    /// What checking every analysis strategy whole gives: the first one's error, placed on its
+    /// axis value, or nil.
+    static func wholeOutcome(_ plan: GridPlan, settings: BacktestSettings) -> BacktestError? {
+        let paths = CallPaths.gridAnalysis(valueCounts: plan.valueCounts)
+        for i in 0..<plan.analysisCount {
+            do throws(BacktestError) {
+                let strategy = try plan.analysisStrategy(i)
+                try Validation.validate(strategy, path: paths.strategy(i))
+                try Validation.validateCashSizing(strategy, settings: settings, path: paths.strategy(i))
+            } catch {
+                return paths.gridValueError(error)
+            }
+        }
+        return nil
+    }
+
+    /// The shared phase checks each axis value at the cost of what it changes; its outcome is
+    /// the one of checking each analysis strategy whole: the same first error (field and
+    /// message) or none, for fields of the strategy, one position (weights summing to just
+    /// below, at and above 1, a zero weight, cash above the capital), `[*]`, a whole position,
+    /// the positions list and allow_leverage switched off over weights summing above 1.
+    @Test(arguments: [
+        ("positions[1].weight", ["0.2", "0.4", "0.39999999", "0.5"], false, false),
+        ("positions[1].weight", ["0.2", "0"], false, false),
+        ("positions[2].weight", ["0.4"], false, false),
+        ("positions[1].size", ["10000", "40000", "40001"], true, false),
+        ("commission_bps", ["1", "-1"], false, false),
+        ("slippage_bps", ["10000"], false, false),
+        ("allow_leverage", ["true", "false"], false, true),
+        ("positions[*].weight", ["0.2", "0.33333333", "0.34"], false, false),
+        ("positions[0].entry.lhs", ["sma:5", "ema:7"], false, false),
+        ("positions[*].entry.rhs", ["sma:7", "0"], false, false),
+        ("positions[1]", [#"{"ticker": "QQQ", "weight": 0.3, "entry": {"lhs": "close", "op": ">", "rhs": 0}}"#,
+                          #"{"ticker": "QQQ", "weight": 0.8, "entry": {"lhs": "close", "op": ">", "rhs": 0}}"#], false, false),
+        ("positions", [#"[{"ticker": "QQQ", "weight": 1, "entry": {"lhs": "close", "op": ">", "rhs": 0}}]"#], false, false),
+        ("positions[2].stop_loss", ["0.05", "0.5"], false, false),
+    ])
+    func checkingTheChangeAgreesWithCheckingTheWhole(path: String, values: [String], cash: Bool, overweight: Bool) async throws {
+        var base = Self.three(cash: cash, leverage: overweight)
+        if overweight { base.positions = base.positions.map { var p = $0; p.weight = 0.5; return p } }
+        let plan = try GridPlan(Grid(base: base, axes: [GridAxis(path: "name", values: ["a", "b"]), GridAxis(path: path, values: values)]))
+        let pipeline = try ExecutionPathTests.pipeline(observer: CountingObserver())
+        let expected = Self.wholeOutcome(plan, settings: ExecutionPathTests.settings)
+        var outcome: BacktestError?
+        do {
+            _ = try await pipeline.validate(grid: plan, settings: ExecutionPathTests.settings)
+        } catch {
+            outcome = error
+        }
+        #expect(outcome?.field == expected?.field, "\(path): \(outcome?.message ?? "passed") / \(expected?.message ?? "passed")")
+        #expect(outcome?.message == expected?.message, "\(path)")
+    }
+
+    /// What the kept analysis strategies read together is what every analysis strategy reads:
+    /// tickers and indicator series through one position, `[*]`, a whole position and the list.
+    @Test func theKeptPartsReadWhatEveryAnalysisStrategyReads() async throws {
+        let pipeline = try ExecutionPathTests.pipeline(observer: CountingObserver())
+        let settings = ExecutionPathTests.settings
+        for axes in [
+            [GridAxis(path: "positions[0].entry.lhs", values: ["sma:5", "sma:6", "ema:6"]),
+             GridAxis(path: "positions[1].ticker", values: ["MSFT", "QQQ"]),
+             GridAxis(path: "commission_bps", values: ["1", "2"]),
+             GridAxis(path: "positions[2].stop_atr_period", values: ["14", "20"])],
+            [GridAxis(path: "positions[*].ticker", values: ["AAPL", "IWM"]),
+             GridAxis(path: "positions[0].entry.lhs", values: ["sma:5", "ema:6"])],
+            [GridAxis(path: "positions[*].entry.rhs", values: ["sma:7", "0"]), GridAxis(path: "fill", values: ["close"])],
+            [GridAxis(path: "positions", values: [#"[{"ticker": "QQQ", "weight": 1, "entry": {"lhs": "close", "op": ">", "rhs": "wma:4"}}]"#])],
+        ] {
+            var base = Self.three()
+            base.positions[2].exits.stopLoss = 0.5
+            let plan = try GridPlan(Grid(base: base, axes: axes))
+            let kept = try await pipeline.validate(grid: plan, settings: settings)
+            let all = try (0..<plan.analysisCount).map { try plan.analysisStrategy($0) }
+            #expect(try StrategyAnalysis(strategies: kept.map(\.strategy), settings: settings) == StrategyAnalysis(strategies: all, settings: settings),
+                    "\(axes.map(\.path))")
+            // The base whole, then only positions that read something new.
+            #expect(kept[0].basePositions == nil)
+            #expect(kept.dropFirst().allSatisfy { $0.strategy.positions.count == $0.basePositions?.count })
+        }
+        let plan = try GridPlan(Grid(base: Self.three(), axes: [
+            GridAxis(path: "positions[1].ticker", values: ["MSFT", "QQQ"]), GridAxis(path: "commission_bps", values: ["1", "2"]),
+        ]))
+        let kept = try await pipeline.validate(grid: plan, settings: settings)
+        #expect(kept.map(\.path.description) == ["run_batch.grid.base_strategy", "run_batch.grid.axes[0].values[1]"])
+        #expect(kept.map(\.basePositions) == [nil, [1]])
+    }
+
+    /// Axes whose values change every position are bounded by the checks they cost (values x the
+    /// base's positions), naming the axis; the same count on one position is not.
+    @Test func valuesOverEveryPositionAreBounded() throws {
+        var base = Self.three()
+        base.positions = (0..<1_000).map { _ in Self.position("AAPL", weight: 0.0005) }
+        let over = #expect(throws: BacktestError.self) {
+            try GridPlan(Grid(base: base, axes: [
+                GridAxis(path: "commission_bps", values: ["1"]),
+                GridAxis(path: "positions[*].weight", range: "0.00001..0.3/0.00001"),
+            ]), field: "run_batch.grid")
+        }
+        #expect(over?.code == .invalidArgument)
+        #expect(over?.field == "run_batch.grid.axes[1]")
+        #expect(over?.message.contains("30000000 position checks") == true, "\(over?.message ?? "")")
+        let plan = try GridPlan(Grid(base: base, axes: [GridAxis(path: "positions[0].weight", range: "0.00001..0.3/0.00001")]))
+        #expect(plan.count == 30_000)
+    }
+
+    /// Variants built in place over many zipped axes and positions equal the JSON expansion.
+    @Test func variantsBuiltInPlaceEqualTheJSONExpansion() throws {
+        var base = Self.three()
+        base.positions = (0..<20).map { Self.position(["AAPL", "MSFT"][$0 % 2], weight: 0.01) }
+        let axes = (0..<20).map { GridAxis(path: "positions[\($0)].weight", values: ["0.02", "0.03", "0.04"], zipGroup: 1) }
+            + [GridAxis(path: "positions[3].entry.rhs", values: ["sma:30", "1"]), GridAxis(path: "fill", values: ["close", "next_open"])]
+        let plan = try GridPlan(Grid(base: base, axes: axes))
+        #expect(plan.count == 12)
+        let document = try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(base))
+        for index in 0..<plan.count {
+            var edited = document
+            for parameter in plan.parameters(of: index) {
+                edited = try JSONPath(parsing: parameter.path).setting(JSONValue.commandLine(parameter.value), in: edited)
+            }
+            #expect(try plan.strategy(index) == VariantExpansion.strategy(from: edited, label: "\(index)"), "variant \(index)")
+        }
+    }
+}

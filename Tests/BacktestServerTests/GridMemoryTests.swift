@@ -106,7 +106,7 @@ import Testing
     /// The shared phase validates every axis value (each is counted once) but keeps one strategy
     /// per distinct analysis input: a 5,000-value weight axis analyses the base alone; an
     /// indicator axis keeps each new indicator (sma:5 is the base's, so it is not new).
-    @Test func theSharedPhaseKeepsOneStrategyPerDistinctAnalysisInput() async throws {
+    @Test func theSharedPhaseKeepsWhatReadsSomethingNew() async throws {
         let observer = CountingObserver()
         let pipeline = try ExecutionPathTests.pipeline(observer: observer)
         let weights = try GridPlan(Grid(base: Self.base, axes: [GridAxis(path: "positions[0].weight", range: "0.0002..1/0.0002")]))

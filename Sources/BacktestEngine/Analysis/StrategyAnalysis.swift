@@ -23,42 +23,33 @@ package struct StrategyAnalysis: Sendable, Hashable {
             let prefix = fieldPrefix(index)
             for (p, position) in strategy.positions.enumerated() {
                 try cancellation.check()
-                tickers.insert(position.ticker)
-                // Paths are built only for an error (this runs for every position of every strategy).
-                try StrategyAnalysis.collect(
-                    position.entry, ticker: position.ticker, field: { prefix.position(p).child("entry") }, tickers: &tickers, keys: &keys)
-                if let exit = position.exit {
-                    try StrategyAnalysis.collect(
-                        exit, ticker: position.ticker, field: { prefix.position(p).child("exit") }, tickers: &tickers, keys: &keys)
-                }
-                // Stop levels in ATR multiples read ATR(period) of the position's ticker.
-                if let period = position.exits.atrPeriod {
-                    keys.insert(try IndicatorKey(
-                        ticker: position.ticker, spec: IndicatorSpec(type: "atr", params: [Double(period)]),
-                        field: prefix.position(p).child("stop_atr_period").description))
-                }
+                _ = try Self.collect(position, at: p, root: prefix, tickers: &tickers, keys: &keys)
             }
         }
         self.tickers = tickers.sorted()
         self.indicatorKeys = keys.sorted()
     }
 
-    /// What of a strategy its analysis reads: per position its ticker, its conditions and its
-    /// ATR stop period. Strategies with equal inputs have equal analyses (and fail alike), so a
-    /// grid analyses one strategy per distinct input (`BacktestPipeline.validate(grid:settings:)`).
-    package struct Input: Hashable, Sendable {
-        struct Reads: Hashable, Sendable {
-            var ticker: String
-            var entry: Condition
-            var exit: Condition?
-            var atrPeriod: Int?
+    /// Adds the tickers and indicator series position `p` (of the strategy at `root`) reads to
+    /// `tickers` and `keys`; returns whether any was not there yet. Throws what
+    /// `init(strategies:settings:fieldPrefix:cancellation:)` throws for that position.
+    package static func collect(
+        _ position: Position, at p: Int, root: FieldPath, tickers: inout Set<String>, keys: inout Set<IndicatorKey>
+    ) throws(BacktestError) -> Bool {
+        let before = (tickers.count, keys.count)
+        tickers.insert(position.ticker)
+        // Paths are built only for an error (this runs for every position of every strategy).
+        try collect(position.entry, ticker: position.ticker, field: { root.position(p).child("entry") }, tickers: &tickers, keys: &keys)
+        if let exit = position.exit {
+            try collect(exit, ticker: position.ticker, field: { root.position(p).child("exit") }, tickers: &tickers, keys: &keys)
         }
-
-        let positions: [Reads]
-
-        package init(_ strategy: Strategy) {
-            positions = strategy.positions.map { Reads(ticker: $0.ticker, entry: $0.entry, exit: $0.exit, atrPeriod: $0.exits.atrPeriod) }
+        // Stop levels in ATR multiples read ATR(period) of the position's ticker.
+        if let period = position.exits.atrPeriod {
+            keys.insert(try IndicatorKey(
+                ticker: position.ticker, spec: IndicatorSpec(type: "atr", params: [Double(period)]),
+                field: root.position(p).child("stop_atr_period").description))
         }
+        return (tickers.count, keys.count) != before
     }
 
     package init(strategy: Strategy, settings: BacktestSettings, cancellation: CancellationFlag? = nil) throws(BacktestError) {

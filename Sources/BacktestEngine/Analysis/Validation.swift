@@ -60,6 +60,23 @@ package enum Validation {
     package static func validate(
         _ strategy: Strategy, path: FieldPath = .strategy, cancellation: CancellationFlag? = nil
     ) throws(BacktestError) {
+        try validateFields(strategy, path: path)
+        var totalWeight = 0.0
+        for (p, position) in strategy.positions.enumerated() {
+            try cancellation.check()
+            try validate(position, at: p, path: path)
+            if position.sizing == .weight { totalWeight += position.weight }
+        }
+        if !strategy.allowLeverage && totalWeight > 1 + 1e-9 {
+            throw .invalidArgument(
+                "position weights sum to \(totalWeight), above 1; set allow_leverage to buy on margin",
+                at: path.child("positions"))
+        }
+    }
+
+    /// The strategy's own fields: at least one position, commission and slippage. Part of
+    /// `validate(_:path:cancellation:)`.
+    package static func validateFields(_ strategy: Strategy, path: FieldPath = .strategy) throws(BacktestError) {
         guard !strategy.positions.isEmpty else {
             throw .invalidArgument("a strategy needs at least one position", at: path.child("positions"))
         }
@@ -68,27 +85,29 @@ package enum Validation {
                 throw .invalidArgument("\(name) must be in [0, 10000) basis points, got \(value)", at: path.child(name))
             }
         }
-        var totalWeight = 0.0
-        for (p, position) in strategy.positions.enumerated() {
-            try cancellation.check()
-            // Paths are built only for an error (this runs for every position of a request).
-            try Ticker.validate(position.ticker, field: path.position(p).child("ticker").description)
-            // The weight sizes (and rebalances) weight-sized positions only; other sizings ignore it.
-            if position.sizing == .weight {
-                guard position.weight.isFinite, position.weight > 0, position.weight <= 1 else {
-                    throw .invalidArgument("weight must be in (0, 1], got \(position.weight)", at: path.position(p).child("weight"))
-                }
-                totalWeight += position.weight
+    }
+
+    /// Position `p` of the strategy at `path` on its own: ticker, weight, sizing and exits,
+    /// conditions. Part of `validate(_:path:cancellation:)`, which adds what looks across
+    /// positions (the weights' sum; `validateCashSizing` the cash sizes').
+    package static func validate(_ position: Position, at p: Int, path: FieldPath = .strategy) throws(BacktestError) {
+        // Paths are built only for an error (this runs for every position of a request).
+        try Ticker.validate(position.ticker, field: path.position(p).child("ticker").description)
+        // The weight sizes (and rebalances) weight-sized positions only; other sizings ignore it.
+        if position.sizing == .weight {
+            guard position.weight.isFinite, position.weight > 0, position.weight <= 1 else {
+                throw .invalidArgument("weight must be in (0, 1], got \(position.weight)", at: path.position(p).child("weight"))
             }
-            if !position.isPlain { try validateSizingAndExits(position, path: path.position(p)) }
-            try validate(position.entry, path: { path.position(p).child("entry") })
-            if let exit = position.exit { try validate(exit, path: { path.position(p).child("exit") }) }
         }
-        if !strategy.allowLeverage && totalWeight > 1 + 1e-9 {
-            throw .invalidArgument(
-                "position weights sum to \(totalWeight), above 1; set allow_leverage to buy on margin",
-                at: path.child("positions"))
-        }
+        if !position.isPlain { try validateSizingAndExits(position, path: path.position(p)) }
+        try validate(position.entry, path: { path.position(p).child("entry") })
+        if let exit = position.exit { try validate(exit, path: { path.position(p).child("exit") }) }
+    }
+
+    /// What the checks across positions add up, per position: its weight when weight-sized,
+    /// its size when cash-sized (`validate`, `validateCashSizing`).
+    package static func totals(_ position: Position) -> (weight: Double, cash: Double) {
+        (position.sizing == .weight ? position.weight : 0, position.sizing == .cash ? position.size : 0)
     }
 
     /// Issue 15's fields of one position: sizing, stop levels, ATR period and time exit.

@@ -216,6 +216,11 @@ package struct GridPlan: Sendable {
     /// Per axis and value, the decoded piece at the axis's path; nil when the path is not one
     /// `StrategySlot` handles (then variants are built through JSON, slower but the same).
     let fragments: [[StrategySlot.Fragment]]?
+    /// Per axis, its slot; nil with `fragments`.
+    let slots: [StrategySlot]?
+    /// Per axis, its slot in the scope its values are decoded in (`Scope`: index 0 for the one
+    /// position the path names).
+    let localSlots: [StrategySlot?]?
     let baseDocument: JSONValue
     /// About what `values` and `fragments` hold in memory, in bytes: a `String` and a fragment
     /// per value, and texts too long to be stored inline (over 15 UTF-8 bytes). Batch admission
@@ -224,6 +229,9 @@ package struct GridPlan: Sendable {
 
     /// Most variants a grid may have.
     package static let maxVariants = 1_000_000
+    /// Most position checks the values of axes that change every position may cost together
+    /// (values x the base's positions): about a second of CPU.
+    package static let maxWholeChecks = 20_000_000
 
     /// Resolves `grid`; errors name the field below `field`: the axis's `path` when the path
     /// does not fit the base ("run_batch.grid.axes[1].path": an index out of range, a key the
@@ -260,6 +268,7 @@ package struct GridPlan: Sendable {
         // texts a result carries (`parameters`) are bounded so that any one result fits a frame.
         var paths: [JSONPath] = []
         var values: [[String]] = []
+        var scopes: [Scope] = []
         var parameterBytes = 0
         for (a, axis) in grid.axes.enumerated() {
             let axisField = "\(field).axes[\(a)]"
@@ -267,11 +276,20 @@ package struct GridPlan: Sendable {
                 throw .invalidArgument(
                     "axis path \(quotedInput(axis.path, limit: 40)) is \(axis.path.utf8.count) bytes; at most \(Self.maxPathBytes)", field: axisField + ".path")
             }
-            // A path check decodes the base once: a yield point between them (a tester's 1,000
-            // zipped axes over a 1,000-position base held a compute thread for seconds without one).
+            // A path check decodes (part of) the base once: a yield point between them (a
+            // tester's 1,000 zipped axes over a 1,000-position base held a compute thread for
+            // seconds without one).
             try cancellation?.check()
             let texts = try axis.allValues(field: axisField)
-            let path = try Self.checkedPath(axis.path, in: document, first: texts.first.map(JSONValue.commandLine), field: axisField + ".path")
+            let path: JSONPath
+            do throws(BacktestError) {
+                path = try JSONPath(parsing: axis.path)
+                try VariantExpansion.rejectSetting(path)
+            } catch {
+                throw BacktestError(error.code, error.message, field: axisField + ".path")
+            }
+            let scope = Scope(path, in: document)
+            try Self.checkPath(path, in: scope, first: texts.first.map(JSONValue.commandLine), field: axisField + ".path")
             // The same place however it is spelled (`positions[0]`, `positions[00]`), or a place
             // another axis also sets: a path inside another's (`positions[0]` and
             // `positions[0].weight`) or through `[*]` (`positions[*].weight` and
@@ -300,6 +318,7 @@ package struct GridPlan: Sendable {
                     field: field + ".axes")
             }
             paths.append(path)
+            scopes.append(scope)
             values.append(texts)
         }
         let lastKeys: [String?] = paths.map { if case .key(let key)? = $0.components.last { key } else { nil } }
@@ -308,27 +327,30 @@ package struct GridPlan: Sendable {
         for path in paths where slots != nil {
             if let slot = StrategySlot(path) { slots?.append(slot) } else { slots = nil }
         }
-        // Each value decoded once, to check it, and kept as its piece only.
+        // Each value decoded once, to check it, and kept as its piece only; decoded in its
+        // scope (the one position it changes), so checking it costs its own size, not the base's.
         var fragments: [[StrategySlot.Fragment]]? = slots == nil ? nil : []
         for (a, path) in paths.enumerated() {
             let axisField = "\(field).axes[\(a)]"
             var pieces: [StrategySlot.Fragment] = []
             if fragments != nil { pieces.reserveCapacity(values[a].count) }
+            let local = scopes[a].localPath(path)
+            let localSlot = slots == nil ? nil : StrategySlot(local)
             for (v, text) in values[a].enumerated() {
                 do throws(BacktestError) {
                     try cancellation?.check()
                     let value = JSONValue.commandLine(text)
                     try Self.checkTickers(value, key: lastKeys[a])
-                    // The first value goes through the decoder (and the write check below) always.
-                    if v > 0, fragments != nil, let piece = slots?[a].fragment(decoding: value) {
+                    if fragments != nil, let piece = slots?[a].fragment(decoding: value) {
+                        // The first value also shows the base takes the piece (else the JSON path).
+                        if v == 0, slots?[a].write(piece, into: decodedBase) == nil { fragments = nil }
                         pieces.append(piece)
                         continue
                     }
-                    let edited = try path.setting(value, in: document)
-                    let strategy = try VariantExpansion.strategy(from: edited, label: Self.label(grid.axes[a].path, text))
+                    let strategy = try scopes[a].decode(value, at: path, local: local, label: Self.label(grid.axes[a].path, text))
                     try Self.checkName(strategy.name)
                     if let slot = slots?[a], fragments != nil {
-                        if let piece = slot.read(strategy), v > 0 || slot.write(piece, into: decodedBase) != nil {
+                        if let piece = localSlot?.read(strategy), v > 0 || slot.write(piece, into: decodedBase) != nil {
                             pieces.append(piece)
                         } else {
                             fragments = nil
@@ -340,10 +362,25 @@ package struct GridPlan: Sendable {
             }
             fragments?.append(pieces)
         }
+        // What the shared phase's checks cost where a value changes the whole strategy (`[*]`,
+        // a path no slot handles): each such value against every position of the base. Bounded,
+        // with the axis named (a tester's 1,000,000 such checks of 1,000 positions took 48 s of
+        // CPU to refuse the grid).
+        var wholeChecks = 0
+        for a in paths.indices where fragments == nil || slots?[a].changesOnePlace != true {
+            wholeChecks += values[a].count * max(1, decodedBase.positions.count)
+            guard wholeChecks <= Self.maxWholeChecks else {
+                throw .invalidArgument(
+                    "axis \(quotedInput(grid.axes[a].path, limit: 40)) changes every position of the base: its values are checked against all \(decodedBase.positions.count) positions, \(wholeChecks) position checks with the axes before it; at most \(Self.maxWholeChecks) (use fewer values or positions, or a path to one position or field)",
+                    field: "\(field).axes[\(a)]")
+            }
+        }
         self.paths = paths
         self.values = values
         self.dimensions = dimensions
         self.fragments = fragments
+        self.slots = fragments == nil ? nil : slots
+        localSlots = fragments == nil ? nil : paths.indices.map { StrategySlot(scopes[$0].localPath(paths[$0])) }
         let perValue = fragments == nil ? MemoryLayout<String>.stride : Self.bytesPerValue
         valueBytes = values.reduce(0) { sum, texts in
             texts.reduce(sum + texts.count * perValue) { $0 + ($1.utf8.count > 15 ? $1.utf8.count + 32 : 0) }
@@ -459,35 +496,105 @@ package struct GridPlan: Sendable {
         return total
     }
 
-    /// `text` parsed as a path that fits `document` (the base as JSON): every step but the last
-    /// exists, and a new last key is one the strategy file knows. Errors are INVALID_ARGUMENT
-    /// naming `field` (a tester's `positions[0].bogus` was reported under `values[0]`, as if the
-    /// value were wrong). `first`: the axis's first value, for probing a `[*]` path.
-    static func checkedPath(_ text: String, in document: JSONValue, first: JSONValue? = nil, field: String) throws(BacktestError) -> JSONPath {
-        do throws(BacktestError) {
-            let path = try JSONPath(parsing: text)
-            try VariantExpansion.rejectSetting(path)
-            // A null where the path ends: the steps must exist, and a key the base lacks must be one
-            // the decoder knows (null reads as absent for optional keys; an unknown key is its
-            // error whatever the value). Other errors of this probe are the values' to report.
-            // Through `[*]` the null can fail on the first element for its own sake (a required
-            // `lhs`) and hide a later element the path does not fit at all (an `all` entry has no
-            // `lhs`: a tester's such path was named on `values[0]`), so a `[*]` path is probed with
-            // the axis's first value too.
-            var probes = [JSONValue.null]
-            if let first, path.components.contains(.everyIndex) { probes.append(first) }
-            for value in probes {
-                let probe = try path.setting(value, in: document)
-                do throws(BacktestError) {
-                    _ = try VariantExpansion.strategy(from: probe, label: shownInput(text))
-                } catch where error.message.contains("unknown key") {
-                    // Where in the base, since a `[*]` path reaches many places.
-                    throw BacktestError(error.code, error.field.isEmpty ? error.message : "\(shownInput(error.field, limit: 60)): \(error.message)", field: error.field)
-                } catch {}
+    /// Where an axis's values are applied and decoded to check them: a document holding the one
+    /// position of the base the path names (`positions[3].…`), or the base's first position only
+    /// when the path names a field of the strategy itself (`commission_bps`), so a check costs
+    /// the value's size, not the base's; the whole base for `[*]`, `positions` and what does not
+    /// fit. A tester's 1,000 axes over a 1,000-position base decoded the whole base twice per
+    /// axis and once per value that is not a plain number. Decoding does not look across
+    /// positions (validation does), so a value decodes in its scope as in the whole base; an
+    /// error is found again in the whole base, for its words and paths in the base's terms.
+    struct Scope: Sendable {
+        /// The part of the base the values are applied to.
+        let document: JSONValue
+        /// The whole base.
+        let whole: JSONValue
+        /// The position the path names, held at index 0 of `document`.
+        let position: Int?
+
+        init(_ path: JSONPath, in whole: JSONValue) {
+            self.whole = whole
+            guard case .object(var root) = whole, case .array(let positions)? = root["positions"], !positions.isEmpty else {
+                (document, position) = (whole, nil)
+                return
             }
-            return path
-        } catch {
-            throw BacktestError(error.code, error.message, field: field)
+            let c = path.components
+            switch (c.first, c.count > 1 ? c[1] : nil) {
+            case (.key("positions")?, .index(let p)?) where p < positions.count:
+                root["positions"] = .array([positions[p]])
+                (document, position) = (.object(root), p)
+            case (.key("positions")?, _):
+                (document, position) = (whole, nil)
+            default:
+                root["positions"] = .array([positions[0]])
+                (document, position) = (.object(root), nil)
+            }
+        }
+
+        /// `path` as it applies to `document`.
+        func localPath(_ path: JSONPath) -> JSONPath {
+            guard position != nil else { return path }
+            var components = path.components
+            components[1] = .index(0)
+            return JSONPath(components: components, description: path.description)
+        }
+
+        /// `document` with `value` at `local` (`localPath(path)`); the error `path` has in the whole base.
+        func edit(_ value: JSONValue, at path: JSONPath, local: JSONPath) throws(BacktestError) -> JSONValue {
+            do {
+                return try local.setting(value, in: document)
+            } catch {
+                _ = try path.setting(value, in: whole)
+                throw error
+            }
+        }
+
+        /// The strategy `edit` makes; the error the value makes in the whole base.
+        func decode(_ value: JSONValue, at path: JSONPath, local: JSONPath, label: String) throws(BacktestError) -> Strategy {
+            let edited = try edit(value, at: path, local: local)
+            do {
+                return try VariantExpansion.strategy(from: edited, label: label)
+            } catch {
+                _ = try VariantExpansion.strategy(from: path.setting(value, in: whole), label: label)
+                throw error
+            }
+        }
+    }
+
+    /// Checks that `path` fits the base (as JSON, in `scope`): every step but the last exists,
+    /// and a new last key is one the strategy file knows. Errors are INVALID_ARGUMENT naming
+    /// `field` (a tester's `positions[0].bogus` was reported under `values[0]`, as if the value
+    /// were wrong). `first`: the axis's first value, for probing a `[*]` path.
+    static func checkPath(_ path: JSONPath, in scope: Scope, first: JSONValue?, field: String) throws(BacktestError) {
+        // A null where the path ends: the steps must exist, and a key the base lacks must be one
+        // the decoder knows (null reads as absent for optional keys; an unknown key is its
+        // error whatever the value). Other errors of this probe are the values' to report.
+        // Through `[*]` the null can fail on the first element for its own sake (a required
+        // `lhs`) and hide a later element the path does not fit at all (an `all` entry has no
+        // `lhs`: a tester's such path was named on `values[0]`), so a `[*]` path is probed with
+        // the axis's first value too.
+        var probes = [JSONValue.null]
+        if let first, path.components.contains(.everyIndex) { probes.append(first) }
+        let local = scope.localPath(path)
+        for value in probes {
+            do throws(BacktestError) {
+                let edited = try scope.edit(value, at: path, local: local)
+                do throws(BacktestError) {
+                    _ = try VariantExpansion.strategy(from: edited, label: shownInput(path.description))
+                } catch where error.message.contains("unknown key") {
+                    // In the base's terms (a `[*]` path reaches many places: say where).
+                    let again: BacktestError
+                    do throws(BacktestError) {
+                        _ = try VariantExpansion.strategy(from: path.setting(value, in: scope.whole), label: shownInput(path.description))
+                        again = error
+                    } catch {
+                        again = error
+                    }
+                    throw BacktestError(again.code, again.field.isEmpty ? again.message : "\(shownInput(again.field, limit: 60)): \(again.message)", field: again.field)
+                } catch {}
+            } catch {
+                throw BacktestError(error.code, error.message, field: field)
+            }
         }
     }
 
@@ -532,13 +639,12 @@ package struct GridPlan: Sendable {
     /// Variant `index`: the base with every axis's value assigned.
     package func strategy(_ index: Int) throws(BacktestError) -> Strategy {
         let indices = valueIndices(of: index)
-        if let fragments {
+        if let fragments, let slots {
+            // In place: the positions are copied once, not once per axis (a tester's 1,000 zipped
+            // axes over 1,000 positions copied a million positions per variant).
             var strategy = base
             for axis in paths.indices {
-                guard let slot = StrategySlot(paths[axis]), let written = slot.write(fragments[axis][indices[axis]], into: strategy) else {
-                    break
-                }
-                strategy = written
+                guard slots[axis].write(fragments[axis][indices[axis]], into: &strategy) else { break }
             }
             return strategy
         }
@@ -547,6 +653,50 @@ package struct GridPlan: Sendable {
             document = try paths[axis].setting(JSONValue.commandLine(values[axis][indices[axis]]), in: document)
         }
         return try VariantExpansion.strategy(from: document, label: parameters(of: index).map { Self.label($0.path, $0.value) }.joined(separator: ", "))
+    }
+
+    /// The axis and value index of analysis strategy `i` (`1..<analysisCount`).
+    func axisValue(ofAnalysis i: Int) -> (axis: Int, value: Int) {
+        var axis = 0
+        var value = i - 1
+        while axis < values.count, value >= values[axis].count {
+            value -= values[axis].count
+            axis += 1
+        }
+        precondition(axis < values.count, "analysis strategy \(i) is outside the grid's \(analysisCount)")
+        return (axis, value)
+    }
+
+    /// What analysis strategy `i` (`analysisStrategy`) changes in the base, so that the shared
+    /// phase checks the change alone: the fields of the strategy itself (the strategy, its
+    /// positions the base's), one position (its index and new value), or anything else (the
+    /// whole strategy).
+    package enum AnalysisChange {
+        case base
+        case fields(Strategy)
+        case position(Int, Position)
+        case whole(Strategy)
+    }
+
+    /// See `AnalysisChange`; costs the change, not the base's size, but for `.whole`. Throws
+    /// only what `init` already checked.
+    package func analysisChange(_ i: Int) throws(BacktestError) -> AnalysisChange {
+        guard i > 0 else { return .base }
+        let (axis, value) = axisValue(ofAnalysis: i)
+        if let fragments, let slot = slots?[axis], slot.changesOnePlace {
+            let piece = fragments[axis][value]
+            if let p = slot.position {
+                if base.positions.indices.contains(p), let local = localSlots?[axis] {
+                    var one = base
+                    one.positions = [base.positions[p]]
+                    if local.write(piece, into: &one) { return .position(p, one.positions[0]) }
+                }
+            } else {
+                var strategy = base
+                if slot.write(piece, into: &strategy) { return .fields(strategy) }
+            }
+        }
+        return .whole(try analysisStrategy(i))
     }
 
     /// How many strategies the shared phase checks: the base, then the base with each axis
@@ -562,14 +712,8 @@ package struct GridPlan: Sendable {
     /// slots); throws only what `init` already checked.
     package func analysisStrategy(_ i: Int) throws(BacktestError) -> Strategy {
         guard i > 0 else { return base }
-        var axis = 0
-        var value = i - 1
-        while axis < values.count, value >= values[axis].count {
-            value -= values[axis].count
-            axis += 1
-        }
-        precondition(axis < values.count, "analysis strategy \(i) is outside the grid's \(analysisCount)")
-        if let fragments, let slot = StrategySlot(paths[axis]), let written = slot.write(fragments[axis][value], into: base) {
+        let (axis, value) = axisValue(ofAnalysis: i)
+        if let fragments, let written = slots?[axis].write(fragments[axis][value], into: base) {
             return written
         }
         let edited = try paths[axis].setting(JSONValue.commandLine(values[axis][value]), in: baseDocument)
@@ -745,6 +889,29 @@ struct StrategySlot {
     /// fragment is of another kind.
     func write(_ fragment: Fragment, into s: Strategy) -> Strategy? {
         var s = s
+        return write(fragment, into: &s) ? s : nil
+    }
+
+    /// Whether the place is one field of the strategy or of one position (not `[*]`, not the
+    /// whole positions list): a value there changes that much of the base.
+    var changesOnePlace: Bool {
+        switch place {
+        case .positions, .ticker(nil), .weight(nil), .positionNumber(nil, _): false
+        default: true
+        }
+    }
+
+    /// The position the place is in, if one (`positions[3].…`).
+    var position: Int? {
+        switch place {
+        case .position(let p), .ticker(let p?), .weight(let p?), .positionNumber(let p?, _), .condition(let p, _, _, _): p
+        default: nil
+        }
+    }
+
+    /// Writes `fragment` at this place in `s`, in place; false when the place does not exist in
+    /// `s` or the fragment is of another kind (then `s` may be partly written).
+    func write(_ fragment: Fragment, into s: inout Strategy) -> Bool {
         switch (place, fragment) {
         case (.name, .string(let v)): s.name = v
         case (.fill, .fill(let v)): s.fill = v
@@ -754,45 +921,45 @@ struct StrategySlot {
         case (.leverage, .bool(let v)): s.allowLeverage = v
         case (.positions, .positions(let v)): s.positions = v
         case (.position(let p), .position(let v)):
-            guard s.positions.indices.contains(p) else { return nil }
+            guard s.positions.indices.contains(p) else { return false }
             s.positions[p] = v
         case (.ticker(let p), .string(let v)):
-            guard !s.positions.isEmpty else { return nil }
+            guard !s.positions.isEmpty else { return false }
             for i in p.map({ [$0] }) ?? Array(s.positions.indices) {
-                guard s.positions.indices.contains(i) else { return nil }
+                guard s.positions.indices.contains(i) else { return false }
                 s.positions[i].ticker = v
             }
         case (.weight(let p), .number(let v)):
-            guard !s.positions.isEmpty else { return nil }
+            guard !s.positions.isEmpty else { return false }
             for i in p.map({ [$0] }) ?? Array(s.positions.indices) {
-                guard s.positions.indices.contains(i) else { return nil }
+                guard s.positions.indices.contains(i) else { return false }
                 s.positions[i].weight = v
             }
         case (.positionNumber(let p, let field), .optionalNumber(let v)):
-            guard !s.positions.isEmpty else { return nil }
+            guard !s.positions.isEmpty else { return false }
             for i in p.map({ [$0] }) ?? Array(s.positions.indices) {
-                guard s.positions.indices.contains(i), field.write(v, into: &s.positions[i]) else { return nil }
+                guard s.positions.indices.contains(i), field.write(v, into: &s.positions[i]) else { return false }
             }
         case (.condition(let p, let exit, let steps, let leaf), _):
-            guard s.positions.indices.contains(p) else { return nil }
+            guard s.positions.indices.contains(p) else { return false }
             let root = exit ? s.positions[p].exit : s.positions[p].entry
             let replaced: Condition?
             if steps.isEmpty, leaf == .condition {
-                guard case .condition(let v) = fragment else { return nil }
+                guard case .condition(let v) = fragment else { return false }
                 replaced = v
             } else {
-                guard let root, let edited = Self.replace(in: root, steps[...], leaf: leaf, with: fragment) else { return nil }
+                guard let root, let edited = Self.replace(in: root, steps[...], leaf: leaf, with: fragment) else { return false }
                 replaced = edited
             }
             if exit {
                 s.positions[p].exit = replaced
             } else {
-                guard let replaced else { return nil }
+                guard let replaced else { return false }
                 s.positions[p].entry = replaced
             }
-        default: return nil
+        default: return false
         }
-        return s
+        return true
     }
 
     static func walk(_ condition: Condition, _ steps: [ConditionStep]) -> Condition? {

@@ -53,6 +53,13 @@ package struct JSONPath: Sendable, Hashable, CustomStringConvertible {
         self.description = text
     }
 
+    /// A path of `components` shown as `description` (the text it stands for, where it is
+    /// applied to a part of the document: `GridPlan.Scope`).
+    init(components: [Component], description: String) {
+        self.components = components
+        self.description = description
+    }
+
     /// The top-level key the path starts with.
     package var rootKey: String {
         if case .key(let key)? = components.first { return key }

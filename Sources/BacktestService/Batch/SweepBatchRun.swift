@@ -107,7 +107,7 @@ struct SweepBatchRun {
             let paths = CallPaths.gridAnalysis(valueCounts: grid.valueCounts)
             for variant in analysed {
                 if let unknown = StrategyAnalysis.unknownTickerError(in: variant.strategy, root: variant.path, hasData: known.contains) {
-                    throw paths.gridValueError(unknown)
+                    throw paths.gridValueError(variant.placedInBase(unknown))
                 }
             }
         }

@@ -33,6 +33,23 @@ package struct ValidatedVariant: Sendable {
     package let settingsPath: FieldPath
     /// The settings it was validated against.
     package let settings: BacktestSettings
+    /// For a grid's analysis: the base positions `strategy`'s positions stand for (it holds only
+    /// those an axis value changed that read something new); nil when it is whole.
+    package var basePositions: [Int]? = nil
+
+    /// `error`, whose field names a position of `strategy` under `path`, naming the base position
+    /// it stands for instead (`basePositions`).
+    package func placedInBase(_ error: BacktestError) -> BacktestError {
+        guard let basePositions else { return error }
+        for (k, p) in basePositions.enumerated() where k != p {
+            let from = path.position(k).description
+            guard error.field == from || error.field.hasPrefix(from + ".") || error.field.hasPrefix(from + "[") else { continue }
+            var placed = error
+            placed.field = path.position(p).description + error.field.dropFirst(from.count)
+            return placed
+        }
+        return error
+    }
 }
 
 /// A strategy that failed validation: its index in the request and its INVALID_ARGUMENT.
