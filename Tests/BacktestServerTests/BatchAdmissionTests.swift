@@ -121,4 +121,61 @@ import Testing
         _ = try? await a3.value
         withExtendedLifetime(owners) {}
     }
+
+    /// Going ahead of the queue's next batch (EASY backfilling): a fifth tester's three
+    /// 1,000,000-variant grids on three connections, one running and two waiting for room, kept
+    /// another user's batch of 8 waiting 59 s though it fitted beside the running one. A later
+    /// batch that fits starts at once while the next one could not start anyway; once only
+    /// batches that went ahead stand in its way, nothing more goes ahead of it.
+    @Test func aLaterBatchGoesAheadOnlyWhileTheNextCouldNotStartAnyway() async throws {
+        final class Owner: Sendable {}
+        let owners = (0..<5).map { _ in Owner() }  // alive for the whole test
+        let ids = owners.map(ObjectIdentifier.init)
+        let registry = BatchJobRegistry(maxRetainedBytes: 0, budgetBytes: 1000)
+        // The tester's case: one grid runs, two wait, a small batch fits beside the running one.
+        let grid = try await registry.admit(total: 1, source: Self.source, estimatedBytes: 800, owner: ids[0])
+        let waiting = [1, 2].map { i in Task { try await registry.admit(total: 10 + i, source: Self.source, estimatedBytes: 900, owner: ids[i]) } }
+        #expect(try await eventually { await registry.queuedCount == 2 })
+        let small = try await registry.admit(total: 8, source: Self.source, estimatedBytes: 150, owner: ids[3])
+        #expect(await registry.reservedBytes == 950)
+        // One that does not fit waits.
+        let later = Task { try await registry.admit(total: 9, source: Self.source, estimatedBytes: 150, owner: ids[4]) }
+        #expect(try await eventually { await registry.queuedCount == 3 })
+        // The grid finishes: the next grid (900) does not fit beside the small batch that went
+        // ahead (150), and only that one stands in its way now: the small one that waited stays
+        // queued though it would fit.
+        _ = await grid.finish(.final)
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(await registry.queuedCount == 3)
+        #expect(await registry.reservedBytes == 150)
+        // The small batch finishes: the next grid starts; the small one waits for room again.
+        _ = await small.finish(.final)
+        let second = try await waiting[0].value
+        #expect(second.total == 11)
+        #expect(try await eventually { await registry.queuedCount == 2 })
+        _ = await second.finish(.final)
+        let third = try await waiting[1].value
+        _ = await third.finish(.final)
+        #expect(try await later.value.total == 9)
+    }
+
+    /// A waiting batch goes ahead when room frees up beside the batches that block the next.
+    @Test func aWaitingBatchGoesAheadWhenRoomFreesBesideTheBlockers() async throws {
+        final class Owner: Sendable {}
+        let owners = (0..<4).map { _ in Owner() }
+        let ids = owners.map(ObjectIdentifier.init)
+        let registry = BatchJobRegistry(maxRetainedBytes: 0, budgetBytes: 1000)
+        let blocker = try await registry.admit(total: 1, source: Self.source, estimatedBytes: 600, owner: ids[0])
+        let other = try await registry.admit(total: 2, source: Self.source, estimatedBytes: 300, owner: ids[1])
+        let next = Task { try await registry.admit(total: 3, source: Self.source, estimatedBytes: 600, owner: ids[2]) }
+        #expect(try await eventually { await registry.queuedCount == 1 })
+        let small = Task { try await registry.admit(total: 4, source: Self.source, estimatedBytes: 300, owner: ids[3]) }
+        #expect(try await eventually { await registry.queuedCount == 2 })
+        _ = await other.finish(.final)
+        #expect(try await small.value.total == 4)
+        #expect(await registry.queuedCount == 1)
+        _ = await blocker.finish(.final)
+        let third = try await next.value
+        #expect(third.total == 3)
+    }
 }

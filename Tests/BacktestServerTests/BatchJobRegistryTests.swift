@@ -111,4 +111,44 @@ import Testing
         await registry.dropExpired(now: .now.advanced(by: .seconds(601)))
         await #expect(throws: BacktestError.self) { try await registry.job(id: next.id) }
     }
+
+    /// Each connection's newest finished batch is spared by the retention bound: a sixth
+    /// tester's retained 1,000,000-variant grid went as soon as another client's batch finished,
+    /// even one cancelled with no results. Its owner's next batch, its retention and admission's
+    /// need for room still send it out (admission after every batch not so spared).
+    @Test func eachConnectionsNewestFinishedBatchStaysOverTheRetentionBound() async throws {
+        final class Owner: Sendable {}
+        let owners = (Owner(), Owner())  // alive for the whole test: identifiers of freed objects may coincide
+        let (a, b) = (ObjectIdentifier(owners.0), ObjectIdentifier(owners.1))
+        let kept = BatchJob.estimatedBytes(result(0))
+        let registry = BatchJobRegistry(retention: .seconds(600), maxRetainedBytes: kept / 2, budgetBytes: 3 * kept)
+        func finished(_ owner: ObjectIdentifier, results: Int) async -> BatchJob {
+            let job = await registry.create(total: 1, owner: owner)
+            for _ in 0..<results { _ = await job.record(result(0)) }
+            await job.finish(results == 0 ? .cancelled : .final)
+            return job
+        }
+        let big = await finished(a, results: 1)
+        // Another connection's batches, one cancelled with nothing: A's stays; B's older one goes.
+        let cancelled = await finished(b, results: 0)
+        let other = await finished(b, results: 1)
+        await registry.dropExpired()
+        #expect(try await registry.job(id: big.id) === big)
+        #expect(try await registry.job(id: other.id) === other)
+        await #expect(throws: BacktestError.self) { try await registry.job(id: cancelled.id) }
+        // Admission needs room: B's newest and A's are both spared; the older goes first.
+        let admitted = try await registry.admit(total: 1, source: BatchAdmissionTests.source, estimatedBytes: 2 * kept)
+        await #expect(throws: BacktestError.self) { try await registry.job(id: big.id) }
+        #expect(try await registry.job(id: other.id) === other)
+        _ = await admitted.finish(.final)
+        // A's next batch sends its previous one out.
+        let first = await finished(a, results: 1)
+        let second = await finished(a, results: 1)
+        await registry.dropExpired()
+        await #expect(throws: BacktestError.self) { try await registry.job(id: first.id) }
+        #expect(try await registry.job(id: second.id) === second)
+        // Past its retention it expires all the same.
+        await registry.dropExpired(now: .now.advanced(by: .seconds(601)))
+        await #expect(throws: BacktestError.self) { try await registry.job(id: second.id) }
+    }
 }

@@ -30,8 +30,8 @@ package actor BatchJobRegistry {
     package nonisolated let budgetBytes: Int
     /// How many batches may wait for room at once; one more is refused with RESOURCE_EXHAUSTED.
     package nonisolated let maxQueued: Int
-    /// Batches waiting for room, first come first served (a small batch never overtakes a large
-    /// one that waits longer, so none starves).
+    /// Batches waiting for room, in round robin order across owners (`nextWaiter`); a later one
+    /// starts ahead of the next only where that does not delay it (`mayGoAhead`).
     private var queue: [Waiter] = []
     /// Tickets of `admit` calls that wait or are about to, and those cancelled before their
     /// waiter was queued (a cancel racing the wait).
@@ -51,6 +51,8 @@ package actor BatchJobRegistry {
     /// next batch is the oldest of the owner served longest ago.
     private var lastAdmitted: [ObjectIdentifier?: UInt64] = [:]
     private var admissions: UInt64 = 0
+    /// Running batches that started ahead of a waiting one (`mayGoAhead`).
+    private var wentAhead: Set<String> = []
     private var jobs: [String: BatchJob] = [:]
     private let finished: FinishedJobs
     /// Bytes reserved by running jobs (their admission estimates, grown by results that outgrew
@@ -77,12 +79,13 @@ package actor BatchJobRegistry {
     /// Bytes reserved by running batches admitted through `admit`.
     package nonisolated var reservedBytes: Int { reserved.withLockedValue { $0.values.reduce(0, +) } }
 
-    package func create(total: Int) -> BatchJob {
+    /// A job outside the budget (tests, callers that admit nothing); `owner` as in `admit`.
+    package func create(total: Int, owner: ObjectIdentifier? = nil) -> BatchJob {
         dropExpired()
-        return make(total: total, source: nil, reserving: 0)
+        return make(total: total, source: nil, reserving: 0, owner: owner)
     }
 
-    private func make(total: Int, source: BatchSource?, reserving bytes: Int) -> BatchJob {
+    private func make(total: Int, source: BatchSource?, reserving bytes: Int, owner: ObjectIdentifier?, ahead: Bool = false) -> BatchJob {
         var id: String
         repeat { id = BatchJobRegistry.randomID() } while jobs[id] != nil
         let maxRetained = maxRetainedBytes
@@ -96,18 +99,20 @@ package actor BatchJobRegistry {
                 return true
             }
         }, onFinish: { [weak self, finished, id] kept in
-            finished.add(id, bytes: kept)
+            finished.add(id, owner: owner, bytes: kept)
             if let self { Task { await self.release(id) } }
             return finished.bytes > maxRetained
         }, onResize: { [finished, id] kept in finished.resize(id, bytes: kept) })
         jobs[id] = job
         if bytes > 0 { reserved.withLockedValue { $0[id] = bytes } }
+        if ahead { wentAhead.insert(id) }
         return job
     }
 
     /// Admits a batch estimated at `bytes` (results it will keep) within the budget: finished
     /// jobs' FULL results are reduced to summaries, then the oldest finished jobs evicted, to make
-    /// room. When the running batches leave no room the batch waits in a first-come queue until
+    /// room. When the running batches leave no room, or others wait and it may not go ahead of
+    /// them, the batch waits in the queue (round robin across `owner`s, see `admitWaiting`) until
     /// enough of them finish, at most until `deadline`.
     ///
     /// - Throws: RESOURCE_EXHAUSTED naming the budget (field `run_batch`) when the batch alone is
@@ -121,10 +126,14 @@ package actor BatchJobRegistry {
         let budget = Self.megabytes(budgetBytes)
         try refuseIfOverBudget(total: total, detail: source.detail, bytes: bytes)
         // With others waiting, it queues unless it would be the next anyway (its owner was served
-        // longer ago than theirs) and fits.
+        // longer ago than theirs) and fits, or it can go ahead of the next one without delaying it.
         if queue.isEmpty || isNext(owner: owner), await fits(bytes) {
             noteAdmitted(owner)
-            return make(total: total, source: source, reserving: bytes)
+            return make(total: total, source: source, reserving: bytes, owner: owner)
+        }
+        if await mayGoAhead(bytes) {
+            noteAdmitted(owner)
+            return make(total: total, source: source, reserving: bytes, owner: owner, ahead: true)
         }
         guard queue.count < maxQueued else {
             throw BacktestError(.resourceExhausted,
@@ -174,25 +183,62 @@ package actor BatchJobRegistry {
         return reservedBytes + bytes <= budgetBytes
     }
 
-    /// Admits waiting batches while the next one fits. The next is the oldest waiting batch of
-    /// the owner (connection) whose last admission is oldest: round robin across connections,
-    /// first come first served within one, and never a later batch past the next one that does
-    /// not fit (so none starves). A fifth tester's three queued 1,000,000-variant grids on one
-    /// connection kept another user's batch of 8 waiting 59 s in a first-come queue.
+    /// Admits waiting batches while the next one fits, then those that may go ahead of it
+    /// (`mayGoAhead`). The next is the oldest waiting batch of the owner (connection) whose last
+    /// admission is oldest: round robin across connections, first come first served within one.
+    /// A fifth tester's three queued 1,000,000-variant grids on one connection kept another user's
+    /// batch of 8 waiting 59 s in a first-come queue; with the grids on three connections it still
+    /// waited 59 s behind the two that did not fit, until going ahead was allowed.
     private func admitWaiting() async {
         while let next = nextWaiter() {
-            guard await fits(next.bytes) else { return }
+            guard await fits(next.bytes) else { break }
             // The waiter may have been cancelled, or another become next, while `fits` waited on a job.
             guard let again = nextWaiter(), again.ticket == next.ticket, let i = queue.firstIndex(where: { $0.ticket == next.ticket }) else { continue }
             queue.remove(at: i)
             noteAdmitted(next.owner)
-            next.continuation.resume(returning: make(total: next.total, source: next.source, reserving: next.bytes))
+            next.continuation.resume(returning: make(total: next.total, source: next.source, reserving: next.bytes, owner: next.owner))
         }
+        // The others, in the order they would be next, while the next one cannot start.
+        var tried: Set<UInt64> = []
+        while let head = nextWaiter(), let candidate = waitingInTurn().first(where: { $0.ticket != head.ticket && !tried.contains($0.ticket) }) {
+            tried.insert(candidate.ticket)
+            guard await mayGoAhead(candidate.bytes) else { continue }
+            guard let i = queue.firstIndex(where: { $0.ticket == candidate.ticket }), nextWaiter()?.ticket != candidate.ticket else { continue }
+            queue.remove(at: i)
+            noteAdmitted(candidate.owner)
+            candidate.continuation.resume(returning: make(
+                total: candidate.total, source: candidate.source, reserving: candidate.bytes, owner: candidate.owner, ahead: true))
+        }
+    }
+
+    /// Whether a batch of `bytes` may start ahead of the queue's next one: it fits now, and the
+    /// next one could not start anyway because of batches that started in their turn (not ahead
+    /// of it). That is backfilling as cluster schedulers do it (EASY backfilling): once the
+    /// batches that started in turn no longer stand in the next one's way, nothing more goes
+    /// ahead of it, so it waits at most for those that went ahead earlier and does not starve.
+    /// Finished batches are not counted: they make room when it is needed.
+    private func mayGoAhead(_ bytes: Int) async -> Bool {
+        guard let head = nextWaiter() else { return false }
+        let inTurn = reserved.withLockedValue { reserved in
+            reserved.filter { !wentAhead.contains($0.key) }.values.reduce(0, +)
+        }
+        guard inTurn + head.bytes > budgetBytes else { return false }
+        return await fits(bytes)
+    }
+
+    /// The waiting batches in the order `nextWaiter` would pick them.
+    private func waitingInTurn() -> [Waiter] {
+        queue.sorted(by: Self.inTurn(lastAdmitted))
     }
 
     /// The waiting batch to admit next (see `admitWaiting`).
     private func nextWaiter() -> Waiter? {
-        queue.min { a, b in
+        queue.min(by: Self.inTurn(lastAdmitted))
+    }
+
+    /// Round robin order: the owner served longest ago first, then first come.
+    private static func inTurn(_ lastAdmitted: [ObjectIdentifier?: UInt64]) -> (Waiter, Waiter) -> Bool {
+        { a, b in
             let (x, y) = (lastAdmitted[a.owner] ?? 0, lastAdmitted[b.owner] ?? 0)
             return x != y ? x < y : a.ticket < b.ticket
         }
@@ -251,6 +297,7 @@ package actor BatchJobRegistry {
 
     private func release(_ id: String) async {
         reserved.withLockedValue { $0[id] = nil }
+        wentAhead.remove(id)
         if !queue.isEmpty { await admitWaiting() }
     }
 
@@ -324,81 +371,109 @@ package actor BatchJobRegistry {
     }
 }
 
-/// Finished jobs in the order they finished, with their sizes. Filled synchronously from a job's
-/// `finish` (a job may finish while the registry is busy), so it is a lock, not actor state.
+/// Finished jobs in the order they finished, with their sizes and owners. Filled synchronously
+/// from a job's `finish` (a job may finish while the registry is busy), so it is a lock, not actor
+/// state.
+///
+/// The retention bound spares each owner's (connection's) newest finished job: a sixth tester's
+/// retained 1,000,000-variant grid (176 MB of summaries, over the 128 MB bound alone) went as soon
+/// as any other client's batch finished, even one cancelled with no results, so on a busy server
+/// it could not be ranked for long. Such a job still goes when its retention ends, when its owner
+/// finishes a newer one, or when admission needs its room for a running batch (after every job
+/// not so spared). Owners are connections, at most a few thousand at once, so the spared jobs are
+/// bounded by them, and all finished jobs together by the batch budget.
 final class FinishedJobs: Sendable {
     private struct Entry {
         let id: String
+        let owner: ObjectIdentifier?
         let at: ContinuousClock.Instant
-        let bytes: Int
+        var bytes: Int
     }
 
     private struct State {
-        var entries: [Entry] = []
+        /// Oldest first; nil where a job was removed out of order.
+        var entries: [Entry?] = []
         var head = 0
         var bytes = 0
+        /// Each owner's newest finished job still held.
+        var newest: [ObjectIdentifier?: String] = [:]
+
+        mutating func remove(at i: Int) -> String {
+            let entry = entries[i]!
+            entries[i] = nil
+            bytes -= entry.bytes
+            if newest[entry.owner] == entry.id { newest[entry.owner] = nil }
+            while head < entries.count, entries[head] == nil { head += 1 }
+            if head > 256, head * 2 > entries.count {
+                entries.removeFirst(head)
+                head = 0
+            }
+            return entry.id
+        }
+
+        /// Removes, oldest first, the jobs `removable` accepts while the total is above `limit`.
+        mutating func removeOldest(whileAbove limit: Int, where removable: (Entry) -> Bool) -> [String] {
+            var removed: [String] = []
+            var i = head
+            while i < entries.count, bytes > limit {
+                if let entry = entries[i], removable(entry) {
+                    removed.append(remove(at: i))
+                    i = max(i + 1, head)
+                } else {
+                    i += 1
+                }
+            }
+            return removed
+        }
     }
 
     private let state = Mutex(State())
 
     var bytes: Int { state.withLock { $0.bytes } }
 
-    func add(_ id: String, bytes: Int) {
+    func add(_ id: String, owner: ObjectIdentifier? = nil, bytes: Int) {
         state.withLock { state in
-            state.entries.append(Entry(id: id, at: .now, bytes: bytes))
+            state.entries.append(Entry(id: id, owner: owner, at: .now, bytes: bytes))
             state.bytes += bytes
+            state.newest[owner] = id
         }
     }
 
     /// Ids of the finished jobs still held, oldest first.
     func ids() -> [String] {
-        state.withLock { state in state.entries[state.head...].map(\.id) }
+        state.withLock { state in state.entries[state.head...].compactMap { $0?.id } }
     }
 
     /// Records a job's new size (after its FULL results became summaries).
     func resize(_ id: String, bytes: Int) {
         state.withLock { state in
-            guard let i = state.entries[state.head...].firstIndex(where: { $0.id == id }) else { return }
-            state.bytes += bytes - state.entries[i].bytes
-            state.entries[i] = Entry(id: id, at: state.entries[i].at, bytes: bytes)
+            guard let i = state.entries[state.head...].firstIndex(where: { $0?.id == id }) else { return }
+            state.bytes += bytes - state.entries[i]!.bytes
+            state.entries[i]!.bytes = bytes
         }
     }
 
-    /// Removes the oldest while the total is above `limit`.
+    /// Removes the oldest while the total is above `limit`, for admission: those not spared by
+    /// the retention bound first, then the spared ones.
     func removeOldest(whileAbove limit: Int) -> [String] {
         state.withLock { state in
-            var removed: [String] = []
-            while state.head < state.entries.count, state.bytes > limit {
-                removed.append(state.entries[state.head].id)
-                state.bytes -= state.entries[state.head].bytes
-                state.head += 1
-            }
-            return removed
+            let spared = state.newest
+            return state.removeOldest(whileAbove: limit) { spared[$0.owner] != $0.id }
+                + state.removeOldest(whileAbove: limit) { _ in true }
         }
     }
 
-    /// Removes jobs past `retention` (true: expired) and then the oldest while over `maxBytes`
-    /// (false: evicted), except the newest: it was admitted within the budget, and evicting it
-    /// the moment it finished left a tester's 1,000,000-variant grid (176 MB of summaries over the
-    /// 128 MB bound) unreadable, GetVariantResults by `best_by` included. It goes when a newer
-    /// batch finishes, when admission needs its room, or when its retention ends.
+    /// Removes jobs past `retention` (true: expired), then the oldest while over `maxBytes` except
+    /// each owner's newest (false: evicted).
     func removeExpired(now: ContinuousClock.Instant, retention: Duration, maxBytes: Int) -> [(String, Bool)] {
         state.withLock { state in
             var removed: [(String, Bool)] = []
-            while state.head < state.entries.count {
-                let oldest = state.entries[state.head]
-                let expired = oldest.at.duration(to: now) > retention
-                let newest = state.head == state.entries.count - 1
-                guard expired || (state.bytes > maxBytes && !newest) else { break }
-                removed.append((oldest.id, expired))
-                state.bytes -= oldest.bytes
-                state.head += 1
+            while state.head < state.entries.count, let oldest = state.entries[state.head], oldest.at.duration(to: now) > retention {
+                removed.append((state.remove(at: state.head), true))
             }
-            if state.head > 256, state.head * 2 > state.entries.count {
-                state.entries.removeFirst(state.head)
-                state.head = 0
-            }
-            return removed
+            guard state.bytes > maxBytes else { return removed }
+            let spared = state.newest
+            return removed + state.removeOldest(whileAbove: maxBytes) { spared[$0.owner] != $0.id }.map { ($0, false) }
         }
     }
 }
