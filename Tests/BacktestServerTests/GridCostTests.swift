@@ -217,4 +217,25 @@ extension GridCostTests {
             #expect(try plan.strategy(index) == VariantExpansion.strategy(from: edited, label: "\(index)"), "variant \(index)")
         }
     }
+
+    /// A sweep's chunks are bounded in positions as well as variants (a chunk's plan holds every
+    /// position's legs: 4,096 variants of a 1,000-position grid held 221 MB), at least one
+    /// variant each.
+    @Test func sweepChunksAreBoundedInPositions() {
+        func one(_ positions: Int) -> Strategy {
+            var strategy = Self.base
+            strategy.positions = Array(repeating: Self.base.positions[0], count: positions)
+            return strategy
+        }
+        let source = BatchSource(settings: ExecutionPathTests.settings, variants: [1, 2, 3, 10, 1, 1].map(one), grid: nil, detail: .summary)
+        let work = Array(0..<6)
+        var ends: [Int] = []
+        var start = 0
+        while start < work.count {
+            start = SweepBatchRun.chunkEnd(work, from: start, source: source, variants: 4, positions: 6)
+            ends.append(start)
+        }
+        #expect(ends == [3, 4, 6])
+        #expect(SweepBatchRun.chunkEnd(work, from: 0, source: source, variants: 2, positions: 100) == 2)
+    }
 }

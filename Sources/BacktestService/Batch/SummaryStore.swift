@@ -25,6 +25,13 @@ package struct BatchSource: Sendable {
 
     package var count: Int { grid?.count ?? variants.count }
 
+    /// About how many positions variant `index` has: a listed variant's own, a grid's base's
+    /// (an axis over the whole positions list aside), for sizing the chunks a sweep runs.
+    package func positionCount(_ index: Int) -> Int {
+        if let grid { return grid.grid.base.positions.count }
+        return variants.indices.contains(index) ? variants[index].positions.count : 1
+    }
+
     /// Variant `index` (INVALID_ARGUMENT naming `field` when outside the batch).
     package func strategy(_ index: Int, field: String) throws(BacktestError) -> Strategy {
         guard index >= 0, index < count else {

@@ -18,8 +18,8 @@ import NIOConcurrencyHelpers
 ///
 /// Validation and analysis: listed variants are validated once (`BacktestPipeline.validate`; an
 /// invalid one reports its own error); a grid's shared phase validates the base and one strategy
-/// per axis value (`GridPlan.analysisStrategy`), not every variant, and analyses one per distinct
-/// analysis input. The shared
+/// per axis value (`GridPlan.analysisChange`), not every variant, and analyses the union of what
+/// they read. The shared
 /// phase is the pipeline's `prepare` (one cache session, one `PreparedMarket`).
 ///
 /// Control: the first update (0 completed) announces the id before the data fetch; CancelBatch,
@@ -40,6 +40,10 @@ struct SweepBatchRun {
     var maxUpdateBytes = Wire.defaultMaxFramePayload / 2
     /// Variants per `SweepRunner` call: the unit of cancellation and of plan memory.
     var chunkSize = 4096
+    /// Positions per `SweepRunner` call, all its variants together: a chunk's plan holds each
+    /// position's legs (about 55 bytes each), so 4,096 variants of a tester's 1,000-position grid
+    /// held 221 MB of plan per batch (1.3 GB for three at once). At least one variant a chunk.
+    var chunkPositions = 65_536
     /// A pause before each variant (`--variant-delay-ms`, for demos and browser tests): with it
     /// the variants run one per chunk, so each result is recorded a pause after the previous one.
     /// Zero for none; cancellation ends the pause at once.
@@ -125,6 +129,7 @@ struct SweepBatchRun {
         let parallelism = self.parallelism
         let variantDelay = self.variantDelay
         let chunkSize = variantDelay > .zero ? 1 : self.chunkSize
+        let chunkPositions = self.chunkPositions
         let indicators = prepared.indicators
         let work = runnable
         let abandon = self
@@ -140,7 +145,8 @@ struct SweepBatchRun {
                 try Task.checkCancellation()
                 try await abandon.stopIfAbandoned()
                 if variantDelay > .zero { try await Task.sleep(for: variantDelay) }
-                let chunk = Array(work[start..<min(work.count, start + chunkSize)])
+                let end = SweepBatchRun.chunkEnd(work, from: start, source: source, variants: chunkSize, positions: chunkPositions)
+                let chunk = Array(work[start..<end])
                 start += chunk.count
                 simulationMs += try await SweepBatchRun.simulate(
                     chunk, source: source, market: market, indicators: indicators, known: known, parallelism: parallelism,
@@ -191,6 +197,19 @@ struct SweepBatchRun {
         let update = await job.finish(.final, stats: stats)
         if update.state != .final, let reason = await job.cancelReason { throw reason }
         return update
+    }
+
+    /// Where the chunk of `work` starting at `start` ends: at most `variants` variants and, past
+    /// the first, at most `positions` positions together (`BatchSource.positionCount`).
+    static func chunkEnd(_ work: [Int], from start: Int, source: BatchSource, variants: Int, positions: Int) -> Int {
+        var end = start + 1
+        var total = source.positionCount(work[start])
+        while end < min(work.count, start + variants) {
+            total += source.positionCount(work[end])
+            guard total <= positions else { break }
+            end += 1
+        }
+        return end
     }
 
     /// Simulates `indices` on one of `computeThreads` (SweepRunner blocks its caller; never on
