@@ -27,7 +27,7 @@ package struct BacktestdConfiguration: Sendable {
     package var maxParallel: Int
     /// How long finished batches stay available to GetBatchStatus, in seconds.
     package var batchRetentionSeconds: Int
-    /// Megabytes of results finished batches may keep.
+    /// Megabytes of FULL results finished batches may keep (summaries beyond it).
     package var batchRetentionMegabytes: Int
     /// Megabytes of results running and finished batches may hold together (estimated at
     /// admission); a batch that does not fit is refused with RESOURCE_EXHAUSTED.

@@ -66,7 +66,7 @@ struct Backtestd: AsyncParsableCommand {
     @Option(help: "How long finished batches stay available to GetBatchStatus, s (env BACKTESTD_BATCH_RETENTION_SECONDS). Default 600.")
     var batchRetentionSeconds: String?
 
-    @Option(help: "Megabytes of results finished batches may keep; beyond it the oldest are dropped before their retention time (env BACKTESTD_BATCH_RETENTION_MB, default 128).")
+    @Option(help: "Megabytes of FULL results finished batches may keep; beyond it a finishing batch keeps summaries, and summaries go only when their retention ends or running batches need their room (env BACKTESTD_BATCH_RETENTION_MB, default 128).")
     var batchRetentionMb: String?
 
     @Option(help: "Megabytes of results running and finished batches may hold together; a batch that does not fit waits for room up to its deadline, one larger than the budget is refused with RESOURCE_EXHAUSTED (env BACKTESTD_BATCH_BUDGET_MB, default 192).")

@@ -198,7 +198,7 @@ import Testing
     }
 
     @Test func notFoundSaysExpiredEvictedOrUnknown() async throws {
-        let registry = BatchJobRegistry(retention: .seconds(60), maxRetainedBytes: 600)
+        let registry = BatchJobRegistry(retention: .seconds(60), maxRetainedBytes: 600, budgetBytes: 1_500)
         let expired = await registry.create(total: 1)
         _ = await expired.record(VariantResult(index: 0, outcome: .failure(BacktestError(.internal, "x"))))
         await expired.finish(.final)
@@ -210,10 +210,8 @@ import Testing
         let first = await registry.create(total: 1)
         _ = await first.record(VariantResult(index: 0, outcome: .failure(BacktestError(.internal, "x"))))
         await first.finish(.final)
-        let second = await registry.create(total: 1)
-        _ = await second.record(VariantResult(index: 0, outcome: .failure(BacktestError(.internal, "x"))))
-        await second.finish(.final)
-        await registry.dropExpired()
+        // Evicted when a running batch needs the room.
+        _ = try await registry.admit(total: 1, source: BatchAdmissionTests.source, estimatedBytes: 1_400)
         let e2 = await #expect(throws: BacktestError.self) { try await registry.job(id: first.id) }
         #expect(e2?.message.contains("evicted") == true)
 

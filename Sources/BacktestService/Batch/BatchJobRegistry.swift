@@ -7,15 +7,16 @@ import Synchronization
 /// Batch jobs by id. Ids are 128 random bits from the system's CSPRNG, so a job is visible only
 /// to requests that present its id.
 ///
-/// Finished jobs are kept so clients can re-attach, and dropped when the first of two limits is
-/// reached: `retention` after they finished, or, oldest first, when the finished jobs together
-/// hold more than `maxRetainedBytes` of results. The byte bound is what keeps a busy server's
-/// memory flat (a load test of 80 batches a second would otherwise keep ten minutes of equity
-/// curves); under such load a job may be dropped before `retention`, and a late GetBatchStatus
-/// gets NOT_FOUND. Running jobs are never dropped. A job whose FULL results push the finished
-/// jobs over `maxRetainedBytes` keeps their summaries instead (GetVariantResults recomputes the
-/// FULL results), so re-attach still reads every variant; NOT_FOUND says whether a job expired or
-/// was evicted.
+/// Finished jobs are kept so clients can re-attach and rank them, for `retention` after they
+/// finished. Their FULL results are kept while the finished jobs together hold at most
+/// `maxRetainedBytes` (a job that would push them over keeps its summaries instead, and
+/// GetVariantResults recomputes the FULL results), which keeps a busy server's memory flat (a
+/// load test of 80 batches a second would otherwise keep ten minutes of equity curves).
+/// Summaries go only when their retention ends or when admission needs their room in the budget
+/// for a running batch, oldest first: a sixth tester's retained 1,000,000-variant grid (176 MB of
+/// summaries, over the 128 MB bound alone) was evicted by the bound as soon as any other batch
+/// finished, even one cancelled with no results, so on a busy server it could not be ranked for
+/// long. Running jobs are never dropped; NOT_FOUND says whether a job expired or was evicted.
 ///
 /// Expiry is swept on every create and lookup, from a queue the jobs fill as they finish, so it
 /// costs nothing per job that has not expired and needs no timer.
@@ -334,7 +335,7 @@ package actor BatchJobRegistry {
                 throw BacktestError(.notFound, "batch \(shown) expired: finished batches are kept \(retention)", field: field)
             case .evicted?:
                 throw BacktestError(.notFound,
-                    "batch \(shown) was evicted before its retention ended, to keep finished batches within the server's memory bounds (\(maxRetainedBytes / 1_048_576) MB retained, \(budgetBytes / 1_048_576) MB budget)",
+                    "batch \(shown) was evicted before its retention ended: running batches needed its room in the server's batch memory budget of \(budgetBytes / 1_048_576) MB",
                     field: field)
             case nil:
                 throw BacktestError(.notFound, "no batch with id \(shown) on this server (never known, or gone before it restarted)", field: field)
@@ -351,11 +352,10 @@ package actor BatchJobRegistry {
     /// Bytes of results the finished jobs still hold (an estimate, see `BatchJob`).
     package nonisolated var retainedBytes: Int { finished.bytes }
 
-    /// Drops finished jobs older than `retention`, then the oldest while over `maxRetainedBytes`
-    /// (the newest excepted, see `FinishedJobs.removeExpired`).
+    /// Drops finished jobs older than `retention`.
     package func dropExpired(now: ContinuousClock.Instant = .now) {
-        for (id, expired) in finished.removeExpired(now: now, retention: retention, maxBytes: maxRetainedBytes) {
-            note(id, expired ? .expired : .evicted(bytes: 0))
+        for id in finished.removeExpired(now: now, retention: retention) {
+            note(id, .expired)
             jobs[id] = nil
         }
     }
@@ -371,17 +371,10 @@ package actor BatchJobRegistry {
     }
 }
 
-/// Finished jobs in the order they finished, with their sizes and owners. Filled synchronously
-/// from a job's `finish` (a job may finish while the registry is busy), so it is a lock, not actor
-/// state.
+/// Finished jobs in the order they finished, with their sizes. Filled synchronously from a job's
+/// `finish` (a job may finish while the registry is busy), so it is a lock, not actor state.
 ///
-/// The retention bound spares each owner's (connection's) newest finished job: a sixth tester's
-/// retained 1,000,000-variant grid (176 MB of summaries, over the 128 MB bound alone) went as soon
-/// as any other client's batch finished, even one cancelled with no results, so on a busy server
-/// it could not be ranked for long. Such a job still goes when its retention ends, when its owner
-/// finishes a newer one, or when admission needs its room for a running batch (after every job
-/// not so spared). Owners are connections, at most a few thousand at once, so the spared jobs are
-/// bounded by them, and all finished jobs together by the batch budget.
+/// Each owner's (connection's) newest finished job is the last to go when admission needs room.
 final class FinishedJobs: Sendable {
     private struct Entry {
         let id: String
@@ -453,27 +446,24 @@ final class FinishedJobs: Sendable {
         }
     }
 
-    /// Removes the oldest while the total is above `limit`, for admission: those not spared by
-    /// the retention bound first, then the spared ones.
+    /// Removes the oldest while the total is above `limit`, for admission: first those that are
+    /// not their owner's newest, then those.
     func removeOldest(whileAbove limit: Int) -> [String] {
         state.withLock { state in
-            let spared = state.newest
-            return state.removeOldest(whileAbove: limit) { spared[$0.owner] != $0.id }
+            let newest = state.newest
+            return state.removeOldest(whileAbove: limit) { newest[$0.owner] != $0.id }
                 + state.removeOldest(whileAbove: limit) { _ in true }
         }
     }
 
-    /// Removes jobs past `retention` (true: expired), then the oldest while over `maxBytes` except
-    /// each owner's newest (false: evicted).
-    func removeExpired(now: ContinuousClock.Instant, retention: Duration, maxBytes: Int) -> [(String, Bool)] {
+    /// Removes the jobs that finished more than `retention` before `now`.
+    func removeExpired(now: ContinuousClock.Instant, retention: Duration) -> [String] {
         state.withLock { state in
-            var removed: [(String, Bool)] = []
+            var removed: [String] = []
             while state.head < state.entries.count, let oldest = state.entries[state.head], oldest.at.duration(to: now) > retention {
-                removed.append((state.remove(at: state.head), true))
+                removed.append(state.remove(at: state.head))
             }
-            guard state.bytes > maxBytes else { return removed }
-            let spared = state.newest
-            return removed + state.removeOldest(whileAbove: maxBytes) { spared[$0.owner] != $0.id }.map { ($0, false) }
+            return removed
         }
     }
 }
