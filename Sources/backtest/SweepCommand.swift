@@ -49,18 +49,20 @@ struct SweepCommand: AsyncParsableCommand {
 
     func run() async throws {
         let loaded = try input.load()
-        let axes: [GridAxis]
+        let requested: [GridAxis]
         let base: Strategy
         do {
-            axes = try grid.enumerated().map { (i, text) throws(BacktestError) -> GridAxis in
+            // A range at the end of an axis goes to the server as a range, counted there rather
+            // than sent value by value.
+            requested = try grid.enumerated().map { (i, text) throws(BacktestError) -> GridAxis in
                 // The i-th --grid is the call's run_batch.grid.axes[i].
-                try GridAxis(parsing: text, field: FieldPath("run_batch.grid").child("axes", index: i).description)
+                try GridAxis(parsing: text, field: FieldPath("run_batch.grid").child("axes", index: i).description, rangesExpanded: false)
             }
             base = loaded.file.strategy
         } catch {
             throw reportFailure(error)
         }
-        let sweep = Grid(base: base, axes: axes)
+        let sweep = Grid(base: base, axes: requested)
         let total = sweep.count
         let metric = SummaryMetric(name: sortBy) ?? .sharpe
         let client = try connection.makeClient()
@@ -76,8 +78,10 @@ struct SweepCommand: AsyncParsableCommand {
         let live = Terminal.stdoutIsTTY
         var lastDraw = ContinuousClock.now - .seconds(1)
         do {
+            // SUMMARY whatever the size, as the README says (DEFAULT made a grid of 64 variants or
+            // fewer FULL, where an invalid value fails its variant instead of the call).
             for try await update in client.runSweep(
-                sweep, settings: loaded.settings, maxParallel: maxParallel, onBatchID: { interrupt.announce($0) }) {
+                sweep, settings: loaded.settings, detail: .summary, maxParallel: maxParallel, onBatchID: { interrupt.announce($0) }) {
                 batchID = update.batchID
                 rows += update.results
                 if update.state == .final { stats = update.stats }
@@ -100,6 +104,8 @@ struct SweepCommand: AsyncParsableCommand {
             printError("sweep interrupted: \(rows.count) of \(total) variants finished (batch \(batchID))")
             throw ExitCode(130)
         }
+        // The axes with their values listed, for the heatmap, the report and the CSV.
+        let axes = (try? requested.map { GridAxis(path: $0.path, values: try $0.allValues(), zipGroup: $0.zipGroup) }) ?? requested
         let failures = Self.failureLines(rows)
         if !failures.isEmpty { printError(failures.joined(separator: "\n")) }
         guard rows.isEmpty || rows.contains(where: { $0.summary != nil }) else {

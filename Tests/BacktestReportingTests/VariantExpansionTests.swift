@@ -27,6 +27,24 @@ struct VariantExpansionTests {
         }
     }
 
+    /// The grid's rule for the CLI's --vary: a new user's `positions[*].weight` with
+    /// `positions[0].weight` ran, the later option silently winning for position 0.
+    @Test("--vary options that set one place are refused, naming the later one", arguments: [
+        ("positions[*].weight=0.2,0.3", "positions[0].weight=0.4"),
+        ("positions[0].weight=0.2", "positions[*].weight=0.4"),
+        ("positions[0].weight=0.2", "positions[0].weight=0.4"),
+        ("positions[0].entry={\"lhs\":\"close\",\"op\":\">\",\"rhs\":1}", "positions[0].entry.rhs=2"),
+    ])
+    func overlappingVaryOptions(first: String, second: String) throws {
+        let error = #expect(throws: BacktestError.self) {
+            try VariantExpansion.expand(base: base, vary: [VaryOption(parsing: first), VaryOption(parsing: second)])
+        }
+        #expect(error?.field == second.split(separator: "=").first.map(String.init))
+        #expect(error?.message.contains("overlaps --vary") == true, "\(error?.message ?? "")")
+        // Sibling places are not overlaps.
+        _ = try VariantExpansion.expand(base: base, vary: [VaryOption(parsing: "positions[0].weight=0.5"), VaryOption(parsing: "commission_bps=1,2")])
+    }
+
     @Test("several --vary form the cartesian product, the first changing slowest")
     func cartesianProduct() throws {
         let variants = try VariantExpansion.expand(base: base, vary: [

@@ -38,6 +38,7 @@ import Testing
         #expect(error?.code == .invalidArgument)
         #expect(error?.field == "run_batch.grid.axes[1].path", "\(error?.field ?? ""): \(error?.message ?? "")")
         #expect(error?.message.contains("positions[1].entry") == true, "\(error?.message ?? "")")
+        #expect(error?.message.hasSuffix("use a path per position where they differ") == path.contains("[*]"), "\(error?.message ?? "")")
     }
 
     /// Axes whose places overlap are refused on the later axis's path, in both orders: through

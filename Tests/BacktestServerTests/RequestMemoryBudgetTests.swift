@@ -37,15 +37,41 @@ struct RequestMemoryBudgetTests {
         #expect(budget.usage == (0, 0))
     }
 
-    @Test func aCallLargerThanTheWholeBudgetRunsAlone() async throws {
+    /// A call larger than the whole budget starts when nothing else holds any; the others share
+    /// the budget beside it (a new user's 10,000-variant grid waited 14-44 s for another user's
+    /// 1,000,000-variant grid of 2,000 indicator series to end while such a call ran alone). A
+    /// second such call waits for everything to drain, and calls behind it wait their turn, so
+    /// it does not starve.
+    @Test func aCallLargerThanTheWholeBudgetStartsAloneAndOthersShareTheBudgetBesideIt() async throws {
         let budget = RequestMemoryBudget(bytes: 100)
-        try await budget.reserve(500)
-        let next = Task { try await budget.reserve(1) }
+        try await budget.reserve(60)
+        // It waits for the 60 to be given back, and a small call behind it waits its turn.
+        let large = Task { try await budget.reserve(500) }
         try await poll { budget.usage.waiting == 1 }
+        let behind = Task { try await budget.reserve(10) }
+        try await poll { budget.usage.waiting == 2 }
+        budget.release(60)
+        try await large.value
+        try await behind.value
+        #expect(budget.usage == (510, 0))
+        // Beside it, calls share the whole budget.
+        try await budget.reserve(90)
+        #expect(budget.usage == (600, 0))
+        let over = Task { try await budget.reserve(20) }
+        try await poll { budget.usage.waiting == 1 }
+        // A second large call waits until nothing is held; the calls behind it wait too.
+        let second = Task { try await budget.reserve(300) }
+        try await poll { budget.usage.waiting == 2 }
+        budget.release(90)
+        try await over.value
+        #expect(budget.usage == (530, 1))
         budget.release(500)
-        try await next.value
-        #expect(budget.usage == (1, 0))
-        budget.release(1)
+        budget.release(10)
+        budget.release(20)
+        try await second.value
+        #expect(budget.usage == (300, 0))
+        budget.release(300)
+        #expect(budget.usage == (0, 0))
     }
 
     @Test func aCallCancelledWhileItWaitsReservesNothingAndLetsTheNextIn() async throws {

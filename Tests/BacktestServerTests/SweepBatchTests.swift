@@ -133,6 +133,12 @@ import Testing
         #expect(try GridAxis.expandRange("sma:7..7", field: "x") == ["sma:7"])
         #expect(try GridAxis(parsing: "positions[0].entry.lhs=sma:1..2/0.5").values == ["sma:1", "sma:1.5", "sma:2"])
         #expect(try GridAxis(parsing: "name=a..b").values == ["a..b"])
+        // For a request the server expands, a last range stays a range (checked, not expanded).
+        let compact = try GridAxis(parsing: "positions[0].entry.lhs=sma:2..3,ema:4,sma:5..1000000", rangesExpanded: false)
+        #expect(compact.values == ["sma:2", "sma:3", "ema:4"])
+        #expect(compact.range == "sma:5..1000000")
+        #expect(try compact.valueCount() == 3 + 999_996)
+        #expect(throws: BacktestError.self) { try GridAxis(parsing: "x=sma:9..5", rangesExpanded: false) }
     }
 
     @Test func summaryBatchEqualsFullResultsToTheBitAndStreamsEachVariantOnceThenFinal() async throws {

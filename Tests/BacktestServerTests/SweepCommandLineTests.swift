@@ -94,15 +94,32 @@ struct SweepCommandLineTests {
 
     /// A sweep where every variant fails (risk sizing without a stop) prints the variants'
     /// errors, counted, with their field paths, and exits non-zero.
-    @Test func aSweepWhereNoVariantRanPrintsTheErrorsAndFails() async throws {
-        let daemon = try await SpawnedDaemon(owner: "SweepCommandLineTests all failed")
+    /// The sweep asks for SUMMARY results whatever the grid's size (a new user's 3-variant grid
+    /// came back FULL, so an invalid value failed its variant there and the call at 66 variants):
+    /// an invalid value fails the call, naming the value.
+    @Test func anInvalidValueFailsTheSweepNamingTheValue() async throws {
+        let daemon = try await SpawnedDaemon(owner: "SweepCommandLineTests invalid value")
         defer { daemon.stop() }
         let run = try await daemon.runCLI(
             ["sweep", "benchmarks/sweep-aapl-sma.json", "--grid", "positions[0].sizing=risk"],
-            owner: "SweepCommandLineTests all failed")
+            owner: "SweepCommandLineTests invalid value")
         #expect(run.status != 0, "\(run.output)\n\(run.errors)")
-        #expect(run.errors.contains("1 of 1 variants failed:"), "\(run.errors)")
-        #expect(run.errors.contains("1 × ") && run.errors.contains("(field "), "\(run.errors)")
-        #expect(run.errors.contains("no variant ran"), "\(run.errors)")
+        let text = run.output + run.errors
+        #expect(text.contains("INVALID_ARGUMENT") && text.contains("run_batch.grid.axes[0].values[0]"), "\(text)")
+    }
+
+    /// A range at the end of an axis goes to the server as a range: a million values are counted
+    /// and refused at once with what to change (a new user's were sent one by one, an 8.9 MB frame
+    /// the connection refused, "frame payload of 8889178 bytes exceeds the limit").
+    @Test func aLargeRangeIsCountedByTheServer() async throws {
+        let daemon = try await SpawnedDaemon(owner: "SweepCommandLineTests large range")
+        defer { daemon.stop() }
+        let run = try await daemon.runCLI(
+            ["sweep", "benchmarks/sweep-aapl-sma.json", "--grid", "name=n1..1000000", "--grid", "commission_bps=1,2"],
+            owner: "SweepCommandLineTests large range")
+        #expect(run.status != 0)
+        let text = run.output + run.errors
+        #expect(text.contains("the grid has 2000000 variants"), "\(text)")
+        #expect(!text.contains("frame payload"), "\(text)")
     }
 }

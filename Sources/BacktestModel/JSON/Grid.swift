@@ -126,7 +126,12 @@ public struct GridAxis: Sendable, Hashable {
     /// A malformed range (end before start, a step <= 0, more than `maxRangeValues` values) is
     /// INVALID_ARGUMENT saying which, naming `field` (the axis in the call, e.g.
     /// `run_batch.grid.axes[0]`) or, without one, the axis's path.
-    public init(parsing text: String, field: String? = nil) throws(BacktestError) {
+    ///
+    /// `rangesExpanded` false keeps a last item that is a range as `range` (checked, not
+    /// expanded), for a request the server expands: a new user's `name=n1..1000000` was sent as a
+    /// million values, an 8.9 MB frame the connection refused, instead of being counted and
+    /// refused at once with a message saying what to change.
+    public init(parsing text: String, field: String? = nil, rangesExpanded: Bool = true) throws(BacktestError) {
         guard let equals = text.firstIndex(of: "=") else {
             throw .invalidArgument("--grid \(quotedInput(text, limit: 40)) must be path=values (e.g. positions[0].entry.lhs=sma:5..104)")
         }
@@ -137,10 +142,16 @@ public struct GridAxis: Sendable, Hashable {
             throw .invalidArgument("--grid \(path): empty value in \(quotedInput(text, limit: 40))", field: path)
         }
         var values: [String] = []
-        for item in items {
+        var range = ""
+        for (i, item) in items.enumerated() {
             if Self.isRange(item) {
                 do throws(BacktestError) {
-                    values += try Self.expandRange(item, field: field ?? path)
+                    if !rangesExpanded, i == items.count - 1 {
+                        _ = try Self.parsedRange(item, field: field ?? path)
+                        range = item
+                    } else {
+                        values += try Self.expandRange(item, field: field ?? path)
+                    }
                 } catch {
                     throw BacktestError(error.code, "--grid \(quotedInput(path, limit: 40)): \(error.message)", field: error.field)
                 }
@@ -148,7 +159,7 @@ public struct GridAxis: Sendable, Hashable {
                 values.append(item)
             }
         }
-        self.init(path: path, values: values)
+        self.init(path: path, values: values, range: range)
     }
 
     /// Whether a command-line item is a range rather than a value: it has "..", is not JSON, and
@@ -590,7 +601,9 @@ package struct GridPlan: Sendable {
                     } catch {
                         again = error
                     }
-                    throw BacktestError(again.code, again.field.isEmpty ? again.message : "\(shownInput(again.field, limit: 60)): \(again.message)", field: again.field)
+                    let hint = path.components.contains(.everyIndex) ? "; a [*] path must fit every position: use a path per position where they differ" : ""
+                    throw BacktestError(
+                        again.code, (again.field.isEmpty ? again.message : "\(shownInput(again.field, limit: 60)): \(again.message)") + hint, field: again.field)
                 } catch {}
             } catch {
                 throw BacktestError(error.code, error.message, field: field)

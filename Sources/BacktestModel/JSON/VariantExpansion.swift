@@ -106,8 +106,15 @@ package enum VariantExpansion {
             throw .invalidArgument("\(count) variants: a batch holds at most \(maxVariants)")
         }
         var combinations: [(file: [Override], vary: [Override])] = fileSets.map { ($0, []) }
-        for option in vary {
+        for (k, option) in vary.enumerated() {
             try rejectSetting(option.path)
+            // The grid's rule (`GridPlan`): two options setting one place would let the later
+            // silently win (a tester's `positions[*].weight` with `positions[0].weight`).
+            if let other = vary.prefix(k).first(where: { GridPlan.overlaps($0.path, option.path) }) {
+                throw .invalidArgument(
+                    "--vary \(quotedInput(option.path.description, limit: 40)) overlaps --vary \(quotedInput(other.path.description, limit: 40)): one path lies inside the other or matches it through [*], so both would set one place; give each place one --vary",
+                    field: option.path.description)
+            }
             combinations = combinations.flatMap { combination in
                 option.values.map { (combination.file, combination.vary + [Override(path: option.path, value: $0)]) }
             }
