@@ -72,7 +72,9 @@ package struct EngineBacktestService: BacktestService {
             let detail = request.detail.resolved(count: count)
             if detail == .summary {
                 try jobs.refuseIfOverBudget(
-                    total: count, detail: detail, bytes: count * SummaryStore.bytesPerSummary + GridPlan.minimumValueBytes(of: grid))
+                    total: count, detail: detail,
+                    bytes: count * SummaryStore.bytesPerSummary + GridPlan.minimumValueBytes(of: grid)
+                        + GridPlan.heldBytes(positions: grid.base.positions.count, copies: 1, document: false))
             }
             plan = try await Self.resolve(grid, on: pipeline, connection: context.connection)
         }
@@ -161,8 +163,10 @@ package struct EngineBacktestService: BacktestService {
     /// variants were admitted for 2.2 MB each by "an order every 20 days" and kept 65 MB: 5.6 GB
     /// for 86 of them.)
     static func estimatedBytes(_ source: BatchSource, frameLimit: Int?) -> Int {
-        // A grid also keeps its axis values (text and decoded piece) for the batch's life.
-        if source.detail == .summary { return source.count * SummaryStore.bytesPerSummary + (source.grid?.valueBytes ?? 0) }
+        // The source (a grid's plan: its axis values and base; listed variants) is kept for the
+        // batch's life, retained or running.
+        let held = source.heldBytes
+        if source.detail == .summary { return source.count * SummaryStore.bytesPerSummary + held }
         let days = max(1, source.settings.start.distance(to: source.settings.end) * 252 / 365)
         let maxOrders = min(frameLimit ?? .max, Int.max / 4096) / 30  // the cap keeps the sums below from overflowing
         func bytes(_ strategy: Strategy) -> Int {
@@ -181,7 +185,8 @@ package struct EngineBacktestService: BacktestService {
                 let next = sum.partialValue.addingReportingOverflow(bytes(variant))
                 return (next.partialValue, sum.overflow || next.overflow)
             }
-        return total.overflow ? .max : total.partialValue
+        let withHeld = total.partialValue.addingReportingOverflow(held)
+        return total.overflow || withHeld.overflow ? .max : withHeld.partialValue
     }
 
     /// FULL results recomputed from the same data: the shared phase for the chosen variants,

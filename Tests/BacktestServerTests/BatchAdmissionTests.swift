@@ -178,4 +178,28 @@ import Testing
         let third = try await next.value
         #expect(third.total == 3)
     }
+
+    /// A connection that has had no batch admitted takes its turn from when it arrives, not
+    /// ahead of every connection served before: a hostile tester opening a new connection per
+    /// batch kept another client's grid waiting until its deadline (24 of its batches ran first).
+    @Test func aNewConnectionPerBatchDoesNotJumpTheQueue() async throws {
+        final class Owner: Sendable {}
+        let owners = (0..<6).map { _ in Owner() }  // alive for the whole test
+        let ids = owners.map(ObjectIdentifier.init)
+        let registry = BatchJobRegistry(maxRetainedBytes: 0, budgetBytes: 1000)
+        // The victim's connection was served once.
+        _ = await (try await registry.admit(total: 1, source: Self.source, estimatedBytes: 10, owner: ids[0])).finish(.final)
+        let running = try await registry.admit(total: 2, source: Self.source, estimatedBytes: 900, owner: ids[1])
+        let victim = Task { try await registry.admit(total: 99, source: Self.source, estimatedBytes: 900, owner: ids[0]) }
+        #expect(try await eventually { await registry.queuedCount == 1 })
+        // The attacker's next batch, on a new connection, arriving after the victim's.
+        let attacker = Task { try await registry.admit(total: 3, source: Self.source, estimatedBytes: 900, owner: ids[2]) }
+        #expect(try await eventually { await registry.queuedCount == 2 })
+        _ = await running.finish(.final)
+        // The victim goes first, then the attacker's.
+        let next = try await victim.value
+        #expect(next.total == 99)
+        _ = await next.finish(.final)
+        _ = await (try await attacker.value).finish(.final)
+    }
 }

@@ -101,13 +101,15 @@ struct BatchResultMemoryTests {
         func estimate(_ strategies: [Strategy], detail: ResultDetail = .full) -> Int {
             EngineBacktestService.estimatedBytes(BatchSource(settings: settings, variants: strategies, grid: nil, detail: detail), frameLimit: 4 << 20)
         }
+        // Each variant's positions are kept too, to recompute its FULL result.
         let curves = 1024 + days * 24
-        #expect(estimate([variant(20, .daily)]) == curves + 20 * (days + days / 20) * 96)
-        #expect(estimate([variant(20, .monthly)]) == curves + 20 * (days / 21 + days / 20) * 96)
-        #expect(estimate([variant(20, .none)]) == curves + 20 * (days / 20) * 96)
-        #expect(estimate([variant(200, .daily)]) == curves + (4 << 20) / 30 * 96, "one frame's orders at most")
+        let held = 20 * GridPlan.bytesPerPosition
+        #expect(estimate([variant(20, .daily)]) == curves + 20 * (days + days / 20) * 96 + held)
+        #expect(estimate([variant(20, .monthly)]) == curves + 20 * (days / 21 + days / 20) * 96 + held)
+        #expect(estimate([variant(20, .none)]) == curves + 20 * (days / 20) * 96 + held)
+        #expect(estimate([variant(200, .daily)]) == curves + (4 << 20) / 30 * 96 + 10 * held, "one frame's orders at most")
         #expect(estimate(Array(repeating: variant(20, .daily), count: 16)) == 16 * estimate([variant(20, .daily)]))
-        #expect(estimate([variant(20, .daily)], detail: .summary) == SummaryStore.bytesPerSummary)
+        #expect(estimate([variant(20, .daily)], detail: .summary) == SummaryStore.bytesPerSummary + held)
     }
 
     /// Bounded answers count a summary or failure at no less than its encoded size, whatever its

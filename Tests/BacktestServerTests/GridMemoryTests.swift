@@ -214,7 +214,9 @@ extension GridMemoryTests {
         #expect(plan.valueBytes >= 20_000 * 16)
         #expect(plan.valueBytes <= 20_000 * 48)
         let source = BatchSource(settings: ExecutionPathTests.settings, variants: [], grid: plan, detail: .summary)
-        #expect(EngineBacktestService.estimatedBytes(source, frameLimit: nil) == 20_000 * SummaryStore.bytesPerSummary + plan.valueBytes)
+        #expect(EngineBacktestService.estimatedBytes(source, frameLimit: nil) == 20_000 * SummaryStore.bytesPerSummary + plan.heldBytes)
+        // Its one base position, once or twice (as sent and as decoded), no JSON document.
+        #expect([1, 2].map { plan.valueBytes + $0 * GridPlan.bytesPerPosition }.contains(plan.heldBytes), "\(plan.heldBytes)")
         // Long texts count their bytes.
         let long = try GridPlan(Grid(base: Self.base, axes: [GridAxis(path: "name", values: [String(repeating: "n", count: 100), "short"])]))
         #expect(long.valueBytes >= 100 + 2 * 16)

@@ -232,11 +232,46 @@ package struct GridPlan: Sendable {
     /// Per axis, its slot in the scope its values are decoded in (`Scope`: index 0 for the one
     /// position the path names).
     let localSlots: [StrategySlot?]?
-    let baseDocument: JSONValue
+    /// The base as JSON, kept only when variants are built through it (`fragments` nil): it
+    /// takes about 1 KB a position (a hostile tester's retained grids over a 100,000-position base
+    /// held 114 MB each). Otherwise made again on the rare path that needs it (`document()`).
+    let baseDocument: JSONValue?
     /// About what `values` and `fragments` hold in memory, in bytes: a `String` and a fragment
     /// per value, and texts too long to be stored inline (over 15 UTF-8 bytes). Batch admission
     /// counts it beside the summaries (a 700,000-value axis holds about 50 MB).
     package let valueBytes: Int
+
+    /// What the plan holds for the batch's life, in bytes: `valueBytes` and its base (as a
+    /// strategy, about `bytesPerPosition` a position, once or twice, and as JSON when variants
+    /// are built through it). Batch admission counts it, and a finished batch keeps counting it
+    /// while it is retained (a hostile tester's eight retained grids over a 100,000-position base
+    /// held 1 GB outside the batch budget).
+    package let heldBytes: Int
+    /// A decoded position in memory, its conditions included, rounded up (measured: retained
+    /// grids over 100,000-position bases grew the server by about 300 bytes a position a copy).
+    package static let bytesPerPosition = 400
+    /// A position as JSON (`JSONValue` dictionaries), rounded up.
+    static let bytesPerDocumentPosition = 1_200
+
+    /// INVALID_ARGUMENT naming the axis where the values of the axes `changesEvery` says change
+    /// every position, times `positions`, pass `maxWholeChecks`.
+    static func checkWholeChecks(_ grid: Grid, field: String, positions: Int, changesEvery: (Int) -> Bool) throws(BacktestError) {
+        var wholeChecks = 0
+        for a in grid.axes.indices where changesEvery(a) {
+            guard let count = try? grid.axes[a].valueCount() else { continue }
+            wholeChecks += count * max(1, positions)
+            guard wholeChecks <= maxWholeChecks else {
+                throw .invalidArgument(
+                    "axis \(quotedInput(grid.axes[a].path, limit: 40)) changes every position of the base: its values are checked against all \(positions) positions, \(wholeChecks) position checks with the axes before it; at most \(maxWholeChecks) (use fewer values or positions, or a path to one position or field)",
+                    field: "\(field).axes[\(a)]")
+            }
+        }
+    }
+
+    /// See `heldBytes`.
+    package static func heldBytes(positions: Int, copies: Int, document: Bool) -> Int {
+        positions * (copies * bytesPerPosition + (document ? bytesPerDocumentPosition : 0))
+    }
 
     /// Most variants a grid may have.
     package static let maxVariants = 1_000_000
@@ -250,12 +285,20 @@ package struct GridPlan: Sendable {
     /// ("run_batch.grid.axes[1].values[3]", counting `values` then the range's expansion).
     /// Checks `cancellation` before each value: CANCELLED once it is set.
     package init(_ grid: Grid, field: String = "grid", cancellation: CancellationFlag? = nil) throws(BacktestError) {
-        self.grid = grid
         guard !grid.axes.isEmpty else { throw .invalidArgument("a grid needs at least one axis", field: field + ".axes") }
         // The base goes through its JSON form, where an indicator without parameters would read
         // as the CLI's key shorthand ("sma" = sma:30): a request names every parameter.
         for (spec, path) in grid.base.indicatorSpecs(root: FieldPath(field).child("base_strategy")) {
             try IndicatorCatalog.requireParameters(spec, field: path.description)
+        }
+        // The bound on checks against every position, from the paths and the axes' counts,
+        // before the base goes through JSON (seconds for 100,000 positions: a hostile tester's
+        // grid over the bound was refused after 8.3 s of CPU). Checked again below, once the
+        // values show whether variants are built through JSON.
+        let parsed = grid.axes.map { try? JSONPath(parsing: $0.path) }
+        let typed = parsed.allSatisfy { $0.flatMap(StrategySlot.init) != nil }
+        try Self.checkWholeChecks(grid, field: field, positions: grid.base.positions.count) { a in
+            !typed || parsed[a].flatMap(StrategySlot.init)?.changesOnePlace != true
         }
         let document: JSONValue
         do {
@@ -263,7 +306,6 @@ package struct GridPlan: Sendable {
         } catch {
             throw .invalidArgument("the grid's base strategy cannot be encoded: \(error)", field: field + ".base_strategy")
         }
-        baseDocument = document
         // The base as its JSON decodes (what the CLI's expansion starts from), so typed
         // assignment and the JSON path give the same variants.
         let decodedBase = try VariantExpansion.strategy(from: document, label: "base")
@@ -377,25 +419,25 @@ package struct GridPlan: Sendable {
         // a path no slot handles): each such value against every position of the base. Bounded,
         // with the axis named (a tester's 1,000,000 such checks of 1,000 positions took 48 s of
         // CPU to refuse the grid).
-        var wholeChecks = 0
-        for a in paths.indices where fragments == nil || slots?[a].changesOnePlace != true {
-            wholeChecks += values[a].count * max(1, decodedBase.positions.count)
-            guard wholeChecks <= Self.maxWholeChecks else {
-                throw .invalidArgument(
-                    "axis \(quotedInput(grid.axes[a].path, limit: 40)) changes every position of the base: its values are checked against all \(decodedBase.positions.count) positions, \(wholeChecks) position checks with the axes before it; at most \(Self.maxWholeChecks) (use fewer values or positions, or a path to one position or field)",
-                    field: "\(field).axes[\(a)]")
-            }
+        try Self.checkWholeChecks(grid, field: field, positions: decodedBase.positions.count) { a in
+            fragments == nil || slots?[a].changesOnePlace != true
         }
         self.paths = paths
         self.values = values
         self.dimensions = dimensions
         self.fragments = fragments
         self.slots = fragments == nil ? nil : slots
+        baseDocument = fragments == nil ? document : nil
+        // The base as sent shares the decoded base's storage when they are equal (tickers
+        // already upper case): one copy of the positions, not two.
+        let shared = grid.base == decodedBase
+        self.grid = shared ? Grid(base: decodedBase, axes: grid.axes) : grid
         localSlots = fragments == nil ? nil : paths.indices.map { StrategySlot(scopes[$0].localPath(paths[$0])) }
         let perValue = fragments == nil ? MemoryLayout<String>.stride : Self.bytesPerValue
         valueBytes = values.reduce(0) { sum, texts in
             texts.reduce(sum + texts.count * perValue) { $0 + ($1.utf8.count > 15 ? $1.utf8.count + 32 : 0) }
         }
+        heldBytes = valueBytes + Self.heldBytes(positions: decodedBase.positions.count, copies: shared ? 1 : 2, document: baseDocument != nil)
     }
 
     /// The number of variants `grid` has, from its axes' counts (ranges counted, not expanded):
@@ -661,7 +703,7 @@ package struct GridPlan: Sendable {
             }
             return strategy
         }
-        var document = baseDocument
+        var document = try self.document()
         for axis in paths.indices {
             document = try paths[axis].setting(JSONValue.commandLine(values[axis][indices[axis]]), in: document)
         }
@@ -729,8 +771,18 @@ package struct GridPlan: Sendable {
         if let fragments, let written = slots?[axis].write(fragments[axis][value], into: base) {
             return written
         }
-        let edited = try paths[axis].setting(JSONValue.commandLine(values[axis][value]), in: baseDocument)
+        let edited = try paths[axis].setting(JSONValue.commandLine(values[axis][value]), in: document())
         return try VariantExpansion.strategy(from: edited, label: Self.label(grid.axes[axis].path, values[axis][value]))
+    }
+
+    /// The base as JSON: `baseDocument`, or the decoded base encoded again (it decodes to itself).
+    func document() throws(BacktestError) -> JSONValue {
+        if let baseDocument { return baseDocument }
+        do {
+            return try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(base))
+        } catch {
+            throw BacktestError(.internal, "the grid's base strategy cannot be encoded: \(error)")
+        }
     }
 }
 

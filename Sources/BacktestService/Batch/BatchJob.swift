@@ -116,9 +116,10 @@ package actor BatchJob {
         return ranked
     }
 
-    /// The bytes of results this job keeps (estimated, see `estimatedBytes`).
+    /// The bytes this job keeps (estimated, see `estimatedBytes`): its results, and what its
+    /// source holds to recompute them (`BatchSource.heldBytes`).
     package var keptBytes: Int {
-        resultsBytes + summaries.count * SummaryStore.bytesPerSummary
+        resultsBytes + summaries.count * SummaryStore.bytesPerSummary + (source?.heldBytes ?? 0)
     }
 
     /// The first streamed update: the job exists and has its id, nothing finished yet. Sent before

@@ -25,6 +25,12 @@ package struct BatchSource: Sendable {
 
     package var count: Int { grid?.count ?? variants.count }
 
+    /// What the source holds for the batch's life, in bytes: the grid's plan (`GridPlan.heldBytes`)
+    /// or the listed variants' positions (kept to recompute FULL results).
+    package var heldBytes: Int {
+        grid?.heldBytes ?? GridPlan.heldBytes(positions: variants.reduce(0) { $0 + $1.positions.count }, copies: 1, document: false)
+    }
+
     /// About how many positions variant `index` has: a listed variant's own, a grid's base's
     /// (an axis over the whole positions list aside), for sizing the chunks a sweep runs.
     package func positionCount(_ index: Int) -> Int {
