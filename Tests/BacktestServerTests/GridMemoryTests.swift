@@ -206,6 +206,26 @@ import Testing
 }
 
 extension GridMemoryTests {
+    /// A large GetBatchStatus answer reserves what it holds while built and encoded from the
+    /// request memory budget first (a hostile tester's 320 unread status reads of a 1,000,000-
+    /// variant grid held 329 MB of built answers); a small one reserves nothing.
+    @Test func aLargeStatusAnswerReservesItsMemoryFirst() async throws {
+        let registry = BatchJobRegistry()
+        let service = try SweepBatchTests.service(jobs: registry)
+        let job = await registry.create(total: 9_000)
+        for index in 0..<9_000 { job.summaries.append(index, .success(Self.summary(Double(index)))) }
+        let budget = RequestMemoryBudget(bytes: 64 << 20)
+        for (known, expected) in [(Set<Int>(), service.statusAnswerBytes * EngineBacktestService.builtAnswerFactor), (Set(0..<8_990), 0)] {
+            let reservation = try await RequestMemoryBudget.Reservation(budget, amount: 0)
+            let answer = try await RequestMemoryBudget.$current.withValue(reservation) {
+                try await service.batchStatus(id: job.id, knownIndices: known, context: CallContext(streamID: 1))
+            }
+            #expect(!answer.results.isEmpty)
+            #expect(reservation.amount == expected, "\(known.count) known")
+            reservation.release()
+        }
+    }
+
     /// Admission counts a grid's axis values beside its summaries: a 20,000-value axis keeps a
     /// text and a decoded piece (boxed when large) per value, about 40 bytes.
     @Test func admissionCountsTheAxisValues() throws {
