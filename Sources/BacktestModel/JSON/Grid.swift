@@ -295,10 +295,13 @@ package struct GridPlan: Sendable {
         // before the base goes through JSON (seconds for 100,000 positions: a hostile tester's
         // grid over the bound was refused after 8.3 s of CPU). Checked again below, once the
         // values show whether variants are built through JSON.
+        // (A path that does not parse is its own error, below.)
         let parsed = grid.axes.map { try? JSONPath(parsing: $0.path) }
-        let typed = parsed.allSatisfy { $0.flatMap(StrategySlot.init) != nil }
-        try Self.checkWholeChecks(grid, field: field, positions: grid.base.positions.count) { a in
-            !typed || parsed[a].flatMap(StrategySlot.init)?.changesOnePlace != true
+        if !parsed.contains(nil) {
+            let typed = parsed.allSatisfy { $0.flatMap(StrategySlot.init) != nil }
+            try Self.checkWholeChecks(grid, field: field, positions: grid.base.positions.count) { a in
+                !typed || parsed[a].flatMap(StrategySlot.init)?.changesOnePlace != true
+            }
         }
         let document: JSONValue
         do {
