@@ -81,6 +81,12 @@ package struct EngineBacktestService: BacktestService {
         let total = plan?.count ?? request.variants.count
         let detail = request.detail.resolved(count: total)
         let source = BatchSource(settings: request.settings, variants: request.variants, invalidVariants: request.invalidVariants, grid: plan, detail: detail)
+        // The request is decoded and what the batch keeps is counted by the batch budget: the
+        // large-request memory its payload reserved goes back before it may wait for admission.
+        // Holding it while waiting deadlocked two 4 MB FULL batches (a hostile tester's): the
+        // running one waited in that budget for its FULL results' memory, held by the queued one,
+        // which waited for the running one's room in the batch budget.
+        RequestMemoryBudget.current?.release()
         let job = try await jobs.admit(
             total: total, source: source, estimatedBytes: Self.estimatedBytes(source, frameLimit: pipeline.answerBound.frameLimit), deadline: context.deadline,
             owner: ObjectIdentifier(context.connection))

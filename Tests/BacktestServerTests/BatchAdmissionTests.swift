@@ -202,4 +202,29 @@ import Testing
         _ = await next.finish(.final)
         _ = await (try await attacker.value).finish(.final)
     }
+
+    /// A batch gives back its request's large-request memory before it may wait for admission:
+    /// a hostile tester's two 4 MB FULL batches deadlocked, the running one waiting in that
+    /// budget for its FULL results' memory, held by the queued one, which waited for the running
+    /// one's room in the batch budget.
+    @Test func aBatchWaitingForAdmissionHoldsNoRequestMemory() async throws {
+        let registry = BatchJobRegistry(maxRetainedBytes: 0, budgetBytes: 1 << 20)
+        let blocker = try await registry.admit(total: 1, source: Self.source, estimatedBytes: 1 << 20)
+        let service = try SweepBatchTests.service(jobs: registry)
+        let budget = RequestMemoryBudget(bytes: 64 << 20)
+        let reservation = try await RequestMemoryBudget.Reservation(budget, amount: 100 << 20)
+        #expect(budget.usage.reserved == 100 << 20)
+        let request = BatchRequest(variants: [SweepBatchTests.base], settings: BatchFixture.tenYears, detail: .summary)
+        let batch = Task {
+            try await RequestMemoryBudget.$current.withValue(reservation) {
+                try await service.runBatch(request, context: CallContext(streamID: 1)) { _ in }
+            }
+        }
+        #expect(try await eventually { await registry.queuedCount == 1 })
+        #expect(budget.usage.reserved == 0)
+        _ = await blocker.finish(.final)
+        try await batch.value
+        reservation.release()
+        #expect(budget.usage == (0, 0))
+    }
 }

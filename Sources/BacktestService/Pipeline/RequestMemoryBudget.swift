@@ -195,7 +195,8 @@ package final class RequestMemoryBudget: Sendable {
             held.withLockedValue { $0 = total }
         }
 
-        /// Gives back what is held (once; later calls do nothing).
+        /// Gives back what is held (a second call gives back nothing; a later `grow(to:)` reserves
+        /// again, and the call's end gives that back).
         package func release() {
             let amount = held.withLockedValue { value -> Int in
                 defer { value = 0 }
