@@ -386,12 +386,14 @@ package struct GridPlan: Sendable {
         // Each value decoded once, to check it, and kept as its piece only; decoded in its
         // scope (the one position it changes), so checking it costs its own size, not the base's.
         var fragments: [[StrategySlot.Fragment]]? = slots == nil ? nil : []
+        var localSlotsFound: [StrategySlot?] = []
         for (a, path) in paths.enumerated() {
             let axisField = "\(field).axes[\(a)]"
             var pieces: [StrategySlot.Fragment] = []
             if fragments != nil { pieces.reserveCapacity(values[a].count) }
             let local = scopes[a].localPath(path)
             let localSlot = slots == nil ? nil : StrategySlot(local)
+            localSlotsFound.append(localSlot)
             for (v, text) in values[a].enumerated() {
                 do throws(BacktestError) {
                     try cancellation?.check()
@@ -435,7 +437,7 @@ package struct GridPlan: Sendable {
         // already upper case): one copy of the positions, not two.
         let shared = grid.base == decodedBase
         self.grid = shared ? Grid(base: decodedBase, axes: grid.axes) : grid
-        localSlots = fragments == nil ? nil : paths.indices.map { StrategySlot(scopes[$0].localPath(paths[$0])) }
+        localSlots = fragments == nil ? nil : localSlotsFound
         let perValue = fragments == nil ? MemoryLayout<String>.stride : Self.bytesPerValue
         valueBytes = values.reduce(0) { sum, texts in
             texts.reduce(sum + texts.count * perValue) { $0 + ($1.utf8.count > 15 ? $1.utf8.count + 32 : 0) }

@@ -204,9 +204,7 @@ package actor BatchJobRegistry {
             guard await fits(next.bytes) else { break }
             // The waiter may have been cancelled, or another become next, while `fits` waited on a job.
             guard let again = nextWaiter(), again.ticket == next.ticket, let i = queue.firstIndex(where: { $0.ticket == next.ticket }) else { continue }
-            queue.remove(at: i)
-            noteAdmitted(next.owner)
-            next.continuation.resume(returning: make(total: next.total, source: next.source, reserving: next.bytes, owner: next.owner))
+            admitQueued(at: i, ahead: false)
         }
         // The others, in the order they would be next, while the next one cannot start.
         var tried: Set<UInt64> = []
@@ -214,11 +212,15 @@ package actor BatchJobRegistry {
             tried.insert(candidate.ticket)
             guard await mayGoAhead(candidate.bytes) else { continue }
             guard let i = queue.firstIndex(where: { $0.ticket == candidate.ticket }), nextWaiter()?.ticket != candidate.ticket else { continue }
-            queue.remove(at: i)
-            noteAdmitted(candidate.owner)
-            candidate.continuation.resume(returning: make(
-                total: candidate.total, source: candidate.source, reserving: candidate.bytes, owner: candidate.owner, ahead: true))
+            admitQueued(at: i, ahead: true)
         }
+    }
+
+    /// Takes waiter `i` out of the queue and admits it.
+    private func admitQueued(at i: Int, ahead: Bool) {
+        let waiter = queue.remove(at: i)
+        noteAdmitted(waiter.owner)
+        waiter.continuation.resume(returning: make(total: waiter.total, source: waiter.source, reserving: waiter.bytes, owner: waiter.owner, ahead: ahead))
     }
 
     /// Whether a batch of `bytes` may start ahead of the queue's next one: it fits now, and the
