@@ -302,7 +302,7 @@ let package = Package(
         .testTarget(
             name: "BacktestWebTests",
             dependencies: [
-                "BacktestWeb", "BacktestService", "BacktestEngine", "BacktestModel", "BacktestCore", "MarketData",
+                "BacktestWeb", "BacktestProtocol", "BacktestService", "BacktestEngine", "BacktestModel", "BacktestCore", "MarketData",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -1,6 +1,7 @@
 import BacktestCore
 import BacktestEngine
 import BacktestModel
+import BacktestProtocol
 import BacktestService
 import BacktestWeb
 import Foundation
@@ -8,6 +9,7 @@ import Hummingbird
 import Logging
 import MarketData
 import ServiceLifecycle
+import Synchronization
 import Testing
 
 #if canImport(FoundationNetworking)
@@ -164,7 +166,8 @@ import FoundationNetworking
     }
 
     @Test func largeCSVIsStreamedCompleteAndAHangUpStopsItsWork() async throws {
-        try await withDashboard { base in
+        let pace = PagePace()
+        try await withDashboard(pages: pace) { base in
             // 60 × 50 = 3,000 SUMMARY variants.
             let batch = #"{"strategy": \#(Self.strategy), "detail": "summary", "grid": ["positions[0].entry.lhs=sma:2..61", "positions[0].entry.rhs=sma:70..119"]}"#
             let (status, _, body) = try await Self.request(base + "/api/batches", method: "POST", body: Data(batch.utf8))
@@ -195,6 +198,10 @@ import FoundationNetworking
             #expect(zip(values, values.dropFirst()).allSatisfy { $0 >= $1 })
 
             // A client that hangs up early: the download's work stops rather than running on.
+            // Loopback socket buffers can hold the whole 3,000-row table, so unpaced the writer
+            // may finish before the hang-up reaches it (it did in 3 of 8 runs); pacing every page
+            // after the first keeps it writing for seconds after the client has gone.
+            pace.delay.withLock { $0 = .milliseconds(400) }
             let before = BatchCSV.counts.stopped
             let head = try await RawHTTPClient.getAndHangUp(port: port, path: "/api/batches/\(id)/csv?sort=sharpe", bodyBytes: 1)
             #expect(head.hasPrefix("HTTP/1.1 200"))
@@ -204,6 +211,43 @@ import FoundationNetworking
                 waited += 1
             }
             #expect(BatchCSV.counts.stopped > before, "the CSV writer did not stop after the client hung up")
+        }
+    }
+
+    /// How long `PacedPages` waits before each page of finished results (zero: not at all).
+    final class PagePace: Sendable {
+        let delay = Mutex(Duration.zero)
+    }
+
+    /// `inner`, with `finishedResults` (the CSV writer's paging) slowed down by `pace`.
+    struct PacedPages: BacktestService {
+        let inner: any BacktestService
+        let pace: PagePace
+
+        func finishedResults(batchID: String, positions: [Int], context: CallContext) async throws -> ProgressUpdate {
+            let delay = pace.delay.withLock { $0 }
+            if delay > .zero { try await Task.sleep(for: delay) }
+            return try await inner.finishedResults(batchID: batchID, positions: positions, context: context)
+        }
+        func runBacktest(_ request: BacktestRequest, context: CallContext) async throws -> BacktestResult {
+            try await inner.runBacktest(request, context: context)
+        }
+        func runBatch(_ request: BatchRequest, context: CallContext, emit: @escaping @Sendable (ProgressUpdate) async throws -> Void) async throws {
+            try await inner.runBatch(request, context: context, emit: emit)
+        }
+        func batchStatus(id: String, knownIndices: Set<Int>, context: CallContext) async throws -> ProgressUpdate {
+            try await inner.batchStatus(id: id, knownIndices: knownIndices, context: context)
+        }
+        func serverInfo() async -> ServerInfo { await inner.serverInfo() }
+        func purgeCache() async throws -> PurgeCacheResult { try await inner.purgeCache() }
+        func cancelBatch(id: String, context: CallContext) async throws -> ProgressUpdate {
+            try await inner.cancelBatch(id: id, context: context)
+        }
+        func variantResults(batchID: String, selection: VariantSelection, context: CallContext) async throws -> [VariantResult] {
+            try await inner.variantResults(batchID: batchID, selection: selection, context: context)
+        }
+        func indicators(_ request: IndicatorsRequest, context: CallContext) async throws -> IndicatorsResult {
+            try await inner.indicators(request, context: context)
         }
     }
 
@@ -233,7 +277,8 @@ import FoundationNetworking
 
     /// Runs `body` against a dashboard on 127.0.0.1 (a free port), then shuts it down.
     func withDashboard(
-        maxBodyBytes: Int = WebConfiguration.defaultMaxBodyBytes, variantDelay: Duration = .zero, _ body: (String) async throws -> Void
+        maxBodyBytes: Int = WebConfiguration.defaultMaxBodyBytes, variantDelay: Duration = .zero, pages: PagePace? = nil,
+        _ body: (String) async throws -> Void
     ) async throws {
         var logger = Logger(label: "test.web")
         logger.logLevel = .critical
@@ -242,7 +287,7 @@ import FoundationNetworking
         let service = EngineBacktestService(
             pipeline: pipeline, jobs: BatchJobRegistry(), maxParallel: 2, variantDelay: variantDelay, serverVersion: "web-test")
         let dashboard = WebDashboard(
-            service: service, configuration: WebConfiguration(host: "127.0.0.1", port: 0, maxBodyBytes: maxBodyBytes), logger: logger)
+            service: pages.map { PacedPages(inner: service, pace: $0) } ?? service, configuration: WebConfiguration(host: "127.0.0.1", port: 0, maxBodyBytes: maxBodyBytes), logger: logger)
         let (ports, portSink) = AsyncStream<Int>.makeStream()
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: [.init(service: dashboard.application(onRunning: { portSink.yield($0) }))], logger: logger))
