@@ -240,6 +240,9 @@ package struct GridPlan: Sendable {
     /// per value, and texts too long to be stored inline (over 15 UTF-8 bytes). Batch admission
     /// counts it beside the summaries (a 700,000-value axis holds about 50 MB).
     package let valueBytes: Int
+    /// How many of the base's positions were written as JSON to resolve the grid (`BaseJSON`):
+    /// the positions its paths name, not the base's size, unless a path needs the whole.
+    package let encodedPositions: Int
 
     /// What the plan holds for the batch's life, in bytes: `valueBytes` and its base (as a
     /// strategy, about `bytesPerPosition` a position, once or twice, and as JSON when variants
@@ -303,15 +306,14 @@ package struct GridPlan: Sendable {
                 !typed || parsed[a].flatMap(StrategySlot.init)?.changesOnePlace != true
             }
         }
-        let document: JSONValue
-        do {
-            document = try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(grid.base))
-        } catch {
-            throw .invalidArgument("the grid's base strategy cannot be encoded: \(error)", field: field + ".base_strategy")
-        }
         // The base as its JSON decodes (what the CLI's expansion starts from), so typed
-        // assignment and the JSON path give the same variants.
-        let decodedBase = try VariantExpansion.strategy(from: document, label: "base")
+        // assignment and the JSON path give the same variants; its JSON is made only where a
+        // path needs it (one position for most paths).
+        let decodedBase: Strategy
+        do throws(BacktestError) { decodedBase = try grid.base.fileForm() } catch {
+            throw BacktestError(error.code, error.message, field: field + ".base_strategy" + (error.field.isEmpty ? "" : "." + error.field))
+        }
+        let document = BaseJSON(decodedBase)
         base = decodedBase
         do throws(BacktestError) { try Self.checkName(decodedBase.name) } catch {
             throw BacktestError(error.code, error.message, field: field + ".base_strategy.name")
@@ -344,7 +346,7 @@ package struct GridPlan: Sendable {
             } catch {
                 throw BacktestError(error.code, error.message, field: axisField + ".path")
             }
-            let scope = Scope(path, in: document)
+            let scope = try Scope(path, in: document)
             try Self.checkPath(path, in: scope, first: texts.first.map(JSONValue.commandLine), field: axisField + ".path")
             // The same place however it is spelled (`positions[0]`, `positions[00]`), or a place
             // another axis also sets: a path inside another's (`positions[0]` and
@@ -432,7 +434,8 @@ package struct GridPlan: Sendable {
         self.dimensions = dimensions
         self.fragments = fragments
         self.slots = fragments == nil ? nil : slots
-        baseDocument = fragments == nil ? document : nil
+        baseDocument = fragments == nil ? try document.whole() : nil
+        encodedPositions = document.encodedPositions
         // The base as sent shares the decoded base's storage when they are equal (tickers
         // already upper case): one copy of the positions, not two.
         let shared = grid.base == decodedBase
@@ -554,38 +557,136 @@ package struct GridPlan: Sendable {
         return total
     }
 
+    /// The base as JSON, made a part at a time: the strategy's own fields, a position, the
+    /// whole only for the paths that need it (`[*]`, `positions`, variants built through JSON).
+    /// Each part is encoded once. Through Foundation JSON the whole of a 100,000-position base
+    /// took seconds (a grid with one bad value over such a base took 5.6 s to refuse).
+    final class BaseJSON {
+        let base: Strategy
+        private var fieldsCache: [String: JSONValue]?
+        private var positionCache: [Int: JSONValue] = [:]
+        private var wholeCache: JSONValue?
+        /// Positions encoded so far (the whole base counts all of them).
+        private(set) var encodedPositions = 0
+
+        init(_ base: Strategy) { self.base = base }
+
+        static func json<Value: Encodable>(_ value: Value) throws(BacktestError) -> JSONValue {
+            do {
+                return try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(value))
+            } catch {
+                throw .invalidArgument("the grid's base strategy cannot be encoded: \(error)")
+            }
+        }
+
+        /// The strategy's object with `positions` empty.
+        func fields() throws(BacktestError) -> [String: JSONValue] {
+            if let fieldsCache { return fieldsCache }
+            var empty = base
+            empty.positions = []
+            guard case .object(let object) = try Self.json(empty) else {
+                throw .invalidArgument("the grid's base strategy is not a JSON object")
+            }
+            fieldsCache = object
+            return object
+        }
+
+        /// Position `p` (an index of `base.positions`).
+        func position(_ p: Int) throws(BacktestError) -> JSONValue {
+            if let known = positionCache[p] { return known }
+            let made = try Self.json(base.positions[p])
+            positionCache[p] = made
+            encodedPositions += 1
+            return made
+        }
+
+        /// The strategy's object with `positions` replaced.
+        func with(positions: [JSONValue]) throws(BacktestError) -> JSONValue {
+            var object = try fields()
+            object["positions"] = .array(positions)
+            return .object(object)
+        }
+
+        /// The whole base.
+        func whole() throws(BacktestError) -> JSONValue {
+            if let wholeCache { return wholeCache }
+            let made = try Self.json(base)
+            wholeCache = made
+            encodedPositions += base.positions.count
+            return made
+        }
+
+        /// The indices of the base's positions distinct by `key`, each the first of its equals,
+        /// in order.
+        func distinctPositions<Key: Hashable>(by key: (Position) -> Key) -> [Int] {
+            var seen: Set<Key> = []
+            var firsts: [Int] = []
+            for (p, position) in base.positions.enumerated() where seen.insert(key(position)).inserted { firsts.append(p) }
+            return firsts
+        }
+
+        /// The positions that stand for all of them where `path` (`positions[*]…`) is set and
+        /// decoded: setting a position's key, or the position, and decoding the result does not
+        /// depend on the position (decoding checks each key alone); deeper into `entry` or
+        /// `exit`, it depends on that condition only; elsewhere, on the whole position.
+        func representatives(of path: JSONPath) -> [Int] {
+            let c = path.components
+            guard c.count > 3 else { return [0] }
+            switch c[2] {
+            case .key("entry"): return distinctPositions { $0.entry }
+            case .key("exit"): return distinctPositions { $0.exit }
+            default: return distinctPositions { $0 }
+            }
+        }
+
+        /// The whole base's shape with only position `p` written (null elsewhere): a path
+        /// walks it as it walks the whole, so its errors read the same.
+        func only(_ p: Int) throws(BacktestError) -> JSONValue {
+            var positions = [JSONValue](repeating: .null, count: base.positions.count)
+            positions[p] = try position(p)
+            return try with(positions: positions)
+        }
+    }
+
     /// Where an axis's values are applied and decoded to check them: a document holding the one
     /// position of the base the path names (`positions[3].…`), or the base's first position only
     /// when the path names a field of the strategy itself (`commission_bps`), so a check costs
     /// the value's size, not the base's; the whole base for `[*]`, `positions` and what does not
-    /// fit. A tester's 1,000 axes over a 1,000-position base decoded the whole base twice per
-    /// axis and once per value that is not a plain number. Decoding does not look across
-    /// positions (validation does), so a value decodes in its scope as in the whole base; an
-    /// error is found again in the whole base, for its words and paths in the base's terms.
-    struct Scope: Sendable {
+    /// fit; for `[*]`, the positions that stand for all (`BaseJSON.representatives`: a grid
+    /// over 100,000 positions took 8 s to check `positions[*].weight` through the whole base). A tester's 1,000 axes over a
+    /// 1,000-position base decoded the whole base twice per axis and once per value that is not
+    /// a plain number. Decoding does not look across positions (validation does) and stops at the
+    /// first position that fails, so a value decodes in its scope as in the whole base, and its
+    /// error is the whole base's with the position's index put back (`inBase`).
+    struct Scope {
         /// The part of the base the values are applied to.
         let document: JSONValue
-        /// The whole base.
-        let whole: JSONValue
+        /// The whole base, as parts.
+        let base: BaseJSON
         /// The position the path names, held at index 0 of `document`.
         let position: Int?
+        /// For `[*]`: the base's index of each position of `document` (its distinct positions).
+        let representatives: [Int]?
 
-        init(_ path: JSONPath, in whole: JSONValue) {
-            self.whole = whole
-            guard case .object(var root) = whole, case .array(let positions)? = root["positions"], !positions.isEmpty else {
-                (document, position) = (whole, nil)
-                return
-            }
+        init(_ path: JSONPath, in base: BaseJSON) throws(BacktestError) {
+            self.base = base
+            let count = base.base.positions.count
             let c = path.components
             switch (c.first, c.count > 1 ? c[1] : nil) {
-            case (.key("positions")?, .index(let p)?) where p < positions.count:
-                root["positions"] = .array([positions[p]])
-                (document, position) = (.object(root), p)
+            case _ where count == 0:
+                (document, position, representatives) = (try base.whole(), nil, nil)
+            case (.key("positions")?, .index(let p)?) where p < count:
+                (document, position, representatives) = (try base.with(positions: [base.position(p)]), p, nil)
+            case (.key("positions")?, .everyIndex?):
+                let firsts = base.representatives(of: path)
+                var positions: [JSONValue] = []
+                positions.reserveCapacity(firsts.count)
+                for p in firsts { positions.append(try base.position(p)) }
+                (document, position, representatives) = (try base.with(positions: positions), nil, firsts.count < count ? firsts : nil)
             case (.key("positions")?, _):
-                (document, position) = (whole, nil)
+                (document, position, representatives) = (try base.whole(), nil, nil)
             default:
-                root["positions"] = .array([positions[0]])
-                (document, position) = (.object(root), nil)
+                (document, position, representatives) = (try base.with(positions: [base.position(0)]), nil, nil)
             }
         }
 
@@ -602,7 +703,10 @@ package struct GridPlan: Sendable {
             do {
                 return try local.setting(value, in: document)
             } catch {
-                _ = try path.setting(value, in: whole)
+                // The walk names the indices it took: walk the base's shape instead. (A path to a
+                // field of the strategy itself walks no position: its error is the base's.)
+                if let position { _ = try path.setting(value, in: base.only(position)) }
+                if representatives != nil { _ = try path.setting(value, in: base.whole()) }
                 throw error
             }
         }
@@ -613,9 +717,20 @@ package struct GridPlan: Sendable {
             do {
                 return try VariantExpansion.strategy(from: edited, label: label)
             } catch {
-                _ = try VariantExpansion.strategy(from: path.setting(value, in: whole), label: label)
-                throw error
+                throw inBase(error)
             }
+        }
+
+        /// `error`, found in `document`, as the whole base has it: the decoder names the
+        /// position's fields from index 0.
+        func inBase(_ error: BacktestError) -> BacktestError {
+            guard position != nil || representatives != nil, error.field.hasPrefix("positions["),
+                  let close = error.field.firstIndex(of: "]"),
+                  let local = Int(error.field[error.field.index(error.field.startIndex, offsetBy: "positions[".count)..<close]) else {
+                return error
+            }
+            let index = position ?? representatives.map { local < $0.count ? $0[local] : local } ?? local
+            return BacktestError(error.code, error.message, field: "positions[\(index)]" + error.field[error.field.index(after: close)...])
         }
     }
 
@@ -641,13 +756,7 @@ package struct GridPlan: Sendable {
                     _ = try VariantExpansion.strategy(from: edited, label: shownInput(path.description))
                 } catch where error.message.contains("unknown key") {
                     // In the base's terms (a `[*]` path reaches many places: say where).
-                    let again: BacktestError
-                    do throws(BacktestError) {
-                        _ = try VariantExpansion.strategy(from: path.setting(value, in: scope.whole), label: shownInput(path.description))
-                        again = error
-                    } catch {
-                        again = error
-                    }
+                    let again = scope.inBase(error)
                     let hint = path.components.contains(.everyIndex) ? "; a [*] path must fit every position: use a path per position where they differ" : ""
                     throw BacktestError(
                         again.code, (again.field.isEmpty ? again.message : "\(shownInput(again.field, limit: 60)): \(again.message)") + hint, field: again.field)
@@ -783,10 +892,8 @@ package struct GridPlan: Sendable {
     /// The base as JSON: `baseDocument`, or the decoded base encoded again (it decodes to itself).
     func document() throws(BacktestError) -> JSONValue {
         if let baseDocument { return baseDocument }
-        do {
-            return try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(base))
-        } catch {
-            throw BacktestError(.internal, "the grid's base strategy cannot be encoded: \(error)")
+        do throws(BacktestError) { return try BaseJSON.json(base) } catch {
+            throw BacktestError(.internal, error.message)
         }
     }
 }
