@@ -219,6 +219,35 @@ extension GridCostTests {
         }
     }
 
+    /// Through `[*]` into conditions, variants are built in place in every position, and equal
+    /// the JSON expansion: a comparison's sides and operator, the whole entry, an exit set,
+    /// replaced or removed, inside `all` and `not`.
+    @Test(arguments: [
+        [GridAxis(path: "positions[*].entry.lhs", values: ["sma:7", "close", #"{"series": "volume", "ticker": "SPY"}"#])],
+        [GridAxis(path: "positions[*].entry.op", values: [">", "crosses_below"]), GridAxis(path: "positions[1].weight", values: ["0.2", "0.3"])],
+        [GridAxis(path: "positions[*].entry", values: [#"{"not": {"lhs": "rsi:14", "op": ">", "rhs": 70}}"#])],
+        [GridAxis(path: "positions[*].exit", values: [#"{"lhs": "close", "op": "<", "rhs": "ema:9"}"#, "null"])],
+        [GridAxis(path: "positions[*].exit.all[1].not.rhs", values: ["50", "sma:3"])],
+    ])
+    func wildcardConditionVariantsEqualTheJSONExpansion(axes: [GridAxis]) throws {
+        var base = Self.three()
+        base.positions = (0..<5).map { Self.position(["AAPL", "MSFT"][$0 % 2], weight: 0.1) }
+        let inner = base.positions[0].entry
+        if axes[0].path.contains("exit.all") {
+            for p in base.positions.indices { base.positions[p].exit = .all([inner, .not(inner)]) }
+        }
+        let plan = try GridPlan(Grid(base: base, axes: axes))
+        #expect(plan.encodedPositions == axes.count, "one position per axis: never the whole base")
+        let document = try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(base))
+        for index in 0..<plan.count {
+            var edited = document
+            for parameter in plan.parameters(of: index) {
+                edited = try JSONPath(parsing: parameter.path).setting(JSONValue.commandLine(parameter.value), in: edited)
+            }
+            #expect(try plan.strategy(index) == VariantExpansion.strategy(from: edited, label: "\(index)"), "variant \(index)")
+        }
+    }
+
     /// A sweep's chunks are bounded in positions as well as variants (a chunk's plan holds every
     /// position's legs: 4,096 variants of a 1,000-position grid held 221 MB), at least one
     /// variant each.
@@ -261,8 +290,10 @@ extension GridCostTests {
         ("positions[3].entry.rhs", [#"{"series": "close", "ticker": "SPY"}"#], 1),
         ("commission_bps", ["1", "2"], 1),
         ("positions[*].weight", ["0.0001", "0.0002"], 1),
+        ("positions[*].entry.lhs", ["sma:7", "sma:8"], 1),
+        ("positions[*].exit", [#"{"lhs": "close", "op": "<", "rhs": "sma:9"}"#, "null"], 1),
         // Not a typed place: variants are built through the whole base's JSON.
-        ("positions[*].entry.lhs", ["sma:7", "sma:8"], 10_001),
+        ("positions[*].direction", ["long", "short"], 10_001),
     ])
     func aGridWritesOnlyThePositionsItsPathsNameAsJSON(path: String, values: [String], encoded: Int) throws {
         let plan = try GridPlan(Grid(base: Self.many(10_000), axes: [GridAxis(path: path, values: values)]), field: "run_batch.grid")
@@ -295,8 +326,7 @@ extension GridCostTests {
         for p in base.positions.indices { base.positions[p].weight = Double(p + 1) / 1e6 }
         for (path, values, encoded) in [
             ("positions[*].weight", ["0.0001", "0.0002"], 1), ("positions[*].stop_loss", ["0.1"], 1),
-            // Checked on one position; not a typed place, so variants are built through the whole base's JSON.
-            ("positions[*].exit", [#"{"lhs": "close", "op": "<", "rhs": "sma:9"}"#], 201),
+            ("positions[*].exit", [#"{"lhs": "close", "op": "<", "rhs": "sma:9"}"#], 1),
         ] {
             let plan = try GridPlan(Grid(base: base, axes: [GridAxis(path: path, values: values)]), field: "run_batch.grid")
             #expect(plan.encodedPositions == encoded, "\(path)")

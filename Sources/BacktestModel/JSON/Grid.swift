@@ -901,9 +901,9 @@ package struct GridPlan: Sendable {
 /// A typed place in a `Strategy` named by a JSON path: reads the decoded value there from one
 /// strategy and writes it into another, so a grid variant costs assignments, not a JSON decode.
 /// Paths inside conditions are supported down to `lhs`, `rhs` and `op` of a comparison (through
-/// `all[i]`, `any[i]` and `not`); others (`id`, a comparison's `ticker`, `[*]` other than
-/// `positions[*].weight|ticker|size|stop_loss|take_profit|trailing_stop|max_bars`) make `init`
-/// return nil.
+/// `all[i]`, `any[i]` and `not`), in one position or through `[*]` in every one; others (`id`,
+/// a comparison's `ticker`, `positions[*]` itself, `[*]` with `direction`, `sizing`,
+/// `stop_atr_period`) make `init` return nil.
 struct StrategySlot {
     enum Fragment: Sendable {
         case string(String), number(Double), bool(Bool), fill(FillTiming), rebalance(Rebalance)
@@ -952,7 +952,8 @@ struct StrategySlot {
         case position(Int)
         case ticker(Int?), weight(Int?)
         case positionNumber(Int?, PositionNumber)
-        case condition(position: Int, exit: Bool, steps: [ConditionStep], leaf: Leaf)
+        /// `position` nil: every position's (`[*]`).
+        case condition(position: Int?, exit: Bool, steps: [ConditionStep], leaf: Leaf)
     }
 
     let place: Place
@@ -987,7 +988,6 @@ struct StrategySlot {
             case let key where c.count == 3 && PositionNumber(rawValue: key) != nil:
                 place = .positionNumber(position, PositionNumber(rawValue: key)!)
             case "entry", "exit":
-                guard let position else { return nil }
                 var steps: [ConditionStep] = []
                 var leaf = Leaf.condition
                 var i = 3
@@ -1029,6 +1029,7 @@ struct StrategySlot {
         case .positionNumber(let p, let field):
             return s.positions.indices.contains(p ?? 0) ? .optionalNumber(field.read(s.positions[p ?? 0])) : nil
         case .condition(let p, let exit, let steps, let leaf):
+            let p = p ?? 0
             guard s.positions.indices.contains(p) else { return nil }
             guard let root = exit ? s.positions[p].exit : s.positions[p].entry else {
                 return steps.isEmpty && leaf == .condition ? .condition(nil) : nil
@@ -1073,7 +1074,7 @@ struct StrategySlot {
     /// whole positions list): a value there changes that much of the base.
     var changesOnePlace: Bool {
         switch place {
-        case .positions, .ticker(nil), .weight(nil), .positionNumber(nil, _): false
+        case .positions, .ticker(nil), .weight(nil), .positionNumber(nil, _), .condition(nil, _, _, _): false
         default: true
         }
     }
@@ -1081,7 +1082,7 @@ struct StrategySlot {
     /// The position the place is in, if one (`positions[3].…`).
     var position: Int? {
         switch place {
-        case .position(let p), .ticker(let p?), .weight(let p?), .positionNumber(let p?, _), .condition(let p, _, _, _): p
+        case .position(let p), .ticker(let p?), .weight(let p?), .positionNumber(let p?, _), .condition(let p?, _, _, _): p
         default: nil
         }
     }
@@ -1118,21 +1119,24 @@ struct StrategySlot {
                 guard s.positions.indices.contains(i), field.write(v, into: &s.positions[i]) else { return false }
             }
         case (.condition(let p, let exit, let steps, let leaf), _):
-            guard s.positions.indices.contains(p) else { return false }
-            let root = exit ? s.positions[p].exit : s.positions[p].entry
-            let replaced: Condition?
-            if steps.isEmpty, leaf == .condition {
-                guard case .condition(let v) = fragment else { return false }
-                replaced = v
-            } else {
-                guard let root, let edited = Self.replace(in: root, steps[...], leaf: leaf, with: fragment) else { return false }
-                replaced = edited
-            }
-            if exit {
-                s.positions[p].exit = replaced
-            } else {
-                guard let replaced else { return false }
-                s.positions[p].entry = replaced
+            guard !s.positions.isEmpty else { return false }
+            for i in p.map({ [$0] }) ?? Array(s.positions.indices) {
+                guard s.positions.indices.contains(i) else { return false }
+                let root = exit ? s.positions[i].exit : s.positions[i].entry
+                let replaced: Condition?
+                if steps.isEmpty, leaf == .condition {
+                    guard case .condition(let v) = fragment else { return false }
+                    replaced = v
+                } else {
+                    guard let root, let edited = Self.replace(in: root, steps[...], leaf: leaf, with: fragment) else { return false }
+                    replaced = edited
+                }
+                if exit {
+                    s.positions[i].exit = replaced
+                } else {
+                    guard let replaced else { return false }
+                    s.positions[i].entry = replaced
+                }
             }
         default: return false
         }
