@@ -150,7 +150,7 @@ struct SweepBatchRun {
                 start += chunk.count
                 simulationMs += try await SweepBatchRun.simulate(
                     chunk, source: source, market: market, indicators: indicators, known: known, parallelism: parallelism,
-                    store: job.summaries, on: computeThreads)
+                    store: job.summaries, on: computeThreads, continuing: start > chunk.count)
             }
             return simulationMs
         }
@@ -217,14 +217,15 @@ struct SweepBatchRun {
     /// milliseconds. Throws `CancellationError` when the task is cancelled before the chunk starts
     /// or while it runs (the chunk then stops early; variants not finished are not recorded).
     /// A listed variant reading a ticker outside `known` (the tickers with data) is recorded as
-    /// NOT_FOUND naming where it reads it, and not simulated.
+    /// NOT_FOUND naming where it reads it, and not simulated. `continuing`: a chunk after the
+    /// first, which waits for a compute thread with parked work (`ComputeThreads`).
     static func simulate(
         _ indices: [Int], source: BatchSource, market: PreparedMarket, indicators: IndicatorStore, known: Set<String>, parallelism: Int,
-        store: SummaryStore, on computeThreads: ComputeThreads
+        store: SummaryStore, on computeThreads: ComputeThreads, continuing: Bool = false
     ) async throws -> Double {
         // The chunk's strategies are built on the compute thread too: a grid of many axes over
         // many positions costs real time per variant, which must not hold the cooperative pool.
-        let simulationMs = try await computeThreads.run(cancellable: { cancellation in
+        let simulationMs = try await computeThreads.run(continuing: continuing, cancellable: { cancellation in
             var strategies: [Strategy] = []
             strategies.reserveCapacity(indices.count)
             var mapped: [Int] = []

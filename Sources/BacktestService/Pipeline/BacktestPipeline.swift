@@ -127,6 +127,9 @@ package struct BacktestPipeline: Sendable {
             func startNext() {
                 guard next < valid.count else { return }
                 let variant = valid[next]
+                // After the first round, a variant waits for a thread with parked work: the
+                // batch has had turns (`ComputeThreads`).
+                let continuing = next >= max(1, parallelism)
                 next += 1
                 active += 1
                 group.addTask {
@@ -134,7 +137,7 @@ package struct BacktestPipeline: Sendable {
                     // the cooperative pool (a thread per core) must stay free for other calls'
                     // tasks. A variant not started yet never starts after a cancel; the running
                     // one sees its flag within milliseconds and ends CANCELLED.
-                    let outcome = try await computeThreads.run(cancellable: { cancellation in
+                    let outcome = try await computeThreads.run(continuing: continuing, cancellable: { cancellation in
                         Result { () throws(BacktestError) in
                             try simulate(variant, in: prepared, warnings: warnings, cancellation: cancellation)
                         }
