@@ -289,6 +289,7 @@ extension GridCostTests {
         ("positions[3].entry.rhs", ["sma:50", "sma:60"], 1),
         ("positions[3].entry.rhs", [#"{"series": "close", "ticker": "SPY"}"#], 1),
         ("commission_bps", ["1", "2"], 1),
+        ("positions", [#"[{"ticker": "MSFT", "weight": 0.5, "entry": {"lhs": "close", "op": ">", "rhs": "sma:9"}}]"#], 0),
         ("positions[*].weight", ["0.0001", "0.0002"], 1),
         ("positions[*].entry.lhs", ["sma:7", "sma:8"], 1),
         ("positions[*].exit", [#"{"lhs": "close", "op": "<", "rhs": "sma:9"}"#, "null"], 1),
@@ -309,10 +310,12 @@ extension GridCostTests {
         ("positions[7].entry.rhs", "nope:3", "unknown indicator 'nope'"),
         ("positions[*].entry.rhs", "nope:3", "unknown indicator 'nope'"),
         ("commission_bps", "\"x\"", "expected a number, found a string"),
+        ("positions", #"[{"ticker": "MSFT"}]"#, "missing required key 'entry'"),
     ])
     func anInvalidValueOverALargeBaseIsRefusedByItsValue(path: String, value: String, words: String) {
+        let first = path == "positions" ? #"[{"ticker": "MSFT", "weight": 0.5, "entry": {"lhs": "close", "op": ">", "rhs": "sma:9"}}]"# : "0.5"
         let error = #expect(throws: BacktestError.self) {
-            try GridPlan(Grid(base: Self.many(10_000), axes: [GridAxis(path: path, values: ["0.5", value])]), field: "run_batch.grid")
+            try GridPlan(Grid(base: Self.many(10_000), axes: [GridAxis(path: path, values: [first, value])]), field: "run_batch.grid")
         }
         #expect(error?.field == "run_batch.grid.axes[0].values[1]", "\(error?.field ?? ""): \(error?.message ?? "")")
         #expect(error?.message.contains(words) == true, "\(error?.message ?? "")")

@@ -651,11 +651,11 @@ package struct GridPlan: Sendable {
     /// Where an axis's values are applied and decoded to check them: a document holding the one
     /// position of the base the path names (`positions[3].…`), or the base's first position only
     /// when the path names a field of the strategy itself (`commission_bps`), so a check costs
-    /// the value's size, not the base's; the whole base for `[*]`, `positions` and what does not
-    /// fit; for `[*]`, the positions that stand for all (`BaseJSON.representatives`: a grid
-    /// over 100,000 positions took 8 s to check `positions[*].weight` through the whole base). A tester's 1,000 axes over a
-    /// 1,000-position base decoded the whole base twice per axis and once per value that is not
-    /// a plain number. Decoding does not look across positions (validation does) and stops at the
+    /// the value's size, not the base's; no position for `positions` (the value is the list)
+    /// and for a path that does not fit the list; for `[*]`, the positions that stand for all
+    /// (`BaseJSON.representatives`: a grid over 100,000 positions took 8 s to check
+    /// `positions[*].weight` through the whole base). A tester's 1,000 axes over a 1,000-position
+    /// base decoded the whole base twice per axis and once per value that is not a plain number. Decoding does not look across positions (validation does) and stops at the
     /// first position that fails, so a value decodes in its scope as in the whole base, and its
     /// error is the whole base's with the position's index put back (`inBase`).
     struct Scope {
@@ -683,8 +683,13 @@ package struct GridPlan: Sendable {
                 positions.reserveCapacity(firsts.count)
                 for p in firsts { positions.append(try base.position(p)) }
                 (document, position, representatives) = (try base.with(positions: positions), nil, firsts.count < count ? firsts : nil)
+            case (.key("positions")?, nil):
+                // The whole list is the value: the base's positions do not matter.
+                (document, position, representatives) = (try base.with(positions: []), nil, nil)
             case (.key("positions")?, _):
-                (document, position, representatives) = (try base.whole(), nil, nil)
+                // An index out of range or a key: the walk fails on the list's length or kind,
+                // not on its positions.
+                (document, position, representatives) = (try base.with(positions: Array(repeating: .null, count: count)), nil, nil)
             default:
                 (document, position, representatives) = (try base.with(positions: [base.position(0)]), nil, nil)
             }
