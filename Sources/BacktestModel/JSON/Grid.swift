@@ -906,12 +906,12 @@ package struct GridPlan: Sendable {
 /// A typed place in a `Strategy` named by a JSON path: reads the decoded value there from one
 /// strategy and writes it into another, so a grid variant costs assignments, not a JSON decode.
 /// Paths inside conditions are supported down to `lhs`, `rhs` and `op` of a comparison (through
-/// `all[i]`, `any[i]` and `not`), in one position or through `[*]` in every one; others (`id`,
-/// a comparison's `ticker`, `positions[*]` itself, `[*]` with `direction`, `sizing`,
-/// `stop_atr_period`) make `init` return nil.
+/// `all[i]`, `any[i]` and `not`), in one position or through `[*]` in every one; others (`id`, a
+/// comparison's `ticker`) make `init` return nil.
 struct StrategySlot {
     enum Fragment: Sendable {
         case string(String), number(Double), bool(Bool), fill(FillTiming), rebalance(Rebalance)
+        case direction(PositionDirection), sizing(SizingMode)
         /// A position's optional number (stop levels, max_bars); nil = absent.
         case optionalNumber(Double?)
         case positions([Position]), comparison(Comparison)
@@ -923,7 +923,9 @@ struct StrategySlot {
     enum ConditionStep: Equatable { case member(all: Bool, Int), not }
     enum Leaf: Equatable { case condition, lhs, rhs, op }
     /// A position's numeric field of issue 15 (sizing and exits), for stop x target grids.
-    enum PositionNumber: String { case size, stopLoss = "stop_loss", takeProfit = "take_profit", trailingStop = "trailing_stop", maxBars = "max_bars"
+    enum PositionNumber: String {
+        case size, stopLoss = "stop_loss", takeProfit = "take_profit", trailingStop = "trailing_stop", maxBars = "max_bars"
+        case atrPeriod = "stop_atr_period"
 
         func read(_ p: Position) -> Double? {
             switch self {
@@ -932,6 +934,7 @@ struct StrategySlot {
             case .takeProfit: p.exits.takeProfit
             case .trailingStop: p.exits.trailingStop
             case .maxBars: p.exits.maxBars.map(Double.init)
+            case .atrPeriod: p.exits.atrPeriod.map(Double.init)
             }
         }
 
@@ -948,14 +951,19 @@ struct StrategySlot {
                 guard let value else { p.exits.maxBars = nil; return true }
                 guard let bars = Int(exactly: value) else { return false }
                 p.exits.maxBars = bars
+            case .atrPeriod:
+                guard let value else { p.exits.atrPeriod = nil; return true }
+                guard let period = Int(exactly: value) else { return false }
+                p.exits.atrPeriod = period
             }
             return true
         }
     }
     enum Place {
         case name, fill, commission, slippage, rebalance, leverage, positions
-        case position(Int)
-        case ticker(Int?), weight(Int?)
+        /// `nil`: every position (`[*]`), here and below.
+        case position(Int?)
+        case ticker(Int?), weight(Int?), direction(Int?), sizing(Int?)
         case positionNumber(Int?, PositionNumber)
         /// `position` nil: every position's (`[*]`).
         case condition(position: Int?, exit: Bool, steps: [ConditionStep], leaf: Leaf)
@@ -982,7 +990,6 @@ struct StrategySlot {
             case .key: return nil
             }
             if c.count == 2 {
-                guard let position else { return nil }
                 place = .position(position)
                 return
             }
@@ -990,6 +997,8 @@ struct StrategySlot {
             switch field {
             case "ticker" where c.count == 3: place = .ticker(position)
             case "weight" where c.count == 3: place = .weight(position)
+            case "direction" where c.count == 3: place = .direction(position)
+            case "sizing" where c.count == 3: place = .sizing(position)
             case let key where c.count == 3 && PositionNumber(rawValue: key) != nil:
                 place = .positionNumber(position, PositionNumber(rawValue: key)!)
             case "entry", "exit":
@@ -1028,7 +1037,9 @@ struct StrategySlot {
         case .rebalance: return .rebalance(s.rebalance)
         case .leverage: return .bool(s.allowLeverage)
         case .positions: return .positions(s.positions)
-        case .position(let p): return s.positions.indices.contains(p) ? .position(s.positions[p]) : nil
+        case .position(let p): return s.positions.indices.contains(p ?? 0) ? .position(s.positions[p ?? 0]) : nil
+        case .direction(let p): return s.positions.indices.contains(p ?? 0) ? .direction(s.positions[p ?? 0].direction) : nil
+        case .sizing(let p): return s.positions.indices.contains(p ?? 0) ? .sizing(s.positions[p ?? 0].sizing) : nil
         case .ticker(let p): return s.positions.indices.contains(p ?? 0) ? .string(s.positions[p ?? 0].ticker) : nil
         case .weight(let p): return s.positions.indices.contains(p ?? 0) ? .number(s.positions[p ?? 0].weight) : nil
         case .positionNumber(let p, let field):
@@ -1079,7 +1090,8 @@ struct StrategySlot {
     /// whole positions list): a value there changes that much of the base.
     var changesOnePlace: Bool {
         switch place {
-        case .positions, .ticker(nil), .weight(nil), .positionNumber(nil, _), .condition(nil, _, _, _): false
+        case .positions, .position(nil), .ticker(nil), .weight(nil), .direction(nil), .sizing(nil), .positionNumber(nil, _),
+             .condition(nil, _, _, _): false
         default: true
         }
     }
@@ -1087,7 +1099,8 @@ struct StrategySlot {
     /// The position the place is in, if one (`positions[3].…`).
     var position: Int? {
         switch place {
-        case .position(let p), .ticker(let p?), .weight(let p?), .positionNumber(let p?, _), .condition(let p?, _, _, _): p
+        case .position(let p?), .ticker(let p?), .weight(let p?), .direction(let p?), .sizing(let p?), .positionNumber(let p?, _),
+             .condition(let p?, _, _, _): p
         default: nil
         }
     }
@@ -1104,8 +1117,23 @@ struct StrategySlot {
         case (.leverage, .bool(let v)): s.allowLeverage = v
         case (.positions, .positions(let v)): s.positions = v
         case (.position(let p), .position(let v)):
-            guard s.positions.indices.contains(p) else { return false }
-            s.positions[p] = v
+            guard !s.positions.isEmpty else { return false }
+            for i in p.map({ [$0] }) ?? Array(s.positions.indices) {
+                guard s.positions.indices.contains(i) else { return false }
+                s.positions[i] = v
+            }
+        case (.direction(let p), .direction(let v)):
+            guard !s.positions.isEmpty else { return false }
+            for i in p.map({ [$0] }) ?? Array(s.positions.indices) {
+                guard s.positions.indices.contains(i) else { return false }
+                s.positions[i].direction = v
+            }
+        case (.sizing(let p), .sizing(let v)):
+            guard !s.positions.isEmpty else { return false }
+            for i in p.map({ [$0] }) ?? Array(s.positions.indices) {
+                guard s.positions.indices.contains(i) else { return false }
+                s.positions[i].sizing = v
+            }
         case (.ticker(let p), .string(let v)):
             guard !s.positions.isEmpty else { return false }
             for i in p.map({ [$0] }) ?? Array(s.positions.indices) {
