@@ -16,11 +16,9 @@ BACKTESTD_CACHE=false and the demo data on a free loopback port.
 """
 import argparse
 import os
-import socket
-import subprocess
 import time
 
-from memory_flood import HEADER, REQUEST, RESPONSE, PING, connect, free_port, load_pb, read_frame
+from memory_flood import HEADER, REQUEST, RESPONSE, PING, connect, load_pb, read_frame, start_server
 
 CASES = [
     ("positions[0].weight", ["0.5", "abc"]),
@@ -75,19 +73,8 @@ def main():
     parser.add_argument("--distinct", action="store_true", help="give every position its own weight")
     args = parser.parse_args()
     pb = load_pb()
-    port = free_port()
-    server = subprocess.Popen([args.backtestd, "--port", str(port), "--data-source", "demo"],
-                              env=dict(os.environ, BACKTESTD_CACHE="false"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server, port = start_server(args.backtestd, ["--data-source", "demo"])
     try:
-        deadline = time.time() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    raise SystemExit("backtestd did not start")
-                time.sleep(0.1)
         for path, values in CASES:
             payload = request(pb, args.positions, args.distinct, path, values)
             before, started = cpu_seconds(server.pid), time.time()

@@ -246,6 +246,25 @@ def queued(port, count):
     return f"{count} requests of {len(payload)} bytes answered in {time.time() - started:.1f} s: {codes}"
 
 
+def start_server(backtestd, flags):
+    """A `backtestd` child with `flags` (BACKTESTD_CACHE=false) on a free loopback port, once it
+    accepts connections: (process, port). Exits when it does not start within 30 s."""
+    port = free_port()
+    environment = dict(os.environ, BACKTESTD_CACHE="false")
+    server = subprocess.Popen([backtestd, "--port", str(port), *flags], env=environment,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return server, port
+        except OSError:
+            if time.time() > deadline or server.poll() is not None:
+                server.kill()
+                raise SystemExit("backtestd did not start")
+            time.sleep(0.1)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("case", choices=["partial", "queued", "unread", "paced"])
@@ -256,20 +275,8 @@ def main():
     parser.add_argument("server_flags", nargs="*", help="flags for backtestd (after --)")
     args = parser.parse_args()
 
-    port = free_port()
-    environment = dict(os.environ, BACKTESTD_CACHE="false")
-    server = subprocess.Popen([args.backtestd, "--port", str(port), *args.server_flags], env=environment,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server, port = start_server(args.backtestd, args.server_flags)
     try:
-        deadline = time.time() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    raise SystemExit("backtestd did not start")
-                time.sleep(0.1)
         before = status_mb(server.pid, "VmRSS")
         peak = [before]
         done = threading.Event()

@@ -59,16 +59,11 @@ struct StrategyFileFormTests {
         }
     }
 
-    /// A seeded generator of strategies as the wire may carry them.
+    /// A seeded generator of strategies as the wire may carry them (EdgePropertyTests' SplitMix64).
     struct Generator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
+        var seeded: EdgePropertyTests.Generator
+        init(state: UInt64) { seeded = EdgePropertyTests.Generator(state: state) }
+        mutating func next() -> UInt64 { seeded.next() }
 
         mutating func pick<T>(_ items: [T]) -> T { items[Int.random(in: 0..<items.count, using: &self)] }
         mutating func chance(_ p: Double) -> Bool { Double.random(in: 0..<1, using: &self) < p }

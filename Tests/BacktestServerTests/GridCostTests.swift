@@ -201,14 +201,9 @@ extension GridCostTests {
         #expect(plan.count == 30_000)
     }
 
-    /// Variants built in place over many zipped axes and positions equal the JSON expansion.
-    @Test func variantsBuiltInPlaceEqualTheJSONExpansion() throws {
-        var base = Self.three()
-        base.positions = (0..<20).map { Self.position(["AAPL", "MSFT"][$0 % 2], weight: 0.01) }
-        let axes = (0..<20).map { GridAxis(path: "positions[\($0)].weight", values: ["0.02", "0.03", "0.04"], zipGroup: 1) }
-            + [GridAxis(path: "positions[3].entry.rhs", values: ["sma:30", "1"]), GridAxis(path: "fill", values: ["close", "next_open"])]
-        let plan = try GridPlan(Grid(base: base, axes: axes))
-        #expect(plan.count == 12)
+    /// Every variant of `plan` equals `base` as JSON with the variant's values set at their
+    /// paths, decoded (the CLI's expansion).
+    static func expectVariantsEqualTheJSONExpansion(_ plan: GridPlan, of base: Strategy) throws {
         let document = try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(base))
         for index in 0..<plan.count {
             var edited = document
@@ -217,6 +212,17 @@ extension GridCostTests {
             }
             #expect(try plan.strategy(index) == VariantExpansion.strategy(from: edited, label: "\(index)"), "variant \(index)")
         }
+    }
+
+    /// Variants built in place over many zipped axes and positions equal the JSON expansion.
+    @Test func variantsBuiltInPlaceEqualTheJSONExpansion() throws {
+        var base = Self.three()
+        base.positions = (0..<20).map { Self.position(["AAPL", "MSFT"][$0 % 2], weight: 0.01) }
+        let axes = (0..<20).map { GridAxis(path: "positions[\($0)].weight", values: ["0.02", "0.03", "0.04"], zipGroup: 1) }
+            + [GridAxis(path: "positions[3].entry.rhs", values: ["sma:30", "1"]), GridAxis(path: "fill", values: ["close", "next_open"])]
+        let plan = try GridPlan(Grid(base: base, axes: axes))
+        #expect(plan.count == 12)
+        try Self.expectVariantsEqualTheJSONExpansion(plan, of: base)
     }
 
     /// Through `[*]` into conditions, variants are built in place in every position, and equal
@@ -242,14 +248,7 @@ extension GridCostTests {
         }
         let plan = try GridPlan(Grid(base: base, axes: axes))
         #expect(plan.encodedPositions <= axes.count, "at most one position per axis: never the whole base")
-        let document = try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(base))
-        for index in 0..<plan.count {
-            var edited = document
-            for parameter in plan.parameters(of: index) {
-                edited = try JSONPath(parsing: parameter.path).setting(JSONValue.commandLine(parameter.value), in: edited)
-            }
-            #expect(try plan.strategy(index) == VariantExpansion.strategy(from: edited, label: "\(index)"), "variant \(index)")
-        }
+        try Self.expectVariantsEqualTheJSONExpansion(plan, of: base)
     }
 
     /// A sweep's chunks are bounded in positions as well as variants (a chunk's plan holds every

@@ -1116,46 +1116,15 @@ struct StrategySlot {
         case (.rebalance, .rebalance(let v)): s.rebalance = v
         case (.leverage, .bool(let v)): s.allowLeverage = v
         case (.positions, .positions(let v)): s.positions = v
-        case (.position(let p), .position(let v)):
-            guard !s.positions.isEmpty else { return false }
-            for i in p.map({ [$0] }) ?? Array(s.positions.indices) {
-                guard s.positions.indices.contains(i) else { return false }
-                s.positions[i] = v
-            }
-        case (.direction(let p), .direction(let v)):
-            guard !s.positions.isEmpty else { return false }
-            for i in p.map({ [$0] }) ?? Array(s.positions.indices) {
-                guard s.positions.indices.contains(i) else { return false }
-                s.positions[i].direction = v
-            }
-        case (.sizing(let p), .sizing(let v)):
-            guard !s.positions.isEmpty else { return false }
-            for i in p.map({ [$0] }) ?? Array(s.positions.indices) {
-                guard s.positions.indices.contains(i) else { return false }
-                s.positions[i].sizing = v
-            }
-        case (.ticker(let p), .string(let v)):
-            guard !s.positions.isEmpty else { return false }
-            for i in p.map({ [$0] }) ?? Array(s.positions.indices) {
-                guard s.positions.indices.contains(i) else { return false }
-                s.positions[i].ticker = v
-            }
-        case (.weight(let p), .number(let v)):
-            guard !s.positions.isEmpty else { return false }
-            for i in p.map({ [$0] }) ?? Array(s.positions.indices) {
-                guard s.positions.indices.contains(i) else { return false }
-                s.positions[i].weight = v
-            }
-        case (.positionNumber(let p, let field), .optionalNumber(let v)):
-            guard !s.positions.isEmpty else { return false }
-            for i in p.map({ [$0] }) ?? Array(s.positions.indices) {
-                guard s.positions.indices.contains(i), field.write(v, into: &s.positions[i]) else { return false }
-            }
+        case (.position(let p), .position(let v)): return Self.edit(p, of: &s) { $0 = v; return true }
+        case (.direction(let p), .direction(let v)): return Self.edit(p, of: &s) { $0.direction = v; return true }
+        case (.sizing(let p), .sizing(let v)): return Self.edit(p, of: &s) { $0.sizing = v; return true }
+        case (.ticker(let p), .string(let v)): return Self.edit(p, of: &s) { $0.ticker = v; return true }
+        case (.weight(let p), .number(let v)): return Self.edit(p, of: &s) { $0.weight = v; return true }
+        case (.positionNumber(let p, let field), .optionalNumber(let v)): return Self.edit(p, of: &s) { field.write(v, into: &$0) }
         case (.condition(let p, let exit, let steps, let leaf), _):
-            guard !s.positions.isEmpty else { return false }
-            for i in p.map({ [$0] }) ?? Array(s.positions.indices) {
-                guard s.positions.indices.contains(i) else { return false }
-                let root = exit ? s.positions[i].exit : s.positions[i].entry
+            return Self.edit(p, of: &s) { position in
+                let root = exit ? position.exit : position.entry
                 let replaced: Condition?
                 if steps.isEmpty, leaf == .condition {
                     guard case .condition(let v) = fragment else { return false }
@@ -1165,13 +1134,28 @@ struct StrategySlot {
                     replaced = edited
                 }
                 if exit {
-                    s.positions[i].exit = replaced
+                    position.exit = replaced
                 } else {
                     guard let replaced else { return false }
-                    s.positions[i].entry = replaced
+                    position.entry = replaced
                 }
+                return true
             }
         default: return false
+        }
+        return true
+    }
+
+    /// Applies `change` to position `p` of `s`, or to every position (`p` nil: `[*]`); false
+    /// when there is no such position or `change` says the fragment does not fit it.
+    static func edit(_ p: Int?, of s: inout Strategy, _ change: (inout Position) -> Bool) -> Bool {
+        guard !s.positions.isEmpty else { return false }
+        if let p {
+            guard s.positions.indices.contains(p) else { return false }
+            return change(&s.positions[p])
+        }
+        for i in s.positions.indices {
+            guard change(&s.positions[i]) else { return false }
         }
         return true
     }
