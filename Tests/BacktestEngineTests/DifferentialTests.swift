@@ -133,6 +133,20 @@ struct DifferentialTests {
                      sizing: .risk, size: 0.02, exits: PriceExits(stopLoss: 1.5, atrPeriod: 10, maxBars: 10)),
             Position(ticker: "AAPL", weight: 0.8, entry: compare(series("close"), .greater, series("sma:20"))),
         ], fill: .nextOpen, commissionBps: 2, slippageBps: 2, allowLeverage: true),
+        // Many entries on the same days, longs and shorts, every sizing: the engine carries the
+        // equity (and the shorts' value) from entry to entry where the reference sums every leg
+        // again (summing made a day of 60,000 short entries take 11 s; issue 12). With leverage:
+        // without it these entries exhaust the free cash, and at exactly none left the sums'
+        // rounding (1e-12) decides whether a dust order of 1e-14 shares is made, in either engine.
+        Strategy(name: "many entries a day: shorts, longs, every sizing", positions: (0..<40).map { i in
+            let sizing: SizingMode = [.weight, .risk, .cash, .shares][i % 4]
+            return Position(
+                ticker: ["AAPL", "MSFT", "XOM", "SPY", "JPM"][i % 5], weight: 0.02,
+                entry: compare(series(i % 3 == 0 ? "sma:10" : "close"), .greater, series(i % 3 == 0 ? "sma:30" : "sma:5")),
+                direction: i % 2 == 0 ? .short : .long, sizing: sizing,
+                size: [0, 0.004, 2_000, 15][i % 4],
+                exits: PriceExits(stopLoss: 0.05, takeProfit: i % 3 == 0 ? 0.08 : nil, maxBars: i % 5 == 0 ? 12 : nil))
+        }, fill: .close, commissionBps: 3, slippageBps: 2, allowLeverage: true),
     ]
 
     @Test("varied strategies give equal results", arguments: strategies.indices)

@@ -51,6 +51,19 @@ struct StrategyFileTests {
         #expect(settings.start == TestData.date("2010-01-04") && settings.initialCapital == 50_000 && settings.benchmark == "QQQ")
     }
 
+    /// A direction or sizing that is not one says which are (it used to be Foundation's
+    /// "Cannot initialize PositionDirection from invalid String value sideways"); any case reads.
+    @Test(arguments: [("direction", "sideways", "long, short"), ("sizing", "bogus", "weight, cash, shares, risk")])
+    func anUnknownDirectionOrSizingNamesTheAllowedValues(key: String, value: String, allowed: String) throws {
+        let text = #"{"positions": [{"ticker": "AAPL", "entry": {"lhs": "close", "op": ">", "rhs": 1}, "\#(key)": "\#(value)"}]}"#
+        let error = #expect(throws: BacktestError.self) { try StrategyFile.decode(Data(text.utf8)) }
+        #expect(error?.field == "positions[0].\(key)")
+        #expect(error?.message == "'\(value)' is not a valid \(key) (expected one of: \(allowed))", "\(error?.message ?? "")")
+        let upper = #"{"positions": [{"ticker": "AAPL", "entry": {"lhs": "close", "op": ">", "rhs": 1}, "direction": "SHORT", "sizing": "Cash", "size": 5}]}"#
+        let position = try StrategyFile.decode(Data(upper.utf8)).strategy.positions[0]
+        #expect(position.direction == .short && position.sizing == .cash)
+    }
+
     @Test("encoding round-trips")
     func roundTrip() throws {
         let file = try StrategyFile.decode(Data(Self.full.utf8))

@@ -29,13 +29,24 @@ extension Position: Codable {
             }
             return value
         }
+        // Like `fill` and `rebalance`: an unknown value names what is allowed (Foundation's own
+        // "Cannot initialize PositionDirection from invalid String value" did not).
+        func enumValue<T: RawRepresentable<String> & CaseIterable>(_ key: String, _ type: T.Type) throws -> T? {
+            guard let text = try container.decodeIfPresent(String.self, forKey: AnyKey(key)) else { return nil }
+            guard let value = T(rawValue: text.lowercased()) else {
+                throw DecodingError.dataCorruptedError(
+                    forKey: AnyKey(key), in: container,
+                    debugDescription: "\(quotedInput(text, limit: 40)) is not a valid \(key) (expected one of: \(T.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            return value
+        }
         self.init(
             ticker: try container.decode(String.self, forKey: AnyKey("ticker")).uppercased(),
             weight: try number("weight") ?? 1,
             entry: try container.decode(Condition.self, forKey: AnyKey("entry")),
             exit: try container.decodeIfPresent(Condition.self, forKey: AnyKey("exit")),
-            direction: try container.decodeIfPresent(PositionDirection.self, forKey: AnyKey("direction")) ?? .default,
-            sizing: try container.decodeIfPresent(SizingMode.self, forKey: AnyKey("sizing")) ?? .default,
+            direction: try enumValue("direction", PositionDirection.self) ?? .default,
+            sizing: try enumValue("sizing", SizingMode.self) ?? .default,
             size: try number("size") ?? 0,
             exits: PriceExits(
                 stopLoss: try exitLevel("stop_loss"), takeProfit: try exitLevel("take_profit"),
