@@ -1,5 +1,8 @@
 import Atomics
 import BacktestCore
+#if canImport(Glibc)
+import Glibc
+#endif
 import BacktestProtocol
 import NIOCore
 import NIOPosix
@@ -47,7 +50,7 @@ final class ClientConnection: Sendable {
                 .connect(host: host, port: port).get()
         } catch {
             settingsPromise.fail(error)
-            throw BacktestError(.unavailable, "cannot connect to \(host):\(port): \(error)", cause: error)
+            throw BacktestError(.unavailable, "cannot connect to \(host):\(port): \(Self.reason(error))", cause: error)
         }
         // A peer that accepts the connection but never sends SETTINGS (a stuck proxy, not a
         // backtestd) must not hold the call forever: the handshake shares the connect timeout.
@@ -116,5 +119,26 @@ final class ClientConnection: Sendable {
     private static func handler(_ box: NIOLoopBoundBox<ClientConnectionHandler?>) throws -> ClientConnectionHandler {
         guard let handler = box.value else { throw ClientConnectionHandler.CallNotProcessed(error: ClientConnectionHandler.closedBeforeFinish) }
         return handler
+    }
+}
+
+extension ClientConnection {
+    /// Why a connect failed, in words for a person ("connection refused", "timed out"); NIO's
+    /// own description ("Connection errors: SingleConnectionFailure(target: ...") goes to the
+    /// error's `cause` only (PROTOCOL.md §6: messages never carry an internal error's text).
+    static func reason(_ error: any Error) -> String {
+        switch error {
+        case let error as NIOConnectionError:
+            if let first = error.connectionErrors.first { return reason(first.error) }
+            if error.dnsAError != nil || error.dnsAAAAError != nil { return "the host name did not resolve" }
+            return "no address to connect to"
+        case let error as IOError:
+            return String(cString: strerror(error.errnoCode)).lowercased()
+        case let error as ChannelError:
+            if case .connectTimeout = error { return "timed out" }
+            return "the connection failed"
+        default:
+            return "the connection failed"
+        }
     }
 }

@@ -1,5 +1,7 @@
 import BacktestClient
 import BacktestCore
+import NIOCore
+import NIOPosix
 import Testing
 
 /// The client keeps to the server's announced stream limit by queueing calls, so callers never
@@ -56,5 +58,21 @@ struct ClientFlowControlTests {
             #expect(seen == [.finished("gate"), .started("echo"), .finished("echo")])
             await client.close()
         }
+    }
+}
+
+/// A client that cannot connect says why in words, without NIO's description of its internals
+/// (a tester saw "Connection errors: SingleConnectionFailure(target: [IPv4]…").
+@Suite struct ClientConnectErrorTests {
+    @Test func aRefusedConnectionSaysSo() async throws {
+        // A port nothing listens on: bound, then closed.
+        let probe = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
+        let port = try #require(probe.localAddress?.port)
+        try await probe.close()
+        let client = BacktestClient(port: port)
+        let error = await #expect(throws: BacktestError.self) { _ = try await client.serverInfo(timeout: .seconds(5)) }
+        #expect(error?.code == .unavailable)
+        #expect(error?.message == "cannot connect to 127.0.0.1:\(port): connection refused", "\(error?.message ?? "")")
+        await client.close()
     }
 }

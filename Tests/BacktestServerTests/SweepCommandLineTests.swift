@@ -12,6 +12,21 @@ import Testing
 struct SweepCommandLineTests {
     static let grid = ["--grid", "positions[0].entry.lhs=sma:5..9", "--grid", "positions[0].entry.rhs=sma:110..115"]
 
+    /// `--timeout` is the sweep's deadline, as for `batch` (a tester could not set one): a
+    /// millisecond ends the sweep with DEADLINE_EXCEEDED; a negative one is refused.
+    @Test func sweepTakesATimeout() async throws {
+        let daemon = try await SpawnedDaemon(owner: "SweepCommandLineTests timeout")
+        defer { daemon.stop() }
+        let run = try await daemon.runCLI(
+            ["sweep", "benchmarks/sweep-aapl-sma.json"] + Self.grid + ["--timeout", "0.001"], owner: "SweepCommandLineTests timeout")
+        #expect(run.status != 0)
+        #expect(run.errors.contains("DEADLINE_EXCEEDED"), "\(run.output)\n\(run.errors)")
+        let negative = try await daemon.runCLI(
+            ["sweep", "benchmarks/sweep-aapl-sma.json"] + Self.grid + ["--timeout=-1"], owner: "SweepCommandLineTests timeout")
+        #expect(negative.status != 0)
+        #expect(negative.errors.contains("--timeout must be 0...1000000 seconds"), "\(negative.errors)")
+    }
+
     @Test func sweepPrintsTheTopTableCSVHeatmapDetailAndReport() async throws {
         let daemon = try await SpawnedDaemon(owner: "SweepCommandLineTests top table")
         defer { daemon.stop() }
