@@ -139,6 +139,12 @@ import Testing
         #expect(compact.range == "sma:5..1000000")
         #expect(try compact.valueCount() == 3 + 999_996)
         #expect(throws: BacktestError.self) { try GridAxis(parsing: "x=sma:9..5", rangesExpanded: false) }
+        // A range sent as a range is named as the server names it (a tester's 0..1000000 was
+        // named `run_batch.grid.axes[0]`).
+        let tooMany = #expect(throws: BacktestError.self) {
+            try GridAxis(parsing: "commission_bps=0..1000000", field: "run_batch.grid.axes[0]", rangesExpanded: false)
+        }
+        #expect(tooMany?.field == "run_batch.grid.axes[0].range")
     }
 
     @Test func summaryBatchEqualsFullResultsToTheBitAndStreamsEachVariantOnceThenFinal() async throws {

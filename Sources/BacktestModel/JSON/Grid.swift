@@ -147,7 +147,8 @@ public struct GridAxis: Sendable, Hashable {
             if Self.isRange(item) {
                 do throws(BacktestError) {
                     if !rangesExpanded, i == items.count - 1 {
-                        _ = try Self.parsedRange(item, field: field ?? path)
+                        // Sent as the axis's `range`: named so, as the server would.
+                        _ = try Self.parsedRange(item, field: field.map { $0 + ".range" } ?? path)
                         range = item
                     } else {
                         values += try Self.expandRange(item, field: field ?? path)
