@@ -559,7 +559,8 @@ package struct GridPlan: Sendable {
     }
 
     /// The base as JSON, made a part at a time: the strategy's own fields, a position, the
-    /// whole only for the paths that need it (`[*]`, `positions`, variants built through JSON).
+    /// whole only where it is needed (variants built through JSON; naming where a `[*]` path
+    /// does not fit).
     /// Each part is encoded once. Through Foundation JSON the whole of a 100,000-position base
     /// took seconds (a grid with one bad value over such a base took 5.6 s to refuse).
     final class BaseJSON {
