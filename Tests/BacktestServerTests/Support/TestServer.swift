@@ -16,6 +16,11 @@ func withServer<R: Sendable>(
     var configuration = ServerConfiguration()
     configuration.host = "127.0.0.1"
     configuration.port = 0
+    // Test clients do not answer keepalive PINGs: with the default 30 s interval the server
+    // closed their connections after about 60 s, which a test can take on a loaded machine (a
+    // fresh-clone CI run beside other work failed 14 socket tests at 61-63 s with "I/O on closed
+    // channel"). Tests of the keepalive set their own interval.
+    configuration.keepaliveInterval = .seconds(600)
     configure(&configuration)
     var logger = Logger(label: "test.server")
     // BT_DEBUG=1 swift test ... shows the server's debug log (why a connection was closed).
