@@ -28,6 +28,19 @@ extension KeyedDecodingContainer where Key == AnyKey {
                 debugDescription: "unknown key \(quotedInput(key.stringValue, limit: 40)) in \(what) (expected one of: \(allowed.sorted().joined(separator: ", ")))")
         }
     }
+
+    /// The value of an enum written as its raw name under `key` (any case), nil when absent; an
+    /// unknown name is an error naming the allowed ones (Foundation's own "Cannot initialize
+    /// PositionDirection from invalid String value" did not).
+    func decodeName<T: RawRepresentable<String> & CaseIterable>(_ type: T.Type, forKey key: String) throws -> T? {
+        guard let text = try decodeIfPresent(String.self, forKey: AnyKey(key)) else { return nil }
+        guard let value = T(rawValue: text.lowercased()) else {
+            throw DecodingError.dataCorruptedError(
+                forKey: AnyKey(key), in: self,
+                debugDescription: "\(quotedInput(text, limit: 40)) is not a valid \(key) (expected one of: \(T.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        return value
+    }
 }
 
 extension Comparison {

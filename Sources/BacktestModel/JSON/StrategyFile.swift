@@ -29,24 +29,13 @@ extension Position: Codable {
             }
             return value
         }
-        // Like `fill` and `rebalance`: an unknown value names what is allowed (Foundation's own
-        // "Cannot initialize PositionDirection from invalid String value" did not).
-        func enumValue<T: RawRepresentable<String> & CaseIterable>(_ key: String, _ type: T.Type) throws -> T? {
-            guard let text = try container.decodeIfPresent(String.self, forKey: AnyKey(key)) else { return nil }
-            guard let value = T(rawValue: text.lowercased()) else {
-                throw DecodingError.dataCorruptedError(
-                    forKey: AnyKey(key), in: container,
-                    debugDescription: "\(quotedInput(text, limit: 40)) is not a valid \(key) (expected one of: \(T.allCases.map(\.rawValue).joined(separator: ", ")))")
-            }
-            return value
-        }
         self.init(
             ticker: try container.decode(String.self, forKey: AnyKey("ticker")).uppercased(),
             weight: try number("weight") ?? 1,
             entry: try container.decode(Condition.self, forKey: AnyKey("entry")),
             exit: try container.decodeIfPresent(Condition.self, forKey: AnyKey("exit")),
-            direction: try enumValue("direction", PositionDirection.self) ?? .default,
-            sizing: try enumValue("sizing", SizingMode.self) ?? .default,
+            direction: try container.decodeName(PositionDirection.self, forKey: "direction") ?? .default,
+            sizing: try container.decodeName(SizingMode.self, forKey: "sizing") ?? .default,
             size: try number("size") ?? 0,
             exits: PriceExits(
                 stopLoss: try exitLevel("stop_loss"), takeProfit: try exitLevel("take_profit"),
@@ -130,27 +119,18 @@ public struct StrategyFile: Sendable, Hashable, Codable {
         func decode<T: Decodable>(_ key: String, _ type: T.Type) throws -> T? {
             try container.decodeIfPresent(T.self, forKey: AnyKey(key))
         }
-        func enumValue<T: RawRepresentable<String>>(_ key: String, _ type: T.Type, _ allowed: [String]) throws -> T? {
-            guard let text = try decode(key, String.self) else { return nil }
-            guard let value = T(rawValue: text.lowercased()) else {
-                throw DecodingError.dataCorruptedError(
-                    forKey: AnyKey(key), in: container,
-                    debugDescription: "\(quotedInput(text, limit: 40)) is not a valid \(key) (expected one of: \(allowed.joined(separator: ", ")))")
-            }
-            return value
-        }
         strategy = Strategy(
             name: try decode("name", String.self) ?? decode("id", String.self) ?? "",
             positions: try decode("positions", [Position].self) ?? [],
-            fill: try enumValue("fill", FillTiming.self, FillTiming.allCases.map(\.rawValue)) ?? .default,
+            fill: try container.decodeName(FillTiming.self, forKey: "fill") ?? .default,
             commissionBps: try decode("commission_bps", Double.self) ?? 0,
             slippageBps: try decode("slippage_bps", Double.self) ?? 0,
-            rebalance: try enumValue("rebalance", Rebalance.self, Rebalance.allCases.map(\.rawValue)) ?? .none,
+            rebalance: try container.decodeName(Rebalance.self, forKey: "rebalance") ?? .none,
             allowLeverage: try decode("allow_leverage", Bool.self) ?? false)
         start = try decode("start", TradingDate.self)
         end = try decode("end", TradingDate.self)
         initialCapital = try decode("initial_capital", Double.self)
-        adjustment = try enumValue("adjustment", PriceAdjustment.self, PriceAdjustment.allCases.map(\.rawValue))
+        adjustment = try container.decodeName(PriceAdjustment.self, forKey: "adjustment")
         benchmark = try decode("benchmark", String.self)?.uppercased()
     }
 
