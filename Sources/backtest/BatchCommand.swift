@@ -42,8 +42,7 @@ struct BatchCommand: AsyncParsableCommand {
     var csv: String?
     @Flag(help: "Print one JSON document at the end instead of the live table.")
     var json = false
-    @Option(help: "Seconds the whole batch may take (0 = the server's limit).")
-    var timeout = 0.0
+    @OptionGroup var deadline: DeadlineOption
 
     func validate() throws {
         guard BatchMetric(name: sortBy) != nil else {
@@ -53,7 +52,6 @@ struct BatchCommand: AsyncParsableCommand {
             throw ValidationError("nothing to vary: pass --vary path=v1,v2,... or --variants file.json")
         }
         guard maxParallel >= 0 else { throw ValidationError("--max-parallel must not be negative") }
-        guard timeout >= 0, timeout <= 1_000_000 else { throw ValidationError("--timeout must be 0...1000000 seconds, not \(timeout)") }
     }
 
     func run() async throws {
@@ -87,7 +85,7 @@ struct BatchCommand: AsyncParsableCommand {
         defer { interrupt.remove() }
         let updates = client.runBatch(
             variants.map(\.strategy), settings: settings, maxParallel: maxParallel,
-            timeout: timeout > 0 ? .milliseconds(Int64(timeout * 1000)) : nil,
+            timeout: deadline.duration,
             onBatchID: { interrupt.announce($0) })
         do {
             for try await update in updates {

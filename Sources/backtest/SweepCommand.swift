@@ -39,15 +39,13 @@ struct SweepCommand: AsyncParsableCommand {
     var detail = 0
     @Option(help: "Variants the server runs at once (0 = its default).")
     var maxParallel = 0
-    @Option(help: "Seconds the whole sweep may take (0 = the server's limit).")
-    var timeout = 0.0
+    @OptionGroup var deadline: DeadlineOption
 
     func validate() throws {
         guard !grid.isEmpty else { throw ValidationError("pass at least one --grid path=values") }
         guard SummaryMetric(name: sortBy) != nil else { throw ValidationError("--sort-by '\(sortBy)' is not a metric") }
         if let heatmap, SummaryMetric(name: heatmap) == nil { throw ValidationError("--heatmap '\(heatmap)' is not a metric") }
         guard top >= 0, detail >= 0, detail <= 64 else { throw ValidationError("--top must be >= 0 and --detail 0...64") }
-        guard timeout >= 0, timeout <= 1_000_000 else { throw ValidationError("--timeout must be 0...1000000 seconds, not \(timeout)") }
     }
 
     func run() async throws {
@@ -85,7 +83,7 @@ struct SweepCommand: AsyncParsableCommand {
             // fewer FULL, where an invalid value fails its variant instead of the call).
             for try await update in client.runSweep(
                 sweep, settings: loaded.settings, detail: .summary, maxParallel: maxParallel,
-                timeout: timeout > 0 ? .milliseconds(Int64(timeout * 1000)) : nil, onBatchID: { interrupt.announce($0) }) {
+                timeout: deadline.duration, onBatchID: { interrupt.announce($0) }) {
                 batchID = update.batchID
                 rows += update.results
                 if update.state == .final { stats = update.stats }
