@@ -308,31 +308,23 @@ struct PortfolioLoop<Recorder: PortfolioRecorder> {
             }
         }
         // Each entry is sized on the equity after the entries before it. The equity is summed
-        // over the held legs once, at the first entry, then carried forward: a buy of `amount`
-        // at `reference` changes it by amount x reference (the leg, valued at the price the
-        // order was sized at) minus what the buy cost (cost and commission). Summing it again
-        // for every entry made a day with many entries quadratic in the number of positions.
+        // over the held legs once, at the first entry that needs it (weight or risk sizing; a
+        // plain leg is weight-sized), then carried forward: an order of `amount` at `reference`
+        // changes it by amount x reference (the leg, valued at the price the order was sized at,
+        // negative for a short) minus what the order took from the cash (cost and commission).
+        // Summing it again for every entry made a day with many entries quadratic in the number
+        // of positions (60,000 short entries took 11 s).
         var equity: Double?
         for p in legs.indices where quantity[p] == 0 && !exited[p] && legs[p].entry[s] {
             guard let reference = price(p, t, useOpen) else { drop(p, t); continue }
-            if !advanced {
-                let total = equity ?? self.equity(at: t, useOpen: useOpen)
-                let target = legs[p].position.weight * total / reference
-                let cashBefore = cash
-                equity = buy(p, quantity: target, reference: reference, at: t, reason: .entry)
-                    ? total + quantity[p] * reference - (cashBefore - cash)
-                    : total
-                continue
-            }
-            if forcedExitDay[p] == t { continue }
-            // The same carried equity for sizes that need it (weight, risk): summing the held
-            // legs for every entry made a day of 60,000 short entries take 11 s.
+            if advanced && forcedExitDay[p] == t { continue }
             let sizing = legs[p].position.sizing
             if equity == nil && (sizing == .weight || sizing == .risk) { equity = self.equity(at: t, useOpen: useOpen) }
             let cashBefore = cash
-            if open(p, signal: s, reference: reference, at: t, equity: equity ?? 0), let total = equity {
-                equity = total + quantity[p] * reference - (cashBefore - cash)
-            }
+            let traded = advanced
+                ? open(p, signal: s, reference: reference, at: t, equity: equity ?? 0)
+                : buy(p, quantity: legs[p].position.weight * (equity ?? 0) / reference, reference: reference, at: t, reason: .entry)
+            if traded, let total = equity { equity = total + quantity[p] * reference - (cashBefore - cash) }
         }
     }
 
