@@ -229,37 +229,8 @@ struct ComputeThreadsTests {
     /// waits behind a long call's next slice. Deterministic: the work holding the turn blocks on a
     /// gate (it has no check points), so the long work stays parked until the gate opens.
     @Test func newWorkGoesBeforeParkedWork() async throws {
-        let threads = ComputeThreads(numberOfThreads: 1, slice: .milliseconds(5))
-        let stop = NIOLockedValueBox(false)
-        let gate = DispatchSemaphore(value: 0)
-        let order = NIOLockedValueBox<[String]>([])
-        let a = ConnectionState(), b = ConnectionState()
-        let (started, didStart) = AsyncStream<Void>.makeStream()
-        let long = Task {
-            try await ComputeThreads.$tenant.withValue(ComputeTenant(a)) {
-                try await threads.run(cancellable: { flag in
-                    didStart.yield()
-                    let ended = Self.longWork(until: stop)(flag)
-                    order.withLockedValue { $0.append("long") }
-                    return ended
-                })
-            }
-        }
-        for await _ in started { break }
-        let blocking = Task { try await ComputeThreads.$tenant.withValue(ComputeTenant(b)) { try await threads.run { gate.wait() } } }
-        try await poll { threads.counts.parked == 1 }
-        let short = Task {
-            try await ComputeThreads.$tenant.withValue(ComputeTenant(a)) { try await threads.run { order.withLockedValue { $0.append("short") } } }
-        }
-        try await poll { threads.counts.queued == 1 }
-        stop.withLockedValue { $0 = true }
-        gate.signal()
-        try await blocking.value
-        try await short.value
-        #expect(try await long.value)
-        #expect(order.withLockedValue { $0 } == ["short", "long"])
-        try await threads.shutdown()
-        withExtendedLifetime((a, b)) {}
+        let order = try await Self.orderAfterParking(waitingOfTheParkedTenant: true, continuing: false)
+        #expect(order == ["waiting", "parked"])
     }
 
     /// A `continuing` piece (a sweep's next chunk) waits with parked work, in turn across
@@ -267,6 +238,15 @@ struct ComputeThreadsTests {
     /// the grids whose chunk was parked (one grid in 32 s against 18 grids for others), the
     /// others' next chunks always going first as new work. Deterministic as above.
     @Test func aContinuingPieceWaitsWithParkedWork() async throws {
+        let order = try await Self.orderAfterParking(waitingOfTheParkedTenant: false, continuing: true)
+        #expect(order == ["parked", "waiting"])
+    }
+
+    /// One thread: tenant A's long work starts, tenant B's work takes the turn and blocks on a
+    /// gate, so A's work parks; then one more piece waits (A's, or B's; `continuing` or new), and
+    /// the gate opens. The order in which A's parked work ("parked") and that piece ("waiting")
+    /// finish.
+    static func orderAfterParking(waitingOfTheParkedTenant: Bool, continuing: Bool) async throws -> [String] {
         let threads = ComputeThreads(numberOfThreads: 1, slice: .milliseconds(5))
         let stop = NIOLockedValueBox(false)
         let gate = DispatchSemaphore(value: 0)
@@ -278,7 +258,7 @@ struct ComputeThreadsTests {
                 try await threads.run(cancellable: { flag in
                     didStart.yield()
                     let ended = Self.longWork(until: stop)(flag)
-                    order.withLockedValue { $0.append("a's parked chunk") }
+                    order.withLockedValue { $0.append("parked") }
                     return ended
                 })
             }
@@ -286,20 +266,20 @@ struct ComputeThreadsTests {
         for await _ in started { break }
         let blocking = Task { try await ComputeThreads.$tenant.withValue(ComputeTenant(b)) { try await threads.run { gate.wait() } } }
         try await poll { threads.counts.parked == 1 }
-        let next = Task {
-            try await ComputeThreads.$tenant.withValue(ComputeTenant(b)) {
-                try await threads.run(continuing: true, cancellable: { _ in order.withLockedValue { $0.append("b's next chunk") } })
+        let waiting = Task {
+            try await ComputeThreads.$tenant.withValue(ComputeTenant(waitingOfTheParkedTenant ? a : b)) {
+                try await threads.run(continuing: continuing, cancellable: { _ in order.withLockedValue { $0.append("waiting") } })
             }
         }
         try await poll { threads.counts.queued == 1 }
         stop.withLockedValue { $0 = true }
         gate.signal()
         try await blocking.value
-        try await next.value
+        try await waiting.value
         #expect(try await long.value)
-        #expect(order.withLockedValue { $0 } == ["a's parked chunk", "b's next chunk"])
         try await threads.shutdown()
         withExtendedLifetime((a, b)) {}
+        return order.withLockedValue { $0 }
     }
 
     /// With no parking place (`maxParked: 0`), running work is never parked: waiting work waits

@@ -560,9 +560,9 @@ package struct GridPlan: Sendable {
 
     /// The base as JSON, made a part at a time: the strategy's own fields, a position, the
     /// whole only where it is needed (variants built through JSON; naming where a `[*]` path
-    /// does not fit).
-    /// Each part is encoded once. Through Foundation JSON the whole of a 100,000-position base
-    /// took seconds (a grid with one bad value over such a base took 5.6 s to refuse).
+    /// does not fit). Each part is encoded once. Through Foundation JSON the whole of a
+    /// 100,000-position base took seconds (a grid with one bad value over such a base took 5.6 s
+    /// to refuse).
     final class BaseJSON {
         let base: Strategy
         private var fieldsCache: [String: JSONValue]?
@@ -657,9 +657,10 @@ package struct GridPlan: Sendable {
     /// and for a path that does not fit the list; for `[*]`, the positions that stand for all
     /// (`BaseJSON.representatives`: a grid over 100,000 positions took 8 s to check
     /// `positions[*].weight` through the whole base). A tester's 1,000 axes over a 1,000-position
-    /// base decoded the whole base twice per axis and once per value that is not a plain number. Decoding does not look across positions (validation does) and stops at the
-    /// first position that fails, so a value decodes in its scope as in the whole base, and its
-    /// error is the whole base's with the position's index put back (`inBase`).
+    /// base decoded the whole base twice per axis and once per value that is not a plain number.
+    /// Decoding does not look across positions (validation does) and stops at the first position
+    /// that fails, so a value decodes in its scope as in the whole base, and its error is the
+    /// whole base's with the position's index put back (`inBase`).
     struct Scope {
         /// The part of the base the values are applied to.
         let document: JSONValue
