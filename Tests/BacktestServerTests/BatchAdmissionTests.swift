@@ -67,6 +67,35 @@ import Testing
         _ = try await waiting.value
     }
 
+    /// Waiting batches are decoded already: what their requests hold together is bounded by a
+    /// quarter of the budget (one waits whatever it holds). A fresh tester's 14 connections each
+    /// sending a 4 MB grid over a 95,000-position base took the server to 680 MB, 9 waiting.
+    @Test func waitingBatchesRequestsAreBoundedByAQuarterOfTheBudget() async throws {
+        let registry = BatchJobRegistry(maxRetainedBytes: 0, budgetBytes: 16_000)
+        #expect(registry.maxQueuedBytes == 4_000)
+        // Two variants of four positions: 3,200 bytes held while the batch waits.
+        let heavy = BatchSource(settings: BatchFixture.tenYears, variants: BatchFixture.smaVariants(2), grid: nil, detail: .summary)
+        #expect(heavy.heldBytes == 3_200)
+        let running = try await registry.admit(total: 1, source: Self.source, estimatedBytes: 16_000)
+        let first = Task { try await registry.admit(total: 2, source: heavy, estimatedBytes: 8_000) }
+        #expect(try await eventually { await registry.queuedCount == 1 })
+        let refused = await #expect(throws: BacktestError.self) {
+            try await registry.admit(total: 2, source: heavy, estimatedBytes: 8_000)
+        }
+        #expect(refused?.code == .resourceExhausted)
+        #expect(refused?.field == "run_batch")
+        #expect(refused?.message.contains("the 1 batches waiting for room hold 0 MB of requests") == true)
+        #expect(refused?.message.contains("retry later") == true)
+        #expect(await registry.queuedCount == 1)
+        // A batch holding little still waits beside it.
+        let light = Task { try await registry.admit(total: 3, source: Self.source, estimatedBytes: 8_000) }
+        #expect(try await eventually { await registry.queuedCount == 2 })
+        _ = await running.finish(.final)
+        #expect(try await first.value.total == 2)
+        #expect(try await light.value.total == 3)
+        #expect(await registry.queuedCount == 0)
+    }
+
     @Test func aWaiterPastItsDeadlineIsRefusedAndACancelledOneLeavesTheQueue() async throws {
         let registry = BatchJobRegistry(budgetBytes: 1000)
         let running = try await registry.admit(total: 1, source: Self.source, estimatedBytes: 1000)

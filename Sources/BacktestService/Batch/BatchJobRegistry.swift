@@ -31,6 +31,15 @@ package actor BatchJobRegistry {
     package nonisolated let budgetBytes: Int
     /// How many batches may wait for room at once; one more is refused with RESOURCE_EXHAUSTED.
     package nonisolated let maxQueued: Int
+    /// The most the requests of waiting batches may hold together (`BatchSource.heldBytes`: the
+    /// decoded variants or grid base, kept while they wait, outside the budget): a quarter of the
+    /// budget; a batch that would push the queue over it is refused with RESOURCE_EXHAUSTED, unless
+    /// the queue is empty (one waits whatever it holds). Why: a waiting batch has been decoded
+    /// already, and 14 connections each sending a 4 MB grid over a 95,000-position base (about
+    /// 45 MB decoded each) took the server to 680 MB while 9 of them waited.
+    package nonisolated var maxQueuedBytes: Int { budgetBytes / 4 }
+    /// What waiting batches hold (the sum of their `BatchSource.heldBytes`; at most `maxQueued`).
+    private var queuedBytes: Int { queue.reduce(0) { $0 + $1.source.heldBytes } }
     /// Batches waiting for room, in round robin order across owners (`nextWaiter`); a later one
     /// starts ahead of the next only where that does not delay it (`mayGoAhead`).
     private var queue: [Waiter] = []
@@ -141,6 +150,11 @@ package actor BatchJobRegistry {
         guard queue.count < maxQueued else {
             throw BacktestError(.resourceExhausted,
                 "the server's batch memory budget of \(budget) is in use by \(reserved.withLockedValue { $0.count }) running batches (\(Self.megabytes(reservedBytes))) and \(queue.count) batches already wait for room (the queue's limit); this batch needs about \(needed): retry later",
+                field: "run_batch")
+        }
+        guard queue.isEmpty || queuedBytes + source.heldBytes <= maxQueuedBytes else {
+            throw BacktestError(.resourceExhausted,
+                "the server's batch memory budget of \(budget) is in use by \(reserved.withLockedValue { $0.count }) running batches (\(Self.megabytes(reservedBytes))) and the \(queue.count) batches waiting for room hold \(Self.megabytes(queuedBytes)) of requests; this batch's request holds about \(Self.megabytes(source.heldBytes)), over the \(Self.megabytes(maxQueuedBytes)) that waiting batches may hold (a quarter of the budget): retry later",
                 field: "run_batch")
         }
         nextTicket += 1
