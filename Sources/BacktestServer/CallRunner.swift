@@ -29,6 +29,9 @@ struct CallRunner: Sendable {
         // holds it until its answer is encoded.
         let reserved = RequestMemoryBudget.estimate(payloadBytes: received.size)
         var reservation: RequestMemoryBudget.Reservation?
+        // The call's deadline once armed: work cancelled after it passed ends DEADLINE_EXCEEDED,
+        // as the connection's timer answers it (the log said CANCELLED).
+        var deadline = NIODeadline.distantFuture
         defer {
             received.release()
             if let reservation {
@@ -46,12 +49,12 @@ struct CallRunner: Sendable {
                 // bytes; the request id is echoed once decoded): a call whose deadline passes while
                 // it waits, or has passed already, ends DEADLINE_EXCEEDED and is never decoded.
                 let timeoutMs = received.peek(CallRequest.peekTimeoutMs) ?? nil
-                let deadline = armDeadline(timeoutMs: timeoutMs ?? 0, requestID: "")
+                deadline = armDeadline(timeoutMs: timeoutMs ?? 0, requestID: "")
                 reservation = try await RequestMemoryBudget.Reservation(requestMemory, amount: reserved)
                 try Task.checkCancellation()
                 if NIODeadline.now() >= deadline {
                     // The answer the connection's deadline timer gives too (whichever comes first).
-                    throw BacktestError(.deadlineExceeded, "deadline of \((deadline - receivedAt).nanoseconds / 1_000_000) ms exceeded")
+                    throw deadlineExceeded(deadline)
                 }
             }
             let request = try await decode(received)
@@ -61,11 +64,14 @@ struct CallRunner: Sendable {
             let method = try request.method.get()
             try EchoBounds.check(method)
             let context = armDeadline(request.header)
+            deadline = context.deadline
             context.logger.debug("call started", metadata: ["method": "\(method.name)"])
             // Every call carries a reservation its analysis may grow (`BacktestPipeline.prepare`).
             if reservation == nil { reservation = try await RequestMemoryBudget.Reservation(requestMemory, amount: 0) }
             let result = try await RequestMemoryBudget.$current.withValue(reservation) { try await invoke(method, context: context) }
             response = CallResponse(header: header, result: result)
+        } catch where ((error as? BacktestError)?.code == .cancelled || error is CancellationError) && NIODeadline.now() >= deadline {
+            response = CallResponse(header: header, status: CallStatus(deadlineExceeded(deadline)))
         } catch let error as BacktestError {
             // The cause (curl, Redis, files, ...) goes to the log only; the client gets code,
             // message and field.
@@ -95,6 +101,11 @@ struct CallRunner: Sendable {
         eventLoop.execute { connection.value.finish(id, encoded) }
         // A large answer (sent or refused) leaves its memory in malloc's arenas: give it back.
         if complete.readableBytes >= MemoryReturn.largeAnswerBytes { MemoryReturn.soon() }
+    }
+
+    /// DEADLINE_EXCEEDED for `deadline`, with the message the connection's deadline timer gives.
+    private func deadlineExceeded(_ deadline: NIODeadline) -> BacktestError {
+        BacktestError(.deadlineExceeded, "deadline of \((deadline - receivedAt).nanoseconds / 1_000_000) ms exceeded")
     }
 
     /// Payloads above this size are decoded, and answers estimated above it encoded, on the

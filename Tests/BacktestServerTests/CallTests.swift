@@ -1,5 +1,6 @@
 import BacktestClient
 import BacktestCore
+import BacktestTestSupport
 import BacktestModel
 import BacktestProtocol
 import BacktestServer
@@ -43,13 +44,23 @@ struct CallTests {
 
     @Test func deadlineExpiryIsDeadlineExceededAndStopsTheWork() async throws {
         let (service, events, _) = TestService.make()
-        try await withServer(service: service) { _, port in
+        let log = LogCapture()
+        var logger = log.logger("test.server")
+        logger.logLevel = .debug
+        try await withServer(service: service, logger: logger) { _, port in
             let client = BacktestClient(port: port)
             let error = try await #require(throws: BacktestError.self) {
                 try await client.runBacktest(strategy("block"), settings: testSettings, timeout: .milliseconds(50))
             }
             #expect(error.code == .deadlineExceeded)
             await events.next(.cancelled("block"))
+            // The work it stopped ends as the call did, not CANCELLED (a tester read the log).
+            var finished: [String] = []
+            for _ in 0..<500 where finished.isEmpty {
+                finished = log.messagesWithMetadata.filter { $0.hasPrefix("call finished") }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            #expect(finished.count == 1 && finished[0].contains("status=\(StatusCode.deadlineExceeded)"), "\(finished)")
             await client.close()
         }
     }

@@ -39,6 +39,14 @@ enum SweepConversion {
         let indices = scalars(m.indices, m.n_indices).map(Int.init)
         let bestBy = string(m.best_by)
         if bestBy.isEmpty {
+            guard m.best_count == 0 else {
+                // best_count without best_by: the missing field is best_by (with indices: both).
+                throw indices.isEmpty
+                    ? BacktestError.invalidArgument(
+                        "best_count needs best_by, a metric: one of \(SummaryMetric.allCases.map(\.rawValue).joined(separator: ", "))",
+                        field: "get_variant_results.best_by")
+                    : BacktestError.invalidArgument("set either indices or best_by with best_count, not both", field: "get_variant_results.best_count")
+            }
             guard !indices.isEmpty else {
                 throw BacktestError.invalidArgument("name the variants: indices, or best_by with best_count", field: "get_variant_results.indices")
             }

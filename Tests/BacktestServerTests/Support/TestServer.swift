@@ -11,6 +11,7 @@ import NIOPosix
 func withServer<R: Sendable>(
     _ configure: (inout ServerConfiguration) -> Void = { _ in },
     service: any BacktestService = UnimplementedBacktestService(),
+    logger capturing: Logger? = nil,
     _ body: (BacktestServer, Int) async throws -> R
 ) async throws -> R {
     var configuration = ServerConfiguration()
@@ -25,6 +26,7 @@ func withServer<R: Sendable>(
     var logger = Logger(label: "test.server")
     // BT_DEBUG=1 swift test ... shows the server's debug log (why a connection was closed).
     logger.logLevel = ProcessInfo.processInfo.environment["BT_DEBUG"] != nil ? .debug : .critical
+    if let capturing { logger = capturing }
     let server = BacktestServer(configuration: configuration, service: service, logger: logger)
     let running = Task { try await server.run() }
     let port = try await server.boundAddress.port ?? 0
