@@ -59,6 +59,27 @@ struct StrategyFileFormTests {
         }
     }
 
+    /// A strategy already in its file form comes back sharing its positions' storage (a grid's
+    /// base is then held once); one position that changes (a lower-case ticker) is written alone.
+    @Test("a strategy in file form shares its storage")
+    func fileFormSharesStorage() throws {
+        let cases = try ReferenceCase<Ignored>.load(SharedData.referenceDirectory.appendingPathComponent("backtests.json"))
+        func address(_ strategy: Strategy) -> UnsafeRawPointer? {
+            strategy.positions.withUnsafeBufferPointer { UnsafeRawPointer($0.baseAddress) }
+        }
+        for reference in cases {
+            let strategy = try reference.file.strategy.fileForm()
+            let again = try strategy.fileForm()
+            #expect(again == strategy)
+            #expect(address(again) == address(strategy), "\(reference.id): the positions were copied")
+            guard var lower = Optional(strategy), !lower.positions.isEmpty else { continue }
+            lower.positions[0].ticker = lower.positions[0].ticker.lowercased()
+            let fixed = try lower.fileForm()
+            #expect(fixed == strategy)
+            #expect(address(fixed) != address(lower))
+        }
+    }
+
     /// A seeded generator of strategies as the wire may carry them (EdgePropertyTests' SplitMix64).
     struct Generator: RandomNumberGenerator {
         var seeded: EdgePropertyTests.Generator
