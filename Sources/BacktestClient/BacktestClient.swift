@@ -21,6 +21,12 @@ public actor BacktestClient {
         public var decodeLimits = DecodeLimits(memoryBudget: 512 * 1024 * 1024, maxDepth: 48)
         /// Sent in every request header, for the server's logs.
         public var clientName = "backtest-swift/0.1"
+        /// While calls are in flight the client PINGs the server every this often (nil: the
+        /// server's `keepalive_interval_ms` from its SETTINGS, 30 s when it sends none). A server
+        /// that sends nothing at all for two intervals, while it took everything the client
+        /// wrote, is given up: the connection's calls end UNAVAILABLE. (A peer that completed the
+        /// handshake and then went silent held `backtest run` for over 11 minutes.)
+        public var livenessInterval: TimeAmount?
         public init() {}
     }
 

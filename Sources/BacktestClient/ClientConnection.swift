@@ -41,6 +41,7 @@ final class ClientConnection: Sendable {
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let handler = ClientConnectionHandler(settings: settingsPromise, decodeLimits: configuration.decodeLimits,
+                                                              livenessInterval: configuration.livenessInterval,
                                                               usabilityChanged: { usable.store($0, ordering: .relaxed) })
                         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxPayload: maxPayload, expectPreface: false)))
                         try channel.pipeline.syncOperations.addHandler(handler)

@@ -13,6 +13,10 @@ import NIOCore
 /// Every call ends exactly once: with its RESPONSE, a local deadline, a cancel, a GOAWAY that
 /// did not cover it, or the connection closing before the RESPONSE — the last one is reported as
 /// UNAVAILABLE "connection closed before the call finished", never as a finished call.
+///
+/// While calls are in flight it PINGs the server every liveness interval; a server that sent
+/// nothing for a whole interval after such a PING, while it took every byte written to it (so it
+/// is not merely not reading this connection), is given up: the calls end UNAVAILABLE.
 final class ClientConnectionHandler: ChannelInboundHandler {
     typealias InboundIn = InboundFrame
     typealias OutboundOut = ByteBuffer
@@ -38,11 +42,22 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     private var nextStreamID: UInt32 = 1
     private var pings: [UInt64: EventLoopPromise<Void>] = [:]
     private(set) var usable = true
+    /// The liveness interval asked for (nil: the server's keepalive interval, once known).
+    private var livenessInterval: TimeAmount?
+    private var livenessTimer: Scheduled<Void>?
+    /// When the last liveness PING was written, and when the server last sent anything.
+    private var livenessPingAt: NIODeadline?
+    private var lastHeard = NIODeadline.now()
+    /// Frames written and not yet taken by the socket.
+    private var unwrittenFrames = 0
+    /// Why the connection was given up, for the calls it ends.
+    private var gaveUp: BacktestError?
 
-    init(settings: EventLoopPromise<ConnectionSettings>, decodeLimits: DecodeLimits,
+    init(settings: EventLoopPromise<ConnectionSettings>, decodeLimits: DecodeLimits, livenessInterval: TimeAmount? = nil,
          usabilityChanged: @escaping @Sendable (Bool) -> Void) {
         self.settings = settings
         self.decodeLimits = decodeLimits
+        self.livenessInterval = livenessInterval
         self.usabilityChanged = usabilityChanged
     }
 
@@ -69,9 +84,11 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         let ended = streams
         streams.removeAll()
         queued.removeAll()
+        livenessTimer?.cancel()
+        livenessTimer = nil
         for (_, observer) in ended {
             observer.timer?.cancel()
-            observer.onEnd(.failure(Self.closedBeforeFinish))
+            observer.onEnd(.failure(gaveUp ?? Self.closedBeforeFinish))
         }
         for (_, ping) in pings { ping.fail(Self.closedBeforeFinish) }
         pings.removeAll()
@@ -85,10 +102,14 @@ final class ClientConnectionHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard case .frame(let frame) = unwrapInboundIn(data) else { return }
+        lastHeard = .now()
         switch frame.type {
         case .settings:
             if let received = try? ConnectionSettings.decode(frame.payload, limits: decodeLimits) {
                 maxSentStreams = received.maxConcurrentStreams == 0 ? Int.max : Int(received.maxConcurrentStreams)
+                if livenessInterval == nil {
+                    livenessInterval = .milliseconds(Int64(received.keepaliveIntervalMs == 0 ? 30_000 : received.keepaliveIntervalMs))
+                }
                 settings.succeed(received)
             } else {
                 settings.fail(BacktestError(.internal, "the server sent malformed SETTINGS"))
@@ -156,6 +177,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
             }
         }
         streams[id] = observer
+        armLiveness()
         let frame = Frame(type: .request, streamID: id, payload: request.encoded(allocator: context.channel.allocator))
         if queued.isEmpty, sentStreams <= maxSentStreams {
             write(frame)
@@ -219,6 +241,37 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         guard let context else { return }
         var buffer = context.channel.allocator.buffer(capacity: Wire.frameHeaderSize + frame.payload.readableBytes)
         FrameEncoder.write(frame, into: &buffer)
-        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        unwrittenFrames += 1
+        let written = context.eventLoop.makePromise(of: Void.self)
+        written.futureResult.assumeIsolated().whenComplete { [self] _ in unwrittenFrames -= 1 }
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: written)
+    }
+
+    // MARK: Liveness
+
+    private func armLiveness() {
+        guard livenessTimer == nil, let interval = livenessInterval, interval > .zero, let context else { return }
+        livenessTimer = context.eventLoop.assumeIsolated().scheduleTask(in: interval) { [self] in
+            livenessTimer = nil
+            checkLiveness()
+        }
+    }
+
+    /// Gives the server up when it sent nothing since the last liveness PING and took everything
+    /// written to it; else PINGs it again (while calls are in flight).
+    private func checkLiveness() {
+        guard !streams.isEmpty, let context, let interval = livenessInterval else {
+            livenessPingAt = nil
+            return
+        }
+        if let sent = livenessPingAt, lastHeard < sent, unwrittenFrames == 0 {
+            gaveUp = BacktestError(.unavailable,
+                "the server sent nothing for \(interval.nanoseconds / 1_000_000) ms, not even the answer to a PING: it stopped answering; the call may or may not have run")
+            context.close(promise: nil)
+            return
+        }
+        livenessPingAt = .now()
+        write(Frame(type: .ping, streamID: 0, payload: PingMessage(opaque: .random(in: .min ... .max)).encoded()))
+        armLiveness()
     }
 }

@@ -1,9 +1,11 @@
 import ArgumentParser
 
-/// `--timeout S`, the deadline of a `batch` or `sweep` call (its `timeout_ms`), shared so that both
-/// read and check it alike.
+/// `--timeout S`, the deadline of a `run`, `batch`, `sweep` or `indicators` call (its
+/// `timeout_ms`), shared so that all read and check it alike. Without it the call may take the
+/// server's limit; a server that stops answering altogether is given up after two keepalive
+/// intervals either way (`BacktestClient.Configuration.livenessInterval`).
 struct DeadlineOption: ParsableArguments {
-    @Option(help: "Seconds the whole batch or sweep may take (0 = the server's limit).")
+    @Option(help: "Seconds the call may take (0 = the server's limit).")
     var timeout = 0.0
 
     func validate() throws {

@@ -23,6 +23,7 @@ struct IndicatorsCommand: AsyncParsableCommand {
             """)
 
     @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var deadline: DeadlineOption
 
     @Option(help: "The ticker, e.g. AAPL.")
     var ticker: String
@@ -56,7 +57,7 @@ struct IndicatorsCommand: AsyncParsableCommand {
         let client = try connection.makeClient()
         let result: IndicatorsResult
         do {
-            result = try await client.indicators(request, timeout: .seconds(600))
+            result = try await client.indicators(request, timeout: deadline.duration)
             await client.close()
         } catch {
             await client.close()

@@ -16,6 +16,7 @@ struct Run: AsyncParsableCommand {
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var input: StrategyInput
+    @OptionGroup var deadline: DeadlineOption
 
     @Flag(help: "Print the result as JSON (snake_case keys, dates YYYY-MM-DD) instead of the text report.")
     var json = false
@@ -29,7 +30,7 @@ struct Run: AsyncParsableCommand {
         let client = try connection.makeClient()
         let result: BacktestResult
         do {
-            result = try await client.runBacktest(loaded.file.strategy, settings: loaded.settings)
+            result = try await client.runBacktest(loaded.file.strategy, settings: loaded.settings, timeout: deadline.duration)
             await client.close()
         } catch {
             await client.close()

@@ -157,6 +157,55 @@ struct CallTests {
         }
     }
 
+    /// A peer that completes the handshake and then says nothing (a tester's fake server held
+    /// `backtest run` for over 11 minutes): the client's liveness PINGs go unanswered, and its
+    /// calls end UNAVAILABLE after two intervals.
+    @Test func aServerThatStopsAnsweringIsGivenUpAfterTwoLivenessIntervals() async throws {
+        final class SettingsThenSilence: ChannelInboundHandler, Sendable {
+            typealias InboundIn = ByteBuffer
+            func channelActive(context: ChannelHandlerContext) {
+                var buffer = context.channel.allocator.buffer(capacity: 64)
+                FrameEncoder.write(Frame(type: .settings, streamID: 0, payload: ConnectionSettings(
+                    maxFramePayload: 4 << 20, maxConcurrentStreams: 8, keepaliveIntervalMs: 200, idleTimeoutMs: 60_000,
+                    maxTimeoutMs: 600_000, serverVersion: "mute").encoded()), into: &buffer)
+                context.writeAndFlush(NIOAny(buffer), promise: nil)
+            }
+        }
+        let mute = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(SettingsThenSilence()) }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        // The interval comes from the server's SETTINGS (200 ms here).
+        let client = BacktestClient(port: try #require(mute.localAddress?.port))
+        let started = ContinuousClock.now
+        let error = try await #require(throws: BacktestError.self) {
+            try await client.runBacktest(strategy("never answered"), settings: testSettings)
+        }
+        #expect(error.code == .unavailable)
+        #expect(error.message.contains("the server sent nothing for 200 ms"), "\(error.message)")
+        #expect(ContinuousClock.now - started < .seconds(30))
+        await client.close()
+        try await mute.close()
+    }
+
+    /// A server busy with a long call still answers PINGs: the call is not given up.
+    @Test func aLongCallOnAServerThatAnswersPingsIsNotGivenUp() async throws {
+        let (service, events, _) = TestService.make()
+        try await withServer(service: service) { _, port in
+            var configuration = BacktestClient.Configuration()
+            configuration.livenessInterval = .milliseconds(50)
+            let client = BacktestClient(port: port, configuration: configuration)
+            let call = Task { try await client.runBacktest(strategy("block"), settings: testSettings) }
+            await events.next(.started("block"))
+            try await Task.sleep(for: .milliseconds(600))  // twelve intervals
+            call.cancel()
+            let error = try await #require(throws: BacktestError.self) { try await call.value }
+            #expect(error.code == .cancelled)
+            await client.close()
+        }
+    }
+
     @Test func aPeerThatNeverSendsSettingsFailsTheCallAfterTheConnectTimeout() async throws {
         // Accepts connections and says nothing, as a stuck proxy would.
         let silent = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)

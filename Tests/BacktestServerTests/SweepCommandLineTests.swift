@@ -27,6 +27,23 @@ struct SweepCommandLineTests {
         #expect(negative.errors.contains("--timeout must be 0...1000000 seconds"), "\(negative.errors)")
     }
 
+    /// `run` and `indicators` take `--timeout` as `batch` and `sweep` do (a tester's `run`
+    /// against a server that stopped answering had no way to bound its wait).
+    @Test func runAndIndicatorsTakeATimeout() async throws {
+        let daemon = try await SpawnedDaemon(owner: "SweepCommandLineTests run timeout")
+        defer { daemon.stop() }
+        let run = try await daemon.runCLI(["run", "examples/strategies/sma-crossover.json", "--timeout", "0.001"], owner: "SweepCommandLineTests run timeout")
+        #expect(run.status != 0)
+        #expect(run.errors.contains("DEADLINE_EXCEEDED"), "\(run.output)\n\(run.errors)")
+        let indicators = try await daemon.runCLI(
+            ["indicators", "--ticker", "AAPL", "--series", "sma:20", "--timeout=-2"], owner: "SweepCommandLineTests run timeout")
+        #expect(indicators.status != 0)
+        #expect(indicators.errors.contains("--timeout must be 0...1000000 seconds"), "\(indicators.errors)")
+        let answered = try await daemon.runCLI(
+            ["run", "examples/strategies/sma-crossover.json", "--timeout", "60", "--json"], owner: "SweepCommandLineTests run timeout")
+        #expect(answered.status == 0, "\(answered.errors)")
+    }
+
     @Test func sweepPrintsTheTopTableCSVHeatmapDetailAndReport() async throws {
         let daemon = try await SpawnedDaemon(owner: "SweepCommandLineTests top table")
         defer { daemon.stop() }
