@@ -102,6 +102,17 @@ struct StrategyFileTests {
         #expect(last.positions[0].exits == PriceExits(stopLoss: 1.5, takeProfit: 4, trailingStop: 2.5, atrPeriod: 14, maxBars: 10))
         let first = try plan.strategy(0)
         #expect(first.positions[0].exits.stopLoss == 1 && first.positions[0].exits.takeProfit == 2 && first.positions[0].exits.maxBars == 5)
+        // Counts in grid values are whole numbers the wire's int32 holds, one place or all.
+        for (path, value, message) in [
+            ("positions[0].max_bars", "2.5", "max_bars must be a whole number up to 2147483647, got 2.5"),
+            ("positions[*].max_bars", "1e10", "max_bars must be a whole number up to 2147483647, got 10000000000.0"),
+            ("positions[0].stop_atr_period", "2147483648", "stop_atr_period must be a whole number up to 2147483647"),
+        ] {
+            let bad = Grid(base: file.strategy, axes: [GridAxis(path: path, values: ["5", value])])
+            let error = try #require(throws: BacktestError.self) { _ = try GridPlan(bad) }
+            #expect(error.field == "grid.axes[0].values[1]", "\(error)")
+            #expect(error.message.contains(message), "\(error.message)")
+        }
     }
 
     @Test("a variant decodes as a Strategy; settings keys are refused there")
@@ -148,6 +159,13 @@ struct StrategyFileTests {
         (#"{"positions": [{"ticker": "A", "trailing_stop": -0.1, "entry": {"lhs": "close", "op": ">", "rhs": 1}}]}"#, "positions[0].trailing_stop", "got -0.1"),
         (#"{"positions": [{"ticker": "A", "max_bars": 0, "entry": {"lhs": "close", "op": ">", "rhs": 1}}]}"#, "positions[0].max_bars", "at least 1"),
         (#"{"positions": [{"ticker": "A", "stop_loss": 0.1, "stop_atr_period": 0, "entry": {"lhs": "close", "op": ">", "rhs": 1}}]}"#, "positions[0].stop_atr_period", "at least 1"),
+        // Counts are whole numbers the wire's int32 holds (a tester's 2.5 was "not valid JSON",
+        // with no field; 1e10 was taken).
+        (#"{"positions": [{"ticker": "A", "max_bars": 2.5, "entry": {"lhs": "close", "op": ">", "rhs": 1}}]}"#, "positions[0].max_bars", "max_bars must be a whole number up to 2147483647, got 2.5"),
+        (#"{"positions": [{"ticker": "A", "max_bars": 1e10, "entry": {"lhs": "close", "op": ">", "rhs": 1}}]}"#, "positions[0].max_bars", "got 10000000000.0"),
+        (#"{"positions": [{"ticker": "A", "max_bars": 2147483648, "entry": {"lhs": "close", "op": ">", "rhs": 1}}]}"#, "positions[0].max_bars", "whole number up to 2147483647"),
+        (#"{"positions": [{"ticker": "A", "stop_loss": 2, "stop_atr_period": 2.5, "entry": {"lhs": "close", "op": ">", "rhs": 1}}]}"#, "positions[0].stop_atr_period", "stop_atr_period must be a whole number up to 2147483647, got 2.5"),
+        (#"{"positions": [{"ticker": "A", "max_bars": "5", "entry": {"lhs": "close", "op": ">", "rhs": 1}}]}"#, "positions[0].max_bars", "number"),
     ])
     func errors(json: String, field: String, fragment: String) {
         do {

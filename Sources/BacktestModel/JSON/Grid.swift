@@ -952,11 +952,11 @@ struct StrategySlot {
             case .trailingStop: p.exits.trailingStop = value
             case .maxBars:
                 guard let value else { p.exits.maxBars = nil; return true }
-                guard let bars = Int(exactly: value) else { return false }
+                guard let bars = Position.wholeCount(value) else { return false }
                 p.exits.maxBars = bars
             case .atrPeriod:
                 guard let value else { p.exits.atrPeriod = nil; return true }
-                guard let period = Int(exactly: value) else { return false }
+                guard let period = Position.wholeCount(value) else { return false }
                 p.exits.atrPeriod = period
             }
             return true

@@ -1,6 +1,15 @@
 import BacktestCore
 import Foundation
 
+extension Position {
+    /// `value` as a count (`max_bars`, `stop_atr_period`): a whole number the wire's int32 holds;
+    /// nil otherwise (2.5, 1e10, infinities).
+    package static func wholeCount(_ value: Double) -> Int? {
+        guard let whole = Int32(exactly: value) else { return nil }
+        return Int(whole)
+    }
+}
+
 extension Position: Codable {
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: AnyKey.self)
@@ -9,7 +18,17 @@ extension Position: Codable {
              "stop_atr_period", "max_bars"],
             in: "position")
         func number(_ key: String) throws -> Double? { try container.decodeIfPresent(Double.self, forKey: AnyKey(key)) }
-        func integer(_ key: String) throws -> Int? { try container.decodeIfPresent(Int.self, forKey: AnyKey(key)) }
+        // Counts are read as numbers and checked here: Foundation's own Int decoding called 2.5
+        // "not valid JSON" without naming the key and took 1e10, beyond the wire's int32.
+        func integer(_ key: String) throws -> Int? {
+            guard let value = try number(key) else { return nil }
+            guard let whole = Position.wholeCount(value) else {
+                throw DecodingError.dataCorruptedError(
+                    forKey: AnyKey(key), in: container,
+                    debugDescription: "\(key) must be a whole number up to \(Int32.max), got \(value)")
+            }
+            return whole
+        }
         // The wire's 0 means "none" for these (proto3); in a file "none" is leaving the key out,
         // so an explicit 0 (or a negative) is an error naming the key, never a silent "none".
         func exitLevel(_ key: String) throws -> Double? {
