@@ -84,7 +84,8 @@ struct StrategyInput: ParsableArguments {
         do {
             strategyFile = try StrategyFile.decode(data)
         } catch {
-            throw reportFailure(error)
+            // Named by its file: a batch reads several.
+            throw reportFailure(BacktestError(error.code, "\(file): \(error.message)", field: error.field))
         }
         guard let start = try date(start, strategyFile.start, "start"), let end = try date(end, strategyFile.end, "end") else {
             throw ValidationError("\(file) names no start/end date: add \"start\" and \"end\" or pass --start/--end")

@@ -152,7 +152,13 @@ struct StrategyFileTests {
         (#"{"positions": [{"ticker": "A", "weight": "half", "entry": {"lhs": "close", "op": ">", "rhs": 1}}]}"#, "positions[0].weight", "number"),
         (#"{"positions": [{"ticker": "A", "entry": {"lhs": "close", "rhs": 1}}]}"#, "positions[0].entry", "'op'"),
         (#"{"positions": [{"ticker": "A", "entry": {"any": [{"lhs": "close", "op": ">", "rhs": true}]}}]}"#, "positions[0].entry.any[0].rhs", ""),
-        (#"not json"#, "", ""),
+        (#"not json"#, "", "not valid JSON: invalid value at line 1, column "),
+        // Where the syntax breaks, not Foundation's "The given data was not valid JSON." (a tester's files).
+        ("", "", "the file is empty: a strategy file is a JSON object"),
+        (" \n\t", "", "the file is empty"),
+        ("\u{0}\u{1}", "", "not valid JSON: invalid value at line 1, column 1"),
+        ("{\"positions\": [\n  {\"ticker\": \"A\",, }]}", "", "not valid JSON: invalid value at line 2, column 18 (byte 33)"),
+        ("{\"positions\": [", "", "not valid JSON"),
         // In a file, 0 is not "none" (the wire's proto3 default): leaving the key out is.
         (#"{"positions": [{"ticker": "A", "take_profit": 0, "entry": {"lhs": "close", "op": ">", "rhs": 1}}]}"#, "positions[0].take_profit", "take_profit must be a positive distance, got 0.0"),
         (#"{"positions": [{"ticker": "A", "entry": {"lhs": "close", "op": ">", "rhs": 1}}, {"ticker": "B", "stop_loss": 0, "entry": {"lhs": "close", "op": ">", "rhs": 1}}]}"#, "positions[1].stop_loss", "leave the key out for none"),

@@ -178,9 +178,36 @@ public struct StrategyFile: Sendable, Hashable, Codable {
         do {
             return try JSONDecoder().decode(StrategyFile.self, from: data)
         } catch let error as DecodingError {
+            if case .dataCorrupted(let context) = error, context.codingPath.isEmpty, let syntax = syntaxError(in: data) {
+                throw .invalidArgument(syntax)
+            }
             throw describe(error)
         } catch {
             throw .invalidArgument("strategy file: \(error)")
+        }
+    }
+
+    /// Where `data` stops being JSON, in words ("not valid JSON: invalid value at line 2, column
+    /// 19"); nil when it is JSON. Foundation's decoder says only "The given data was not valid
+    /// JSON." (a tester's empty and binary files); its serializer gives the byte offset.
+    static func syntaxError(in data: Data) -> String? {
+        if data.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) {
+            return "the file is empty: a strategy file is a JSON object"
+        }
+        do {
+            _ = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
+            return nil
+        } catch {
+            let description = ((error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String) ?? ""
+            if description.contains("end of file") { return "not valid JSON: the file ends inside a value" }
+            guard let range = description.range(of: "around character "),
+                  let offset = Int(description[range.upperBound...].prefix { $0.isNumber }), offset <= data.count else {
+                return "not valid JSON"
+            }
+            let before = data.prefix(offset)
+            let line = before.reduce(1) { $0 + ($1 == 0x0A ? 1 : 0) }
+            let column = offset - (before.lastIndex(of: 0x0A).map { $0 - data.startIndex + 1 } ?? 0) + 1
+            return "not valid JSON: invalid value at line \(line), column \(column) (byte \(offset))"
         }
     }
 
