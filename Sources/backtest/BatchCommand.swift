@@ -34,7 +34,7 @@ struct BatchCommand: AsyncParsableCommand {
     var vary: [String] = []
     @Option(help: ArgumentHelp("JSON array of overrides, e.g. [{\"positions[0].weight\": 0.5}, {\"commission_bps\": 5}].", valueName: "file.json"))
     var variants: String?
-    @Option(help: "Variants the server runs at once (0 = its default).")
+    @Option(parsing: .unconditional, help: "Variants the server runs at once (0 = its default).")
     var maxParallel = 0
     @Option(help: ArgumentHelp("Metric the final table is sorted by, best first: \(BatchMetric.allCases.map(\.rawValue).joined(separator: ", ")).", valueName: "metric"))
     var sortBy: String = BatchMetric.sharpe.rawValue
@@ -51,7 +51,8 @@ struct BatchCommand: AsyncParsableCommand {
         guard vary.isEmpty == false || variants != nil else {
             throw ValidationError("nothing to vary: pass --vary path=v1,v2,... or --variants file.json")
         }
-        guard maxParallel >= 0 else { throw ValidationError("--max-parallel must not be negative") }
+        guard maxParallel >= 0 else { throw ValidationError("--max-parallel must be 0 or more, not \(maxParallel)") }
+        try OutputFile.check(csv, flag: "--csv")
     }
 
     func run() async throws {
@@ -124,9 +125,9 @@ struct BatchCommand: AsyncParsableCommand {
         }
         if let csv {
             do {
-                try Data(final.csv().utf8).write(to: URL(fileURLWithPath: csv), options: .atomic)
+                try OutputFile.write(final.csv(), to: csv)
             } catch {
-                throw reportFailure(BacktestError(.invalidArgument, "cannot write \(csv): \(error.localizedDescription)"))
+                throw reportFailure(error)
             }
         }
         if json {

@@ -5,7 +5,7 @@ import ArgumentParser
 /// server's limit; a server that stops answering altogether is given up after two keepalive
 /// intervals either way (`BacktestClient.Configuration.livenessInterval`).
 struct DeadlineOption: ParsableArguments {
-    @Option(help: "Seconds the call may take (0 = the server's limit).")
+    @Option(parsing: .unconditional, help: "Seconds the call may take (0 = the server's limit).")
     var timeout = 0.0
 
     func validate() throws {

@@ -25,6 +25,10 @@ struct Run: AsyncParsableCommand {
     @Flag(help: "Leave the terminal chart out of the text report.")
     var noChart = false
 
+    func validate() throws {
+        try OutputFile.check(report, flag: "--report")
+    }
+
     func run() async throws {
         let loaded = try input.load()
         let client = try connection.makeClient()
@@ -38,9 +42,9 @@ struct Run: AsyncParsableCommand {
         }
         if let report {
             do {
-                try Data(HTMLReport(result: result).render().utf8).write(to: URL(fileURLWithPath: report), options: .atomic)
+                try OutputFile.write(HTMLReport(result: result).render(), to: report)
             } catch {
-                throw reportFailure(BacktestError(.invalidArgument, "cannot write report \(report): \(error.localizedDescription)"))
+                throw reportFailure(error)
             }
         }
         if json {

@@ -27,7 +27,7 @@ struct SweepCommand: AsyncParsableCommand {
     var grid: [String] = []
     @Option(help: ArgumentHelp("Metric to rank by: \(SummaryMetric.allCases.map(\.rawValue).joined(separator: ", ")).", valueName: "metric"))
     var sortBy = SummaryMetric.sharpe.rawValue
-    @Option(help: "Rows of the top table.")
+    @Option(parsing: .unconditional, help: "Rows of the top table.")
     var top = 10
     @Option(help: ArgumentHelp("Show a two-axis grid's METRIC as a heatmap.", valueName: "metric"))
     var heatmap: String?
@@ -35,9 +35,9 @@ struct SweepCommand: AsyncParsableCommand {
     var csv: String?
     @Option(help: ArgumentHelp("Also write a self-contained HTML report: the top table and, for a two-axis grid, the heatmap of --heatmap's metric (default: --sort-by's).", valueName: "out.html"))
     var report: String?
-    @Option(help: "Fetch the FULL results of the best N and print their figures.")
+    @Option(parsing: .unconditional, help: "Fetch the FULL results of the best N and print their figures.")
     var detail = 0
-    @Option(help: "Variants the server runs at once (0 = its default).")
+    @Option(parsing: .unconditional, help: "Variants the server runs at once (0 = its default).")
     var maxParallel = 0
     @OptionGroup var deadline: DeadlineOption
 
@@ -45,7 +45,11 @@ struct SweepCommand: AsyncParsableCommand {
         guard !grid.isEmpty else { throw ValidationError("pass at least one --grid path=values") }
         guard SummaryMetric(name: sortBy) != nil else { throw ValidationError("--sort-by '\(sortBy)' is not a metric") }
         if let heatmap, SummaryMetric(name: heatmap) == nil { throw ValidationError("--heatmap '\(heatmap)' is not a metric") }
-        guard top >= 0, detail >= 0, detail <= 64 else { throw ValidationError("--top must be >= 0 and --detail 0...64") }
+        guard top >= 0 else { throw ValidationError("--top must be 0 or more, not \(top)") }
+        guard (0...64).contains(detail) else { throw ValidationError("--detail must be 0...64 (the FULL results one call fetches), not \(detail)") }
+        guard maxParallel >= 0 else { throw ValidationError("--max-parallel must be 0 or more, not \(maxParallel)") }
+        try OutputFile.check(csv, flag: "--csv")
+        try OutputFile.check(report, flag: "--report")
     }
 
     func run() async throws {
@@ -128,18 +132,18 @@ struct SweepCommand: AsyncParsableCommand {
                 rankBy: metric, heatmapMetric: heatmap.flatMap { SummaryMetric(name: $0) } ?? metric)
             page.meta = "batch \(batchID), \(Format.milliseconds(elapsed))"
             do {
-                try Data(page.render().utf8).write(to: URL(fileURLWithPath: report), options: .atomic)
+                try OutputFile.write(page.render(), to: report)
                 print("HTML report written to \(report)")
             } catch {
-                throw reportFailure(BacktestError(.invalidArgument, "cannot write \(report): \(error.localizedDescription)"))
+                throw reportFailure(error)
             }
         }
         if let csv {
             do {
-                try Data(Self.csv(rows, axes: axes).utf8).write(to: URL(fileURLWithPath: csv), options: .atomic)
+                try OutputFile.write(Self.csv(rows, axes: axes), to: csv)
                 print("CSV of \(rows.count) summaries written to \(csv)")
             } catch {
-                throw reportFailure(BacktestError(.invalidArgument, "cannot write \(csv): \(error.localizedDescription)"))
+                throw reportFailure(error)
             }
         }
         if detail > 0 {

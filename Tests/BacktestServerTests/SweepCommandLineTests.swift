@@ -44,6 +44,30 @@ struct SweepCommandLineTests {
         #expect(answered.status == 0, "\(answered.errors)")
     }
 
+    /// Numbers and output files are checked before anything runs, each with its own message (a
+    /// tester: `--top -3` said "Missing value", `--detail 1000000` named --top, `--report DIR`
+    /// said "NSCocoaErrorDomain error 512" after the backtest had run).
+    @Test func flagsAreCheckedBeforeTheCallWithTheirOwnMessages() async throws {
+        let daemon = try await SpawnedDaemon(owner: "SweepCommandLineTests flags")
+        defer { daemon.stop() }
+        let sweep = ["sweep", "benchmarks/sweep-aapl-sma.json"] + Self.grid
+        let run = ["run", "examples/strategies/sma-crossover.json"]
+        for (arguments, message) in [
+            (sweep + ["--top", "-3"], "--top must be 0 or more, not -3"),
+            (sweep + ["--detail", "1000000"], "--detail must be 0...64 (the FULL results one call fetches), not 1000000"),
+            (sweep + ["--max-parallel", "-1"], "--max-parallel must be 0 or more, not -1"),
+            (sweep + ["--csv", "/tmp"], "--csv '/tmp' is a directory: give a file path"),
+            (run + ["--timeout", "-1"], "--timeout must be 0...1000000 seconds, not -1.0"),
+            (run + ["--report", "/tmp"], "--report '/tmp' is a directory: give a file path, e.g. --report /tmp/out.html"),
+            (run + ["--report", "/no/such/folder/r.html"], "--report '/no/such/folder/r.html': the folder '/no/such/folder' does not exist"),
+        ] {
+            let result = try await daemon.runCLI(arguments, owner: "SweepCommandLineTests flags")
+            #expect(result.status == 64, "\(arguments): \(result.errors)")
+            #expect(result.errors.contains(message), "\(arguments): \(result.errors)")
+            #expect(!result.errors.contains("NSCocoaErrorDomain") && !result.errors.contains("Missing value"))
+        }
+    }
+
     @Test func sweepPrintsTheTopTableCSVHeatmapDetailAndReport() async throws {
         let daemon = try await SpawnedDaemon(owner: "SweepCommandLineTests top table")
         defer { daemon.stop() }
