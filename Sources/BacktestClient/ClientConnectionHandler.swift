@@ -80,7 +80,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         markUnusable()
-        settings.fail(BacktestError(.unavailable, "connection closed during the handshake"))
+        settings.fail(gaveUp ?? BacktestError(.unavailable, "connection closed during the handshake"))
         let ended = streams
         streams.removeAll()
         queued.removeAll()
@@ -97,6 +97,11 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // Bytes that are not this protocol (a 4 GB frame header, another service's answer) are
+        // said as such, not as "connection closed" (the peer did not close: this side does).
+        if gaveUp == nil, let framing = error as? FrameDecodingError {
+            gaveUp = BacktestError(.unavailable, "the peer does not speak the backtest protocol: \(framing)", cause: error)
+        }
         context.close(promise: nil)
     }
 

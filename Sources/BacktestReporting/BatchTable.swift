@@ -70,7 +70,7 @@ package struct BatchTable: Sendable {
         if let error {
             lines.append("batch error: \(BatchTableLayout.describe(error))")
         }
-        lines += BatchTableLayout(rows: rows, columns: columns).lines()
+        lines += BatchTableLayout(rows: rows, columns: columns, ended: state == .cancelled || state == .failed).lines()
         return lines
     }
 

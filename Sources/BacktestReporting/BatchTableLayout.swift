@@ -13,10 +13,14 @@ package struct BatchTableLayout: Sendable {
     package var columns: [BatchMetric]
     /// Marked with "▼" in the header (the sort column of a final table).
     package var sortedBy: BatchMetric?
+    /// Whether the batch ended (cancelled, failed): its unfinished rows say "not run", not
+    /// "Running..." (a tester's batch that never reached the server listed every row as running).
+    package var ended: Bool
 
-    package init(rows: [BatchRow], columns: [BatchMetric], sortedBy: BatchMetric? = nil) {
+    package init(rows: [BatchRow], columns: [BatchMetric], sortedBy: BatchMetric? = nil, ended: Bool = false) {
         self.rows = rows
         self.columns = columns
+        self.ended = ended
         self.sortedBy = sortedBy
     }
 
@@ -36,7 +40,7 @@ package struct BatchTableLayout: Sendable {
         for row in rows {
             switch row.state {
             case .running:
-                lines.append(Self.trimmed(line("\(row.index)", row.label, []) + "  Running..."))
+                lines.append(Self.trimmed(line("\(row.index)", row.label, []) + (ended ? "  not run" : "  Running...")))
             case .failed(let error):
                 lines.append(Self.trimmed(line("\(row.index)", row.label, []) + "  error: " + Self.describe(error)))
             case .done(let summary):

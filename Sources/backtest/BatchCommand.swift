@@ -81,7 +81,7 @@ struct BatchCommand: AsyncParsableCommand {
         var table = BatchTable(variants: variants)
         let live = !json && Terminal.stdoutIsTTY
         if live { Terminal.write(redraw.frame(Self.fitted(table.render()))) } else if !json { print(table.header) }
-        let client = try connection.makeClient()
+        let client = try connection.makeClient(timeout: deadline.duration)
         let interrupt = BatchInterrupt(client: client)
         defer { interrupt.remove() }
         let updates = client.runBatch(

@@ -54,7 +54,7 @@ struct IndicatorsCommand: AsyncParsableCommand {
         } catch {
             throw reportFailure(error)
         }
-        let client = try connection.makeClient()
+        let client = try connection.makeClient(timeout: deadline.duration)
         let result: IndicatorsResult
         do {
             result = try await client.indicators(request, timeout: deadline.duration)

@@ -31,7 +31,7 @@ struct Run: AsyncParsableCommand {
 
     func run() async throws {
         let loaded = try input.load()
-        let client = try connection.makeClient()
+        let client = try connection.makeClient(timeout: deadline.duration)
         let result: BacktestResult
         do {
             result = try await client.runBacktest(loaded.file.strategy, settings: loaded.settings, timeout: deadline.duration)

@@ -70,7 +70,7 @@ struct SweepCommand: AsyncParsableCommand {
         let sweep = Grid(base: base, axes: requested)
         let total = sweep.count
         let metric = SummaryMetric(name: sortBy) ?? .sharpe
-        let client = try connection.makeClient()
+        let client = try connection.makeClient(timeout: deadline.duration)
         defer { Task { await client.close() } }
         // Ctrl-C cancels the batch on the server (CancelBatch), as `backtest batch` does.
         let interrupt = BatchInterrupt(client: client)

@@ -57,6 +57,10 @@ struct BatchTableTests {
         #expect(table.header == "Cancelled Results (2/8 complete)")
         #expect(table.finalized(sortBy: .sharpe) == nil)
         #expect(table.render()[1].contains("connection closed"))
+        // Its unfinished rows are not running any more.
+        let rendered = table.render()
+        #expect(rendered.filter { $0.hasSuffix("  not run") }.count == 6, "\(rendered)")
+        #expect(!rendered.contains { $0.contains("Running...") })
     }
 
     /// Best first: the largest Sharpe/return, the shallowest (largest, as it is negative)

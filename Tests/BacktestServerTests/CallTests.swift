@@ -189,6 +189,29 @@ struct CallTests {
         try await mute.close()
     }
 
+    /// A peer whose bytes are not this protocol (a 4 GB frame header): the client says so, not
+    /// "connection closed during the handshake" (the peer had not closed).
+    @Test func aPeerThatSendsAnotherProtocolIsNamedAsSuch() async throws {
+        final class Garbage: ChannelInboundHandler, Sendable {
+            typealias InboundIn = ByteBuffer
+            func channelActive(context: ChannelHandlerContext) {
+                let header: [UInt8] = [0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 7, 0]
+                context.writeAndFlush(NIOAny(context.channel.allocator.buffer(bytes: header)), promise: nil)
+            }
+        }
+        let peer = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Garbage()) }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        let client = BacktestClient(port: try #require(peer.localAddress?.port))
+        let error = try await #require(throws: BacktestError.self) { try await client.serverInfo() }
+        #expect(error.code == .unavailable)
+        #expect(error.message.hasPrefix("the peer does not speak the backtest protocol: frame payload of 4294967295 bytes exceeds the limit"), "\(error.message)")
+        await client.close()
+        try await peer.close()
+    }
+
     /// A server busy with a long call still answers PINGs: the call is not given up.
     @Test func aLongCallOnAServerThatAnswersPingsIsNotGivenUp() async throws {
         let (service, events, _) = TestService.make()
