@@ -121,6 +121,10 @@ struct FieldPathSchemeTests {
              "cash sizes sum to 1000000000.0, above the initial capital 100000.0; set allow_leverage to buy on margin"),
             ("a share count above 1e12", Self.sized(.shares, 1e13, leverage: true), settings, .invalidArgument,
              "run_backtest.strategy.positions[0].size", "size must be a positive share count of at most 1e12 for sizing shares, got 10000000000000.0"),
+            // A size a weight-sized position would ignore is said (a tester's 1e13).
+            ("a size on a weight-sized position", Self.sized(.weight, 1e13), settings, .invalidArgument,
+             "run_backtest.strategy.positions[0].size",
+             "size is for sizing cash, shares or risk; this position is weight-sized (its weight decides): set sizing, or leave size out, got 10000000000000.0"),
             ("capital 1e308", strategy(), hugeCapital, .invalidArgument,
              "run_backtest.settings.initial_capital", "initial capital must be at most 1e12, got 1e+308"),
         ]
@@ -257,7 +261,7 @@ struct FieldPathSchemeTests {
                 (GridAxis(path: "positions[2].weight", values: ["0.5", "0"]), "positions[2].weight", "weight must be in (0, 1], got 0.0"),
             ] {
                 var base = three
-                if axis.path.hasSuffix("weight") { base.positions = base.positions.map { var p = $0; p.sizing = .weight; p.weight = 0.25; return p } }
+                if axis.path.hasSuffix("weight") { base.positions = base.positions.map { var p = $0; p.sizing = .weight; p.weight = 0.25; p.size = 0; return p } }
                 let (_, summaryError) = await run(Grid(base: base, axes: [axis]), .summary)
                 #expect(summaryError?.field == "run_batch.grid.axes[0].values[1]", "\(axis.path)")
                 #expect(summaryError?.message == "\(field): \(message)", "\(axis.path)")

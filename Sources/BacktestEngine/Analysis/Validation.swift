@@ -114,7 +114,12 @@ package enum Validation {
     static func validateSizingAndExits(_ position: Position, path: FieldPath) throws(BacktestError) {
         let exits = position.exits
         switch position.sizing {
-        case .weight: break
+        case .weight:
+            // A size on a weight-sized position would be ignored without a word (a tester's
+            // 1e13). (The weight cannot be checked the other way: it defaults to 1.)
+            guard position.size == 0 else {
+                throw .invalidArgument("size is for sizing cash, shares or risk; this position is weight-sized (its weight decides): set sizing, or leave size out, got \(position.size)", at: path.child("size"))
+            }
         case .cash, .shares:
             guard position.size.isFinite, position.size > 0, position.size <= maxAmount else {
                 throw .invalidArgument("size must be a positive \(position.sizing == .cash ? "cash amount" : "share count") of at most 1e12 for sizing \(position.sizing.rawValue), got \(position.size)", at: path.child("size"))
