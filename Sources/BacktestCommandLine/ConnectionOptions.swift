@@ -20,14 +20,16 @@ package struct ConnectionOptions: ParsableArguments {
     package init() {}
 
     /// A client for the chosen server (not yet connected). With a call `timeout` shorter than the
-    /// connect timeout (5 s, `BacktestClient.Configuration`), connecting and the handshake take at most that long too (a tester's
-    /// `batch --timeout 2` against a silent peer waited 5 s).
+    /// connect timeout (5 s, `BacktestClient.Configuration`), connecting and the handshake take at
+    /// most that long too, and at least 1 s (a tester's `batch --timeout 2` against a silent peer
+    /// waited 5 s).
     /// - Throws: `ValidationError` when the port is not in 1...65535.
     package func makeClient(timeout: Duration? = nil) throws -> BacktestClient {
         let (host, port) = try endpoint { name in getenv(name).map { String(cString: $0) } }
         var configuration = BacktestClient.Configuration()
         if let timeout, timeout > .zero, timeout < .seconds(5) {
-            configuration.connectTimeout = .milliseconds(max(1, Int64(timeout / .milliseconds(1))))
+            // At least a second: a 1 ms call must reach the server to end DEADLINE_EXCEEDED.
+            configuration.connectTimeout = .milliseconds(max(1000, Int64(timeout / .milliseconds(1))))
         }
         return BacktestClient(host: host, port: port, configuration: configuration)
     }

@@ -217,11 +217,13 @@ struct CallTests {
         let (service, events, _) = TestService.make()
         try await withServer(service: service) { _, port in
             var configuration = BacktestClient.Configuration()
-            configuration.livenessInterval = .milliseconds(50)
+            // Long enough that a loaded machine (the whole suite on two cores) answers a PING
+            // within it: 50 ms was not, once.
+            configuration.livenessInterval = .milliseconds(700)
             let client = BacktestClient(port: port, configuration: configuration)
             let call = Task { try await client.runBacktest(strategy("block"), settings: testSettings) }
             await events.next(.started("block"))
-            try await Task.sleep(for: .milliseconds(600))  // twelve intervals
+            try await Task.sleep(for: .milliseconds(2_500))  // three checks, each after a PING
             call.cancel()
             let error = try await #require(throws: BacktestError.self) { try await call.value }
             #expect(error.code == .cancelled)
