@@ -52,6 +52,10 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     private var unwrittenFrames = 0
     /// Why the connection was given up, for the calls it ends.
     private var gaveUp: BacktestError?
+    /// The server's longest call (`max_timeout_ms` from its SETTINGS; nil: not said): a call
+    /// with no deadline of its own ends on this side a little after it, as one with a deadline
+    /// does (a server that answers PINGs but never the call held it for good).
+    private var serverMaxTimeout: TimeAmount?
 
     init(settings: EventLoopPromise<ConnectionSettings>, decodeLimits: DecodeLimits, livenessInterval: TimeAmount? = nil,
          usabilityChanged: @escaping @Sendable (Bool) -> Void) {
@@ -112,6 +116,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         case .settings:
             if let received = try? ConnectionSettings.decode(frame.payload, limits: decodeLimits) {
                 maxSentStreams = received.maxConcurrentStreams == 0 ? Int.max : Int(received.maxConcurrentStreams)
+                if received.maxTimeoutMs > 0 { serverMaxTimeout = .milliseconds(Int64(received.maxTimeoutMs)) }
                 if livenessInterval == nil {
                     livenessInterval = .milliseconds(Int64(received.keepaliveIntervalMs == 0 ? 30_000 : received.keepaliveIntervalMs))
                 }
@@ -176,7 +181,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         }
         nextStreamID += 2
         var observer = observer
-        if let localDeadline {
+        if let localDeadline = localDeadline ?? serverMaxTimeout.map({ $0 + .nanoseconds(max($0.nanoseconds / 10, 50_000_000)) }) {
             observer.timer = context.eventLoop.assumeIsolated().scheduleTask(in: localDeadline) { [self] in
                 cancel(id, reason: "deadline exceeded", error: BacktestError(.deadlineExceeded, "deadline exceeded (client side)"))
             }

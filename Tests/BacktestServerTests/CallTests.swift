@@ -189,6 +189,45 @@ struct CallTests {
         try await mute.close()
     }
 
+    /// A peer that keeps the connection alive but never answers the call (a tester's fake
+    /// server answered PINGs): a call without a deadline of its own ends on the client a little
+    /// after the server's `max_timeout_ms`, as one with a deadline does.
+    @Test func aCallWithoutADeadlineEndsAfterTheServersLongest() async throws {
+        final class AnswersPingsOnly: ChannelInboundHandler, Sendable {
+            typealias InboundIn = ByteBuffer
+            func channelActive(context: ChannelHandlerContext) {
+                var buffer = context.channel.allocator.buffer(capacity: 64)
+                FrameEncoder.write(Frame(type: .settings, streamID: 0, payload: ConnectionSettings(
+                    maxFramePayload: 4 << 20, maxConcurrentStreams: 8, keepaliveIntervalMs: 100, idleTimeoutMs: 60_000,
+                    maxTimeoutMs: 400, serverVersion: "pings only").encoded()), into: &buffer)
+                context.writeAndFlush(NIOAny(buffer), promise: nil)
+                // Anything the server says keeps the client's liveness check content.
+                func tick() {
+                    context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(50)) {
+                        var ack = context.channel.allocator.buffer(capacity: 16)
+                        FrameEncoder.write(Frame(type: .ping, flags: .ack, streamID: 0, payload: ByteBuffer()), into: &ack)
+                        context.writeAndFlush(NIOAny(ack), promise: nil)
+                        if context.channel.isActive { tick() }
+                    }
+                }
+                tick()
+            }
+        }
+        let peer = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(AnswersPingsOnly()) }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        let client = BacktestClient(port: try #require(peer.localAddress?.port))
+        let error = try await #require(throws: BacktestError.self) {
+            try await client.runBacktest(strategy("never answered"), settings: testSettings)
+        }
+        #expect(error.code == .deadlineExceeded, "\(error)")
+        #expect(error.message == "deadline exceeded (client side)")
+        await client.close()
+        try await peer.close()
+    }
+
     /// A peer whose bytes are not this protocol (a 4 GB frame header): the client says so, not
     /// "connection closed during the handshake" (the peer had not closed).
     @Test func aPeerThatSendsAnotherProtocolIsNamedAsSuch() async throws {
