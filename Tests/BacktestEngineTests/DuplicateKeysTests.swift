@@ -22,6 +22,25 @@ import Testing
         #expect(first(#"{"n": -1.5e3, "t": true, "f": false, "z": null, "e": [], "o": {}}"#) == nil)
     }
 
+    /// The scanner runs before the decoder: it bounds nesting itself, at the decoder's 512 (a
+    /// tester's 80,000 nested `[` overflowed the stack: the CLI and the web API's server died).
+    @Test func deepNestingIsRefusedWithoutRecursingIntoIt() throws {
+        for depth in [513, 80_000, 1_000_000] {
+            let data = Data(String(repeating: "[", count: depth).utf8)
+            let error = try #require(throws: BacktestError.self) { try JSONDuplicateKeys.reject(in: data, document: "the strategy file") }
+            #expect(error.message == "the strategy file nests arrays and objects deeper than 512 levels (at byte 512)")
+            let file = try #require(throws: BacktestError.self) { try StrategyFile.decode(data) }
+            #expect(file.message.contains("deeper than 512 levels"))
+        }
+        // Objects count too; 512 levels pass the scanner (the decoder judges the rest).
+        let objects = Data((String(repeating: #"{"a":"#, count: 600) + "1" + String(repeating: "}", count: 600)).utf8)
+        #expect(throws: BacktestError.self) { try JSONDuplicateKeys.reject(in: objects, document: "d") }
+        let fine = Data((String(repeating: "[", count: 512) + String(repeating: "]", count: 512)).utf8)
+        try JSONDuplicateKeys.reject(in: fine, document: "d")
+        // A duplicate before the depth is still found.
+        #expect(first(#"{"a": 1, "a": 2, "b": "# + String(repeating: "[", count: 600))! == ("a", ""))
+    }
+
     @Test func keysAreComparedAfterTheirEscapes() {
         #expect(first(#"{"op": 1, "\u006fp": 2}"#)! == ("op", ""))
         #expect(first(#"{"a\"b": 1, "a\u0022b": 2}"#)! == ("a\"b", ""))

@@ -9,19 +9,31 @@ import Foundation
 /// A small scanner over the bytes of a document that is already valid JSON (run it after the
 /// decoder accepted the text; on text that is not JSON it stops early and finds nothing). Keys are
 /// compared after their escapes are decoded, as the decoder compares them ("a" and "\u0061" are
-/// the same key). Nesting is bounded by what the decoder accepted.
+/// the same key). It runs before the decoder, so it bounds nesting itself at `maxDepth`, the
+/// decoder's own limit: 80,000 nested `[` (an 80 KB body) overflowed the stack of the CLI and of
+/// the web API's handler, and crashed the server.
 package enum JSONDuplicateKeys {
+    /// Most arrays and objects one inside another (Foundation's `JSONDecoder` refuses more).
+    package static let maxDepth = 512
+
     /// The first key, in document order, that appears a second time in its object: the key and
     /// the JSON path of the object holding it ("" for the top level, "positions[0].entry"), or nil.
+    /// Nil too for a document nested deeper than `maxDepth` (`tooDeep`).
     package static func first(in data: Data) -> (key: String, path: String)? {
         var scanner = Scanner(bytes: [UInt8](data))
         return scanner.value(path: "")
     }
 
     /// Throws INVALID_ARGUMENT naming the duplicated key (field: its path, "positions[0].weight";
-    /// `document` names the file in the message) when `data` has one.
+    /// `document` names the file in the message) when `data` has one, or saying it is nested
+    /// deeper than `maxDepth`.
     package static func reject(in data: Data, document: String) throws(BacktestError) {
-        guard let (key, path) = first(in: data) else { return }
+        var scanner = Scanner(bytes: [UInt8](data))
+        let found = scanner.value(path: "")
+        if scanner.tooDeep {
+            throw .invalidArgument("\(document) nests arrays and objects deeper than \(maxDepth) levels (at byte \(scanner.at))")
+        }
+        guard let (key, path) = found else { return }
         let field = JSONDuplicateKeys.join(path, key)
         throw .invalidArgument(
             "\(document) has the key '\(key)' twice in \(path.isEmpty ? "its top-level object" : path); write it once",
@@ -35,6 +47,9 @@ package enum JSONDuplicateKeys {
     private struct Scanner {
         let bytes: [UInt8]
         var at = 0
+        var depth = 0
+        /// Set once nesting passed `maxDepth`: the scan stops there.
+        var tooDeep = false
 
         init(bytes: [UInt8]) { self.bytes = bytes }
 
@@ -45,10 +60,16 @@ package enum JSONDuplicateKeys {
         /// Scans one value; returns the first duplicate found inside it.
         mutating func value(path: String) -> (key: String, path: String)? {
             skipSpace()
-            guard at < bytes.count else { return nil }
+            guard at < bytes.count, !tooDeep else { return nil }
             switch bytes[at] {
-            case UInt8(ascii: "{"): return object(path: path)
-            case UInt8(ascii: "["): return array(path: path)
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                guard depth < JSONDuplicateKeys.maxDepth else {
+                    tooDeep = true
+                    return nil
+                }
+                depth += 1
+                defer { depth -= 1 }
+                return bytes[at] == UInt8(ascii: "{") ? object(path: path) : array(path: path)
             case UInt8(ascii: "\""): _ = string(); return nil
             default:
                 // A number, true, false or null: up to the next delimiter.
@@ -78,6 +99,7 @@ package enum JSONDuplicateKeys {
                 guard at < bytes.count, bytes[at] == UInt8(ascii: ":") else { return nil }
                 at += 1
                 if let found = value(path: JSONDuplicateKeys.join(path, key)) { return found }
+                if tooDeep { return nil }
             }
         }
 
@@ -90,6 +112,7 @@ package enum JSONDuplicateKeys {
                 if bytes[at] == UInt8(ascii: "]") { at += 1; return nil }
                 if bytes[at] == UInt8(ascii: ",") { at += 1; index += 1; continue }
                 if let found = value(path: "\(path)[\(index)]") { return found }
+                if tooDeep { return nil }
             }
         }
 
