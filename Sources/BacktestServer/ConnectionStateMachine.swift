@@ -44,7 +44,7 @@ struct ConnectionStateMachine {
         case stall
         /// In `closing`: the GOAWAY was not written in time; close.
         case linger
-        /// While reading is paused with calls in flight: write a probe (`probeInterval`).
+        /// While reading is paused: write a probe (`probeInterval`).
         case probe
 
         var description: String {
@@ -322,7 +322,7 @@ struct ConnectionStateMachine {
             readingPausedSincePing = true
             cancel(.frame, &actions)
             cancel(.stall, &actions)
-            if !streams.isEmpty, armedTimers[.probe] == nil { schedule(.probe, at: now + Self.probeInterval, &actions) }
+            if armedTimers[.probe] == nil { schedule(.probe, at: now + Self.probeInterval, &actions) }
         case .readingResumed(let partialFrameBuffered):
             guard isReadingPaused else { break }
             isReadingPaused = false
@@ -616,11 +616,11 @@ struct ConnectionStateMachine {
             // A peer that closed while the server was not reading it cannot say so: its FIN waits
             // behind the bytes the server has not read, and its calls would run to their end (a
             // tester's 4 connections x 8 pipelined 4 MB backtests, killed, kept 2.5 s of CPU
-            // busy). Bytes written to a closed socket are answered with a reset, which closes
-            // the connection and cancels its calls. So while its calls run and nothing else is
-            // being written to it, the server writes a PING ACK the peer never asked for (which
+            // busy; one waiting for inbound room held it after its client left). Bytes written to
+            // a closed socket are answered with a reset, which closes the connection and cancels
+            // its calls. So while reading is paused and nothing else is being written to it, the server writes a PING ACK the peer never asked for (which
             // a client ignores, PROTOCOL.md) every `probeInterval`; not counted as output taken.
-            guard phase == .open || phase == .draining, isReadingPaused, !streams.isEmpty else { return }
+            guard phase == .open || phase == .draining, isReadingPaused else { return }
             if !hasPendingOutput {
                 outputTakenAtKeepalive += Wire.frameHeaderSize + Self.probeFrame.readableBytes
                 outputAcknowledgedAtKeepalive += Wire.frameHeaderSize + Self.probeFrame.readableBytes
