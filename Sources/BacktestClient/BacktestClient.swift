@@ -162,8 +162,7 @@ public actor BacktestClient {
     /// server that stopped answering.
     static func localDeadline(_ timeout: Duration?) -> TimeAmount? {
         guard let timeout else { return nil }
-        let nanos = timeout.wholeNanoseconds
-        return .nanoseconds(nanos + max(nanos / 10, 50_000_000))
+        return ClientConnectionHandler.backstop(.nanoseconds(timeout.wholeNanoseconds))
     }
 
     /// Forgets a connection that refused a call (closing, GOAWAY): its usable flag may not have

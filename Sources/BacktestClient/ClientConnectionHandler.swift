@@ -181,7 +181,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         }
         nextStreamID += 2
         var observer = observer
-        if let localDeadline = localDeadline ?? serverMaxTimeout.map({ $0 + .nanoseconds(max($0.nanoseconds / 10, 50_000_000)) }) {
+        if let localDeadline = localDeadline ?? serverMaxTimeout.map(Self.backstop) {
             observer.timer = context.eventLoop.assumeIsolated().scheduleTask(in: localDeadline) { [self] in
                 cancel(id, reason: "deadline exceeded", error: BacktestError(.deadlineExceeded, "deadline exceeded (client side)"))
             }
@@ -255,6 +255,12 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         let written = context.eventLoop.makePromise(of: Void.self)
         written.futureResult.assumeIsolated().whenComplete { [self] _ in unwrittenFrames -= 1 }
         context.writeAndFlush(wrapOutboundOut(buffer), promise: written)
+    }
+
+    /// When the client gives up a call whose server-side limit is `limit`: a little later (10 %,
+    /// at least 50 ms), so that the server's own answer comes first.
+    static func backstop(_ limit: TimeAmount) -> TimeAmount {
+        limit + .nanoseconds(max(limit.nanoseconds / 10, 50_000_000))
     }
 
     // MARK: Liveness

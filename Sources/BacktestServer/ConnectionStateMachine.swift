@@ -238,7 +238,7 @@ struct ConnectionStateMachine {
     /// frame, so large ones would let a client fill the connection's output with its own bytes
     /// (a tester's 3.9 MB PINGs, read at full speed, got the connection closed as not reading).
     static let maxPingPayload = 64
-    /// How often a connection the server is not reading, with calls in flight, is probed (`Timer.probe`).
+    /// How often a connection the server is not reading is probed (`Timer.probe`).
     static let probeInterval = TimeAmount.milliseconds(200)
     /// The probe's payload: a `Ping` with opaque 0 (no bytes; the server's own PINGs count up from
     /// a random opaque).
@@ -618,8 +618,9 @@ struct ConnectionStateMachine {
             // tester's 4 connections x 8 pipelined 4 MB backtests, killed, kept 2.5 s of CPU
             // busy; one waiting for inbound room held it after its client left). Bytes written to
             // a closed socket are answered with a reset, which closes the connection and cancels
-            // its calls. So while reading is paused and nothing else is being written to it, the server writes a PING ACK the peer never asked for (which
-            // a client ignores, PROTOCOL.md) every `probeInterval`; not counted as output taken.
+            // its calls. So while reading is paused and nothing else is being written to it, the
+            // server writes a PING ACK the peer never asked for (which a client ignores,
+            // PROTOCOL.md) every `probeInterval`; not counted as output taken.
             guard phase == .open || phase == .draining, isReadingPaused else { return }
             if !hasPendingOutput {
                 outputTakenAtKeepalive += Wire.frameHeaderSize + Self.probeFrame.readableBytes

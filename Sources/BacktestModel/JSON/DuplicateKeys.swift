@@ -18,26 +18,31 @@ package enum JSONDuplicateKeys {
 
     /// The first key, in document order, that appears a second time in its object: the key and
     /// the JSON path of the object holding it ("" for the top level, "positions[0].entry"), or nil.
-    /// Nil too for a document nested deeper than `maxDepth` (`tooDeep`).
+    /// Nil too for a document nested deeper than `maxDepth` (`reject` says so).
     package static func first(in data: Data) -> (key: String, path: String)? {
-        var scanner = Scanner(bytes: [UInt8](data))
-        return scanner.value(path: "")
+        scan(data).found
     }
 
     /// Throws INVALID_ARGUMENT naming the duplicated key (field: its path, "positions[0].weight";
     /// `document` names the file in the message) when `data` has one, or saying it is nested
     /// deeper than `maxDepth`.
     package static func reject(in data: Data, document: String) throws(BacktestError) {
-        var scanner = Scanner(bytes: [UInt8](data))
-        let found = scanner.value(path: "")
-        if scanner.tooDeep {
-            throw .invalidArgument("\(document) nests arrays and objects deeper than \(maxDepth) levels (at byte \(scanner.at))")
+        let scanned = scan(data)
+        if let tooDeepAt = scanned.tooDeepAt {
+            throw .invalidArgument("\(document) nests arrays and objects deeper than \(maxDepth) levels (at byte \(tooDeepAt))")
         }
-        guard let (key, path) = found else { return }
+        guard let (key, path) = scanned.found else { return }
         let field = JSONDuplicateKeys.join(path, key)
         throw .invalidArgument(
             "\(document) has the key '\(key)' twice in \(path.isEmpty ? "its top-level object" : path); write it once",
             field: field)
+    }
+
+    /// The first duplicate, and where nesting passed `maxDepth` (the scan stops there).
+    private static func scan(_ data: Data) -> (found: (key: String, path: String)?, tooDeepAt: Int?) {
+        var scanner = Scanner(bytes: [UInt8](data))
+        let found = scanner.value(path: "")
+        return (found, scanner.tooDeep ? scanner.at : nil)
     }
 
     static func join(_ path: String, _ key: String) -> String {
