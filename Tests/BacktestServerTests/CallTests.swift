@@ -164,18 +164,10 @@ struct CallTests {
         final class SettingsThenSilence: ChannelInboundHandler, Sendable {
             typealias InboundIn = ByteBuffer
             func channelActive(context: ChannelHandlerContext) {
-                var buffer = context.channel.allocator.buffer(capacity: 64)
-                FrameEncoder.write(Frame(type: .settings, streamID: 0, payload: ConnectionSettings(
-                    maxFramePayload: 4 << 20, maxConcurrentStreams: 8, keepaliveIntervalMs: 200, idleTimeoutMs: 60_000,
-                    maxTimeoutMs: 600_000, serverVersion: "mute").encoded()), into: &buffer)
-                context.writeAndFlush(NIOAny(buffer), promise: nil)
+                CallTests.sendSettings(on: context, keepaliveMs: 200, maxTimeoutMs: 600_000)
             }
         }
-        let mute = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(SettingsThenSilence()) }
-            }
-            .bind(host: "127.0.0.1", port: 0).get()
+        let mute = try await Self.fakePeer { SettingsThenSilence() }
         // The interval comes from the server's SETTINGS (200 ms here).
         let client = BacktestClient(port: try #require(mute.localAddress?.port))
         let started = ContinuousClock.now
@@ -196,11 +188,7 @@ struct CallTests {
         final class AnswersPingsOnly: ChannelInboundHandler, Sendable {
             typealias InboundIn = ByteBuffer
             func channelActive(context: ChannelHandlerContext) {
-                var buffer = context.channel.allocator.buffer(capacity: 64)
-                FrameEncoder.write(Frame(type: .settings, streamID: 0, payload: ConnectionSettings(
-                    maxFramePayload: 4 << 20, maxConcurrentStreams: 8, keepaliveIntervalMs: 100, idleTimeoutMs: 60_000,
-                    maxTimeoutMs: 400, serverVersion: "pings only").encoded()), into: &buffer)
-                context.writeAndFlush(NIOAny(buffer), promise: nil)
+                CallTests.sendSettings(on: context, keepaliveMs: 100, maxTimeoutMs: 400)
                 // Anything the server says keeps the client's liveness check content.
                 func tick() {
                     context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(50)) {
@@ -213,11 +201,7 @@ struct CallTests {
                 tick()
             }
         }
-        let peer = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(AnswersPingsOnly()) }
-            }
-            .bind(host: "127.0.0.1", port: 0).get()
+        let peer = try await Self.fakePeer { AnswersPingsOnly() }
         let client = BacktestClient(port: try #require(peer.localAddress?.port))
         let error = try await #require(throws: BacktestError.self) {
             try await client.runBacktest(strategy("never answered"), settings: testSettings)
@@ -238,11 +222,7 @@ struct CallTests {
                 context.writeAndFlush(NIOAny(context.channel.allocator.buffer(bytes: header)), promise: nil)
             }
         }
-        let peer = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Garbage()) }
-            }
-            .bind(host: "127.0.0.1", port: 0).get()
+        let peer = try await Self.fakePeer { Garbage() }
         let client = BacktestClient(port: try #require(peer.localAddress?.port))
         let error = try await #require(throws: BacktestError.self) { try await client.serverInfo() }
         #expect(error.code == .unavailable)
@@ -268,6 +248,25 @@ struct CallTests {
             #expect(error.code == .cancelled)
             await client.close()
         }
+    }
+
+    /// Writes a fake peer's SETTINGS frame.
+    static func sendSettings(on context: ChannelHandlerContext, keepaliveMs: UInt32, maxTimeoutMs: UInt32) {
+        var buffer = context.channel.allocator.buffer(capacity: 64)
+        FrameEncoder.write(Frame(type: .settings, streamID: 0, payload: ConnectionSettings(
+            maxFramePayload: 4 << 20, maxConcurrentStreams: 8, keepaliveIntervalMs: keepaliveMs, idleTimeoutMs: 60_000,
+            maxTimeoutMs: maxTimeoutMs, serverVersion: "fake").encoded()), into: &buffer)
+        context.writeAndFlush(NIOAny(buffer), promise: nil)
+    }
+
+    /// A listener on 127.0.0.1 whose connections each get `handler()`: a peer that is not a
+    /// backtestd, or stops behaving as one.
+    static func fakePeer(_ handler: @escaping @Sendable () -> any ChannelHandler & Sendable) async throws -> any Channel {
+        try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler()) }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
     }
 
     @Test func aPeerThatNeverSendsSettingsFailsTheCallAfterTheConnectTimeout() async throws {
