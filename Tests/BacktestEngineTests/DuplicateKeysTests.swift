@@ -63,4 +63,17 @@ import Testing
         }
         #expect(error?.field == "[0].commission_bps")
     }
+
+    /// A variants file that is not JSON says where, as a strategy file does, never Foundation's
+    /// "DecodingError.dataCorrupted: ..." dump.
+    @Test func aVariantsFileThatIsNotAnArrayOfObjectsSaysWhere() throws {
+        for (text, message) in [
+            ("", "variants file: the file is empty: a variants file is a JSON array of objects"),
+            ("[{\"commission_bps\": 1},, ]", "variants file: not valid JSON: invalid value at line 1, column 24 (byte 23)"),
+            (#"{"a": 1}"#, "variants file: must be a JSON array of objects"),
+        ] {
+            let error = try #require(throws: BacktestError.self) { try VariantExpansion.overrideSets(Data(text.utf8)) }
+            #expect(error.message == message, "\(error.message)")
+        }
+    }
 }

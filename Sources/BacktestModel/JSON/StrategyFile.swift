@@ -178,7 +178,8 @@ public struct StrategyFile: Sendable, Hashable, Codable {
         do {
             return try JSONDecoder().decode(StrategyFile.self, from: data)
         } catch let error as DecodingError {
-            if case .dataCorrupted(let context) = error, context.codingPath.isEmpty, let syntax = syntaxError(in: data) {
+            if case .dataCorrupted(let context) = error, context.codingPath.isEmpty,
+               let syntax = syntaxError(in: data, expected: "a strategy file is a JSON object") {
                 throw .invalidArgument(syntax)
             }
             throw describe(error)
@@ -188,11 +189,12 @@ public struct StrategyFile: Sendable, Hashable, Codable {
     }
 
     /// Where `data` stops being JSON, in words ("not valid JSON: invalid value at line 2, column
-    /// 19"); nil when it is JSON. Foundation's decoder says only "The given data was not valid
-    /// JSON." (a tester's empty and binary files); its serializer gives the byte offset.
-    static func syntaxError(in data: Data) -> String? {
+    /// 19"; for an empty file "the file is empty: " and `expected`); nil when it is JSON.
+    /// Foundation's decoder says only "The given data was not valid JSON." (a tester's empty and
+    /// binary files); its serializer gives the byte offset.
+    static func syntaxError(in data: Data, expected: String) -> String? {
         if data.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) {
-            return "the file is empty: a strategy file is a JSON object"
+            return "the file is empty: \(expected)"
         }
         do {
             _ = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])

@@ -135,7 +135,9 @@ package enum VariantExpansion {
         do {
             entries = try JSONDecoder().decode([JSONValue].self, from: data)
         } catch {
-            throw .invalidArgument("variants file must be a JSON array of objects: \(error)")
+            // Where the syntax breaks, as for strategy files; never Foundation's own dump.
+            let expected = "a variants file is a JSON array of objects"
+            throw .invalidArgument("variants file: \(StrategyFile.syntaxError(in: data, expected: expected) ?? "must be a JSON array of objects")")
         }
         try JSONDuplicateKeys.reject(in: data, document: "the variants file")
         guard !entries.isEmpty else { throw .invalidArgument("variants file has no variants") }
